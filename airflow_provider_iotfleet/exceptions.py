@@ -1,0 +1,109 @@
+"""The exceptions every hook, operator and sensor of this provider raises.
+
+All of them derive from :class:`IoTFleetError`, so one ``except IoTFleetError`` catches anything the
+provider raises on purpose. Errors that come from a vendor's answer carry what the vendor said:
+``http_status``, the vendor's ``error_code``, its ``message`` and the ``request_id`` to quote to its
+support desk. None of them ever carries a credential: messages are built from vendor error bodies,
+paths and identifiers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.exceptions import AirflowException
+
+
+class IoTFleetError(AirflowException):
+    """Base class of every error this provider raises.
+
+    :param message: what went wrong, in words a person on call can act on.
+    :param http_status: the vendor's HTTP status, when the error comes from an answer.
+    :param error_code: the vendor's own error code (always a string: ``"10000005"``, ``"APIGW.0308"``).
+    :param request_id: the vendor's request id, when it sent one.
+    :param vendor: the vendor platform's display name.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        vendor: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.error_code = error_code
+        self.request_id = request_id
+        self.vendor = vendor
+
+    def __str__(self) -> str:
+        details = []
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
+        if self.error_code:
+            details.append(f"error code {self.error_code}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the JSON-safe fields operators put into XCom for a failed item."""
+        return {"http_status": self.http_status, "error_code": self.error_code, "message": self.message}
+
+
+class IoTFleetConfigurationError(IoTFleetError):
+    """The Airflow connection is missing a field or holds a value the hook cannot use."""
+
+
+class IoTFleetValidationError(IoTFleetError, ValueError):
+    """Input was rejected before any request was sent.
+
+    :param problems: one line per bad item; the message lists them all.
+    """
+
+    def __init__(self, summary: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{summary}:\n{listing}" if self.problems else summary)
+
+
+class IoTFleetTransportError(IoTFleetError):
+    """The vendor could not be reached (connection refused, reset or timed out) after every retry."""
+
+
+class IoTFleetVendorResponseError(IoTFleetError):
+    """The vendor answered with an error, or with a body that is not what its API documents."""
+
+
+class IoTFleetAuthError(IoTFleetVendorResponseError):
+    """The vendor refused the credentials, or the token or login exchange failed."""
+
+
+class IoTFleetNotFoundError(IoTFleetVendorResponseError):
+    """The vendor says the device, account or instance does not exist."""
+
+
+class IoTFleetRateLimitError(IoTFleetVendorResponseError):
+    """The vendor kept throttling the request after every retry.
+
+    :param retry_after: seconds the vendor asked to wait last, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        vendor: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, http_status=http_status, error_code=error_code, request_id=request_id, vendor=vendor
+        )
+        self.retry_after = retry_after

@@ -1,0 +1,282 @@
+"""The synchronous transport every hook uses: one session, timeouts, retries, rate limit, error mapping."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from airflow_provider_iotfleet import __version__
+from airflow_provider_iotfleet.exceptions import IoTFleetTransportError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response
+from airflow_provider_iotfleet.http.ratelimit import TokenBucket
+from airflow_provider_iotfleet.http.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+
+USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
+
+
+class Auth(AuthBase):
+    """An auth strategy: adds credentials to each prepared request, and may renew them once.
+
+    Subclasses implement ``__call__`` (requests' auth interface, called again for every attempt, so
+    signatures and tokens are always fresh) and, when the vendor hands out expiring tokens,
+    :meth:`renew_after`.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        raise NotImplementedError
+
+    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
+        """Decide whether ``error`` means "credentials expired": if so, drop them and return ``True``.
+
+        The client then sends the request once more with fresh credentials; a second rejection is
+        raised to the caller.
+        """
+        return False
+
+
+class NoAuth(Auth):
+    """For token and login endpoints, whose credentials travel in the request itself."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful vendor answer: its parsed JSON ``data``, with checked accessors.
+
+    The accessors raise :class:`IoTFleetVendorResponseError` naming the vendor, the request and the
+    missing or mistyped field, so a changed vendor API never surfaces as a bare ``KeyError``.
+    """
+
+    data: Any
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    vendor: str
+    action: str
+
+    def _malformed(self, what: str) -> IoTFleetVendorResponseError:
+        return malformed_response(self.vendor, self.action, what)
+
+    def object(self) -> dict[str, Any]:
+        """Return the body as a JSON object."""
+        if not isinstance(self.data, dict):
+            raise self._malformed(f"a {type(self.data).__name__} where a JSON object was expected")
+        return self.data
+
+    def field(self, key: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+        """Return ``body[key]`` after checking its type; ``None`` if absent and not ``required``."""
+        body = self.object()
+        if key not in body or body[key] is None:
+            if required:
+                raise self._malformed(f"no {key!r} field")
+            return None
+        value = body[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise self._malformed(f"{key!r} of type {type(value).__name__}")
+        return value
+
+    def objects(self, key: str, *, required: bool = True) -> list[dict[str, Any]]:
+        """Return ``body[key]`` as a list of JSON objects (an empty list if absent and not required)."""
+        items = self.field(key, list, required=required) or []
+        if not all(isinstance(item, dict) for item in items):
+            raise self._malformed(f"{key!r} items that are not JSON objects")
+        return items
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+class VendorHttpClient:
+    """One vendor API over one reused ``requests.Session``.
+
+    Every request goes through :meth:`send`, which applies, in order: the client-side rate limit, the
+    auth strategy, a timeout, and on failure the retry policy (connection errors, 429, 5xx and
+    vendor-named throttling codes, waiting as ``Retry-After`` says or with exponential backoff and
+    jitter). Errors become typed exceptions through the vendor's :class:`ErrorMapping`.
+
+    Redirects are not followed: requests would carry custom credential headers (``X-Access-Key``)
+    to wherever a redirect points.
+
+    :param base_url: prefix for relative paths given to :meth:`send`.
+    :param errors: how this vendor reports errors.
+    :param auth: builds the auth strategy from this client, so token strategies can fetch tokens
+        through the same session and policies.
+    :param max_connections: the most TCP connections open at once; callers running more threads
+        wait for a free one, so a concurrent batch never opens more.
+    :param clock: time source for backoff sleeps and ``Retry-After`` dates; tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        errors: ErrorMapping,
+        auth: Callable[[VendorHttpClient], Auth] | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: TokenBucket | None = None,
+        max_connections: int = 4,
+        user_agent: str = USER_AGENT,
+        logger: logging.Logger | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.errors = errors
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter
+        self.log = logger or logging.getLogger(__name__)
+        self.clock = clock
+        self._uniform = uniform
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, pool_block=True)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.auth: Auth = auth(self) if auth else NoAuth()
+
+    def url(self, path: str) -> str:
+        """Return ``path`` joined to the base URL; absolute URLs (token endpoints) pass unchanged."""
+        if path.startswith(("https://", "http://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limited: bool = True,
+    ) -> Reply:
+        """Send one request, retrying as the policy allows, and return the vendor's JSON answer.
+
+        :param auth: overrides the client's auth strategy (token endpoints pass :class:`NoAuth`).
+        :param retry: overrides the client's retry policy (logins that must never repeat pass
+            ``RetryPolicy(max_retries=0)``).
+        :param rate_limited: ``False`` for auth endpoints, which the vendor does not count.
+        :return: the parsed answer, with its status and headers.
+        :raises IoTFleetVendorResponseError: or a subclass, when the vendor answered with an error or
+            with a body that is not JSON, after any retries.
+        :raises IoTFleetTransportError: when the vendor could not be reached after every retry.
+        """
+        url = self.url(path)
+        action = f"{method} {urlsplit(url).path}"
+        policy = retry or self.retry
+        strategy = auth or self.auth
+        renewed = False
+        retries_done = 0
+        while True:
+            if rate_limited and self.rate_limiter is not None:
+                self.rate_limiter.acquire()
+            outcome = self._attempt(method, url, action, params, json, data, headers, strategy)
+            if isinstance(outcome, Reply):
+                return outcome
+            error, retry_after = outcome
+            if isinstance(error, IoTFleetVendorResponseError) and not renewed and strategy.renew_after(error):
+                renewed = True
+                self.log.info(
+                    "%s: credentials expired; renewed them and resending %s", self.errors.vendor, action
+                )
+                continue
+            if not self._is_retryable(error) or retries_done >= policy.max_retries:
+                raise error
+            delay = policy.delay(retries_done, retry_after, self._uniform)
+            retries_done += 1
+            self.log.warning(
+                "%s: %s failed (%s); retry %d of %d in %.1f s",
+                self.errors.vendor,
+                action,
+                error,
+                retries_done,
+                policy.max_retries,
+                delay,
+            )
+            self.clock.sleep(delay)
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        action: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        auth: Auth,
+    ) -> Reply | tuple[IoTFleetVendorResponseError | IoTFleetTransportError, float | None]:
+        """Send once; return the reply, or the error with the ``Retry-After`` seconds the vendor asked for."""
+        request = requests.Request(
+            method, url, params=params, json=json, data=data, headers=dict(headers or {}), auth=auth
+        )
+        started = self.clock.monotonic()
+        try:
+            prepared = self.session.prepare_request(request)
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return (
+                IoTFleetTransportError(
+                    f"{self.errors.vendor}: {action} could not be completed: {type(exc).__name__}",
+                    vendor=self.errors.vendor,
+                ),
+                None,
+            )
+        self.log.debug(
+            "%s: %s answered %d in %.3f s",
+            self.errors.vendor,
+            action,
+            response.status_code,
+            self.clock.monotonic() - started,
+        )
+        if not 200 <= response.status_code < 300:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
+            return self.errors.error_for(response, action, retry_after), retry_after
+        try:
+            payload = response.json() if response.content else None
+        except ValueError:
+            payload = _NOT_JSON
+        if payload is None or payload is _NOT_JSON:
+            what = "an empty body" if payload is None else "a body that is not JSON"
+            return malformed_response(self.errors.vendor, action, what, response), None
+        return Reply(
+            data=payload,
+            status=response.status_code,
+            headers=response.headers,
+            vendor=self.errors.vendor,
+            action=action,
+        )
+
+    def _is_retryable(self, error: IoTFleetVendorResponseError | IoTFleetTransportError) -> bool:
+        if isinstance(error, IoTFleetTransportError):
+            return True
+        if error.http_status is not None and error.http_status in RETRYABLE_STATUSES:
+            return True
+        if self.errors.is_retryable_code(error.error_code):
+            return True
+        # A 2xx answer that is not JSON is a truncated or garbled answer from a gateway: every call we
+        # make is idempotent in effect, so asking again is safe.
+        return error.http_status is not None and 200 <= error.http_status < 300
+
+    def close(self) -> None:
+        """Close the session and its pooled connections."""
+        self.session.close()
+
+
+_NOT_JSON = object()

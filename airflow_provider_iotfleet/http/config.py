@@ -1,0 +1,162 @@
+"""An Airflow connection read once into typed settings, with clear errors for bad fields."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_iotfleet.exceptions import IoTFleetConfigurationError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def is_loopback_host(hostname: str | None) -> bool:
+    """Return whether ``hostname`` names this machine (``localhost``, 127.0.0.0/8 or ``::1``)."""
+    if not hostname:
+        return False
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_base_url(host: str, port: int | None, conn_id: str) -> str:
+    """Return ``host`` as an absolute base URL without a trailing slash.
+
+    A host without a scheme gets ``https://``. Plain ``http`` is accepted only for loopback hosts
+    (the local simulator): credentials must never cross a network in clear text.
+
+    :raises IoTFleetConfigurationError: for another scheme, or plain http to a remote host.
+    """
+    url = host.strip().rstrip("/")
+    if "://" not in url:
+        url = f"https://{url}"
+    parts = urlsplit(url)
+    if port and parts.port is None:
+        url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
+        parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        return url
+    raise IoTFleetConfigurationError(
+        f"Connection {conn_id!r}: host {parts.scheme}://{parts.hostname} must use https "
+        "(plain http is allowed only for localhost, where the simulator runs)"
+    )
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a hook needs from its Airflow connection, read once when the hook first talks to the vendor.
+
+    Extras are kept as given and read through the typed accessors below, which accept both JSON values
+    and the strings that URI-form connections turn every extra into. Extras a hook does not read are
+    ignored: nothing from a connection is ever sent as a header just because it is there.
+    """
+
+    conn_id: str
+    host: str | None
+    port: int | None
+    login: str | None
+    password: str | None = field(repr=False)
+    extras: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ConnectionSettings:
+        """Build settings from an Airflow ``Connection``."""
+        extras = conn.extra_dejson
+        if not isinstance(extras, Mapping):
+            raise IoTFleetConfigurationError(f"Connection {conn.conn_id!r}: extra must be a JSON object")
+        return cls(
+            conn_id=conn.conn_id,
+            host=conn.host or None,
+            port=conn.port,
+            login=conn.login or None,
+            password=conn.password or None,
+            extras=dict(extras),
+        )
+
+    def _error(self, message: str) -> IoTFleetConfigurationError:
+        return IoTFleetConfigurationError(f"Connection {self.conn_id!r}: {message}")
+
+    def base_url(self, default: str | None = None) -> str:
+        """Return the vendor base URL from ``host`` (or ``default``), checked by :func:`normalise_base_url`."""
+        host = self.host or default
+        if not host:
+            raise self._error("host is empty; set it to the vendor's base URL")
+        return normalise_base_url(host, self.port, self.conn_id)
+
+    def require_login(self, what: str) -> str:
+        if not self.login:
+            raise self._error(f"login is empty; set it to the {what}")
+        return self.login
+
+    def require_password(self, what: str) -> str:
+        if not self.password:
+            raise self._error(f"password is empty; set it to the {what}")
+        return self.password
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        """Return extra ``key`` as a stripped string, or ``default`` when absent or empty."""
+        value = self.extras.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        return str(value).strip()
+
+    def require_str(self, key: str, what: str) -> str:
+        value = self.get_str(key)
+        if value is None:
+            raise self._error(f"extra {key!r} is missing; set it to the {what}")
+        return value
+
+    def get_choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.get_str(key) or default).lower()
+        if value not in choices:
+            raise self._error(f"extra {key!r} is {value!r}; expected one of {', '.join(choices)}")
+        return value
+
+    def get_float(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self.extras.get(key)
+        if value is None or value == "":
+            return default
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._error(f"extra {key!r} must be a number, got {value!r}") from None
+        if number <= minimum:
+            raise self._error(f"extra {key!r} must be greater than {minimum:g}, got {value!r}")
+        return number
+
+    def get_int(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value = self.extras.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            raise self._error(f"extra {key!r} must be a whole number, got {value!r}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise self._error(f"extra {key!r} must be a whole number, got {value!r}") from None
+        if number < minimum:
+            raise self._error(f"extra {key!r} must be at least {minimum}, got {value!r}")
+        return number
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.extras.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise self._error(f"extra {key!r} must be true or false, got {value!r}")

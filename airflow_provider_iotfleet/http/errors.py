@@ -1,0 +1,113 @@
+"""The one place where a vendor's error answer becomes a typed :mod:`~airflow_provider_iotfleet.exceptions` error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetNotFoundError,
+    IoTFleetRateLimitError,
+    IoTFleetVendorResponseError,
+)
+
+#: Response headers in which vendors put their request id when the body has none.
+REQUEST_ID_HEADERS = ("X-Request-Id", "X-Request-ID", "X-Correlation-Id", "X-Trace-Id")
+_MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class VendorErrorBody:
+    """What a vendor's error body says, whatever its field names."""
+
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+
+
+def text_or_none(value: Any) -> str | None:
+    """Return ``value`` as a string (vendors send codes as numbers or strings), ``None`` if empty."""
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _status_class(status: int) -> type[IoTFleetVendorResponseError]:
+    if status in (401, 403):
+        return IoTFleetAuthError
+    if status == 404:
+        return IoTFleetNotFoundError
+    if status == 429:
+        return IoTFleetRateLimitError
+    return IoTFleetVendorResponseError
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    """How one vendor reports errors.
+
+    :param vendor: display name used in messages (``"Cisco IoT Control Center"``).
+    :param parse_body: reads the vendor's JSON error body (``None`` when the body is not JSON).
+    :param code_classes: error codes whose meaning the HTTP status does not tell, mapped to the class
+        to raise (a vendor throttling with 400, or a 404 that means "bad input" rather than "no device").
+    :param retryable_codes: error codes to retry whatever the HTTP status.
+    """
+
+    vendor: str
+    parse_body: Callable[[Any], VendorErrorBody]
+    code_classes: Mapping[str, type[IoTFleetVendorResponseError]] = field(default_factory=dict)
+    retryable_codes: frozenset[str] = frozenset()
+
+    def error_for(
+        self, response: requests.Response, action: str, retry_after: float | None = None
+    ) -> IoTFleetVendorResponseError:
+        """Return (not raise) the typed error for a non-2xx ``response`` to ``action`` ("PUT /devices/1")."""
+        body = self.parse_body(_json_or_none(response))
+        message = body.message or _short_text(response) or response.reason or "no error message"
+        request_id = body.request_id or next(
+            (response.headers[name] for name in REQUEST_ID_HEADERS if name in response.headers), None
+        )
+        error_class = self.code_classes.get(body.code or "") or _status_class(response.status_code)
+        text = f"{self.vendor} rejected {action}: {message}"
+        fields: dict[str, Any] = {
+            "http_status": response.status_code,
+            "error_code": body.code,
+            "request_id": request_id,
+            "vendor": self.vendor,
+        }
+        if issubclass(error_class, IoTFleetRateLimitError):
+            return error_class(text, retry_after=retry_after, **fields)
+        return error_class(text, **fields)
+
+    def is_retryable_code(self, code: str | None) -> bool:
+        return code is not None and code in self.retryable_codes
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short_text(response: requests.Response) -> str | None:
+    text = " ".join(response.text.split())
+    if not text:
+        return None
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+
+
+def malformed_response(
+    vendor: str, action: str, what: str, response: requests.Response | None = None
+) -> IoTFleetVendorResponseError:
+    """Return (not raise) the error for a 2xx answer that is not what the vendor documents."""
+    text = _short_text(response) if response is not None else None
+    return IoTFleetVendorResponseError(
+        f"{vendor} answered {action} with {what}" + (f": {text!r}" if text else ""),
+        http_status=response.status_code if response is not None else None,
+        vendor=vendor,
+    )

@@ -1,0 +1,69 @@
+"""When to retry and how long to wait: pure functions shared by the sync client and async triggers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+#: HTTP statuses that mean "try again later" on every vendor we wrap.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a request is retried.
+
+    :param max_retries: retries after the first attempt (0 sends once).
+    :param backoff_base: seconds before the first retry; doubles on each further retry.
+    :param backoff_max: ceiling of the exponential backoff, in seconds.
+    :param max_retry_after: the longest ``Retry-After`` we agree to sleep; a vendor asking for more
+        gets this many seconds, and if it still refuses the caller sees a rate-limit error.
+    """
+
+    max_retries: int = 3
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_retry_after: float = 300.0
+
+    def delay(
+        self,
+        retry_number: int,
+        retry_after: float | None = None,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> float:
+        """Return the seconds to wait before retry ``retry_number`` (0 for the first retry).
+
+        A vendor's ``Retry-After`` wins over the backoff. Otherwise the wait is exponential with "equal
+        jitter": half the ceiling plus a random share of the other half, so that many workers throttled
+        together do not come back in lockstep.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        ceiling = min(self.backoff_max, self.backoff_base * 2**retry_number)
+        return ceiling / 2 + float(uniform(0.0, ceiling / 2))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for, or ``None`` if absent or unreadable.
+
+    Both forms of RFC 9110 are understood: delay-seconds (``"120"``) and an HTTP date
+    (``"Wed, 21 Oct 2026 07:28:00 GMT"``), the latter measured from ``now`` (UTC).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max((when - now).total_seconds(), 0.0)

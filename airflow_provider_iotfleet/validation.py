@@ -1,0 +1,321 @@
+"""Validators for device identifiers and request payloads, run before the first request is sent.
+
+Each ``validate_*`` function checks every item, then raises one :class:`IoTFleetValidationError`
+whose message lists every bad item with its position, so a DAG author fixes a bad input list in one
+go rather than one failed run per typo. On success they return the values normalised (identifiers as
+digit strings, ROMA ids as ints, dates as aware UTC datetimes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+
+log = logging.getLogger(__name__)
+
+ROMA_DEVICE_ID_MAX = 99_999_999_999_999_999
+CISCO_MAX_SCHEDULE_DAYS = 180
+CISCO_CUSTOM_FIELD_MAX_LENGTH = 2000
+#: SIM states seen in Control Center; the vendor does not publish a complete list.
+CISCO_KNOWN_STATUSES = frozenset(
+    {"INVENTORY", "TEST_READY", "ACTIVATION_READY", "ACTIVATED", "DEACTIVATED", "RETIRED", "PURGED"}
+)
+CISCO_OVERAGE_VALUES = frozenset({"DEFAULT", "TEMPORARY_OVERRIDE", "PERMANENT_OVERRIDE"})
+CISCO_CUSTOM_FIELDS = frozenset(
+    [f"operatorCustom{n}" for n in range(1, 6)]
+    + [f"accountCustom{n}" for n in range(1, 11)]
+    + [f"customerCustom{n}" for n in range(1, 6)]
+)
+CISCO_EDITABLE_FIELDS = CISCO_CUSTOM_FIELDS | {
+    "status",
+    "ratePlan",
+    "communicationPlan",
+    "customer",
+    "deviceID",
+    "modemID",
+    "overageLimitOverride",
+    "ipv4Address",
+    "ipv6Address",
+    "apn",
+    "pdpId",
+}
+PALOALTO_DEVICE_FIELDS = (
+    "ipAddress",
+    "ipv6Address",
+    "imei",
+    "iccid",
+    "imsi",
+    "apn",
+    "msisdn",
+    "SessionEvtType",
+)
+PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
+
+_STATUS_WORD = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class Problems:
+    """Collects problems, then raises them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, problem: str) -> None:
+        self.items.append(problem)
+
+    def raise_if_any(self, summary: str) -> None:
+        if self.items:
+            raise IoTFleetValidationError(summary, self.items)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return whether a digit string passes the Luhn check (its last digit is the check digit)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if position % 2 == 1:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def _digit_string(value: Any) -> str | None:
+    """Return ``value`` as a digit string (ints are accepted), or ``None`` if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return value.strip()
+    return None
+
+
+def imei_problem(value: Any) -> str | None:
+    """Return why ``value`` is not an IMEI (15 digits, Luhn check digit), or ``None`` if it is one."""
+    digits = _digit_string(value)
+    if digits is None:
+        return "is not a string of digits"
+    if len(digits) != 15:
+        return f"has {len(digits)} digits; an IMEI has 15"
+    if not luhn_valid(digits):
+        return "fails the IMEI check digit (Luhn)"
+    return None
+
+
+def iccid_problem(value: Any) -> str | None:
+    """Return why ``value`` is not an ICCID (19-20 digits, Luhn check digit), or ``None``."""
+    digits = _digit_string(value)
+    if digits is None:
+        return "is not a string of digits"
+    if not 19 <= len(digits) <= 20:
+        return f"has {len(digits)} digits; an ICCID has 19 or 20"
+    if not luhn_valid(digits):
+        return "fails the ICCID check digit (Luhn)"
+    return None
+
+
+def ip_problem(value: Any, version: int | None = None) -> str | None:
+    """Return why ``value`` is not an IP address (of ``version`` 4 or 6 if given), or ``None``."""
+    if not isinstance(value, str):
+        return "is not a string"
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return f"is not an IP{'v' + str(version) if version else ''} address"
+    if version is not None and address.version != version:
+        return f"is an IPv{address.version} address; IPv{version} expected"
+    return None
+
+
+def roma_device_id_problem(value: Any) -> str | None:
+    """Return why ``value`` is not a ROMA Connect device id (an integer 1..99999999999999999)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return "is not an integer"
+    try:
+        number = int(value)
+    except ValueError:
+        return "is not an integer"
+    if not 1 <= number <= ROMA_DEVICE_ID_MAX:
+        return f"is outside 1..{ROMA_DEVICE_ID_MAX}"
+    return None
+
+
+def _as_list(values: Any, name: str) -> list[Any]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(values).__name__}"])
+    items = list(values)
+    if not items:
+        raise IoTFleetValidationError(f"{name} is empty", ["give at least one item"])
+    return items
+
+
+def check_batch_size(size: int, max_size: int, name: str) -> None:
+    """Raise if a batch of ``size`` items exceeds what one vendor request may carry."""
+    if size > max_size:
+        raise IoTFleetValidationError(
+            f"{name} has {size} items", [f"at most {max_size} fit in one request; split the list"]
+        )
+
+
+def _validate_identifiers(
+    values: Any, name: str, kind: str, problem_of: Callable[[Any], str | None]
+) -> list[str]:
+    items = _as_list(values, name)
+    problems = Problems()
+    for index, value in enumerate(items):
+        if problem := problem_of(value):
+            problems.add(f"{name}[{index}] {value!r} {problem}")
+    problems.raise_if_any(f"{len(problems.items)} of {len(items)} {kind} are invalid")
+    return [_digit_string(value) or "" for value in items]
+
+
+def validate_imeis(values: Any, name: str = "imeis") -> list[str]:
+    """Return the IMEIs as digit strings, or raise listing every invalid one."""
+    return _validate_identifiers(values, name, "IMEIs", imei_problem)
+
+
+def validate_iccids(values: Any, name: str = "iccids") -> list[str]:
+    """Return the ICCIDs as digit strings, or raise listing every invalid one."""
+    return _validate_identifiers(values, name, "ICCIDs", iccid_problem)
+
+
+def validate_roma_device_ids(values: Any, name: str = "device_ids") -> list[int]:
+    """Return the ROMA Connect device ids as ints, or raise listing every invalid one."""
+    items = _as_list(values, name)
+    problems = Problems()
+    for index, value in enumerate(items):
+        if problem := roma_device_id_problem(value):
+            problems.add(f"{name}[{index}] {value!r} {problem}")
+    problems.raise_if_any(f"{len(problems.items)} of {len(items)} ROMA device ids are invalid")
+    return [int(value) for value in items]
+
+
+def validate_effective_date(value: datetime | str, now: datetime) -> datetime:
+    """Return a Cisco ``effectiveDate`` as an aware UTC datetime.
+
+    Accepts a timezone-aware ``datetime`` (pendulum's included) or an ISO 8601 string with an offset.
+    The date must not be in the past, nor more than 180 days after ``now``.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise IoTFleetValidationError(
+                "effective_date is not a date", [f"{value!r} is not ISO 8601 (2026-12-01T00:00:00+00:00)"]
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise IoTFleetValidationError("effective_date is not a date", [f"got {type(value).__name__}"])
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise IoTFleetValidationError(
+            "effective_date has no time zone", [f"{value!r}: give an offset, e.g. +00:00"]
+        )
+    parsed = parsed.astimezone(UTC)
+    latest = now + timedelta(days=CISCO_MAX_SCHEDULE_DAYS)
+    if parsed < now:
+        raise IoTFleetValidationError(
+            "effective_date is in the past", [f"{parsed.isoformat()} is before now ({now.isoformat()})"]
+        )
+    if parsed > latest:
+        raise IoTFleetValidationError(
+            "effective_date is too far ahead",
+            [f"{parsed.isoformat()} is more than {CISCO_MAX_SCHEDULE_DAYS} days after now"],
+        )
+    return parsed
+
+
+def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
+    """Return every problem with one Cisco ``Edit Device Details`` body (empty list when valid)."""
+    if not isinstance(changes, Mapping):
+        return [f"{prefix} must be a mapping of field to value, got {type(changes).__name__}"]
+    if not changes:
+        return [f"{prefix} is empty; give at least one field to change"]
+    problems: list[str] = []
+    for field, value in changes.items():
+        where = f"{prefix}.{field}"
+        if field == "effectiveDate":
+            problems.append(f"{where}: pass the date as effective_date, not inside the changes")
+            continue
+        if field not in CISCO_EDITABLE_FIELDS:
+            problems.append(f"{where}: Control Center has no editable field {field!r}")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{where}: must be a string, got {type(value).__name__}")
+            continue
+        if field in CISCO_CUSTOM_FIELDS and len(value) > CISCO_CUSTOM_FIELD_MAX_LENGTH:
+            problems.append(f"{where}: {len(value)} characters; at most {CISCO_CUSTOM_FIELD_MAX_LENGTH}")
+        elif field == "status" and not _STATUS_WORD.match(value):
+            problems.append(f"{where}: {value!r} is not an upper-case SIM status such as ACTIVATED")
+        elif field == "overageLimitOverride" and value not in CISCO_OVERAGE_VALUES:
+            problems.append(f"{where}: {value!r} is not one of {', '.join(sorted(CISCO_OVERAGE_VALUES))}")
+        elif field in ("ipv4Address", "ipv6Address") and (
+            problem := ip_problem(value, 4 if field == "ipv4Address" else 6)
+        ):
+            problems.append(f"{where}: {value!r} {problem}")
+    if ("ipv4Address" in changes or "ipv6Address" in changes) and not (
+        "apn" in changes and "pdpId" in changes
+    ):
+        problems.append(f"{prefix}: an IP address change needs apn and pdpId as well")
+    status = changes.get("status")
+    if isinstance(status, str) and _STATUS_WORD.match(status) and status not in CISCO_KNOWN_STATUSES:
+        log.warning("SIM status %r is not one we have seen; sending it as given", status)
+    return problems
+
+
+def validate_cisco_changes(changes: Any) -> dict[str, str]:
+    """Return one Cisco edit body, or raise listing every problem with it."""
+    problems = Problems()
+    for problem in cisco_change_problems(changes):
+        problems.add(problem)
+    problems.raise_if_any("The device changes are invalid")
+    return dict(changes)
+
+
+def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[str, str]]:
+    """Return Palo Alto ``devicelist`` entries with values as strings, or raise listing every problem.
+
+    Each entry is a mapping of the documented fields (ipAddress, ipv6Address, imei, iccid, imsi, apn,
+    msisdn, SessionEvtType) with at least one identifier.
+    """
+    items = _as_list(devices, name)
+    problems = Problems()
+    cleaned: list[dict[str, str]] = []
+    for index, device in enumerate(items):
+        where = f"{name}[{index}]"
+        if not isinstance(device, Mapping):
+            problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
+            continue
+        entry = {key: str(value).strip() for key, value in device.items() if value not in (None, "")}
+        unknown = sorted(set(entry) - set(PALOALTO_DEVICE_FIELDS))
+        if unknown:
+            problems.add(f"{where}: unknown fields {', '.join(unknown)}")
+        if not any(key in entry for key in PALOALTO_IDENTIFIERS):
+            problems.add(f"{where}: needs at least one of {', '.join(PALOALTO_IDENTIFIERS)}")
+        checks: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
+            ("imei", imei_problem),
+            ("iccid", iccid_problem),
+            ("ipAddress", lambda v: ip_problem(v, 4)),
+            ("ipv6Address", lambda v: ip_problem(v, 6)),
+        )
+        for key, problem_of in checks:
+            if key in entry and (problem := problem_of(entry[key])):
+                problems.add(f"{where}.{key} {entry[key]!r} {problem}")
+        for key, lengths in (("imsi", (6, 15)), ("msisdn", (5, 15))):
+            if key in entry and not _digits_between(entry[key].lstrip("+"), *lengths):
+                problems.add(f"{where}.{key} {entry[key]!r} is not {lengths[0]}-{lengths[1]} digits")
+        cleaned.append(entry)
+    problems.raise_if_any(f"{len(problems.items)} problems in {len(items)} {name}")
+    return cleaned
+
+
+def _digits_between(text: str, shortest: int, longest: int) -> bool:
+    return text.isdigit() and text.isascii() and shortest <= len(text) <= longest
