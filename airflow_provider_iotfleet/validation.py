@@ -319,3 +319,24 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
 
 def _digits_between(text: str, shortest: int, longest: int) -> bool:
     return text.isdigit() and text.isascii() and shortest <= len(text) <= longest
+
+
+def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dict[str, str]]]:
+    """Return ``(iccid, changes)`` pairs from ``[{"iccid": ..., <fields>}, ...]``, or raise listing every problem."""
+    items = _as_list(edits, name)
+    problems = Problems()
+    pairs: list[tuple[str, dict[str, str]]] = []
+    for index, edit in enumerate(items):
+        where = f"{name}[{index}]"
+        if not isinstance(edit, Mapping):
+            problems.add(f"{where}: must be a mapping with 'iccid' and the fields to change")
+            continue
+        changes = {key: value for key, value in edit.items() if key != "iccid"}
+        iccid = edit.get("iccid")
+        if problem := iccid_problem(iccid):
+            problems.add(f"{where}.iccid {iccid!r} {problem}")
+        for problem in cisco_change_problems(changes, prefix=where):
+            problems.add(problem)
+        pairs.append((_digit_string(iccid) or "", changes))
+    problems.raise_if_any(f"{len(problems.items)} problems in {len(items)} {name}")
+    return pairs

@@ -34,6 +34,13 @@ class Auth(AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         raise NotImplementedError
 
+    def obtain(self) -> None:
+        """Obtain any credentials fetched from the vendor (tokens, sessions) now, raising if refused.
+
+        Static credentials have nothing to obtain; ``test_connection`` uses this to prove token
+        credentials without touching data.
+        """
+
     def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
         """Decide whether ``error`` means "credentials expired": if so, drop them and return ``True``.
 

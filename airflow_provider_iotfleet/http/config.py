@@ -83,24 +83,25 @@ class ConnectionSettings:
             extras=dict(extras),
         )
 
-    def _error(self, message: str) -> IoTFleetConfigurationError:
+    def error(self, message: str) -> IoTFleetConfigurationError:
+        """Return (not raise) a configuration error that names this connection."""
         return IoTFleetConfigurationError(f"Connection {self.conn_id!r}: {message}")
 
     def base_url(self, default: str | None = None) -> str:
         """Return the vendor base URL from ``host`` (or ``default``), checked by :func:`normalise_base_url`."""
         host = self.host or default
         if not host:
-            raise self._error("host is empty; set it to the vendor's base URL")
+            raise self.error("host is empty; set it to the vendor's base URL")
         return normalise_base_url(host, self.port, self.conn_id)
 
     def require_login(self, what: str) -> str:
         if not self.login:
-            raise self._error(f"login is empty; set it to the {what}")
+            raise self.error(f"login is empty; set it to the {what}")
         return self.login
 
     def require_password(self, what: str) -> str:
         if not self.password:
-            raise self._error(f"password is empty; set it to the {what}")
+            raise self.error(f"password is empty; set it to the {what}")
         return self.password
 
     def get_str(self, key: str, default: str | None = None) -> str | None:
@@ -113,13 +114,13 @@ class ConnectionSettings:
     def require_str(self, key: str, what: str) -> str:
         value = self.get_str(key)
         if value is None:
-            raise self._error(f"extra {key!r} is missing; set it to the {what}")
+            raise self.error(f"extra {key!r} is missing; set it to the {what}")
         return value
 
     def get_choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = (self.get_str(key) or default).lower()
         if value not in choices:
-            raise self._error(f"extra {key!r} is {value!r}; expected one of {', '.join(choices)}")
+            raise self.error(f"extra {key!r} is {value!r}; expected one of {', '.join(choices)}")
         return value
 
     def get_float(self, key: str, default: float, *, minimum: float = 0.0) -> float:
@@ -129,9 +130,9 @@ class ConnectionSettings:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self._error(f"extra {key!r} must be a number, got {value!r}") from None
+            raise self.error(f"extra {key!r} must be a number, got {value!r}") from None
         if number <= minimum:
-            raise self._error(f"extra {key!r} must be greater than {minimum:g}, got {value!r}")
+            raise self.error(f"extra {key!r} must be greater than {minimum:g}, got {value!r}")
         return number
 
     def get_int(self, key: str, default: int, *, minimum: int = 0) -> int:
@@ -139,13 +140,13 @@ class ConnectionSettings:
         if value is None or value == "":
             return default
         if isinstance(value, bool):
-            raise self._error(f"extra {key!r} must be a whole number, got {value!r}")
+            raise self.error(f"extra {key!r} must be a whole number, got {value!r}")
         try:
             number = int(str(value).strip())
         except ValueError:
-            raise self._error(f"extra {key!r} must be a whole number, got {value!r}") from None
+            raise self.error(f"extra {key!r} must be a whole number, got {value!r}") from None
         if number < minimum:
-            raise self._error(f"extra {key!r} must be at least {minimum}, got {value!r}")
+            raise self.error(f"extra {key!r} must be at least {minimum}, got {value!r}")
         return number
 
     def get_bool(self, key: str, default: bool) -> bool:
@@ -159,4 +160,4 @@ class ConnectionSettings:
             return True
         if text in _FALSE:
             return False
-        raise self._error(f"extra {key!r} must be true or false, got {value!r}")
+        raise self.error(f"extra {key!r} must be true or false, got {value!r}")

@@ -42,8 +42,8 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.backoff_max, self.backoff_base * 2**retry_number)
-        return ceiling / 2 + float(uniform(0.0, ceiling / 2))
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0**retry_number)
+        return ceiling / 2 + uniform(0.0, ceiling / 2)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

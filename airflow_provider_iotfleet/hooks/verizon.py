@@ -1,0 +1,386 @@
+"""Verizon ThingSpace FOTA v3: device firmware listing (paginated) and firmware sync.
+
+Every call carries two credentials: an OAuth2 bearer token and an M2M session token from a login
+with the ThingSpace (UWS) user. Five failed logins in a row lock that user, so a refused login is
+never repeated within one hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.http import (
+    SYSTEM_CLOCK,
+    Auth,
+    Clock,
+    ConnectionSettings,
+    ErrorMapping,
+    RetryPolicy,
+    TokenBucket,
+    VendorErrorBody,
+    VendorHttpClient,
+    text_or_none,
+)
+from airflow_provider_iotfleet.http.auth import CachedToken, OAuthClientCredentials
+from airflow_provider_iotfleet.validation import validate_imeis
+
+VENDOR = "Verizon ThingSpace"
+DEFAULT_HOST = "https://thingspace.verizon.com"
+FOTA_PATH = "/api/fota/v3"
+OAUTH_PATH = "/api/ts/v1/oauth2/token"
+LOGIN_PATH = "/api/m2m/v1/session/login"
+#: An expired M2M session answers 400 with an error code ending in this; we log in again once.
+SESSION_EXPIRED_SUFFIX = "SessionToken.Expired"
+SYNC_SUCCESS = "FirmwareVersionUpdateSuccess"
+MAX_SYNC_IMEIS = 100
+PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
+_NO_RETRY = RetryPolicy(max_retries=0)
+
+
+def _parse_error(body: Any) -> VendorErrorBody:
+    # API errors: {"errorCode": "FOTA.REQUEST_FAILED.X", "errorMessage": "..."};
+    # gateway auth failures: {"fault": {"code": "900901", "message": "Invalid Credentials"}}.
+    if not isinstance(body, dict):
+        return VendorErrorBody()
+    if isinstance(body.get("fault"), dict):
+        fault = body["fault"]
+        return VendorErrorBody(
+            code=text_or_none(fault.get("code")), message=text_or_none(fault.get("message"))
+        )
+    return VendorErrorBody(
+        code=text_or_none(body.get("errorCode")), message=text_or_none(body.get("errorMessage"))
+    )
+
+
+VERIZON_ERRORS = ErrorMapping(vendor=VENDOR, parse_body=_parse_error)
+
+
+class _BearerOnly(Auth):
+    """The bearer token alone, never renewed: for the M2M login, which must not be sent twice."""
+
+    def __init__(self, oauth: OAuthClientCredentials) -> None:
+        self._oauth = oauth
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._oauth.token()}"
+        return request
+
+
+class ThingSpaceAuth(Auth):
+    """Bearer token plus ``VZ-M2M-Token`` session token on every request.
+
+    A 401 renews the bearer token once; a ``SessionToken.Expired`` error logs in again once. A login
+    the vendor refuses is remembered: later calls of the same hook fail at once instead of logging in
+    again and moving the account towards its lockout.
+    """
+
+    def __init__(
+        self,
+        client: VendorHttpClient,
+        oauth: OAuthClientCredentials,
+        login_url: str,
+        username: str,
+        password: str,
+    ) -> None:
+        self._client = client
+        self._oauth = oauth
+        self._login_url = login_url
+        self._credentials = {"username": username, "password": password}
+        self._session = CachedToken(client.clock, refresh_lead=0.0)
+        self._refused_login: IoTFleetVendorResponseError | None = None
+
+    def _login(self) -> tuple[str, None]:
+        if self._refused_login is not None:
+            raise IoTFleetAuthError(
+                f"{VENDOR}: not logging in again after the M2M login was refused earlier "
+                f"(five refusals in a row lock the account): {self._refused_login.message}",
+                http_status=self._refused_login.http_status,
+                error_code=self._refused_login.error_code,
+                request_id=self._refused_login.request_id,
+                vendor=VENDOR,
+            )
+        try:
+            reply = self._client.send(
+                "POST",
+                self._login_url,
+                json=self._credentials,
+                auth=_BearerOnly(self._oauth),
+                retry=_NO_RETRY,
+                rate_limited=False,
+            )
+        except IoTFleetVendorResponseError as error:
+            if error.http_status is not None and 400 <= error.http_status < 500:
+                self._refused_login = error
+            raise
+        # The session token only expires after 20 idle minutes: no lifetime, renewed when refused.
+        return reply.field("sessionToken", str), None
+
+    def obtain(self) -> None:
+        self._oauth.token()
+        self._session.get(self._login)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._oauth.token()}"
+        request.headers["VZ-M2M-Token"] = self._session.get(self._login)
+        return request
+
+    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
+        if error.error_code and error.error_code.endswith(SESSION_EXPIRED_SUFFIX):
+            self._session.invalidate()
+            return True
+        return self._oauth.renew_after(error)
+
+
+# --- Normalisation -----------------------------------------------------------------------------
+
+_TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z")
+
+
+def normalise_timestamp(value: Any) -> str | None:
+    """Return a ThingSpace timestamp (``2020-11-10 15:35:00.122 +0000 UTC``) as ISO 8601 UTC.
+
+    ``"N/A"``, empty and unreadable values become ``None``.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip().removesuffix(" UTC")
+    if not text or text.upper() == "N/A":
+        return None
+    parsed: datetime | None = None
+    for pattern in _TIMESTAMP_FORMATS:
+        try:
+            parsed = datetime.strptime(text, pattern)
+            break
+        except ValueError:
+            continue
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
+    """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
+    files = item.get("filesList", item.get("fileList")) or []
+    return {
+        "device_id": item.get("deviceId"),
+        "mdn": item.get("mdn"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "firmware": item.get("firmware"),
+        "fota_eligible": item.get("fotaEligible"),
+        "license_assigned": item.get("licenseAssigned"),
+        "status": item.get("status"),
+        "protocol": item.get("protocol"),
+        "software": [
+            {
+                "name": software.get("name"),
+                "version": software.get("version"),
+                "upgrade_time": normalise_timestamp(software.get("upgradeTime")),
+            }
+            for software in item.get("softwareList") or []
+            if isinstance(software, dict)
+        ],
+        "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files],
+        "create_time": normalise_timestamp(item.get("createTime")),
+        "upgrade_time": normalise_timestamp(item.get("upgradeTime")),
+        "status_time": normalise_timestamp(item.get("statusTime")),
+        "refresh_time": normalise_timestamp(item.get("refreshTime")),
+        "last_connection_time": normalise_timestamp(item.get("lastConnectionTime")),
+    }
+
+
+@dataclass(frozen=True)
+class FirmwareSyncResult:
+    """Per-device outcome of a firmware sync.
+
+    :ivar synced: ``{"device_id", "firmware_version", "version_update_time", "status"}`` per success.
+    :ivar failed: ``{"device_id", "status", "reason"}`` per device ThingSpace did not sync (including
+        devices missing from its answer).
+    """
+
+    account_name: str
+    synced: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+
+
+# --- Hook --------------------------------------------------------------------------------------
+
+
+class VerizonThingSpaceHook(IoTFleetBaseHook):
+    """List FOTA devices and sync their firmware on Verizon ThingSpace.
+
+    Connection: ``host`` is the ThingSpace root (default ``https://thingspace.verizon.com``; the FOTA,
+    OAuth and M2M paths are appended), ``login`` / ``password`` the OAuth key and secret. Extras:
+    ``m2m_username`` and ``m2m_password`` (required), ``account_name`` (default account),
+    ``oauth_url`` and ``m2m_login_url`` (override the derived endpoints), ``requests_per_second``
+    (10; ThingSpace publishes no limit), ``timeout``, ``max_retries``.
+
+    :param verizon_thingspace_conn_id: the Airflow connection id.
+    """
+
+    conn_name_attr = "verizon_thingspace_conn_id"
+    default_conn_name = "verizon_thingspace_default"
+    conn_type = "verizon_thingspace"
+    hook_name = "Verizon ThingSpace"
+    secret_extras = ("m2m_password",)
+
+    def __init__(
+        self, verizon_thingspace_conn_id: str = default_conn_name, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        super().__init__(verizon_thingspace_conn_id, clock=clock)
+
+    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+        root = settings.base_url(default=DEFAULT_HOST)
+        oauth_url = settings.get_str("oauth_url") or f"{root}{OAUTH_PATH}"
+        login_url = settings.get_str("m2m_login_url") or f"{root}{LOGIN_PATH}"
+        key = settings.require_login("OAuth key")
+        secret = settings.require_password("OAuth secret")
+        username = settings.require_str("m2m_username", "ThingSpace M2M (UWS) user name")
+        password = settings.require_str("m2m_password", "ThingSpace M2M (UWS) password")
+
+        def auth(client: VendorHttpClient) -> Auth:
+            oauth = OAuthClientCredentials(client, oauth_url, key, secret, default_lifetime=3600.0)
+            return ThingSpaceAuth(client, oauth, login_url, username, password)
+
+        return VendorHttpClient(
+            base_url=f"{root}{FOTA_PATH}",
+            errors=VERIZON_ERRORS,
+            auth=auth,
+            rate_limiter=TokenBucket(
+                settings.get_float("requests_per_second", 10.0),
+                clock=self.clock.monotonic,
+                sleep=self.clock.sleep,
+            ),
+            **self._transport_options(settings),
+        )
+
+    def _account(self, account_name: str | None) -> str:
+        account = account_name or self.settings.get_str("account_name")
+        if not account or not isinstance(account, str):
+            raise IoTFleetValidationError(
+                "account_name is missing", ["pass account_name or set the connection's 'account_name' extra"]
+            )
+        return account.strip()
+
+    def iter_fota_device_pages(
+        self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the account's FOTA devices one page (up to 1000) at a time, normalised.
+
+        Each page is requested only when the previous one has been consumed, so the whole account is
+        never held in memory.
+
+        :param account_name: the billing account (leading zeros included); default: the connection's.
+        :param imeis: only these devices (``POST``); ``None`` lists the whole account (``GET``).
+        :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` to filter on.
+        :raises IoTFleetValidationError: for a bad IMEI or protocol, before any request.
+        """
+        account = self._account(account_name)
+        body = {"deviceList": validate_imeis(imeis)} if imeis is not None else None
+        if protocol is not None and protocol.upper() not in PROTOCOLS:
+            raise IoTFleetValidationError(
+                "protocol is invalid", [f"{protocol!r} is not one of {', '.join(PROTOCOLS)}"]
+            )
+        path = f"devices/{quote(account, safe='')}"
+        last_seen: str = "0"
+        while True:
+            params = {"lastSeenDeviceId": last_seen}
+            if protocol:
+                params["protocol"] = protocol.upper()
+            reply = (
+                self.client.send("POST", path, params=params, json=body)
+                if body is not None
+                else self.client.send("GET", path, params=params)
+            )
+            yield [normalise_device(item) for item in reply.objects("deviceList", required=False)]
+            if not reply.field("hasMoreData", bool, required=False):
+                return
+            next_seen = str(reply.field("lastSeenDeviceId", (str, int)))
+            if next_seen == last_seen:
+                raise IoTFleetVendorResponseError(
+                    f"{VENDOR} said hasMoreData but did not move lastSeenDeviceId past {last_seen}",
+                    vendor=VENDOR,
+                )
+            last_seen = next_seen
+
+    def iter_fota_devices(
+        self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the account's FOTA devices one by one; see :meth:`iter_fota_device_pages`."""
+        for page in self.iter_fota_device_pages(account_name, imeis, protocol):
+            yield from page
+
+    def sync_firmware(self, account_name: str | None, imeis: Sequence[str]) -> FirmwareSyncResult:
+        """Ask ThingSpace to read the firmware reported by each device (``PUT /firmware/{acc}/devices``).
+
+        IMEIs are sent 100 per request, the documented cap.
+
+        :return: devices whose sync succeeded and those that did not, with ThingSpace's reason.
+        :raises IoTFleetValidationError: listing every bad IMEI, before any request.
+        """
+        account = self._account(account_name)
+        checked = validate_imeis(imeis)
+        synced: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for start in range(0, len(checked), MAX_SYNC_IMEIS):
+            batch = checked[start : start + MAX_SYNC_IMEIS]
+            reply = self.client.send(
+                "PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch}
+            )
+            key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
+            if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
+                key = "deviceFirmwareVersionList"
+            answered = set()
+            for item in reply.objects(key):
+                device_id = str(item.get("deviceId"))
+                answered.add(device_id)
+                status = item.get("status")
+                if status == SYNC_SUCCESS:
+                    synced.append(
+                        {
+                            "device_id": device_id,
+                            "firmware_version": item.get("firmwareVersion"),
+                            "version_update_time": normalise_timestamp(
+                                item.get("VersionUpdateTime", item.get("firmwareVersionUpdateTime"))
+                            ),
+                            "status": status,
+                        }
+                    )
+                else:
+                    failed.append(
+                        {
+                            "device_id": device_id,
+                            "status": status,
+                            "reason": item.get("reason", item.get("Reason")),
+                        }
+                    )
+            failed.extend(
+                {"device_id": imei, "status": None, "reason": "missing from ThingSpace's answer"}
+                for imei in batch
+                if imei not in answered
+            )
+        self.log.info("%s: firmware synced for %d of %d devices", VENDOR, len(synced), len(checked))
+        return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
+
+    def _check_connection(self) -> str:
+        self.client.auth.obtain()
+        return (
+            f"Obtained a ThingSpace access token and M2M session for {self.settings.get_str('m2m_username')}"
+        )

@@ -1,0 +1,142 @@
+"""Auth strategies more than one vendor uses: static headers, HTTP Basic, cached OAuth2 tokens."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from airflow_provider_iotfleet._compat import mask_secret
+from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
+from airflow_provider_iotfleet.http.client import Auth
+from airflow_provider_iotfleet.http.clock import Clock
+
+if TYPE_CHECKING:
+    from airflow_provider_iotfleet.http.client import VendorHttpClient
+
+
+class HeaderAuth(Auth):
+    """Fixed credential headers on every request (Palo Alto's ``X-Key-Id`` / ``X-Access-Key``)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = dict(headers)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._headers)
+        return request
+
+
+class BasicAuth(Auth):
+    """HTTP Basic ``user:password`` on every request."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._basic = HTTPBasicAuth(username, password)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        prepared: requests.PreparedRequest = self._basic(request)
+        return prepared
+
+
+class CachedToken:
+    """A token shared by the threads of one hook, fetched once and renewed ahead of its expiry.
+
+    :param clock: monotonic time source.
+    :param refresh_lead: seconds before expiry at which the token is renewed, so that a token is
+        never sent in its last moments and rejected in flight.
+    """
+
+    def __init__(self, clock: Clock, refresh_lead: float) -> None:
+        self._clock = clock
+        self._refresh_lead = refresh_lead
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self._lock = threading.Lock()
+
+    def get(self, fetch: Callable[[], tuple[str, float | None]]) -> str:
+        """Return the cached token, calling ``fetch`` for ``(token, lifetime seconds or None)`` when stale.
+
+        Fetched tokens are registered with Airflow's secret masker before anyone can log them.
+        """
+        with self._lock:
+            now = self._clock.monotonic()
+            fresh = self._expires_at is None or now < self._expires_at - self._refresh_lead
+            if self._token is None or not fresh:
+                token, lifetime = fetch()
+                mask_secret(token)
+                self._token = token
+                self._expires_at = None if lifetime is None else now + lifetime
+            return self._token
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the token (only if it is still ``token``, when given, so a fresh one survives)."""
+        with self._lock:
+            if token is None or token == self._token:
+                self._token = None
+                self._expires_at = None
+
+    @property
+    def current(self) -> str | None:
+        return self._token
+
+
+class OAuthClientCredentials(Auth):
+    """OAuth2 client-credentials bearer tokens, cached and renewed ahead of expiry and once on a 401.
+
+    :param client: the vendor client the token request goes through (same session and retries).
+    :param token_url: the token endpoint.
+    :param scope: the ``scope`` form value, if the vendor wants one.
+    :param default_lifetime: seconds to keep a token whose answer has no ``expires_in``.
+    """
+
+    def __init__(
+        self,
+        client: VendorHttpClient,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        default_lifetime: float = 3600.0,
+        refresh_lead: float = 120.0,
+    ) -> None:
+        self._client = client
+        self._token_url = token_url
+        self._credentials = BasicAuth(client_id, client_secret)
+        self._scope = scope
+        self._default_lifetime = default_lifetime
+        self._cache = CachedToken(client.clock, refresh_lead)
+
+    def token(self) -> str:
+        """Return a valid access token, fetching one if needed."""
+        return self._cache.get(self._fetch)
+
+    def obtain(self) -> None:
+        self.token()
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials"}
+        if self._scope:
+            form["scope"] = self._scope
+        reply = self._client.send(
+            "POST", self._token_url, data=form, auth=self._credentials, rate_limited=False
+        )
+        token = reply.field("access_token", str)
+        expires_in = reply.field("expires_in", (int, float, str), required=False)
+        try:
+            lifetime = float(expires_in) if expires_in is not None else self._default_lifetime
+        except ValueError:
+            lifetime = self._default_lifetime
+        return token, lifetime
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        return request
+
+    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
+        if error.http_status == 401:
+            self._cache.invalidate()
+            return True
+        return False
