@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,7 +241,7 @@ class VendorHttpClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             return (
                 IoTFleetTransportError(
-                    f"{self.errors.vendor}: {action} could not be completed: {type(exc).__name__}",
+                    f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
                     vendor=self.errors.vendor,
                 ),
                 None,
@@ -287,3 +288,11 @@ class VendorHttpClient:
 
 
 _NOT_JSON = object()
+_OBJECT_REPR = re.compile(r"<[^<>]+ object at 0x[0-9a-f]+>: ?")
+
+
+def _describe(exc: requests.RequestException) -> str:
+    """Return the root cause of a transport failure ("Connection refused", "Read timed out")."""
+    inner = exc.args[0] if exc.args else exc
+    reason = getattr(inner, "reason", inner)
+    return f"{type(exc).__name__}: {_OBJECT_REPR.sub('', str(reason))}"

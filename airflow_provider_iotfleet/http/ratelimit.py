@@ -44,8 +44,10 @@ class TokenBucket:
             now = self._clock()
             self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            # The epsilon absorbs float rounding: without it, a bucket at 0.9999999999 tokens asks for
+            # a sleep too short to move a large monotonic clock, and spins.
+            if self._tokens >= 1 - 1e-9:
+                self._tokens = max(self._tokens - 1, 0.0)
                 return 0.0
             return (1 - self._tokens) / self.rate
 

@@ -1,0 +1,32 @@
+"""Shared fixtures: an isolated AIRFLOW_HOME, connections from env vars, a fake clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+# Airflow reads AIRFLOW_HOME at import time; keep tests away from the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="iotfleet-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from tests.fakes import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def set_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Define an Airflow connection the way hooks see it outside a task: an AIRFLOW_CONN_* variable."""
+
+    def define(conn_id: str, conn_type: str, **fields: Any) -> None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
+
+    return define

@@ -1,0 +1,49 @@
+"""Test doubles: a clock whose sleep advances time instead of waiting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow_provider_iotfleet.http import Clock
+
+
+class FakeClock(Clock):
+    """Monotonic and wall time that move only when a test (or a sleep) moves them."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)) -> None:
+        self._now = start
+        self._monotonic = 1_000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def now(self) -> datetime:
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self._monotonic += seconds
+        self._now += timedelta(seconds=seconds)
+
+
+def luhn_complete(body: str) -> str:
+    """Append the Luhn check digit to ``body`` (independent of the code under test)."""
+    digits = [int(c) for c in body]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+# Published examples, Luhn-valid.
+IMEI = "490154203237518"
+IMEI_2 = "356938035643809"
+ICCID = "89014103211118510720"
+ICCID_19 = "8944500102198304826"

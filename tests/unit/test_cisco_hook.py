@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+import requests_mock as rm
+
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetError,
+    IoTFleetNotFoundError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from tests.fakes import ICCID, ICCID_19, FakeClock
+
+HOST = "https://rws-jpotest.jasper.com"
+API = f"{HOST}/rws/api/v1"
+USER, API_KEY = "fleet-bot", "4f1d2c3b-secret-api-key"
+
+
+@pytest.fixture
+def hook(set_connection: Callable[..., None], clock: FakeClock) -> CiscoControlCenterHook:
+    set_connection(
+        "cisco_control_center_default", "cisco_control_center", host=HOST, login=USER, password=API_KEY
+    )
+    return CiscoControlCenterHook(clock=clock)
+
+
+def test_edit_applied_now_sends_basic_auth_and_body(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", status_code=200, json={"iccid": ICCID})
+    result = hook.edit_device(ICCID, {"status": "ACTIVATED", "accountCustom1": "site-7"})
+    assert (result.iccid, result.scheduled, result.effective_date) == (ICCID, False, None)
+    request = requests_mock.last_request
+    assert (
+        request.headers["Authorization"] == "Basic " + base64.b64encode(f"{USER}:{API_KEY}".encode()).decode()
+    )
+    assert request.json() == {"status": "ACTIVATED", "accountCustom1": "site-7"}
+
+
+def test_edit_with_future_date_is_scheduled(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=202, json={"iccid": ICCID_19})
+    when = clock.now() + timedelta(days=10)
+    result = hook.edit_device(ICCID_19, {"ratePlan": "IOT-1GB"}, effective_date=when)
+    assert result.scheduled is True
+    assert result.effective_date == "2026-12-01T12:00:00+00:00"
+    assert requests_mock.last_request.json() == {
+        "ratePlan": "IOT-1GB",
+        "effectiveDate": "2026-12-01T12:00:00+00:00",
+    }
+
+
+def test_invalid_input_sends_nothing(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    with pytest.raises(IoTFleetValidationError):
+        hook.edit_device("123", {"status": "ACTIVATED"})
+    with pytest.raises(IoTFleetValidationError, match="too far ahead"):
+        hook.edit_device(ICCID, {"status": "ACTIVATED"}, effective_date=clock.now() + timedelta(days=200))
+    with pytest.raises(IoTFleetValidationError) as caught:
+        hook.edit_devices([{"iccid": ICCID, "status": "bad status"}, {"iccid": "1", "status": "ACTIVATED"}])
+    assert len(caught.value.problems) == 2
+    assert requests_mock.call_count == 0
+
+
+# The vendor's documented error table: code, HTTP status, message, and the class we raise.
+CISCO_ERROR_TABLE = [
+    ("10000001", 401, "Invalid credentials.", IoTFleetAuthError),
+    ("10000005", 400, "Invalid status.", IoTFleetVendorResponseError),
+    (
+        "10000008",
+        400,
+        "Your role does not have access to operator and customer custom fields.",
+        IoTFleetVendorResponseError,
+    ),
+    (
+        "10000009",
+        400,
+        "Your role does not have access to account custom fields.",
+        IoTFleetVendorResponseError,
+    ),
+    (
+        "10000010",
+        400,
+        "Your role does not have access to customer custom field.",
+        IoTFleetVendorResponseError,
+    ),
+    ("10000011", 400, "One or more required fields are missing.", IoTFleetVendorResponseError),
+    ("10000012", 400, "Invalid date format.", IoTFleetVendorResponseError),
+    ("10000013", 404, "Invalid ratePlan.", IoTFleetVendorResponseError),
+    ("10000014", 400, "Invalid communicationPlan.", IoTFleetVendorResponseError),
+    ("10000015", 400, "Invalid customer.", IoTFleetVendorResponseError),
+    ("10000016", 400, "Invalid overageLimitOverride.", IoTFleetVendorResponseError),
+    ("10000023", 400, "The JSON in the request is not well formed.", IoTFleetVendorResponseError),
+    ("10000024", 400, "Invalid apiVersion.", IoTFleetVendorResponseError),
+    ("10000025", 400, "Invalid deviceID.", IoTFleetVendorResponseError),
+    ("10000026", 400, "Invalid modemID.", IoTFleetVendorResponseError),
+    ("10000028", 400, "Invalid request.", IoTFleetVendorResponseError),
+    (
+        "10000029",
+        400,
+        "This SIM may not be moved back to a Pre Activation status.",
+        IoTFleetVendorResponseError,
+    ),
+    ("10000030", 400, "Your role does not have access to this API function.", IoTFleetVendorResponseError),
+    ("10000031", 400, "Invalid Zone.", IoTFleetVendorResponseError),
+    (
+        "10000517",
+        400,
+        "The ipv4Address/ipv6Address is already in use, please assign a different one.",
+        IoTFleetVendorResponseError,
+    ),
+    ("10030000", 400, "Cannot activate a SIM which is already activated.", IoTFleetVendorResponseError),
+    ("20000001", 404, "Resource not found - Invalid ICCID.", IoTFleetNotFoundError),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "message", "error_class"), CISCO_ERROR_TABLE)
+def test_documented_errors_map_to_typed_exceptions(
+    hook: CiscoControlCenterHook,
+    requests_mock: rm.Mocker,
+    code: str,
+    status: int,
+    message: str,
+    error_class: type[IoTFleetError],
+) -> None:
+    requests_mock.put(
+        f"{API}/devices/{ICCID}", status_code=status, json={"errorCode": code, "errorMessage": message}
+    )
+    with pytest.raises(error_class) as caught:
+        hook.edit_device(ICCID, {"status": "ACTIVATED"})
+    assert type(caught.value) is error_class
+    assert (caught.value.http_status, caught.value.error_code) == (status, code)
+    assert message in str(caught.value)
+    assert requests_mock.call_count == 1
+
+
+def test_unknown_server_error_is_retried_then_raised(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    requests_mock.put(
+        f"{API}/devices/{ICCID}",
+        status_code=500,
+        json={"errorCode": "30000001", "errorMessage": "Unknown server error."},
+    )
+    with pytest.raises(IoTFleetVendorResponseError) as caught:
+        hook.edit_device(ICCID, {"status": "ACTIVATED"})
+    assert caught.value.error_code == "30000001"
+    assert requests_mock.call_count == 4  # first attempt and the default three retries
+    assert len(clock.sleeps) == 3
+
+
+def test_unauthenticated_401_has_message_without_code(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(
+        f"{API}/devices/{ICCID}", status_code=401, json={"errorMessage": "Authentication required"}
+    )
+    with pytest.raises(IoTFleetAuthError, match="Authentication required") as caught:
+        hook.get_device(ICCID)
+    assert caught.value.error_code is None
+
+
+def test_edit_devices_reports_each_outcome(hook: CiscoControlCenterHook, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    requests_mock.put(
+        f"{API}/devices/{ICCID_19}",
+        status_code=404,
+        json={"errorCode": "20000001", "errorMessage": "Resource not found - Invalid ICCID."},
+    )
+    outcomes = hook.edit_devices(
+        [{"iccid": ICCID, "status": "ACTIVATED"}, {"iccid": ICCID_19, "status": "ACTIVATED"}]
+    )
+    assert outcomes[0].ok and outcomes[0].item == ICCID
+    assert isinstance(outcomes[1].error, IoTFleetNotFoundError) and outcomes[1].item == ICCID_19
+
+
+def test_get_device_returns_vendor_fields(hook: CiscoControlCenterHook, requests_mock: rm.Mocker) -> None:
+    requests_mock.get(
+        f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "ACTIVATED", "ratePlan": "IOT-1GB"}
+    )
+    assert hook.get_device(ICCID)["ratePlan"] == "IOT-1GB"
+
+
+def test_test_connection(hook: CiscoControlCenterHook, requests_mock: rm.Mocker) -> None:
+    requests_mock.get(f"{API}/devices", json={"devices": [], "pageNumber": 1, "lastPage": True})
+    assert hook.test_connection() == (True, f"Authenticated to Cisco IoT Control Center at {HOST} as {USER}")
+    assert requests_mock.last_request.qs["pagesize"] == ["1"]
+    requests_mock.get(
+        f"{API}/devices",
+        status_code=401,
+        json={"errorCode": "10000001", "errorMessage": "Invalid credentials."},
+    )
+    ok, message = hook.test_connection()
+    assert not ok and "Invalid credentials." in message and "HTTP 401" in message
+
+
+def test_connection_errors_are_reported_by_test_connection(set_connection: Callable[..., None]) -> None:
+    set_connection(
+        "cisco_plain_http",
+        "cisco_control_center",
+        host="http://rws.example.com",
+        login=USER,
+        password=API_KEY,
+    )
+    ok, message = CiscoControlCenterHook("cisco_plain_http").test_connection()
+    assert not ok and "must use https" in message
+    set_connection("cisco_no_key", "cisco_control_center", host=HOST, login=USER)
+    ok, message = CiscoControlCenterHook("cisco_no_key").test_connection()
+    assert not ok and "password is empty; set it to the API key" in message
+
+
+def test_connection_is_read_once(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    calls = 0
+    original = CiscoControlCenterHook.get_connection
+
+    def counting(conn_id: str):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return original(conn_id)
+
+    monkeypatch.setattr(CiscoControlCenterHook, "get_connection", staticmethod(counting))
+    for _ in range(3):
+        hook.get_device(ICCID)
+    assert calls == 1
+
+
+def test_hook_is_found_through_the_connection_type(set_connection: Callable[..., None]) -> None:
+    from airflow.sdk import BaseHook
+
+    set_connection("cisco_lookup", "cisco_control_center", host=HOST, login=USER, password=API_KEY)
+    hook = BaseHook.get_hook("cisco_lookup")
+    assert isinstance(hook, CiscoControlCenterHook) and hook.conn_id == "cisco_lookup"
