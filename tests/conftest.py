@@ -13,6 +13,9 @@ import pytest
 # Airflow reads AIRFLOW_HOME at import time; keep tests away from the user's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="iotfleet-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Debug level, so that tests which search logs for secrets see the debug lines too. Output is only
+# shown for failing tests.
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "DEBUG")
 
 from tests.fakes import FakeClock
 
@@ -30,3 +33,10 @@ def set_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
 
     return define
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Airflow disposes its ORM at exit and logs that at debug level to a stream pytest has closed.
+    import logging
+
+    logging.getLogger("airflow").setLevel(logging.WARNING)

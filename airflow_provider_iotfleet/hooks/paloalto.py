@@ -40,9 +40,13 @@ _TENANT_IN_HOST = re.compile(r"^([^.]+)\.iot\.", re.IGNORECASE)
 
 def _parse_error(body: Any) -> VendorErrorBody:
     # {"code": 403, "msg": "Forbidden access..."}; code arrives as a number or a string.
+    # The SCM token endpoint answers in OAuth2's shape: {"error": ..., "error_description": ...}.
     if not isinstance(body, dict):
         return VendorErrorBody()
-    return VendorErrorBody(code=text_or_none(body.get("code")), message=text_or_none(body.get("msg")))
+    return VendorErrorBody(
+        code=text_or_none(body.get("code", body.get("error"))),
+        message=text_or_none(body.get("msg", body.get("error_description"))),
+    )
 
 
 PALOALTO_ERRORS = ErrorMapping(vendor=VENDOR, parse_body=_parse_error)

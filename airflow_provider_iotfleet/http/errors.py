@@ -67,7 +67,10 @@ class ErrorMapping:
     ) -> IoTFleetVendorResponseError:
         """Return (not raise) the typed error for a non-2xx ``response`` to ``action`` ("PUT /devices/1")."""
         body = self.parse_body(_json_or_none(response))
-        message = body.message or _short_text(response) or response.reason or "no error message"
+        text = _short_text(response)
+        if text in ("{}", "[]"):
+            text = None
+        message = body.message or text or response.reason or "no error message"
         request_id = body.request_id or next(
             (response.headers[name] for name in REQUEST_ID_HEADERS if name in response.headers), None
         )

@@ -1,0 +1,351 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+import requests_mock as rm
+
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook, normalise_timestamp
+from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete
+
+ROOT = "https://thingspace.verizon.com"
+TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
+LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
+FOTA = f"{ROOT}/api/fota/v3"
+ACCOUNT = "0000123456-00001"
+KEY, SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
+M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
+EXPIRED = {"errorCode": "FOTA.REQUEST_FAILED.SessionToken.Expired", "errorMessage": "Session token expired"}
+
+
+def _device(imei: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "deviceId": imei,
+        "mdn": "5551234567",
+        "model": "GM01Q",
+        "make": "SEQUANS COMMUNICATIONS",
+        "firmware": "SR1.2.0.0-10657",
+        "fotaEligible": True,
+        "licenseAssigned": True,
+        "status": "Active",
+        "protocol": "LWM2M",
+        "createTime": "2020-11-10 15:35:00.122 +0000 UTC",
+        "upgradeTime": "2022-02-04 06:10:01.441 +0000 UTC",
+        "statusTime": "2022-02-04 04:03:04.048 +0000 UTC",
+        "refreshTime": "2022-02-20 07:39:31.584 +0000 UTC",
+        "lastConnectionTime": "N/A",
+        **extra,
+    }
+
+
+@pytest.fixture
+def hook(set_connection: Callable[..., None], clock: FakeClock) -> VerizonThingSpaceHook:
+    set_connection(
+        "verizon_thingspace_default",
+        "verizon_thingspace",
+        login=KEY,
+        password=SECRET,
+        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
+    )
+    return VerizonThingSpaceHook(clock=clock)
+
+
+@pytest.fixture
+def auth_routes(requests_mock: rm.Mocker) -> tuple[Any, Any]:
+    token = requests_mock.post(
+        TOKEN_URL,
+        [
+            {"json": {"access_token": f"access-token-{n}", "token_type": "Bearer", "expires_in": 3600}}
+            for n in range(1, 6)
+        ],
+    )
+    login = requests_mock.post(
+        LOGIN_URL, [{"json": {"sessionToken": f"session-token-{n}"}} for n in range(1, 6)]
+    )
+    return token, login
+
+
+def test_both_tokens_are_obtained_once_and_sent_on_every_call(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    token, login = auth_routes
+    sync = requests_mock.put(
+        f"{FOTA}/firmware/{ACCOUNT}/devices",
+        json={
+            "accountName": ACCOUNT,
+            "deviceFirmwarVersionList": [
+                {
+                    "deviceId": IMEI,
+                    "status": "FirmwareVersionUpdateSuccess",
+                    "Reason": "",
+                    "firmwareVersion": "SR1.2",
+                    "VersionUpdateTime": "2022-02-04 06:10:01.441 +0000 UTC",
+                }
+            ],
+        },
+    )
+    hook.sync_firmware(ACCOUNT, [IMEI])
+    hook.sync_firmware(None, [IMEI])  # the connection's default account
+    assert (token.call_count, login.call_count, sync.call_count) == (1, 1, 2)
+    basic = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
+    assert token.last_request.headers["Authorization"] == f"Basic {basic}"
+    assert parse_qs(token.last_request.text) == {"grant_type": ["client_credentials"]}
+    assert login.last_request.json() == {"username": M2M_USER, "password": M2M_PASSWORD}
+    assert login.last_request.headers["Authorization"] == "Bearer access-token-1"
+    assert sync.last_request.headers["Authorization"] == "Bearer access-token-1"
+    assert sync.last_request.headers["VZ-M2M-Token"] == "session-token-1"
+
+
+def test_access_token_is_renewed_ahead_of_expiry(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any], clock: FakeClock
+) -> None:
+    token, login = auth_routes
+    requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": False})
+    list(hook.iter_fota_devices(ACCOUNT))
+    clock.advance(3600 - 100)
+    list(hook.iter_fota_devices(ACCOUNT))
+    assert (token.call_count, login.call_count) == (2, 1)
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-token-2"
+
+
+def test_401_renews_the_access_token_once(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    token, login = auth_routes
+    fault = {"fault": {"code": "900901", "message": "Invalid Credentials"}}
+    route = requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}",
+        [{"status_code": 401, "json": fault}, {"json": {"deviceList": [], "hasMoreData": False}}],
+    )
+    list(hook.iter_fota_devices(ACCOUNT))
+    assert (token.call_count, login.call_count, route.call_count) == (2, 1, 2)
+    requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", status_code=401, json=fault)
+    with pytest.raises(IoTFleetAuthError, match="Invalid Credentials") as caught:
+        list(hook.iter_fota_devices(ACCOUNT))
+    assert caught.value.error_code == "900901"
+
+
+def test_expired_session_logs_in_again_exactly_once(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    token, login = auth_routes
+    route = requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}",
+        [
+            {"status_code": 400, "json": EXPIRED},
+            {"json": {"deviceList": [_device(IMEI)], "hasMoreData": False}},
+        ],
+    )
+    assert [d["device_id"] for d in hook.iter_fota_devices(ACCOUNT)] == [IMEI]
+    assert (token.call_count, login.call_count, route.call_count) == (1, 2, 2)
+    assert route.last_request.headers["VZ-M2M-Token"] == "session-token-2"
+
+
+def test_session_still_expired_after_relogin_is_raised(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    _, login = auth_routes
+    requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", status_code=400, json=EXPIRED)
+    with pytest.raises(IoTFleetVendorResponseError, match="Session token expired"):
+        list(hook.iter_fota_devices(ACCOUNT))
+    assert login.call_count == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_refused_login_is_never_repeated(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, status: int
+) -> None:
+    requests_mock.post(TOKEN_URL, json={"access_token": "access-token-1", "expires_in": 3600})
+    login = requests_mock.post(
+        LOGIN_URL,
+        status_code=status,
+        json={"errorCode": "REQUEST_FAILED.UnexpectedError", "errorMessage": "Invalid username or password"},
+    )
+    api = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": []})
+    with pytest.raises(IoTFleetVendorResponseError, match="Invalid username or password"):
+        list(hook.iter_fota_devices(ACCOUNT))
+    assert login.call_count == 1  # not retried, whatever the status
+    if status < 500:
+        with pytest.raises(IoTFleetAuthError, match="not logging in again"):
+            list(hook.iter_fota_devices(ACCOUNT))
+        assert login.call_count == 1
+    assert api.call_count == 0
+
+
+def test_pages_follow_last_seen_device_id_without_accumulating(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    pages = {
+        "0": {
+            "deviceList": [_device(imeis[0]), _device(imeis[1])],
+            "hasMoreData": True,
+            "lastSeenDeviceId": imeis[1],
+        },
+        imeis[1]: {
+            "deviceList": [_device(imeis[2]), _device(imeis[3])],
+            "hasMoreData": True,
+            "lastSeenDeviceId": imeis[3],
+        },
+        imeis[3]: {"deviceList": [_device(imeis[4], fileList=[{"name": "fw.bin"}])], "hasMoreData": False},
+    }
+    route = requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
+    )
+    page_iter = hook.iter_fota_device_pages(ACCOUNT, protocol="lwm2m")
+    first = next(page_iter)
+    assert route.call_count == 1  # the next page is not fetched before it is wanted
+    assert [d["device_id"] for d in first] == imeis[:2]
+    rest = list(page_iter)
+    assert route.call_count == 3
+    assert [len(page) for page in rest] == [2, 1]
+    assert [r.qs["lastseendeviceid"][0] for r in route.request_history] == ["0", imeis[1], imeis[3]]
+    assert all(r.qs["protocol"] == ["lwm2m"] for r in route.request_history)  # requests-mock lower-cases
+    device = first[0]
+    assert device["create_time"] == "2020-11-10T15:35:00.122Z"
+    assert device["last_connection_time"] is None
+    assert device["fota_eligible"] is True
+    assert rest[-1][0]["files"] == ["fw.bin"]
+
+
+def test_subset_is_listed_with_post(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    route = requests_mock.post(
+        f"{FOTA}/devices/{ACCOUNT}",
+        json={"accountName": ACCOUNT, "deviceCount": 1, "deviceList": [_device(IMEI, filesList=["a.bin"])]},
+    )
+    devices = list(hook.iter_fota_devices(ACCOUNT, imeis=[IMEI]))
+    assert route.last_request.json() == {"deviceList": [IMEI]}
+    assert route.last_request.qs == {"lastseendeviceid": ["0"]}
+    assert devices[0]["files"] == ["a.bin"]
+
+
+def test_has_more_data_without_progress_is_an_error(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": True, "lastSeenDeviceId": "0"}
+    )
+    with pytest.raises(IoTFleetVendorResponseError, match="did not move lastSeenDeviceId"):
+        list(hook.iter_fota_devices(ACCOUNT))
+
+
+def test_sync_firmware_batches_by_100_and_reports_each_device(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(250)]
+    failing = {imeis[7]: "Reason", imeis[120]: "reason"}
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        batch = request.json()["deviceList"]
+        items = []
+        for imei in batch:
+            if imei == imeis[249]:
+                continue  # ThingSpace leaves one out
+            if imei in failing:
+                items.append(
+                    {
+                        "deviceId": imei,
+                        "status": "FirmwareVersionUpdateFailed",
+                        failing[imei]: "Device unreachable",
+                    }
+                )
+            else:
+                items.append(
+                    {
+                        "deviceId": imei,
+                        "status": "FirmwareVersionUpdateSuccess",
+                        "firmwareVersion": "SR1.2",
+                        "firmwareVersionUpdateTime": "2022-02-04 06:10:01.441 +0000 UTC",
+                    }
+                )
+        return {"accountName": ACCOUNT, "deviceFirmwarVersionList": items}
+
+    route = requests_mock.put(f"{FOTA}/firmware/{ACCOUNT}/devices", json=answer)
+    result = hook.sync_firmware(ACCOUNT, imeis)
+    assert [len(r.json()["deviceList"]) for r in route.request_history] == [100, 100, 50]
+    assert len(result.synced) == 247
+    assert result.synced[0] == {
+        "device_id": imeis[0],
+        "firmware_version": "SR1.2",
+        "version_update_time": "2022-02-04T06:10:01.441Z",
+        "status": "FirmwareVersionUpdateSuccess",
+    }
+    assert result.failed == [
+        {"device_id": imeis[7], "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"},
+        {"device_id": imeis[120], "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"},
+        {"device_id": imeis[249], "status": None, "reason": "missing from ThingSpace's answer"},
+    ]
+
+
+def test_bad_inputs_send_nothing(hook: VerizonThingSpaceHook, requests_mock: rm.Mocker) -> None:
+    with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs are invalid"):
+        hook.sync_firmware(ACCOUNT, [IMEI, "123"])
+    with pytest.raises(IoTFleetValidationError, match="'SNMP' is not one of LWM2M, OMADM, HTTP"):
+        next(hook.iter_fota_devices(ACCOUNT, protocol="SNMP"))
+    assert requests_mock.call_count == 0
+
+
+def test_sync_answer_without_the_list_is_a_clear_error(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    requests_mock.put(f"{FOTA}/firmware/{ACCOUNT}/devices", json={"accountName": ACCOUNT})
+    with pytest.raises(IoTFleetVendorResponseError, match="no 'deviceFirmwarVersionList' field"):
+        hook.sync_firmware(ACCOUNT, [IMEI_2])
+
+
+@pytest.mark.parametrize(
+    ("raw", "iso"),
+    [
+        ("2021-12-20 15:21:25.724 +0000 UTC", "2021-12-20T15:21:25.724Z"),
+        ("2021-12-20 17:21:25 +0200", "2021-12-20T15:21:25.000Z"),
+        ("2021-12-20T15:21:25Z", "2021-12-20T15:21:25.000Z"),
+        ("N/A", None),
+        ("", None),
+        (None, None),
+        ("yesterday", None),
+    ],
+)
+def test_timestamps_normalise_to_iso_utc(raw: str | None, iso: str | None) -> None:
+    assert normalise_timestamp(raw) == iso
+
+
+def test_test_connection(hook: VerizonThingSpaceHook, auth_routes: tuple[Any, Any]) -> None:
+    assert hook.test_connection() == (
+        True,
+        f"Obtained a ThingSpace access token and M2M session for {M2M_USER}",
+    )
+
+
+def test_simulator_style_host_derives_every_endpoint(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "vz_local",
+        "verizon_thingspace",
+        host="http://127.0.0.1:8765/verizon",
+        login=KEY,
+        password=SECRET,
+        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD},
+    )
+    requests_mock.post(
+        "http://127.0.0.1:8765/verizon/api/ts/v1/oauth2/token",
+        json={"access_token": "a-token-1", "expires_in": 3600},
+    )
+    requests_mock.post(
+        "http://127.0.0.1:8765/verizon/api/m2m/v1/session/login", json={"sessionToken": "s-token-1"}
+    )
+    route = requests_mock.get(
+        f"http://127.0.0.1:8765/verizon/api/fota/v3/devices/{ACCOUNT}", json={"deviceList": []}
+    )
+    assert list(VerizonThingSpaceHook("vz_local").iter_fota_devices(ACCOUNT)) == []
+    assert route.call_count == 1
