@@ -238,7 +238,8 @@ class VendorHttpClient:
         try:
             prepared = self.session.prepare_request(request)
             response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        # A connection dropped mid-answer surfaces as ChunkedEncodingError, not ConnectionError.
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             return (
                 IoTFleetTransportError(
                     f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
