@@ -121,9 +121,17 @@ class ThingSpaceAuth(Auth):
                 rate_limited=False,
             )
         except IoTFleetVendorResponseError as error:
-            if error.http_status is not None and 400 <= error.http_status < 500:
-                self._refused_login = error
-            raise
+            if error.http_status is None or not 400 <= error.http_status < 500:
+                raise
+            # ThingSpace refuses bad M2M credentials with a 400: an auth failure all the same.
+            self._refused_login = error
+            raise IoTFleetAuthError(
+                f"{VENDOR}: the M2M session login was refused: {error.message}",
+                http_status=error.http_status,
+                error_code=error.error_code,
+                request_id=error.request_id,
+                vendor=VENDOR,
+            ) from error
         # The session token only expires after 20 idle minutes: no lifetime, renewed when refused.
         return reply.field("sessionToken", str), None
 

@@ -112,6 +112,11 @@ class Simulator:
             time.sleep(0.01)
         return self
 
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C interrupts the wait)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
     def stop(self) -> None:
         """Stop serving and wait for the server thread to end."""
         self._server.should_exit = True

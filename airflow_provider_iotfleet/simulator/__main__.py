@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
-from airflow_provider_iotfleet.simulator import connections_for
-from airflow_provider_iotfleet.simulator.app import create_app
-from airflow_provider_iotfleet.simulator.core import VENDORS, Faults, SimulatorConfig, SimulatorState
+from airflow_provider_iotfleet.simulator import Simulator
+from airflow_provider_iotfleet.simulator.core import VENDORS, Faults, SimulatorConfig
 
 
 def _rate_limit(text: str) -> tuple[str, float]:
@@ -76,13 +72,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
 
 def main(argv: Sequence[str] | None = None) -> None:
     args, config = parse_args(argv)
-    base_url = f"http://127.0.0.1:{args.port}"
-    print(f"# airflow-provider-iotfleet simulator: {config.devices} devices at {base_url}")
+    simulator = Simulator(config, port=args.port).start()
+    print(f"# airflow-provider-iotfleet simulator: {config.devices} devices at {simulator.url}")
     print("# export these to point the four default connections at it:")
-    for conn_id, conn in connections_for(base_url, config.credentials).items():
-        print(f"export AIRFLOW_CONN_{conn_id.upper()}={shlex.quote(json.dumps(conn))}")
-    print(f"# state: {base_url}/_sim/state   API docs: {base_url}/_sim/docs", flush=True)
-    uvicorn.run(create_app(SimulatorState(config)), host="127.0.0.1", port=args.port, log_level="warning")
+    for name, value in simulator.airflow_env().items():
+        print(f"export {name}={shlex.quote(value)}")
+    print(f"# state: {simulator.url}/_sim/state   API docs: {simulator.url}/_sim/docs", flush=True)
+    try:
+        simulator.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
 
 
 if __name__ == "__main__":
