@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint format demo bench clean
+.PHONY: test lint format demo bench simulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ format: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest
+
+simulator: $(INSTALLED)
+	$(BIN)/python -m airflow_provider_iotfleet.simulator
 
 demo:
 	@echo "make demo is coming: it needs the vendor simulator and the example DAGs (see the open issues)."

@@ -14,6 +14,7 @@ import requests
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetNotFoundError,
+    IoTFleetTransportError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
@@ -208,3 +209,13 @@ def test_state_endpoint_is_read_only_json(simulator: Simulator) -> None:
     device = requests.get(f"{simulator.url}/_sim/devices/{imei_of(2)}", timeout=10).json()
     assert device["iccid"] == iccid_of(2)
     assert requests.put(f"{simulator.url}/_sim/state", timeout=10).status_code == 405
+
+
+def test_latency_knob_delays_answers(start_simulator: SimulatorFactory, set_connection: SetConnection) -> None:
+    simulator = start_simulator(devices=10, latency=1.0)
+    # A client that waits less than the added latency times out: the knob is in effect.
+    _reconnect(simulator, set_connection, "cisco_control_center_default", timeout=0.2, max_retries=0)
+    with pytest.raises(IoTFleetTransportError, match="ReadTimeout"):
+        CiscoControlCenterHook().get_device(iccid_of(1))
+    _reconnect(simulator, set_connection, "cisco_control_center_default", timeout=5)
+    assert CiscoControlCenterHook().get_device(iccid_of(1))["iccid"] == iccid_of(1)
