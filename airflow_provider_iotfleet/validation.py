@@ -74,17 +74,20 @@ class Problems:
             raise IoTFleetValidationError(summary, self.items)
 
 
+def luhn_check_digit(body: str) -> str:
+    """Return the digit that makes ``body + digit`` pass the Luhn check."""
+    total = 0
+    for position, char in enumerate(reversed(body)):
+        digit = int(char)
+        if position % 2 == 0:  # doubled: every second digit counting from the check digit's left
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return str(-total % 10)
+
+
 def luhn_valid(digits: str) -> bool:
     """Return whether a digit string passes the Luhn check (its last digit is the check digit)."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = int(char)
-        if position % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
+    return len(digits) > 1 and luhn_check_digit(digits[:-1]) == digits[-1]
 
 
 def _digit_string(value: Any) -> str | None:

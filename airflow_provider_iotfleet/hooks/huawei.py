@@ -35,7 +35,7 @@ from airflow_provider_iotfleet.http import (
     VendorHttpClient,
     text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import CachedToken
+from airflow_provider_iotfleet.http.auth import TokenAuth
 from airflow_provider_iotfleet.validation import check_batch_size, validate_roma_device_ids
 
 VENDOR = "Huawei ROMA Connect"
@@ -151,7 +151,7 @@ class HuaweiAkSkAuth(Auth):
         return request
 
 
-class HuaweiIamTokenAuth(Auth):
+class HuaweiIamTokenAuth(TokenAuth):
     """IAM user password exchanged for a token (``X-Subject-Token``), cached, renewed before its 24 h
     expiry and once when the API answers 401.
     """
@@ -166,6 +166,7 @@ class HuaweiIamTokenAuth(Auth):
         domain_name: str,
         project_id: str,
     ) -> None:
+        super().__init__(client.clock, refresh_lead=3600.0)
         self._client = client
         self._token_url = token_url
         self._body = {
@@ -179,7 +180,6 @@ class HuaweiIamTokenAuth(Auth):
                 "scope": {"project": {"id": project_id}},
             }
         }
-        self._cache = CachedToken(client.clock, refresh_lead=3600.0)
 
     def _fetch(self) -> tuple[str, float]:
         reply = self._client.send("POST", self._token_url, json=self._body, auth=NoAuth(), rate_limited=False)
@@ -204,18 +204,8 @@ class HuaweiIamTokenAuth(Auth):
             return default
         return max((expiry - self._client.clock.now()).total_seconds(), 0.0)
 
-    def obtain(self) -> None:
-        self._cache.get(self._fetch)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["X-Auth-Token"] = self._cache.get(self._fetch)
-        return request
-
-    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
-        if error.http_status == 401:
-            self._cache.invalidate()
-            return True
-        return False
+    def _apply(self, request: requests.PreparedRequest, token: str) -> None:
+        request.headers["X-Auth-Token"] = token
 
 
 # --- Errors and results ------------------------------------------------------------------------

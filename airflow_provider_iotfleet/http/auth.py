@@ -82,8 +82,43 @@ class CachedToken:
         return self._token
 
 
-class OAuthClientCredentials(Auth):
-    """OAuth2 client-credentials bearer tokens, cached and renewed ahead of expiry and once on a 401.
+class TokenAuth(Auth):
+    """A token obtained from the vendor, cached, renewed ahead of its expiry and once on a 401.
+
+    Subclasses say how to fetch a token (:meth:`_fetch`) and where it goes on a request
+    (:meth:`_apply`).
+    """
+
+    def __init__(self, clock: Clock, refresh_lead: float) -> None:
+        self._cache = CachedToken(clock, refresh_lead)
+
+    def _fetch(self) -> tuple[str, float | None]:
+        """Return a new ``(token, lifetime in seconds or None)``."""
+        raise NotImplementedError
+
+    def _apply(self, request: requests.PreparedRequest, token: str) -> None:
+        raise NotImplementedError
+
+    def token(self) -> str:
+        """Return a valid token, fetching one if needed."""
+        return self._cache.get(self._fetch)
+
+    def obtain(self) -> None:
+        self.token()
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        self._apply(request, self.token())
+        return request
+
+    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
+        if error.http_status == 401:
+            self._cache.invalidate()
+            return True
+        return False
+
+
+class OAuthClientCredentials(TokenAuth):
+    """OAuth2 client-credentials bearer tokens.
 
     :param client: the vendor client the token request goes through (same session and retries).
     :param token_url: the token endpoint.
@@ -102,19 +137,12 @@ class OAuthClientCredentials(Auth):
         default_lifetime: float = 3600.0,
         refresh_lead: float = 120.0,
     ) -> None:
+        super().__init__(client.clock, refresh_lead)
         self._client = client
         self._token_url = token_url
         self._credentials = BasicAuth(client_id, client_secret)
         self._scope = scope
         self._default_lifetime = default_lifetime
-        self._cache = CachedToken(client.clock, refresh_lead)
-
-    def token(self) -> str:
-        """Return a valid access token, fetching one if needed."""
-        return self._cache.get(self._fetch)
-
-    def obtain(self) -> None:
-        self.token()
 
     def _fetch(self) -> tuple[str, float]:
         form = {"grant_type": "client_credentials"}
@@ -131,12 +159,5 @@ class OAuthClientCredentials(Auth):
             lifetime = self._default_lifetime
         return token, lifetime
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        return request
-
-    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
-        if error.http_status == 401:
-            self._cache.invalidate()
-            return True
-        return False
+    def _apply(self, request: requests.PreparedRequest, token: str) -> None:
+        request.headers["Authorization"] = f"Bearer {token}"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow_provider_iotfleet.validation import luhn_check_digit
+
 MAX_DEVICES = 1_000_000
 IMEI_PREFIX = "35690800"  # 8-digit TAC
 ICCID_PREFIX = "89012600000"  # industry 89, country 01, issuer 260, padding
@@ -39,19 +41,6 @@ SIM_STATUSES = (
     "PURGED",
 )
 ONLINE, OFFLINE, NEVER_CONNECTED = 1, 2, 0
-
-
-def luhn_check_digit(body: str) -> str:
-    """Return the digit that makes ``body + digit`` pass the Luhn check."""
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return str((10 - total % 10) % 10)
 
 
 def _mix(index: int, seed: int) -> int:

@@ -118,6 +118,13 @@ def router(sim: SimulatorState) -> APIRouter:
             body["lastSeenDeviceId"] = page[-1]["deviceId"]
         return answer(200, body)
 
+    async def read_imeis(request: Request) -> list[Any] | JSONResponse:
+        body = await read_json(request)
+        imeis = body.get("deviceList") if isinstance(body, dict) else None
+        if body is MALFORMED or not isinstance(imeis, list):
+            return error("FOTA.REQUEST_FAILED.InvalidBody", "The request body must carry a deviceList.")
+        return imeis
+
     @api.get("/fota/v3/devices/{account}")
     async def account_devices(account: str, request: Request) -> JSONResponse:
         if refused := refuse(request, account):
@@ -128,10 +135,9 @@ def router(sim: SimulatorState) -> APIRouter:
     async def subset_devices(account: str, request: Request) -> JSONResponse:
         if refused := refuse(request, account):
             return refused
-        body = await read_json(request)
-        imeis = body.get("deviceList") if isinstance(body, dict) else None
-        if body is MALFORMED or not isinstance(imeis, list):
-            return error("FOTA.REQUEST_FAILED.InvalidBody", "The request body must carry a deviceList.")
+        imeis = await read_imeis(request)
+        if isinstance(imeis, JSONResponse):
+            return imeis
         indices = sorted({i for i in (sim.fleet.by_imei(imei) for imei in imeis) if i is not None})
         return await list_devices(request, account, indices)
 
@@ -139,10 +145,9 @@ def router(sim: SimulatorState) -> APIRouter:
     async def sync_firmware(account: str, request: Request) -> JSONResponse:
         if refused := refuse(request, account):
             return refused
-        body = await read_json(request)
-        imeis = body.get("deviceList") if isinstance(body, dict) else None
-        if body is MALFORMED or not isinstance(imeis, list):
-            return error("FOTA.REQUEST_FAILED.InvalidBody", "The request body must carry a deviceList.")
+        imeis = await read_imeis(request)
+        if isinstance(imeis, JSONResponse):
+            return imeis
         if len(imeis) > MAX_SYNC_IMEIS:
             return error(
                 "FOTA.REQUEST_FAILED.TooManyDevices", f"At most {MAX_SYNC_IMEIS} devices per request."

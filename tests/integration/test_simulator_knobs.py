@@ -211,7 +211,9 @@ def test_state_endpoint_is_read_only_json(simulator: Simulator) -> None:
     assert requests.put(f"{simulator.url}/_sim/state", timeout=10).status_code == 405
 
 
-def test_latency_knob_delays_answers(start_simulator: SimulatorFactory, set_connection: SetConnection) -> None:
+def test_latency_knob_delays_answers(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
     simulator = start_simulator(devices=10, latency=1.0)
     # A client that waits less than the added latency times out: the knob is in effect.
     _reconnect(simulator, set_connection, "cisco_control_center_default", timeout=0.2, max_retries=0)
