@@ -373,7 +373,8 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     def list_devices(
         self, online_status: int | str | None = None, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[dict[str, Any]]:
-        """Yield the instance's devices, one page (``limit`` items from ``offset``) requested at a time.
+        """Return an iterator over the instance's devices, requesting one page (``limit`` items from
+        ``offset``) at a time as it is consumed. Arguments are checked at once, before any request.
 
         :param online_status: ``"online"``, ``"offline"``, ``"never"`` or ROMA's integer code.
         :param page_size: devices per request, 1..999.
@@ -385,6 +386,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         params: dict[str, Any] = {"limit": page_size}
         if online_status is not None:
             params["online_status"] = self._online_status_code(online_status)
+        return self._device_pages(params, page_size)
+
+    def _device_pages(self, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
             reply = self.client.send("GET", self._devices_path, params={**params, "offset": offset})

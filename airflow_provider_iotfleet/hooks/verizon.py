@@ -290,10 +290,10 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def iter_fota_device_pages(
         self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the account's FOTA devices one page (up to 1000) at a time, normalised.
+        """Return an iterator over the account's FOTA devices, one normalised page (up to 1000) at a time.
 
         Each page is requested only when the previous one has been consumed, so the whole account is
-        never held in memory.
+        never held in memory. Arguments are checked at once, before any request.
 
         :param account_name: the billing account (leading zeros included); default: the connection's.
         :param imeis: only these devices (``POST``); ``None`` lists the whole account (``GET``).
@@ -306,7 +306,11 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             raise IoTFleetValidationError(
                 "protocol is invalid", [f"{protocol!r} is not one of {', '.join(PROTOCOLS)}"]
             )
-        path = f"devices/{quote(account, safe='')}"
+        return self._device_pages(f"devices/{quote(account, safe='')}", body, protocol)
+
+    def _device_pages(
+        self, path: str, body: dict[str, Any] | None, protocol: str | None
+    ) -> Iterator[list[dict[str, Any]]]:
         last_seen: str = "0"
         while True:
             params = {"lastSeenDeviceId": last_seen}
@@ -331,9 +335,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def iter_fota_devices(
         self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield the account's FOTA devices one by one; see :meth:`iter_fota_device_pages`."""
-        for page in self.iter_fota_device_pages(account_name, imeis, protocol):
-            yield from page
+        """Return an iterator over the account's FOTA devices one by one; see :meth:`iter_fota_device_pages`."""
+        pages = self.iter_fota_device_pages(account_name, imeis, protocol)
+        return (device for page in pages for device in page)
 
     def sync_firmware(self, account_name: str | None, imeis: Sequence[str]) -> FirmwareSyncResult:
         """Ask ThingSpace to read the firmware reported by each device (``PUT /firmware/{acc}/devices``).

@@ -7,7 +7,7 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -22,6 +22,14 @@ from airflow_provider_iotfleet.http.ratelimit import TokenBucket
 from airflow_provider_iotfleet.http.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
 USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
+
+
+class Logger(Protocol):
+    """What the client logs through: a stdlib logger or the structlog logger of an Airflow hook."""
+
+    def debug(self, msg: str, *args: Any) -> Any: ...
+    def info(self, msg: str, *args: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any) -> Any: ...
 
 
 class Auth(AuthBase):
@@ -136,7 +144,7 @@ class VendorHttpClient:
         rate_limiter: TokenBucket | None = None,
         max_connections: int = 4,
         user_agent: str = USER_AGENT,
-        logger: logging.Logger | None = None,
+        logger: Logger | None = None,
         clock: Clock = SYSTEM_CLOCK,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
@@ -145,7 +153,7 @@ class VendorHttpClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter
-        self.log = logger or logging.getLogger(__name__)
+        self.log: Logger = logger or logging.getLogger(__name__)
         self.clock = clock
         self._uniform = uniform
         self.session = requests.Session()
@@ -169,7 +177,6 @@ class VendorHttpClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         retry: RetryPolicy | None = None,
         rate_limited: bool = True,
@@ -194,7 +201,7 @@ class VendorHttpClient:
         while True:
             if rate_limited and self.rate_limiter is not None:
                 self.rate_limiter.acquire()
-            outcome = self._attempt(method, url, action, params, json, data, headers, strategy)
+            outcome = self._attempt(method, url, action, params, json, data, strategy)
             if isinstance(outcome, Reply):
                 return outcome
             error, retry_after = outcome
@@ -227,13 +234,10 @@ class VendorHttpClient:
         params: Mapping[str, Any] | None,
         json: Any,
         data: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
         auth: Auth,
     ) -> Reply | tuple[IoTFleetVendorResponseError | IoTFleetTransportError, float | None]:
         """Send once; return the reply, or the error with the ``Retry-After`` seconds the vendor asked for."""
-        request = requests.Request(
-            method, url, params=params, json=json, data=data, headers=dict(headers or {}), auth=auth
-        )
+        request = requests.Request(method, url, params=params, json=json, data=data, auth=auth)
         started = self.clock.monotonic()
         try:
             prepared = self.session.prepare_request(request)

@@ -244,6 +244,10 @@ def test_invalid_ids_and_oversized_batches_send_nothing(
         hook.force_offline([0, 5, 10**17])
     with pytest.raises(IoTFleetValidationError, match="at most 2 fit in one request"):
         hook.force_offline([1, 2, 3])
+    with pytest.raises(IoTFleetValidationError, match="'asleep' is not one of never, online, offline"):
+        hook.list_devices(online_status="asleep")  # refused when called, not when iterated
+    with pytest.raises(IoTFleetValidationError, match=r"1000 is not in 1\.\.999"):
+        hook.list_devices(page_size=1000)
     assert requests_mock.call_count == 0
 
 

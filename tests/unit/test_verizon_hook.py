@@ -291,7 +291,7 @@ def test_bad_inputs_send_nothing(hook: VerizonThingSpaceHook, requests_mock: rm.
     with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs are invalid"):
         hook.sync_firmware(ACCOUNT, [IMEI, "123"])
     with pytest.raises(IoTFleetValidationError, match="'SNMP' is not one of LWM2M, OMADM, HTTP"):
-        next(hook.iter_fota_devices(ACCOUNT, protocol="SNMP"))
+        hook.iter_fota_devices(ACCOUNT, protocol="SNMP")  # refused when called, not when iterated
     assert requests_mock.call_count == 0
 
 
