@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from airflow_provider_iotfleet.simulator import cisco, huawei, paloalto, verizon
 from airflow_provider_iotfleet.simulator.core import VENDORS, SimulatorState, device_json
 
-#: Login and token endpoints: never faulted, so fault tests never push an account towards lockout.
+#: Login and token endpoints: never faulted nor throttled, so knobs never push an account towards
+#: lockout (the hooks never repeat a ThingSpace login).
 AUTH_PATHS = ("/paloalto/oauth2/", "/huawei/v3/auth/", "/verizon/api/ts/", "/verizon/api/m2m/")
 
 
@@ -77,12 +78,13 @@ class KnobsMiddleware:
         state.count(f"{vendor}.requests")
         if state.config.latency:
             await asyncio.sleep(state.config.latency)
-        if (wait := state.over_rate_limit(vendor)) is not None:
+        is_auth = path.startswith(AUTH_PATHS)
+        if not is_auth and (wait := state.over_rate_limit(vendor)) is not None:
             state.count(f"{vendor}.throttled")
             retry_after = str(max(1, math.ceil(wait)))
             await _send_json(send, 429, _throttled_body(vendor, state), {"retry-after": retry_after})
             return
-        fault = None if path.startswith(AUTH_PATHS) else state.roll_fault()
+        fault = None if is_auth else state.roll_fault()
         if fault is not None:
             state.count(f"faults.{fault}")
         if fault == "server_error":

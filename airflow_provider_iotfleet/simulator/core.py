@@ -99,7 +99,9 @@ class SimulatorState:
         self.config = config
         self.lock = threading.RLock()
         self.clock_offset = timedelta()
+        # Separate generators, so that the fault dice repeat whatever ids and tokens were drawn.
         self.random = random.Random(config.seed)
+        self.dice = random.Random(config.seed)
         self.fleet = Fleet(size=config.devices, seed=config.seed, now=self.now, lock=self.lock)
         # token -> expiry (simulator time); session token -> last use
         self.tokens: dict[str, dict[str, datetime]] = defaultdict(dict)
@@ -159,7 +161,7 @@ class SimulatorState:
     def roll_fault(self) -> str | None:
         """Return the fault this request meets, if any (repeatable for a given seed and order)."""
         with self.lock:
-            roll = self.random.random()
+            roll = self.dice.random()
         threshold = 0.0
         for name, probability in asdict(self.config.faults).items():
             threshold += probability

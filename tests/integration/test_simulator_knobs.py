@@ -89,7 +89,9 @@ def test_expired_session_token_leads_to_exactly_one_relogin(start_simulator: Sim
 
 
 def test_injected_token_expiry_is_renewed(start_simulator: SimulatorFactory) -> None:
-    simulator = start_simulator(devices=200, seed=3, verizon_page_size=20, faults=Faults(token_expiry=0.2))
+    # Seed 8 expires a token on several requests but never on a request and its renewed retry in a
+    # row: a second refusal in a row is raised by design (see the unit tests).
+    simulator = start_simulator(devices=200, seed=8, verizon_page_size=20, faults=Faults(token_expiry=0.2))
     with VerizonThingSpaceHook(clock=FakeClock()) as hook:
         assert sum(1 for _ in hook.iter_fota_devices(None)) == 200
     counters = simulator.state.snapshot()["counters"]
@@ -209,6 +211,11 @@ def test_state_endpoint_is_read_only_json(simulator: Simulator) -> None:
     device = requests.get(f"{simulator.url}/_sim/devices/{imei_of(2)}", timeout=10).json()
     assert device["iccid"] == iccid_of(2)
     assert requests.put(f"{simulator.url}/_sim/state", timeout=10).status_code == 405
+    before = simulator.state.now()
+    requests.post(
+        f"{simulator.url}/_sim/clock/advance", params={"seconds": 3600}, timeout=10
+    ).raise_for_status()
+    assert simulator.state.now() - before >= timedelta(hours=1)
 
 
 def test_latency_knob_delays_answers(
