@@ -77,10 +77,6 @@ class CachedToken:
                 self._token = None
                 self._expires_at = None
 
-    @property
-    def current(self) -> str | None:
-        return self._token
-
 
 class TokenAuth(Auth):
     """A token obtained from the vendor, cached, renewed ahead of its expiry and once on a 401.

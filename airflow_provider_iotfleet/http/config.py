@@ -13,9 +13,6 @@ from airflow_provider_iotfleet.exceptions import IoTFleetConfigurationError
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
-
 
 def is_loopback_host(hostname: str | None) -> bool:
     """Return whether ``hostname`` names this machine (``localhost``, 127.0.0.0/8 or ``::1``)."""
@@ -148,16 +145,3 @@ class ConnectionSettings:
         if number < minimum:
             raise self.error(f"extra {key!r} must be at least {minimum}, got {value!r}")
         return number
-
-    def get_bool(self, key: str, default: bool) -> bool:
-        value = self.extras.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise self.error(f"extra {key!r} must be true or false, got {value!r}")

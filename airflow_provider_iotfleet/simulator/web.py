@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 MALFORMED = object()
 
@@ -43,10 +43,6 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 def bearer_token(request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def malformed_json_response() -> Response:
-    return Response(b'{"devices": [{"id": 1, ', status_code=200, media_type="application/json")
 
 
 async def read_form(request: Request) -> dict[str, str]:
