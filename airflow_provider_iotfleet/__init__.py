@@ -200,6 +200,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Defaults to <host>/api/ts/v1/oauth2/token.",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "m2m_login_url": {
+                        "label": "M2M session login URL",
+                        "description": "Defaults to <host>/api/m2m/v1/session/login.",
+                        "schema": {"type": ["string", "null"]},
+                    },
                     "requests_per_second": {
                         "label": "Requests per second",
                         "schema": {"type": ["number", "null"], "default": 10},

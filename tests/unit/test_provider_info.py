@@ -105,3 +105,92 @@ def test_airflow_cli_lists_provider_hooks_and_behaviours() -> None:
     for conn_type, (class_name, _, _) in EXPECTED.items():
         assert class_name in hooks
         assert conn_type in behaviours
+
+
+class _RecordingExtras(dict):  # type: ignore[type-arg]
+    """Extras that remember which keys a hook asked for."""
+
+    asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:
+        _RecordingExtras.asked.add(key)
+        return super().get(key, default)
+
+
+# Per connection type: connections covering each auth mode, and the lazily read settings to touch.
+FULL_CONNECTIONS: dict[str, list[tuple[dict[str, object], tuple[str, ...]]]] = {
+    "paloalto_iot": [
+        (
+            {"host": "https://t.iot.paloaltonetworks.com", "login": "k", "password": "secret-1"},
+            ("customer_id",),
+        ),
+        ({"login": "c", "password": "secret-1", "extra": {"auth_type": "scm", "tsg_id": "1"}}, ()),
+    ],
+    "cisco_control_center": [
+        ({"host": "https://rws.example.com", "login": "u", "password": "secret-1"}, ("max_concurrency",))
+    ],
+    "huawei_roma": [
+        (
+            {
+                "login": "ak",
+                "password": "secret-1",
+                "extra": {"region": "r", "project_id": "p", "instance_id": "i"},
+            },
+            ("_devices_path",),
+        ),
+        (
+            {
+                "login": "u",
+                "password": "secret-1",
+                "extra": {
+                    "auth_type": "iam_token",
+                    "region": "r",
+                    "project_id": "p",
+                    "instance_id": "i",
+                    "domain_name": "d",
+                },
+            },
+            ("_devices_path",),
+        ),
+    ],
+    "verizon_thingspace": [
+        (
+            {
+                "login": "k",
+                "password": "secret-1",
+                "extra": {"m2m_username": "u", "m2m_password": "secret-2"},
+            },
+            (),
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize("conn_type", sorted(EXPECTED))
+def test_every_extra_a_hook_reads_is_on_the_connection_form(
+    conn_type: str, set_connection: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_iotfleet.http.config import ConnectionSettings
+
+    original = ConnectionSettings.from_connection.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type, conn: object) -> ConnectionSettings:
+        settings = original(cls, conn)
+        object.__setattr__(settings, "extras", _RecordingExtras(settings.extras))
+        return settings
+
+    monkeypatch.setattr(ConnectionSettings, "from_connection", classmethod(recording))
+    _RecordingExtras.asked = set()
+    (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
+    module_name, _, class_name = entry["hook-class-name"].rpartition(".")
+    hook_class = getattr(import_module(module_name), class_name)
+    for n, (fields, lazies) in enumerate(FULL_CONNECTIONS[conn_type]):
+        set_connection(f"form_{conn_type}_{n}", conn_type, **fields)  # type: ignore[operator]
+        hook = hook_class(f"form_{conn_type}_{n}")
+        hook.client  # noqa: B018 - building the client reads the extras
+        for lazy in lazies:
+            getattr(hook, lazy)
+    assert _RecordingExtras.asked
+    assert _RecordingExtras.asked <= set(entry["conn-fields"]), _RecordingExtras.asked - set(
+        entry["conn-fields"]
+    )
