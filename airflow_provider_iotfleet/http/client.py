@@ -211,7 +211,7 @@ class VendorHttpClient:
                     "%s: credentials expired; renewed them and resending %s", self.errors.vendor, action
                 )
                 continue
-            if not self._is_retryable(error) or retries_done >= policy.max_retries:
+            if not self._is_retryable(error) or not policy.should_retry(retries_done, retry_after):
                 raise error
             delay = policy.delay(retries_done, retry_after, self._uniform)
             retries_done += 1

@@ -19,14 +19,21 @@ class RetryPolicy:
     :param max_retries: retries after the first attempt (0 sends once).
     :param backoff_base: seconds before the first retry; doubles on each further retry.
     :param backoff_max: ceiling of the exponential backoff, in seconds.
-    :param max_retry_after: the longest ``Retry-After`` we agree to sleep; a vendor asking for more
-        gets this many seconds, and if it still refuses the caller sees a rate-limit error.
+    :param max_retry_after: the longest ``Retry-After`` worth sleeping through inside a task; a vendor
+        asking for more is not retried here, so the error reaches Airflow's own task retries at once
+        instead of a worker slot sleeping.
     """
 
     max_retries: int = 3
     backoff_base: float = 1.0
     backoff_max: float = 60.0
-    max_retry_after: float = 300.0
+    max_retry_after: float = 120.0
+
+    def should_retry(self, retries_done: int, retry_after: float | None) -> bool:
+        """Return whether another attempt is allowed after ``retries_done`` retries."""
+        return retries_done < self.max_retries and (
+            retry_after is None or retry_after <= self.max_retry_after
+        )
 
     def delay(
         self,
@@ -41,7 +48,7 @@ class RetryPolicy:
         together do not come back in lockstep.
         """
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            return max(retry_after, 0.0)
         ceiling = min(self.backoff_max, self.backoff_base * 2.0**retry_number)
         return ceiling / 2 + uniform(0.0, ceiling / 2)
 

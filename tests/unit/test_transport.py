@@ -58,10 +58,25 @@ def test_backoff_doubles_with_jitter_and_caps() -> None:
     assert [policy.delay(n, uniform=lambda lo, hi: lo) for n in range(3)] == [0.5, 1.0, 2.0]
 
 
-def test_retry_after_wins_over_backoff_and_is_capped() -> None:
-    policy = RetryPolicy(max_retry_after=60.0)
+def test_retry_after_wins_over_backoff() -> None:
+    policy = RetryPolicy(max_retries=2, max_retry_after=60.0)
     assert policy.delay(3, retry_after=7.0) == 7.0
-    assert policy.delay(0, retry_after=3600.0) == 60.0
+    assert policy.should_retry(1, retry_after=60.0)
+    assert not policy.should_retry(2, retry_after=1.0)
+    assert not policy.should_retry(0, retry_after=3600.0)
+
+
+def test_a_long_retry_after_is_handed_to_airflow_not_slept_through(
+    requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    requests_mock.get(
+        f"{BASE}/things", status_code=429, headers={"Retry-After": "3600"}, json={"msg": "quota"}
+    )
+    with pytest.raises(IoTFleetRateLimitError) as caught:
+        make_client(clock).send("GET", "things")
+    assert caught.value.retry_after == 3600.0
+    assert requests_mock.call_count == 1
+    assert clock.sleeps == []
 
 
 def test_parse_retry_after_seconds_and_http_date() -> None:
