@@ -180,6 +180,12 @@ def test_edit_devices_reports_each_outcome(hook: CiscoControlCenterHook, request
     )
     assert outcomes[0].ok and outcomes[0].item == ICCID
     assert isinstance(outcomes[1].error, IoTFleetNotFoundError) and outcomes[1].item == ICCID_19
+    assert outcomes[1].error.to_dict() == {
+        "http_status": 404,
+        "error_code": "20000001",
+        "message": "Cisco IoT Control Center rejected PUT /rws/api/v1/devices/8944500102198304826: "
+        "Resource not found - Invalid ICCID.",
+    }
 
 
 def test_get_device_returns_vendor_fields(hook: CiscoControlCenterHook, requests_mock: rm.Mocker) -> None:
