@@ -123,8 +123,13 @@ class ThingSpaceAuth(Auth):
         except IoTFleetVendorResponseError as error:
             if error.http_status is None or not 400 <= error.http_status < 500:
                 raise
-            # ThingSpace refuses bad M2M credentials with a 400: an auth failure all the same.
-            self._refused_login = error
+            if error.http_status == 401:
+                # The gateway refused the bearer token: the M2M service never saw the credentials,
+                # so this counts for no lockout. Drop the token; the next call starts afresh.
+                self._oauth.renew_after(error)
+            else:
+                # ThingSpace refuses bad M2M credentials with a 400: an auth failure all the same.
+                self._refused_login = error
             raise IoTFleetAuthError(
                 f"{VENDOR}: the M2M session login was refused: {error.message}",
                 http_status=error.http_status,

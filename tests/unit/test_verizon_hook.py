@@ -159,7 +159,28 @@ def test_session_still_expired_after_relogin_is_raised(
     assert login.call_count == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 500])
+def test_login_refused_by_the_gateway_is_not_remembered(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker
+) -> None:
+    token = requests_mock.post(
+        TOKEN_URL, [{"json": {"access_token": f"access-token-{n}", "expires_in": 3600}} for n in (1, 2)]
+    )
+    login = requests_mock.post(
+        LOGIN_URL,
+        [
+            {"status_code": 401, "json": {"fault": {"code": "900901", "message": "Invalid Credentials"}}},
+            {"json": {"sessionToken": "s-1"}},
+        ],
+    )
+    requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": []})
+    with pytest.raises(IoTFleetAuthError, match="Invalid Credentials"):
+        list(hook.iter_fota_devices(ACCOUNT))
+    assert list(hook.iter_fota_devices(ACCOUNT)) == []  # a fresh bearer token, and the login goes through
+    assert (token.call_count, login.call_count) == (2, 2)
+    assert login.last_request.headers["Authorization"] == "Bearer access-token-2"
+
+
+@pytest.mark.parametrize("status", [400, 403, 500])
 def test_refused_login_is_never_repeated(
     hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, status: int
 ) -> None:
