@@ -52,21 +52,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         "--session-idle-timeout", type=float, default=1200.0, help="ThingSpace session idle expiry, s"
     )
     args = parser.parse_args(argv)
-    config = SimulatorConfig(
-        devices=args.devices,
-        seed=args.seed,
-        latency=args.latency,
-        rate_limits=dict(args.rate_limit),
-        faults=Faults(
-            server_error=args.server_error,
-            rate_limited=args.rate_limited,
-            dropped_connection=args.dropped_connection,
-            malformed_json=args.malformed_json,
-            token_expiry=args.token_expiry,
-        ),
-        verizon_page_size=args.verizon_page_size,
-        session_idle_timeout=args.session_idle_timeout,
-    )
+    try:
+        config = SimulatorConfig(
+            devices=args.devices,
+            seed=args.seed,
+            latency=args.latency,
+            rate_limits=dict(args.rate_limit),
+            faults=Faults(
+                server_error=args.server_error,
+                rate_limited=args.rate_limited,
+                dropped_connection=args.dropped_connection,
+                malformed_json=args.malformed_json,
+                token_expiry=args.token_expiry,
+            ),
+            verizon_page_size=args.verizon_page_size,
+            session_idle_timeout=args.session_idle_timeout,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     return args, config
 
 

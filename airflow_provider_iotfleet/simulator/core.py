@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow_provider_iotfleet.simulator.fleet import Fleet
+from airflow_provider_iotfleet.simulator.fleet import MAX_DEVICES, Fleet
 
 VENDORS = ("paloalto", "cisco", "huawei", "verizon")
 
@@ -83,6 +83,10 @@ class SimulatorConfig:
     session_idle_timeout: float = 20 * 60.0
 
     def __post_init__(self) -> None:
+        if not 1 <= self.devices <= MAX_DEVICES:
+            raise ValueError(f"devices must be 1..{MAX_DEVICES}, got {self.devices}")
+        if self.verizon_page_size < 1 or self.latency < 0 or self.session_idle_timeout <= 0:
+            raise ValueError("verizon_page_size, latency and session_idle_timeout must be positive")
         unknown = set(self.rate_limits) - set(VENDORS)
         if unknown:
             raise ValueError(f"rate_limits names unknown vendors: {', '.join(sorted(unknown))}")

@@ -48,6 +48,10 @@ def test_cli_knobs_become_config() -> None:
     assert config.faults == Faults(server_error=0.1, token_expiry=0.02)
     with pytest.raises(SystemExit):
         parse_args(["--rate-limit", "nokia=5"])
+    with pytest.raises(SystemExit):
+        parse_args(["--devices", "2000000"])
+    with pytest.raises(SystemExit):
+        parse_args(["--fault-server-error", "0.7", "--fault-malformed-json", "0.7"])
 
 
 def test_cli_prints_connections_that_work(monkeypatch: pytest.MonkeyPatch) -> None:
