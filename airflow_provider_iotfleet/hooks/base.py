@@ -15,6 +15,7 @@ from airflow_provider_iotfleet.http import (
     Clock,
     ConnectionSettings,
     RetryPolicy,
+    TokenBucket,
     VendorHttpClient,
 )
 
@@ -62,9 +63,12 @@ class IoTFleetBaseHook(BaseHook):
     def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
         raise NotImplementedError
 
-    def _transport_options(self, settings: ConnectionSettings) -> dict[str, Any]:
-        """The options every vendor client takes from the connection's common extras."""
+    def _transport_options(self, settings: ConnectionSettings, requests_per_second: float) -> dict[str, Any]:
+        """The options every vendor client takes: the common extras and a client-side rate limit."""
         return {
+            "rate_limiter": TokenBucket(
+                requests_per_second, clock=self.clock.monotonic, sleep=self.clock.sleep
+            ),
             "timeout": settings.get_float("timeout", 30.0),
             "retry": RetryPolicy(max_retries=settings.get_int("max_retries", 3)),
             "logger": self.log,

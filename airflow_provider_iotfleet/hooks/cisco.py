@@ -16,7 +16,6 @@ from airflow_provider_iotfleet.http import (
     ConnectionSettings,
     ErrorMapping,
     Outcome,
-    TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
     map_bounded,
@@ -101,13 +100,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             base_url=f"{settings.base_url()}/rws/api/v{version}",
             errors=CISCO_ERRORS,
             auth=lambda _client: auth,
-            rate_limiter=TokenBucket(
-                settings.get_float("requests_per_second", 5.0),
-                clock=self.clock.monotonic,
-                sleep=self.clock.sleep,
-            ),
             max_connections=self.max_concurrency,
-            **self._transport_options(settings),
+            **self._transport_options(settings, settings.get_float("requests_per_second", 5.0)),
         )
 
     def edit_device(

@@ -30,7 +30,6 @@ from airflow_provider_iotfleet.http import (
     ConnectionSettings,
     ErrorMapping,
     NoAuth,
-    TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
     text_or_none,
@@ -330,12 +329,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             base_url=base_url,
             errors=HUAWEI_ERRORS,
             auth=auth,
-            rate_limiter=TokenBucket(
-                settings.get_float("requests_per_second", 10.0),
-                clock=self.clock.monotonic,
-                sleep=self.clock.sleep,
-            ),
-            **self._transport_options(settings),
+            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
         )
 
     def force_offline(self, device_ids: Sequence[int | str]) -> ForceOfflineResult:

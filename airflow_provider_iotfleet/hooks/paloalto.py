@@ -22,7 +22,6 @@ from airflow_provider_iotfleet.http import (
     Clock,
     ConnectionSettings,
     ErrorMapping,
-    TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
     text_or_none,
@@ -118,9 +117,7 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         return "iot/pub/v1" if self.auth_type == "scm" else "pub/v4.0"
 
     def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
-        per_minute = settings.get_float("requests_per_minute", 180.0)
-        options = self._transport_options(settings)
-        limiter = TokenBucket(per_minute / 60.0, clock=self.clock.monotonic, sleep=self.clock.sleep)
+        options = self._transport_options(settings, settings.get_float("requests_per_minute", 180.0) / 60.0)
         if self.auth_type == "api_key":
             headers = {
                 "X-Key-Id": settings.require_login("API key id (X-Key-Id)"),
@@ -130,7 +127,6 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
                 base_url=settings.base_url(),
                 errors=PALOALTO_ERRORS,
                 auth=lambda _client: HeaderAuth(headers),
-                rate_limiter=limiter,
                 **options,
             )
         client_id = settings.require_login("SCM service account client id")
@@ -143,7 +139,6 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             auth=lambda client: OAuthClientCredentials(
                 client, token_url, client_id, client_secret, scope=scope, default_lifetime=899.0
             ),
-            rate_limiter=limiter,
             **options,
         )
 

@@ -28,7 +28,6 @@ from airflow_provider_iotfleet.http import (
     ConnectionSettings,
     ErrorMapping,
     RetryPolicy,
-    TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
     text_or_none,
@@ -276,12 +275,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             base_url=f"{root}{FOTA_PATH}",
             errors=VERIZON_ERRORS,
             auth=auth,
-            rate_limiter=TokenBucket(
-                settings.get_float("requests_per_second", 10.0),
-                clock=self.clock.monotonic,
-                sleep=self.clock.sleep,
-            ),
-            **self._transport_options(settings),
+            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
         )
 
     def _account(self, account_name: str | None) -> str:
