@@ -81,6 +81,7 @@ class Fleet:
     _scheduled: list[tuple[datetime, int, int, dict[str, Any]]] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     lock: Any = field(default_factory=threading.RLock)
+    _base_matches: dict[tuple[str, Any], list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_DEVICES:
@@ -180,6 +181,25 @@ class Fleet:
                 else:
                     current[key] = value
             current["date_updated"] = self.now()
+
+    def indices_where(self, key: str, value: Any) -> list[int]:
+        """Return, in index order, the devices whose ``key`` is ``value`` now.
+
+        Start-up values never change, so their matches are computed once per ``(key, value)``; each
+        call then only revisits the changed devices, which keeps filtered listings of a big fleet
+        cheap.
+        """
+        with self.lock:
+            self.apply_due()
+            base = self._base_matches.get((key, value))
+            if base is None:
+                base = [i for i in range(self.size) if self.base(i)[key] == value]
+                self._base_matches[(key, value)] = base
+            if not self.changed:
+                return list(base)
+            unchanged = (i for i in base if i not in self.changed)
+            changed = sorted(i for i in self.changed if self.device(i)[key] == value)
+            return list(heapq.merge(unchanged, changed))
 
     def schedule(self, due: datetime, index: int, changes: dict[str, Any]) -> None:
         """Apply ``changes`` to device ``index`` once the simulator clock reaches ``due``."""

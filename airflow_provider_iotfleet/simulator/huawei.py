@@ -150,9 +150,7 @@ def router(sim: SimulatorState) -> APIRouter:
             total = sim.fleet.size
             indices = list(range(offset, min(offset + limit, total)))
         else:
-            matching = [
-                i for i in range(sim.fleet.size) if sim.fleet.device(i)["online_status"] == online_status
-            ]
+            matching = sim.fleet.indices_where("online_status", online_status)
             total = len(matching)
             indices = matching[offset : offset + limit]
         return answer(200, {"total": total, "size": len(indices), "items": [describe(i) for i in indices]})

@@ -89,3 +89,13 @@ def test_knob_validation() -> None:
         SimulatorConfig(rate_limits={"nokia": 1})
     with pytest.raises(ValueError, match="fleet size"):
         Fleet(size=MAX_DEVICES + 1, seed=1, now=FakeClock().now)
+
+
+def test_indices_where_follows_changes() -> None:
+    fleet = Fleet(size=200, seed=2, now=FakeClock().now)
+    online = fleet.indices_where("online_status", 1)
+    assert online == [i for i in range(200) if fleet.device(i)["online_status"] == 1]
+    fleet.update(online[0], {"online_status": 2})
+    offline_before = [i for i in range(200) if fleet.base(i)["online_status"] == 2]
+    assert fleet.indices_where("online_status", 1) == online[1:]
+    assert fleet.indices_where("online_status", 2) == sorted([*offline_before, online[0]])
