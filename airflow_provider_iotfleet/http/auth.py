@@ -70,12 +70,11 @@ class CachedToken:
                 self._expires_at = None if lifetime is None else now + lifetime
             return self._token
 
-    def invalidate(self, token: str | None = None) -> None:
-        """Forget the token (only if it is still ``token``, when given, so a fresh one survives)."""
+    def invalidate(self) -> None:
+        """Forget the token; the next :meth:`get` fetches a new one."""
         with self._lock:
-            if token is None or token == self._token:
-                self._token = None
-                self._expires_at = None
+            self._token = None
+            self._expires_at = None
 
 
 class TokenAuth(Auth):

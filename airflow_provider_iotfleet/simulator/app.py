@@ -109,7 +109,7 @@ def _expire_presented_tokens(scope: Scope, state: SimulatorState) -> None:
     headers = {name.decode().lower(): value.decode() for name, value in scope.get("headers", [])}
     scheme, _, bearer = headers.get("authorization", "").partition(" ")
     if headers.get("vz-m2m-token"):
-        state.expire_token("verizon-session", headers["vz-m2m-token"])
+        state.expire_session(headers["vz-m2m-token"])
     elif scheme.lower() == "bearer":
         state.expire_token("paloalto", bearer)
     if headers.get("x-auth-token"):

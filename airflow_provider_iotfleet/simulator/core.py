@@ -128,11 +128,21 @@ class SimulatorState:
         with self.lock:
             self.counters[name] += 1
 
+    def _new_token(self, kind: str) -> str:
+        return f"{kind}-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+
     def issue_token(self, kind: str, lifetime: float) -> str:
-        token = f"{kind}-{uuid.UUID(int=self.random.getrandbits(128)).hex}"
+        token = self._new_token(kind)
         with self.lock:
             self.tokens[kind][token] = self.now() + timedelta(seconds=lifetime)
         return token
+
+    def open_session(self) -> str:
+        """Start a ThingSpace M2M session; it lives until idle for ``session_idle_timeout``."""
+        session = self._new_token("verizon-session")
+        with self.lock:
+            self.sessions[session] = self.now()
+        return session
 
     def token_valid(self, kind: str, token: str | None) -> bool:
         with self.lock:
@@ -142,7 +152,10 @@ class SimulatorState:
     def expire_token(self, kind: str, token: str | None) -> None:
         with self.lock:
             self.tokens[kind].pop(token or "", None)
-            self.sessions.pop(token or "", None)
+
+    def expire_session(self, session: str | None) -> None:
+        with self.lock:
+            self.sessions.pop(session or "", None)
 
     def request_id(self) -> str:
         return str(uuid.UUID(int=self.random.getrandbits(128)))

@@ -54,7 +54,7 @@ def router(sim: SimulatorState) -> APIRouter:
             last_used = sim.sessions.get(session or "")
             now = sim.now()
             if last_used is None or now - last_used > timedelta(seconds=sim.config.session_idle_timeout):
-                sim.sessions.pop(session or "", None)
+                sim.expire_session(session)
                 return error(
                     "FOTA.REQUEST_FAILED.SessionToken.Expired", "Session token is expired or invalid."
                 )
@@ -222,8 +222,7 @@ def router(sim: SimulatorState) -> APIRouter:
                 return error("REQUEST_FAILED.UnexpectedError", "Invalid username or password.")
             sim.login_failures[user] = 0
             sim.count("verizon.logins")
-            session = sim.issue_token("verizon-session", 365 * 24 * 3600.0)
-            sim.sessions[session] = sim.now()
+            session = sim.open_session()
         return answer(200, {"sessionToken": session})
 
     return api
