@@ -14,7 +14,7 @@ from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Clock,
     ConnectionSettings,
-    RetryPolicy,
+    BackoffPolicy,
     TokenBucket,
     VendorHttpClient,
 )
@@ -70,7 +70,7 @@ class IoTFleetBaseHook(BaseHook):
                 requests_per_second, clock=self.clock.monotonic, sleep=self.clock.sleep
             ),
             "timeout": settings.get_float("timeout", 30.0),
-            "retry": RetryPolicy(max_retries=settings.get_int("max_retries", 3)),
+            "retry": BackoffPolicy(max_retries=settings.get_int("max_retries", 3)),
             "logger": self.log,
             "clock": self.clock,
         }

@@ -364,7 +364,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         (checked_id,) = validate_roma_device_ids([device_id], "device_id")
         return self.client.send("GET", f"{self._devices_path}/{checked_id}").object()
 
-    def list_devices(
+    def iter_devices(
         self, online_status: int | str | None = None, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[dict[str, Any]]:
         """Return an iterator over the instance's devices, requesting one page (``limit`` items from

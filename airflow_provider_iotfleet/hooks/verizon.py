@@ -27,7 +27,7 @@ from airflow_provider_iotfleet.http import (
     Clock,
     ConnectionSettings,
     ErrorMapping,
-    RetryPolicy,
+    BackoffPolicy,
     VendorErrorBody,
     VendorHttpClient,
     text_or_none,
@@ -45,7 +45,7 @@ SESSION_EXPIRED_SUFFIX = "SessionToken.Expired"
 SYNC_SUCCESS = "FirmwareVersionUpdateSuccess"
 MAX_SYNC_IMEIS = 100
 PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
-_NO_RETRY = RetryPolicy(max_retries=0)
+_NO_RETRY = BackoffPolicy(max_retries=0)
 
 
 def _parse_error(body: Any) -> VendorErrorBody:

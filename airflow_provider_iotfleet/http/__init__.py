@@ -6,7 +6,7 @@ from airflow_provider_iotfleet.http.concurrency import Outcome, map_bounded
 from airflow_provider_iotfleet.http.config import ConnectionSettings, is_loopback_host
 from airflow_provider_iotfleet.http.errors import ErrorMapping, VendorErrorBody, text_or_none
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
-from airflow_provider_iotfleet.http.retry import RetryPolicy, parse_retry_after
+from airflow_provider_iotfleet.http.retry import BackoffPolicy, parse_retry_after
 
 __all__ = [
     "SYSTEM_CLOCK",
@@ -17,7 +17,7 @@ __all__ = [
     "NoAuth",
     "Outcome",
     "Reply",
-    "RetryPolicy",
+    "BackoffPolicy",
     "TokenBucket",
     "VendorErrorBody",
     "VendorHttpClient",

@@ -19,7 +19,7 @@ from airflow_provider_iotfleet.exceptions import IoTFleetTransportError, IoTFlee
 from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
-from airflow_provider_iotfleet.http.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from airflow_provider_iotfleet.http.retry import RETRYABLE_STATUSES, BackoffPolicy, parse_retry_after
 
 USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
 
@@ -140,7 +140,7 @@ class VendorHttpClient:
         errors: ErrorMapping,
         auth: Callable[[VendorHttpClient], Auth] | None = None,
         timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
+        retry: BackoffPolicy | None = None,
         rate_limiter: TokenBucket | None = None,
         max_connections: int = 4,
         user_agent: str = USER_AGENT,
@@ -151,7 +151,7 @@ class VendorHttpClient:
         self.base_url = base_url.rstrip("/")
         self.errors = errors
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or BackoffPolicy()
         self.rate_limiter = rate_limiter
         self.log: Logger = logger or logging.getLogger(__name__)
         self.clock = clock
@@ -178,14 +178,14 @@ class VendorHttpClient:
         json: Any = None,
         data: Mapping[str, str] | None = None,
         auth: Auth | None = None,
-        retry: RetryPolicy | None = None,
+        retry: BackoffPolicy | None = None,
         rate_limited: bool = True,
     ) -> Reply:
         """Send one request, retrying as the policy allows, and return the vendor's JSON answer.
 
         :param auth: overrides the client's auth strategy (token endpoints pass :class:`NoAuth`).
         :param retry: overrides the client's retry policy (logins that must never repeat pass
-            ``RetryPolicy(max_retries=0)``).
+            ``BackoffPolicy(max_retries=0)``).
         :param rate_limited: ``False`` for auth endpoints, which the vendor does not count.
         :return: the parsed answer, with its status and headers.
         :raises IoTFleetVendorResponseError: or a subclass, when the vendor answered with an error or

@@ -13,7 +13,7 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class BackoffPolicy:
     """How often and how patiently a request is retried.
 
     :param max_retries: retries after the first attempt (0 sends once).

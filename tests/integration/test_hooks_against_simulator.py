@@ -131,8 +131,8 @@ def test_huawei_force_offline_flips_online_devices_and_reports_the_rest(simulato
 
 def test_huawei_list_devices_pages_through_the_instance(simulator: Simulator) -> None:
     with HuaweiRomaConnectHook() as hook:
-        ids = [device["device_id"] for device in hook.list_devices(page_size=500)]
-        online = list(hook.list_devices(online_status="online", page_size=999))
+        ids = [device["device_id"] for device in hook.iter_devices(page_size=500)]
+        online = list(hook.iter_devices(online_status="online", page_size=999))
     assert ids == [ROMA_ID_BASE + i for i in range(3000)]
     assert len(online) == sum(
         1 for i in range(3000) if simulator.state.fleet.device(i)["online_status"] == ONLINE

@@ -134,7 +134,7 @@ def test_query_is_part_of_the_signature_and_retries_are_resigned(
         ],
     )
     clock.advance(0.6)  # any backoff (at least 0.5 s) now crosses into the next second
-    assert [d["device_id"] for d in hook.list_devices(online_status="online")] == [5]
+    assert [d["device_id"] for d in hook.iter_devices(online_status="online")] == [5]
     first, second = route.request_history
     assert first.headers["X-Sdk-Date"] != second.headers["X-Sdk-Date"]  # a backoff passed: signed anew
     assert second.qs == {"limit": ["999"], "online_status": ["1"], "offset": ["0"]}
@@ -245,9 +245,9 @@ def test_invalid_ids_and_oversized_batches_send_nothing(
     with pytest.raises(IoTFleetValidationError, match="at most 2 fit in one request"):
         hook.force_offline([1, 2, 3])
     with pytest.raises(IoTFleetValidationError, match="'asleep' is not one of never, online, offline"):
-        hook.list_devices(online_status="asleep")  # refused when called, not when iterated
+        hook.iter_devices(online_status="asleep")  # refused when called, not when iterated
     with pytest.raises(IoTFleetValidationError, match=r"1000 is not in 1\.\.999"):
-        hook.list_devices(page_size=1000)
+        hook.iter_devices(page_size=1000)
     assert requests_mock.call_count == 0
 
 
@@ -258,7 +258,7 @@ def test_list_devices_pages_lazily(hook: HuaweiRomaConnectHook, requests_mock: r
         "4": {"total": 5, "size": 1, "items": [{"device_id": 5}]},
     }
     route = requests_mock.get(DEVICES, json=lambda request, context: pages[request.qs["offset"][0]])
-    devices = hook.list_devices(page_size=2)
+    devices = hook.iter_devices(page_size=2)
     assert route.call_count == 0
     assert [next(devices)["device_id"], next(devices)["device_id"]] == [1, 2]
     assert route.call_count == 1

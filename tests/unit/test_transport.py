@@ -21,7 +21,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.http import (
     ErrorMapping,
-    RetryPolicy,
+    BackoffPolicy,
     TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
@@ -53,13 +53,13 @@ def make_client(clock: FakeClock, **kwargs: Any) -> VendorHttpClient:
 
 
 def test_backoff_doubles_with_jitter_and_caps() -> None:
-    policy = RetryPolicy(backoff_base=1.0, backoff_max=8.0)
+    policy = BackoffPolicy(backoff_base=1.0, backoff_max=8.0)
     assert [policy.delay(n, uniform=lambda lo, hi: hi) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert [policy.delay(n, uniform=lambda lo, hi: lo) for n in range(3)] == [0.5, 1.0, 2.0]
 
 
 def test_retry_after_wins_over_backoff() -> None:
-    policy = RetryPolicy(max_retries=2, max_retry_after=60.0)
+    policy = BackoffPolicy(max_retries=2, max_retry_after=60.0)
     assert policy.delay(3, retry_after=7.0) == 7.0
     assert policy.should_retry(1, retry_after=60.0)
     assert not policy.should_retry(2, retry_after=1.0)
@@ -144,7 +144,7 @@ def test_retries_run_out_with_a_typed_error(requests_mock: rm.Mocker, clock: Fak
         json={"msg": "busy"},
     )
     with pytest.raises(IoTFleetRateLimitError) as caught:
-        make_client(clock, retry=RetryPolicy(max_retries=2)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=2)).send("GET", "things")
     assert requests_mock.call_count == 3
     error = caught.value
     assert (error.http_status, error.request_id, error.retry_after) == (429, "req-9", 1.0)
@@ -154,7 +154,7 @@ def test_retries_run_out_with_a_typed_error(requests_mock: rm.Mocker, clock: Fak
 def test_transport_failure_after_retries(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", exc=requests.ConnectTimeout("timed out"))
     with pytest.raises(IoTFleetTransportError, match="could not be completed: ConnectTimeout: timed out"):
-        make_client(clock, retry=RetryPolicy(max_retries=1)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=1)).send("GET", "things")
     assert requests_mock.call_count == 2
 
 
@@ -196,7 +196,7 @@ def test_non_json_success_is_a_clear_error_not_a_keyerror(requests_mock: rm.Mock
     with pytest.raises(
         IoTFleetVendorResponseError, match="a body that is not JSON: '<html>maintenance</html>'"
     ):
-        make_client(clock, retry=RetryPolicy(max_retries=1)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=1)).send("GET", "things")
     assert requests_mock.call_count == 2  # a garbled 2xx is retried once, like a 5xx
 
 
