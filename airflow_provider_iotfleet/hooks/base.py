@@ -12,9 +12,9 @@ from airflow_provider_iotfleet._compat import mask_secret
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
+    BackoffPolicy,
     Clock,
     ConnectionSettings,
-    BackoffPolicy,
     TokenBucket,
     VendorHttpClient,
 )

@@ -24,10 +24,10 @@ from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Auth,
+    BackoffPolicy,
     Clock,
     ConnectionSettings,
     ErrorMapping,
-    BackoffPolicy,
     VendorErrorBody,
     VendorHttpClient,
     text_or_none,

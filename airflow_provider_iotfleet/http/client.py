@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -128,8 +130,10 @@ class VendorHttpClient:
     :param errors: how this vendor reports errors.
     :param auth: builds the auth strategy from this client, so token strategies can fetch tokens
         through the same session and policies.
-    :param max_connections: the most TCP connections open at once; callers running more threads
-        wait for a free one, so a concurrent batch never opens more.
+    :param max_connections: the most requests in flight at once; callers running more threads wait
+        for a free slot, at most ``pool_timeout`` seconds, so a concurrent batch never opens more
+        connections and a stuck call can never make the others wait forever.
+    :param pool_timeout: the longest wait for a free slot (default: ``timeout``).
     :param clock: time source for backoff sleeps and ``Retry-After`` dates; tests pass a fake.
     """
 
@@ -143,6 +147,7 @@ class VendorHttpClient:
         retry: BackoffPolicy | None = None,
         rate_limiter: TokenBucket | None = None,
         max_connections: int = 4,
+        pool_timeout: float | None = None,
         user_agent: str = USER_AGENT,
         logger: Logger | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -158,9 +163,17 @@ class VendorHttpClient:
         self._uniform = uniform
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, pool_block=True)
+        # The pool never blocks: the slots below bound the requests in flight, with a timeout, which
+        # urllib3's blocking pool cannot (requests gives it no pool timeout, so a leaked connection
+        # would make the next caller wait forever).
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, pool_block=False)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
+        # Proxies and CA bundle from the environment, resolved once per host (requests otherwise
+        # looks them up on every request, and Session.send ignores REQUESTS_CA_BUNDLE).
+        self._environment: dict[str, dict[str, Any]] = {}
         self.auth: Auth = auth(self) if auth else NoAuth()
 
     def url(self, path: str) -> str:
@@ -215,15 +228,8 @@ class VendorHttpClient:
                 raise error
             delay = policy.delay(retries_done, retry_after, self._uniform)
             retries_done += 1
-            self.log.warning(
-                "%s: %s failed (%s); retry %d of %d in %.1f s",
-                self.errors.vendor,
-                action,
-                error,
-                retries_done,
-                policy.max_retries,
-                delay,
-            )
+            # The error's text already names the vendor and the request.
+            self.log.warning("%s; retry %d of %d in %.1f s", error, retries_done, policy.max_retries, delay)
             self.clock.sleep(delay)
 
     def _attempt(
@@ -240,17 +246,25 @@ class VendorHttpClient:
         request = requests.Request(method, url, params=params, json=json, data=data, auth=auth)
         started = self.clock.monotonic()
         try:
+            # Prepared outside the slot: preparing applies the auth, which may fetch a token through
+            # this same client and so needs a slot of its own.
             prepared = self.session.prepare_request(request)
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
-        # A connection dropped mid-answer surfaces as ChunkedEncodingError, not ConnectionError.
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            return (
-                IoTFleetTransportError(
-                    f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
-                    vendor=self.errors.vendor,
-                ),
-                None,
-            )
+            with self._slot():
+                response = self.session.send(
+                    prepared,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                    **self._environment_for(url),
+                )
+                try:
+                    response.content  # noqa: B018 - read (and decode) the whole body inside the try
+                finally:
+                    # Returns the connection to the pool, or closes it if the body was not read to
+                    # the end: a half-read connection must never be reused nor leaked.
+                    response.close()
+        except requests.RequestException as exc:
+            return self._transport_error(action, exc), None
         self.log.debug(
             "%s: %s answered %d in %.3f s",
             self.errors.vendor,
@@ -274,6 +288,34 @@ class VendorHttpClient:
             headers=response.headers,
             vendor=self.errors.vendor,
             action=action,
+        )
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the ``max_connections`` request slots, waiting at most ``pool_timeout``."""
+        if not self._slots.acquire(timeout=self.pool_timeout):
+            raise requests.ConnectionError(
+                f"no free connection slot within {self.pool_timeout:g} s (every slot busy)"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _environment_for(self, url: str) -> dict[str, Any]:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        settings = self._environment.get(origin)
+        if settings is None:
+            merged = self.session.merge_environment_settings(origin, {}, None, None, None)
+            settings = {key: merged[key] for key in ("proxies", "verify", "cert")}
+            self._environment[origin] = settings
+        return settings
+
+    def _transport_error(self, action: str, exc: requests.RequestException) -> IoTFleetTransportError:
+        return IoTFleetTransportError(
+            f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
+            vendor=self.errors.vendor,
         )
 
     def _is_retryable(self, error: IoTFleetVendorResponseError | IoTFleetTransportError) -> bool:

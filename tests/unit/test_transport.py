@@ -20,8 +20,8 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.http import (
-    ErrorMapping,
     BackoffPolicy,
+    ErrorMapping,
     TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
