@@ -7,6 +7,7 @@ never repeated within one hook.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,6 +159,26 @@ class ThingSpaceAuth(Auth):
 # --- Normalisation -----------------------------------------------------------------------------
 
 _TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z")
+# ThingSpace's usual shape, which fromisoformat (C, ~20x faster than strptime) reads once the space
+# before the offset is gone. Anything else takes the strptime path, so results never differ.
+_COMMON_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?(?= [+-]\d{4}$)")
+
+
+def _parse_timestamp(text: str) -> datetime | None:
+    if match := _COMMON_TIMESTAMP.match(text):
+        try:
+            return datetime.fromisoformat(match.group() + text[match.end() + 1 :])
+        except ValueError:
+            pass  # out-of-range fields: let the general path decide, as it always did
+    for pattern in _TIMESTAMP_FORMATS:
+        try:
+            return datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def normalise_timestamp(value: Any) -> str | None:
@@ -170,18 +191,9 @@ def normalise_timestamp(value: Any) -> str | None:
     text = value.strip().removesuffix(" UTC")
     if not text or text.upper() == "N/A":
         return None
-    parsed: datetime | None = None
-    for pattern in _TIMESTAMP_FORMATS:
-        try:
-            parsed = datetime.strptime(text, pattern)
-            break
-        except ValueError:
-            continue
+    parsed = _parse_timestamp(text)
     if parsed is None:
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -370,3 +372,53 @@ def test_simulator_style_host_derives_every_endpoint(
     )
     assert list(VerizonThingSpaceHook("vz_local").iter_fota_devices(ACCOUNT)) == []
     assert route.call_count == 1
+
+
+def _reference_normalise_timestamp(value: Any) -> str | None:
+    """The strptime-only implementation the fast path replaced: results must not differ from it."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().removesuffix(" UTC")
+    if not text or text.upper() == "N/A":
+        return None
+    parsed = None
+    for pattern in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z"):
+        try:
+            parsed = datetime.strptime(text, pattern)
+            break
+        except ValueError:
+            continue
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_fast_timestamp_parse_agrees_with_strptime_everywhere() -> None:
+    rng = random.Random(20261129)
+    pieces = {
+        "date": [
+            "2020-11-10",
+            "2021-02-29",
+            "2024-02-29",
+            "2020-13-01",
+            "2020-1-05",
+            "0001-01-01",
+            "9999-12-31",
+        ],
+        "time": ["15:35:00", "00:00:00", "23:59:59", "24:00:00", "7:05:09", "12:60:00"],
+        "fraction": ["", ".1", ".12", ".122", ".999999", ".1234567", "."],
+        "offset": [" +0000", " -0530", " +1400", " +2359", " +0060", " +00:00", " Z", "+0000", "", " +000"],
+        "suffix": ["", " UTC", "  UTC", " utc"],
+    }
+    samples = {"".join(rng.choice(options) for options in pieces.values()) for _ in range(5000)} | {
+        "2020-11-10 15:35:00.122 +0000 UTC",
+        " 2020-11-10 15:35:00 +0000 ",
+        "2020-11-10T15:35:00+00:00",
+    }
+    for sample in sorted(samples):
+        assert normalise_timestamp(sample) == _reference_normalise_timestamp(sample), sample
