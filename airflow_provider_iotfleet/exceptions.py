@@ -9,9 +9,14 @@ paths and identifiers only.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import Self
 
 from airflow.exceptions import AirflowException
+
+#: The most problems a validation error's message lists; ``problems`` keeps them all.
+MAX_LISTED_PROBLEMS = 20
 
 
 class IoTFleetError(AirflowException):
@@ -52,7 +57,19 @@ class IoTFleetError(AirflowException):
 
     def to_dict(self) -> dict[str, object]:
         """Return the JSON-safe fields operators put into XCom for a failed item."""
-        return {"http_status": self.http_status, "error_code": self.error_code, "message": self.message}
+        return {
+            "http_status": self.http_status,
+            "error_code": self.error_code,
+            "message": self.message,
+            "request_id": self.request_id,
+        }
+
+    def with_message(self, message: str) -> Self:
+        """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
+        clone = copy.copy(self)
+        clone.message = message
+        clone.args = (message,)
+        return clone
 
 
 class IoTFleetConfigurationError(IoTFleetError):
@@ -62,13 +79,16 @@ class IoTFleetConfigurationError(IoTFleetError):
 class IoTFleetValidationError(IoTFleetError, ValueError):
     """Input was rejected before any request was sent.
 
-    :param problems: one line per bad item; the message lists them all.
+    :param problems: one line per bad item, all kept in :attr:`problems`; the message lists the
+        first :data:`MAX_LISTED_PROBLEMS` and says how many more there are.
     """
 
     def __init__(self, summary: str, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        listing = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{summary}:\n{listing}" if self.problems else summary)
+        lines = [f"  - {problem}" for problem in self.problems[:MAX_LISTED_PROBLEMS]]
+        if len(self.problems) > MAX_LISTED_PROBLEMS:
+            lines.append(f"  ... and {len(self.problems) - MAX_LISTED_PROBLEMS} more")
+        super().__init__(f"{summary}:\n" + "\n".join(lines) if self.problems else summary)
 
 
 class IoTFleetTransportError(IoTFleetError):

@@ -9,20 +9,16 @@ digit strings, ROMA ids as ints, dates as aware UTC datetimes).
 from __future__ import annotations
 
 import ipaddress
-import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 
-log = logging.getLogger(__name__)
-
 ROMA_DEVICE_ID_MAX = 99_999_999_999_999_999
 CISCO_MAX_SCHEDULE_DAYS = 180
 CISCO_CUSTOM_FIELD_MAX_LENGTH = 2000
-#: SIM states seen in Control Center; the vendor does not publish a complete list.
+#: SIM states Control Center accepts in an edit (its "Invalid status." 10000005 answers any other).
 CISCO_KNOWN_STATUSES = frozenset(
     {"INVENTORY", "TEST_READY", "ACTIVATION_READY", "ACTIVATED", "DEACTIVATED", "RETIRED", "PURGED"}
 )
@@ -57,7 +53,10 @@ PALOALTO_DEVICE_FIELDS = (
 )
 PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
 
-_STATUS_WORD = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """Return ``"1 device"`` / ``"3 devices"``."""
+    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
 
 
 class Problems:
@@ -72,6 +71,10 @@ class Problems:
     def raise_if_any(self, summary: str) -> None:
         if self.items:
             raise IoTFleetValidationError(summary, self.items)
+
+    def raise_for(self, items: int, noun: str) -> None:
+        """Raise if any, summarised as ``"2 problems in 5 devices"``."""
+        self.raise_if_any(f"{plural(len(self.items), 'problem')} in {plural(items, noun)}")
 
 
 def luhn_check_digit(body: str) -> str:
@@ -176,7 +179,8 @@ def _validate_identifiers(
     for index, value in enumerate(items):
         if problem := problem_of(value):
             problems.add(f"{name}[{index}] {value!r} {problem}")
-    problems.raise_if_any(f"{len(problems.items)} of {len(items)} {kind} are invalid")
+    bad = len(problems.items)
+    problems.raise_if_any(f"{bad} of {len(items)} {kind} {'is' if bad == 1 else 'are'} invalid")
     return [_digit_string(value) or "" for value in items]
 
 
@@ -197,7 +201,8 @@ def validate_roma_device_ids(values: Any, name: str = "device_ids") -> list[int]
     for index, value in enumerate(items):
         if problem := roma_device_id_problem(value):
             problems.add(f"{name}[{index}] {value!r} {problem}")
-    problems.raise_if_any(f"{len(problems.items)} of {len(items)} ROMA device ids are invalid")
+    bad = len(problems.items)
+    problems.raise_if_any(f"{bad} of {len(items)} ROMA device ids {'is' if bad == 1 else 'are'} invalid")
     return [int(value) for value in items]
 
 
@@ -256,8 +261,10 @@ def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
             continue
         if field in CISCO_CUSTOM_FIELDS and len(value) > CISCO_CUSTOM_FIELD_MAX_LENGTH:
             problems.append(f"{where}: {len(value)} characters; at most {CISCO_CUSTOM_FIELD_MAX_LENGTH}")
-        elif field == "status" and not _STATUS_WORD.match(value):
-            problems.append(f"{where}: {value!r} is not an upper-case SIM status such as ACTIVATED")
+        elif field == "status" and value not in CISCO_KNOWN_STATUSES:
+            problems.append(
+                f"{where}: {value!r} is not a SIM status; use one of {', '.join(sorted(CISCO_KNOWN_STATUSES))}"
+            )
         elif field == "overageLimitOverride" and value not in CISCO_OVERAGE_VALUES:
             problems.append(f"{where}: {value!r} is not one of {', '.join(sorted(CISCO_OVERAGE_VALUES))}")
         elif field in ("ipv4Address", "ipv6Address") and (
@@ -268,9 +275,6 @@ def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
         "apn" in changes and "pdpId" in changes
     ):
         problems.append(f"{prefix}: an IP address change needs apn and pdpId as well")
-    status = changes.get("status")
-    if isinstance(status, str) and _STATUS_WORD.match(status) and status not in CISCO_KNOWN_STATUSES:
-        log.warning("SIM status %r is not one we have seen; sending it as given", status)
     return problems
 
 
@@ -316,7 +320,7 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
             if key in entry and not _digits_between(entry[key].lstrip("+"), *lengths):
                 problems.add(f"{where}.{key} {entry[key]!r} is not {lengths[0]}-{lengths[1]} digits")
         cleaned.append(entry)
-    problems.raise_if_any(f"{len(problems.items)} problems in {len(items)} {name}")
+    problems.raise_for(len(items), "device")
     return cleaned
 
 
@@ -341,5 +345,5 @@ def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dic
         for problem in cisco_change_problems(changes, prefix=where):
             problems.add(problem)
         pairs.append((_digit_string(iccid) or "", changes))
-    problems.raise_if_any(f"{len(problems.items)} problems in {len(items)} {name}")
+    problems.raise_for(len(items), "edit")
     return pairs

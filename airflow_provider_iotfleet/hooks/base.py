@@ -49,7 +49,7 @@ class IoTFleetBaseHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection, read once and its secrets registered with Airflow's secret masker."""
-        settings = ConnectionSettings.from_connection(self.get_connection(self.conn_id))
+        settings = ConnectionSettings.from_connection(self.get_connection(self.conn_id), self.hook_name)
         for secret in (settings.password, *(settings.get_str(key) for key in self.secret_extras)):
             if secret:
                 mask_secret(secret)
@@ -71,6 +71,7 @@ class IoTFleetBaseHook(BaseHook):
             ),
             "timeout": settings.get_float("timeout", 30.0),
             "retry": BackoffPolicy(max_retries=settings.get_int("max_retries", 3)),
+            "conn_id": settings.conn_id,
             "logger": self.log,
             "clock": self.clock,
         }

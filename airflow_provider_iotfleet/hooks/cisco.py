@@ -94,7 +94,9 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
         version = settings.get_int("api_version", 1, minimum=1)
         auth = BasicAuth(
-            settings.require_login("Control Center user name"), settings.require_password("API key")
+            settings.require_login("Control Center user name"),
+            settings.require_password("API key"),
+            "the login (user name) and password (API key)",
         )
         return VendorHttpClient(
             base_url=f"{settings.base_url()}/rws/api/v{version}",

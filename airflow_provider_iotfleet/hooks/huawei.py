@@ -126,6 +126,11 @@ class HuaweiAkSkAuth(Auth):
         self._security_token = security_token
         self._clock = clock
 
+    credential_hint = (
+        "the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
+        "refuses signatures more than 15 minutes off)"
+    )
+
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = request.url or ""
         headers = request.headers
@@ -166,6 +171,7 @@ class HuaweiIamTokenAuth(TokenAuth):
         project_id: str,
     ) -> None:
         super().__init__(client.clock, refresh_lead=3600.0)
+        self.credential_hint = "the login (IAM user name), password, domain_name and project_id extras"
         self._client = client
         self._token_url = token_url
         self._body = {
@@ -181,7 +187,9 @@ class HuaweiIamTokenAuth(TokenAuth):
         }
 
     def _fetch(self) -> tuple[str, float]:
-        reply = self._client.send("POST", self._token_url, json=self._body, auth=NoAuth(), rate_limited=False)
+        reply = self._client.send(
+            "POST", self._token_url, json=self._body, auth=NoAuth(self.credential_hint), rate_limited=False
+        )
         token = reply.headers.get("X-Subject-Token")
         if not token:
             raise IoTFleetVendorResponseError(

@@ -126,7 +126,9 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             return VendorHttpClient(
                 base_url=settings.base_url(),
                 errors=PALOALTO_ERRORS,
-                auth=lambda _client: HeaderAuth(headers),
+                auth=lambda _client: HeaderAuth(
+                    headers, "the login (key id), password (access key) and the key's API role"
+                ),
                 **options,
             )
         client_id = settings.require_login("SCM service account client id")
@@ -137,7 +139,13 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             base_url=settings.base_url(default=SCM_API_URL),
             errors=PALOALTO_ERRORS,
             auth=lambda client: OAuthClientCredentials(
-                client, token_url, client_id, client_secret, scope=scope, default_lifetime=899.0
+                client,
+                token_url,
+                client_id,
+                client_secret,
+                scope=scope,
+                default_lifetime=899.0,
+                credential_hint="the login (client id), password (client secret) and tsg_id extra",
             ),
             **options,
         )

@@ -100,12 +100,17 @@ class ThingSpaceAuth(Auth):
         self._credentials = {"username": username, "password": password}
         self._session = CachedToken(client.clock, refresh_lead=0.0)
         self._refused_login: IoTFleetVendorResponseError | None = None
+        self.credential_hint = f"{oauth.credential_hint}, and the m2m_username and m2m_password extras"
+        connection = f"connection {client.conn_id!r}" if client.conn_id else "the connection"
+        self._m2m_hint = f"Check the m2m_username and m2m_password extras of {connection}"
+        self._oauth_hint = f"Check {oauth.credential_hint} of {connection}"
 
     def _login(self) -> tuple[str, None]:
         if self._refused_login is not None:
             raise IoTFleetAuthError(
                 f"{VENDOR}: not logging in again after the M2M login was refused earlier "
-                f"(five refusals in a row lock the account): {self._refused_login.message}",
+                f"(five refusals in a row lock the account): {self._refused_login.message}. "
+                f"{self._m2m_hint}",
                 http_status=self._refused_login.http_status,
                 error_code=self._refused_login.error_code,
                 request_id=self._refused_login.request_id,
@@ -127,11 +132,14 @@ class ThingSpaceAuth(Auth):
                 # The gateway refused the bearer token: the M2M service never saw the credentials,
                 # so this counts for no lockout. Drop the token; the next call starts afresh.
                 self._oauth.renew_after(error)
+                message = f"{VENDOR}: the M2M session login was refused: {error.message}. {self._oauth_hint}"
             else:
-                # ThingSpace refuses bad M2M credentials with a 400: an auth failure all the same.
+                # ThingSpace refuses bad M2M credentials with a 400 and a generic code
+                # (REQUEST_FAILED.UnexpectedError): an auth failure all the same.
                 self._refused_login = error
+                message = f"{VENDOR}: the M2M session login was refused: {error.message}. {self._m2m_hint}"
             raise IoTFleetAuthError(
-                f"{VENDOR}: the M2M session login was refused: {error.message}",
+                message,
                 http_status=error.http_status,
                 error_code=error.error_code,
                 request_id=error.request_id,
@@ -280,7 +288,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         password = settings.require_str("m2m_password", "ThingSpace M2M (UWS) password")
 
         def auth(client: VendorHttpClient) -> Auth:
-            oauth = OAuthClientCredentials(client, oauth_url, key, secret, default_lifetime=3600.0)
+            oauth = OAuthClientCredentials(
+                client,
+                oauth_url,
+                key,
+                secret,
+                default_lifetime=3600.0,
+                credential_hint="the login (OAuth key) and password (OAuth secret)",
+            )
             return ThingSpaceAuth(client, oauth, login_url, username, password)
 
         return VendorHttpClient(

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 class HeaderAuth(Auth):
     """Fixed credential headers on every request (Palo Alto's ``X-Key-Id`` / ``X-Access-Key``)."""
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: Mapping[str, str], credential_hint: str = "") -> None:
         self._headers = dict(headers)
+        self.credential_hint = credential_hint
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.update(self._headers)
@@ -32,8 +33,9 @@ class HeaderAuth(Auth):
 class BasicAuth(Auth):
     """HTTP Basic ``user:password`` on every request."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, credential_hint: str = "") -> None:
         self._basic = HTTPBasicAuth(username, password)
+        self.credential_hint = credential_hint
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         prepared: requests.PreparedRequest = self._basic(request)
@@ -119,6 +121,7 @@ class OAuthClientCredentials(TokenAuth):
     :param token_url: the token endpoint.
     :param scope: the ``scope`` form value, if the vendor wants one.
     :param default_lifetime: seconds to keep a token whose answer has no ``expires_in``.
+    :param credential_hint: the connection fields holding the client id and secret.
     """
 
     def __init__(
@@ -131,11 +134,13 @@ class OAuthClientCredentials(TokenAuth):
         scope: str | None = None,
         default_lifetime: float = 3600.0,
         refresh_lead: float = 120.0,
+        credential_hint: str = "the login (client id) and password (client secret)",
     ) -> None:
         super().__init__(client.clock, refresh_lead)
         self._client = client
         self._token_url = token_url
-        self._credentials = BasicAuth(client_id, client_secret)
+        self.credential_hint = credential_hint
+        self._credentials = BasicAuth(client_id, client_secret, credential_hint)
         self._scope = scope
         self._default_lifetime = default_lifetime
 

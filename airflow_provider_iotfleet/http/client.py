@@ -17,7 +17,11 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from airflow_provider_iotfleet import __version__
-from airflow_provider_iotfleet.exceptions import IoTFleetTransportError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetTransportError,
+    IoTFleetVendorResponseError,
+)
 from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
@@ -40,7 +44,12 @@ class Auth(AuthBase):
     Subclasses implement ``__call__`` (requests' auth interface, called again for every attempt, so
     signatures and tokens are always fresh) and, when the vendor hands out expiring tokens,
     :meth:`renew_after`.
+
+    :attr:`credential_hint` names the connection fields to check when the vendor refuses these
+    credentials ("the login (user name) and password (API key)"); the client adds it to auth errors.
     """
+
+    credential_hint: str = ""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         raise NotImplementedError
@@ -63,6 +72,9 @@ class Auth(AuthBase):
 
 class NoAuth(Auth):
     """For token and login endpoints, whose credentials travel in the request itself."""
+
+    def __init__(self, credential_hint: str = "") -> None:
+        self.credential_hint = credential_hint
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return request
@@ -134,6 +146,8 @@ class VendorHttpClient:
         for a free slot, at most ``pool_timeout`` seconds, so a concurrent batch never opens more
         connections and a stuck call can never make the others wait forever.
     :param pool_timeout: the longest wait for a free slot (default: ``timeout``).
+    :param conn_id: the Airflow connection the client was built from, named in errors whose fix is
+        in the connection (refused credentials, an unreachable host).
     :param clock: time source for backoff sleeps and ``Retry-After`` dates; tests pass a fake.
     """
 
@@ -148,12 +162,14 @@ class VendorHttpClient:
         rate_limiter: TokenBucket | None = None,
         max_connections: int = 4,
         pool_timeout: float | None = None,
+        conn_id: str | None = None,
         user_agent: str = USER_AGENT,
         logger: Logger | None = None,
         clock: Clock = SYSTEM_CLOCK,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.conn_id = conn_id
         self.errors = errors
         self.timeout = timeout
         self.retry = retry or BackoffPolicy()
@@ -225,7 +241,7 @@ class VendorHttpClient:
                 )
                 continue
             if not self._is_retryable(error) or not policy.should_retry(retries_done, retry_after):
-                raise error
+                raise self._explained(error, strategy)
             delay = policy.delay(retries_done, retry_after, self._uniform)
             retries_done += 1
             # The error's text already names the vendor and the request.
@@ -317,6 +333,17 @@ class VendorHttpClient:
             f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
             vendor=self.errors.vendor,
         )
+
+    def _explained(
+        self, error: IoTFleetVendorResponseError | IoTFleetTransportError, auth: Auth
+    ) -> IoTFleetVendorResponseError | IoTFleetTransportError:
+        """Add where to look to errors whose fix is in the connection rather than in the request."""
+        connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
+        if isinstance(error, IoTFleetAuthError) and auth.credential_hint:
+            return error.with_message(f"{error.message}. Check {auth.credential_hint} of {connection}")
+        if isinstance(error, IoTFleetTransportError) and self.conn_id:
+            return error.with_message(f"{error.message} (host of {connection})")
+        return error
 
     def _is_retryable(self, error: IoTFleetVendorResponseError | IoTFleetTransportError) -> bool:
         if isinstance(error, IoTFleetTransportError):

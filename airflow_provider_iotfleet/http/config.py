@@ -26,17 +26,22 @@ def is_loopback_host(hostname: str | None) -> bool:
         return False
 
 
-def normalise_base_url(host: str, port: int | None, conn_id: str) -> str:
+def normalise_base_url(host: str, port: int | None, connection: str) -> str:
     """Return ``host`` as an absolute base URL without a trailing slash.
 
-    A host without a scheme gets ``https://``. Plain ``http`` is accepted only for loopback hosts
-    (the local simulator): credentials must never cross a network in clear text.
+    The scheme must be written out: guessing ``https`` for a simulator on ``127.0.0.1:8765`` would
+    only fail later, slowly, with retried TLS errors. Plain ``http`` is accepted only for loopback
+    hosts (the local simulator): credentials must never cross a network in clear text.
 
-    :raises IoTFleetConfigurationError: for another scheme, or plain http to a remote host.
+    :param connection: how errors name the connection ("Connection 'cisco_default' (Cisco ...)").
+    :raises IoTFleetConfigurationError: for a missing or other scheme, or plain http to a remote host.
     """
     url = host.strip().rstrip("/")
     if "://" not in url:
-        url = f"https://{url}"
+        raise IoTFleetConfigurationError(
+            f"{connection}: host {url!r} has no scheme; write it as https://{url} "
+            "(in a URI-form connection, percent-encode it: https%3A%2F%2F...)"
+        )
     parts = urlsplit(url)
     if port and parts.port is None:
         url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
@@ -44,7 +49,7 @@ def normalise_base_url(host: str, port: int | None, conn_id: str) -> str:
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
         return url
     raise IoTFleetConfigurationError(
-        f"Connection {conn_id!r}: host {parts.scheme}://{parts.hostname} must use https "
+        f"{connection}: host {parts.scheme}://{parts.hostname} must use https "
         "(plain http is allowed only for localhost, where the simulator runs)"
     )
 
@@ -59,6 +64,7 @@ class ConnectionSettings:
     """
 
     conn_id: str
+    vendor: str
     host: str | None
     port: int | None
     login: str | None
@@ -66,13 +72,16 @@ class ConnectionSettings:
     extras: Mapping[str, Any] = field(repr=False)
 
     @classmethod
-    def from_connection(cls, conn: Connection) -> ConnectionSettings:
-        """Build settings from an Airflow ``Connection``."""
+    def from_connection(cls, conn: Connection, vendor: str) -> ConnectionSettings:
+        """Build settings from an Airflow ``Connection`` to ``vendor`` (a display name for errors)."""
         extras = conn.extra_dejson
         if not isinstance(extras, Mapping):
-            raise IoTFleetConfigurationError(f"Connection {conn.conn_id!r}: extra must be a JSON object")
+            raise IoTFleetConfigurationError(
+                f"Connection {conn.conn_id!r} ({vendor}): extra must be a JSON object"
+            )
         return cls(
             conn_id=conn.conn_id,
+            vendor=vendor,
             host=conn.host or None,
             port=conn.port,
             login=conn.login or None,
@@ -81,15 +90,20 @@ class ConnectionSettings:
         )
 
     def error(self, message: str) -> IoTFleetConfigurationError:
-        """Return (not raise) a configuration error that names this connection."""
-        return IoTFleetConfigurationError(f"Connection {self.conn_id!r}: {message}")
+        """Return (not raise) a configuration error that names this connection and its vendor."""
+        return IoTFleetConfigurationError(f"{self.label}: {message}", vendor=self.vendor)
+
+    @property
+    def label(self) -> str:
+        """How messages name this connection: ``Connection 'cisco_default' (Cisco IoT Control Center)``."""
+        return f"Connection {self.conn_id!r} ({self.vendor})"
 
     def base_url(self, default: str | None = None) -> str:
         """Return the vendor base URL from ``host`` (or ``default``), checked by :func:`normalise_base_url`."""
         host = self.host or default
         if not host:
             raise self.error("host is empty; set it to the vendor's base URL")
-        return normalise_base_url(host, self.port, self.conn_id)
+        return normalise_base_url(host, self.port, self.label)
 
     def require_login(self, what: str) -> str:
         if not self.login:

@@ -5,12 +5,14 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+import requests
 import requests_mock as rm
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotFoundError,
+    IoTFleetTransportError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
@@ -166,6 +168,34 @@ def test_unauthenticated_401_has_message_without_code(
     with pytest.raises(IoTFleetAuthError, match="Authentication required") as caught:
         hook.get_device(ICCID)
     assert caught.value.error_code is None
+    # Says what to fix, and where.
+    assert caught.value.message.endswith(
+        "Authentication required. Check the login (user name) and password (API key) of "
+        "connection 'cisco_control_center_default'"
+    )
+
+
+def test_configuration_and_transport_errors_name_the_connection_and_vendor(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection("cisco_no_key", "cisco_control_center", host=HOST, login=USER)
+    with pytest.raises(IoTFleetError) as caught:
+        CiscoControlCenterHook("cisco_no_key").get_device(ICCID)
+    assert str(caught.value) == (
+        "Connection 'cisco_no_key' (Cisco IoT Control Center): password is empty; set it to the API key"
+    )
+    set_connection(
+        "cisco_down",
+        "cisco_control_center",
+        host=HOST,
+        login=USER,
+        password=API_KEY,
+        extra={"max_retries": 0},
+    )
+    requests_mock.get(f"{API}/devices/{ICCID}", exc=requests.ConnectionError("Connection refused"))
+    with pytest.raises(IoTFleetTransportError) as caught:
+        CiscoControlCenterHook("cisco_down").get_device(ICCID)
+    assert caught.value.message.endswith("Connection refused (host of connection 'cisco_down')")
 
 
 def test_edit_devices_reports_each_outcome(hook: CiscoControlCenterHook, requests_mock: rm.Mocker) -> None:
@@ -185,6 +215,7 @@ def test_edit_devices_reports_each_outcome(hook: CiscoControlCenterHook, request
         "error_code": "20000001",
         "message": "Cisco IoT Control Center rejected PUT /rws/api/v1/devices/8944500102198304826: "
         "Resource not found - Invalid ICCID.",
+        "request_id": None,
     }
 
 

@@ -307,8 +307,18 @@ def test_map_bounded_lets_bugs_propagate() -> None:
 
 
 def test_base_url_requires_https_except_on_loopback() -> None:
-    assert normalise_base_url("rws.example.com/", None, "c") == "https://rws.example.com"
+    assert normalise_base_url("https://rws.example.com/", None, "c") == "https://rws.example.com"
     assert normalise_base_url("http://127.0.0.1", 8080, "c") == "http://127.0.0.1:8080"
     assert normalise_base_url("http://localhost:9/cisco", None, "c") == "http://localhost:9/cisco"
     with pytest.raises(IoTFleetConfigurationError, match="must use https"):
         normalise_base_url("http://rws.example.com", None, "c")
+
+
+def test_a_host_without_scheme_is_refused_not_guessed() -> None:
+    # Guessing https for the simulator's 127.0.0.1:8765 used to end in slow, retried TLS errors.
+    with pytest.raises(IoTFleetConfigurationError) as caught:
+        normalise_base_url("127.0.0.1:8765", None, "Connection 'sim' (Example)")
+    assert str(caught.value) == (
+        "Connection 'sim' (Example): host '127.0.0.1:8765' has no scheme; write it as "
+        "https://127.0.0.1:8765 (in a URI-form connection, percent-encode it: https%3A%2F%2F...)"
+    )

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.exceptions import MAX_LISTED_PROBLEMS, IoTFleetValidationError
 from airflow_provider_iotfleet.validation import (
     validate_cellular_devices,
     validate_cisco_changes,
@@ -83,7 +83,7 @@ def test_cisco_changes_list_every_problem() -> None:
             }
         )
     problems = "\n".join(caught.value.problems)
-    assert "changes.status: 'activated' is not an upper-case SIM status" in problems
+    assert "changes.status: 'activated' is not a SIM status; use one of ACTIVATED" in problems
     assert "changes.accountCustom1: 2001 characters; at most 2000" in problems
     assert "changes.ipv4Address: '10.0.0.300' is not an IPv4 address" in problems
     assert "changes.overageLimitOverride" in problems
@@ -99,9 +99,33 @@ def test_cisco_changes_need_at_least_one_field_and_accept_custom_field_at_limit(
     assert validate_cisco_changes(changes) == changes
 
 
-def test_unknown_sim_status_is_sent_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    assert validate_cisco_changes({"status": "SUSPENDED"}) == {"status": "SUSPENDED"}
-    assert "SUSPENDED" in caplog.text
+def test_unknown_sim_status_is_refused_before_sending() -> None:
+    # "ACTIVE" used to pass with a warning and come back as the vendor's 10000005 "Invalid status."
+    with pytest.raises(IoTFleetValidationError) as caught:
+        validate_cisco_changes({"status": "ACTIVE"})
+    assert caught.value.problems == [
+        "changes.status: 'ACTIVE' is not a SIM status; use one of ACTIVATED, ACTIVATION_READY, "
+        "DEACTIVATED, INVENTORY, PURGED, RETIRED, TEST_READY"
+    ]
+
+
+def test_summaries_count_in_good_grammar() -> None:
+    with pytest.raises(IoTFleetValidationError, match=r"^1 problem in 2 edits:"):
+        validate_cisco_edits([{"iccid": ICCID, "status": "ACTIVATED"}, {"iccid": ICCID, "status": "ACTIVE"}])
+    with pytest.raises(IoTFleetValidationError, match=r"^1 of 1 IMEIs is invalid:"):
+        validate_imeis(["123"])
+    with pytest.raises(IoTFleetValidationError, match=r"^2 problems in 1 device:"):
+        validate_cellular_devices([{"imsi": "1", "msisdn": "2"}])
+
+
+def test_a_long_list_of_problems_is_capped_in_the_message_but_kept_whole() -> None:
+    with pytest.raises(IoTFleetValidationError) as caught:
+        validate_imeis([str(n) for n in range(25)])
+    assert len(caught.value.problems) == 25
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "25 of 25 IMEIs are invalid:"
+    assert len(lines) == 1 + MAX_LISTED_PROBLEMS + 1
+    assert lines[-1] == "  ... and 5 more"
 
 
 def test_cisco_edits_name_position_and_field() -> None:

@@ -193,10 +193,14 @@ def test_refused_login_is_never_repeated(
         json={"errorCode": "REQUEST_FAILED.UnexpectedError", "errorMessage": "Invalid username or password"},
     )
     api = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": []})
-    with pytest.raises(IoTFleetVendorResponseError, match="Invalid username or password"):
+    with pytest.raises(IoTFleetVendorResponseError, match="Invalid username or password") as caught:
         list(hook.iter_fota_devices(ACCOUNT))
     assert login.call_count == 1  # not retried, whatever the status
     if status < 500:
+        # The vendor's code is a generic REQUEST_FAILED.UnexpectedError: the message says what to check.
+        assert caught.value.message.endswith(
+            "Check the m2m_username and m2m_password extras of connection 'verizon_thingspace_default'"
+        )
         with pytest.raises(IoTFleetAuthError, match="not logging in again"):
             list(hook.iter_fota_devices(ACCOUNT))
         assert login.call_count == 1
@@ -311,7 +315,7 @@ def test_sync_firmware_batches_by_100_and_reports_each_device(
 
 
 def test_bad_inputs_send_nothing(hook: VerizonThingSpaceHook, requests_mock: rm.Mocker) -> None:
-    with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs are invalid"):
+    with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs is invalid"):
         hook.sync_firmware(ACCOUNT, [IMEI, "123"])
     with pytest.raises(IoTFleetValidationError, match="'SNMP' is not one of LWM2M, OMADM, HTTP"):
         hook.iter_fota_devices(ACCOUNT, protocol="SNMP")  # refused when called, not when iterated
