@@ -15,6 +15,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetNotFoundError,
     IoTFleetTransportError,
+    IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
@@ -183,10 +184,18 @@ def test_unknown_iccid_and_invalid_status_are_rejected(simulator: Simulator) -> 
     with CiscoControlCenterHook() as hook:
         with pytest.raises(IoTFleetNotFoundError) as not_found:
             hook.edit_device(ICCID, {"status": "ACTIVATED"})  # Luhn-valid, not in the fleet
-        with pytest.raises(IoTFleetVendorResponseError, match="Invalid status") as invalid:
-            hook.edit_device(iccid_of(1), {"status": "SUSPENDED"})  # passes our check, not the vendor's
+        with pytest.raises(IoTFleetValidationError, match="'SUSPENDED' is not a SIM status"):
+            hook.edit_device(iccid_of(1), {"status": "SUSPENDED"})  # refused before sending
     assert not_found.value.error_code == "20000001"
-    assert (invalid.value.http_status, invalid.value.error_code) == (400, "10000005")
+    # What the vendor (and so the simulator) answers a client that sends it anyway.
+    creds = simulator.config.credentials
+    response = requests.put(
+        f"{simulator.url}/cisco/rws/api/v1/devices/{iccid_of(1)}",
+        json={"status": "SUSPENDED"},
+        auth=(creds.cisco_username, creds.cisco_api_key),
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["errorCode"]) == (400, "10000005")
     assert simulator.state.snapshot()["changed"] == {}
 
 
