@@ -91,6 +91,24 @@ class IoTFleetValidationError(IoTFleetError, ValueError):
         super().__init__(f"{summary}:\n" + "\n".join(lines) if self.problems else summary)
 
 
+class IoTFleetNotAttemptedError(IoTFleetError):
+    """An item was not sent because an earlier error made sending it pointless (refused credentials,
+    a broken connection): it carries that error's status, code and request id, so failures group
+    under their cause.
+    """
+
+    @classmethod
+    def after(cls, cause: IoTFleetError) -> IoTFleetNotAttemptedError:
+        """Return the error for items skipped because of ``cause``."""
+        return cls(
+            f"not attempted after an earlier error: {cause.message}",
+            http_status=cause.http_status,
+            error_code=cause.error_code,
+            request_id=cause.request_id,
+            vendor=cause.vendor,
+        )
+
+
 class IoTFleetTransportError(IoTFleetError):
     """The vendor could not be reached (connection refused, reset or timed out) after every retry."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
@@ -22,7 +22,9 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import BasicAuth
+from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.validation import (
+    CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
     validate_cisco_edits,
     validate_effective_date,
@@ -50,19 +52,50 @@ CISCO_ERRORS = ErrorMapping(
 )
 
 
+#: "Cannot activate a SIM which is already activated.": the device is already as asked.
+ALREADY_ACTIVATED = "10030000"
+#: Edit fields and where ``GET /devices/{iccid}`` reports their current value (custom fields keep
+#: their names). ``apn`` and ``pdpId`` cannot be read back: they only accompany an IP change.
+READ_BACK_FIELDS = {
+    "status": "status",
+    "ratePlan": "ratePlan",
+    "communicationPlan": "communicationPlan",
+    "customer": "customer",
+    "deviceID": "deviceID",
+    "modemID": "modemID",
+    "overageLimitOverride": "overageLimitOverride",
+    "ipv4Address": "fixedIPAddress",
+    "ipv6Address": "fixedIpv6Address",
+    **{name: name for name in CISCO_CUSTOM_FIELDS},
+}
+IP_FIELDS = ("ipv4Address", "ipv6Address")
+IP_COMPANION_FIELDS = ("apn", "pdpId")
+
+EditOutcome = Literal["updated", "scheduled", "unchanged"]
+
+
 @dataclass(frozen=True)
 class CiscoEditResult:
-    """The outcome of one accepted edit.
+    """The outcome of one edit Control Center did not refuse.
 
-    :ivar iccid: the device edited.
-    :ivar scheduled: ``True`` when Control Center accepted the change for ``effective_date`` (HTTP 202),
-        ``False`` when it applied it at once (HTTP 200).
+    :ivar iccid: the device.
+    :ivar outcome: ``"updated"`` (applied now, HTTP 200), ``"scheduled"`` (accepted for
+        ``effective_date``, HTTP 202) or ``"unchanged"`` (the device already had those values: read
+        first with ``skip_unchanged``, or an activation Control Center answered "already activated").
     :ivar effective_date: the ISO 8601 date sent, for scheduled changes.
+    :ivar sent: the fields actually sent (fewer than asked when ``skip_unchanged`` found some
+        already set; empty when nothing was sent).
     """
 
     iccid: str
-    scheduled: bool
+    outcome: EditOutcome
     effective_date: str | None = None
+    sent: tuple[str, ...] = ()
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether Control Center accepted the change for later (HTTP 202)."""
+        return self.outcome == "scheduled"
 
 
 class CiscoControlCenterHook(IoTFleetBaseHook):
@@ -115,37 +148,51 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         :param changes: Control Center field names and new values, e.g. ``{"status": "ACTIVATED"}``.
         :param effective_date: when the change takes effect (aware datetime or ISO 8601 string, at
             most 180 days ahead); omitted means now.
-        :return: whether the change was applied now or scheduled.
+        :return: whether the change was applied now, scheduled, or not needed (activating a SIM that
+            is already activated).
         :raises IoTFleetValidationError: for a bad ICCID, field, value or date, before any request.
         :raises IoTFleetNotFoundError: when Control Center does not know the ICCID (20000001).
         :raises IoTFleetVendorResponseError: for any other refusal, with the vendor's error code.
         """
         (iccid,) = validate_iccids([iccid], "iccid")
         body = validate_cisco_changes(changes)
-        return self._put_edit(iccid, body, self._effective_date(effective_date))
+        return self._edit(iccid, body, self._effective_date(effective_date), skip_unchanged=False)
 
     def edit_devices(
         self,
         edits: Sequence[Mapping[str, str]],
         effective_date: datetime | str | None = None,
         max_concurrency: int | None = None,
+        *,
+        skip_unchanged: bool = False,
+        on_outcome: Callable[[Outcome[str, CiscoEditResult]], None] | None = None,
     ) -> list[Outcome[str, CiscoEditResult]]:
         """Edit many devices, ``max_concurrency`` at a time (default: the connection's).
 
         Every edit is validated before the first request, and one failed device does not stop the
-        others.
+        others; refused credentials do (the devices not yet sent then fail as not attempted).
 
         :param edits: ``[{"iccid": "8988...", "status": "ACTIVATED"}, ...]``.
+        :param skip_unchanged: read each device first (one more call per device) and send only the
+            fields whose value differs; a device already as asked is not sent at all.
+        :param on_outcome: called with each device's outcome as soon as it is known (from worker
+            threads), for progress reports.
         :return: one outcome per edit, in input order; ``outcome.item`` is the ICCID and
             ``outcome.error`` the :class:`IoTFleetError` for a device Control Center refused.
-        :raises IoTFleetValidationError: listing every bad ICCID, field or value.
+        :raises IoTFleetValidationError: listing every bad ICCID, field, value or date.
         """
         pairs = validate_cisco_edits(edits)
         date = self._effective_date(effective_date)
+
+        def on_pair(outcome: Outcome[tuple[str, dict[str, str]], CiscoEditResult]) -> None:
+            if on_outcome is not None:
+                on_outcome(Outcome(item=outcome.item[0], result=outcome.result, error=outcome.error))
+
         outcomes = map_bounded(
-            lambda pair: self._put_edit(pair[0], pair[1], date),
+            lambda pair: self._edit(pair[0], pair[1], date, skip_unchanged),
             pairs,
             max_concurrency or self.max_concurrency,
+            on_outcome=on_pair,
         )
         return [Outcome(item=o.item[0], result=o.result, error=o.error) for o in outcomes]
 
@@ -164,6 +211,43 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             return None
         return validate_effective_date(effective_date, self.clock.now()).isoformat(timespec="seconds")
 
+    def _edit(
+        self, iccid: str, changes: dict[str, str], effective_date: str | None, skip_unchanged: bool
+    ) -> CiscoEditResult:
+        if skip_unchanged:
+            changes = self._still_different(iccid, changes)
+            if not changes:
+                self.log.debug("%s: %s already as asked; not sent", VENDOR, iccid)
+                return CiscoEditResult(iccid=iccid, outcome="unchanged")
+        try:
+            return self._put_edit(iccid, changes, effective_date)
+        except IoTFleetVendorResponseError as error:
+            if error.error_code != ALREADY_ACTIVATED or changes.get("status") != "ACTIVATED":
+                raise
+            # Control Center refuses the whole edit when it would activate an active SIM: the status
+            # is already what was asked, so send what else there is, or nothing.
+            rest = {key: value for key, value in changes.items() if key != "status"}
+            if not rest:
+                self.log.debug("%s: %s already activated; not sent again", VENDOR, iccid)
+                return CiscoEditResult(iccid=iccid, outcome="unchanged")
+            return self._put_edit(iccid, rest, effective_date)
+
+    def _still_different(self, iccid: str, changes: dict[str, str]) -> dict[str, str]:
+        """Return the part of ``changes`` that the device does not already have (read with GET).
+
+        Fields that cannot be read back are kept, except ``apn``/``pdpId``, which only go with an IP
+        change and so are dropped when no IP address is left to change.
+        """
+        current = self.client.send("GET", f"devices/{iccid}").object()
+        different = {
+            key: value
+            for key, value in changes.items()
+            if key not in READ_BACK_FIELDS or current.get(READ_BACK_FIELDS[key]) != value
+        }
+        if not any(key in different for key in IP_FIELDS) and any(key in changes for key in IP_FIELDS):
+            different = {key: value for key, value in different.items() if key not in IP_COMPANION_FIELDS}
+        return different
+
     def _put_edit(
         self, iccid: str, changes: Mapping[str, str], effective_date: str | None
     ) -> CiscoEditResult:
@@ -171,11 +255,16 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         if effective_date:
             body["effectiveDate"] = effective_date
         reply = self.client.send("PUT", f"devices/{iccid}", json=body)
-        reply.field("iccid", str)
-        scheduled = reply.status == 202
-        self.log.info("%s: %s %s", VENDOR, "scheduled edit of" if scheduled else "edited", iccid)
+        answered = reply.field("iccid", str)
+        if answered != iccid:
+            raise malformed_response(VENDOR, reply.action, f"the ICCID {answered!r} instead of {iccid!r}")
+        outcome: EditOutcome = "scheduled" if reply.status == 202 else "updated"
+        self.log.debug("%s: %s %s", VENDOR, outcome, iccid)
         return CiscoEditResult(
-            iccid=iccid, scheduled=scheduled, effective_date=effective_date if scheduled else None
+            iccid=iccid,
+            outcome=outcome,
+            effective_date=effective_date if outcome == "scheduled" else None,
+            sent=tuple(changes),
         )
 
     def _check_connection(self) -> str:

@@ -46,6 +46,7 @@ IAM_TOKEN_LIFETIME = timedelta(hours=24)
 DEFAULT_MAX_DEVICES_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 999
 ONLINE_STATUS = {"never": 0, "online": 1, "offline": 2}
+NOT_FORCED_OFFLINE = "not forced offline (only online MQTT devices can be)"
 
 
 # --- AK/SK signing -----------------------------------------------------------------------------
@@ -241,17 +242,25 @@ HUAWEI_ERRORS = ErrorMapping(
 )
 
 
-def _device_summary(item: Mapping[str, Any]) -> dict[str, Any]:
+def _answered_id(item: Mapping[str, Any]) -> int | None:
+    """Return the device id an answer item names (``id``, or its duplicate ``device_id``), if an int."""
     device_id = item.get("id", item.get("device_id"))
-    return {"id": int(device_id) if device_id is not None else None, "device_name": item.get("device_name")}
+    if isinstance(device_id, int) and not isinstance(device_id, bool):
+        return device_id
+    if isinstance(device_id, str) and device_id.isascii() and device_id.isdigit():
+        return int(device_id)
+    return None
 
 
 @dataclass(frozen=True)
 class ForceOfflineResult:
     """ROMA Connect's answer to one force-offline request.
 
+    Every requested id is in exactly one list.
+
     :ivar succeeded: ``{"id", "device_name"}`` for each device brought offline.
-    :ivar failed: the same for each device ROMA could not bring offline (only online MQTT devices can).
+    :ivar failed: ``{"id", "device_name", "message"}`` for each device ROMA did not bring offline
+        (only online MQTT devices can be), or left out of its answer.
     """
 
     succeeded: list[dict[str, Any]]
@@ -351,9 +360,8 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
         reply = self.client.send("POST", f"{self._devices_path}/force-offline", json={"device_ids": ids})
-        result = ForceOfflineResult(
-            succeeded=[_device_summary(item) for item in reply.objects("success", required=False)],
-            failed=[_device_summary(item) for item in reply.objects("failed", required=False)],
+        result = self._reconcile(
+            ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
         self.log.info(
             "%s: %d of %d devices forced offline, %d failed",
@@ -363,6 +371,36 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             len(result.failed),
         )
         return result
+
+    def _reconcile(
+        self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]
+    ) -> ForceOfflineResult:
+        """Put each requested id in exactly one list: what ROMA said, or failed when it said nothing.
+
+        Items for ids that were not requested are ignored (and logged): they must not count as done.
+        """
+        requested = set(ids)
+        names: dict[int, Any] = {}
+        done: set[int] = set()
+        refused: set[int] = set()
+        for items, bucket in ((success, done), (failure, refused)):
+            for item in items:
+                device_id = _answered_id(item)
+                if device_id not in requested:
+                    self.log.warning("%s: ignoring an answer item for unrequested device %r", VENDOR, item)
+                    continue
+                bucket.add(device_id)
+                names.setdefault(device_id, item.get("device_name"))
+        succeeded, failed = [], []
+        for device_id in ids:
+            entry = {"id": device_id, "device_name": names.get(device_id)}
+            if device_id in done and device_id not in refused:
+                succeeded.append(entry)
+            elif device_id in refused:
+                failed.append({**entry, "message": NOT_FORCED_OFFLINE})
+            else:
+                failed.append({**entry, "message": f"missing from {VENDOR}'s answer"})
+        return ForceOfflineResult(succeeded=succeeded, failed=failed)
 
     def get_device(self, device_id: int | str) -> dict[str, Any]:
         """Return one device as ROMA Connect describes it (``online_status``: 0 never, 1 online, 2 offline).

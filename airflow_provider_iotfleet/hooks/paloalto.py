@@ -27,6 +27,7 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import HeaderAuth, OAuthClientCredentials
+from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.validation import check_batch_size, validate_cellular_devices
 
 VENDOR = "Palo Alto Networks IoT Security"
@@ -188,10 +189,12 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         try:
             updated_count = int(updated)
         except ValueError:
-            raise IoTFleetVendorResponseError(
-                f"{VENDOR} answered with updatedDeviceNum {updated!r}, not a number", vendor=VENDOR
-            ) from None
-        self.log.info("%s: %d of %d devices updated", VENDOR, updated_count, len(devicelist))
+            updated_count = -1
+        if not 0 <= updated_count <= len(devicelist):
+            raise malformed_response(
+                VENDOR, reply.action, f"updatedDeviceNum {updated!r} for {len(devicelist)} devices sent"
+            )
+        self.log.debug("%s: %d of %d devices updated", VENDOR, updated_count, len(devicelist))
         return BulkUpdateResult(requested=len(devicelist), updated=updated_count, message=message)
 
     def _check_connection(self) -> str:

@@ -18,6 +18,8 @@ import requests
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetError,
+    IoTFleetNotAttemptedError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
@@ -34,6 +36,7 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import CachedToken, OAuthClientCredentials
+from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.validation import validate_imeis
 
 VENDOR = "Verizon ThingSpace"
@@ -45,6 +48,8 @@ LOGIN_PATH = "/api/m2m/v1/session/login"
 SESSION_EXPIRED_SUFFIX = "SessionToken.Expired"
 SYNC_SUCCESS = "FirmwareVersionUpdateSuccess"
 MAX_SYNC_IMEIS = 100
+#: IMEIs per POST body of the subset listing: the vendor documents no cap, so one page's worth.
+MAX_LIST_IMEIS = 1000
 PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
 _NO_RETRY = BackoffPolicy(max_retries=0)
 
@@ -238,13 +243,18 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
+    return {"device_id": imei, "status": None, "reason": error.message, "error_code": error.error_code}
+
+
 @dataclass(frozen=True)
 class FirmwareSyncResult:
     """Per-device outcome of a firmware sync.
 
     :ivar synced: ``{"device_id", "firmware_version", "version_update_time", "status"}`` per success.
-    :ivar failed: ``{"device_id", "status", "reason"}`` per device ThingSpace did not sync (including
-        devices missing from its answer).
+    :ivar failed: ``{"device_id", "status", "reason", "error_code"}`` per device ThingSpace did not
+        sync: its per-device ``status`` and reason, or (``status`` ``None``) the error of the whole
+        request, or a device missing from its answer.
     """
 
     account_name: str
@@ -305,34 +315,53 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
         )
 
-    def _account(self, account_name: str | None) -> str:
-        account = account_name or self.settings.get_str("account_name")
-        if not account or not isinstance(account, str):
+    def resolve_account(self, account_name: str | None = None) -> str:
+        """Return ``account_name``, or the connection's ``account_name`` extra when it is not given.
+
+        :raises IoTFleetValidationError: when neither is set, or the name is blank or not a string.
+        """
+        account = account_name if account_name is not None else self.settings.get_str("account_name")
+        if not isinstance(account, str) or not account.strip():
             raise IoTFleetValidationError(
-                "account_name is missing", ["pass account_name or set the connection's 'account_name' extra"]
+                "account_name is missing",
+                [f"pass account_name or set the 'account_name' extra of {self.settings.label}"],
             )
         return account.strip()
 
     def iter_fota_device_pages(
-        self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
+        self,
+        imeis: Sequence[str] | None = None,
+        *,
+        account_name: str | None = None,
+        protocol: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Return an iterator over the account's FOTA devices, one normalised page (up to 1000) at a time.
 
         Each page is requested only when the previous one has been consumed, so the whole account is
         never held in memory. Arguments are checked at once, before any request.
 
+        :param imeis: only these devices (``POST``, :data:`MAX_LIST_IMEIS` per request body);
+            ``None`` lists the whole account (``GET``). IMEIs the account does not have are absent.
         :param account_name: the billing account (leading zeros included); default: the connection's.
-        :param imeis: only these devices (``POST``); ``None`` lists the whole account (``GET``).
         :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` to filter on.
         :raises IoTFleetValidationError: for a bad IMEI or protocol, before any request.
         """
-        account = self._account(account_name)
-        body = {"deviceList": validate_imeis(imeis)} if imeis is not None else None
-        if protocol is not None and protocol.upper() not in PROTOCOLS:
+        account = self.resolve_account(account_name)
+        checked = validate_imeis(imeis) if imeis is not None else None
+        if protocol is not None and (not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS):
             raise IoTFleetValidationError(
                 "protocol is invalid", [f"{protocol!r} is not one of {', '.join(PROTOCOLS)}"]
             )
-        return self._device_pages(f"devices/{quote(account, safe='')}", body, protocol)
+        path = f"devices/{quote(account, safe='')}"
+        if checked is None:
+            return self._device_pages(path, None, protocol)
+        return (
+            page
+            for start in range(0, len(checked), MAX_LIST_IMEIS)
+            for page in self._device_pages(
+                path, {"deviceList": checked[start : start + MAX_LIST_IMEIS]}, protocol
+            )
+        )
 
     def _device_pages(
         self, path: str, body: dict[str, Any] | None, protocol: str | None
@@ -359,63 +388,100 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             last_seen = next_seen
 
     def iter_fota_devices(
-        self, account_name: str | None, imeis: Sequence[str] | None = None, protocol: str | None = None
+        self,
+        imeis: Sequence[str] | None = None,
+        *,
+        account_name: str | None = None,
+        protocol: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Return an iterator over the account's FOTA devices one by one; see :meth:`iter_fota_device_pages`."""
-        pages = self.iter_fota_device_pages(account_name, imeis, protocol)
+        pages = self.iter_fota_device_pages(imeis, account_name=account_name, protocol=protocol)
         return (device for page in pages for device in page)
 
-    def sync_firmware(self, account_name: str | None, imeis: Sequence[str]) -> FirmwareSyncResult:
+    def sync_firmware(self, imeis: Sequence[str], *, account_name: str | None = None) -> FirmwareSyncResult:
         """Ask ThingSpace to read the firmware reported by each device (``PUT /firmware/{acc}/devices``).
 
-        IMEIs are sent 100 per request, the documented cap.
+        IMEIs are sent 100 per request, the documented cap. A request that fails puts its IMEIs in
+        ``failed`` with the error's code and message; it never loses what earlier requests synced.
+        Refused credentials stop the run: later IMEIs fail as not attempted.
 
-        :return: devices whose sync succeeded and those that did not, with ThingSpace's reason.
+        :param imeis: the devices, 15-digit IMEIs.
+        :param account_name: the billing account; default: the connection's.
+        :return: every IMEI once, in ``synced`` or ``failed``.
         :raises IoTFleetValidationError: listing every bad IMEI, before any request.
         """
-        account = self._account(account_name)
+        account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
         synced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        abort: IoTFleetError | None = None
         for start in range(0, len(checked), MAX_SYNC_IMEIS):
             batch = checked[start : start + MAX_SYNC_IMEIS]
-            reply = self.client.send(
-                "PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch}
-            )
-            key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
-            if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
-                key = "deviceFirmwareVersionList"
-            answered = set()
-            for item in reply.objects(key):
-                device_id = str(item.get("deviceId"))
-                answered.add(device_id)
-                status = item.get("status")
-                if status == SYNC_SUCCESS:
-                    synced.append(
-                        {
-                            "device_id": device_id,
-                            "firmware_version": item.get("firmwareVersion"),
-                            "version_update_time": normalise_timestamp(
-                                item.get("VersionUpdateTime", item.get("firmwareVersionUpdateTime"))
-                            ),
-                            "status": status,
-                        }
-                    )
-                else:
-                    failed.append(
-                        {
-                            "device_id": device_id,
-                            "status": status,
-                            "reason": item.get("reason", item.get("Reason")),
-                        }
-                    )
-            failed.extend(
-                {"device_id": imei, "status": None, "reason": "missing from ThingSpace's answer"}
-                for imei in batch
-                if imei not in answered
-            )
+            try:
+                if abort is not None:
+                    raise IoTFleetNotAttemptedError.after(abort)
+                batch_synced, batch_failed = self._sync_batch(account, batch)
+            except IoTFleetError as error:
+                if abort is None and affects_every_item(error):
+                    abort = error
+                failed.extend(_sync_failure(imei, error) for imei in batch)
+                continue
+            synced.extend(batch_synced)
+            failed.extend(batch_failed)
         self.log.info("%s: firmware synced for %d of %d devices", VENDOR, len(synced), len(checked))
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
+
+    def _sync_batch(
+        self, account: str, batch: list[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        reply = self.client.send(
+            "PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch}
+        )
+        key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
+        if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
+            key = "deviceFirmwareVersionList"
+        requested = set(batch)
+        answers: dict[str, dict[str, Any]] = {}
+        for item in reply.objects(key):
+            device_id = item.get("deviceId")
+            if isinstance(device_id, str | int) and str(device_id) in requested:
+                answers.setdefault(str(device_id), item)
+            else:
+                self.log.warning("%s: ignoring an answer for unrequested device %r", VENDOR, device_id)
+        synced: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for imei in batch:
+            answer = answers.get(imei)
+            if answer is None:
+                failed.append(
+                    {
+                        "device_id": imei,
+                        "status": None,
+                        "reason": "missing from ThingSpace's answer",
+                        "error_code": None,
+                    }
+                )
+            elif answer.get("status") == SYNC_SUCCESS:
+                synced.append(
+                    {
+                        "device_id": imei,
+                        "firmware_version": answer.get("firmwareVersion"),
+                        "version_update_time": normalise_timestamp(
+                            answer.get("VersionUpdateTime", answer.get("firmwareVersionUpdateTime"))
+                        ),
+                        "status": SYNC_SUCCESS,
+                    }
+                )
+            else:
+                failed.append(
+                    {
+                        "device_id": imei,
+                        "status": answer.get("status"),
+                        "reason": answer.get("reason", answer.get("Reason")),
+                        "error_code": None,
+                    }
+                )
+        return synced, failed
 
     def _check_connection(self) -> str:
         self.client.auth.obtain()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
+    IoTFleetConfigurationError,
+    IoTFleetError,
+    IoTFleetNotAttemptedError,
+)
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -26,24 +32,54 @@ class Outcome(Generic[ItemT, ResultT]):
         return self.error is None
 
 
+def affects_every_item(error: IoTFleetError) -> bool:
+    """Return whether ``error`` would fail every later item too: refused credentials or a broken
+    connection setting, as opposed to a problem with one device. Bulk runs stop sending after one.
+    """
+    return isinstance(error, IoTFleetAuthError | IoTFleetConfigurationError)
+
+
 def map_bounded(
-    func: Callable[[ItemT], ResultT], items: Iterable[ItemT], max_concurrency: int
+    func: Callable[[ItemT], ResultT],
+    items: Iterable[ItemT],
+    max_concurrency: int,
+    *,
+    on_outcome: Callable[[Outcome[ItemT, ResultT]], None] | None = None,
+    abort_on: Callable[[IoTFleetError], bool] = affects_every_item,
 ) -> list[Outcome[ItemT, ResultT]]:
     """Call ``func`` on every item, at most ``max_concurrency`` at a time, in input order.
 
     An :class:`IoTFleetError` for one item is kept in its outcome and the others still run, so a
     batch reports every failure at once. Any other exception is a bug and propagates.
 
+    :param on_outcome: called with each outcome as soon as it is known (from the worker threads),
+        for progress logs.
+    :param abort_on: after an error for which this returns ``True`` (by default refused credentials
+        or a bad connection), items not yet started are not sent: their outcome carries an
+        :class:`IoTFleetNotAttemptedError` with the cause's status and code.
     :return: one :class:`Outcome` per item, in the order the items came.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    abort_cause: list[IoTFleetError] = []
+    lock = threading.Lock()
 
     def attempt(item: ItemT) -> Outcome[ItemT, ResultT]:
-        try:
-            return Outcome(item=item, result=func(item))
-        except IoTFleetError as error:
-            return Outcome(item=item, error=error)
+        outcome: Outcome[ItemT, ResultT]
+        if abort_cause:
+            outcome = Outcome(item=item, error=IoTFleetNotAttemptedError.after(abort_cause[0]))
+        else:
+            try:
+                outcome = Outcome(item=item, result=func(item))
+            except IoTFleetError as error:
+                outcome = Outcome(item=item, error=error)
+                if abort_on(error):
+                    with lock:
+                        if not abort_cause:
+                            abort_cause.append(error)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        return outcome
 
     if max_concurrency == 1:
         return [attempt(item) for item in items]

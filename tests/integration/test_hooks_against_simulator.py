@@ -165,9 +165,9 @@ def test_huawei_iam_token_mode(simulator: Simulator, set_connection: object) -> 
 def test_verizon_lists_the_account_in_pages(start_simulator: SimulatorFactory) -> None:
     simulator = start_simulator(devices=2500, verizon_page_size=1000)
     with VerizonThingSpaceHook() as hook:
-        pages = [len(page) for page in hook.iter_fota_device_pages(None)]
-        subset = list(hook.iter_fota_devices(None, imeis=[imei_of(3), imei_of(2000)]))
-        lwm2m = sum(1 for _ in hook.iter_fota_devices(None, protocol="LWM2M"))
+        pages = [len(page) for page in hook.iter_fota_device_pages()]
+        subset = list(hook.iter_fota_devices([imei_of(3), imei_of(2000)]))
+        lwm2m = sum(1 for _ in hook.iter_fota_devices(protocol="LWM2M"))
     assert pages == [1000, 1000, 500]
     assert [d["device_id"] for d in subset] == [imei_of(3), imei_of(2000)]
     assert lwm2m == sum(1 for i in range(2500) if simulator.state.fleet.device(i)["protocol"] == "LWM2M")
@@ -179,7 +179,7 @@ def test_verizon_sync_firmware_reports_each_device_and_updates_state(simulator: 
     online = [i for i in range(300) if fleet.device(i)["online_status"] == ONLINE][:150]
     offline = [i for i in range(300) if fleet.device(i)["online_status"] != ONLINE][:5]
     with VerizonThingSpaceHook() as hook:
-        result = hook.sync_firmware(None, [imei_of(i) for i in online + offline])
+        result = hook.sync_firmware([imei_of(i) for i in online + offline])
     assert sorted(d["device_id"] for d in result.synced) == sorted(imei_of(i) for i in online)
     assert sorted(d["device_id"] for d in result.failed) == sorted(imei_of(i) for i in offline)
     assert {d["reason"] for d in result.failed} == {"Device did not respond"}

@@ -81,9 +81,9 @@ def test_injected_faults_are_retried(
 def test_expired_session_token_leads_to_exactly_one_relogin(start_simulator: SimulatorFactory) -> None:
     simulator = start_simulator(devices=200, verizon_page_size=100)
     with VerizonThingSpaceHook() as hook:
-        assert sum(1 for _ in hook.iter_fota_devices(None)) == 200
+        assert sum(1 for _ in hook.iter_fota_devices()) == 200
         simulator.state.advance(21 * 60)  # idle longer than the 20-minute session lifetime
-        assert sum(1 for _ in hook.iter_fota_devices(None)) == 200
+        assert sum(1 for _ in hook.iter_fota_devices()) == 200
     counters = simulator.state.snapshot()["counters"]
     assert counters["verizon.logins"] == 2
     assert counters["verizon.access_tokens"] == 1
@@ -94,7 +94,7 @@ def test_injected_token_expiry_is_renewed(start_simulator: SimulatorFactory) -> 
     # row: a second refusal in a row is raised by design (see the unit tests).
     simulator = start_simulator(devices=200, seed=8, verizon_page_size=20, faults=Faults(token_expiry=0.2))
     with VerizonThingSpaceHook(clock=FakeClock()) as hook:
-        assert sum(1 for _ in hook.iter_fota_devices(None)) == 200
+        assert sum(1 for _ in hook.iter_fota_devices()) == 200
     counters = simulator.state.snapshot()["counters"]
     assert counters["faults.token_expiry"] >= 1
     assert counters["verizon.logins"] == 1 + counters["faults.token_expiry"]
@@ -147,7 +147,7 @@ def test_unknown_roma_instance_is_rejected(simulator: Simulator, set_connection:
         (
             VerizonThingSpaceHook,
             "verizon_thingspace_default",
-            lambda h: list(h.iter_fota_devices(None)),
+            lambda h: list(h.iter_fota_devices()),
             "900901",
         ),
     ],
@@ -174,7 +174,7 @@ def test_wrong_m2m_password_is_tried_once_and_never_locks_the_account(
     with VerizonThingSpaceHook() as hook:
         for _ in range(6):
             with pytest.raises(IoTFleetAuthError):
-                list(hook.iter_fota_devices(None))
+                list(hook.iter_fota_devices())
     assert simulator.state.snapshot()["login_failures"] == {
         simulator.config.credentials.verizon_m2m_username: 1
     }

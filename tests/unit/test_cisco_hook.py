@@ -17,7 +17,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from tests.fakes import ICCID, ICCID_19, FakeClock
+from tests.fakes import ICCID, ICCID_19, FakeClock, luhn_complete
 
 HOST = "https://rws-jpotest.jasper.com"
 API = f"{HOST}/rws/api/v1"
@@ -137,7 +137,8 @@ def test_documented_errors_map_to_typed_exceptions(
         f"{API}/devices/{ICCID}", status_code=status, json={"errorCode": code, "errorMessage": message}
     )
     with pytest.raises(error_class) as caught:
-        hook.edit_device(ICCID, {"status": "ACTIVATED"})
+        # Not an activation: an "already activated" answer to one is an outcome, tested below.
+        hook.edit_device(ICCID, {"ratePlan": "IOT-1GB"})
     assert type(caught.value) is error_class
     assert (caught.value.http_status, caught.value.error_code) == (status, code)
     assert message in str(caught.value)
@@ -278,3 +279,104 @@ def test_hook_is_found_through_the_connection_type(set_connection: Callable[...,
     set_connection("cisco_lookup", "cisco_control_center", host=HOST, login=USER, password=API_KEY)
     hook = BaseHook.get_hook("cisco_lookup")
     assert isinstance(hook, CiscoControlCenterHook) and hook.conn_id == "cisco_lookup"
+
+
+ALREADY_ACTIVATED = {
+    "errorCode": "10030000",
+    "errorMessage": "Cannot activate a SIM which is already activated.",
+}
+
+
+def test_activating_an_active_sim_is_unchanged_not_failed(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", status_code=400, json=ALREADY_ACTIVATED)
+    result = hook.edit_device(ICCID, {"status": "ACTIVATED"})
+    assert (result.outcome, result.sent) == ("unchanged", ())
+    assert put.call_count == 1
+
+
+def test_an_activation_refused_as_redundant_still_sends_the_other_fields(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    put = requests_mock.put(
+        f"{API}/devices/{ICCID}",
+        [{"status_code": 400, "json": ALREADY_ACTIVATED}, {"status_code": 200, "json": {"iccid": ICCID}}],
+    )
+    result = hook.edit_device(ICCID, {"status": "ACTIVATED", "ratePlan": "IOT-1GB"})
+    assert (result.outcome, result.sent) == ("updated", ("ratePlan",))
+    assert [r.json() for r in put.request_history] == [
+        {"status": "ACTIVATED", "ratePlan": "IOT-1GB"},
+        {"ratePlan": "IOT-1GB"},
+    ]
+
+
+def test_an_answer_for_another_iccid_is_not_taken_as_success(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID_19})
+    with pytest.raises(IoTFleetVendorResponseError, match=f"the ICCID '{ICCID_19}' instead of '{ICCID}'"):
+        hook.edit_device(ICCID, {"ratePlan": "IOT-1GB"})
+
+
+def test_skip_unchanged_reads_first_and_sends_only_what_differs(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    current = {
+        "iccid": ICCID,
+        "status": "ACTIVATED",
+        "ratePlan": "IOT-100MB",
+        "fixedIPAddress": "10.0.0.7",
+        "accountCustom1": "site-7",
+    }
+    requests_mock.get(f"{API}/devices/{ICCID}", json=current)
+    requests_mock.get(f"{API}/devices/{ICCID_19}", json={**current, "iccid": ICCID_19})
+    put = requests_mock.put(f"{API}/devices/{ICCID_19}", json={"iccid": ICCID_19})
+    unchanged_edit = {
+        "status": "ACTIVATED",
+        "accountCustom1": "site-7",
+        "ipv4Address": "10.0.0.7",
+        "apn": "a",
+        "pdpId": "1",
+    }
+    outcomes = hook.edit_devices(
+        [
+            {"iccid": ICCID, **unchanged_edit},
+            {"iccid": ICCID_19, "status": "ACTIVATED", "ratePlan": "IOT-1GB", "accountCustom1": "site-7"},
+        ],
+        skip_unchanged=True,
+    )
+    assert [o.result.outcome for o in outcomes if o.result] == ["unchanged", "updated"]
+    assert put.call_count == 1  # nothing sent for the device already as asked
+    assert put.last_request.json() == {"ratePlan": "IOT-1GB"}
+
+
+def test_skip_unchanged_keeps_apn_and_pdp_id_with_an_ip_change(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "fixedIPAddress": "10.0.0.7"})
+    put = requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    (outcome,) = hook.edit_devices(
+        [{"iccid": ICCID, "ipv4Address": "10.0.0.8", "apn": "iot.apn", "pdpId": "1"}], skip_unchanged=True
+    )
+    assert outcome.result and outcome.result.outcome == "updated"
+    assert put.last_request.json() == {"ipv4Address": "10.0.0.8", "apn": "iot.apn", "pdpId": "1"}
+
+
+def test_refused_credentials_stop_a_batch_and_the_rest_is_not_attempted(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    put = requests_mock.put(
+        rm.ANY, status_code=401, json={"errorCode": "10000001", "errorMessage": "Invalid credentials."}
+    )
+    iccids = [luhn_complete(f"89011234567890{n:05d}") for n in range(5)]
+    seen: list[str] = []
+    outcomes = hook.edit_devices(
+        [{"iccid": i, "ratePlan": "IOT-1GB"} for i in iccids], on_outcome=lambda o: seen.append(o.item)
+    )
+    assert put.call_count == 1
+    assert [type(o.error).__name__ for o in outcomes] == ["IoTFleetAuthError"] + [
+        "IoTFleetNotAttemptedError"
+    ] * 4
+    assert {o.error.error_code for o in outcomes if o.error} == {"10000001"}
+    assert seen == iccids

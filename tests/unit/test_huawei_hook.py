@@ -15,7 +15,12 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
-from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook, sign, string_to_sign
+from airflow_provider_iotfleet.hooks.huawei import (
+    NOT_FORCED_OFFLINE,
+    HuaweiRomaConnectHook,
+    sign,
+    string_to_sign,
+)
 from tests.fakes import FakeClock
 
 HOST = "https://roma.cn-north-4.myhuaweicloud.com"
@@ -104,7 +109,7 @@ def test_force_offline_is_signed_with_aksk(hook: HuaweiRomaConnectHook, requests
     )
     result = hook.force_offline([711554, "711555"])
     assert result.succeeded == [{"id": 711554, "device_name": "meter-1"}]
-    assert result.failed == [{"id": 711555, "device_name": "meter-2"}]
+    assert result.failed == [{"id": 711555, "device_name": "meter-2", "message": NOT_FORCED_OFFLINE}]
     request = route.last_request
     assert request.json() == {"device_ids": [711554, 711555]}
     assert request.headers["X-Sdk-Date"] == "20261121T120000Z"
@@ -358,3 +363,25 @@ def test_test_connection(hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker) 
     ok, message = hook.test_connection()
     assert not ok
     assert "verify aksk signature fail" in message
+
+
+def test_force_offline_accounts_every_requested_id_once(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(
+        f"{DEVICES}/force-offline",
+        json={
+            "success": [
+                {"id": 1, "device_name": "a", "device_id": 1},
+                {"id": 99, "device_name": "not asked for"},
+                {"id": "abc"},
+            ],
+            "failed": [{"id": 2, "device_name": "b"}],
+        },
+    )
+    result = hook.force_offline([1, 2, 3])
+    assert result.succeeded == [{"id": 1, "device_name": "a"}]
+    assert result.failed == [
+        {"id": 2, "device_name": "b", "message": NOT_FORCED_OFFLINE},
+        {"id": 3, "device_name": None, "message": "missing from Huawei ROMA Connect's answer"},
+    ]

@@ -106,6 +106,17 @@ def test_answer_without_updated_count_is_a_clear_error(
         hook.bulk_update(DEVICES)
 
 
+@pytest.mark.parametrize("count", [len(DEVICES) + 1, -1, "many"])
+def test_an_updated_count_that_cannot_be_true_is_refused(
+    hook: PaloAltoIoTSecurityHook, requests_mock: rm.Mocker, count: object
+) -> None:
+    requests_mock.put(BULK_URL, json={**OK, "updatedDeviceNum": count})
+    with pytest.raises(
+        IoTFleetVendorResponseError, match=f"updatedDeviceNum {count!r} for {len(DEVICES)} devices sent"
+    ):
+        hook.bulk_update(DEVICES)
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error_class", "attempts"),
     [

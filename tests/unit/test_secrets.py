@@ -220,7 +220,10 @@ def test_verizon_never_leaks_secrets_or_tokens(
     )
     hook = VerizonThingSpaceHook(clock=FakeClock())
     errors = _run(
-        [lambda: list(hook.iter_fota_devices("0001")), lambda: list(hook.iter_fota_devices("0001"))]
+        [
+            lambda: list(hook.iter_fota_devices(account_name="0001")),
+            lambda: list(hook.iter_fota_devices(account_name="0001")),
+        ]
     )
     _assert_secret_free([secret, m2m_password, access, session], everything_logged, capsys, errors)
 

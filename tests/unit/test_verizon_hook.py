@@ -94,8 +94,8 @@ def test_both_tokens_are_obtained_once_and_sent_on_every_call(
             ],
         },
     )
-    hook.sync_firmware(ACCOUNT, [IMEI])
-    hook.sync_firmware(None, [IMEI])  # the connection's default account
+    hook.sync_firmware([IMEI], account_name=ACCOUNT)
+    hook.sync_firmware([IMEI])  # the connection's default account
     assert (token.call_count, login.call_count, sync.call_count) == (1, 1, 2)
     basic = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
     assert token.last_request.headers["Authorization"] == f"Basic {basic}"
@@ -111,9 +111,9 @@ def test_access_token_is_renewed_ahead_of_expiry(
 ) -> None:
     token, login = auth_routes
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": False})
-    list(hook.iter_fota_devices(ACCOUNT))
+    list(hook.iter_fota_devices(account_name=ACCOUNT))
     clock.advance(3600 - 100)
-    list(hook.iter_fota_devices(ACCOUNT))
+    list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert (token.call_count, login.call_count) == (2, 1)
     assert requests_mock.last_request.headers["Authorization"] == "Bearer access-token-2"
 
@@ -127,11 +127,11 @@ def test_401_renews_the_access_token_once(
         f"{FOTA}/devices/{ACCOUNT}",
         [{"status_code": 401, "json": fault}, {"json": {"deviceList": [], "hasMoreData": False}}],
     )
-    list(hook.iter_fota_devices(ACCOUNT))
+    list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert (token.call_count, login.call_count, route.call_count) == (2, 1, 2)
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", status_code=401, json=fault)
     with pytest.raises(IoTFleetAuthError, match="Invalid Credentials") as caught:
-        list(hook.iter_fota_devices(ACCOUNT))
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert caught.value.error_code == "900901"
 
 
@@ -146,7 +146,7 @@ def test_expired_session_logs_in_again_exactly_once(
             {"json": {"deviceList": [_device(IMEI)], "hasMoreData": False}},
         ],
     )
-    assert [d["device_id"] for d in hook.iter_fota_devices(ACCOUNT)] == [IMEI]
+    assert [d["device_id"] for d in hook.iter_fota_devices(account_name=ACCOUNT)] == [IMEI]
     assert (token.call_count, login.call_count, route.call_count) == (1, 2, 2)
     assert route.last_request.headers["VZ-M2M-Token"] == "session-token-2"
 
@@ -157,7 +157,7 @@ def test_session_still_expired_after_relogin_is_raised(
     _, login = auth_routes
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", status_code=400, json=EXPIRED)
     with pytest.raises(IoTFleetVendorResponseError, match="Session token expired"):
-        list(hook.iter_fota_devices(ACCOUNT))
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert login.call_count == 2
 
 
@@ -176,8 +176,10 @@ def test_login_refused_by_the_gateway_is_not_remembered(
     )
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": []})
     with pytest.raises(IoTFleetAuthError, match="Invalid Credentials"):
-        list(hook.iter_fota_devices(ACCOUNT))
-    assert list(hook.iter_fota_devices(ACCOUNT)) == []  # a fresh bearer token, and the login goes through
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
+    assert (
+        list(hook.iter_fota_devices(account_name=ACCOUNT)) == []
+    )  # a fresh bearer token, and the login goes through
     assert (token.call_count, login.call_count) == (2, 2)
     assert login.last_request.headers["Authorization"] == "Bearer access-token-2"
 
@@ -194,7 +196,7 @@ def test_refused_login_is_never_repeated(
     )
     api = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": []})
     with pytest.raises(IoTFleetVendorResponseError, match="Invalid username or password") as caught:
-        list(hook.iter_fota_devices(ACCOUNT))
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert login.call_count == 1  # not retried, whatever the status
     if status < 500:
         # The vendor's code is a generic REQUEST_FAILED.UnexpectedError: the message says what to check.
@@ -202,7 +204,7 @@ def test_refused_login_is_never_repeated(
             "Check the m2m_username and m2m_password extras of connection 'verizon_thingspace_default'"
         )
         with pytest.raises(IoTFleetAuthError, match="not logging in again"):
-            list(hook.iter_fota_devices(ACCOUNT))
+            list(hook.iter_fota_devices(account_name=ACCOUNT))
         assert login.call_count == 1
     assert api.call_count == 0
 
@@ -227,7 +229,7 @@ def test_pages_follow_last_seen_device_id_without_accumulating(
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
     )
-    page_iter = hook.iter_fota_device_pages(ACCOUNT, protocol="lwm2m")
+    page_iter = hook.iter_fota_device_pages(account_name=ACCOUNT, protocol="lwm2m")
     first = next(page_iter)
     assert route.call_count == 1  # the next page is not fetched before it is wanted
     assert [d["device_id"] for d in first] == imeis[:2]
@@ -250,7 +252,7 @@ def test_subset_is_listed_with_post(
         f"{FOTA}/devices/{ACCOUNT}",
         json={"accountName": ACCOUNT, "deviceCount": 1, "deviceList": [_device(IMEI, filesList=["a.bin"])]},
     )
-    devices = list(hook.iter_fota_devices(ACCOUNT, imeis=[IMEI]))
+    devices = list(hook.iter_fota_devices([IMEI], account_name=ACCOUNT))
     assert route.last_request.json() == {"deviceList": [IMEI]}
     assert route.last_request.qs == {"lastseendeviceid": ["0"]}
     assert devices[0]["files"] == ["a.bin"]
@@ -263,7 +265,7 @@ def test_has_more_data_without_progress_is_an_error(
         f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": True, "lastSeenDeviceId": "0"}
     )
     with pytest.raises(IoTFleetVendorResponseError, match="did not move lastSeenDeviceId"):
-        list(hook.iter_fota_devices(ACCOUNT))
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
 
 
 def test_sync_firmware_batches_by_100_and_reports_each_device(
@@ -298,7 +300,7 @@ def test_sync_firmware_batches_by_100_and_reports_each_device(
         return {"accountName": ACCOUNT, "deviceFirmwarVersionList": items}
 
     route = requests_mock.put(f"{FOTA}/firmware/{ACCOUNT}/devices", json=answer)
-    result = hook.sync_firmware(ACCOUNT, imeis)
+    result = hook.sync_firmware(imeis, account_name=ACCOUNT)
     assert [len(r.json()["deviceList"]) for r in route.request_history] == [100, 100, 50]
     assert len(result.synced) == 247
     assert result.synced[0] == {
@@ -307,18 +309,63 @@ def test_sync_firmware_batches_by_100_and_reports_each_device(
         "version_update_time": "2022-02-04T06:10:01.441Z",
         "status": "FirmwareVersionUpdateSuccess",
     }
+    unreachable = {
+        "status": "FirmwareVersionUpdateFailed",
+        "reason": "Device unreachable",
+        "error_code": None,
+    }
     assert result.failed == [
-        {"device_id": imeis[7], "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"},
-        {"device_id": imeis[120], "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"},
-        {"device_id": imeis[249], "status": None, "reason": "missing from ThingSpace's answer"},
+        {"device_id": imeis[7], **unreachable},
+        {"device_id": imeis[120], **unreachable},
+        {
+            "device_id": imeis[249],
+            "status": None,
+            "reason": "missing from ThingSpace's answer",
+            "error_code": None,
+        },
     ]
+
+
+def test_sync_keeps_earlier_batches_when_a_later_one_fails_and_ignores_unrequested_answers(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(150)]
+    ok = [
+        {"deviceId": imei, "status": "FirmwareVersionUpdateSuccess", "firmwareVersion": "SR1.2"}
+        for imei in imeis[:100]
+    ]
+    requests_mock.put(
+        f"{FOTA}/firmware/{ACCOUNT}/devices",
+        [
+            {
+                "json": {
+                    "deviceFirmwarVersionList": [
+                        *ok,
+                        {"deviceId": IMEI, "status": "FirmwareVersionUpdateSuccess"},
+                    ]
+                }
+            },
+            {
+                "status_code": 400,
+                "json": {"errorCode": "FOTA.REQUEST_FAILED.InvalidBody", "errorMessage": "Bad."},
+            },
+        ],
+    )
+    result = hook.sync_firmware(imeis, account_name=ACCOUNT)
+    assert [d["device_id"] for d in result.synced] == imeis[:100]  # IMEI was not asked for
+    assert [d["device_id"] for d in result.failed] == imeis[100:]
+    assert {(d["error_code"], d["status"]) for d in result.failed} == {
+        ("FOTA.REQUEST_FAILED.InvalidBody", None)
+    }
 
 
 def test_bad_inputs_send_nothing(hook: VerizonThingSpaceHook, requests_mock: rm.Mocker) -> None:
     with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs is invalid"):
-        hook.sync_firmware(ACCOUNT, [IMEI, "123"])
+        hook.sync_firmware([IMEI, "123"], account_name=ACCOUNT)
     with pytest.raises(IoTFleetValidationError, match="'SNMP' is not one of LWM2M, OMADM, HTTP"):
-        hook.iter_fota_devices(ACCOUNT, protocol="SNMP")  # refused when called, not when iterated
+        hook.iter_fota_devices(
+            account_name=ACCOUNT, protocol="SNMP"
+        )  # refused when called, not when iterated
     assert requests_mock.call_count == 0
 
 
@@ -326,8 +373,9 @@ def test_sync_answer_without_the_list_is_a_clear_error(
     hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
 ) -> None:
     requests_mock.put(f"{FOTA}/firmware/{ACCOUNT}/devices", json={"accountName": ACCOUNT})
-    with pytest.raises(IoTFleetVendorResponseError, match="no 'deviceFirmwarVersionList' field"):
-        hook.sync_firmware(ACCOUNT, [IMEI_2])
+    (failure,) = hook.sync_firmware([IMEI_2], account_name=ACCOUNT).failed
+    assert failure["device_id"] == IMEI_2
+    assert "no 'deviceFirmwarVersionList' field" in failure["reason"]
 
 
 @pytest.mark.parametrize(
@@ -374,7 +422,7 @@ def test_simulator_style_host_derives_every_endpoint(
     route = requests_mock.get(
         f"http://127.0.0.1:8765/verizon/api/fota/v3/devices/{ACCOUNT}", json={"deviceList": []}
     )
-    assert list(VerizonThingSpaceHook("vz_local").iter_fota_devices(ACCOUNT)) == []
+    assert list(VerizonThingSpaceHook("vz_local").iter_fota_devices(account_name=ACCOUNT)) == []
     assert route.call_count == 1
 
 
@@ -426,3 +474,28 @@ def test_fast_timestamp_parse_agrees_with_strptime_everywhere() -> None:
     }
     for sample in sorted(samples):
         assert normalise_timestamp(sample) == _reference_normalise_timestamp(sample), sample
+
+
+def test_account_defaults_to_the_connection_and_a_blank_one_is_refused(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker
+) -> None:
+    assert hook.resolve_account() == ACCOUNT
+    assert hook.resolve_account(" 0000999999-00001 ") == "0000999999-00001"
+    with pytest.raises(IoTFleetValidationError, match="account_name is missing"):
+        hook.iter_fota_devices(account_name="  ")  # would have listed GET .../devices/
+    assert requests_mock.call_count == 0
+
+
+def test_subset_listing_sends_at_most_1000_imeis_per_body(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(2500)]
+    route = requests_mock.post(
+        f"{FOTA}/devices/{ACCOUNT}",
+        json=lambda request, context: {
+            "deviceList": [_device(imei) for imei in request.json()["deviceList"]],
+            "hasMoreData": False,
+        },
+    )
+    assert [d["device_id"] for d in hook.iter_fota_devices(imeis)] == imeis
+    assert [len(r.json()["deviceList"]) for r in route.request_history] == [1000, 1000, 500]
