@@ -156,7 +156,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         """
         (iccid,) = validate_iccids([iccid], "iccid")
         body = validate_cisco_changes(changes)
-        return self._edit(iccid, body, self._effective_date(effective_date), skip_unchanged=False)
+        return self._edit(iccid, body, self.check_effective_date(effective_date), skip_unchanged=False)
 
     def edit_devices(
         self,
@@ -182,7 +182,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: listing every bad ICCID, field, value or date.
         """
         pairs = validate_cisco_edits(edits)
-        date = self._effective_date(effective_date)
+        date = self.check_effective_date(effective_date)
 
         def on_pair(outcome: Outcome[tuple[str, dict[str, str]], CiscoEditResult]) -> None:
             if on_outcome is not None:
@@ -206,7 +206,12 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         (iccid,) = validate_iccids([iccid], "iccid")
         return self.client.send("GET", f"devices/{iccid}").object()
 
-    def _effective_date(self, effective_date: datetime | str | None) -> str | None:
+    def check_effective_date(self, effective_date: datetime | str | None) -> str | None:
+        """Return ``effective_date`` as the ISO 8601 string Control Center takes (``None`` stays ``None``).
+
+        :raises IoTFleetValidationError: for a date without time zone, in the past, or more than
+            180 days ahead of now.
+        """
         if effective_date is None:
             return None
         return validate_effective_date(effective_date, self.clock.now()).isoformat(timespec="seconds")

@@ -363,7 +363,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         result = self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
-        self.log.info(
+        self.log.debug(
             "%s: %d of %d devices forced offline, %d failed",
             VENDOR,
             len(result.succeeded),

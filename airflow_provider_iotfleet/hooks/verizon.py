@@ -19,7 +19,6 @@ import requests
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
-    IoTFleetNotAttemptedError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
@@ -36,8 +35,8 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import CachedToken, OAuthClientCredentials
-from airflow_provider_iotfleet.http.concurrency import affects_every_item
-from airflow_provider_iotfleet.validation import validate_imeis
+from airflow_provider_iotfleet.http.concurrency import map_batches
+from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 VENDOR = "Verizon ThingSpace"
 DEFAULT_HOST = "https://thingspace.verizon.com"
@@ -243,7 +242,8 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
+def sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
+    """The ``failed`` entry of a device whose sync request failed as a whole."""
     return {"device_id": imei, "status": None, "reason": error.message, "error_code": error.error_code}
 
 
@@ -412,28 +412,35 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         """
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
+        batches = [
+            checked[start : start + MAX_SYNC_IMEIS] for start in range(0, len(checked), MAX_SYNC_IMEIS)
+        ]
         synced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
-        abort: IoTFleetError | None = None
-        for start in range(0, len(checked), MAX_SYNC_IMEIS):
-            batch = checked[start : start + MAX_SYNC_IMEIS]
-            try:
-                if abort is not None:
-                    raise IoTFleetNotAttemptedError.after(abort)
-                batch_synced, batch_failed = self._sync_batch(account, batch)
-            except IoTFleetError as error:
-                if abort is None and affects_every_item(error):
-                    abort = error
-                failed.extend(_sync_failure(imei, error) for imei in batch)
-                continue
-            synced.extend(batch_synced)
-            failed.extend(batch_failed)
+        for outcome in map_batches(
+            lambda batch: self.sync_firmware_batch(batch, account_name=account), batches
+        ):
+            if outcome.result is not None:
+                synced.extend(outcome.result.synced)
+                failed.extend(outcome.result.failed)
+            elif outcome.error is not None:
+                failed.extend(sync_failure(imei, outcome.error) for imei in outcome.items)
         self.log.info("%s: firmware synced for %d of %d devices", VENDOR, len(synced), len(checked))
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
 
-    def _sync_batch(
-        self, account: str, batch: list[str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def sync_firmware_batch(
+        self, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> FirmwareSyncResult:
+        """Sync the firmware of at most 100 devices in one request; see :meth:`sync_firmware`.
+
+        :return: every IMEI once: ``synced``, or ``failed`` with ThingSpace's per-device status and
+            reason (or as missing from its answer). Answers for devices not sent are ignored.
+        :raises IoTFleetValidationError: for a bad IMEI or more than 100 of them, before any request.
+        :raises IoTFleetVendorResponseError: when ThingSpace refused the request as a whole.
+        """
+        account = self.resolve_account(account_name)
+        batch = validate_imeis(imeis)
+        check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
         reply = self.client.send(
             "PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch}
         )
@@ -481,7 +488,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                         "error_code": None,
                     }
                 )
-        return synced, failed
+        return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
 
     def _check_connection(self) -> str:
         self.client.auth.obtain()

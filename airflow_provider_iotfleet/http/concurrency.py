@@ -85,3 +85,47 @@ def map_bounded(
         return [attempt(item) for item in items]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="iotfleet") as pool:
         return list(pool.map(attempt, items))
+
+
+@dataclass(frozen=True)
+class BatchOutcome(Generic[ItemT, ResultT]):
+    """One batch's items and what came of them: the call's result, or the error of the whole call."""
+
+    index: int
+    items: list[ItemT]
+    result: ResultT | None = None
+    error: IoTFleetError | None = None
+
+
+def map_batches(
+    send: Callable[[list[ItemT]], ResultT],
+    batches: Iterable[list[ItemT]],
+    *,
+    on_outcome: Callable[[BatchOutcome[ItemT, ResultT]], None] | None = None,
+    abort_on: Callable[[IoTFleetError], bool] = affects_every_item,
+) -> list[BatchOutcome[ItemT, ResultT]]:
+    """Send each batch in turn, keeping every batch's result or error: one failed call stops nothing,
+    so earlier batches' results are never lost.
+
+    :param on_outcome: called with each batch's outcome as soon as it is known, for progress logs.
+    :param abort_on: as for :func:`map_bounded`: after such an error the later batches are not sent
+        and carry an :class:`IoTFleetNotAttemptedError` with the cause's status and code.
+    :return: one :class:`BatchOutcome` per batch, in order.
+    """
+    outcomes: list[BatchOutcome[ItemT, ResultT]] = []
+    abort: IoTFleetError | None = None
+    for index, batch in enumerate(batches):
+        outcome: BatchOutcome[ItemT, ResultT]
+        if abort is not None:
+            outcome = BatchOutcome(index=index, items=batch, error=IoTFleetNotAttemptedError.after(abort))
+        else:
+            try:
+                outcome = BatchOutcome(index=index, items=batch, result=send(batch))
+            except IoTFleetError as error:
+                outcome = BatchOutcome(index=index, items=batch, error=error)
+                if abort_on(error):
+                    abort = error
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes
