@@ -12,6 +12,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 _HOOKS = "airflow_provider_iotfleet.hooks"
+_OPERATORS = "airflow_provider_iotfleet.operators"
+#: Integration display names, one per vendor module name.
+_INTEGRATIONS = {
+    "paloalto": "Palo Alto Networks IoT Security",
+    "cisco": "Cisco IoT Control Center",
+    "huawei": "Huawei Cloud ROMA Connect",
+    "verizon": "Verizon ThingSpace",
+}
+
+
+def _modules(package: str) -> list[dict[str, Any]]:
+    return [
+        {"integration-name": name, "python-modules": [f"{package}.{module}"]}
+        for module, name in _INTEGRATIONS.items()
+    ]
 
 
 def _common_fields() -> dict[str, dict[str, Any]]:
@@ -39,21 +54,9 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Run cellular IoT fleet operations on Palo Alto Networks IoT Security, Cisco IoT "
         "Control Center, Huawei Cloud ROMA Connect and Verizon ThingSpace from Airflow.",
         "versions": [__version__],
-        "integrations": [
-            {"integration-name": name, "tags": ["service"]}
-            for name in (
-                "Palo Alto Networks IoT Security",
-                "Cisco IoT Control Center",
-                "Huawei Cloud ROMA Connect",
-                "Verizon ThingSpace",
-            )
-        ],
-        "hooks": [
-            {"integration-name": "Palo Alto Networks IoT Security", "python-modules": [f"{_HOOKS}.paloalto"]},
-            {"integration-name": "Cisco IoT Control Center", "python-modules": [f"{_HOOKS}.cisco"]},
-            {"integration-name": "Huawei Cloud ROMA Connect", "python-modules": [f"{_HOOKS}.huawei"]},
-            {"integration-name": "Verizon ThingSpace", "python-modules": [f"{_HOOKS}.verizon"]},
-        ],
+        "integrations": [{"integration-name": name, "tags": ["service"]} for name in _INTEGRATIONS.values()],
+        "hooks": _modules(_HOOKS),
+        "operators": _modules(_OPERATORS),
         "connection-types": [
             {
                 "connection-type": "paloalto_iot",

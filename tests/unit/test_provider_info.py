@@ -49,6 +49,17 @@ def test_provider_info_is_valid_for_airflow() -> None:
     assert info["versions"] == [__version__]
 
 
+@pytest.mark.parametrize("kind", ["hooks", "operators"])
+def test_every_declared_module_imports_and_each_vendor_has_one(kind: str) -> None:
+    entries = get_provider_info()[kind]
+    assert [entry["integration-name"] for entry in entries] == [
+        integration["integration-name"] for integration in get_provider_info()["integrations"]
+    ]
+    for entry in entries:
+        for module in entry["python-modules"]:
+            import_module(module)
+
+
 @pytest.mark.parametrize("conn_type", sorted(EXPECTED))
 def test_each_connection_type_matches_its_hook(conn_type: str) -> None:
     (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
