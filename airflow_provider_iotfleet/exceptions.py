@@ -84,6 +84,7 @@ class IoTFleetValidationError(IoTFleetError, ValueError):
     """
 
     def __init__(self, summary: str, problems: Sequence[str]) -> None:
+        self.summary = summary
         self.problems = list(problems)
         lines = [f"  - {problem}" for problem in self.problems[:MAX_LISTED_PROBLEMS]]
         if len(self.problems) > MAX_LISTED_PROBLEMS:
@@ -97,20 +98,35 @@ class IoTFleetNotAttemptedError(IoTFleetError):
     under their cause.
     """
 
+    #: the error that stopped the run.
+    cause: IoTFleetError
+
     @classmethod
     def after(cls, cause: IoTFleetError) -> IoTFleetNotAttemptedError:
         """Return the error for items skipped because of ``cause``."""
-        return cls(
+        error = cls(
             f"not attempted after an earlier error: {cause.message}",
             http_status=cause.http_status,
             error_code=cause.error_code,
             request_id=cause.request_id,
             vendor=cause.vendor,
         )
+        error.cause = cause
+        return error
 
 
 class IoTFleetTransportError(IoTFleetError):
-    """The vendor could not be reached (connection refused, reset or timed out) after every retry."""
+    """The vendor could not be reached (connection refused, reset or timed out) after every retry.
+
+    :param may_have_reached_vendor: ``False`` only when the request surely never left (the
+        connection was refused or could not be opened in time), so that even a write may be resent.
+    """
+
+    def __init__(
+        self, message: str, *, may_have_reached_vendor: bool = True, vendor: str | None = None
+    ) -> None:
+        super().__init__(message, vendor=vendor)
+        self.may_have_reached_vendor = may_have_reached_vendor
 
 
 class IoTFleetVendorResponseError(IoTFleetError):

@@ -47,3 +47,35 @@ IMEI = "490154203237518"
 IMEI_2 = "356938035643809"
 ICCID = "89014103211118510720"
 ICCID_19 = "8944500102198304826"
+
+
+class FakeTaskInstance:
+    """Just enough of a task instance for ``operator.execute(context)``: records XCom pushes."""
+
+    def __init__(self, task_id: str = "task", map_index: int = -1) -> None:
+        self.dag_id = "test_dag"
+        self.task_id = task_id
+        self.run_id = "manual__2026-11-21T12:00:00+00:00"
+        self.map_index = map_index
+        self.try_number = 1
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
+
+
+class FakeOutletEvents(dict):  # type: ignore[type-arg]
+    """``context["outlet_events"]``: an accessor per asset whose ``extra`` the operator fills in."""
+
+    def __missing__(self, asset: object) -> object:
+        class Accessor:
+            def __init__(self) -> None:
+                self.extra: dict[str, object] = {}
+
+        self[asset] = accessor = Accessor()
+        return accessor
+
+
+def operator_context(task_id: str = "task", map_index: int = -1) -> dict[str, object]:
+    """A minimal execution context for calling ``operator.execute`` directly in unit tests."""
+    return {"ti": FakeTaskInstance(task_id, map_index), "outlet_events": FakeOutletEvents()}

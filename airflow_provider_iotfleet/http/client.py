@@ -340,7 +340,9 @@ class VendorHttpClient:
         """Add where to look to errors whose fix is in the connection rather than in the request."""
         connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
         if isinstance(error, IoTFleetAuthError) and auth.credential_hint:
-            return error.with_message(f"{error.message}. Check {auth.credential_hint} of {connection}")
+            return error.with_message(
+                f"{error.message.rstrip('.')}. Check {auth.credential_hint} of {connection}"
+            )
         if isinstance(error, IoTFleetTransportError) and self.conn_id:
             return error.with_message(f"{error.message} (host of {connection})")
         return error

@@ -13,6 +13,8 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetConfigurationError,
     IoTFleetError,
     IoTFleetNotAttemptedError,
+    IoTFleetRateLimitError,
+    IoTFleetTransportError,
 )
 
 ItemT = TypeVar("ItemT")
@@ -33,10 +35,15 @@ class Outcome(Generic[ItemT, ResultT]):
 
 
 def affects_every_item(error: IoTFleetError) -> bool:
-    """Return whether ``error`` would fail every later item too: refused credentials or a broken
-    connection setting, as opposed to a problem with one device. Bulk runs stop sending after one.
+    """Return whether ``error`` would fail every later item too, as opposed to a problem with one
+    device: refused credentials, a broken connection setting, a host that could not be connected to
+    after every retry, or a vendor still throttling after every retry (or asking for a longer wait
+    than is worth sleeping through). Bulk runs stop sending after one; Airflow's task retries can
+    take over.
     """
-    return isinstance(error, IoTFleetAuthError | IoTFleetConfigurationError)
+    if isinstance(error, IoTFleetTransportError):
+        return not error.may_have_reached_vendor
+    return isinstance(error, IoTFleetAuthError | IoTFleetConfigurationError | IoTFleetRateLimitError)
 
 
 def map_bounded(

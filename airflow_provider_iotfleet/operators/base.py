@@ -77,8 +77,8 @@ class Failure:
         """Describe ``item`` failed with ``error``; not-attempted items group under their cause."""
         code = error.error_code or (f"HTTP {error.http_status}" if error.http_status else None)
         if code is None:
-            cause = IoTFleetError if isinstance(error, IoTFleetNotAttemptedError) else type(error)
-            code = cause.__name__.removeprefix("IoTFleet").removesuffix("Error").lower() or "error"
+            cause = error.cause if isinstance(error, IoTFleetNotAttemptedError) else error
+            code = type(cause).__name__.removeprefix("IoTFleet").removesuffix("Error").lower() or "error"
         return cls(
             item=item,
             message=error.message,
@@ -209,6 +209,30 @@ def as_item_list(value: Any, name: str) -> list[Any]:
     if isinstance(value, bytes | Mapping) or not isinstance(value, Iterable):
         raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
     return list(value)
+
+
+def as_mapping(value: Any, name: str) -> dict[str, Any]:
+    """Return a rendered operator input as a dict: a mapping, or a string that renders to a dict
+    literal (JSON or Python, as Jinja renders one without ``render_template_as_native_obj``).
+
+    :raises IoTFleetValidationError: for anything else.
+    """
+    if isinstance(value, str) and value.strip().startswith("{"):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                value = parse(value.strip())
+                break
+            except (ValueError, SyntaxError):
+                continue
+    if not isinstance(value, Mapping):
+        raise IoTFleetValidationError(
+            f"{name} must be a mapping",
+            [
+                f"got {type(value).__name__}; pass a dict, or a template that renders a dict literal "
+                "(or set render_template_as_native_obj=True on the DAG)"
+            ],
+        )
+    return dict(value)
 
 
 def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:
@@ -406,5 +430,5 @@ def _group_summary(failures: Sequence[Failure]) -> str:
     )
 
 
-def _shorten(text: str, limit: int = 160) -> str:
+def _shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."

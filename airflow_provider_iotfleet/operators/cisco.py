@@ -13,8 +13,15 @@ from airflow_provider_iotfleet.operators.base import (
     IoTFleetBaseOperator,
     OperationResult,
     as_item_list,
+    as_mapping,
+    distinct,
 )
-from airflow_provider_iotfleet.validation import Problems, validate_cisco_edits
+from airflow_provider_iotfleet.validation import (
+    Problems,
+    cisco_change_problems,
+    validate_cisco_edits,
+    validate_iccids,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -81,47 +88,72 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCen
         self.skip_unchanged = skip_unchanged
 
     def operate(self, context: Context) -> OperationResult:
-        edits = self._edits()
-        if not edits:
+        edits, given, duplicates, effective_date = self._validated()
+        if not given:
             self.nothing_to_do("edits" if self.edits is not None else "iccids")
             return _result([], 0)
-        unique, duplicates = _distinct_edits(edits)
-        effective_date = self.hook.check_effective_date(self.effective_date)
         detail = f"effective {effective_date}" if effective_date else "effective now"
         if self.skip_unchanged:
             detail += ", reading each device first to skip what is already as asked"
-        progress = self.start("editing", len(unique), detail=detail, duplicates=duplicates)
+        progress = self.start("editing", len(edits), detail=detail, duplicates=duplicates)
         outcomes = self.hook.edit_devices(
-            unique,
+            edits,
             effective_date,
             skip_unchanged=self.skip_unchanged,
             on_outcome=lambda outcome: progress.advance(1, failed=0 if outcome.ok else 1),
         )
-        return _result(outcomes, len(unique))
+        return _result(outcomes, len(edits))
 
-    def _edits(self) -> list[dict[str, Any]]:
+    def _validated(self) -> tuple[list[dict[str, str]], int, int, str | None]:
+        """Check every input before anything is sent; return the distinct edits, how many items
+        were given, how many repeats were dropped, and the effective date as sent.
+
+        :raises IoTFleetValidationError: naming every problem with the ICCIDs, fields and date.
+        """
+        problems = Problems()
+        try:
+            effective_date = self.hook.check_effective_date(self.effective_date)
+        except IoTFleetValidationError as error:
+            effective_date = None
+            problems.items.extend(f"{error.summary}: {problem}" for problem in error.problems)
         if self.edits is not None:
-            return as_item_list(self.edits, "edits")
-        if not isinstance(self.changes, Mapping):
-            raise IoTFleetValidationError(
-                "changes must be a mapping of field to value", [f"got {type(self.changes).__name__}"]
-            )
-        return [{"iccid": iccid, **self.changes} for iccid in as_item_list(self.iccids, "iccids")]
+            given = as_item_list(self.edits, "edits")
+            try:
+                pairs = validate_cisco_edits(given) if given else []
+            except IoTFleetValidationError as error:
+                pairs = []
+                problems.items.extend(error.problems)
+            edits, duplicates = _distinct_edits(pairs, problems)
+            problems.raise_for(len(given), "edit")
+            return edits, len(given), duplicates, effective_date
+        changes = as_mapping(self.changes, "changes")
+        if "iccid" in changes:
+            problems.add("changes.iccid: list the devices in iccids, not inside the changes")
+            changes.pop("iccid")
+        problems.items.extend(cisco_change_problems(changes, "changes"))
+        given = as_item_list(self.iccids, "iccids")
+        try:
+            checked = validate_iccids(given) if given else []
+        except IoTFleetValidationError as error:
+            checked = []
+            problems.items.extend(error.problems)
+        problems.raise_for(len(given), "ICCID")
+        unique, duplicates = distinct(checked, key=str)
+        return [{"iccid": iccid, **changes} for iccid in unique], len(given), duplicates, effective_date
 
 
-def _distinct_edits(edits: list[dict[str, Any]]) -> tuple[list[dict[str, str]], int]:
-    """Validate every edit, then keep one per ICCID; the same ICCID with other changes is an error."""
-    pairs = validate_cisco_edits(edits)
+def _distinct_edits(
+    pairs: list[tuple[str, dict[str, str]]], problems: Problems
+) -> tuple[list[dict[str, str]], int]:
+    """Keep one edit per ICCID; the same ICCID with other changes is a problem."""
     first: dict[str, int] = {}
     unique: list[dict[str, str]] = []
-    problems = Problems()
     for index, (iccid, changes) in enumerate(pairs):
         if iccid not in first:
             first[iccid] = index
             unique.append({"iccid": iccid, **changes})
         elif pairs[first[iccid]][1] != changes:
             problems.add(f"edits[{first[iccid]}] and edits[{index}] change {iccid} differently")
-    problems.raise_if_any("Conflicting edits")
     return unique, len(pairs) - len(unique)
 
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import Asset
 
@@ -84,7 +85,18 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         requested: list[str] | None = None
         duplicates = 0
         if self.imeis is not None:
-            requested, duplicates = distinct(validate_imeis(as_item_list(self.imeis, "imeis")), key=str)
+            given = as_item_list(self.imeis, "imeis")
+            if not given:
+                self.nothing_to_do("imeis")
+                nothing = {
+                    "account_name": account,
+                    "device_count": 0,
+                    "pages": 0,
+                    "requested": 0,
+                    "missing": [],
+                }
+                return OperationResult(outcome=nothing, counts={"listed": 0})
+            requested, duplicates = distinct(validate_imeis(given), key=str)
         pages = self.hook.iter_fota_device_pages(requested, account_name=account, protocol=self.protocol)
         total = len(requested) if requested is not None else None
         progress = self.start(
@@ -96,7 +108,7 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         listing = _Listing(pages, progress, track_ids=requested is not None)
         outcome: dict[str, Any] = {"account_name": account}
         if self.output_path:
-            outcome["path"] = self._write_json_lines(listing, self.output_path, context)
+            outcome["path"] = self._write_json_lines(listing, str(self.output_path), context)
         else:
             outcome["devices"] = self._collect(listing)
         outcome.update(device_count=listing.devices, pages=listing.pages)
@@ -134,8 +146,9 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         """Write the devices to ``output_path`` atomically; return where they are."""
         from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
 
-        location = output_path if "://" in output_path else os.path.abspath(output_path)
-        target = ObjectStoragePath(location if "://" in location else f"file://{location}")
+        is_uri = len(urlsplit(output_path).scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
+        location = output_path if is_uri else os.path.abspath(os.path.expanduser(output_path))
+        target = ObjectStoragePath(location if is_uri else f"file://{location}")
         # The same name on every try of this task instance: a retry overwrites what a killed try
         # left, and the target only ever appears complete, by rename.
         partial = target.parent / f".{target.name}.{_attempt_key(context)}.partial"

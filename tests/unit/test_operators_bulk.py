@@ -1,0 +1,1216 @@
+"""The three batched operators, driven through ``execute`` as a task would run them.
+
+PaloAltoIoTBulkUpdateOperator, HuaweiRomaForceOfflineOperator and VerizonThingSpaceSyncFirmwareOperator
+share the base's batching, validation and outcome accounting; each test asserts what a DAG author
+sees: the returned XCom, the ``outcome`` XCom, the error raised, the log lines and the requests sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests_mock as rm
+import structlog
+from airflow.sdk import DAG
+
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.http import SYSTEM_CLOCK
+from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
+from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
+from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
+from tests.fakes import ICCID, IMEI, IMEI_2, FakeClock, luhn_complete, operator_context
+
+# --- Palo Alto Networks IoT Security (as in test_paloalto_hook.py) ---------------------------------
+TENANT_HOST = "https://acme-iot.iot.paloaltonetworks.com"
+BULK_URL = f"{TENANT_HOST}/pub/v4.0/device/bulkUpdate"
+SCM_URL = "https://api.strata.paloaltonetworks.com/iot/pub/v1/device/bulkUpdate"
+SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"
+KEY_ID, ACCESS_KEY = "key-id-0001", "access-key-s3cr3t-value"
+CLIENT_ID, CLIENT_SECRET = "svc@1234567.iam.panserviceaccount.com", "scm-client-secret-value"
+SCM_TOKEN = "scm-bearer-token-0a1b2c3d"
+PAN_500 = {"code": 500, "msg": "Internal server error. A unified status for API communication type errors."}
+PAN_400 = {
+    "code": "400",
+    "msg": "Bad Request. This occurs when an HTTP request contains an invalid query string.",
+}
+PAN_403 = {
+    "code": "403",
+    "msg": "Forbidden access. Either the provided API key is invalid or it does not have the required "
+    "RBAC permissions to run this API.",
+}
+
+# --- Huawei ROMA Connect (as in test_huawei_hook.py) ---------------------------------------------
+ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
+PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
+FORCE_OFFLINE_URL = f"{ROMA_HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline"
+AK, SK = "HPUAL0EXAMPLEAK0001", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
+STS_TOKEN = "sts-security-token-value-9876"
+IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
+IAM_PASSWORD, IAM_TOKEN = "iam-user-password-42", "MIIT-iam-token-24680"
+ROMA_500 = {
+    "error_code": "ROMA.00110002",
+    "error_msg": "The instance does not exist.",
+    "request_id": "c8c06d0a-be92-4fdf-9d10-bc20131ab158",
+}
+ROMA_400 = {
+    "error_code": "SCB.00000000",
+    "error_msg": "Parameter is not valid for operation [romalink.link-device.forceDisconnect].",
+    "requestId": "cb39e78a-afd3-4e04-901d-70468b1c23dc",
+}
+ROMA_401 = {
+    "error_code": "APIGW.0301",
+    "error_msg": "Incorrect IAM authentication information: verify aksk signature fail",
+    "request_id": "r-401",
+}
+
+# --- Verizon ThingSpace (as in test_verizon_hook.py) ---------------------------------------------
+ROOT = "https://thingspace.verizon.com"
+TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
+LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
+FOTA = f"{ROOT}/api/fota/v3"
+ACCOUNT = "0000123456-00001"
+SYNC_URL = f"{FOTA}/firmware/{ACCOUNT}/devices"
+KEY, SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
+M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
+SUCCESS = "FirmwareVersionUpdateSuccess"
+VZ_FAULT = {"fault": {"code": "900901", "message": "Invalid Credentials"}}
+VZ_400 = {"errorCode": "FOTA.REQUEST_FAILED.InvalidBody", "errorMessage": "The request body is invalid."}
+
+START = datetime(2026, 11, 1)
+
+
+def imei(n: int) -> str:
+    return luhn_complete(f"{35_000_000_000_000 + n:014d}")
+
+
+def pan_device(n: int) -> dict[str, str]:
+    return {"imei": imei(n), "SessionEvtType": "Start"}
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fake_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Operators build their hooks with the system clock: make it the fake one, so backoff and rate
+    limiting advance fake time (recorded in ``clock.sleeps``) instead of waiting."""
+    for name in ("monotonic", "now", "sleep"):
+        monkeypatch.setattr(SYSTEM_CLOCK, name, getattr(clock, name))
+    return clock
+
+
+@dataclass
+class Logs:
+    """What a run logged: the operators' and hooks' structlog events, and stdlib records."""
+
+    caplog: pytest.LogCaptureFixture
+    events: list[dict[str, Any]]
+
+    def lines(self, level: str | None = None) -> list[str]:
+        found = [
+            str(event.get("event"))
+            for event in self.events
+            if level is None or event.get("log_level") == level
+        ]
+        found += [
+            record.getMessage()
+            for record in self.caplog.records
+            if level is None or record.levelname.lower() == level
+        ]
+        return found
+
+    def text(self) -> str:
+        events = "\n".join(repr(event) for event in self.events)
+        records = "\n".join(f"{r.getMessage()} {r.args!r}" for r in self.caplog.records)
+        return f"{events}\n{records}"
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Logs]:
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        yield Logs(caplog, events)
+
+
+@pytest.fixture
+def pan_conn(set_connection: Callable[..., None]) -> None:
+    set_connection(
+        "paloalto_iot_default", "paloalto_iot", host=TENANT_HOST, login=KEY_ID, password=ACCESS_KEY
+    )
+
+
+@pytest.fixture
+def roma_conn(set_connection: Callable[..., None]) -> None:
+    set_connection(
+        "huawei_roma_default",
+        "huawei_roma",
+        login=AK,
+        password=SK,
+        extra={
+            "region": "cn-north-4",
+            "project_id": PROJECT,
+            "instance_id": INSTANCE,
+            "security_token": STS_TOKEN,
+        },
+    )
+
+
+@pytest.fixture
+def vz_conn(set_connection: Callable[..., None]) -> None:
+    set_connection(
+        "verizon_thingspace_default",
+        "verizon_thingspace",
+        login=KEY,
+        password=SECRET,
+        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
+    )
+
+
+@pytest.fixture
+def vz_auth(requests_mock: rm.Mocker) -> tuple[Any, Any]:
+    token = requests_mock.post(
+        TOKEN_URL,
+        [
+            {"json": {"access_token": f"access-token-{n}", "token_type": "Bearer", "expires_in": 3600}}
+            for n in range(1, 6)
+        ],
+    )
+    login = requests_mock.post(
+        LOGIN_URL, [{"json": {"sessionToken": f"session-token-{n}"}} for n in range(1, 6)]
+    )
+    return token, login
+
+
+# --- answer builders -----------------------------------------------------------------------------
+
+
+def pan_answer(
+    fail: dict[str, tuple[int, dict[str, Any]]] | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """Answer bulk updates: every device counted, unless the batch holds an IMEI in ``fail``."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        devicelist = request.json()["devicelist"]
+        for device in devicelist:
+            if device.get("imei") in (fail or {}):
+                context.status_code, body = (fail or {})[device["imei"]]
+                return body
+        return {
+            "api": "device/bulkUpdate",
+            "ver": "v4.0",
+            "code": 1,
+            "message": "OK",
+            "updatedDeviceNum": len(devicelist),
+        }
+
+    return answer
+
+
+def pan_sizes(requests_mock: rm.Mocker) -> list[int]:
+    return [len(r.json()["devicelist"]) for r in requests_mock.request_history if r.method == "PUT"]
+
+
+def roma_answer(
+    fail: dict[int, tuple[int, dict[str, Any]]] | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """Answer force-offline: every id succeeds, unless the batch holds an id in ``fail``."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        ids = request.json()["device_ids"]
+        for device_id in ids:
+            if device_id in (fail or {}):
+                context.status_code, body = (fail or {})[device_id]
+                return body
+        return {"success": [{"id": i, "device_name": f"meter-{i}"} for i in ids], "failed": []}
+
+    return answer
+
+
+def roma_sizes(requests_mock: rm.Mocker) -> list[int]:
+    return [len(r.json()["device_ids"]) for r in requests_mock.request_history if r.method == "POST"]
+
+
+def vz_answer(
+    fail: dict[str, tuple[int, dict[str, Any]]] | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """Answer firmware syncs: every IMEI synced, unless the batch holds an IMEI in ``fail``."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        batch = request.json()["deviceList"]
+        for device in batch:
+            if device in (fail or {}):
+                context.status_code, body = (fail or {})[device]
+                return body
+        return {
+            "accountName": ACCOUNT,
+            "deviceFirmwarVersionList": [  # sic
+                {
+                    "deviceId": device,
+                    "status": SUCCESS,
+                    "firmwareVersion": "SR1.2.0.0-10657",
+                    "VersionUpdateTime": "2022-02-04 06:10:01.441 +0000 UTC",
+                }
+                for device in batch
+            ],
+        }
+
+    return answer
+
+
+def vz_sizes(requests_mock: rm.Mocker) -> list[int]:
+    return [len(r.json()["deviceList"]) for r in requests_mock.request_history if r.method == "PUT"]
+
+
+def assert_json_safe(outcome: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(outcome)) == outcome
+
+
+# === construction ================================================================================
+
+
+@pytest.mark.parametrize(
+    ("make", "maximum"),
+    [
+        (lambda size: PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[], batch_size=size), 1000),
+        (lambda size: HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[], batch_size=size), 1000),
+        (lambda size: VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[], batch_size=size), 100),
+    ],
+    ids=["paloalto", "huawei", "verizon"],
+)
+def test_batch_size_outside_the_vendor_range_is_refused_at_construction(
+    make: Callable[[Any], Any], maximum: int, requests_mock: rm.Mocker
+) -> None:
+    for bad in (0, maximum + 1, -1, True, "10"):
+        with pytest.raises(IoTFleetValidationError, match=f"takes 1 to {maximum} per request"):
+            make(bad)
+    assert make(maximum).batch_size == maximum
+    assert make(1).batch_size == 1
+    assert requests_mock.call_count == 0
+
+
+# === Palo Alto Networks IoT Security =============================================================
+
+
+@pytest.mark.parametrize(("count", "sizes"), [(3, [3]), (4, [4]), (5, [4, 1])])
+def test_pan_batch_boundaries(pan_conn: None, requests_mock: rm.Mocker, count: int, sizes: list[int]) -> None:
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(count)]
+    ctx = operator_context()
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=4).execute(ctx)
+    assert result == {"requested": count, "updated": count, "batches": len(sizes), "failed_batches": []}
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert pan_sizes(requests_mock) == sizes
+    sent = [d for r in requests_mock.request_history for d in r.json()["devicelist"]]
+    assert sent == devices  # in order, each once
+    assert all(
+        r.qs == {"customerid": ["acme-iot"], "updatesource": ["cellular"]}
+        for r in requests_mock.request_history
+    )
+
+
+def test_pan_default_batch_is_the_vendor_maximum(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(1001)]
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
+    assert pan_sizes(requests_mock) == [1000, 1]
+    assert (result["requested"], result["updated"], result["batches"]) == (1001, 1001, 2)
+
+
+def test_pan_every_bad_device_is_named_before_any_request(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    devices = [
+        {"imei": IMEI},
+        {"imei": "490154203237519"},  # Luhn check digit wrong
+        {"apn": "iot.example"},  # no identifier
+        {"ipAddress": "10.0.0.300"},
+        {"iccid": ICCID, "colour": "red"},
+        "not-a-device",
+    ]
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices)
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    message = str(caught.value)
+    assert "5 problems in 6 devices" in message
+    for expected in (
+        "devices[1].imei '490154203237519' fails the IMEI check digit",
+        "devices[2]: needs at least one of",
+        "devices[3].ipAddress '10.0.0.300'",
+        "devices[4]: unknown fields colour",
+        "devices[5]: must be a mapping",
+    ):
+        assert expected in message
+    assert "devices[0]" not in message
+    assert requests_mock.call_count == 0
+
+
+def test_pan_plain_string_is_refused_before_any_request(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices="490154203237518")
+    with pytest.raises(IoTFleetValidationError, match="devices must be a list"):
+        op.execute(operator_context())
+    assert requests_mock.call_count == 0
+
+
+def test_pan_duplicates_are_sent_once(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [
+        {"imei": IMEI, "SessionEvtType": "Start"},
+        {"SessionEvtType": "Start", "imei": int(IMEI)},  # same device: other key order, an int
+        {"imei": IMEI_2},
+        {"imei": IMEI_2},
+    ]
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
+    assert result["requested"] == 2
+    assert requests_mock.call_count == 1
+    assert requests_mock.last_request.json() == {
+        "devicelist": [{"imei": IMEI, "SessionEvtType": "Start"}, {"imei": IMEI_2}]
+    }
+    assert any(
+        "updating 2 devices in 1 request (2 duplicates dropped)" in line for line in logs.lines("info")
+    )
+
+
+def test_pan_empty_input_is_a_logged_no_op(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    ctx = operator_context()
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[]).execute(ctx)
+    assert result == {"requested": 0, "updated": 0, "batches": 0, "failed_batches": []}
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert requests_mock.call_count == 0
+    assert any("devices is empty; nothing to do" in line for line in logs.lines("warning"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "attempts"),
+    [(500, PAN_500, 4), (400, PAN_400, 1)],
+    ids=["500-after-retries", "400-vendor-body"],
+)
+def test_pan_failed_middle_batch_keeps_the_others(
+    pan_conn: None,
+    requests_mock: rm.Mocker,
+    logs: Logs,
+    status: int,
+    body: dict[str, Any],
+    attempts: int,
+) -> None:
+    devices = [pan_device(n) for n in range(6)]
+    requests_mock.put(BULK_URL, json=pan_answer({devices[2]["imei"]: (status, body)}))
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2, fail_on_error=False)
+    result = op.execute(ctx)
+    assert result == {
+        "requested": 6,
+        "updated": 4,
+        "batches": 3,
+        "failed_batches": [
+            {
+                "index": 1,
+                "size": 2,
+                "http_status": status,
+                "error_code": str(body["code"]),
+                "message": f"Palo Alto Networks IoT Security rejected PUT /pub/v4.0/device/bulkUpdate: "
+                f"{body['msg']}",
+                "request_id": None,
+            }
+        ],
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert_json_safe(result)
+    # The failing batch was retried as the policy says, then the last batch still went out.
+    assert pan_sizes(requests_mock) == [2] + [2] * attempts + [2]
+    assert requests_mock.request_history[-1].json()["devicelist"] == devices[4:]
+    retries = [line for line in logs.lines("warning") if "; retry " in line]
+    assert len(retries) == attempts - 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "updated"),
+    [
+        ({"code": "1", "message": "OK", "updatedDeviceNum": "2"}, 2),
+        ({"code": 1, "message": "OK", "updatedDeviceNum": 1}, 1),
+        ({"code": "1", "message": "OK", "updatedDeviceNum": "0"}, 0),
+    ],
+)
+def test_pan_code_and_count_as_number_or_string(
+    pan_conn: None, requests_mock: rm.Mocker, answer: dict[str, Any], updated: int
+) -> None:
+    requests_mock.put(BULK_URL, json={"api": "device/bulkUpdate", "ver": "v4.0", **answer})
+    devices = [pan_device(n) for n in range(4)]
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2).execute(
+        operator_context()
+    )
+    assert result == {"requested": 4, "updated": 2 * updated, "batches": 2, "failed_batches": []}
+
+
+def test_pan_success_status_without_code_1_fails_the_batch(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(
+        BULK_URL,
+        json={"api": "device/bulkUpdate", "code": "0", "message": "partial failure", "updatedDeviceNum": 0},
+    )
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[pan_device(0)], fail_on_error=False)
+    (failed,) = op.execute(operator_context())["failed_batches"]
+    assert (failed["index"], failed["size"], failed["http_status"], failed["error_code"]) == (0, 1, 200, "0")
+    assert "partial failure" in failed["message"]
+
+
+def test_pan_fail_on_error_tries_every_batch_then_raises_grouped_by_code(
+    pan_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    devices = [pan_device(n) for n in range(8)]
+    requests_mock.put(
+        BULK_URL,
+        json=pan_answer(
+            {
+                devices[0]["imei"]: (400, PAN_400),
+                devices[4]["imei"]: (500, PAN_500),
+                devices[6]["imei"]: (400, PAN_400),
+            }
+        ),
+    )
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    # Every batch was sent (the 500 one four times), the one good batch counted.
+    assert [r.json()["devicelist"][0]["imei"] for r in requests_mock.request_history] == [
+        devices[n]["imei"] for n in (0, 2, 4, 4, 4, 4, 6)
+    ]
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert caught.value.outcome == outcome
+    assert outcome["updated"] == 2
+    assert [(b["index"], b["error_code"]) for b in outcome["failed_batches"]] == [
+        (0, "400"),
+        (2, "500"),
+        (3, "400"),
+    ]
+    message = str(caught.value)
+    assert message.startswith("6 of 8 devices failed: 4 x 400 (")
+    assert "; 2 x 500 (" in message
+    assert message.count("x 400") == 1  # grouped, not one entry per batch
+    assert "fail_on_error=False" in message
+    errors = logs.lines("error")
+    assert any(line.startswith("Palo Alto Networks IoT Security: 4 failed with 400") for line in errors)
+    assert any(line.startswith("Palo Alto Networks IoT Security: 2 failed with 500") for line in errors)
+
+
+def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(BULK_URL, status_code=403, json=PAN_403)
+    devices = [pan_device(n) for n in range(5)]
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.call_count == 1  # the later batches were not sent
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert outcome["updated"] == 0
+    assert [
+        (b["index"], b["size"], b["http_status"], b["error_code"]) for b in outcome["failed_batches"]
+    ] == [
+        (0, 2, 403, "403"),
+        (1, 2, 403, "403"),
+        (2, 1, 403, "403"),
+    ]
+    assert all(b["message"].startswith("not attempted") for b in outcome["failed_batches"][1:])
+    assert str(caught.value).startswith("5 of 5 devices failed: 5 x 403 (")
+
+
+def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(
+    pan_conn: None, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    # An hour's Retry-After is handed to Airflow's task retries: the later batches are not thrown
+    # into the same throttle.
+    requests_mock.put(
+        BULK_URL, status_code=429, headers={"Retry-After": "3600"}, json={"code": 429, "msg": "slow"}
+    )
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[pan_device(n) for n in range(5)], batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError):
+        op.execute(ctx)
+    assert requests_mock.call_count == 1
+    assert [b["error_code"] for b in ctx["ti"].xcom[OUTCOME_KEY]["failed_batches"]] == ["429"] * 3
+    assert clock.sleeps == []
+
+
+def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(3)]
+    with DAG(dag_id="pan_native", schedule=None, start_date=START, render_template_as_native_obj=True):
+        op = PaloAltoIoTBulkUpdateOperator(
+            task_id="t", devices="{{ params.devices }}", customer_id="{{ params.tenant }}", batch_size=2
+        )
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"devices": devices, "tenant": "other-tenant"}})
+    assert op.devices == devices
+    result = op.execute(ctx)
+    assert (result["requested"], result["updated"], result["batches"]) == (3, 3, 2)
+    assert pan_sizes(requests_mock) == [2, 1]
+    assert requests_mock.last_request.qs["customerid"] == ["other-tenant"]
+
+
+def test_pan_devices_template_rendered_as_a_string(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(3)]
+    with DAG(dag_id="pan_text", schedule=None, start_date=START):
+        op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices="{{ params.devices }}")
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"devices": devices}})
+    assert isinstance(op.devices, str)  # a Python list literal, single quotes and all
+    result = op.execute(ctx)
+    assert result["requested"] == 3
+    assert requests_mock.last_request.json() == {"devicelist": devices}
+
+
+def test_pan_scm_never_leaks_credentials(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    set_connection(
+        "pa_scm",
+        "paloalto_iot",
+        login=CLIENT_ID,
+        password=CLIENT_SECRET,
+        extra={"auth_type": "scm", "tsg_id": "1234567890"},
+    )
+    requests_mock.post(SCM_TOKEN_URL, json={"access_token": SCM_TOKEN, "expires_in": 899})
+    devices = [pan_device(n) for n in range(4)]
+    requests_mock.put(SCM_URL, json=pan_answer({devices[2]["imei"]: (500, PAN_500)}))
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(
+        task_id="t", devices=devices, batch_size=2, paloalto_iot_conn_id="pa_scm"
+    )
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.request_history[-1].headers["Authorization"] == f"Bearer {SCM_TOKEN}"
+    haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    for secret in (CLIENT_SECRET, SCM_TOKEN, basic):
+        assert secret not in haystack
+
+
+def test_pan_api_key_never_leaks(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    requests_mock.put(BULK_URL, status_code=403, json=PAN_403)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[pan_device(0)]).execute(ctx)
+    assert requests_mock.last_request.headers["X-Access-Key"] == ACCESS_KEY
+    haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
+    assert ACCESS_KEY not in haystack
+
+
+# === Huawei ROMA Connect =========================================================================
+
+
+@pytest.mark.parametrize(("count", "sizes"), [(2, [2]), (3, [3]), (4, [3, 1])])
+def test_roma_batch_boundaries(
+    roma_conn: None, requests_mock: rm.Mocker, count: int, sizes: list[int]
+) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    ids = list(range(711_001, 711_001 + count))
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3).execute(ctx)
+    assert result == {
+        "requested": count,
+        "succeeded": [{"id": i, "device_name": f"meter-{i}"} for i in ids],
+        "failed": [],
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert roma_sizes(requests_mock) == sizes
+    assert [i for r in requests_mock.request_history for i in r.json()["device_ids"]] == ids
+
+
+def test_roma_default_batch_is_the_vendor_maximum(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=list(range(1, 1002))).execute(
+        operator_context()
+    )
+    assert roma_sizes(requests_mock) == [1000, 1]
+    assert (result["requested"], len(result["succeeded"])) == (1001, 1001)
+
+
+def test_roma_every_bad_id_is_named_before_any_request(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[5, 0, "abc", 10**17, 7, -3])
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    message = str(caught.value)
+    assert "4 of 6 ROMA device ids are invalid" in message
+    for position, value in ((1, "0"), (2, "'abc'"), (3, str(10**17)), (5, "-3")):
+        assert f"device_ids[{position}] {value} " in message
+    assert "device_ids[0]" not in message
+    assert "device_ids[4]" not in message
+    assert requests_mock.call_count == 0
+
+
+def test_roma_duplicates_are_sent_once(roma_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[7, "7", 8, 8, 7]).execute(
+        operator_context()
+    )
+    assert result["requested"] == 2
+    assert [entry["id"] for entry in result["succeeded"]] == [7, 8]
+    assert requests_mock.call_count == 1
+    assert requests_mock.last_request.json() == {"device_ids": [7, 8]}
+    assert any(
+        "forcing offline 2 devices in 1 request (3 duplicates dropped)" in line for line in logs.lines()
+    )
+
+
+def test_roma_empty_input_is_a_logged_no_op(roma_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[]).execute(ctx)
+    assert result == {"requested": 0, "succeeded": [], "failed": []}
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert requests_mock.call_count == 0
+    assert any("device_ids is empty; nothing to do" in line for line in logs.lines("warning"))
+
+
+def test_roma_answer_quirks_account_for_every_id_once(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(
+        FORCE_OFFLINE_URL,
+        json={
+            "success": [
+                {"id": 1, "device_name": "a", "device_id": 1},  # device_id duplicates id
+                {"device_id": 2, "device_name": "b"},  # only device_id
+                {"id": "3", "device_name": "c"},  # id as a string
+                {"id": 99, "device_name": "not asked for"},
+            ],
+            "failed": [{"id": 4, "device_name": "d", "device_id": 4}, {"id": 98}],
+        },
+    )
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4, 5], fail_on_error=False)
+    result = op.execute(ctx)
+    assert result == {
+        "requested": 5,
+        "succeeded": [
+            {"id": 1, "device_name": "a"},
+            {"id": 2, "device_name": "b"},
+            {"id": 3, "device_name": "c"},
+        ],
+        "failed": [
+            {"id": 4, "device_name": "d", "message": NOT_FORCED_OFFLINE},
+            {"id": 5, "device_name": None, "message": "missing from Huawei ROMA Connect's answer"},
+        ],
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "request_id", "attempts"),
+    [
+        (500, ROMA_500, ROMA_500["request_id"], 4),
+        (400, ROMA_400, ROMA_400["requestId"], 1),
+    ],
+    ids=["500-after-retries", "400-requestId"],
+)
+def test_roma_failed_middle_batch_puts_each_of_its_ids_in_failed(
+    roma_conn: None,
+    requests_mock: rm.Mocker,
+    status: int,
+    body: dict[str, Any],
+    request_id: str,
+    attempts: int,
+) -> None:
+    ids = list(range(100, 109))
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({104: (status, body)}))
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3, fail_on_error=False)
+    result = op.execute(ctx)
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert_json_safe(result)
+    assert roma_sizes(requests_mock) == [3] + [3] * attempts + [3]
+    assert [e["id"] for e in result["succeeded"]] == [100, 101, 102, 106, 107, 108]
+    assert result["failed"] == [
+        {
+            "id": device_id,
+            "device_name": None,
+            "message": f"Huawei ROMA Connect rejected POST "
+            f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline: {body['error_msg']}",
+            "error_code": body["error_code"],
+            "request_id": request_id,
+        }
+        for device_id in (103, 104, 105)
+    ]
+    accounted = [e["id"] for e in result["succeeded"]] + [e["id"] for e in result["failed"]]
+    assert sorted(accounted) == ids
+    assert result["requested"] == len(ids)
+
+
+def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
+    roma_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        ids = request.json()["device_ids"]
+        if 4 in ids:
+            context.status_code = 500
+            return ROMA_500
+        return {
+            "success": [{"id": i, "device_name": f"m{i}"} for i in ids if i != 1],
+            "failed": [{"id": 1, "device_name": "m1"}] if 1 in ids else [],
+        }
+
+    requests_mock.post(FORCE_OFFLINE_URL, json=answer)
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=list(range(1, 10)), batch_size=3)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert roma_sizes(requests_mock) == [3, 3, 3, 3, 3, 3]  # the 500 batch four times, then the last one
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert caught.value.outcome == outcome
+    assert [e["id"] for e in outcome["succeeded"]] == [2, 3, 7, 8, 9]
+    assert [e["id"] for e in outcome["failed"]] == [1, 4, 5, 6]
+    message = str(caught.value)
+    assert message.startswith(f"4 of 9 devices failed: 1 x {NOT_FORCED_OFFLINE}; 3 x ROMA.00110002 (")
+    assert "; 3 x ROMA.00110002 (Huawei ROMA Connect rejected POST /v2/" in message
+    # The full vendor message is in the error log line and in the outcome.
+    assert any("The instance does not exist." in line for line in logs.lines("error"))
+    assert all(e["message"].endswith("The instance does not exist.") for e in outcome["failed"][1:])
+    assert any("3 failed with ROMA.00110002" in line for line in logs.lines("error"))
+
+
+def test_roma_fail_on_error_false_returns_the_failures(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json={"success": [], "failed": [{"id": 1, "device_name": "m1"}]})
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1], fail_on_error=False).execute(ctx)
+    assert result == {
+        "requested": 1,
+        "succeeded": [],
+        "failed": [{"id": 1, "device_name": "m1", "message": NOT_FORCED_OFFLINE}],
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+
+
+def test_roma_refused_signature_stops_the_run(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, status_code=401, json=ROMA_401)
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=list(range(1, 8)), batch_size=3)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.call_count == 1
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert outcome["succeeded"] == []
+    assert [e["id"] for e in outcome["failed"]] == list(range(1, 8))
+    assert {(e["error_code"], e["request_id"]) for e in outcome["failed"]} == {("APIGW.0301", "r-401")}
+    assert all(e["message"].startswith("not attempted") for e in outcome["failed"][3:])
+    assert str(caught.value).startswith("7 of 7 devices failed: 7 x APIGW.0301 (")
+
+
+def test_roma_device_ids_template_rendered_as_native_list(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    with DAG(dag_id="roma_native", schedule=None, start_date=START, render_template_as_native_obj=True):
+        op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids="{{ params.ids }}", batch_size=2)
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"ids": [11, 12, 13]}})
+    assert op.device_ids == [11, 12, 13]
+    result = op.execute(ctx)
+    assert [e["id"] for e in result["succeeded"]] == [11, 12, 13]
+    assert roma_sizes(requests_mock) == [2, 1]
+
+
+def test_roma_device_ids_template_rendered_as_a_string(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    with DAG(dag_id="roma_text", schedule=None, start_date=START):
+        op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids="{{ params.ids }}")
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"ids": [11, 12, 13]}})
+    assert op.device_ids == "[11, 12, 13]"
+    result = op.execute(ctx)
+    assert result["requested"] == 3
+    assert requests_mock.last_request.json() == {"device_ids": [11, 12, 13]}
+
+
+def test_roma_never_leaks_sk_or_security_token(roma_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, [{"status_code": 401, "json": ROMA_401}])
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2]).execute(ctx)
+    request = requests_mock.last_request
+    assert request.headers["X-Security-Token"] == STS_TOKEN
+    signature = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
+    for secret in (SK, STS_TOKEN, signature):
+        assert secret not in haystack
+
+
+def test_roma_iam_password_and_token_never_leak(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    set_connection(
+        "roma_iam",
+        "huawei_roma",
+        login="fleet-ops",
+        password=IAM_PASSWORD,
+        extra={
+            "auth_type": "iam_token",
+            "region": "cn-north-4",
+            "project_id": PROJECT,
+            "instance_id": INSTANCE,
+            "domain_name": "acme",
+        },
+    )
+    requests_mock.post(IAM_URL, status_code=201, headers={"X-Subject-Token": IAM_TOKEN}, json={"token": {}})
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({3: (500, ROMA_500)}))
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(
+        task_id="t", device_ids=[1, 2, 3, 4], batch_size=2, huawei_roma_conn_id="roma_iam"
+    )
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.last_request.headers["X-Auth-Token"] == IAM_TOKEN
+    assert [e["id"] for e in ctx["ti"].xcom[OUTCOME_KEY]["succeeded"]] == [1, 2]
+    haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
+    for secret in (IAM_PASSWORD, IAM_TOKEN):
+        assert secret not in haystack
+
+
+def test_roma_long_runs_log_progress(roma_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({7: (400, ROMA_400)}))
+    op = HuaweiRomaForceOfflineOperator(
+        task_id="t", device_ids=list(range(1, 26)), batch_size=1, fail_on_error=False
+    )
+    op.execute(operator_context())
+    progress = [line for line in logs.lines("info") if "/25 devices" in line]
+    assert [line.split(",")[0] for line in progress] == [
+        "Huawei Cloud ROMA Connect: 10/25 devices (40%)",
+        "Huawei Cloud ROMA Connect: 20/25 devices (80%)",
+    ]
+    assert all(line.endswith("; 1 failed so far") for line in progress)
+    assert "Huawei Cloud ROMA Connect: done in" in logs.lines("info")[-1]
+    assert logs.lines("info")[-1].endswith(": 24 forced offline, 1 failed")
+
+
+# === Verizon ThingSpace firmware sync ============================================================
+
+
+@pytest.mark.parametrize(("count", "sizes"), [(99, [99]), (100, [100]), (101, [100, 1])])
+def test_vz_sync_batch_boundaries_at_the_vendor_cap(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, count: int, sizes: list[int]
+) -> None:
+    route = requests_mock.put(SYNC_URL, json=vz_answer())
+    imeis = [imei(n) for n in range(count)]
+    ctx = operator_context()
+    result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis).execute(ctx)
+    assert [len(r.json()["deviceList"]) for r in route.request_history] == sizes
+    assert (result["account_name"], result["requested"], result["failed"]) == (ACCOUNT, count, [])
+    assert [d["device_id"] for d in result["synced"]] == imeis
+    assert result["synced"][0] == {
+        "device_id": imeis[0],
+        "firmware_version": "SR1.2.0.0-10657",
+        "version_update_time": "2022-02-04T06:10:01.441Z",
+        "status": SUCCESS,
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+
+
+def test_vz_sync_smaller_batches(vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker) -> None:
+    route = requests_mock.put(SYNC_URL, json=vz_answer())
+    imeis = [imei(n) for n in range(7)]
+    VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=3).execute(operator_context())
+    assert [r.json()["deviceList"] for r in route.request_history] == [imeis[0:3], imeis[3:6], imeis[6:]]
+
+
+def test_vz_sync_every_bad_imei_is_named_before_any_request(vz_conn: None, requests_mock: rm.Mocker) -> None:
+    op = VerizonThingSpaceSyncFirmwareOperator(
+        task_id="t", imeis=[IMEI, "12345", "490154203237519", "abcdefghijklmno", IMEI_2]
+    )
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    message = str(caught.value)
+    assert "3 of 5 IMEIs are invalid" in message
+    assert "imeis[1] '12345' has 5 digits" in message
+    assert "imeis[2] '490154203237519' fails the IMEI check digit" in message
+    assert "imeis[3] 'abcdefghijklmno' is not a string of digits" in message
+    assert requests_mock.call_count == 0  # not even a token
+
+
+def test_vz_sync_duplicates_are_sent_once(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    route = requests_mock.put(SYNC_URL, json=vz_answer())
+    result = VerizonThingSpaceSyncFirmwareOperator(
+        task_id="t", imeis=[IMEI, IMEI_2, int(IMEI), f" {IMEI_2} "]
+    ).execute(operator_context())
+    assert result["requested"] == 2
+    assert [d["device_id"] for d in result["synced"]] == [IMEI, IMEI_2]
+    assert route.call_count == 1
+    assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
+
+
+def test_vz_sync_empty_input_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+    ctx = operator_context()
+    result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[]).execute(ctx)
+    assert result == {"account_name": ACCOUNT, "requested": 0, "synced": [], "failed": []}
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert requests_mock.call_count == 0
+    assert any("imeis is empty; nothing to do" in line for line in logs.lines("warning"))
+
+
+def test_vz_sync_per_device_failures_and_answer_quirks(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    imeis = [imei(n) for n in range(5)]
+    requests_mock.put(
+        SYNC_URL,
+        json={
+            "accountName": ACCOUNT,
+            "deviceFirmwarVersionList": [  # sic: the vendor's spelling
+                {
+                    "deviceId": imeis[0],
+                    "status": SUCCESS,
+                    "Reason": "",
+                    "firmwareVersion": "SR1.2",
+                    "firmwareVersionUpdateTime": "2022-02-04 06:10:01.441 +0000 UTC",
+                },
+                {
+                    "deviceId": imeis[1],
+                    "status": "FirmwareVersionUpdateFailed",
+                    "Reason": "Device unreachable",
+                },
+                {"deviceId": imeis[2], "status": "FirmwareVersionUpdateFailed", "reason": "No response"},
+                {"deviceId": int(imeis[3]), "status": "DeviceNotFound", "reason": "Unknown device"},
+                {"deviceId": IMEI, "status": SUCCESS},  # not asked for: ignored
+            ],
+        },
+    )
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, fail_on_error=False)
+    result = op.execute(ctx)
+    assert result == {
+        "account_name": ACCOUNT,
+        "requested": 5,
+        "synced": [
+            {
+                "device_id": imeis[0],
+                "firmware_version": "SR1.2",
+                "version_update_time": "2022-02-04T06:10:01.441Z",
+                "status": SUCCESS,
+            }
+        ],
+        "failed": [
+            {
+                "device_id": imeis[1],
+                "status": "FirmwareVersionUpdateFailed",
+                "reason": "Device unreachable",
+                "error_code": None,
+            },
+            {
+                "device_id": imeis[2],
+                "status": "FirmwareVersionUpdateFailed",
+                "reason": "No response",
+                "error_code": None,
+            },
+            {
+                "device_id": imeis[3],
+                "status": "DeviceNotFound",
+                "reason": "Unknown device",
+                "error_code": None,
+            },
+            {
+                "device_id": imeis[4],
+                "status": None,
+                "reason": "missing from ThingSpace's answer",
+                "error_code": None,
+            },
+        ],
+    }
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+
+
+def test_vz_sync_account_defaults_to_the_connection_and_can_be_given(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    other = "0000999999-00001"
+    default_route = requests_mock.put(SYNC_URL, json=vz_answer())
+    other_route = requests_mock.put(f"{FOTA}/firmware/{other}/devices", json=vz_answer())
+    result = VerizonThingSpaceSyncFirmwareOperator(task_id="a", imeis=[IMEI]).execute(operator_context())
+    assert result["account_name"] == ACCOUNT
+    assert (default_route.call_count, other_route.call_count) == (1, 0)
+    result = VerizonThingSpaceSyncFirmwareOperator(task_id="b", imeis=[IMEI], account_name=other).execute(
+        operator_context()
+    )
+    assert result["account_name"] == other
+    assert (default_route.call_count, other_route.call_count) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_code", "reason", "attempts"),
+    [
+        (400, VZ_400, "FOTA.REQUEST_FAILED.InvalidBody", "The request body is invalid.", 1),
+        (
+            503,
+            {"errorCode": "FOTA.REQUEST_FAILED.Unavailable", "errorMessage": "Try later"},
+            "FOTA.REQUEST_FAILED.Unavailable",
+            "Try later",
+            4,
+        ),
+    ],
+    ids=["400-vendor-body", "503-after-retries"],
+)
+def test_vz_sync_failed_middle_batch_keeps_the_others(
+    vz_conn: None,
+    vz_auth: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    status: int,
+    body: dict[str, Any],
+    error_code: str,
+    reason: str,
+    attempts: int,
+) -> None:
+    imeis = [imei(n) for n in range(9)]
+    route = requests_mock.put(SYNC_URL, json=vz_answer({imeis[4]: (status, body)}))
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=3, fail_on_error=False)
+    result = op.execute(ctx)
+    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert_json_safe(result)
+    assert [len(r.json()["deviceList"]) for r in route.request_history] == [3] + [3] * attempts + [3]
+    assert [d["device_id"] for d in result["synced"]] == imeis[:3] + imeis[6:]
+    assert [d["device_id"] for d in result["failed"]] == imeis[3:6]
+    assert {(d["status"], d["error_code"]) for d in result["failed"]} == {(None, error_code)}
+    assert all(reason in d["reason"] for d in result["failed"])
+    accounted = [d["device_id"] for d in result["synced"]] + [d["device_id"] for d in result["failed"]]
+    assert sorted(accounted) == sorted(imeis)
+    assert result["requested"] == 9
+
+
+def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    imeis = [imei(n) for n in range(6)]
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        batch = request.json()["deviceList"]
+        if imeis[2] in batch:
+            context.status_code = 400
+            return VZ_400
+        return {
+            "deviceFirmwarVersionList": [
+                {"deviceId": d, "status": "FirmwareVersionUpdateFailed", "Reason": "Device unreachable"}
+                if d == imeis[0]
+                else {"deviceId": d, "status": SUCCESS, "firmwareVersion": "SR1.2"}
+                for d in batch
+            ]
+        }
+
+    route = requests_mock.put(SYNC_URL, json=answer)
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert route.call_count == 3
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert caught.value.outcome == outcome
+    assert [d["device_id"] for d in outcome["synced"]] == [imeis[1], imeis[4], imeis[5]]
+    message = str(caught.value)
+    assert message.startswith(
+        "3 of 6 IMEIs failed: 1 x FirmwareVersionUpdateFailed (Device unreachable); "
+        "2 x FOTA.REQUEST_FAILED.InvalidBody ("
+    )
+    assert "Every IMEI was tried" in message
+    assert any("2 failed with FOTA.REQUEST_FAILED.InvalidBody" in line for line in logs.lines("error"))
+
+
+def test_vz_sync_refused_credentials_stop_the_run(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    token, login = vz_auth
+    route = requests_mock.put(SYNC_URL, status_code=401, json=VZ_FAULT)
+    imeis = [imei(n) for n in range(5)]
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert route.call_count == 2  # the first batch, and once more with a renewed token; no other batch
+    assert route.request_history[0].json()["deviceList"] == imeis[:2]
+    assert route.request_history[1].json()["deviceList"] == imeis[:2]
+    assert (token.call_count, login.call_count) == (2, 1)
+    outcome = ctx["ti"].xcom[OUTCOME_KEY]
+    assert outcome["synced"] == []
+    assert [d["device_id"] for d in outcome["failed"]] == imeis
+    assert {(d["status"], d["error_code"]) for d in outcome["failed"]} == {(None, "900901")}
+    assert str(caught.value).startswith("5 of 5 IMEIs failed: 5 x 900901 (")
+
+
+def test_vz_sync_refused_m2m_login_is_not_repeated_for_later_batches(
+    vz_conn: None, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(TOKEN_URL, json={"access_token": "access-token-1", "expires_in": 3600})
+    login = requests_mock.post(
+        LOGIN_URL,
+        status_code=400,
+        json={"errorCode": "REQUEST_FAILED.UnexpectedError", "errorMessage": "Invalid username or password"},
+    )
+    route = requests_mock.put(SYNC_URL, json=vz_answer())
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[imei(n) for n in range(5)], batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError, match=r"5 x REQUEST_FAILED\.UnexpectedError"):
+        op.execute(ctx)
+    assert (login.call_count, route.call_count) == (1, 0)
+    assert len(ctx["ti"].xcom[OUTCOME_KEY]["failed"]) == 5
+
+
+def test_vz_sync_imeis_template_rendered_as_native_list(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    route = requests_mock.put(f"{FOTA}/firmware/0000777777-00001/devices", json=vz_answer())
+    with DAG(dag_id="vz_native", schedule=None, start_date=START, render_template_as_native_obj=True):
+        op = VerizonThingSpaceSyncFirmwareOperator(
+            task_id="t", imeis="{{ params.imeis }}", account_name="{{ params.account }}"
+        )
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"imeis": [IMEI, IMEI_2], "account": "0000777777-00001"}})
+    assert op.imeis == [IMEI, IMEI_2]
+    result = op.execute(ctx)
+    assert (result["account_name"], result["requested"]) == ("0000777777-00001", 2)
+    assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
+
+
+def test_vz_sync_imeis_template_rendered_as_a_string(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    route = requests_mock.put(SYNC_URL, json=vz_answer())
+    with DAG(dag_id="vz_text", schedule=None, start_date=START):
+        op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis="{{ params.imeis }}")
+    ctx = operator_context()
+    op.render_template_fields({**ctx, "params": {"imeis": [IMEI, IMEI_2]}})
+    assert op.imeis == f"['{IMEI}', '{IMEI_2}']"
+    result = op.execute(ctx)
+    assert [d["device_id"] for d in result["synced"]] == [IMEI, IMEI_2]
+    assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
+
+
+def test_vz_sync_never_leaks_secrets_or_tokens(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    imeis = [imei(n) for n in range(4)]
+    requests_mock.put(
+        SYNC_URL,
+        [
+            {
+                "status_code": 400,
+                "json": {"errorCode": "FOTA.REQUEST_FAILED.SessionToken.Expired", "errorMessage": "expired"},
+            },
+            {"json": vz_answer()},
+            {"status_code": 401, "json": VZ_FAULT},
+            {"status_code": 401, "json": VZ_FAULT},
+        ],
+    )
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    sent = requests_mock.request_history
+    assert any(r.headers.get("VZ-M2M-Token") == "session-token-2" for r in sent)
+    haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
+    secrets = (
+        [SECRET, M2M_PASSWORD]
+        + [f"access-token-{n}" for n in (1, 2)]
+        + [f"session-token-{n}" for n in (1, 2)]
+    )
+    secrets.append(base64.b64encode(f"{KEY}:{SECRET}".encode()).decode())
+    for secret in secrets:
+        assert secret not in haystack

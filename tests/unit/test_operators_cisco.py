@@ -1,0 +1,907 @@
+"""CiscoControlCenterEditDevicesOperator as a DAG author sees it: its XCom, its errors and its logs.
+
+Requests go to requests-mock; the operator's hook is replaced by one on a fake clock (so rate-limit
+waits and retries take no time, and effective dates are checked against a known "now").
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import requests
+import requests_mock as rm
+import structlog
+from airflow.sdk import DAG
+
+from airflow_provider_iotfleet.exceptions import (
+    MAX_LISTED_PROBLEMS,
+    IoTFleetConfigurationError,
+    IoTFleetValidationError,
+)
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
+from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from tests.fakes import ICCID, ICCID_19, FakeClock, FakeTaskInstance, luhn_complete, operator_context
+
+HOST = "https://rws.example.com"
+API = f"{HOST}/rws/api/v1"
+CONN_ID = "cisco_fleet"
+USER, API_KEY = "fleet-bot", "cc-api-key-5f2e9d1c-do-not-log"
+VENDOR = "Cisco IoT Control Center"
+#: The "now" of the ``clock`` fixture's FakeClock.
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+NOT_FOUND = {"errorCode": "20000001", "errorMessage": "Resource not found - Invalid ICCID."}
+INVALID_RATE_PLAN = {"errorCode": "10000013", "errorMessage": "Invalid ratePlan."}
+ALREADY_ACTIVATED = {
+    "errorCode": "10030000",
+    "errorMessage": "Cannot activate a SIM which is already activated.",
+}
+INVALID_CREDENTIALS = {"errorCode": "10000001", "errorMessage": "Invalid credentials."}
+
+Operator = CiscoControlCenterEditDevicesOperator
+Events = list[MutableMapping[str, Any]]
+
+
+def iccids(count: int) -> list[str]:
+    """``count`` distinct, valid 20-digit ICCIDs."""
+    return [luhn_complete(f"89011234567890{n:05d}") for n in range(count)]
+
+
+def outcome_of(ctx: dict[str, Any]) -> Any:
+    ti: FakeTaskInstance = ctx["ti"]
+    return ti.xcom["outcome"]
+
+
+def assert_accounts_for_every_device(outcome: dict[str, Any], expected: list[str]) -> None:
+    """Every distinct ICCID is in exactly one of updated/scheduled/unchanged/failed."""
+    listed = (
+        outcome["updated"]
+        + outcome["scheduled"]
+        + outcome["unchanged"]
+        + [failure["iccid"] for failure in outcome["failed"]]
+    )
+    assert outcome["requested"] == len(listed) == len(set(listed))
+    assert sorted(listed) == sorted(set(expected))
+    json.dumps(outcome)  # JSON-safe, as XCom needs
+
+
+@pytest.fixture
+def make_operator(set_connection: Callable[..., None], clock: FakeClock) -> Callable[..., Operator]:
+    set_connection(CONN_ID, "cisco_control_center", host=HOST, login=USER, password=API_KEY)
+
+    def make(**kwargs: Any) -> Operator:
+        kwargs.setdefault("task_id", "edit_sims")
+        kwargs.setdefault("cisco_control_center_conn_id", CONN_ID)
+        op = Operator(**kwargs)
+        op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
+        return op
+
+    return make
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    """Every structlog event, formatted: the operator and its hook log through structlog."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def lines(events: Events, level: str | None = None) -> list[str]:
+    return [str(e["event"]) for e in events if level is None or e["log_level"] == level]
+
+
+# --- the two ways to say what to change ----------------------------------------------------------
+
+
+def test_iccids_and_changes_send_one_put_each(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    devices = iccids(3)
+    for iccid in devices:
+        requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid})
+    op = make_operator(iccids=devices, changes={"status": "ACTIVATED", "accountCustom1": "site-7"})
+    ctx = operator_context()
+    result = op.execute(ctx)
+    assert result == {"requested": 3, "updated": devices, "scheduled": [], "unchanged": [], "failed": []}
+    assert outcome_of(ctx) == result
+    assert [(r.method, r.path) for r in requests_mock.request_history] == [
+        ("PUT", f"/rws/api/v1/devices/{iccid}") for iccid in devices
+    ]
+    assert all(
+        r.json() == {"status": "ACTIVATED", "accountCustom1": "site-7"} for r in requests_mock.request_history
+    )
+    expected_auth = "Basic " + base64.b64encode(f"{USER}:{API_KEY}".encode()).decode()
+    assert requests_mock.request_history[-1].headers["Authorization"] == expected_auth
+
+
+def test_edits_give_each_device_its_own_change(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    put_a = requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    put_b = requests_mock.put(f"{API}/devices/{ICCID_19}", json={"iccid": ICCID_19})
+    op = make_operator(
+        edits=[
+            {"iccid": ICCID, "ratePlan": "IOT-1GB"},
+            {"iccid": int(ICCID_19), "status": "DEACTIVATED", "customerCustom2": "returned"},
+        ]
+    )
+    result = op.execute(operator_context())
+    assert result["updated"] == [ICCID, ICCID_19]  # an int ICCID comes back as its digit string
+    assert put_a.request_history[-1].json() == {"ratePlan": "IOT-1GB"}
+    assert put_b.request_history[-1].json() == {"status": "DEACTIVATED", "customerCustom2": "returned"}
+
+
+def test_default_connection_id_and_a_lazily_built_hook(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "cisco_control_center_default", "cisco_control_center", host=HOST, login=USER, password=API_KEY
+    )
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    op = Operator(task_id="edit", iccids=[ICCID], changes={"ratePlan": "IOT-1GB"})
+    assert op.hook.conn_id == "cisco_control_center_default"
+    assert op.execute(operator_context())["updated"] == [ICCID]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param({}, id="nothing"),
+        pytest.param({"iccids": [ICCID]}, id="iccids-without-changes"),
+        pytest.param({"changes": {"status": "ACTIVATED"}}, id="changes-without-iccids"),
+        pytest.param(
+            {"edits": [{"iccid": ICCID, "status": "ACTIVATED"}], "iccids": [ICCID]}, id="edits-and-iccids"
+        ),
+        pytest.param(
+            {"edits": [{"iccid": ICCID, "status": "ACTIVATED"}], "changes": {"status": "ACTIVATED"}},
+            id="edits-and-changes",
+        ),
+        pytest.param(
+            {
+                "edits": [{"iccid": ICCID, "status": "ACTIVATED"}],
+                "iccids": [ICCID],
+                "changes": {"status": "ACTIVATED"},
+            },
+            id="all-three",
+        ),
+    ],
+)
+def test_invalid_argument_combinations_fail_at_construction(arguments: dict[str, Any]) -> None:
+    with pytest.raises(IoTFleetValidationError) as caught:
+        Operator(task_id="bad_args", **arguments)
+    assert str(caught.value).startswith("bad_args: give either iccids and changes, or edits")
+
+
+def test_changes_that_are_not_a_mapping_are_refused_before_any_request(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    op = make_operator(iccids=[ICCID], changes=["status", "ACTIVATED"])
+    with pytest.raises(IoTFleetValidationError, match="changes must be a mapping") as caught:
+        op.execute(operator_context())
+    assert caught.value.problems[0].startswith("got list; pass a dict")
+    assert requests_mock.call_count == 0
+
+
+def test_changes_rendered_as_a_dict_string_are_read(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    # What Jinja gives for a dict without render_template_as_native_obj.
+    put = requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    op = make_operator(iccids=[ICCID], changes="{'ratePlan': 'IOT-1GB'}")
+    assert op.execute(operator_context())["updated"] == [ICCID]
+    assert put.last_request.json() == {"ratePlan": "IOT-1GB"}
+
+
+# --- validation before the first request ---------------------------------------------------------
+
+
+def test_every_bad_iccid_and_field_is_named_in_one_error_and_nothing_is_sent(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    bad_check_digit = ICCID[:-1] + str((int(ICCID[-1]) + 1) % 10)
+    op = make_operator(
+        edits=[
+            {"iccid": ICCID, "status": "ACTIVATED"},
+            {"iccid": "12345", "status": "ACTIVATED"},
+            {"iccid": bad_check_digit, "ratePlan": "IOT-1GB"},
+            {"iccid": ICCID_19, "staus": "ACTIVATED"},
+            {"iccid": luhn_complete("8901123456789000001"), "status": "SUSPENDED"},
+            {"iccid": luhn_complete("8901123456789000002")},
+            "not a mapping",
+        ]
+    )
+    ctx = operator_context()
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(ctx)
+    message = str(caught.value)
+    assert message.startswith("6 problems in 7 edits:")
+    assert "edits[1].iccid '12345' has 5 digits; an ICCID has 19 or 20" in message
+    assert f"edits[2].iccid '{bad_check_digit}' fails the ICCID check digit (Luhn)" in message
+    assert "edits[3].staus: Control Center has no editable field 'staus'" in message
+    assert "edits[4].status: 'SUSPENDED' is not a SIM status" in message
+    assert "edits[5] is empty; give at least one field to change" in message
+    assert "edits[6]: must be a mapping" in message
+    assert len(caught.value.problems) == 6
+    assert requests_mock.call_count == 0
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]
+
+
+def test_bad_iccids_given_with_changes_are_each_named(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    op = make_operator(iccids=[ICCID, "8901", None, ICCID_19], changes={"status": "ACTIVATED"})
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    assert "'8901' has 4 digits" in str(caught.value)
+    assert "None is not a string of digits" in str(caught.value)
+    assert len(caught.value.problems) == 2
+    assert requests_mock.call_count == 0
+
+
+def test_more_than_20_problems_are_capped_in_the_message_with_a_count(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    bad = [f"{n:05d}" for n in range(MAX_LISTED_PROBLEMS + 5)]
+    op = make_operator(iccids=[ICCID, *bad], changes={"status": "ACTIVATED"})
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    message = str(caught.value)
+    assert message.startswith(f"{MAX_LISTED_PROBLEMS + 5} problems in {MAX_LISTED_PROBLEMS + 6} ICCIDs:")
+    assert message.count("\n  - ") == MAX_LISTED_PROBLEMS
+    assert message.endswith("\n  ... and 5 more")
+    assert f"'{bad[MAX_LISTED_PROBLEMS - 1]}'" in message and f"'{bad[MAX_LISTED_PROBLEMS]}'" not in message
+    assert len(caught.value.problems) == MAX_LISTED_PROBLEMS + 5  # all kept on the error
+    assert requests_mock.call_count == 0
+
+
+def test_a_bad_field_in_changes_does_not_hide_a_bad_iccid(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    op = make_operator(iccids=[*iccids(30), "12345"], changes={"staus": "ACTIVATED"})
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    assert "'12345' has 5 digits" in str(caught.value)
+    assert str(caught.value).count("'staus'") == 1
+    assert requests_mock.call_count == 0
+
+
+def test_duplicate_iccids_are_sent_once(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(3)
+    puts = {iccid: requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid}) for iccid in devices}
+    given = [devices[0], devices[1], devices[0], f" {devices[1]} ", int(devices[2]), devices[2]]
+    op = make_operator(iccids=given, changes={"ratePlan": "IOT-1GB"})
+    result = op.execute(operator_context())
+    assert result["requested"] == 3
+    assert result["updated"] == devices
+    assert [put.call_count for put in puts.values()] == [1, 1, 1]
+    assert_accounts_for_every_device(result, devices)
+    assert f"{VENDOR}: editing 3 devices (3 duplicates dropped), effective now" in lines(events, "info")[0]
+
+
+def test_the_same_iccid_with_the_same_changes_in_edits_is_one_edit(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    op = make_operator(
+        edits=[
+            {"iccid": ICCID, "status": "ACTIVATED", "ratePlan": "IOT-1GB"},
+            {"ratePlan": "IOT-1GB", "status": "ACTIVATED", "iccid": ICCID},
+        ]
+    )
+    assert op.execute(operator_context())["requested"] == 1
+    assert put.call_count == 1
+
+
+def test_the_same_iccid_with_conflicting_changes_is_an_error(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    op = make_operator(
+        edits=[
+            {"iccid": ICCID, "ratePlan": "IOT-1GB"},
+            {"iccid": ICCID_19, "ratePlan": "IOT-1GB"},
+            {"iccid": ICCID, "ratePlan": "IOT-5GB"},
+        ]
+    )
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(operator_context())
+    assert str(caught.value) == f"1 problem in 3 edits:\n  - edits[0] and edits[2] change {ICCID} differently"
+    assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        pytest.param({"iccids": [], "changes": {"status": "ACTIVATED"}}, "iccids", id="iccids"),
+        pytest.param({"edits": []}, "edits", id="edits"),
+        pytest.param({"edits": "[]"}, "edits", id="rendered-empty-list"),
+        pytest.param(
+            {"iccids": iter(list[str]()), "changes": {"status": "ACTIVATED"}}, "iccids", id="generator"
+        ),
+    ],
+)
+def test_an_empty_list_is_a_logged_no_op(
+    make_operator: Callable[..., Operator],
+    requests_mock: rm.Mocker,
+    events: Events,
+    arguments: dict[str, Any],
+    name: str,
+) -> None:
+    ctx = operator_context()
+    result = make_operator(**arguments).execute(ctx)
+    assert result == {"requested": 0, "updated": [], "scheduled": [], "unchanged": [], "failed": []}
+    assert outcome_of(ctx) == result
+    assert lines(events, "warning")[-1] == f"{VENDOR}: {name} is empty; nothing to do"
+    assert requests_mock.call_count == 0
+
+
+# --- effective_date ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("effective_date", "sent"),
+    [
+        pytest.param("2026-12-01T13:00:00+01:00", "2026-12-01T12:00:00+00:00", id="string-with-offset"),
+        pytest.param("2026-12-01T12:00:00Z", "2026-12-01T12:00:00+00:00", id="string-with-z"),
+        pytest.param(
+            datetime(2026, 12, 1, 7, 0, tzinfo=timezone(timedelta(hours=-5))),
+            "2026-12-01T12:00:00+00:00",
+            id="aware-datetime",
+        ),
+        pytest.param(NOW + timedelta(days=180), "2027-05-20T12:00:00+00:00", id="180-days-ahead"),
+    ],
+)
+def test_effective_date_is_sent_and_202_lands_in_scheduled(
+    make_operator: Callable[..., Operator],
+    requests_mock: rm.Mocker,
+    events: Events,
+    effective_date: datetime | str,
+    sent: str,
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", status_code=202, json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=202, json={"iccid": ICCID_19})
+    op = make_operator(
+        iccids=[ICCID, ICCID_19], changes={"status": "DEACTIVATED"}, effective_date=effective_date
+    )
+    result = op.execute(operator_context())
+    assert result == {
+        "requested": 2,
+        "updated": [],
+        "scheduled": [ICCID, ICCID_19],
+        "unchanged": [],
+        "failed": [],
+    }
+    assert put.request_history[-1].json() == {"status": "DEACTIVATED", "effectiveDate": sent}
+    assert f"effective {sent}" in lines(events, "info")[0]
+
+
+@pytest.mark.parametrize(
+    ("effective_date", "summary"),
+    [
+        pytest.param(NOW - timedelta(minutes=1), "effective_date is in the past", id="past"),
+        pytest.param("2026-11-20T12:00:00+00:00", "effective_date is in the past", id="past-string"),
+        pytest.param(
+            NOW + timedelta(days=180, seconds=1), "effective_date is too far ahead", id="over-180-days"
+        ),
+        pytest.param(datetime(2026, 12, 1, 12, 0), "effective_date has no time zone", id="naive-datetime"),
+        pytest.param("2026-12-01T12:00:00", "effective_date has no time zone", id="naive-string"),
+        pytest.param("next tuesday", "effective_date is not a date", id="not-a-date"),
+    ],
+)
+def test_a_bad_effective_date_sends_nothing(
+    make_operator: Callable[..., Operator],
+    requests_mock: rm.Mocker,
+    effective_date: datetime | str,
+    summary: str,
+) -> None:
+    op = make_operator(iccids=[ICCID], changes={"status": "DEACTIVATED"}, effective_date=effective_date)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetValidationError, match=summary):
+        op.execute(ctx)
+    assert requests_mock.call_count == 0
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def test_already_activated_is_unchanged_not_failed(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", status_code=400, json=ALREADY_ACTIVATED)
+    requests_mock.put(f"{API}/devices/{ICCID_19}", json={"iccid": ICCID_19})
+    ctx = operator_context()
+    result = make_operator(iccids=[ICCID, ICCID_19], changes={"status": "ACTIVATED"}).execute(ctx)
+    assert result == {
+        "requested": 2,
+        "updated": [ICCID_19],
+        "scheduled": [],
+        "unchanged": [ICCID],
+        "failed": [],
+    }
+
+
+def test_already_activated_for_another_change_is_a_failure(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    # 10030000 means "as asked" only for an activation.
+    requests_mock.put(f"{API}/devices/{ICCID}", status_code=400, json=ALREADY_ACTIVATED)
+    result = make_operator(iccids=[ICCID], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
+        operator_context()
+    )
+    assert [f["error_code"] for f in result["failed"]] == ["10030000"]
+    assert result["unchanged"] == []
+
+
+def test_skip_unchanged_reads_first_and_skips_or_trims_the_put(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    as_asked, differs = ICCID, ICCID_19
+    requests_mock.get(
+        f"{API}/devices/{as_asked}", json={"iccid": as_asked, "status": "ACTIVATED", "ratePlan": "IOT-1GB"}
+    )
+    requests_mock.get(
+        f"{API}/devices/{differs}", json={"iccid": differs, "status": "ACTIVATED", "ratePlan": "IOT-100MB"}
+    )
+    put_as_asked = requests_mock.put(f"{API}/devices/{as_asked}", json={"iccid": as_asked})
+    put_differs = requests_mock.put(f"{API}/devices/{differs}", json={"iccid": differs})
+    op = make_operator(
+        iccids=[as_asked, differs],
+        changes={"status": "ACTIVATED", "ratePlan": "IOT-1GB"},
+        skip_unchanged=True,
+    )
+    result = op.execute(operator_context())
+    assert result == {
+        "requested": 2,
+        "updated": [differs],
+        "scheduled": [],
+        "unchanged": [as_asked],
+        "failed": [],
+    }
+    assert put_as_asked.call_count == 0
+    assert put_differs.request_history[-1].json() == {"ratePlan": "IOT-1GB"}
+    assert [r.method for r in requests_mock.request_history] == ["GET", "GET", "PUT"]
+
+
+def test_without_skip_unchanged_nothing_is_read(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    get = requests_mock.get(rm.ANY, json={"iccid": ICCID, "status": "ACTIVATED"})
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    make_operator(iccids=[ICCID], changes={"status": "ACTIVATED"}).execute(operator_context())
+    assert get.call_count == 0
+    assert [r.method for r in requests_mock.request_history] == ["PUT"]
+
+
+def test_refused_credentials_stop_the_run_and_the_rest_fail_under_the_same_code(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(4)
+    put = requests_mock.put(
+        rm.ANY, status_code=401, json=INVALID_CREDENTIALS, headers={"X-Request-Id": "req-auth-1"}
+    )
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=devices, changes={"status": "ACTIVATED"}).execute(ctx)
+    assert put.call_count == 1
+    outcome = caught.value.outcome
+    assert outcome_of(ctx) == outcome
+    assert_accounts_for_every_device(outcome, devices)
+    assert [f["iccid"] for f in outcome["failed"]] == devices
+    assert {(f["http_status"], f["error_code"]) for f in outcome["failed"]} == {(401, "10000001")}
+    assert outcome["failed"][0]["message"].endswith(
+        f"Invalid credentials. Check the login (user name) and password (API key) of connection '{CONN_ID}'"
+    )
+    assert all(
+        f["message"].startswith("not attempted after an earlier error: ") for f in outcome["failed"][1:]
+    )
+    assert str(caught.value).startswith("4 of 4 devices failed: 4 x 10000001 (")
+    (error_line,) = lines(events, "error")
+    assert error_line.startswith(f"{VENDOR}: 4 failed with 10000001: ")
+    assert error_line.endswith("; request id req-auth-1")
+
+
+# --- fail_on_error --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_answers(requests_mock: rm.Mocker) -> list[str]:
+    """Five devices: two updated, two unknown to Control Center, one refused rate plan."""
+    devices = iccids(5)
+    ok, missing_1, bad_plan, missing_2, ok_2 = devices
+    for iccid in (ok, ok_2):
+        requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid})
+    requests_mock.put(
+        f"{API}/devices/{missing_1}", status_code=404, json=NOT_FOUND, headers={"X-Request-Id": "req-m1"}
+    )
+    requests_mock.put(
+        f"{API}/devices/{missing_2}", status_code=404, json=NOT_FOUND, headers={"X-Request-Id": "req-m2"}
+    )
+    requests_mock.put(
+        f"{API}/devices/{bad_plan}",
+        status_code=404,
+        json=INVALID_RATE_PLAN,
+        headers={"X-Request-Id": "req-p"},
+    )
+    return devices
+
+
+def test_fail_on_error_tries_every_device_pushes_outcome_then_raises(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, mixed_answers: list[str]
+) -> None:
+    ok, missing_1, bad_plan, missing_2, ok_2 = mixed_answers
+    ctx = operator_context()
+    op = make_operator(iccids=mixed_answers, changes={"ratePlan": "IOT-1GB"})
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.call_count == 5  # every device was tried
+    outcome = outcome_of(ctx)
+    assert caught.value.outcome == outcome
+    assert outcome["updated"] == [ok, ok_2]
+    assert outcome["failed"] == [
+        {
+            "iccid": missing_1,
+            "http_status": 404,
+            "error_code": "20000001",
+            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{missing_1}: Resource not found - Invalid ICCID.",
+            "request_id": "req-m1",
+        },
+        {
+            "iccid": bad_plan,
+            "http_status": 404,
+            "error_code": "10000013",
+            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{bad_plan}: Invalid ratePlan.",
+            "request_id": "req-p",
+        },
+        {
+            "iccid": missing_2,
+            "http_status": 404,
+            "error_code": "20000001",
+            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{missing_2}: Resource not found - Invalid ICCID.",
+            "request_id": "req-m2",
+        },
+    ]
+    assert_accounts_for_every_device(outcome, mixed_answers)
+    message = str(caught.value)
+    assert message.startswith("3 of 5 devices failed: 2 x 20000001 (")
+    assert "; 1 x 10000013 (" in message and "Invalid ratePlan." in message
+    assert "the outcome is in XCom key 'outcome'" in message
+    assert "fail_on_error=False" in message
+
+
+def test_fail_on_error_false_returns_the_outcome_without_raising(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, mixed_answers: list[str]
+) -> None:
+    ctx = operator_context()
+    result = make_operator(
+        iccids=mixed_answers, changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
+    ).execute(ctx)
+    assert outcome_of(ctx) == result
+    assert [f["error_code"] for f in result["failed"]] == ["20000001", "10000013", "20000001"]
+    assert_accounts_for_every_device(result, mixed_answers)
+    assert requests_mock.call_count == 5
+
+
+def test_failures_are_logged_once_per_error_code_with_request_ids(
+    make_operator: Callable[..., Operator], mixed_answers: list[str], events: Events
+) -> None:
+    _, missing_1, bad_plan, missing_2, _ = mixed_answers
+    make_operator(iccids=mixed_answers, changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
+        operator_context()
+    )
+    assert lines(events, "error") == [
+        f"{VENDOR}: 2 failed with 20000001: {VENDOR} rejected PUT /rws/api/v1/devices/{missing_1}: "
+        f"Resource not found - Invalid ICCID. (e.g. {missing_1}, {missing_2}); request id req-m1, req-m2",
+        f"{VENDOR}: 1 failed with 10000013: {VENDOR} rejected PUT /rws/api/v1/devices/{bad_plan}: "
+        f"Invalid ratePlan. (e.g. {bad_plan}); request id req-p",
+    ]
+
+
+def test_a_large_failure_group_names_a_few_examples(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(5)
+    requests_mock.put(rm.ANY, status_code=404, json=NOT_FOUND)
+    make_operator(iccids=devices, changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
+        operator_context()
+    )
+    (line,) = lines(events, "error")
+    assert f"(e.g. {devices[0]}, {devices[1]}, {devices[2]} and 2 more)" in line
+    assert devices[3] not in line
+    assert "request id" not in line  # none was sent
+
+
+def test_a_server_error_is_retried_then_reported_by_status(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", status_code=503, text="Service Unavailable")
+    result = make_operator(iccids=[ICCID], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
+        operator_context()
+    )
+    assert put.call_count == 4  # the first attempt and three retries, on the fake clock
+    assert [(f["http_status"], f["error_code"]) for f in result["failed"]] == [(503, None)]
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+
+def test_start_and_summary_lines(
+    make_operator: Callable[..., Operator], mixed_answers: list[str], events: Events
+) -> None:
+    given = [*mixed_answers, mixed_answers[0]]
+    make_operator(iccids=given, changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
+        operator_context()
+    )
+    info = lines(events, "info")
+    assert info[0] == (
+        f"{VENDOR}: editing 5 devices (1 duplicate dropped), effective now, at {API} (connection '{CONN_ID}')"
+    )
+    (summary,) = [line for line in info if " done in " in line]
+    assert summary.startswith(f"{VENDOR}: done in ")
+    assert summary.endswith(": 2 updated, 3 failed")
+
+
+def test_start_line_says_when_devices_are_read_first(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "ACTIVATED"})
+    make_operator(iccids=[ICCID], changes={"status": "ACTIVATED"}, skip_unchanged=True).execute(
+        operator_context()
+    )
+    assert "reading each device first to skip what is already as asked" in lines(events, "info")[0]
+    assert lines(events, "info")[-1].endswith(": 0 updated, 1 unchanged")
+
+
+def test_progress_lines_on_a_long_run(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(3)
+    requests_mock.put(rm.ANY, status_code=404, json=NOT_FOUND)
+    requests_mock.put(f"{API}/devices/{devices[0]}", json={"iccid": devices[0]})
+    op = make_operator(
+        iccids=devices, changes={"ratePlan": "IOT-1GB"}, progress_interval=0, fail_on_error=False
+    )
+    op.execute(operator_context())
+    progress = [line for line in lines(events, "info") if "/3 devices" in line]
+    # A line per device but the last, which the summary covers.
+    assert [line.split(" (")[0] for line in progress] == [f"{VENDOR}: 1/3 devices", f"{VENDOR}: 2/3 devices"]
+    assert progress[0].endswith("; 0 failed so far") and progress[1].endswith("; 1 failed so far")
+
+
+def test_no_credential_in_any_log_line_error_or_xcom(
+    make_operator: Callable[..., Operator],
+    requests_mock: rm.Mocker,
+    events: Events,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    devices = iccids(3)
+    requests_mock.put(f"{API}/devices/{devices[0]}", json={"iccid": devices[0]})
+    requests_mock.put(
+        f"{API}/devices/{devices[1]}",
+        [{"status_code": 500, "json": {}}, {"status_code": 404, "json": NOT_FOUND}],
+    )
+    requests_mock.put(f"{API}/devices/{devices[2]}", status_code=401, json=INVALID_CREDENTIALS)
+    requests_mock.get(f"{API}/devices/{devices[0]}", json={"iccid": devices[0], "status": "DEACTIVATED"})
+    requests_mock.get(f"{API}/devices/{devices[1]}", json={"iccid": devices[1], "status": "DEACTIVATED"})
+    requests_mock.get(f"{API}/devices/{devices[2]}", json={"iccid": devices[2], "status": "DEACTIVATED"})
+    ctx = operator_context()
+    op = make_operator(iccids=devices, changes={"status": "ACTIVATED"}, skip_unchanged=True)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    basic = base64.b64encode(f"{USER}:{API_KEY}".encode()).decode()
+    captured = capsys.readouterr()
+    haystacks = {
+        "log events": "\n".join(repr(event) for event in events),
+        "log records": "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records),
+        "error": f"{caught.value!s} {caught.value!r}",
+        "xcom": json.dumps(ctx["ti"].xcom),  # type: ignore[attr-defined]
+        "stdout": captured.out,
+        "stderr": captured.err,
+    }
+    assert any("failed with" in line for line in lines(events, "error"))
+    assert any(
+        request.headers.get("Authorization") == f"Basic {basic}" for request in requests_mock.request_history
+    )
+    for secret in (API_KEY, basic):
+        for where, text in haystacks.items():
+            assert secret not in text, f"credential found in {where}"
+
+
+# --- templated inputs ----------------------------------------------------------------------------
+
+
+class XComTaskInstance(FakeTaskInstance):
+    """A task instance whose upstream task ``find_sims`` returned a list of ICCIDs."""
+
+    def __init__(self, pulled: list[str]) -> None:
+        super().__init__("edit_sims")
+        self.pulled = pulled
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> list[str]:
+        assert (task_ids, key) == ("find_sims", "return_value")
+        return self.pulled
+
+
+def _templated(
+    clock: FakeClock, native: bool, context_extra: dict[str, Any], **arguments: Any
+) -> tuple[Operator, dict[str, Any]]:
+    with DAG(
+        dag_id=f"cisco_templates_{'native' if native else 'text'}",
+        schedule=None,
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        render_template_as_native_obj=native,
+    ):
+        op = Operator(task_id="edit_sims", cisco_control_center_conn_id=CONN_ID, **arguments)
+    op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
+    context = {**operator_context("edit_sims"), **context_extra}
+    op.render_template_fields(context)
+    return op, context
+
+
+@pytest.fixture
+def two_devices(set_connection: Callable[..., None], requests_mock: rm.Mocker) -> list[str]:
+    set_connection(CONN_ID, "cisco_control_center", host=HOST, login=USER, password=API_KEY)
+    for iccid in (ICCID, ICCID_19):
+        requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid})
+    return [ICCID, ICCID_19]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "text"])
+def test_iccids_from_params(
+    two_devices: list[str], requests_mock: rm.Mocker, clock: FakeClock, native: bool
+) -> None:
+    op, context = _templated(
+        clock,
+        native,
+        {"params": {"iccids": two_devices, "site": "site-7"}},
+        iccids="{{ params.iccids }}",
+        changes={"status": "ACTIVATED", "accountCustom1": "{{ params.site }}"},
+    )
+    if not native:
+        assert isinstance(op.iccids, str)  # Jinja rendered the list as its literal
+    result = op.execute(context)
+    assert result["updated"] == two_devices
+    assert requests_mock.request_history[-1].json() == {"status": "ACTIVATED", "accountCustom1": "site-7"}
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "text"])
+def test_iccids_from_an_upstream_xcom(
+    two_devices: list[str], requests_mock: rm.Mocker, clock: FakeClock, native: bool
+) -> None:
+    op, context = _templated(
+        clock,
+        native,
+        {"ti": XComTaskInstance(two_devices), "params": {}},
+        iccids="{{ ti.xcom_pull(task_ids='find_sims') }}",
+        changes={"ratePlan": "IOT-1GB"},
+    )
+    result = op.execute(context)
+    assert result["updated"] == two_devices
+    assert context["ti"].xcom["outcome"] == result
+    assert requests_mock.call_count == 2
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "text"])
+def test_edits_and_effective_date_from_params(
+    two_devices: list[str], requests_mock: rm.Mocker, clock: FakeClock, native: bool
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", status_code=202, json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=202, json={"iccid": ICCID_19})
+    edits = [{"iccid": ICCID, "status": "DEACTIVATED"}, {"iccid": ICCID_19, "ratePlan": "IOT-1GB"}]
+    op, context = _templated(
+        clock,
+        native,
+        {"params": {"edits": edits, "when": "2026-12-01T00:00:00+00:00"}},
+        edits="{{ params.edits }}",
+        effective_date="{{ params.when }}",
+    )
+    result = op.execute(context)
+    assert result["scheduled"] == [ICCID, ICCID_19]
+    assert [r.json() for r in requests_mock.request_history] == [
+        {"status": "DEACTIVATED", "effectiveDate": "2026-12-01T00:00:00+00:00"},
+        {"ratePlan": "IOT-1GB", "effectiveDate": "2026-12-01T00:00:00+00:00"},
+    ]
+
+
+def test_a_template_rendering_a_plain_string_is_refused_with_advice(
+    two_devices: list[str], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    op, context = _templated(
+        clock,
+        False,
+        {"params": {"iccid": ICCID}},
+        iccids="{{ params.iccid }}",
+        changes={"ratePlan": "IOT-1GB"},
+    )
+    with pytest.raises(IoTFleetValidationError) as caught:
+        op.execute(context)
+    assert str(caught.value).startswith("iccids must be a list:")
+    assert "render_template_as_native_obj=True" in str(caught.value)
+    assert requests_mock.call_count == 0
+
+
+# --- more ways a run goes ------------------------------------------------------------------------
+
+
+def test_concurrent_edits_keep_input_order_and_account_for_every_device(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    set_connection(
+        CONN_ID,
+        "cisco_control_center",
+        host=HOST,
+        login=USER,
+        password=API_KEY,
+        extra={"max_concurrency": 4, "requests_per_second": 1000},
+    )
+    devices = iccids(12)
+    for n, iccid in enumerate(devices):
+        if n % 3 == 2:
+            requests_mock.put(f"{API}/devices/{iccid}", status_code=404, json=NOT_FOUND)
+        else:
+            requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid})
+    op = Operator(
+        task_id="edit_sims",
+        iccids=devices,
+        changes={"ratePlan": "IOT-1GB"},
+        cisco_control_center_conn_id=CONN_ID,
+        fail_on_error=False,
+    )
+    op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
+    result = op.execute(operator_context())
+    assert result["updated"] == [iccid for n, iccid in enumerate(devices) if n % 3 != 2]
+    assert [f["iccid"] for f in result["failed"]] == [iccid for n, iccid in enumerate(devices) if n % 3 == 2]
+    assert_accounts_for_every_device(result, devices)
+    assert requests_mock.call_count == 12
+
+
+def test_an_unreachable_host_fails_each_device_grouped_as_transport(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    requests_mock.put(rm.ANY, exc=requests.ConnectionError("Connection refused"))
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}).execute(ctx)
+    assert str(caught.value).startswith("2 of 2 devices failed: 2 x transport (")
+    assert "Connection refused" in str(caught.value)
+    assert [(f["http_status"], f["error_code"]) for f in outcome_of(ctx)["failed"]] == [(None, None)] * 2
+    (line,) = lines(events, "error")
+    assert line.startswith(f"{VENDOR}: 2 failed with transport: ")
+
+
+def test_a_connection_without_api_key_fails_before_any_request(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    set_connection("cisco_no_key", "cisco_control_center", host=HOST, login=USER)
+    op = Operator(
+        task_id="edit_sims",
+        iccids=[ICCID],
+        changes={"ratePlan": "IOT-1GB"},
+        cisco_control_center_conn_id="cisco_no_key",
+    )
+    ctx = operator_context()
+    with pytest.raises(IoTFleetConfigurationError, match="password is empty; set it to the API key"):
+        op.execute(ctx)
+    assert requests_mock.call_count == 0
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]
+
+
+def test_an_iccid_inside_changes_is_refused(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    other = luhn_complete("8901123456789099999")
+    requests_mock.put(rm.ANY, json={"iccid": other})
+    op = make_operator(iccids=[ICCID, ICCID_19], changes={"iccid": other, "ratePlan": "IOT-1GB"})
+    with pytest.raises(IoTFleetValidationError):
+        op.execute(operator_context())
+    assert requests_mock.call_count == 0
