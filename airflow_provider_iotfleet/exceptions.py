@@ -44,6 +44,9 @@ class IoTFleetError(AirflowException):
         self.error_code = error_code
         self.request_id = request_id
         self.vendor = vendor
+        #: the connection fields to check when the vendor refused credentials, set by whoever knows
+        #: which credential it was; the client names them and the connection in the final message.
+        self.credential_hint: str | None = None
 
     def __str__(self) -> str:
         details = []
@@ -63,6 +66,12 @@ class IoTFleetError(AirflowException):
             "message": self.message,
             "request_id": self.request_id,
         }
+
+    def with_hint(self, credential_hint: str) -> Self:
+        """Return a copy of this error that says which connection fields hold the refused credential."""
+        clone = copy.copy(self)
+        clone.credential_hint = credential_hint
+        return clone
 
     def with_message(self, message: str) -> Self:
         """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
@@ -84,6 +93,7 @@ class IoTFleetValidationError(IoTFleetError, ValueError):
     """
 
     def __init__(self, summary: str, problems: Sequence[str]) -> None:
+        self.summary = summary
         self.problems = list(problems)
         lines = [f"  - {problem}" for problem in self.problems[:MAX_LISTED_PROBLEMS]]
         if len(self.problems) > MAX_LISTED_PROBLEMS:
@@ -110,7 +120,17 @@ class IoTFleetNotAttemptedError(IoTFleetError):
 
 
 class IoTFleetTransportError(IoTFleetError):
-    """The vendor could not be reached (connection refused, reset or timed out) after every retry."""
+    """The vendor could not be reached (connection refused, reset or timed out) after every retry.
+
+    :param may_have_reached_vendor: ``False`` only when the request surely never left (the
+        connection was refused or could not be opened in time), so that even a write may be resent.
+    """
+
+    def __init__(
+        self, message: str, *, may_have_reached_vendor: bool = True, vendor: str | None = None
+    ) -> None:
+        super().__init__(message, vendor=vendor)
+        self.may_have_reached_vendor = may_have_reached_vendor
 
 
 class IoTFleetVendorResponseError(IoTFleetError):
