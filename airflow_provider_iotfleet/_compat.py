@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 try:  # Task SDK 1.1+ (Airflow 3.1+)
     from airflow.sdk.log import mask_secret
 except ImportError:  # pragma: no cover - Airflow 3.0
     from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
 
-__all__ = ["mask_secret"]
+try:  # Task SDK with async supervisor comms: masking from a coroutine must not block the loop
+    from airflow.sdk.log import amask_secret
+except ImportError:  # pragma: no cover - older Task SDKs mask locally only
+
+    async def amask_secret(secret: Any, name: str | None = None) -> None:  # type: ignore[misc]
+        mask_secret(secret, name)
+
+
+__all__ = ["amask_secret", "mask_secret"]

@@ -44,6 +44,9 @@ class IoTFleetError(AirflowException):
         self.error_code = error_code
         self.request_id = request_id
         self.vendor = vendor
+        #: the connection fields to check when the vendor refused credentials, set by whoever knows
+        #: which credential it was; the client names them and the connection in the final message.
+        self.credential_hint: str | None = None
 
     def __str__(self) -> str:
         details = []
@@ -63,6 +66,12 @@ class IoTFleetError(AirflowException):
             "message": self.message,
             "request_id": self.request_id,
         }
+
+    def with_hint(self, credential_hint: str) -> Self:
+        """Return a copy of this error that says which connection fields hold the refused credential."""
+        clone = copy.copy(self)
+        clone.credential_hint = credential_hint
+        return clone
 
     def with_message(self, message: str) -> Self:
         """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""

@@ -8,10 +8,11 @@ from typing import Any, ClassVar, Self
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_iotfleet._compat import mask_secret
+from airflow_provider_iotfleet._compat import amask_secret, mask_secret
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
+    AsyncVendorHttpClient,
     BackoffPolicy,
     Clock,
     ConnectionSettings,
@@ -25,10 +26,12 @@ class IoTFleetBaseHook(BaseHook):
 
     The connection is read once, on first use, into :attr:`settings`; the HTTP client (one session,
     reused for every call) is built from it once too. Use the hook as a context manager, or call
-    :meth:`close`, to release its connections.
+    :meth:`close`, to release its connections. Triggers use the async twin of the client,
+    :meth:`aclient`, built from the same options (same auth and its token caches, same rate limiter)
+    after reading the connection with ``aget_connection``; they release it with :meth:`aclose`.
 
-    Subclasses set the Airflow class attributes, say which connection fields are secrets, and build
-    their client in :meth:`_build_client`.
+    Subclasses set the Airflow class attributes, say which connection fields are secrets, and give
+    their client's options (base URL, error mapping, auth) in :meth:`_client_options`.
 
     :param conn_id: the Airflow connection id.
     :param clock: time source for sleeps, token expiry and signatures; tests pass a fake.
@@ -50,17 +53,45 @@ class IoTFleetBaseHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """The connection, read once and its secrets registered with Airflow's secret masker."""
         settings = ConnectionSettings.from_connection(self.get_connection(self.conn_id), self.hook_name)
-        for secret in (settings.password, *(settings.get_str(key) for key in self.secret_extras)):
-            if secret:
-                mask_secret(secret)
+        for secret in self._secrets(settings):
+            mask_secret(secret)
         return settings
+
+    async def asettings(self) -> ConnectionSettings:
+        """The connection as :attr:`settings`, read without blocking the event loop (for triggers)."""
+        if "settings" not in self.__dict__:
+            connection = await self.aget_connection(self.conn_id)
+            settings = ConnectionSettings.from_connection(connection, self.hook_name)
+            for secret in self._secrets(settings):
+                await amask_secret(secret)
+            self.__dict__["settings"] = settings
+        return self.settings
+
+    def _secrets(self, settings: ConnectionSettings) -> list[str]:
+        values = (settings.password, *(settings.get_str(key) for key in self.secret_extras))
+        return [value for value in values if value]
+
+    @cached_property
+    def client_options(self) -> dict[str, Any]:
+        """The options both clients are built from, once: they share the auth and the rate limiter."""
+        return self._client_options(self.settings)
 
     @cached_property
     def client(self) -> VendorHttpClient:
         """The vendor client, built on first use and reused for every later call."""
-        return self._build_client(self.settings)
+        return VendorHttpClient(**self.client_options)
 
-    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+    async def aclient(self) -> AsyncVendorHttpClient:
+        """The async vendor client (for triggers), built on first use and reused."""
+        if "_async_client" not in self.__dict__:
+            await self.asettings()
+            self.__dict__["_async_client"] = AsyncVendorHttpClient(**self.client_options)
+        client: AsyncVendorHttpClient = self.__dict__["_async_client"]
+        return client
+
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
+        """Return this vendor's client options: ``base_url``, ``errors``, ``auth`` and
+        :meth:`_transport_options`."""
         raise NotImplementedError
 
     def _transport_options(self, settings: ConnectionSettings, requests_per_second: float) -> dict[str, Any]:
@@ -85,6 +116,12 @@ class IoTFleetBaseHook(BaseHook):
         client = self.__dict__.pop("client", None)
         if client is not None:
             client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client's connections. The hook builds a new one if it is used again."""
+        client = self.__dict__.pop("_async_client", None)
+        if client is not None:
+            await client.aclose()
 
     def __enter__(self) -> Self:
         return self

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError, IoTFleetVendorResponseError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
+    Call,
     Clock,
     ConnectionSettings,
     ErrorMapping,
     Outcome,
+    Reply,
     VendorErrorBody,
-    VendorHttpClient,
     map_bounded,
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
+from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.validation import (
     CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
@@ -32,6 +34,7 @@ from airflow_provider_iotfleet.validation import (
 )
 
 VENDOR = "Cisco IoT Control Center"
+MAX_SEARCH_PAGE_SIZE = 50
 
 
 def _parse_error(body: Any) -> VendorErrorBody:
@@ -72,6 +75,57 @@ IP_FIELDS = ("ipv4Address", "ipv6Address")
 IP_COMPANION_FIELDS = ("apn", "pdpId")
 
 EditOutcome = Literal["updated", "scheduled", "unchanged"]
+
+
+def _device_call(iccid: str) -> Call:
+    """``GET /devices/{iccid}``: one device's details (the ICCID is validated first)."""
+    (checked,) = validate_iccids([iccid], "iccid")
+    return Call("GET", f"devices/{checked}")
+
+
+def _search_since(value: datetime | str) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise IoTFleetValidationError(
+                "modified_since is not a date", [f"{value!r} is not ISO 8601 with an offset"]
+            ) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise IoTFleetValidationError("modified_since has no time zone", [f"{value!r}: give an offset"])
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _search_call(since: str, status: str | None, page: int, page_size: int = MAX_SEARCH_PAGE_SIZE) -> Call:
+    params: dict[str, Any] = {"modifiedSince": since, "pageSize": page_size, "pageNumber": page}
+    if status:
+        params["status"] = status
+    return Call("GET", "devices", params=params)
+
+
+def _search_page(reply: Reply) -> tuple[list[dict[str, Any]], bool]:
+    """The devices of one Search Devices page, and whether it is the last one."""
+    return reply.objects("devices"), bool(reply.field("lastPage", bool, required=False) is not False)
+
+
+def _statuses_plan(iccids: Sequence[str], changed_since: datetime | None) -> Plan[dict[str, str]]:
+    wanted = validate_iccids(iccids)
+    if changed_since is None:
+        replies = yield [_device_call(iccid) for iccid in wanted]
+        return {iccid: reply.field("status", str) for iccid, reply in zip(wanted, replies, strict=True)}
+    since = _search_since(changed_since)
+    statuses: dict[str, str] = {}
+    members = set(wanted)
+    page = 1
+    while True:
+        (reply,) = yield [_search_call(since, None, page)]
+        devices, last = _search_page(reply)
+        for device in devices:
+            if device.get("iccid") in members and isinstance(device.get("status"), str):
+                statuses[device["iccid"]] = device["status"]
+        if last:
+            return statuses
+        page += 1
 
 
 @dataclass(frozen=True)
@@ -124,20 +178,19 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         """Calls in flight at once, from the connection's ``max_concurrency`` extra."""
         return self.settings.get_int("max_concurrency", 1, minimum=1)
 
-    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         version = settings.get_int("api_version", 1, minimum=1)
-        auth = BasicAuth(
-            settings.require_login("Control Center user name"),
-            settings.require_password("API key"),
-            "the login (user name) and password (API key)",
-        )
-        return VendorHttpClient(
-            base_url=f"{settings.base_url()}/rws/api/v{version}",
-            errors=CISCO_ERRORS,
-            auth=lambda _client: auth,
-            max_connections=self.max_concurrency,
+        return {
+            "base_url": f"{settings.base_url()}/rws/api/v{version}",
+            "errors": CISCO_ERRORS,
+            "auth": BasicAuth(
+                settings.require_login("Control Center user name"),
+                settings.require_password("API key"),
+                "the login (user name) and password (API key)",
+            ),
+            "max_connections": self.max_concurrency,
             **self._transport_options(settings, settings.get_float("requests_per_second", 5.0)),
-        )
+        }
 
     def edit_device(
         self, iccid: str, changes: Mapping[str, str], effective_date: datetime | str | None = None
@@ -203,8 +256,65 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             other documented fields.
         :raises IoTFleetNotFoundError: when Control Center does not know the ICCID.
         """
-        (iccid,) = validate_iccids([iccid], "iccid")
-        return self.client.send("GET", f"devices/{iccid}").object()
+        return self.client.send(_device_call(iccid)).object()
+
+    async def aget_device(self, iccid: str) -> dict[str, Any]:
+        """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        client = await self.aclient()
+        return (await client.send(_device_call(iccid))).object()
+
+    def search_devices(
+        self, modified_since: datetime | str, status: str | None = None, page_size: int = MAX_SEARCH_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """Return an iterator over the devices changed since ``modified_since`` (``GET /devices``), one
+        page requested at a time as it is consumed. Arguments are checked at once.
+
+        :param modified_since: an aware datetime or ISO 8601 string with an offset.
+        :param status: only devices in this SIM status.
+        :param page_size: devices per page, 1..50.
+        :return: ``{"iccid", "status", "ratePlan", "communicationPlan"}`` per device.
+        :raises IoTFleetValidationError: for a date without time zone, a bad status or page size.
+        """
+        since = _search_since(modified_since)
+        if status is not None:
+            validate_cisco_changes({"status": status})
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= MAX_SEARCH_PAGE_SIZE
+        ):
+            raise IoTFleetValidationError(
+                "page_size is out of range", [f"{page_size!r} is not in 1..{MAX_SEARCH_PAGE_SIZE}"]
+            )
+
+        def pages() -> Iterator[dict[str, Any]]:
+            number = 1
+            while True:
+                devices, last = _search_page(self.client.send(_search_call(since, status, number, page_size)))
+                yield from devices
+                if last:
+                    return
+                number += 1
+
+        return pages()
+
+    def device_statuses(self, iccids: Sequence[str], changed_since: datetime | None = None) -> dict[str, str]:
+        """Return the SIM status of each device in ``iccids`` that is read.
+
+        Without ``changed_since`` every device is read (``GET /devices/{iccid}``, with the connection's
+        concurrency); with it, only the devices Search Devices reports as changed since then, so that
+        a poll costs what changed rather than the fleet.
+
+        :raises IoTFleetNotFoundError: when Control Center does not know an ICCID (full read only).
+        """
+        return run_plan(self.client, _statuses_plan(iccids, changed_since), self.max_concurrency)
+
+    async def adevice_statuses(
+        self, iccids: Sequence[str], changed_since: datetime | None = None
+    ) -> dict[str, str]:
+        """:meth:`device_statuses` for triggers: the same reads, without blocking the event loop."""
+        client = await self.aclient()
+        return await arun_plan(client, _statuses_plan(iccids, changed_since), self.max_concurrency)
 
     def check_effective_date(self, effective_date: datetime | str | None) -> str | None:
         """Return ``effective_date`` as the ISO 8601 string Control Center takes (``None`` stays ``None``).
@@ -243,7 +353,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         Fields that cannot be read back are kept, except ``apn``/``pdpId``, which only go with an IP
         change and so are dropped when no IP address is left to change.
         """
-        current = self.client.send("GET", f"devices/{iccid}").object()
+        current = self.client.send(_device_call(iccid)).object()
         different = {
             key: value
             for key, value in changes.items()
@@ -259,7 +369,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         body = dict(changes)
         if effective_date:
             body["effectiveDate"] = effective_date
-        reply = self.client.send("PUT", f"devices/{iccid}", json=body)
+        reply = self.client.send(Call("PUT", f"devices/{iccid}", json=body))
         answered = reply.field("iccid", str)
         if answered != iccid:
             raise malformed_response(VENDOR, reply.action, f"the ICCID {answered!r} instead of {iccid!r}")
@@ -274,5 +384,5 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
 
     def _check_connection(self) -> str:
         since = (self.clock.now() - timedelta(days=1)).isoformat(timespec="seconds")
-        self.client.send("GET", "devices", params={"modifiedSince": since, "pageSize": 1})
+        self.client.send(Call("GET", "devices", params={"modifiedSince": since, "pageSize": 1}))
         return f"Authenticated to {VENDOR} at {self.settings.base_url()} as {self.settings.login}"

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
-
-import requests
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetRateLimitError,
@@ -26,15 +25,17 @@ from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Auth,
+    Call,
     Clock,
     ConnectionSettings,
     ErrorMapping,
-    NoAuth,
+    Reply,
+    Request,
     VendorErrorBody,
-    VendorHttpClient,
     text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import TokenAuth
+from airflow_provider_iotfleet.http.auth import TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.validation import check_batch_size, validate_roma_device_ids
 
 VENDOR = "Huawei ROMA Connect"
@@ -46,6 +47,9 @@ IAM_TOKEN_LIFETIME = timedelta(hours=24)
 DEFAULT_MAX_DEVICES_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 999
 ONLINE_STATUS = {"never": 0, "online": 1, "offline": 2}
+STATUS_NAMES = {code: name for name, code in ONLINE_STATUS.items()}
+#: Up to this many devices, a status poll reads each one; beyond, it may page the filtered listing.
+PER_DEVICE_READS = 10
 NOT_FORCED_OFFLINE = "not forced offline (only online MQTT devices can be)"
 
 
@@ -112,6 +116,11 @@ class HuaweiAkSkAuth(Auth):
     :param security_token: for temporary AK/SK, sent as ``X-Security-Token``.
     """
 
+    credential_hint = (
+        "the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
+        "refuses signatures more than 15 minutes off)"
+    )
+
     def __init__(
         self,
         access_key: str,
@@ -127,70 +136,52 @@ class HuaweiAkSkAuth(Auth):
         self._security_token = security_token
         self._clock = clock
 
-    credential_hint = (
-        "the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
-        "refuses signatures more than 15 minutes off)"
-    )
+    def refresh(self, request: Request) -> Request:
+        return self.apply(request)  # a new date, a new signature
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        url = request.url or ""
-        headers = request.headers
-        headers["X-Sdk-Date"] = self._clock.now().strftime(SDK_DATE_FORMAT)
-        headers["Host"] = urlsplit(url).netloc
+    def apply(self, request: Request) -> Request:
+        headers = {
+            "X-Sdk-Date": self._clock.now().strftime(SDK_DATE_FORMAT),
+            "Host": urlsplit(request.url).netloc,
+        }
         if self._project_id:
             headers["X-Project-Id"] = self._project_id
         if self._security_token:
             headers["X-Security-Token"] = self._security_token
-        body = request.body or b""
+        unsigned = {name: value for name, value in request.headers.items() if name.lower() != "authorization"}
+        request = replace(request, headers=unsigned).with_headers(headers)
         signature, signed = request_signature(
-            self._secret_key,
-            request.method or "GET",
-            url,
-            headers,
-            body.encode() if isinstance(body, str) else body,
+            self._secret_key, request.method, request.url, request.headers, request.body
         )
-        headers["Authorization"] = (
-            f"{SIGNING_ALGORITHM} Access={self._access_key}, SignedHeaders={';'.join(signed)}, "
-            f"Signature={signature}"
-        )
-        return request
-
-
-class HuaweiIamTokenAuth(TokenAuth):
-    """IAM user password exchanged for a token (``X-Subject-Token``), cached, renewed before its 24 h
-    expiry and once when the API answers 401.
-    """
-
-    def __init__(
-        self,
-        client: VendorHttpClient,
-        token_url: str,
-        *,
-        user_name: str,
-        password: str,
-        domain_name: str,
-        project_id: str,
-    ) -> None:
-        super().__init__(client.clock, refresh_lead=3600.0)
-        self.credential_hint = "the login (IAM user name), password, domain_name and project_id extras"
-        self._client = client
-        self._token_url = token_url
-        self._body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": user_name, "password": password, "domain": {"name": domain_name}}
-                    },
-                },
-                "scope": {"project": {"id": project_id}},
+        return request.with_headers(
+            {
+                "Authorization": f"{SIGNING_ALGORITHM} Access={self._access_key}, "
+                f"SignedHeaders={';'.join(signed)}, Signature={signature}"
             }
-        }
-
-    def _fetch(self) -> tuple[str, float]:
-        reply = self._client.send(
-            "POST", self._token_url, json=self._body, auth=NoAuth(self.credential_hint), rate_limited=False
         )
+
+
+def iam_token(
+    token_url: str, *, user_name: str, password: str, domain_name: str, project_id: str, clock: Clock
+) -> TokenSource:
+    """An IAM user password exchanged for a token (``X-Subject-Token``), valid 24 h, renewed an hour
+    before it expires and once when the API answers 401."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": user_name, "password": password, "domain": {"name": domain_name}}
+                },
+            },
+            "scope": {"project": {"id": project_id}},
+        }
+    }
+
+    def login() -> Call:
+        return Call("POST", token_url, json=body, rate_limited=False)
+
+    def read(reply: Reply) -> tuple[str, float]:
         token = reply.headers.get("X-Subject-Token")
         if not token:
             raise IoTFleetVendorResponseError(
@@ -198,22 +189,30 @@ class HuaweiIamTokenAuth(TokenAuth):
                 http_status=reply.status,
                 vendor=VENDOR,
             )
-        return token, self._lifetime(reply.object())
+        return token, _lifetime(reply.object(), clock)
 
-    def _lifetime(self, body: dict[str, Any]) -> float:
-        token_info = body.get("token")
-        expires_at = token_info.get("expires_at") if isinstance(token_info, dict) else None
-        default = IAM_TOKEN_LIFETIME.total_seconds()
-        if not isinstance(expires_at, str):
-            return default
-        try:
-            expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-        except ValueError:
-            return default
-        return max((expiry - self._client.clock.now()).total_seconds(), 0.0)
+    return TokenSource(
+        login=login,
+        read=read,
+        clock=clock,
+        refresh_lead=3600.0,
+        credential_hint="the login (IAM user name), password, domain_name and project_id extras",
+    )
 
-    def _apply(self, request: requests.PreparedRequest, token: str) -> None:
-        request.headers["X-Auth-Token"] = token
+
+def _lifetime(body: dict[str, Any], clock: Clock) -> float:
+    token_info = body.get("token")
+    expires_at = token_info.get("expires_at") if isinstance(token_info, dict) else None
+    default = IAM_TOKEN_LIFETIME.total_seconds()
+    if not isinstance(expires_at, str):
+        return default
+    try:
+        expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=UTC)
+    return (expiry - clock.now()).total_seconds()
 
 
 # --- Errors and results ------------------------------------------------------------------------
@@ -305,49 +304,41 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         instance_id = self.settings.require_str("instance_id", "ROMA Connect instance id")
         return f"v2/{project_id}/link/instances/{instance_id}/devices"
 
-    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         region = settings.get_str("region")
         base_url = settings.base_url(default=f"https://roma.{region}.myhuaweicloud.com" if region else None)
         project_id = settings.require_str("project_id", "Huawei Cloud project id")
         auth_type = settings.get_choice("auth_type", ("aksk", "iam_token"), "aksk")
+        auth: Auth
         if auth_type == "aksk":
-            signer = HuaweiAkSkAuth(
+            auth = HuaweiAkSkAuth(
                 settings.require_login("access key (AK)"),
                 settings.require_password("secret key (SK)"),
                 project_id=project_id,
                 security_token=settings.get_str("security_token"),
                 clock=self.clock,
             )
-
-            def auth(client: VendorHttpClient) -> Auth:
-                return signer
         else:
             iam_endpoint = settings.get_str("iam_endpoint") or (
                 f"https://iam.{region}.myhuaweicloud.com" if region else None
             )
             if not iam_endpoint:
                 raise settings.error("set extra 'iam_endpoint' or 'region' for auth_type iam_token")
-            token_url = f"{iam_endpoint.rstrip('/')}/v3/auth/tokens"
-            user_name = settings.require_login("IAM user name")
-            password = settings.require_password("IAM user password")
-            domain_name = settings.require_str("domain_name", "account (domain) name of the IAM user")
-
-            def auth(client: VendorHttpClient) -> Auth:
-                return HuaweiIamTokenAuth(
-                    client,
-                    token_url,
-                    user_name=user_name,
-                    password=password,
-                    domain_name=domain_name,
-                    project_id=project_id,
-                )
-
-        return VendorHttpClient(
-            base_url=base_url,
-            errors=HUAWEI_ERRORS,
-            auth=auth,
+            token = iam_token(
+                f"{iam_endpoint.rstrip('/')}/v3/auth/tokens",
+                user_name=settings.require_login("IAM user name"),
+                password=settings.require_password("IAM user password"),
+                domain_name=settings.require_str("domain_name", "account (domain) name of the IAM user"),
+                project_id=project_id,
+                clock=self.clock,
+            )
+            auth = TokenAuth(token, header="X-Auth-Token", prefix="")
+        return {
+            "base_url": base_url,
+            "errors": HUAWEI_ERRORS,
+            "auth": auth,
             **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
-        )
+        }
 
     def force_offline(self, device_ids: Sequence[int | str]) -> ForceOfflineResult:
         """Bring devices offline in one request (``POST .../devices/force-offline``).
@@ -359,7 +350,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        reply = self.client.send("POST", f"{self._devices_path}/force-offline", json={"device_ids": ids})
+        reply = self.client.send(
+            Call("POST", f"{self._devices_path}/force-offline", json={"device_ids": ids})
+        )
         result = self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
@@ -407,8 +400,70 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
 
         :raises IoTFleetNotFoundError: when the device does not exist.
         """
+        return self.client.send(self._device_call(device_id)).object()
+
+    async def aget_device(self, device_id: int | str) -> dict[str, Any]:
+        """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        client = await self.aclient()
+        return (await client.send(self._device_call(device_id))).object()
+
+    def online_statuses(self, device_ids: Sequence[int | str], online_status: int | str) -> dict[int, str]:
+        """Return, for the devices in ``device_ids``, which are in ``online_status`` and which not.
+
+        Few devices are read one by one; for more, the instance's listing filtered on
+        ``online_status`` is paged through instead, whichever takes fewer requests.
+
+        :return: ``{id: "online" | "offline" | "never"}`` for devices read one by one; with the
+            listing, the status name for devices in ``online_status`` and ``"not <status>"`` for the
+            others.
+        :raises IoTFleetNotFoundError: when a device read one by one does not exist.
+        """
+        return run_plan(self.client, self._online_statuses_plan(device_ids, online_status))
+
+    async def aonline_statuses(
+        self, device_ids: Sequence[int | str], online_status: int | str
+    ) -> dict[int, str]:
+        """:meth:`online_statuses` for triggers."""
+        client = await self.aclient()
+        return await arun_plan(client, self._online_statuses_plan(device_ids, online_status))
+
+    def _device_call(self, device_id: int | str) -> Call:
         (checked_id,) = validate_roma_device_ids([device_id], "device_id")
-        return self.client.send("GET", f"{self._devices_path}/{checked_id}").object()
+        return Call("GET", f"{self._devices_path}/{checked_id}")
+
+    def _listing_call(self, online_status: int, offset: int) -> Call:
+        params = {"offset": offset, "limit": MAX_PAGE_SIZE, "online_status": online_status}
+        return Call("GET", self._devices_path, params=params)
+
+    def _online_statuses_plan(
+        self, device_ids: Sequence[int | str], online_status: int | str
+    ) -> Plan[dict[int, str]]:
+        ids = validate_roma_device_ids(device_ids)
+        code = self._online_status_code(online_status)
+        target = STATUS_NAMES[code]
+        if len(ids) > PER_DEVICE_READS:
+            (first,) = yield [self._listing_call(code, 0)]
+            total = first.field("total", int, required=False) or 0
+            pages = math.ceil(total / MAX_PAGE_SIZE)
+            if pages <= len(ids):
+                members = set(ids)
+                in_target: set[int] = set()
+                replies = [first]
+                if pages > 1:
+                    replies += yield [
+                        self._listing_call(code, page * MAX_PAGE_SIZE) for page in range(1, pages)
+                    ]
+                for reply in replies:
+                    for item in reply.objects("items", required=False):
+                        device_id = _answered_id({"id": item.get("device_id", item.get("id"))})
+                        if device_id in members:
+                            in_target.add(device_id)
+                return {device_id: target if device_id in in_target else f"not {target}" for device_id in ids}
+        replies = yield [self._device_call(device_id) for device_id in ids]
+        return {
+            device_id: STATUS_NAMES.get(reply.field("online_status", int), "unknown")
+            for device_id, reply in zip(ids, replies, strict=True)
+        }
 
     def iter_devices(
         self, online_status: int | str | None = None, page_size: int = MAX_PAGE_SIZE
@@ -431,7 +486,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     def _device_pages(self, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
-            reply = self.client.send("GET", self._devices_path, params={**params, "offset": offset})
+            reply = self.client.send(Call("GET", self._devices_path, params={**params, "offset": offset}))
             items = reply.objects("items", required=False)
             yield from items
             offset += len(items)
@@ -450,6 +505,6 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         )
 
     def _check_connection(self) -> str:
-        reply = self.client.send("GET", self._devices_path, params={"offset": 0, "limit": 1})
+        reply = self.client.send(Call("GET", self._devices_path, params={"offset": 0, "limit": 1}))
         total = reply.field("total", int, required=False)
         return f"Authenticated to {VENDOR} instance {self.settings.get_str('instance_id')} ({total} devices)"

@@ -19,14 +19,15 @@ from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
+    Auth,
+    Call,
     Clock,
     ConnectionSettings,
     ErrorMapping,
     VendorErrorBody,
-    VendorHttpClient,
     text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import HeaderAuth, OAuthClientCredentials
+from airflow_provider_iotfleet.http.auth import HeaderAuth, TokenAuth, oauth_client_credentials
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.validation import check_batch_size, validate_cellular_devices
 
@@ -117,39 +118,32 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
     def _api_prefix(self) -> str:
         return "iot/pub/v1" if self.auth_type == "scm" else "pub/v4.0"
 
-    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         options = self._transport_options(settings, settings.get_float("requests_per_minute", 180.0) / 60.0)
         if self.auth_type == "api_key":
-            headers = {
-                "X-Key-Id": settings.require_login("API key id (X-Key-Id)"),
-                "X-Access-Key": settings.require_password("API access key (X-Access-Key)"),
-            }
-            return VendorHttpClient(
-                base_url=settings.base_url(),
-                errors=PALOALTO_ERRORS,
-                auth=lambda _client: HeaderAuth(
-                    headers, "the login (key id), password (access key) and the key's API role"
-                ),
-                **options,
+            auth: Auth = HeaderAuth(
+                {
+                    "X-Key-Id": settings.require_login("API key id (X-Key-Id)"),
+                    "X-Access-Key": settings.require_password("API access key (X-Access-Key)"),
+                },
+                "the login (key id), password (access key) and the key's API role",
             )
-        client_id = settings.require_login("SCM service account client id")
-        client_secret = settings.require_password("SCM service account client secret")
-        scope = f"tsg_id:{settings.require_str('tsg_id', 'tenant service group id')}"
-        token_url = settings.get_str("auth_url", SCM_TOKEN_URL) or SCM_TOKEN_URL
-        return VendorHttpClient(
-            base_url=settings.base_url(default=SCM_API_URL),
-            errors=PALOALTO_ERRORS,
-            auth=lambda client: OAuthClientCredentials(
-                client,
-                token_url,
-                client_id,
-                client_secret,
-                scope=scope,
-                default_lifetime=899.0,
-                credential_hint="the login (client id), password (client secret) and tsg_id extra",
-            ),
-            **options,
+            return {"base_url": settings.base_url(), "errors": PALOALTO_ERRORS, "auth": auth, **options}
+        token = oauth_client_credentials(
+            settings.get_str("auth_url", SCM_TOKEN_URL) or SCM_TOKEN_URL,
+            settings.require_login("SCM service account client id"),
+            settings.require_password("SCM service account client secret"),
+            clock=self.clock,
+            scope=f"tsg_id:{settings.require_str('tsg_id', 'tenant service group id')}",
+            default_lifetime=899.0,
+            credential_hint="the login (client id), password (client secret) and tsg_id extra",
         )
+        return {
+            "base_url": settings.base_url(default=SCM_API_URL),
+            "errors": PALOALTO_ERRORS,
+            "auth": TokenAuth(token),
+            **options,
+        }
 
     def bulk_update(
         self,
@@ -174,7 +168,9 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         if self.auth_type == "api_key":
             params["customerid"] = customer_id or self.customer_id
         reply = self.client.send(
-            "PUT", f"{self._api_prefix}/device/bulkUpdate", params=params, json={"devicelist": devicelist}
+            Call(
+                "PUT", f"{self._api_prefix}/device/bulkUpdate", params=params, json={"devicelist": devicelist}
+            )
         )
         code = reply.field("code", (int, str))
         message = str(reply.field("message", str, required=False) or "")
@@ -201,11 +197,13 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         if self.auth_type == "scm":
             # Obtaining a token proves the client id, secret and TSG scope; SCM has no cheaper read
             # endpoint documented for IoT Security.
-            self.client.auth.obtain()
+            self.client.obtain()
             return f"Obtained a Strata Cloud Manager token for {self.settings.get_str('tsg_id')}"
         self.client.send(
-            "GET",
-            f"{self._api_prefix}/device/list",
-            params={"customerid": self.customer_id, "offset": 0, "pagelength": 1},
+            Call(
+                "GET",
+                f"{self._api_prefix}/device/list",
+                params={"customerid": self.customer_id, "offset": 0, "pagelength": 1},
+            )
         )
         return f"Authenticated to {VENDOR} tenant {self.customer_id}"

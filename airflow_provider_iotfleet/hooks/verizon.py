@@ -8,13 +8,11 @@ never repeated within one hook.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
-
-import requests
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
@@ -26,16 +24,18 @@ from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Auth,
-    BackoffPolicy,
+    Call,
     Clock,
     ConnectionSettings,
     ErrorMapping,
+    Reply,
+    Request,
     VendorErrorBody,
-    VendorHttpClient,
     text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import CachedToken, OAuthClientCredentials
+from airflow_provider_iotfleet.http.auth import Build, Flow, Sent, Step, TokenSource, oauth_client_credentials
 from airflow_provider_iotfleet.http.concurrency import map_batches
+from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 VENDOR = "Verizon ThingSpace"
@@ -50,7 +50,6 @@ MAX_SYNC_IMEIS = 100
 #: IMEIs per POST body of the subset listing: the vendor documents no cap, so one page's worth.
 MAX_LIST_IMEIS = 1000
 PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
-_NO_RETRY = BackoffPolicy(max_retries=0)
 
 
 def _parse_error(body: Any) -> VendorErrorBody:
@@ -71,101 +70,109 @@ def _parse_error(body: Any) -> VendorErrorBody:
 VERIZON_ERRORS = ErrorMapping(vendor=VENDOR, parse_body=_parse_error)
 
 
-class _BearerOnly(Auth):
-    """The bearer token alone, never renewed: for the M2M login, which must not be sent twice."""
+class M2MSession(TokenSource):
+    """The ThingSpace M2M session token: a login with the UWS user, carrying a bearer token.
 
-    def __init__(self, oauth: OAuthClientCredentials) -> None:
-        self._oauth = oauth
+    The login is sent once, never repeated: five refusals in a row lock the user. A refusal of the
+    credentials is remembered, so no later call of the same hook logs in again. A 401 is the gateway
+    refusing the bearer token (the M2M service never saw the credentials; no lockout count); a 429 or
+    5xx is not a refusal either. The session has no lifetime: it expires after 20 idle minutes and is
+    renewed when a call is answered ``SessionToken.Expired``.
+    """
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._oauth.token()}"
-        return request
+    def __init__(self, login_url: str, username: str, password: str, clock: Clock) -> None:
+        super().__init__(
+            login=lambda bearer: Call(
+                "POST",
+                login_url,
+                json={"username": username, "password": password},
+                headers={"Authorization": f"Bearer {bearer}"},
+                repeat="never",
+                rate_limited=False,
+            ),
+            read=lambda reply: (reply.field("sessionToken", str), None),
+            clock=clock,
+            refresh_lead=0.0,
+            credential_hint="the m2m_username and m2m_password extras",
+        )
+        self.refused_login: IoTFleetError | None = None
+
+    def obtain(self, build: Build, *depends: str) -> Generator[Step, Sent, str]:
+        if self.refused_login is not None:
+            refusal = self.refused_login
+            raise IoTFleetAuthError(
+                f"{VENDOR}: not logging in again after the M2M login was refused earlier "
+                f"(five refusals in a row lock the account): {refusal.message}",
+                http_status=refusal.http_status,
+                error_code=refusal.error_code,
+                request_id=refusal.request_id,
+                vendor=VENDOR,
+            ).with_hint(self.credential_hint)
+        return (yield from super().obtain(build, *depends))
+
+    def refused(self, error: IoTFleetError) -> IoTFleetError:
+        status = error.http_status
+        if status is None or not 400 <= status < 500 or status == 429:
+            return error
+        refusal = IoTFleetAuthError(
+            f"{VENDOR}: the M2M session login was refused: {error.message}",
+            http_status=status,
+            error_code=error.error_code,
+            request_id=error.request_id,
+            vendor=VENDOR,
+        )
+        if status == 401:
+            return refusal  # the bearer token's fault: the flow drops it; its hint is the OAuth one
+        # ThingSpace refuses bad M2M credentials with a 400 and a generic code
+        # (REQUEST_FAILED.UnexpectedError): an auth failure all the same, and one towards the lockout.
+        self.refused_login = error
+        return refusal.with_hint(self.credential_hint)
 
 
 class ThingSpaceAuth(Auth):
     """Bearer token plus ``VZ-M2M-Token`` session token on every request.
 
-    A 401 renews the bearer token once; a ``SessionToken.Expired`` error logs in again once. A login
-    the vendor refuses is remembered: later calls of the same hook fail at once instead of logging in
-    again and moving the account towards its lockout.
+    Each credential is renewed at most once per request: the bearer token after a 401, the session
+    after ``SessionToken.Expired`` (both may expire together in a long listing).
     """
 
-    def __init__(
-        self,
-        client: VendorHttpClient,
-        oauth: OAuthClientCredentials,
-        login_url: str,
-        username: str,
-        password: str,
-    ) -> None:
-        self._client = client
-        self._oauth = oauth
-        self._login_url = login_url
-        self._credentials = {"username": username, "password": password}
-        self._session = CachedToken(client.clock, refresh_lead=0.0)
-        self._refused_login: IoTFleetVendorResponseError | None = None
-        self.credential_hint = f"{oauth.credential_hint}, and the m2m_username and m2m_password extras"
-        connection = f"connection {client.conn_id!r}" if client.conn_id else "the connection"
-        self._m2m_hint = f"Check the m2m_username and m2m_password extras of {connection}"
-        self._oauth_hint = f"Check {oauth.credential_hint} of {connection}"
+    def __init__(self, oauth: TokenSource, session: M2MSession) -> None:
+        self.oauth = oauth
+        self.session = session
+        self.credential_hint = oauth.credential_hint
 
-    def _login(self) -> tuple[str, None]:
-        if self._refused_login is not None:
-            raise IoTFleetAuthError(
-                f"{VENDOR}: not logging in again after the M2M login was refused earlier "
-                f"(five refusals in a row lock the account): {self._refused_login.message}. "
-                f"{self._m2m_hint}",
-                http_status=self._refused_login.http_status,
-                error_code=self._refused_login.error_code,
-                request_id=self._refused_login.request_id,
-                vendor=VENDOR,
+    def obtain(self, build: Build) -> Flow:
+        bearer = yield from self.oauth.obtain(build)
+        yield from self._session(build, bearer)
+
+    def flow(self, request: Request, build: Build) -> Flow:
+        renewed: set[str] = set()
+        while True:
+            bearer = yield from self.oauth.obtain(build)
+            session = yield from self._session(build, bearer)
+            outcome = yield request.with_headers(
+                {"Authorization": f"Bearer {bearer}", "VZ-M2M-Token": session}
             )
-        try:
-            reply = self._client.send(
-                "POST",
-                self._login_url,
-                json=self._credentials,
-                auth=_BearerOnly(self._oauth),
-                retry=_NO_RETRY,
-                rate_limited=False,
-            )
-        except IoTFleetVendorResponseError as error:
-            if error.http_status is None or not 400 <= error.http_status < 500:
-                raise
-            if error.http_status == 401:
-                # The gateway refused the bearer token: the M2M service never saw the credentials,
-                # so this counts for no lockout. Drop the token; the next call starts afresh.
-                self._oauth.renew_after(error)
-                message = f"{VENDOR}: the M2M session login was refused: {error.message}. {self._oauth_hint}"
+            if not isinstance(outcome, IoTFleetVendorResponseError):
+                return
+            if outcome.http_status == 401 and "bearer" not in renewed:
+                renewed.add("bearer")
+                self.oauth.invalidate(bearer)
+            elif (outcome.error_code or "").endswith(SESSION_EXPIRED_SUFFIX) and "session" not in renewed:
+                renewed.add("session")
+                self.session.invalidate(session)
             else:
-                # ThingSpace refuses bad M2M credentials with a 400 and a generic code
-                # (REQUEST_FAILED.UnexpectedError): an auth failure all the same.
-                self._refused_login = error
-                message = f"{VENDOR}: the M2M session login was refused: {error.message}. {self._m2m_hint}"
-            raise IoTFleetAuthError(
-                message,
-                http_status=error.http_status,
-                error_code=error.error_code,
-                request_id=error.request_id,
-                vendor=VENDOR,
-            ) from error
-        # The session token only expires after 20 idle minutes: no lifetime, renewed when refused.
-        return reply.field("sessionToken", str), None
+                return
 
-    def obtain(self) -> None:
-        self._oauth.token()
-        self._session.get(self._login)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._oauth.token()}"
-        request.headers["VZ-M2M-Token"] = self._session.get(self._login)
-        return request
-
-    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
-        if error.error_code and error.error_code.endswith(SESSION_EXPIRED_SUFFIX):
-            self._session.invalidate()
-            return True
-        return self._oauth.renew_after(error)
+    def _session(self, build: Build, bearer: str) -> Generator[Step, Sent, str]:
+        try:
+            return (yield from self.session.obtain(build, bearer))
+        except IoTFleetAuthError as error:
+            if error.http_status == 401:
+                # The gateway refused the bearer token at the login: drop it, the next call starts afresh.
+                self.oauth.invalidate(bearer)
+                raise error.with_hint(self.oauth.credential_hint) from None
+            raise
 
 
 # --- Normalisation -----------------------------------------------------------------------------
@@ -242,6 +249,18 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _next_page(reply: Reply, last_seen: str) -> str | None:
+    """The ``lastSeenDeviceId`` to ask for next, or ``None`` after the last page."""
+    if not reply.field("hasMoreData", bool, required=False):
+        return None
+    next_seen = str(reply.field("lastSeenDeviceId", (str, int)))
+    if next_seen == last_seen:
+        raise IoTFleetVendorResponseError(
+            f"{VENDOR} said hasMoreData but did not move lastSeenDeviceId past {last_seen}", vendor=VENDOR
+        )
+    return next_seen
+
+
 def sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
     """The ``failed`` entry of a device whose sync request failed as a whole."""
     return {"device_id": imei, "status": None, "reason": error.message, "error_code": error.error_code}
@@ -288,32 +307,28 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     ) -> None:
         super().__init__(verizon_thingspace_conn_id, clock=clock)
 
-    def _build_client(self, settings: ConnectionSettings) -> VendorHttpClient:
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         root = settings.base_url(default=DEFAULT_HOST)
-        oauth_url = settings.get_str("oauth_url") or f"{root}{OAUTH_PATH}"
-        login_url = settings.get_str("m2m_login_url") or f"{root}{LOGIN_PATH}"
-        key = settings.require_login("OAuth key")
-        secret = settings.require_password("OAuth secret")
-        username = settings.require_str("m2m_username", "ThingSpace M2M (UWS) user name")
-        password = settings.require_str("m2m_password", "ThingSpace M2M (UWS) password")
-
-        def auth(client: VendorHttpClient) -> Auth:
-            oauth = OAuthClientCredentials(
-                client,
-                oauth_url,
-                key,
-                secret,
-                default_lifetime=3600.0,
-                credential_hint="the login (OAuth key) and password (OAuth secret)",
-            )
-            return ThingSpaceAuth(client, oauth, login_url, username, password)
-
-        return VendorHttpClient(
-            base_url=f"{root}{FOTA_PATH}",
-            errors=VERIZON_ERRORS,
-            auth=auth,
-            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
+        oauth = oauth_client_credentials(
+            settings.get_str("oauth_url") or f"{root}{OAUTH_PATH}",
+            settings.require_login("OAuth key"),
+            settings.require_password("OAuth secret"),
+            clock=self.clock,
+            default_lifetime=3600.0,
+            credential_hint="the login (OAuth key) and password (OAuth secret)",
         )
+        session = M2MSession(
+            settings.get_str("m2m_login_url") or f"{root}{LOGIN_PATH}",
+            settings.require_str("m2m_username", "ThingSpace M2M (UWS) user name"),
+            settings.require_str("m2m_password", "ThingSpace M2M (UWS) password"),
+            self.clock,
+        )
+        return {
+            "base_url": f"{root}{FOTA_PATH}",
+            "errors": VERIZON_ERRORS,
+            "auth": ThingSpaceAuth(oauth, session),
+            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
+        }
 
     def resolve_account(self, account_name: str | None = None) -> str:
         """Return ``account_name``, or the connection's ``account_name`` extra when it is not given.
@@ -371,21 +386,48 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             params = {"lastSeenDeviceId": last_seen}
             if protocol:
                 params["protocol"] = protocol.upper()
-            reply = (
-                self.client.send("POST", path, params=params, json=body)
+            reply = self.client.send(
+                Call("POST", path, params=params, json=body)
                 if body is not None
-                else self.client.send("GET", path, params=params)
+                else Call("GET", path, params=params)
             )
             yield [normalise_device(item) for item in reply.objects("deviceList", required=False)]
-            if not reply.field("hasMoreData", bool, required=False):
+            next_seen = _next_page(reply, last_seen)
+            if next_seen is None:
                 return
-            next_seen = str(reply.field("lastSeenDeviceId", (str, int)))
-            if next_seen == last_seen:
-                raise IoTFleetVendorResponseError(
-                    f"{VENDOR} said hasMoreData but did not move lastSeenDeviceId past {last_seen}",
-                    vendor=VENDOR,
-                )
             last_seen = next_seen
+
+    def firmware_versions(
+        self, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> dict[str, str | None]:
+        """Return the firmware each device in ``imeis`` reports (POST listing, 1000 IMEIs per body).
+
+        :return: ``{imei: firmware}`` for the devices the account has; IMEIs it does not have are absent.
+        :raises IoTFleetValidationError: for a bad IMEI or a missing account, before any request.
+        """
+        return run_plan(self.client, self._firmware_plan(imeis, account_name))
+
+    async def afirmware_versions(
+        self, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> dict[str, str | None]:
+        """:meth:`firmware_versions` for triggers."""
+        client = await self.aclient()
+        return await arun_plan(client, self._firmware_plan(imeis, account_name))
+
+    def _firmware_plan(self, imeis: Sequence[str], account_name: str | None) -> Plan[dict[str, str | None]]:
+        account = self.resolve_account(account_name)
+        checked = validate_imeis(imeis)
+        path = f"devices/{quote(account, safe='')}"
+        firmware: dict[str, str | None] = {}
+        for start in range(0, len(checked), MAX_LIST_IMEIS):
+            body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
+            last_seen: str | None = "0"
+            while last_seen is not None:
+                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": last_seen}, json=body)]
+                for item in reply.objects("deviceList", required=False):
+                    firmware[str(item.get("deviceId"))] = item.get("firmware")
+                last_seen = _next_page(reply, last_seen)
+        return firmware
 
     def iter_fota_devices(
         self,
@@ -442,7 +484,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         batch = validate_imeis(imeis)
         check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
         reply = self.client.send(
-            "PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch}
+            Call("PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch})
         )
         key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
         if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
@@ -491,7 +533,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
 
     def _check_connection(self) -> str:
-        self.client.auth.obtain()
+        self.client.obtain()
         return (
             f"Obtained a ThingSpace access token and M2M session for {self.settings.get_str('m2m_username')}"
         )

@@ -1,4 +1,11 @@
-"""The synchronous transport every hook uses: one session, timeouts, retries, rate limit, error mapping."""
+"""The clients that drive vendor calls: one core of decisions, a sync driver on ``requests``.
+
+:class:`ClientCore` holds everything that decides: how a :class:`~.request.Call` becomes a
+:class:`~.request.Request`, what an answer means (:func:`~.answers.interpret`), whether and when to
+try again (:func:`~.retry.may_repeat`, :class:`~.retry.BackoffPolicy`), and how errors are worded.
+:class:`VendorHttpClient` (hooks and operators) and :class:`~.aclient.AsyncVendorHttpClient`
+(triggers) only move bytes and wait, each in its own world, around the same auth flows.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +13,34 @@ import logging
 import random
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
+from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_iotfleet import __version__
+from airflow_provider_iotfleet._compat import mask_secret
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetError,
     IoTFleetTransportError,
     IoTFleetVendorResponseError,
 )
+from airflow_provider_iotfleet.http.answers import Reply, interpret
+from airflow_provider_iotfleet.http.auth import Auth, Flow, Mask, NoAuth, Sent, Wait
 from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response
+from airflow_provider_iotfleet.http.errors import ErrorMapping
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
-from airflow_provider_iotfleet.http.retry import RETRYABLE_STATUSES, BackoffPolicy, parse_retry_after
+from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response, build_request
+from airflow_provider_iotfleet.http.retry import BackoffPolicy, may_repeat
 
 USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
+#: Headers every request carries, set by us so that both clients send the same ones.
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 
 
 class Logger(Protocol):
@@ -38,117 +51,20 @@ class Logger(Protocol):
     def warning(self, msg: str, *args: Any) -> Any: ...
 
 
-class Auth(AuthBase):
-    """An auth strategy: adds credentials to each prepared request, and may renew them once.
+class ClientCore:
+    """What both clients share: configuration and every decision, none of the I/O.
 
-    Subclasses implement ``__call__`` (requests' auth interface, called again for every attempt, so
-    signatures and tokens are always fresh) and, when the vendor hands out expiring tokens,
-    :meth:`renew_after`.
-
-    :attr:`credential_hint` names the connection fields to check when the vendor refuses these
-    credentials ("the login (user name) and password (API key)"); the client adds it to auth errors.
-    """
-
-    credential_hint: str = ""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        raise NotImplementedError
-
-    def obtain(self) -> None:
-        """Obtain any credentials fetched from the vendor (tokens, sessions) now, raising if refused.
-
-        Static credentials have nothing to obtain; ``test_connection`` uses this to prove token
-        credentials without touching data.
-        """
-
-    def renew_after(self, error: IoTFleetVendorResponseError) -> bool:
-        """Decide whether ``error`` means "credentials expired": if so, drop them and return ``True``.
-
-        The client then sends the request once more with fresh credentials; a second rejection is
-        raised to the caller.
-        """
-        return False
-
-
-class NoAuth(Auth):
-    """For token and login endpoints, whose credentials travel in the request itself."""
-
-    def __init__(self, credential_hint: str = "") -> None:
-        self.credential_hint = credential_hint
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A successful vendor answer: its parsed JSON ``data``, with checked accessors.
-
-    The accessors raise :class:`IoTFleetVendorResponseError` naming the vendor, the request and the
-    missing or mistyped field, so a changed vendor API never surfaces as a bare ``KeyError``.
-    """
-
-    data: Any
-    status: int
-    headers: Mapping[str, str] = field(repr=False)
-    vendor: str
-    action: str
-
-    def _malformed(self, what: str) -> IoTFleetVendorResponseError:
-        return malformed_response(self.vendor, self.action, what)
-
-    def object(self) -> dict[str, Any]:
-        """Return the body as a JSON object."""
-        if not isinstance(self.data, dict):
-            raise self._malformed(f"a {type(self.data).__name__} where a JSON object was expected")
-        return self.data
-
-    def field(self, key: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
-        """Return ``body[key]`` after checking its type; ``None`` if absent and not ``required``."""
-        body = self.object()
-        if key not in body or body[key] is None:
-            if required:
-                raise self._malformed(f"no {key!r} field")
-            return None
-        value = body[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-            raise self._malformed(f"{key!r} of type {type(value).__name__}")
-        return value
-
-    def objects(self, key: str, *, required: bool = True) -> list[dict[str, Any]]:
-        """Return ``body[key]`` as a list of JSON objects (an empty list if absent and not required)."""
-        items = self.field(key, list, required=required) or []
-        if not all(isinstance(item, dict) for item in items):
-            raise self._malformed(f"{key!r} items that are not JSON objects")
-        return items
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-class VendorHttpClient:
-    """One vendor API over one reused ``requests.Session``.
-
-    Every request goes through :meth:`send`, which applies, in order: the client-side rate limit, the
-    auth strategy, a timeout, and on failure the retry policy (connection errors, 429, 5xx and
-    vendor-named throttling codes, waiting as ``Retry-After`` says or with exponential backoff and
-    jitter). Errors become typed exceptions through the vendor's :class:`ErrorMapping`.
-
-    Redirects are not followed: requests would carry custom credential headers (``X-Access-Key``)
-    to wherever a redirect points.
-
-    :param base_url: prefix for relative paths given to :meth:`send`.
+    :param base_url: prefix for relative call paths.
     :param errors: how this vendor reports errors.
-    :param auth: builds the auth strategy from this client, so token strategies can fetch tokens
-        through the same session and policies.
-    :param max_connections: the most requests in flight at once; callers running more threads wait
-        for a free slot, at most ``pool_timeout`` seconds, so a concurrent batch never opens more
-        connections and a stuck call can never make the others wait forever.
-    :param pool_timeout: the longest wait for a free slot (default: ``timeout``).
+    :param auth: the auth strategy (its flows obtain tokens through the client that drives them).
+    :param timeout: seconds per network operation.
+    :param retry: how often and how patiently to retry.
+    :param rate_limiter: client-side limit shared by every request of this client.
+    :param max_connections: the most requests in flight at once.
+    :param pool_timeout: the longest wait for a free connection (default: ``timeout``).
     :param conn_id: the Airflow connection the client was built from, named in errors whose fix is
         in the connection (refused credentials, an unreachable host).
-    :param clock: time source for backoff sleeps and ``Retry-After`` dates; tests pass a fake.
+    :param clock: time source for sleeps and ``Retry-After`` dates; tests pass a fake.
     """
 
     def __init__(
@@ -156,7 +72,7 @@ class VendorHttpClient:
         *,
         base_url: str,
         errors: ErrorMapping,
-        auth: Callable[[VendorHttpClient], Auth] | None = None,
+        auth: Auth | None = None,
         timeout: float = 30.0,
         retry: BackoffPolicy | None = None,
         rate_limiter: TokenBucket | None = None,
@@ -169,150 +85,201 @@ class VendorHttpClient:
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.conn_id = conn_id
         self.errors = errors
+        self.auth: Auth = auth or NoAuth()
         self.timeout = timeout
         self.retry = retry or BackoffPolicy()
         self.rate_limiter = rate_limiter
+        self.max_connections = max_connections
+        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
+        self.conn_id = conn_id
+        self.default_headers = {**DEFAULT_HEADERS, "User-Agent": user_agent}
         self.log: Logger = logger or logging.getLogger(__name__)
         self.clock = clock
         self._uniform = uniform
+
+    def build(self, call: Call) -> Request:
+        """Return the wire form of ``call`` for this vendor."""
+        return build_request(call, self.base_url, self.default_headers)
+
+    def url(self, path: str) -> str:
+        """Return ``path`` joined to the base URL; absolute URLs pass unchanged."""
+        return self.build(Call("GET", path)).url
+
+    def outcome(
+        self, request: Request, response: Response
+    ) -> tuple[Reply | IoTFleetVendorResponseError, float | None]:
+        """What the vendor's ``response`` means, logged at debug level (never with headers or body)."""
+        self.log.debug("%s: %s answered %d", self.errors.vendor, request.action, response.status)
+        return interpret(request, response, self.errors, self.clock.now())
+
+    def retry_delay(
+        self, request: Request, error: IoTFleetError, retries_done: int, retry_after: float | None
+    ) -> float | None:
+        """Return the seconds to wait before sending ``request`` again after ``error``, or ``None``."""
+        if not may_repeat(request.call, error, self.errors.is_retryable_code(error.error_code)):
+            return None
+        if not self.retry.should_retry(retries_done, retry_after):
+            return None
+        delay = self.retry.delay(retries_done, retry_after, self._uniform)
+        # The error's text already names the vendor and the request.
+        self.log.warning(
+            "%s; retry %d of %d in %.1f s", error, retries_done + 1, self.retry.max_retries, delay
+        )
+        return delay
+
+    def explained(self, error: IoTFleetError, auth: Auth) -> IoTFleetError:
+        """Add where to look to errors whose fix is in the connection rather than in the request."""
+        connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
+        hint = error.credential_hint or auth.credential_hint
+        if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
+            return error.with_message(f"{error.message.rstrip('.')}. Check {hint} of {connection}")
+        if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
+            return error.with_message(f"{error.message} (host of {connection})")
+        return error
+
+    def transport_error(
+        self, request: Request, cause: BaseException, *, reached: bool
+    ) -> IoTFleetTransportError:
+        return IoTFleetTransportError(
+            f"{self.errors.vendor}: {request.action} could not be completed: {describe(cause)}",
+            may_have_reached_vendor=reached,
+            vendor=self.errors.vendor,
+        )
+
+    @staticmethod
+    def renewing_again(step: Request, previous: Request | None, outcome: Sent) -> bool:
+        """Whether a flow sends the same call again after its credentials were rejected."""
+        return previous is not None and step.call is previous.call and isinstance(outcome, IoTFleetError)
+
+
+class VendorHttpClient(ClientCore):
+    """One vendor API over one reused ``requests.Session`` (hooks and operators).
+
+    :meth:`send` drives the auth flow of a call: each request it yields goes out under the rate
+    limit, with a timeout, retried as the call's repeat rule and the policy allow; the outcome goes
+    back into the flow. Redirects are not followed: they would carry credential headers elsewhere.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.session = requests.Session()
-        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
         # The pool never blocks: the slots below bound the requests in flight, with a timeout, which
         # urllib3's blocking pool cannot (requests gives it no pool timeout, so a leaked connection
         # would make the next caller wait forever).
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, pool_block=False)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_connections, pool_block=False)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
-        # Proxies and CA bundle from the environment, resolved once per host (requests otherwise
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        # Proxies and CA bundle from the environment, resolved once per origin (requests otherwise
         # looks them up on every request, and Session.send ignores REQUESTS_CA_BUNDLE).
         self._environment: dict[str, dict[str, Any]] = {}
-        self.auth: Auth = auth(self) if auth else NoAuth()
 
-    def url(self, path: str) -> str:
-        """Return ``path`` joined to the base URL; absolute URLs (token endpoints) pass unchanged."""
-        if path.startswith(("https://", "http://")):
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}"
+    def send(self, call: Call) -> Reply:
+        """Send ``call`` (with whatever logins its auth needs first) and return the vendor's answer.
 
-    def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Mapping[str, str] | None = None,
-        auth: Auth | None = None,
-        retry: BackoffPolicy | None = None,
-        rate_limited: bool = True,
-    ) -> Reply:
-        """Send one request, retrying as the policy allows, and return the vendor's JSON answer.
-
-        :param auth: overrides the client's auth strategy (token endpoints pass :class:`NoAuth`).
-        :param retry: overrides the client's retry policy (logins that must never repeat pass
-            ``BackoffPolicy(max_retries=0)``).
-        :param rate_limited: ``False`` for auth endpoints, which the vendor does not count.
-        :return: the parsed answer, with its status and headers.
         :raises IoTFleetVendorResponseError: or a subclass, when the vendor answered with an error or
-            with a body that is not JSON, after any retries.
+            with a body that is not JSON, after any retries and credential renewal.
         :raises IoTFleetTransportError: when the vendor could not be reached after every retry.
         """
-        url = self.url(path)
-        action = f"{method} {urlsplit(url).path}"
-        policy = retry or self.retry
-        strategy = auth or self.auth
-        renewed = False
-        retries_done = 0
-        while True:
-            if rate_limited and self.rate_limiter is not None:
-                self.rate_limiter.acquire()
-            outcome = self._attempt(method, url, action, params, json, data, strategy)
-            if isinstance(outcome, Reply):
-                return outcome
-            error, retry_after = outcome
-            if isinstance(error, IoTFleetVendorResponseError) and not renewed and strategy.renew_after(error):
-                renewed = True
-                self.log.info(
-                    "%s: credentials expired; renewed them and resending %s", self.errors.vendor, action
-                )
-                continue
-            if not self._is_retryable(error) or not policy.should_retry(retries_done, retry_after):
-                raise self._explained(error, strategy)
-            delay = policy.delay(retries_done, retry_after, self._uniform)
-            retries_done += 1
-            # The error's text already names the vendor and the request.
-            self.log.warning("%s; retry %d of %d in %.1f s", error, retries_done, policy.max_retries, delay)
-            self.clock.sleep(delay)
+        reply = self._drive(self.auth.flow(self.build(call), self.build))
+        assert reply is not None  # a data flow always ends with the data request's outcome
+        return reply
 
-    def _attempt(
-        self,
-        method: str,
-        url: str,
-        action: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        data: Mapping[str, str] | None,
-        auth: Auth,
-    ) -> Reply | tuple[IoTFleetVendorResponseError | IoTFleetTransportError, float | None]:
-        """Send once; return the reply, or the error with the ``Retry-After`` seconds the vendor asked for."""
-        request = requests.Request(method, url, params=params, json=json, data=data, auth=auth)
-        started = self.clock.monotonic()
+    def obtain(self) -> None:
+        """Obtain the credentials the auth fetches from the vendor, now (``test_connection``)."""
+        self._drive(self.auth.obtain(self.build))
+
+    def _drive(self, flow: Flow) -> Reply | None:
+        outcome: Sent = None
+        previous: Request | None = None
         try:
-            # Prepared outside the slot: preparing applies the auth, which may fetch a token through
-            # this same client and so needs a slot of its own.
-            prepared = self.session.prepare_request(request)
+            step = next(flow)
+            while True:
+                sent: Sent = None
+                if isinstance(step, Request):
+                    if self.renewing_again(step, previous, outcome):
+                        self.log.info(
+                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
+                        )
+                    outcome = sent = self._exchange(step)
+                    previous = step
+                elif isinstance(step, Wait):
+                    step.cache.wait(self.pool_timeout)
+                elif isinstance(step, Mask):
+                    mask_secret(step.secret)
+                step = flow.send(sent)
+        except StopIteration:
+            pass
+        except IoTFleetError as error:
+            raise self.explained(error, self.auth) from error.__cause__
+        finally:
+            flow.close()
+        if isinstance(outcome, IoTFleetError):
+            raise self.explained(outcome, self.auth)
+        return outcome
+
+    def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
+        """Send ``request`` until it succeeds or must not be sent again; return what it came to."""
+        retries = 0
+        while True:
+            if request.call.rate_limited and self.rate_limiter is not None:
+                self.rate_limiter.acquire()
+            error: IoTFleetError
+            try:
+                outcome, retry_after = self.outcome(request, self._transmit(request))
+            except IoTFleetTransportError as transport_error:
+                error, retry_after = transport_error, None
+            else:
+                if isinstance(outcome, Reply):
+                    return outcome
+                error = outcome
+            delay = self.retry_delay(request, error, retries, retry_after)
+            if delay is None:
+                if isinstance(error, IoTFleetVendorResponseError):
+                    return error  # back to the flow, which may renew credentials
+                raise error
+            retries += 1
+            self.clock.sleep(delay)
+            request = self.auth.refresh(request)
+
+    def _transmit(self, request: Request) -> Response:
+        prepared = requests.PreparedRequest()
+        try:
+            prepared.prepare(
+                method=request.method,
+                url=request.url,
+                headers=dict(request.headers),
+                data=request.body or None,
+            )
             with self._slot():
                 response = self.session.send(
                     prepared,
                     timeout=self.timeout,
                     allow_redirects=False,
                     stream=True,
-                    **self._environment_for(url),
+                    **self._environment_for(request.url),
                 )
                 try:
-                    response.content  # noqa: B018 - read (and decode) the whole body inside the try
+                    body = response.content  # read (and decode) the whole body inside the try
                 finally:
                     # Returns the connection to the pool, or closes it if the body was not read to
                     # the end: a half-read connection must never be reused nor leaked.
                     response.close()
         except requests.RequestException as exc:
-            return self._transport_error(action, exc), None
-        self.log.debug(
-            "%s: %s answered %d in %.3f s",
-            self.errors.vendor,
-            action,
-            response.status_code,
-            self.clock.monotonic() - started,
-        )
-        if not 200 <= response.status_code < 300:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
-            return self.errors.error_for(response, action, retry_after), retry_after
-        try:
-            payload = response.json() if response.content else None
-        except ValueError:
-            payload = _NOT_JSON
-        if payload is None or payload is _NOT_JSON:
-            what = "an empty body" if payload is None else "a body that is not JSON"
-            return malformed_response(self.errors.vendor, action, what, response), None
-        return Reply(
-            data=payload,
+            raise self.transport_error(request, exc, reached=not _never_sent(exc)) from None
+        return Response(
             status=response.status_code,
-            headers=response.headers,
-            vendor=self.errors.vendor,
-            action=action,
+            headers=Headers(response.headers),
+            body=body,
+            reason=response.reason or "",
         )
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
         """Hold one of the ``max_connections`` request slots, waiting at most ``pool_timeout``."""
         if not self._slots.acquire(timeout=self.pool_timeout):
-            raise requests.ConnectionError(
-                f"no free connection slot within {self.pool_timeout:g} s (every slot busy)"
-            )
+            raise _NoFreeSlot(f"no free connection slot within {self.pool_timeout:g} s (every slot busy)")
         try:
             yield
         finally:
@@ -328,46 +295,29 @@ class VendorHttpClient:
             self._environment[origin] = settings
         return settings
 
-    def _transport_error(self, action: str, exc: requests.RequestException) -> IoTFleetTransportError:
-        return IoTFleetTransportError(
-            f"{self.errors.vendor}: {action} could not be completed: {_describe(exc)}",
-            vendor=self.errors.vendor,
-        )
-
-    def _explained(
-        self, error: IoTFleetVendorResponseError | IoTFleetTransportError, auth: Auth
-    ) -> IoTFleetVendorResponseError | IoTFleetTransportError:
-        """Add where to look to errors whose fix is in the connection rather than in the request."""
-        connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
-        if isinstance(error, IoTFleetAuthError) and auth.credential_hint:
-            return error.with_message(
-                f"{error.message.rstrip('.')}. Check {auth.credential_hint} of {connection}"
-            )
-        if isinstance(error, IoTFleetTransportError) and self.conn_id:
-            return error.with_message(f"{error.message} (host of {connection})")
-        return error
-
-    def _is_retryable(self, error: IoTFleetVendorResponseError | IoTFleetTransportError) -> bool:
-        if isinstance(error, IoTFleetTransportError):
-            return True
-        if error.http_status is not None and error.http_status in RETRYABLE_STATUSES:
-            return True
-        if self.errors.is_retryable_code(error.error_code):
-            return True
-        # A 2xx answer that is not JSON is a truncated or garbled answer from a gateway: every call we
-        # make is idempotent in effect, so asking again is safe.
-        return error.http_status is not None and 200 <= error.http_status < 300
-
     def close(self) -> None:
         """Close the session and its pooled connections."""
         self.session.close()
 
 
-_NOT_JSON = object()
+class _NoFreeSlot(requests.ConnectionError):
+    """Every connection slot stayed busy: the request never left."""
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request surely did not reach the vendor (the connection was never opened)."""
+    if isinstance(exc, requests.ConnectTimeout | _NoFreeSlot):
+        return True
+    inner = exc.args[0] if exc.args else None
+    return isinstance(inner, NewConnectionError) or isinstance(
+        getattr(inner, "reason", None), NewConnectionError
+    )
+
+
 _OBJECT_REPR = re.compile(r"<[^<>]+ object at 0x[0-9a-f]+>: ?")
 
 
-def _describe(exc: requests.RequestException) -> str:
+def describe(exc: BaseException) -> str:
     """Return the root cause of a transport failure ("Connection refused", "Read timed out")."""
     inner = exc.args[0] if exc.args else exc
     reason = getattr(inner, "reason", inner)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
 
 class Clock:
-    """Wall time, monotonic time and sleeping. Tests pass a fake whose ``sleep`` advances the others."""
+    """Wall time, monotonic time and sleeping (in a thread, or in an event loop without blocking it).
+
+    Tests pass a fake whose sleeps advance the others.
+    """
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -18,6 +22,9 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 SYSTEM_CLOCK = Clock()

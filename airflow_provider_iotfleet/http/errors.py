@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import requests
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
@@ -14,6 +13,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetRateLimitError,
     IoTFleetVendorResponseError,
 )
+from airflow_provider_iotfleet.http.request import Response
 
 #: Response headers in which vendors put their request id when the body has none.
 REQUEST_ID_HEADERS = ("X-Request-Id", "X-Request-ID", "X-Correlation-Id", "X-Trace-Id")
@@ -63,10 +63,10 @@ class ErrorMapping:
     retryable_codes: frozenset[str] = frozenset()
 
     def error_for(
-        self, response: requests.Response, action: str, retry_after: float | None = None
+        self, response: Response, action: str, retry_after: float | None = None
     ) -> IoTFleetVendorResponseError:
         """Return (not raise) the typed error for a non-2xx ``response`` to ``action`` ("PUT /devices/1")."""
-        body = self.parse_body(_json_or_none(response))
+        body = self.parse_body(json_or_none(response))
         text = _short_text(response)
         if text in ("{}", "[]"):
             text = None
@@ -74,10 +74,10 @@ class ErrorMapping:
         request_id = body.request_id or next(
             (response.headers[name] for name in REQUEST_ID_HEADERS if name in response.headers), None
         )
-        error_class = self.code_classes.get(body.code or "") or _status_class(response.status_code)
+        error_class = self.code_classes.get(body.code or "") or _status_class(response.status)
         text = f"{self.vendor} rejected {action}: {message}"
         fields: dict[str, Any] = {
-            "http_status": response.status_code,
+            "http_status": response.status,
             "error_code": body.code,
             "request_id": request_id,
             "vendor": self.vendor,
@@ -90,14 +90,17 @@ class ErrorMapping:
         return code is not None and code in self.retryable_codes
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def json_or_none(response: Response) -> Any:
+    """Return the body parsed as JSON, or ``None`` when it is empty or not JSON."""
+    if not response.body:
+        return None
     try:
-        return response.json()
+        return json.loads(response.body)
     except ValueError:
         return None
 
 
-def _short_text(response: requests.Response) -> str | None:
+def _short_text(response: Response) -> str | None:
     text = " ".join(response.text.split())
     if not text:
         return None
@@ -105,12 +108,12 @@ def _short_text(response: requests.Response) -> str | None:
 
 
 def malformed_response(
-    vendor: str, action: str, what: str, response: requests.Response | None = None
+    vendor: str, action: str, what: str, response: Response | None = None
 ) -> IoTFleetVendorResponseError:
     """Return (not raise) the error for a 2xx answer that is not what the vendor documents."""
     text = _short_text(response) if response is not None else None
     return IoTFleetVendorResponseError(
         f"{vendor} answered {action} with {what}" + (f": {text!r}" if text else ""),
-        http_status=response.status_code if response is not None else None,
+        http_status=response.status if response is not None else None,
         vendor=vendor,
     )

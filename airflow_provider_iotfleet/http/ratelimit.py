@@ -8,14 +8,17 @@ from collections.abc import Callable
 
 
 class TokenBucket:
-    """A thread-safe token bucket: ``acquire()`` blocks until the caller may send one request.
+    """A thread-safe token bucket that hands out send times: each caller reserves the next free slot.
 
-    :param rate: tokens added per second (requests per second on average).
-    :param capacity: the most tokens the bucket holds, that is the largest burst allowed after a
-        quiet spell. The default of one spaces requests evenly, which is what per-second vendor limits
-        need: a burst at the end of one second and another at the start of the next would break them.
+    :meth:`reserve` never waits; :meth:`acquire` sleeps in the calling thread and :meth:`aacquire`
+    awaits in the event loop, so the sync and async clients share one limiter logic.
+
+    :param rate: requests per second on average.
+    :param capacity: the most requests let through at once after a quiet spell. The default of one
+        spaces requests evenly, which is what per-second vendor limits need: a burst at the end of one
+        second and another at the start of the next would break them.
     :param clock: monotonic seconds; injectable for tests.
-    :param sleep: how to wait; injectable for tests.
+    :param sleep: how to wait in :meth:`acquire`; injectable for tests.
     """
 
     def __init__(
@@ -34,28 +37,31 @@ class TokenBucket:
         self.capacity = capacity
         self._clock = clock
         self._sleep = sleep
-        self._tokens = capacity
-        self._updated = clock()
+        self._interval = 1.0 / rate
+        # The generic cell rate algorithm: requests are theoretically due one interval apart from
+        # ``_due``; one may go up to ``_tolerance`` early, which is what allows a burst of ``capacity``.
+        self._tolerance = (capacity - 1) * self._interval
+        self._due = clock()
         self._lock = threading.Lock()
 
-    def _wait_needed(self) -> float:
-        """Take a token if one is there and return 0, else return how long until one is."""
+    def reserve(self) -> float:
+        """Take the next free slot; return the seconds until it comes (0 when it is free now)."""
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            # The epsilon absorbs float rounding: without it, a bucket at 0.9999999999 tokens asks for
-            # a sleep too short to move a large monotonic clock, and spins.
-            if self._tokens >= 1 - 1e-9:
-                self._tokens = max(self._tokens - 1, 0.0)
-                return 0.0
-            return (1 - self._tokens) / self.rate
+            wait = max(self._due - self._tolerance - now, 0.0)
+            self._due = max(self._due, now) + self._interval
+            return wait
 
     def acquire(self) -> float:
         """Block until a request may be sent; return the seconds spent waiting."""
-        waited = 0.0
-        while (wait := self._wait_needed()) > 0:
-            # Sleep outside the lock so that other threads can compute their own wait meanwhile.
+        wait = self.reserve()
+        if wait > 0:
             self._sleep(wait)
-            waited += wait
-        return waited
+        return wait
+
+    async def aacquire(self, sleep: Callable[[float], object]) -> float:
+        """Wait in the event loop (``sleep`` is an async sleep) until a request may be sent."""
+        wait = self.reserve()
+        if wait > 0:
+            await sleep(wait)  # type: ignore[misc]
+        return wait

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetTransportError
+from airflow_provider_iotfleet.http.request import Call
+
 #: HTTP statuses that mean "try again later" on every vendor we wrap.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses that say the vendor did not process the request (throttled, or not serving at all).
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,25 @@ class BackoffPolicy:
             return max(retry_after, 0.0)
         ceiling = min(self.backoff_max, self.backoff_base * 2.0**retry_number)
         return ceiling / 2 + uniform(0.0, ceiling / 2)
+
+
+def may_repeat(call: Call, error: IoTFleetError, vendor_says_retry: bool = False) -> bool:
+    """Return whether ``call`` may be sent again after ``error``, given what kind of call it is.
+
+    :param vendor_says_retry: the vendor named the error as "try again" (a throttling code sent with
+        another status than 429).
+    """
+    if call.repeat == "never":
+        return False
+    status = error.http_status
+    if isinstance(error, IoTFleetTransportError):
+        return call.repeat == "always" or not error.may_have_reached_vendor
+    if status in NOT_PROCESSED_STATUSES or vendor_says_retry:
+        return True
+    if call.repeat != "always":
+        return False
+    # Other 5xx, and a 2xx whose body was garbled: the answer was lost, the call may be repeated.
+    return status is not None and (status in RETRYABLE_STATUSES or 200 <= status < 300)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

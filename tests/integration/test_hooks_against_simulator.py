@@ -111,10 +111,11 @@ def test_cisco_edit_devices_concurrently(simulator: Simulator, set_connection: o
 def test_cisco_search_sees_the_change(simulator: Simulator) -> None:
     with CiscoControlCenterHook() as hook:
         hook.edit_device(iccid_of(7), {"accountCustom1": "x"})
-        since = (simulator.state.now() - timedelta(minutes=1)).isoformat(timespec="seconds")
-        page = hook.client.send("GET", "devices", params={"modifiedSince": since, "pageSize": 50}).object()
-    assert [d["iccid"] for d in page["devices"]] == [iccid_of(7)]
-    assert page["lastPage"] is True
+        since = simulator.state.now() - timedelta(minutes=1)
+        changed = list(hook.search_devices(since, page_size=2))
+        statuses = hook.device_statuses([iccid_of(7), iccid_of(8)], changed_since=since)
+    assert [d["iccid"] for d in changed] == [iccid_of(7)]
+    assert statuses == {iccid_of(7): "ACTIVATED"}  # only what changed is reported
 
 
 def test_huawei_force_offline_flips_online_devices_and_reports_the_rest(simulator: Simulator) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+import requests
 import requests_mock as rm
 import structlog
 from airflow.sdk import DAG
@@ -535,6 +536,19 @@ def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(
     assert requests_mock.call_count == 1
     assert [b["error_code"] for b in ctx["ti"].xcom[OUTCOME_KEY]["failed_batches"]] == ["429"] * 3
     assert clock.sleeps == []
+
+
+def test_roma_unreachable_host_stops_the_run(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(rm.ANY, exc=requests.exceptions.ConnectTimeout("connect timed out"))
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(
+        task_id="t", device_ids=list(range(1, 6)), batch_size=2, fail_on_error=False
+    )
+    outcome = op.execute(ctx)
+    assert requests_mock.call_count == 4  # the first batch, retried; never the others
+    assert [entry["message"].startswith("not attempted") for entry in outcome["failed"]] == [False] * 2 + [
+        True
+    ] * 3
 
 
 def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_mock: rm.Mocker) -> None:

@@ -21,6 +21,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.http import (
     BackoffPolicy,
+    Call,
     ErrorMapping,
     TokenBucket,
     VendorErrorBody,
@@ -73,7 +74,7 @@ def test_a_long_retry_after_is_handed_to_airflow_not_slept_through(
         f"{BASE}/things", status_code=429, headers={"Retry-After": "3600"}, json={"msg": "quota"}
     )
     with pytest.raises(IoTFleetRateLimitError) as caught:
-        make_client(clock).send("GET", "things")
+        make_client(clock).send(Call("GET", "things"))
     assert caught.value.retry_after == 3600.0
     assert requests_mock.call_count == 1
     assert clock.sleeps == []
@@ -103,7 +104,7 @@ def test_429_waits_as_retry_after_says_then_succeeds(requests_mock: rm.Mocker, c
             {"status_code": 200, "json": {"ok": True}},
         ],
     )
-    reply = make_client(clock).send("GET", "things")
+    reply = make_client(clock).send(Call("GET", "things"))
     assert reply.object() == {"ok": True}
     assert clock.sleeps == [7.0]
 
@@ -118,7 +119,7 @@ def test_retry_after_as_http_date_is_measured_from_the_clock(
             {"status_code": 200, "json": {}},
         ],
     )
-    make_client(clock).send("GET", "things")
+    make_client(clock).send(Call("GET", "things"))
     assert clock.sleeps == [12.0]
 
 
@@ -132,7 +133,7 @@ def test_5xx_and_connection_errors_back_off_exponentially(requests_mock: rm.Mock
             {"status_code": 200, "json": {"n": 1}},
         ],
     )
-    assert make_client(clock).send("GET", "things").field("n", int) == 1
+    assert make_client(clock).send(Call("GET", "things")).field("n", int) == 1
     assert clock.sleeps == [1.0, 2.0, 4.0]
 
 
@@ -144,7 +145,7 @@ def test_retries_run_out_with_a_typed_error(requests_mock: rm.Mocker, clock: Fak
         json={"msg": "busy"},
     )
     with pytest.raises(IoTFleetRateLimitError) as caught:
-        make_client(clock, retry=BackoffPolicy(max_retries=2)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=2)).send(Call("GET", "things"))
     assert requests_mock.call_count == 3
     error = caught.value
     assert (error.http_status, error.request_id, error.retry_after) == (429, "req-9", 1.0)
@@ -154,13 +155,13 @@ def test_retries_run_out_with_a_typed_error(requests_mock: rm.Mocker, clock: Fak
 def test_transport_failure_after_retries(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", exc=requests.ConnectTimeout("timed out"))
     with pytest.raises(IoTFleetTransportError, match="could not be completed: ConnectTimeout: timed out"):
-        make_client(clock, retry=BackoffPolicy(max_retries=1)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=1)).send(Call("GET", "things"))
     assert requests_mock.call_count == 2
 
 
 def test_vendor_named_throttling_code_is_retried(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", [{"status_code": 400, "json": {"code": "BUSY"}}, {"json": {}}])
-    make_client(clock).send("GET", "things")
+    make_client(clock).send(Call("GET", "things"))
     assert requests_mock.call_count == 2
 
 
@@ -181,7 +182,7 @@ def test_client_errors_are_not_retried_and_carry_vendor_fields(
         f"{BASE}/things/1", status_code=status, json={"code": "C1", "msg": "nope", "rid": "r-1"}
     )
     with pytest.raises(error_class) as caught:
-        make_client(clock).send("PUT", "things/1", json={})
+        make_client(clock).send(Call("PUT", "things/1", json={}))
     assert requests_mock.call_count == 1
     assert (caught.value.http_status, caught.value.error_code, caught.value.request_id) == (
         status,
@@ -196,13 +197,13 @@ def test_non_json_success_is_a_clear_error_not_a_keyerror(requests_mock: rm.Mock
     with pytest.raises(
         IoTFleetVendorResponseError, match="a body that is not JSON: '<html>maintenance</html>'"
     ):
-        make_client(clock, retry=BackoffPolicy(max_retries=1)).send("GET", "things")
+        make_client(clock, retry=BackoffPolicy(max_retries=1)).send(Call("GET", "things"))
     assert requests_mock.call_count == 2  # a garbled 2xx is retried once, like a 5xx
 
 
 def test_wrongly_shaped_answers_name_the_field(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", json={"count": "three", "items": [1]})
-    reply = make_client(clock).send("GET", "things")
+    reply = make_client(clock).send(Call("GET", "things"))
     with pytest.raises(IoTFleetVendorResponseError, match="'count' of type str"):
         reply.field("count", int)
     with pytest.raises(IoTFleetVendorResponseError, match="no 'total' field"):
@@ -211,19 +212,19 @@ def test_wrongly_shaped_answers_name_the_field(requests_mock: rm.Mocker, clock: 
         reply.objects("items")
     requests_mock.get(f"{BASE}/list", json=[1, 2])
     with pytest.raises(IoTFleetVendorResponseError, match="a list where a JSON object was expected"):
-        make_client(clock).send("GET", "list").object()
+        make_client(clock).send(Call("GET", "list")).object()
 
 
 def test_redirects_are_not_followed(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", status_code=302, headers={"Location": "https://elsewhere.test/"})
     with pytest.raises(IoTFleetVendorResponseError):
-        make_client(clock).send("GET", "things")
+        make_client(clock).send(Call("GET", "things"))
     assert [r.url for r in requests_mock.request_history] == [f"{BASE}/things"]
 
 
 def test_user_agent_names_the_provider(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", json={})
-    make_client(clock).send("GET", "things")
+    make_client(clock).send(Call("GET", "things"))
     assert requests_mock.last_request.headers["User-Agent"].startswith("airflow-provider-iotfleet/")
 
 

@@ -15,7 +15,13 @@ import requests_mock as rm
 
 from airflow_provider_iotfleet.exceptions import IoTFleetTransportError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from airflow_provider_iotfleet.http import BackoffPolicy, ErrorMapping, VendorErrorBody, VendorHttpClient
+from airflow_provider_iotfleet.http import (
+    BackoffPolicy,
+    Call,
+    ErrorMapping,
+    VendorErrorBody,
+    VendorHttpClient,
+)
 from tests.fakes import ICCID, FakeClock
 
 # requests reads bodies in 10 KiB chunks; the bug needed a broken body larger than one chunk.
@@ -91,10 +97,10 @@ def test_waiting_for_a_connection_slot_is_bounded(requests_mock: rm.Mocker, cloc
     # A slot held elsewhere and never given back (the shape of a leak): the call gives up, typed.
     assert client._slots.acquire()
     with pytest.raises(IoTFleetTransportError, match=r"no free connection slot within 0\.2 s"):
-        client.send("GET", "things")
+        client.send(Call("GET", "things"))
     assert requests_mock.call_count == 0
     client._slots.release()
-    assert client.send("GET", "things").object() == {"ok": True}
+    assert client.send(Call("GET", "things")).object() == {"ok": True}
 
 
 def test_environment_settings_are_resolved_once_per_host(
@@ -116,8 +122,8 @@ def test_environment_settings_are_resolved_once_per_host(
 
     monkeypatch.setattr(client.session, "merge_environment_settings", counting_merge)
     for _ in range(5):
-        client.send("GET", "things")
-    client.send("POST", "https://auth.example.test/token")
+        client.send(Call("GET", "things"))
+    client.send(Call("POST", "https://auth.example.test/token"))
     assert lookups == ["https://api.example.test", "https://auth.example.test"]
     first = requests_mock.request_history[0]
     assert first.verify == str(bundle)  # Session.send alone would have ignored REQUESTS_CA_BUNDLE

@@ -1,0 +1,143 @@
+"""The async driver, on ``httpx`` (shipped with Airflow), for triggers: the same calls, auth flows,
+retry rules and error mapping as the sync client, awaited instead of blocking.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+import httpx
+
+from airflow_provider_iotfleet._compat import amask_secret
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetError,
+    IoTFleetTransportError,
+    IoTFleetVendorResponseError,
+)
+from airflow_provider_iotfleet.http.answers import Reply
+from airflow_provider_iotfleet.http.auth import Flow, Mask, Sent, Wait
+from airflow_provider_iotfleet.http.client import ClientCore
+from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
+
+#: How often a coroutine looks whether another one has finished renewing a shared token.
+_RENEWAL_POLL = 0.05
+#: Failures that prove the request never left: nothing reached the vendor.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class AsyncVendorHttpClient(ClientCore):
+    """One vendor API over one reused ``httpx.AsyncClient``; nothing in it blocks the event loop.
+
+    Takes the options of :class:`~airflow_provider_iotfleet.http.client.ClientCore`.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout, pool=self.pool_timeout),
+            limits=httpx.Limits(
+                max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+            ),
+            follow_redirects=False,
+            verify=_verify_from_environment(),
+        )
+
+    async def send(self, call: Call) -> Reply:
+        """Send ``call`` (after any logins its auth needs) and return the vendor's answer.
+
+        :raises IoTFleetVendorResponseError: or a subclass, as the sync client does.
+        :raises IoTFleetTransportError: when the vendor could not be reached after every retry.
+        """
+        reply = await self._drive(self.auth.flow(self.build(call), self.build))
+        assert reply is not None  # a data flow always ends with the data request's outcome
+        return reply
+
+    async def obtain(self) -> None:
+        """Obtain the credentials the auth fetches from the vendor, now."""
+        await self._drive(self.auth.obtain(self.build))
+
+    async def _drive(self, flow: Flow) -> Reply | None:
+        outcome: Sent = None
+        previous: Request | None = None
+        try:
+            step = next(flow)
+            while True:
+                sent: Sent = None
+                if isinstance(step, Request):
+                    if self.renewing_again(step, previous, outcome):
+                        self.log.info(
+                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
+                        )
+                    outcome = sent = await self._exchange(step)
+                    previous = step
+                elif isinstance(step, Wait):
+                    waited = 0.0
+                    while step.cache.renewing and waited < self.pool_timeout:
+                        await self.clock.asleep(_RENEWAL_POLL)
+                        waited += _RENEWAL_POLL
+                elif isinstance(step, Mask):
+                    await amask_secret(step.secret)
+                step = flow.send(sent)
+        except StopIteration:
+            pass
+        except IoTFleetError as error:
+            raise self.explained(error, self.auth) from error.__cause__
+        finally:
+            flow.close()
+        if isinstance(outcome, IoTFleetError):
+            raise self.explained(outcome, self.auth)
+        return outcome
+
+    async def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
+        retries = 0
+        while True:
+            if request.call.rate_limited and self.rate_limiter is not None:
+                await self.rate_limiter.aacquire(self.clock.asleep)
+            error: IoTFleetError
+            try:
+                outcome, retry_after = self.outcome(request, await self._transmit(request))
+            except IoTFleetTransportError as transport_error:
+                error, retry_after = transport_error, None
+            else:
+                if isinstance(outcome, Reply):
+                    return outcome
+                error = outcome
+            delay = self.retry_delay(request, error, retries, retry_after)
+            if delay is None:
+                if isinstance(error, IoTFleetVendorResponseError):
+                    return error
+                raise error
+            retries += 1
+            await self.clock.asleep(delay)
+            request = self.auth.refresh(request)
+
+    async def _transmit(self, request: Request) -> Response:
+        try:
+            outgoing = self._client.build_request(
+                request.method, request.url, headers=dict(request.headers), content=request.body or None
+            )
+            response = await self._client.send(outgoing, stream=True)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise self.transport_error(request, exc, reached=not isinstance(exc, _NEVER_SENT)) from None
+        return Response(
+            status=response.status_code,
+            headers=Headers(dict(response.headers)),
+            body=body,
+            reason=response.reason_phrase,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client and its pooled connections."""
+        await self._client.aclose()
+
+
+def _verify_from_environment() -> ssl.SSLContext | bool:
+    """Honour the CA bundle variables ``requests`` reads, so both clients trust the same roots."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return ssl.create_default_context(cafile=bundle) if bundle else True
