@@ -30,12 +30,14 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 class AsyncVendorHttpClient(ClientCore):
     """One vendor API over one reused ``httpx.AsyncClient``; nothing in it blocks the event loop.
 
-    Takes the options of :class:`~airflow_provider_iotfleet.http.client.ClientCore`.
+    Takes the options of :class:`~airflow_provider_iotfleet.http.client.ClientCore`, and
+    ``transport`` (an ``httpx.MockTransport`` in tests).
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
         super().__init__(**options)
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(self.timeout, pool=self.pool_timeout),
             limits=httpx.Limits(
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
