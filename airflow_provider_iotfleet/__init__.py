@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 _HOOKS = "airflow_provider_iotfleet.hooks"
 _OPERATORS = "airflow_provider_iotfleet.operators"
+_SENSORS = "airflow_provider_iotfleet.sensors"
+_TRIGGERS = "airflow_provider_iotfleet.triggers"
 #: Integration display names, one per vendor module name.
 _INTEGRATIONS = {
     "paloalto": "Palo Alto Networks IoT Security",
@@ -22,10 +24,15 @@ _INTEGRATIONS = {
 }
 
 
-def _modules(package: str) -> list[dict[str, Any]]:
+#: Vendors without a sensor (Palo Alto has nothing to wait for).
+_WITHOUT_WAITS = ("paloalto",)
+
+
+def _modules(package: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     return [
         {"integration-name": name, "python-modules": [f"{package}.{module}"]}
         for module, name in _INTEGRATIONS.items()
+        if module not in skip
     ]
 
 
@@ -57,6 +64,8 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [{"integration-name": name, "tags": ["service"]} for name in _INTEGRATIONS.values()],
         "hooks": _modules(_HOOKS),
         "operators": _modules(_OPERATORS),
+        "sensors": _modules(_SENSORS, skip=_WITHOUT_WAITS),
+        "triggers": _modules(_TRIGGERS, skip=_WITHOUT_WAITS),
         "connection-types": [
             {
                 "connection-type": "paloalto_iot",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetTransportError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetRateLimitError, IoTFleetTransportError
 from airflow_provider_iotfleet.http.request import Call
 
 #: HTTP statuses that mean "try again later" on every vendor we wrap.
@@ -75,6 +75,17 @@ def may_repeat(call: Call, error: IoTFleetError, vendor_says_retry: bool = False
         return False
     # Other 5xx, and a 2xx whose body was garbled: the answer was lost, the call may be repeated.
     return status is not None and (status in RETRYABLE_STATUSES or 200 <= status < 300)
+
+
+def is_transient(error: IoTFleetError) -> bool:
+    """Whether the same read may well succeed later: a failed connection, throttling, or a 5xx.
+
+    Sensors and triggers retry such failures on their next poll; anything else (refused
+    credentials, an unknown device) ends the wait at once.
+    """
+    if isinstance(error, IoTFleetTransportError | IoTFleetRateLimitError):
+        return True
+    return error.http_status is not None and error.http_status >= 500
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

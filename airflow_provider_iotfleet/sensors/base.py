@@ -1,0 +1,169 @@
+"""What every device-status sensor shares: validated ids, a first check, polling or deferring.
+
+A vendor sensor says which ids and target it takes and how to validate them
+(:meth:`DeviceWatchSensor.new_watch`); this base runs the wait. In poke and reschedule mode each poke
+polls the watch with the sync hook; with ``deferrable=True`` the sensor checks once, then defers to
+the vendor trigger (the same watch, polled with the async hook in the triggerer), whose event
+:meth:`execute_complete` turns into the same XCom value as poke mode.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.http.retry import is_transient
+from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: How much longer than the sensor's timeout Airflow waits for a deferred trigger: the trigger ends
+#: the wait itself at the timeout, with a message naming the devices still not matched.
+DEFERRAL_GRACE = timedelta(minutes=2)
+
+
+class IoTFleetSensorError(IoTFleetError):
+    """A device-status wait ended without every device matching (a timeout, or a lasting vendor error)."""
+
+
+class DeviceWatchSensor(BaseSensorOperator):
+    """Base of the device-status sensors.
+
+    :param conn_id: the Airflow connection (each sensor names it ``<vendor>_conn_id``).
+    :param deferrable: hand the polling to the triggerer instead of holding a worker slot
+        (default: the ``[operators] default_deferrable`` setting).
+    :param max_transient_errors: polls in a row that may fail transiently (throttling, 5xx, dropped
+        connections, after the client's own retries) before the sensor fails.
+
+    ``poke_interval`` is the time between polls in every mode, and ``timeout`` bounds the wait in
+    every mode; a timeout names the devices still not matched and what they last reported.
+    """
+
+    trigger_class: ClassVar[type[DeviceWatchTrigger]]
+    ui_color = "#fdf3e8"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_transient_errors: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.deferrable = deferrable
+        self.max_transient_errors = max_transient_errors
+        self._watch: DeviceWatch | None = None
+        self._transient_failures = 0
+
+    @property
+    def hook_class(self) -> type[IoTFleetBaseHook]:
+        return self.trigger_class.hook_class
+
+    @cached_property
+    def hook(self) -> IoTFleetBaseHook:
+        return self.hook_class(self.conn_id)
+
+    @property
+    def vendor(self) -> str:
+        return self.hook_class.hook_name
+
+    def new_watch(self) -> DeviceWatch:
+        """Return the watch over this sensor's (rendered, validated) devices and target.
+
+        :raises IoTFleetValidationError: naming every bad id, before the first poll.
+        """
+        raise NotImplementedError
+
+    def trigger_options(self) -> dict[str, Any]:
+        """Vendor-specific trigger options, JSON primitives."""
+        return {}
+
+    def execute(self, context: Context) -> Any:
+        watch = self._watch = self.new_watch()
+        if not watch.ids:
+            self.log.warning("%s: no devices to wait for", self.vendor)
+            return watch.xcom()
+        self.log.info(
+            "%s: waiting for %d %ss to report %s %s (connection %r, %s mode)",
+            self.vendor,
+            len(watch.ids),
+            watch.unit,
+            watch.value_name,
+            watch.target,
+            self.conn_id,
+            "deferrable" if self.deferrable else self.mode,
+        )
+        try:
+            if not self.deferrable:
+                return self._poke_until_done(context)
+            if self.poke(context).is_done:  # type: ignore[union-attr]
+                return watch.xcom()
+        finally:
+            self.hook.close()
+        self.defer(
+            trigger=self.trigger_class(
+                conn_id=self.conn_id,
+                ids=watch.ids,
+                target=watch.target,
+                poll_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+                max_transient_errors=self.max_transient_errors,
+                options=self.trigger_options(),
+                seen=watch.seen(),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+    def _poke_until_done(self, context: Context) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as timeout:
+            watch = self._watch
+            raise AirflowSensorTimeout(
+                f"{timeout} {watch.describe_unmatched() if watch else ''}".strip()
+            ) from None
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Poll the devices not matched yet; done when every device reports the target."""
+        watch = self._watch
+        if watch is None:  # poke called on its own, as tests and Airflow's test command may
+            watch = self._watch = self.new_watch()
+        try:
+            watch.poll(self.hook)
+        except IoTFleetError as error:
+            self._transient_failures += 1
+            if is_transient(error) and self._transient_failures <= self.max_transient_errors:
+                self.log.warning("%s (poll failed; trying again at the next poke)", error)
+                return PokeReturnValue(is_done=False)
+            raise IoTFleetSensorError(f"{error}. {watch.describe_unmatched()}") from error
+        self._transient_failures = 0
+        if watch.done:
+            self.log.info("%s: %s", self.vendor, watch.describe_unmatched())
+            return PokeReturnValue(is_done=True, xcom_value=watch.xcom())
+        self.log.info("%s: %s", self.vendor, watch.describe_unmatched())
+        return PokeReturnValue(is_done=False)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Turn the trigger's event into the XCom value poke mode returns, or the task's failure."""
+        status = event.get("status")
+        if status == "success":
+            self.log.info("%s: %s", self.vendor, event.get("description", ""))
+            return event["xcom"]
+        context["ti"].xcom_push(key="last_seen", value=event.get("xcom"))
+        if status == "timeout":
+            raise AirflowSensorTimeout(
+                f"{self.vendor}: the sensor timed out after {self.timeout:g} s: {event.get('description')}"
+            )
+        raise IoTFleetSensorError(f"{self.vendor}: {event.get('message')}. {event.get('description')}")

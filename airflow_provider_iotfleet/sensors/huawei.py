@@ -1,0 +1,53 @@
+"""Huawei ROMA Connect: wait until devices are online or offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.huawei import ONLINE_STATUS, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.operators.base import as_item_list, distinct
+from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
+from airflow_provider_iotfleet.triggers.base import DeviceWatch
+from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
+from airflow_provider_iotfleet.validation import validate_roma_device_ids
+
+
+class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):
+    """Wait until every ROMA device reports ``target_online_status`` (after a force-offline, say).
+
+    Few devices are read one by one; more are found in the instance's listing filtered on the
+    target status, whichever takes fewer requests.
+
+    XCom: ``{"matched": [id], "statuses": {id: last status}}`` (statuses ``online``, ``offline``,
+    ``never``, or ``not <target>`` when read from the listing).
+
+    :param device_ids: ROMA device ids (templated, or an upstream task's output).
+    :param target_online_status: ``offline``, ``online`` or ``never`` (templated).
+    :param huawei_roma_conn_id: the Airflow connection.
+    """
+
+    trigger_class = HuaweiRomaDeviceStatusTrigger
+    template_fields = ("device_ids", "target_online_status")
+
+    def __init__(
+        self,
+        *,
+        device_ids: Any,
+        target_online_status: str = "offline",
+        huawei_roma_conn_id: str = HuaweiRomaConnectHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=huawei_roma_conn_id, **kwargs)
+        self.device_ids = device_ids
+        self.target_online_status = target_online_status
+
+    def new_watch(self) -> DeviceWatch:
+        target = self.target_online_status
+        if not isinstance(target, str) or target.lower() not in ONLINE_STATUS:
+            raise IoTFleetValidationError(
+                "target_online_status is invalid", [f"{target!r} is not one of {', '.join(ONLINE_STATUS)}"]
+            )
+        given = as_item_list(self.device_ids, "device_ids")
+        ids, _ = distinct(validate_roma_device_ids(given) if given else [], key=int)
+        return self.trigger_class.watch_class(ids, target.lower())

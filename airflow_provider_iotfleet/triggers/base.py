@@ -1,0 +1,247 @@
+"""What every device-status wait shares, in the sensor's poke and in its deferrable trigger.
+
+A :class:`DeviceWatch` is the vendor-neutral state of one wait: the devices, the value each must
+reach, the last value seen, and which are matched. A vendor subclass says how to read the devices
+still unmatched, once with the sync hook (:meth:`DeviceWatch.poll`, for ``poke``) and once with its
+async twin (:meth:`DeviceWatch.apoll`, for the trigger); everything else, including the XCom value
+and the messages, is written here once. :class:`DeviceWatchTrigger` is the trigger template: the
+vendor triggers only name their watch and hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.http.retry import is_transient
+from airflow_provider_iotfleet.validation import plural
+
+#: How many unmatched devices a log line or message names.
+SAMPLE_SIZE = 5
+
+
+class DeviceWatch:
+    """Devices waited on until each reports ``target``; a device once matched stays matched.
+
+    :param ids: the devices, validated, in the order the user gave them.
+    :param target: the value each must report.
+    """
+
+    #: the XCom key of the per-device values ("statuses", "firmware").
+    values_key: ClassVar[str] = "statuses"
+    #: what a value is called in messages ("status", "firmware").
+    value_name: ClassVar[str] = "status"
+    #: what a device is called in messages.
+    unit: ClassVar[str] = "device"
+
+    def __init__(self, ids: Sequence[Hashable], target: str) -> None:
+        self.ids = list(ids)
+        self.target = target
+        self.values: dict[Hashable, str | None] = {}
+        self.matched: set[Hashable] = set()
+        self.polls = 0
+
+    # --- vendor reads: one line each, the same read in both worlds ------------------------------
+
+    def poll(self, hook: Any) -> None:
+        """Read the unmatched devices with the sync hook and absorb what they report."""
+        raise NotImplementedError
+
+    async def apoll(self, hook: Any) -> None:
+        """Read the unmatched devices with the hook's async methods and absorb what they report."""
+        raise NotImplementedError
+
+    # --- shared state ---------------------------------------------------------------------------
+
+    def absorb(self, values: Mapping[Any, str | None]) -> None:
+        """Record what the devices reported in one poll."""
+        self.polls += 1
+        for device_id, value in values.items():
+            if device_id in self.matched:
+                continue
+            self.values[device_id] = value
+            if value == self.target:
+                self.matched.add(device_id)
+
+    def seen(self) -> list[list[Any]]:
+        """``[[id, value], ...]`` for the matched devices: what a trigger must start from."""
+        return [
+            [device_id, self.values.get(device_id)] for device_id in self.ids if device_id in self.matched
+        ]
+
+    def restore(self, seen: Sequence[Sequence[Any]]) -> None:
+        """Start from what an earlier check already matched (see :meth:`seen`)."""
+        for device_id, value in seen:
+            self.values[device_id] = value
+            self.matched.add(device_id)
+
+    @property
+    def unmatched(self) -> list[Hashable]:
+        return [device_id for device_id in self.ids if device_id not in self.matched]
+
+    @property
+    def done(self) -> bool:
+        return len(self.matched) == len(self.ids)
+
+    def xcom(self) -> dict[str, Any]:
+        """The sensor's XCom value: matched ids in input order, and each device's last value."""
+        return {
+            "matched": [device_id for device_id in self.ids if device_id in self.matched],
+            self.values_key: {str(device_id): self.values.get(device_id) for device_id in self.ids},
+        }
+
+    def describe_unmatched(self) -> str:
+        """``"2 of 10 devices not yet at status ACTIVATED: 8901... (DEACTIVATED), ..."``."""
+        unmatched = self.unmatched
+        if not unmatched:
+            return f"every {self.unit} reports {self.value_name} {self.target}"
+        sample = ", ".join(f"{device_id} ({self._shown(device_id)})" for device_id in unmatched[:SAMPLE_SIZE])
+        more = f" and {len(unmatched) - SAMPLE_SIZE} more" if len(unmatched) > SAMPLE_SIZE else ""
+        return (
+            f"{len(unmatched)} of {plural(len(self.ids), self.unit)} not yet at {self.value_name} "
+            f"{self.target}: {sample}{more}"
+        )
+
+    def _shown(self, device_id: Hashable) -> str:
+        if device_id not in self.values:
+            return "not read yet"
+        value = self.values[device_id]
+        return "none reported" if value is None else str(value)
+
+    def event(self, status: str, message: str = "") -> dict[str, Any]:
+        """The JSON-safe payload a trigger fires: the XCom value, what is unmatched, and why it ended."""
+        return {
+            "status": status,
+            "message": message,
+            "xcom": self.xcom(),
+            "unmatched": {str(device_id): self.values.get(device_id) for device_id in self.unmatched},
+            "description": self.describe_unmatched(),
+        }
+
+
+_SHARED: dict[tuple[int, type[IoTFleetBaseHook], str], tuple[IoTFleetBaseHook, int]] = {}
+
+
+@asynccontextmanager
+async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> AsyncIterator[IoTFleetBaseHook]:
+    """One hook per connection for every trigger in this event loop, closed when the last one ends.
+
+    Triggers waiting on the same tenant then share one connection pool, one login and one rate
+    limiter, so 500 waits poll like one client, within the vendor's limits.
+    """
+    key = (id(asyncio.get_running_loop()), hook_class, conn_id)
+    hook, users = _SHARED.get(key, (None, 0))
+    if hook is None:
+        hook = hook_class(conn_id)
+    _SHARED[key] = (hook, users + 1)
+    try:
+        yield hook
+    finally:
+        hook, users = _SHARED[key]
+        if users > 1:
+            _SHARED[key] = (hook, users - 1)
+        else:
+            del _SHARED[key]
+            await hook.aclose()
+
+
+class DeviceWatchTrigger(BaseTrigger):
+    """Polls a :class:`DeviceWatch` until every device matches, the deadline passes, or the vendor
+    fails for good; then fires one event the sensor's ``execute_complete`` turns into its result.
+
+    Transient failures (throttling, 5xx, dropped connections, after the client's own retries) are
+    retried up to ``max_transient_errors`` polls in a row. Everything is awaited: nothing here blocks
+    the event loop, and nothing is per-trigger thread.
+
+    :param conn_id: the Airflow connection.
+    :param ids: the devices (JSON primitives).
+    :param target: the value each must report.
+    :param poll_interval: seconds between polls.
+    :param deadline: the epoch second after which the wait ends with a ``timeout`` event.
+    :param max_transient_errors: polls in a row that may fail transiently before giving up.
+    :param options: vendor-specific watch arguments, JSON primitives (ThingSpace's account).
+    :param seen: ``[[id, value], ...]`` the sensor's first check already found matched, so the
+        event's XCom value covers every device, as in poke mode.
+    """
+
+    watch_class: ClassVar[type[DeviceWatch]]
+    hook_class: ClassVar[type[IoTFleetBaseHook]]
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        ids: Sequence[Any],
+        target: str,
+        poll_interval: float,
+        deadline: float,
+        max_transient_errors: int = 5,
+        options: Mapping[str, Any] | None = None,
+        seen: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        super().__init__()
+        self.options = dict(options or {})
+        self.seen = [list(pair) for pair in seen]
+        self.conn_id = conn_id
+        self.ids = list(ids)
+        self.target = target
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.max_transient_errors = max_transient_errors
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "ids": self.ids,
+                "target": self.target,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "max_transient_errors": self.max_transient_errors,
+                "options": self.options,
+                "seen": self.seen,
+            },
+        )
+
+    def watch(self) -> DeviceWatch:
+        watch = self.watch_class(self.ids, self.target, **self.options)
+        watch.restore(self.seen)
+        return watch
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = self.watch()
+        failures = 0
+        async with shared_hook(self.hook_class, self.conn_id) as hook:
+            while True:
+                try:
+                    await watch.apoll(hook)
+                    failures = 0
+                except IoTFleetError as error:
+                    failures += 1
+                    if not is_transient(error) or failures > self.max_transient_errors:
+                        yield TriggerEvent(watch.event("error", str(error)))
+                        return
+                    self.log.warning(
+                        "%s (poll %d failed; %d more tries)",
+                        error,
+                        failures,
+                        self.max_transient_errors - failures + 1,
+                    )
+                if watch.done:
+                    yield TriggerEvent(watch.event("success"))
+                    return
+                remaining = self.deadline - time.time()
+                if remaining <= 0:
+                    yield TriggerEvent(watch.event("timeout", "the sensor's timeout passed"))
+                    return
+                if not failures:
+                    self.log.info("%s", watch.describe_unmatched())
+                await asyncio.sleep(min(self.poll_interval, remaining))

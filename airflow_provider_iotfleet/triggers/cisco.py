@@ -1,0 +1,51 @@
+"""Cisco IoT Control Center: wait for SIM statuses (after a scheduled edit comes due, for instance)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger
+
+#: Search Devices is asked from this long before the previous poll, so that a clock difference
+#: between us and Control Center cannot hide a change (reading a device twice is harmless).
+SEARCH_OVERLAP = timedelta(minutes=10)
+#: Every this many polls the unmatched devices are read in full anyway, as a safety net.
+FULL_READ_EVERY = 10
+
+
+class CiscoDeviceStatusWatch(DeviceWatch):
+    """ICCIDs waited on until each reports a SIM status.
+
+    The first poll reads each device (``GET /devices/{iccid}``); later polls ask Search Devices only
+    for what changed since the previous one, so a poll costs what changed rather than the fleet.
+    """
+
+    unit = "device"
+
+    def __init__(self, ids: Sequence[str], target: str) -> None:
+        super().__init__(ids, target)
+        self.since: datetime | None = None
+
+    def _since(self) -> datetime | None:
+        return None if self.since is None or self.polls % FULL_READ_EVERY == 0 else self.since
+
+    def _seen(self, statuses: Mapping[str, str], started: datetime) -> None:
+        self.absorb(statuses)
+        self.since = started - SEARCH_OVERLAP
+
+    def poll(self, hook: CiscoControlCenterHook) -> None:
+        started = hook.clock.now()
+        self._seen(hook.device_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
+
+    async def apoll(self, hook: CiscoControlCenterHook) -> None:
+        started = hook.clock.now()
+        self._seen(await hook.adevice_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
+
+
+class CiscoDeviceStatusTrigger(DeviceWatchTrigger):
+    """Fires when every ICCID reports ``target`` (or on timeout, or a lasting vendor error)."""
+
+    watch_class = CiscoDeviceStatusWatch
+    hook_class = CiscoControlCenterHook
