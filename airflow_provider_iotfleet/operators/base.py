@@ -10,12 +10,10 @@ return an :class:`OperationResult`.
 
 from __future__ import annotations
 
-import ast
-import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -25,7 +23,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
     IoTFleetNotAttemptedError,
-    IoTFleetValidationError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
@@ -178,91 +175,6 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def as_item_list(value: Any, name: str) -> list[Any]:
-    """Return a rendered operator input as a list.
-
-    Accepts what a DAG author passes: a list or tuple, an upstream task's output (Airflow resolves
-    the XComArg to a list, or a lazy sequence for mapped upstreams), or a string that renders to a
-    list literal (JSON or Python, as Jinja renders a list without ``render_template_as_native_obj``).
-
-    :raises IoTFleetValidationError: for a plain string, a mapping, or anything that is not a list.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            for parse in (json.loads, ast.literal_eval):
-                try:
-                    value = parse(text)
-                    break
-                except (ValueError, SyntaxError):
-                    continue
-        if isinstance(value, str):
-            raise IoTFleetValidationError(
-                f"{name} must be a list",
-                [
-                    f"got the string {text[:60]!r}; pass a list, an upstream task's output, or a template "
-                    "that renders a list literal (or set render_template_as_native_obj=True on the DAG)"
-                ],
-            )
-    if isinstance(value, bytes | Mapping) or not isinstance(value, Iterable):
-        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
-    return list(value)
-
-
-def as_mapping(value: Any, name: str) -> dict[str, Any]:
-    """Return a rendered operator input as a dict: a mapping, or a string that renders to a dict
-    literal (JSON or Python, as Jinja renders one without ``render_template_as_native_obj``).
-
-    :raises IoTFleetValidationError: for anything else.
-    """
-    if isinstance(value, str) and value.strip().startswith("{"):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                value = parse(value.strip())
-                break
-            except (ValueError, SyntaxError):
-                continue
-    if not isinstance(value, Mapping):
-        raise IoTFleetValidationError(
-            f"{name} must be a mapping",
-            [
-                f"got {type(value).__name__}; pass a dict, or a template that renders a dict literal "
-                "(or set render_template_as_native_obj=True on the DAG)"
-            ],
-        )
-    return dict(value)
-
-
-def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:
-    """Return the items with repeats (same ``key``) dropped, first occurrence kept, and how many went."""
-    seen: set[Hashable] = set()
-    kept: list[ItemT] = []
-    dropped = 0
-    for item in items:
-        marker = key(item)
-        if marker in seen:
-            dropped += 1
-        else:
-            seen.add(marker)
-            kept.append(item)
-    return kept, dropped
-
-
-def chunks(items: Sequence[ItemT], size: int) -> Iterator[list[ItemT]]:
-    """Yield consecutive slices of ``items`` of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-def check_batch_size(batch_size: Any, maximum: int, vendor: str) -> int:
-    """Return ``batch_size`` if it is a whole number in ``1..maximum``, else raise naming the limit."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= maximum:
-        raise IoTFleetValidationError(
-            "batch_size is invalid", [f"{batch_size!r}: {vendor} takes 1 to {maximum} per request"]
-        )
-    return batch_size
 
 
 class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):

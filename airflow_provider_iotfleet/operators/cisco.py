@@ -8,17 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from airflow_provider_iotfleet.operators.base import (
-    Failure,
-    IoTFleetBaseOperator,
-    OperationResult,
-    as_item_list,
-    as_mapping,
-    distinct,
-)
+from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
 from airflow_provider_iotfleet.validation import (
     Problems,
+    as_item_list,
+    as_mapping,
     cisco_change_problems,
+    distinct,
     validate_cisco_edits,
     validate_iccids,
 )

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
-from airflow_provider_iotfleet.operators.base import (
-    Failure,
-    IoTFleetBaseOperator,
-    OperationResult,
+from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
+from airflow_provider_iotfleet.validation import (
     as_item_list,
-    check_batch_size,
     chunks,
     distinct,
+    validate_batch_size,
+    validate_roma_device_ids,
 )
-from airflow_provider_iotfleet.validation import validate_roma_device_ids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,7 +50,7 @@ class HuaweiRomaForceOfflineOperator(IoTFleetBaseOperator[HuaweiRomaConnectHook]
     ) -> None:
         super().__init__(conn_id=huawei_roma_conn_id, fail_on_error=fail_on_error, **kwargs)
         self.device_ids = device_ids
-        self.batch_size = check_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
+        self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
     def operate(self, context: Context) -> OperationResult:
         raw = as_item_list(self.device_ids, "device_ids")

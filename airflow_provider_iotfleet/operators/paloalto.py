@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
-from airflow_provider_iotfleet.operators.base import (
-    Failure,
-    IoTFleetBaseOperator,
-    OperationResult,
+from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
+from airflow_provider_iotfleet.validation import (
     as_item_list,
-    check_batch_size,
     chunks,
     distinct,
+    validate_batch_size,
+    validate_cellular_devices,
 )
-from airflow_provider_iotfleet.validation import validate_cellular_devices
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,7 +60,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetBaseOperator[PaloAltoIoTSecurityHook
         self.devices = devices
         self.update_source = update_source
         self.customer_id = customer_id
-        self.batch_size = check_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
+        self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
     def operate(self, context: Context) -> OperationResult:
         raw = as_item_list(self.devices, "devices")

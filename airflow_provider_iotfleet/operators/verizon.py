@@ -14,17 +14,14 @@ from airflow.sdk import Asset
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.hooks.verizon import MAX_SYNC_IMEIS, VerizonThingSpaceHook, sync_failure
-from airflow_provider_iotfleet.operators.base import (
-    Failure,
-    IoTFleetBaseOperator,
-    OperationResult,
-    Progress,
+from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult, Progress
+from airflow_provider_iotfleet.validation import (
     as_item_list,
-    check_batch_size,
     chunks,
     distinct,
+    validate_batch_size,
+    validate_imeis,
 )
-from airflow_provider_iotfleet.validation import validate_imeis
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -237,7 +234,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpa
         super().__init__(conn_id=verizon_thingspace_conn_id, fail_on_error=fail_on_error, **kwargs)
         self.imeis = imeis
         self.account_name = account_name
-        self.batch_size = check_batch_size(batch_size, MAX_SYNC_IMEIS, self.hook_class.hook_name)
+        self.batch_size = validate_batch_size(batch_size, MAX_SYNC_IMEIS, self.hook_class.hook_name)
 
     def operate(self, context: Context) -> OperationResult:
         account = self.hook.resolve_account(self.account_name)

@@ -6,11 +6,10 @@ from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.huawei import ONLINE_STATUS, HuaweiRomaConnectHook
-from airflow_provider_iotfleet.operators.base import as_item_list, distinct
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
-from airflow_provider_iotfleet.validation import validate_roma_device_ids
+from airflow_provider_iotfleet.validation import as_item_list, distinct, validate_roma_device_ids
 
 
 class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):

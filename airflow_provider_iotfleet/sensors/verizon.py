@@ -6,11 +6,10 @@ from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
-from airflow_provider_iotfleet.operators.base import as_item_list, distinct
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.verizon import FirmwareWatch, VerizonThingSpaceFirmwareTrigger
-from airflow_provider_iotfleet.validation import validate_imeis
+from airflow_provider_iotfleet.validation import as_item_list, distinct, validate_imeis
 
 
 class VerizonThingSpaceFirmwareSensor(DeviceWatchSensor):

@@ -33,11 +33,8 @@ from airflow_provider_iotfleet.operators.base import (
     IoTFleetOperationFailedError,
     OperationResult,
     Progress,
-    as_item_list,
-    check_batch_size,
-    chunks,
-    distinct,
 )
+from airflow_provider_iotfleet.validation import as_item_list, chunks, distinct, validate_batch_size
 from tests.fakes import ICCID, ICCID_19, FakeClock, operator_context
 
 HOST = "https://rws.example.com"
@@ -154,7 +151,7 @@ def test_as_item_list_errors_are_value_errors_too() -> None:
         as_item_list({"a": 1}, "edits")
 
 
-# --- distinct, chunks, check_batch_size ---------------------------------------------------------
+# --- distinct, chunks, validate_batch_size ---------------------------------------------------------
 
 
 def test_distinct_keeps_first_occurrences_in_order_and_counts_the_rest() -> None:
@@ -190,8 +187,8 @@ def test_chunks(items: Sequence[Any], size: int, expected: list[list[Any]]) -> N
 
 
 @pytest.mark.parametrize("size", [1, 50, 100])
-def test_check_batch_size_accepts_1_to_the_maximum(size: int) -> None:
-    assert check_batch_size(size, 100, "Huawei ROMA Connect") == size
+def test_validate_batch_size_accepts_1_to_the_maximum(size: int) -> None:
+    assert validate_batch_size(size, 100, "Huawei ROMA Connect") == size
 
 
 @pytest.mark.parametrize(
@@ -206,9 +203,9 @@ def test_check_batch_size_accepts_1_to_the_maximum(size: int) -> None:
         pytest.param(None, id="none"),
     ],
 )
-def test_check_batch_size_rejects_and_names_the_limit(size: Any) -> None:
+def test_validate_batch_size_rejects_and_names_the_limit(size: Any) -> None:
     with pytest.raises(IoTFleetValidationError) as caught:
-        check_batch_size(size, 100, "Huawei ROMA Connect")
+        validate_batch_size(size, 100, "Huawei ROMA Connect")
     assert str(caught.value) == (
         f"batch_size is invalid:\n  - {size!r}: Huawei ROMA Connect takes 1 to 100 per request"
     )
