@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-# Airflow reads AIRFLOW_HOME at import time; keep tests away from the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="iotfleet-airflow-home-"))
+# Airflow reads AIRFLOW_HOME at import time. Always a fresh one: tests create and write a metadata
+# DB, which must never be a developer's exported AIRFLOW_HOME.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="iotfleet-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Debug level, so that tests which search logs for secrets see the debug lines too. Output is only
 # shown for failing tests.
