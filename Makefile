@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint format demo bench simulator clean
+.PHONY: test lint format demo airflow bench simulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ test: lint
 simulator: $(INSTALLED)
 	$(BIN)/python -m airflow_provider_iotfleet.simulator
 
-demo:
-	@echo "make demo is coming: it needs the vendor simulator and the example DAGs (see the open issues)."
+# The example DAGs end to end with `airflow dags test`, against the local simulator.
+demo: $(INSTALLED)
+	$(BIN)/python scripts/demo.py
+
+# The same DAGs in the UI: `airflow standalone` wired to the simulator and example_dags/.
+airflow: $(INSTALLED)
+	$(BIN)/python scripts/demo.py --ui
 
 bench:
 	@echo "make bench is coming with the benchmarks (see the open issues)."

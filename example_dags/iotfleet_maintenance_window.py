@@ -1,0 +1,125 @@
+"""A maintenance window across three platforms, each step waiting for the last to take effect.
+
+1. Huawei ROMA Connect: force the devices offline, then wait (deferrable) until they are.
+2. Cisco IoT Control Center: schedule a SIM status change for later (``effective_date``), then
+   wait (deferrable) until Control Center has applied it.
+3. Verizon ThingSpace: sync the devices' firmware versions, then wait (deferrable) until each
+   reports the target firmware.
+4. Report, whatever happened before (``all_done``): every operator's outcome and every sensor's
+   result, and what failed per device.
+
+Trigger it from the UI with your own device ids, status, delay and firmware (the DAG's params);
+the defaults are devices of the provider's simulator (``make simulator``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, chain, dag, task
+
+from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
+from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
+from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
+from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareSensor
+
+WAIT = {"deferrable": True, "poke_interval": 10, "timeout": 6 * 3600}
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    render_template_as_native_obj=True,
+    tags=["iotfleet", "example", "huawei", "cisco", "verizon"],
+    default_args={"owner": "fleet-ops", "retries": 1, "retry_delay": pendulum.duration(minutes=2)},
+    params={
+        "roma_device_ids": Param([700002, 700003, 700004], type="array", items={"type": "integer"}),
+        "iccids": Param(
+            ["89012600000000000052", "89012600000000000060"], type="array", items={"type": "string"}
+        ),
+        "sim_status": Param(
+            "DEACTIVATED",
+            enum=["ACTIVATED", "DEACTIVATED", "RETIRED"],
+            description="The SIMs' status after the window.",
+        ),
+        "effective_in_minutes": Param(30, type="integer", minimum=1, maximum=180 * 24 * 60),
+        "imeis": Param(["356908000000103", "356908000000160"], type="array", items={"type": "string"}),
+        "target_firmware": Param("SR1.2.0.0-10657", type="string"),
+    },
+    doc_md=__doc__,
+)
+def iotfleet_maintenance_window() -> None:
+    force_offline = HuaweiRomaForceOfflineOperator(
+        task_id="force_offline", device_ids="{{ params.roma_device_ids }}", fail_on_error=False
+    )
+    offline = HuaweiRomaDeviceStatusSensor(
+        task_id="wait_offline",
+        device_ids="{{ params.roma_device_ids }}",
+        target_online_status="offline",
+        **WAIT,
+    )
+
+    @task
+    def effective_date(*, params: dict[str, Any]) -> str:
+        """When the SIM change takes effect: computed when the devices are offline, not at the start."""
+        return pendulum.now("UTC").add(minutes=params["effective_in_minutes"]).isoformat()
+
+    when = effective_date()
+    schedule_sim_change = CiscoControlCenterEditDevicesOperator(
+        task_id="schedule_sim_change",
+        iccids="{{ params.iccids }}",
+        changes={"status": "{{ params.sim_status }}"},
+        effective_date=when,
+        skip_unchanged=True,
+    )
+    sims_changed = CiscoControlCenterDeviceStatusSensor(
+        task_id="wait_sim_change",
+        iccids="{{ params.iccids }}",
+        target_status="{{ params.sim_status }}",
+        **WAIT,
+    )
+    sync = VerizonThingSpaceSyncFirmwareOperator(task_id="sync_firmware", imeis="{{ params.imeis }}")
+    firmware = VerizonThingSpaceFirmwareSensor(
+        task_id="wait_firmware",
+        imeis="{{ params.imeis }}",
+        target_firmware="{{ params.target_firmware }}",
+        **WAIT,
+    )
+
+    @task(trigger_rule="all_done")
+    def report(*, ti: Any) -> dict[str, Any]:
+        """Every step's result, and the devices that failed, per step."""
+        steps = {
+            "force_offline": ti.xcom_pull(task_ids="force_offline", key="outcome"),
+            "wait_offline": ti.xcom_pull(task_ids="wait_offline"),
+            "schedule_sim_change": ti.xcom_pull(task_ids="schedule_sim_change", key="outcome"),
+            "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
+            "sync_firmware": ti.xcom_pull(task_ids="sync_firmware", key="outcome"),
+            "wait_firmware": ti.xcom_pull(task_ids="wait_firmware"),
+        }
+        failed = {
+            "force_offline": [
+                f"{f['id']}: {f['message']}" for f in (steps["force_offline"] or {}).get("failed", [])
+            ],
+            "schedule_sim_change": [
+                f"{f['iccid']}: {f['error_code']} {f['message']}"
+                for f in (steps["schedule_sim_change"] or {}).get("failed", [])
+            ],
+            "sync_firmware": [
+                f"{f['device_id']}: {f['status'] or f['error_code']} {f['reason']}"
+                for f in (steps["sync_firmware"] or {}).get("failed", [])
+            ],
+        }
+        waits = {
+            name: steps[name] is not None for name in ("wait_offline", "wait_sim_change", "wait_firmware")
+        }
+        return {"steps": steps, "failed": failed, "waits_done": waits}
+
+    chain(force_offline, offline, when, schedule_sim_change, sims_changed, sync, firmware, report())
+
+
+iotfleet_maintenance_window()
