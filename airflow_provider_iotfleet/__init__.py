@@ -36,6 +36,11 @@ def _modules(package: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     ]
 
 
+#: A field the hook cannot work without: not nullable and not empty, so the form refuses to save it
+#: empty (a nullable field saves as null, and "Extra Fields JSON" stores null for every empty one).
+_REQUIRED_STRING: dict[str, Any] = {"type": "string", "minLength": 1}
+
+
 def _common_fields() -> dict[str, dict[str, Any]]:
     return {
         "timeout": {
@@ -159,10 +164,12 @@ def get_provider_info() -> dict[str, Any]:
                             "default": "aksk",
                         },
                     },
-                    "project_id": {"label": "Project ID", "schema": {"type": ["string", "null"]}},
+                    "project_id": {"label": "Project ID (required)", "schema": _REQUIRED_STRING},
                     "instance_id": {
-                        "label": "ROMA Connect instance ID",
-                        "schema": {"type": ["string", "null"]},
+                        "label": "ROMA Connect instance ID (required)",
+                        "description": "In the ROMA Connect console, under the instance's details; older "
+                        "deployments use 'default'.",
+                        "schema": _REQUIRED_STRING,
                     },
                     "region": {
                         "label": "Region",
@@ -198,10 +205,12 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": f"{_HOOKS}.verizon.VerizonThingSpaceHook",
                 "hook-name": "Verizon ThingSpace",
                 "conn-fields": {
-                    "m2m_username": {"label": "M2M (UWS) user name", "schema": {"type": ["string", "null"]}},
+                    "m2m_username": {"label": "M2M (UWS) user name (required)", "schema": _REQUIRED_STRING},
                     "m2m_password": {
-                        "label": "M2M (UWS) password",
-                        "schema": {"type": ["string", "null"], "format": "password"},
+                        "label": "M2M (UWS) password (required)",
+                        "description": "Five failed logins in a row lock the user; a refused login is "
+                        "never repeated by a task.",
+                        "schema": {**_REQUIRED_STRING, "format": "password"},
                     },
                     "account_name": {
                         "label": "Default account name",

@@ -138,14 +138,20 @@ class IoTFleetBaseHook(BaseHook):
         """Prove the credentials work with one cheap authenticated call.
 
         :return: ``(True, what was checked)`` or ``(False, why not)``; never raises for vendor or
-            configuration errors, as the Airflow UI's "Test" button expects.
+            configuration errors, as the Airflow UI's "Test" button expects. Messages name the field
+            to fix, not the connection id: the form's Test runs under a temporary id.
         """
         try:
             return True, self._check_connection()
         except IoTFleetError as error:
-            return False, str(error)
+            return False, self._for_the_form(str(error))
         finally:
             self.close()
+
+    def _for_the_form(self, message: str) -> str:
+        return message.replace(f"Connection {self.conn_id!r} ({self.hook_name}): ", "").replace(
+            f"connection {self.conn_id!r}", "this connection"
+        )
 
     def _check_connection(self) -> str:
         raise NotImplementedError

@@ -252,7 +252,50 @@ def test_connection_errors_are_reported_by_test_connection(set_connection: Calla
     assert not ok and "must use https" in message
     set_connection("cisco_no_key", "cisco_control_center", host=HOST, login=USER)
     ok, message = CiscoControlCenterHook("cisco_no_key").test_connection()
-    assert not ok and "password is empty; set it to the API key" in message
+    # The form's Test runs under a temporary connection id: the message names the field, not the id.
+    assert (ok, message) == (False, "password is empty; set it to the API key")
+
+
+def test_test_connection_names_the_fields_not_the_temporary_id(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "tmp-3f2a", "cisco_control_center", host=HOST, login=USER, password=API_KEY, extra={"max_retries": 0}
+    )
+    requests_mock.get(
+        f"{API}/devices",
+        status_code=401,
+        json={"errorCode": "10000001", "errorMessage": "Invalid credentials."},
+    )
+    ok, message = CiscoControlCenterHook("tmp-3f2a").test_connection()
+    assert not ok
+    assert "tmp-3f2a" not in message
+    assert "Check the login (user name) and password (API key) of this connection" in message
+
+
+def test_empty_form_fields_stored_as_null_count_as_absent(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    # The form's "Extra Fields JSON" stores null for every custom field left empty.
+    set_connection(
+        "cisco_from_form",
+        "cisco_control_center",
+        host=HOST,
+        login=USER,
+        password=API_KEY,
+        extra={
+            "api_version": None,
+            "requests_per_second": None,
+            "max_concurrency": None,
+            "timeout": None,
+            "max_retries": None,
+        },
+    )
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "ACTIVATED"})
+    hook = CiscoControlCenterHook("cisco_from_form")
+    assert hook.get_device(ICCID)["status"] == "ACTIVATED"
+    assert (hook.max_concurrency, hook.client.timeout, hook.client.retry.max_retries) == (1, 30.0, 3)
+    assert hook.client.rate_limiter is not None and hook.client.rate_limiter.rate == 5.0
 
 
 def test_connection_is_read_once(

@@ -61,6 +61,23 @@ def test_every_declared_module_imports_and_each_vendor_has_one(kind: str) -> Non
             import_module(module)
 
 
+@pytest.mark.parametrize(
+    ("conn_type", "field"),
+    [
+        ("huawei_roma", "project_id"),
+        ("huawei_roma", "instance_id"),
+        ("verizon_thingspace", "m2m_username"),
+        ("verizon_thingspace", "m2m_password"),
+    ],
+)
+def test_fields_the_hook_cannot_do_without_cannot_be_saved_empty(conn_type: str, field: str) -> None:
+    (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
+    definition = entry["conn-fields"][field]
+    assert definition["schema"]["type"] == "string"  # not nullable: an empty field is not saved as null
+    assert definition["schema"]["minLength"] == 1
+    assert definition["label"].endswith("(required)")
+
+
 @pytest.mark.parametrize("conn_type", sorted(EXPECTED))
 def test_each_connection_type_matches_its_hook(conn_type: str) -> None:
     (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
