@@ -85,7 +85,9 @@ class IoTFleetBaseHook(BaseHook):
         """The async vendor client (for triggers), built on first use and reused."""
         if "_async_client" not in self.__dict__:
             await self.asettings()
-            self.__dict__["_async_client"] = AsyncVendorHttpClient(**self.client_options)
+            # Looked at again after the await: a concurrent first call may have built it meanwhile.
+            if "_async_client" not in self.__dict__:
+                self.__dict__["_async_client"] = AsyncVendorHttpClient(**self.client_options)
         client: AsyncVendorHttpClient = self.__dict__["_async_client"]
         return client
 

@@ -152,7 +152,9 @@ class TokenCache:
                 if lifetime is None:
                     self._renew_at = None
                 else:
-                    lifetime = max(lifetime, MIN_TOKEN_LIFETIME)
+                    lifetime = (
+                        max(lifetime, MIN_TOKEN_LIFETIME) if math.isfinite(lifetime) else MIN_TOKEN_LIFETIME
+                    )
                     self._renew_at = (
                         self._clock.monotonic() + lifetime - min(self._refresh_lead, lifetime / 2)
                     )

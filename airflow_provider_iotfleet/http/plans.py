@@ -9,14 +9,14 @@ hook's read method and its async twin share every line that decides what to read
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetNotAttemptedError
 from airflow_provider_iotfleet.http.aclient import AsyncVendorHttpClient
 from airflow_provider_iotfleet.http.answers import Reply
 from airflow_provider_iotfleet.http.client import VendorHttpClient
-from airflow_provider_iotfleet.http.concurrency import map_bounded
+from airflow_provider_iotfleet.http.concurrency import affects_every_item, map_bounded
 from airflow_provider_iotfleet.http.request import Call
 
 ResultT = TypeVar("ResultT")
@@ -29,7 +29,7 @@ def run_plan(client: VendorHttpClient, plan: Plan[ResultT], max_concurrency: int
         calls = next(plan)
         while True:
             outcomes = map_bounded(client.send, calls, max_concurrency)
-            failed = next((outcome.error for outcome in outcomes if outcome.error is not None), None)
+            failed = _first_cause(outcome.error for outcome in outcomes)
             if failed is not None:
                 raise failed
             calls = plan.send([outcome.result for outcome in outcomes if outcome.result is not None])
@@ -42,19 +42,31 @@ def run_plan(client: VendorHttpClient, plan: Plan[ResultT], max_concurrency: int
 async def arun_plan(client: AsyncVendorHttpClient, plan: Plan[ResultT], max_concurrency: int = 1) -> ResultT:
     """Run ``plan`` with the async client, at most ``max_concurrency`` calls in flight."""
     slots = asyncio.Semaphore(max_concurrency)
+    abort: list[IoTFleetError] = []
 
     async def send(call: Call) -> Reply | IoTFleetError:
         async with slots:
+            if abort:  # as map_bounded does for the sync client: no call after refused credentials
+                return IoTFleetNotAttemptedError.after(abort[0])
             try:
                 return await client.send(call)
             except IoTFleetError as error:
+                if affects_every_item(error) and not abort:
+                    abort.append(error)
                 return error
 
     try:
         calls = next(plan)
         while True:
             outcomes = await asyncio.gather(*(send(call) for call in calls))
-            failed = next((outcome for outcome in outcomes if isinstance(outcome, IoTFleetError)), None)
+            failed = next(
+                (
+                    o
+                    for o in outcomes
+                    if isinstance(o, IoTFleetError) and not isinstance(o, IoTFleetNotAttemptedError)
+                ),
+                None,
+            )
             if failed is not None:
                 raise failed
             calls = plan.send([outcome for outcome in outcomes if isinstance(outcome, Reply)])
@@ -62,3 +74,11 @@ async def arun_plan(client: AsyncVendorHttpClient, plan: Plan[ResultT], max_conc
         return done.value  # type: ignore[no-any-return]
     finally:
         plan.close()
+
+
+def _first_cause(errors: Iterable[IoTFleetError | None]) -> IoTFleetError | None:
+    """The first error in call order that is not merely a call skipped because of another."""
+    return next(
+        (error for error in errors if error is not None and not isinstance(error, IoTFleetNotAttemptedError)),
+        None,
+    )
