@@ -55,6 +55,8 @@ PALOALTO_DEVICE_FIELDS = (
     "msisdn",
     "SessionEvtType",
 )
+#: No field of a device record is anywhere near this long; longer is a mistake, not a device.
+PALOALTO_FIELD_MAX_LENGTH = 255
 PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
 
 
@@ -79,6 +81,12 @@ class Problems:
     def raise_for(self, items: int, noun: str) -> None:
         """Raise if any, summarised as ``"2 problems in 5 devices"``."""
         self.raise_if_any(f"{plural(len(self.items), 'problem')} in {plural(items, noun)}")
+
+
+def control_character_problem(text: str) -> str | None:
+    """Return why ``text`` cannot be sent as a field value (a CR, LF or other control character)."""
+    bad = sorted({repr(char) for char in text if ord(char) < 32 or ord(char) == 127})
+    return f"contains control characters ({', '.join(bad)})" if bad else None
 
 
 def luhn_check_digit(body: str) -> str:
@@ -149,10 +157,13 @@ def roma_device_id_problem(value: Any) -> str | None:
     """Return why ``value`` is not a ROMA Connect device id (an integer 1..99999999999999999)."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         return "is not an integer"
-    try:
+    if isinstance(value, str):
+        # int() would also take "1_000", "+7", " 7" and non-ASCII digits ("٣"): none is an id.
+        if not (value.isascii() and value.isdigit()):
+            return "is not an integer"
         number = int(value)
-    except ValueError:
-        return "is not an integer"
+    else:
+        number = value
     if not 1 <= number <= ROMA_DEVICE_ID_MAX:
         return f"is outside 1..{ROMA_DEVICE_ID_MAX}"
     return None
@@ -231,7 +242,12 @@ def validate_effective_date(value: datetime | str, now: datetime) -> datetime:
         raise IoTFleetValidationError(
             "effective_date has no time zone", [f"{value!r}: give an offset, e.g. +00:00"]
         )
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # year 9999 with a negative offset, and the like
+        raise IoTFleetValidationError(
+            "effective_date is too far ahead", [f"{value!r} is not a date Control Center takes"]
+        ) from None
     latest = now + timedelta(days=CISCO_MAX_SCHEDULE_DAYS)
     if parsed < now:
         raise IoTFleetValidationError(
@@ -254,6 +270,9 @@ def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
     problems: list[str] = []
     for field, value in changes.items():
         where = f"{prefix}.{field}"
+        if not isinstance(field, str):
+            problems.append(f"{prefix}: field names are strings, got {field!r}")
+            continue
         if field == "effectiveDate":
             problems.append(f"{where}: pass the date as effective_date, not inside the changes")
             continue
@@ -263,8 +282,10 @@ def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
         if not isinstance(value, str):
             problems.append(f"{where}: must be a string, got {type(value).__name__}")
             continue
-        if field in CISCO_CUSTOM_FIELDS and len(value) > CISCO_CUSTOM_FIELD_MAX_LENGTH:
+        if len(value) > CISCO_CUSTOM_FIELD_MAX_LENGTH:
             problems.append(f"{where}: {len(value)} characters; at most {CISCO_CUSTOM_FIELD_MAX_LENGTH}")
+        elif problem := control_character_problem(value):
+            problems.append(f"{where}: {problem}")
         elif field == "status" and value not in CISCO_KNOWN_STATUSES:
             problems.append(
                 f"{where}: {value!r} is not a SIM status; use one of {', '.join(sorted(CISCO_KNOWN_STATUSES))}"
@@ -305,10 +326,22 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
         if not isinstance(device, Mapping):
             problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
             continue
-        entry = {key: str(value).strip() for key, value in device.items() if value not in (None, "")}
-        unknown = sorted(set(entry) - set(PALOALTO_DEVICE_FIELDS))
-        if unknown:
-            problems.add(f"{where}: unknown fields {', '.join(unknown)}")
+        entry: dict[str, str] = {}
+        for key, value in device.items():
+            if value is None or value == "":
+                continue
+            if not isinstance(key, str) or key not in PALOALTO_DEVICE_FIELDS:
+                problems.add(f"{where}: unknown field {key!r}")
+            elif isinstance(value, bool) or not isinstance(value, str | int):
+                problems.add(f"{where}.{key}: must be a string, got {type(value).__name__}")
+            elif problem := control_character_problem(str(value)):
+                problems.add(f"{where}.{key}: {problem}")
+            elif len(str(value)) > PALOALTO_FIELD_MAX_LENGTH:
+                problems.add(
+                    f"{where}.{key}: {len(str(value))} characters; at most {PALOALTO_FIELD_MAX_LENGTH}"
+                )
+            else:
+                entry[key] = str(value).strip()
         if not any(key in entry for key in PALOALTO_IDENTIFIERS):
             problems.add(f"{where}: needs at least one of {', '.join(PALOALTO_IDENTIFIERS)}")
         checks: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
@@ -430,6 +463,15 @@ def chunks(items: Sequence[ItemT], size: int) -> Iterator[list[ItemT]]:
     """Yield consecutive slices of ``items`` of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def validate_whole_number(value: Any, name: str, lowest: int, highest: int) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``lowest..highest``, else raise naming the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        raise IoTFleetValidationError(
+            f"{name} is invalid", [f"{value!r} is not a whole number in {lowest}..{highest}"]
+        )
+    return value
 
 
 def validate_batch_size(batch_size: Any, maximum: int, vendor: str) -> int:

@@ -31,10 +31,13 @@ from airflow_provider_iotfleet.validation import (
     validate_cisco_edits,
     validate_effective_date,
     validate_iccids,
+    validate_whole_number,
 )
 
 VENDOR = "Cisco IoT Control Center"
 MAX_SEARCH_PAGE_SIZE = 50
+#: The most calls in flight a caller may ask for (the connection's default is the vendor's 1).
+MAX_CONCURRENCY = 64
 
 
 def _parse_error(body: Any) -> VendorErrorBody:
@@ -84,6 +87,8 @@ def _device_call(iccid: str) -> Call:
 
 
 def _search_since(value: datetime | str) -> str:
+    if not isinstance(value, datetime | str):
+        raise IoTFleetValidationError("modified_since is not a date", [f"got {type(value).__name__}"])
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -236,6 +241,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         """
         pairs = validate_cisco_edits(edits)
         date = self.check_effective_date(effective_date)
+        if max_concurrency is not None:
+            validate_whole_number(max_concurrency, "max_concurrency", 1, MAX_CONCURRENCY)
 
         def on_pair(outcome: Outcome[tuple[str, dict[str, str]], CiscoEditResult]) -> None:
             if on_outcome is not None:
@@ -244,7 +251,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         outcomes = map_bounded(
             lambda pair: self._edit(pair[0], pair[1], date, skip_unchanged),
             pairs,
-            max_concurrency or self.max_concurrency,
+            self.max_concurrency if max_concurrency is None else max_concurrency,
             on_outcome=on_pair,
         )
         return [Outcome(item=o.item[0], result=o.result, error=o.error) for o in outcomes]
@@ -278,14 +285,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         since = _search_since(modified_since)
         if status is not None:
             validate_cisco_changes({"status": status})
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_SEARCH_PAGE_SIZE
-        ):
-            raise IoTFleetValidationError(
-                "page_size is out of range", [f"{page_size!r} is not in 1..{MAX_SEARCH_PAGE_SIZE}"]
-            )
+        validate_whole_number(page_size, "page_size", 1, MAX_SEARCH_PAGE_SIZE)
 
         def pages() -> Iterator[dict[str, Any]]:
             number = 1

@@ -36,7 +36,11 @@ from airflow_provider_iotfleet.http import (
 )
 from airflow_provider_iotfleet.http.auth import TokenAuth, TokenSource
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
-from airflow_provider_iotfleet.validation import check_batch_size, validate_roma_device_ids
+from airflow_provider_iotfleet.validation import (
+    check_batch_size,
+    validate_roma_device_ids,
+    validate_whole_number,
+)
 
 VENDOR = "Huawei ROMA Connect"
 SIGNING_ALGORITHM = "SDK-HMAC-SHA256"
@@ -474,10 +478,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :param online_status: ``"online"``, ``"offline"``, ``"never"`` or ROMA's integer code.
         :param page_size: devices per request, 1..999.
         """
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise IoTFleetValidationError(
-                "page_size is out of range", [f"{page_size} is not in 1..{MAX_PAGE_SIZE}"]
-            )
+        validate_whole_number(page_size, "page_size", 1, MAX_PAGE_SIZE)
         params: dict[str, Any] = {"limit": page_size}
         if online_status is not None:
             params["online_status"] = self._online_status_code(online_status)

@@ -251,7 +251,7 @@ def test_invalid_ids_and_oversized_batches_send_nothing(
         hook.force_offline([1, 2, 3])
     with pytest.raises(IoTFleetValidationError, match="'asleep' is not one of never, online, offline"):
         hook.iter_devices(online_status="asleep")  # refused when called, not when iterated
-    with pytest.raises(IoTFleetValidationError, match=r"1000 is not in 1\.\.999"):
+    with pytest.raises(IoTFleetValidationError, match=r"1000 is not a whole number in 1\.\.999"):
         hook.iter_devices(page_size=1000)
     assert requests_mock.call_count == 0
 

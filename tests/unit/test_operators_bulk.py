@@ -344,7 +344,7 @@ def test_pan_every_bad_device_is_named_before_any_request(pan_conn: None, reques
         "devices[1].imei '490154203237519' fails the IMEI check digit",
         "devices[2]: needs at least one of",
         "devices[3].ipAddress '10.0.0.300'",
-        "devices[4]: unknown fields colour",
+        "devices[4]: unknown field 'colour'",
         "devices[5]: must be a mapping",
     ):
         assert expected in message

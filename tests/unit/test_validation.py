@@ -154,6 +154,6 @@ def test_cellular_devices() -> None:
     problems = "\n".join(caught.value.problems)
     assert "devices[0]: needs at least one of" in problems
     assert "devices[1].ipAddress '2001:db8::1' is an IPv6 address; IPv4 expected" in problems
-    assert "devices[2]: unknown fields mac" in problems
+    assert "devices[2]: unknown field 'mac'" in problems
     assert "devices[2].imei" in problems
     assert "devices[3].imsi '12' is not 6-15 digits" in problems
