@@ -152,9 +152,9 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with partial.open("w") as out:
-                for device in listing:
-                    out.write(json.dumps(device, separators=(",", ":")))
-                    out.write("\n")
+                # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
+                for page in listing.pages_of_devices():
+                    out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
             partial.replace(target)
         except BaseException:
             with suppress(Exception):
@@ -181,14 +181,18 @@ class _Listing:
         self.pages = 0
         self.devices = 0
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def pages_of_devices(self) -> Iterator[list[dict[str, Any]]]:
         for page in self._pages:
             self.pages += 1
             self.devices += len(page)
             if self._track_ids:
                 self.seen.update(str(device["device_id"]) for device in page)
-            yield from page
+            yield page
             self._progress.advance(len(page), batch=True)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for page in self.pages_of_devices():
+            yield from page
 
 
 def _attempt_key(context: Context) -> str:

@@ -1,0 +1,689 @@
+"""Every fleet operator run through ``execute`` against the simulator, device by device.
+
+Each test runs an operator the way a task does (``operator.execute(context)``), then checks that the
+XCom outcome and the simulator's state tell the same story for every device: what the outcome says
+was done was done exactly once, and what it says failed left the device as it was. The last tests
+do the same with the simulator's fault knobs on (5xx, 429 with ``Retry-After: 1`` and dropped
+connections) and retries in the connection.
+
+The simulator decides a request's fault before the vendor router sees it, so a faulted request is
+never applied: a retried PUT/POST after a dropped answer must therefore be applied exactly once, which
+the counters of applied calls (``cisco.edits``, ``huawei.force_offline``, ...) check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
+from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
+from airflow_provider_iotfleet.operators.verizon import (
+    VerizonThingSpaceFotaDevicesOperator,
+    VerizonThingSpaceSyncFirmwareOperator,
+)
+from airflow_provider_iotfleet.simulator import Faults, Simulator
+from airflow_provider_iotfleet.simulator.fleet import (
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    RATE_PLANS,
+    ROMA_ID_BASE,
+    iccid_of,
+    imei_of,
+    ipv4_of,
+)
+from tests.fakes import ICCID, IMEI, luhn_complete, operator_context
+from tests.integration.conftest import SimulatorFactory
+
+pytestmark = pytest.mark.slow
+
+SetConnection = Callable[..., None]
+
+FAULTS = Faults(server_error=0.1, rate_limited=0.1, dropped_connection=0.02)
+#: With this seed the fault dice give each sequential ten-request run below one 5xx, one 429 and one
+#: dropped connection, and never two faults in a row (so the backoff stays short); the tests check
+#: that each kind was met.
+FAULT_SEED = 213
+FAULT_KINDS = ("server_error", "rate_limited", "dropped_connection")
+
+
+def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) -> None:
+    """Re-export the four default connections with generous client-side limits, plus ``extra``.
+
+    The simulator's own rate limit is off; the connections' default limits (5 calls per second, one
+    at a time for Control Center) would only make the tests slow.
+    """
+    fast = {"requests_per_second": 1000, "requests_per_minute": 60_000, "max_concurrency": 8}
+    for conn_id, conn in simulator.connections().items():
+        set_connection(conn_id, **{**conn, "extra": {**conn.get("extra", {}), **fast, **extra}})
+
+
+def _execute(operator: Any) -> dict[str, Any]:
+    """Run ``operator`` as a task would; check the ``outcome`` XCom is the return value, JSON-safe."""
+    context = operator_context(operator.task_id)
+    outcome = operator.execute(context)
+    assert context["ti"].xcom[OUTCOME_KEY] == outcome  # type: ignore[attr-defined]
+    assert json.loads(json.dumps(outcome)) == outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def _counters(simulator: Simulator) -> dict[str, int]:
+    return dict(simulator.state.snapshot()["counters"])
+
+
+def _assert_met_every_fault(simulator: Simulator) -> dict[str, int]:
+    counters = _counters(simulator)
+    met = {kind: counters.get(f"faults.{kind}", 0) for kind in FAULT_KINDS}
+    assert all(met.values()), f"the run did not meet every kind of fault: {met}"
+    return counters
+
+
+def _unknown_imeis(simulator: Simulator, count: int) -> list[str]:
+    """Luhn-valid IMEIs with the fleet's TAC, past the end of the fleet."""
+    return [imei_of(simulator.config.devices + k) for k in range(count)]
+
+
+def _unknown_iccids(simulator: Simulator, count: int) -> list[str]:
+    """Luhn-valid ICCIDs the fleet does not have: past its end, and one of another issuer."""
+    past_the_end = [iccid_of(simulator.config.devices + k) for k in range(count - 1)]
+    return [*past_the_end, ICCID]
+
+
+# --- Palo Alto Networks IoT Security -------------------------------------------------------------
+
+
+def _paloalto_entry(i: int) -> dict[str, str]:
+    """A bulk update entry for device ``i``, identified in one of the documented ways."""
+    if i % 3 == 0:
+        return {"imei": imei_of(i), "apn": f"apn-{i}.iot", "SessionEvtType": "Start"}
+    if i % 3 == 1:
+        return {"iccid": iccid_of(i), "msisdn": f"1555{i:07d}", "SessionEvtType": "Stop"}
+    return {"ipAddress": ipv4_of(i), "apn": f"apn-{i}.iot"}
+
+
+def _assert_paloalto_state(
+    simulator: Simulator, known: dict[int, dict[str, str]], outcome: dict[str, Any], batch_size: int
+) -> None:
+    fleet = simulator.state.fleet
+    assert outcome["failed_batches"] == []
+    assert outcome["batches"] == math.ceil(outcome["requested"] / batch_size)
+    assert outcome["updated"] == len(known)
+    for index, entry in known.items():
+        assert fleet.device(index)["paloalto"] == entry, f"device {index}"
+    # Nothing else was touched: not the devices left out, nor any for the unknown identifiers.
+    assert set(fleet.changed) == set(known)
+    assert _counters(simulator)["paloalto.bulk_updates"] == outcome["batches"]
+
+
+def test_paloalto_bulk_update_records_each_device(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=500)
+    _connect(simulator, set_connection)
+    known = {i: _paloalto_entry(i) for i in range(0, 90, 2)}
+    unknown = [{"imei": imei} for imei in _unknown_imeis(simulator, 3)] + [{"imei": IMEI}]
+    devices = [*known.values(), *unknown, known[0], dict(known[2])]  # the last two are repeats
+    outcome = _execute(
+        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=devices, batch_size=16, fail_on_error=False)
+    )
+    assert outcome["requested"] == len(known) + len(unknown)
+    _assert_paloalto_state(simulator, known, outcome, batch_size=16)
+
+
+# --- Cisco IoT Control Center --------------------------------------------------------------------
+
+
+def _cisco_operator(**kwargs: Any) -> CiscoControlCenterEditDevicesOperator:
+    return CiscoControlCenterEditDevicesOperator(task_id=kwargs.pop("task_id", "cisco"), **kwargs)
+
+
+def _other_plan(plan: str) -> str:
+    return RATE_PLANS[(RATE_PLANS.index(plan) + 1) % len(RATE_PLANS)]
+
+
+def _assert_accounted_once(outcome: dict[str, Any], requested: list[str]) -> None:
+    """Every distinct requested ICCID is in exactly one of the outcome's lists."""
+    lists = [
+        outcome["updated"],
+        outcome["scheduled"],
+        outcome["unchanged"],
+        [f["iccid"] for f in outcome["failed"]],
+    ]
+    every = [iccid for listed in lists for iccid in listed]
+    assert sorted(every) == sorted(requested)
+    assert outcome["requested"] == len(requested)
+
+
+def test_cisco_edits_apply_to_updated_devices_only(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=500)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    before = {i: fleet.device(i) for i in range(60)}
+    active = [i for i in range(60) if before[i]["status"] == "ACTIVATED"]
+    # Moving an active SIM back to a pre-activation status is refused as a whole: the rate plan of
+    # these devices must stay as it was.
+    refused = active[:4]
+    accepted = [i for i in range(60) if i not in refused]
+    unknown = _unknown_iccids(simulator, 3)
+    edits = [
+        {"iccid": iccid_of(i), "ratePlan": _other_plan(before[i]["rate_plan"]), "accountCustom1": f"e{i}"}
+        for i in accepted
+    ]
+    edits += [{"iccid": iccid_of(i), "ratePlan": "IOT-10GB", "status": "TEST_READY"} for i in refused]
+    edits += [{"iccid": iccid, "ratePlan": "IOT-10GB"} for iccid in unknown]
+    edits.append(dict(edits[0]))  # a repeat is sent once
+    outcome = _execute(_cisco_operator(edits=edits, fail_on_error=False))
+
+    _assert_accounted_once(outcome, [iccid_of(i) for i in accepted + refused] + unknown)
+    assert outcome["updated"] == [iccid_of(i) for i in accepted]  # input order
+    assert outcome["scheduled"] == outcome["unchanged"] == []
+    failed = {f["iccid"]: f for f in outcome["failed"]}
+    assert list(failed) == [iccid_of(i) for i in refused] + unknown
+    for i in refused:
+        assert (failed[iccid_of(i)]["http_status"], failed[iccid_of(i)]["error_code"]) == (400, "10000029")
+    for iccid in unknown:
+        assert (failed[iccid]["http_status"], failed[iccid]["error_code"]) == (404, "20000001")
+        assert fleet.by_iccid(iccid) is None
+
+    for i in accepted:
+        device = fleet.device(i)
+        assert device["rate_plan"] == _other_plan(before[i]["rate_plan"]), f"device {i}"
+        assert device["custom"] == {"accountCustom1": f"e{i}"}
+    for i in refused:
+        assert fleet.device(i)["rate_plan"] == before[i]["rate_plan"], f"device {i}"
+        assert fleet.device(i)["status"] == "ACTIVATED"
+    assert set(fleet.changed) == set(accepted)
+    assert _counters(simulator)["cisco.edits"] == len(accepted)
+
+
+def test_cisco_edit_with_effective_date_is_scheduled_until_the_clock_reaches_it(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=200)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    indices = list(range(10, 22))
+    before = {i: fleet.device(i)["rate_plan"] for i in indices}
+    when = datetime.now().astimezone() + timedelta(days=2)
+    edits = [{"iccid": iccid_of(i), "ratePlan": _other_plan(before[i])} for i in indices]
+    outcome = _execute(_cisco_operator(edits=edits, effective_date=when))
+
+    _assert_accounted_once(outcome, [iccid_of(i) for i in indices])
+    assert outcome["scheduled"] == [iccid_of(i) for i in indices]
+    assert outcome["updated"] == outcome["unchanged"] == outcome["failed"] == []
+    pending = simulator.state.snapshot()["scheduled"]
+    assert sorted(p["iccid"] for p in pending) == sorted(iccid_of(i) for i in indices)
+    for entry in pending:
+        i = fleet.by_iccid(entry["iccid"])
+        assert entry["changes"] == {"rate_plan": _other_plan(before[i])}
+        assert abs(datetime.fromisoformat(entry["due"]) - when) < timedelta(seconds=1)
+    assert all(fleet.device(i)["rate_plan"] == before[i] for i in indices)
+
+    simulator.state.advance(24 * 3600)  # one day: not due yet
+    assert all(fleet.device(i)["rate_plan"] == before[i] for i in indices)
+    assert len(simulator.state.snapshot()["scheduled"]) == len(indices)
+
+    simulator.state.advance(24 * 3600 + 60)  # past the effective date
+    assert all(fleet.device(i)["rate_plan"] == _other_plan(before[i]) for i in indices)
+    assert simulator.state.snapshot()["scheduled"] == []
+
+
+def test_cisco_activating_already_activated_sims_leaves_them_unchanged(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=500)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    statuses = {i: fleet.device(i)["status"] for i in range(500)}
+    active = [i for i in range(500) if statuses[i] == "ACTIVATED"][:8]
+    inactive = [i for i in range(500) if statuses[i] == "DEACTIVATED"][:3]
+    assert len(inactive) == 3, "the fleet should have deactivated SIMs"
+    indices = sorted(active + inactive)
+    outcome = _execute(
+        _cisco_operator(iccids=[iccid_of(i) for i in indices], changes={"status": "ACTIVATED"})
+    )
+
+    _assert_accounted_once(outcome, [iccid_of(i) for i in indices])
+    assert outcome["unchanged"] == [iccid_of(i) for i in indices if i in active]
+    assert outcome["updated"] == [iccid_of(i) for i in indices if i in inactive]
+    assert outcome["failed"] == outcome["scheduled"] == []
+    assert all(fleet.device(i)["status"] == "ACTIVATED" for i in indices)
+    assert set(fleet.changed) == set(inactive)  # the active ones were not written to
+    assert _counters(simulator)["cisco.edits"] == len(inactive)
+
+
+def test_cisco_rerun_with_skip_unchanged_sends_no_put(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=200)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    indices = list(range(30, 50))
+    edits = [{"iccid": iccid_of(i), "ratePlan": "IOT-1GB", "accountCustom4": f"window-{i}"} for i in indices]
+    first = _execute(_cisco_operator(edits=edits))
+    assert first["updated"] == [iccid_of(i) for i in indices]
+    after_first = {i: fleet.device(i) for i in indices}
+    counters = _counters(simulator)
+
+    rerun = _execute(_cisco_operator(edits=edits, skip_unchanged=True))
+    _assert_accounted_once(rerun, [iccid_of(i) for i in indices])
+    assert rerun["unchanged"] == [iccid_of(i) for i in indices]
+    assert rerun["updated"] == rerun["scheduled"] == rerun["failed"] == []
+    now = _counters(simulator)
+    assert now["cisco.edits"] == counters["cisco.edits"]  # no PUT reached the devices
+    assert now["cisco.requests"] == counters["cisco.requests"] + len(indices)  # one GET each, only
+    assert all(fleet.device(i) == after_first[i] for i in indices)  # not even date_updated moved
+
+    # Half the devices drifted since: the rerun sends only those, and only the drifted field.
+    for i in indices[::2]:
+        fleet.update(i, {"custom": {"accountCustom4": "drifted"}})
+    third = _execute(_cisco_operator(edits=edits, skip_unchanged=True))
+    assert third["updated"] == [iccid_of(i) for i in indices[::2]]
+    assert third["unchanged"] == [iccid_of(i) for i in indices[1::2]]
+    assert _counters(simulator)["cisco.edits"] == counters["cisco.edits"] + len(indices[::2])
+    assert all(fleet.device(i)["custom"] == {"accountCustom4": f"window-{i}"} for i in indices)
+
+
+def test_cisco_fail_on_error_pushes_the_outcome_before_raising(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=300)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    known = list(range(5))
+    # Luhn-valid, in the fleet's format, and not in the fleet (plus one of another issuer).
+    unknown = [*_unknown_iccids(simulator, 2), luhn_complete("8901260001234567890")]
+    iccids = [iccid_of(i) for i in known[:3]] + unknown + [iccid_of(i) for i in known[3:]]
+    operator = _cisco_operator(iccids=iccids, changes={"accountCustom9": "tagged"})
+    context = operator_context("cisco")
+    with pytest.raises(IoTFleetOperationFailedError, match="20000001") as caught:
+        operator.execute(context)
+
+    pushed = context["ti"].xcom  # type: ignore[attr-defined]
+    assert list(pushed) == [OUTCOME_KEY]  # pushed before raising; no return value
+    assert pushed[OUTCOME_KEY] == caught.value.outcome
+    outcome = caught.value.outcome
+    _assert_accounted_once(outcome, iccids)
+    assert outcome["updated"] == [iccid_of(i) for i in known]  # every device was tried
+    assert [f["iccid"] for f in outcome["failed"]] == unknown
+    assert {(f["http_status"], f["error_code"]) for f in outcome["failed"]} == {(404, "20000001")}
+    assert all(fleet.device(i)["custom"] == {"accountCustom9": "tagged"} for i in known)
+    assert set(fleet.changed) == set(known)
+
+
+# --- Huawei ROMA Connect -------------------------------------------------------------------------
+
+
+def test_huawei_force_offline_matches_each_device_state(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=400)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    indices = list(range(100))
+    before = {i: fleet.device(i)["online_status"] for i in indices}
+    assert {ONLINE, OFFLINE, NEVER_CONNECTED} <= set(before.values())
+    unknown = [ROMA_ID_BASE + simulator.config.devices + k for k in range(3)]
+    ids = [ROMA_ID_BASE + i for i in indices] + unknown + [ROMA_ID_BASE + 1]  # one repeat
+    outcome = _execute(
+        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=30, fail_on_error=False)
+    )
+
+    succeeded = [entry["id"] for entry in outcome["succeeded"]]
+    failed = [entry["id"] for entry in outcome["failed"]]
+    assert sorted(succeeded + failed) == sorted(set(ids))  # each distinct id once
+    assert outcome["requested"] == len(set(ids))
+    assert succeeded == [ROMA_ID_BASE + i for i in indices if before[i] == ONLINE]
+    for entry in outcome["succeeded"]:
+        device = fleet.device(fleet.by_roma_id(entry["id"]))
+        assert device["online_status"] == OFFLINE
+        assert entry["device_name"] == device["name"]
+    for device_id in failed:
+        index = fleet.by_roma_id(device_id)
+        if index is None:
+            assert device_id in unknown
+        else:
+            assert before[index] != ONLINE
+            assert fleet.device(index)["online_status"] == before[index]
+    assert set(fleet.changed) == {i for i in indices if before[i] == ONLINE}
+    assert _counters(simulator)["huawei.force_offline"] == math.ceil(len(set(ids)) / 30)
+
+    # A rerun finds them all offline already: everything fails, and fail_on_error says so after
+    # pushing the outcome.
+    context = operator_context("roma")
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=30).execute(context)
+    assert context["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}  # type: ignore[attr-defined]
+    assert caught.value.outcome["succeeded"] == []
+    assert [entry["id"] for entry in caught.value.outcome["failed"]] == list(dict.fromkeys(ids))
+
+
+# --- Verizon ThingSpace ---------------------------------------------------------------------------
+
+
+def test_verizon_sync_firmware_reports_what_each_device_now_has(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=400)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    indices = list(range(150))
+    online = {i for i in indices if fleet.device(i)["online_status"] == ONLINE}
+    # Some devices now report a newer firmware than ThingSpace has on record: syncing brings it in.
+    upgraded = sorted(online)[::5]
+    for i in upgraded:
+        fleet.update(i, {"reported_firmware": "SR2.0.0.0-20001"})
+    unknown = _unknown_imeis(simulator, 2)
+    imeis = [imei_of(i) for i in indices] + unknown + [imei_of(3)]
+    outcome = _execute(
+        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=imeis, batch_size=40, fail_on_error=False)
+    )
+
+    synced = [entry["device_id"] for entry in outcome["synced"]]
+    failed = {entry["device_id"]: entry for entry in outcome["failed"]}
+    assert sorted(synced + list(failed)) == sorted(set(imeis))
+    assert outcome["requested"] == len(set(imeis))
+    assert outcome["account_name"] == simulator.config.credentials.verizon_account
+    assert synced == [imei_of(i) for i in indices if i in online]
+    for entry in outcome["synced"]:
+        device = fleet.device(fleet.by_imei(entry["device_id"]))
+        assert entry["firmware_version"] == device["firmware"] == device["reported_firmware"]
+        assert "firmware_synced_at" in device
+        assert entry["status"] == "FirmwareVersionUpdateSuccess"
+        assert datetime.fromisoformat(entry["version_update_time"]).tzinfo is not None
+    assert all(fleet.device(i)["firmware"] == "SR2.0.0.0-20001" for i in upgraded)
+    for imei, entry in failed.items():
+        index = fleet.by_imei(imei)
+        assert entry["status"] == "FirmwareVersionUpdateFailed"
+        if index is None:
+            assert imei in unknown
+            assert entry["reason"] == "Device not found in account"
+        else:
+            assert index not in online
+            assert entry["reason"] == "Device did not respond"
+            assert "firmware_synced_at" not in fleet.device(index)
+    assert _counters(simulator)["verizon.firmware_syncs"] == math.ceil(len(set(imeis)) / 40)
+
+
+def _assert_listing_matches_fleet(
+    simulator: Simulator, devices: list[dict[str, Any]], indices: list[int]
+) -> None:
+    fleet = simulator.state.fleet
+    ids = [device["device_id"] for device in devices]
+    assert ids == [imei_of(i) for i in indices]  # in order, each once
+    for device, index in zip(devices, indices, strict=True):
+        state = fleet.device(index)
+        expected = {
+            "mdn": state["mdn"],
+            "make": state["make"],
+            "model": state["model"],
+            "firmware": state["firmware"],
+            "protocol": state["protocol"],
+            "fota_eligible": state["protocol"] != "HTTP",
+            "status": "Active" if state["status"] == "ACTIVATED" else "Suspended",
+        }
+        assert {key: device[key] for key in expected} == expected, f"device {index}"
+        assert (device["last_connection_time"] is None) == (state["online_status"] == NEVER_CONNECTED)
+
+
+def test_verizon_fota_devices_lists_the_fleet_in_order(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=1234, verizon_page_size=100)
+    _connect(simulator, set_connection)
+    outcome = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota"))
+    assert (outcome["device_count"], outcome["pages"]) == (1234, 13)
+    assert outcome["account_name"] == simulator.config.credentials.verizon_account
+    _assert_listing_matches_fleet(simulator, outcome["devices"], list(range(1234)))
+
+    lwm2m = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota", protocol="LWM2M"))
+    indices = [i for i in range(1234) if simulator.state.fleet.device(i)["protocol"] == "LWM2M"]
+    assert lwm2m["device_count"] == len(indices)
+    _assert_listing_matches_fleet(simulator, lwm2m["devices"], indices)
+
+    with pytest.raises(IoTFleetError, match="output_path"):
+        _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota", max_xcom_devices=1000))
+
+
+def test_verizon_fota_devices_lists_a_requested_subset(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=1000, verizon_page_size=50)
+    _connect(simulator, set_connection)
+    subset = list(range(3, 1000, 7))
+    unknown = _unknown_imeis(simulator, 2)
+    imeis = [imei_of(i) for i in subset] + unknown + [imei_of(3)]
+    outcome = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota", imeis=imeis))
+    assert outcome["requested"] == len(subset) + len(unknown)
+    assert outcome["missing"] == unknown
+    assert outcome["device_count"] == len(subset)
+    _assert_listing_matches_fleet(simulator, outcome["devices"], subset)
+
+
+# --- Every operator with the simulator's faults on ------------------------------------------------
+
+
+def _faulty(start_simulator: SimulatorFactory, set_connection: SetConnection, **config: Any) -> Simulator:
+    simulator = start_simulator(seed=FAULT_SEED, faults=FAULTS, **config)
+    _connect(simulator, set_connection, max_retries=8, max_concurrency=32)
+    return simulator
+
+
+def test_paloalto_under_faults_updates_each_device_once(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = _faulty(start_simulator, set_connection, devices=600)
+    known = {i: _paloalto_entry(i) for i in range(300)}
+    outcome = _execute(
+        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=list(known.values()), batch_size=30)
+    )
+    _assert_met_every_fault(simulator)
+    assert outcome["requested"] == 300
+    _assert_paloalto_state(simulator, known, outcome, batch_size=30)
+
+
+def test_cisco_under_faults_edits_each_device_once(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = _faulty(start_simulator, set_connection, devices=600)
+    fleet = simulator.state.fleet
+    indices = list(range(0, 600, 2))
+    unknown = _unknown_iccids(simulator, 3)
+    edits = [{"iccid": iccid_of(i), "accountCustom2": f"fault-run-{i}"} for i in indices]
+    edits += [{"iccid": iccid, "accountCustom2": "never"} for iccid in unknown]
+    outcome = _execute(_cisco_operator(edits=edits, fail_on_error=False))
+
+    counters = _assert_met_every_fault(simulator)
+    _assert_accounted_once(outcome, [iccid_of(i) for i in indices] + unknown)
+    assert outcome["updated"] == [iccid_of(i) for i in indices]
+    assert [(f["iccid"], f["error_code"]) for f in outcome["failed"]] == [(c, "20000001") for c in unknown]
+    assert all(fleet.device(i)["custom"] == {"accountCustom2": f"fault-run-{i}"} for i in indices)
+    assert set(fleet.changed) == set(indices)
+    assert counters["cisco.edits"] == len(indices)  # each applied once, retries included
+
+
+def test_huawei_under_faults_forces_each_device_offline_once(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = _faulty(start_simulator, set_connection, devices=600)
+    fleet = simulator.state.fleet
+    indices = list(range(300))
+    before = {i: fleet.device(i)["online_status"] for i in indices}
+    outcome = _execute(
+        HuaweiRomaForceOfflineOperator(
+            task_id="roma", device_ids=[ROMA_ID_BASE + i for i in indices], batch_size=30, fail_on_error=False
+        )
+    )
+    counters = _assert_met_every_fault(simulator)
+    online = [i for i in indices if before[i] == ONLINE]
+    assert [entry["id"] for entry in outcome["succeeded"]] == [ROMA_ID_BASE + i for i in online]
+    # Failed only because they were not online: a retried request applied twice would fail devices
+    # the first application had just brought offline.
+    assert [entry["id"] for entry in outcome["failed"]] == [
+        ROMA_ID_BASE + i for i in indices if before[i] != ONLINE
+    ]
+    assert {entry["message"] for entry in outcome["failed"]} <= {
+        "not forced offline (only online MQTT devices can be)"
+    }
+    assert all(fleet.device(i)["online_status"] == OFFLINE for i in online)
+    assert set(fleet.changed) == set(online)
+    assert counters["huawei.force_offline"] == 10
+
+
+def test_verizon_sync_under_faults_syncs_each_device_once(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = _faulty(start_simulator, set_connection, devices=600)
+    fleet = simulator.state.fleet
+    indices = list(range(300))
+    online = [i for i in indices if fleet.device(i)["online_status"] == ONLINE]
+    outcome = _execute(
+        VerizonThingSpaceSyncFirmwareOperator(
+            task_id="sync", imeis=[imei_of(i) for i in indices], batch_size=30, fail_on_error=False
+        )
+    )
+    counters = _assert_met_every_fault(simulator)
+    assert [entry["device_id"] for entry in outcome["synced"]] == [imei_of(i) for i in online]
+    assert [entry["device_id"] for entry in outcome["failed"]] == [
+        imei_of(i) for i in indices if i not in online
+    ]
+    assert {entry["reason"] for entry in outcome["failed"]} <= {"Device did not respond"}
+    for entry in outcome["synced"]:
+        assert entry["firmware_version"] == fleet.device(fleet.by_imei(entry["device_id"]))["firmware"]
+    assert set(fleet.changed) == set(online)
+    assert counters["verizon.firmware_syncs"] == 10
+
+
+def test_verizon_fota_devices_under_faults_lists_each_device_once(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = _faulty(start_simulator, set_connection, devices=300, verizon_page_size=30)
+    outcome = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota"))
+    _assert_met_every_fault(simulator)
+    assert (outcome["device_count"], outcome["pages"]) == (300, 10)
+    _assert_listing_matches_fleet(simulator, outcome["devices"], list(range(300)))
+
+
+# --- An answer lost after the vendor applied the request --------------------------------------------
+#
+# The simulator's dropped connections happen before the request reaches the vendor router, so the
+# fault runs above never meet an applied request whose answer was lost. A proxy in front of the
+# simulator makes that case: it forwards the request, lets the simulator apply it, and then closes the
+# connection without an answer.
+
+
+class KnownMisreport(Exception):
+    """Raised for the known limitation below only, so that any other failure still fails the test."""
+
+
+@contextmanager
+def _proxy_losing_first_answer(upstream: str, method: str, path_suffix: str) -> Iterator[dict[str, Any]]:
+    """Serve a forwarding proxy to ``upstream``; the first ``method`` request to a path ending with
+    ``path_suffix`` is forwarded (and so applied) but answered by closing the connection."""
+    state: dict[str, Any] = {"url": "", "lost": 0}
+    lock = threading.Lock()
+    upstream_session = requests.Session()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            # The Host header is kept: signatures (ROMA's AK/SK) cover the URL the client called.
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("connection", "accept-encoding")
+            }
+            answer = upstream_session.request(
+                self.command,
+                upstream + self.path,
+                data=body,
+                headers=headers,
+                timeout=30,
+                allow_redirects=False,
+            )
+            with lock:
+                lose = (
+                    self.command == method
+                    and self.path.split("?")[0].endswith(path_suffix)
+                    and not state["lost"]
+                )
+                state["lost"] += lose
+            if lose:
+                self.close_connection = True  # applied upstream; the client gets no answer
+                return
+            self.send_response(answer.status_code)
+            for name, value in answer.headers.items():
+                if name.lower() not in (
+                    "content-length",
+                    "content-encoding",
+                    "transfer-encoding",
+                    "connection",
+                ):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = do_PUT = forward
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="losing-proxy", daemon=True)
+    thread.start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        upstream_session.close()
+
+
+@pytest.mark.xfail(
+    raises=KnownMisreport,
+    strict=False,
+    reason="a force-offline whose answer was lost after ROMA applied it is sent again (every call but "
+    "the ThingSpace login may be repeated after a lost answer); the repeat finds the devices offline, "
+    "so the outcome reports as failed ('not forced offline') devices this run did force offline",
+)
+def test_huawei_force_offline_whose_answer_was_lost_after_it_was_applied(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=200)
+    fleet = simulator.state.fleet
+    online = [i for i in range(60) if fleet.device(i)["online_status"] == ONLINE][:10]
+    ids = [ROMA_ID_BASE + i for i in online]
+    with _proxy_losing_first_answer(simulator.url, "POST", "/devices/force-offline") as proxy:
+        conn = simulator.connections()["huawei_roma_default"]
+        extra = {**conn["extra"], "max_retries": 3, "requests_per_second": 1000}
+        set_connection("huawei_roma_default", **{**conn, "host": f"{proxy['url']}/huawei", "extra": extra})
+        outcome = _execute(
+            HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, fail_on_error=False)
+        )
+    assert proxy["lost"] == 1
+    assert _counters(simulator)["huawei.force_offline"] == 2  # applied, answer lost, sent again
+    assert all(fleet.device(i)["online_status"] == OFFLINE for i in online)  # this run did that
+    succeeded = [entry["id"] for entry in outcome["succeeded"]]
+    failed = [entry["id"] for entry in outcome["failed"]]
+    assert sorted(succeeded + failed) == sorted(ids)
+    if succeeded != ids:
+        raise KnownMisreport(f"forced offline by this run, reported failed: {failed}")
