@@ -17,4 +17,16 @@ except ImportError:  # pragma: no cover - older Task SDKs mask locally only
         mask_secret(secret, name)
 
 
-__all__ = ["amask_secret", "mask_secret"]
+try:  # the function Airflow's log processors use to mask registered secrets
+    from airflow.sdk._shared.secrets_masker import redact as _redact
+except ImportError:  # pragma: no cover - older Task SDKs
+    from airflow.sdk.execution_time.secrets_masker import redact as _redact  # type: ignore[no-redef]
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every secret registered with Airflow's masker replaced by ``***``."""
+    redacted = _redact(text)
+    return redacted if isinstance(redacted, str) else text
+
+
+__all__ = ["amask_secret", "mask_secret", "redact"]

@@ -15,6 +15,8 @@ from typing import Self
 
 from airflow.exceptions import AirflowException
 
+from airflow_provider_iotfleet._compat import redact
+
 #: The most problems a validation error's message lists; ``problems`` keeps them all.
 MAX_LISTED_PROBLEMS = 20
 
@@ -38,6 +40,9 @@ class IoTFleetError(AirflowException):
         request_id: str | None = None,
         vendor: str | None = None,
     ) -> None:
+        # Every message passes through Airflow's secrets masker: a vendor error body that echoes the
+        # request, or a value quoted by a library, must not carry a credential out.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.http_status = http_status
@@ -76,8 +81,8 @@ class IoTFleetError(AirflowException):
     def with_message(self, message: str) -> Self:
         """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
         clone = copy.copy(self)
-        clone.message = message
-        clone.args = (message,)
+        clone.message = redact(message)
+        clone.args = (clone.message,)
         return clone
 
 

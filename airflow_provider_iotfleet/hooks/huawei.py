@@ -183,7 +183,7 @@ def iam_token(
     }
 
     def login() -> Call:
-        return Call("POST", token_url, json=body, rate_limited=False)
+        return Call("POST", token_url, json=body, rate_limited=False, credentials=True)
 
     def read(reply: Reply) -> tuple[str, float]:
         token = reply.headers.get("X-Subject-Token")

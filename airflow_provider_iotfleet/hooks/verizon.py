@@ -89,6 +89,7 @@ class M2MSession(TokenSource):
                 headers={"Authorization": f"Bearer {bearer}"},
                 repeat="never",
                 rate_limited=False,
+                credentials=True,
             ),
             read=lambda reply: (reply.field("sessionToken", str), None),
             clock=clock,

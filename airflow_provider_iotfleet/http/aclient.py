@@ -18,7 +18,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.http.answers import Reply
 from airflow_provider_iotfleet.http.auth import Flow, Mask, Sent, Wait
-from airflow_provider_iotfleet.http.client import ClientCore
+from airflow_provider_iotfleet.http.client import Attempts, ClientCore
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
 
 #: How often a coroutine looks whether another one has finished renewing a shared token.
@@ -93,7 +93,7 @@ class AsyncVendorHttpClient(ClientCore):
         return outcome
 
     async def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
-        retries = 0
+        attempts = Attempts(started=self.clock.monotonic())
         while True:
             if request.call.rate_limited and self.rate_limiter is not None:
                 await self.rate_limiter.aacquire(self.clock.asleep)
@@ -106,23 +106,31 @@ class AsyncVendorHttpClient(ClientCore):
                 if isinstance(outcome, Reply):
                     return outcome
                 error = outcome
-            delay = self.retry_delay(request, error, retries, retry_after)
+            delay = self.retry_delay(request, error, attempts, retry_after)
             if delay is None:
                 if isinstance(error, IoTFleetVendorResponseError):
                     return error
                 raise error
-            retries += 1
             await self.clock.asleep(delay)
             request = self.auth.refresh(request)
 
     async def _transmit(self, request: Request) -> Response:
+        self.check_sendable(request)
         try:
             outgoing = self._client.build_request(
                 request.method, request.url, headers=dict(request.headers), content=request.body or None
             )
             response = await self._client.send(outgoing, stream=True)
             try:
-                body = await response.aread()
+                self.check_length(request, response.status_code, response.headers)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_answer_bytes:
+                        raise self.too_large(request, response.status_code)
+                    chunks.append(chunk)
+                body = b"".join(chunks)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:

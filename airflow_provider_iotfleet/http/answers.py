@@ -72,18 +72,19 @@ def interpret(
     A 2xx with a JSON body is a :class:`Reply`; anything else is the vendor's typed error (returned,
     not raised, so that auth flows and retry rules can look at it first).
     """
+    quote = not request.call.credentials
     if not 200 <= response.status < 300:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-        return errors.error_for(response, request.action, retry_after), retry_after
+        return errors.error_for(response, request.action, retry_after, quote_body=quote), retry_after
     payload: Any = _NOT_JSON
     if response.body:
         try:
             payload = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             payload = _NOT_JSON
     if payload is _NOT_JSON or payload is None:
         what = "an empty body" if not response.body else "a body that is not JSON"
-        return malformed_response(errors.vendor, request.action, what, response), None
+        return malformed_response(errors.vendor, request.action, what, response, quote_body=quote), None
     return (
         Reply(
             data=payload,

@@ -233,7 +233,16 @@ class TokenSource:
             raise self.refused(outcome)
         if outcome is None:  # pragma: no cover - drivers always answer a request
             raise RuntimeError("a login request got no outcome")
-        return self._read(outcome)
+        token, lifetime = self._read(outcome)
+        if not token or any(char.isspace() or not char.isprintable() for char in token):
+            # Never quoted: it is a credential, and one that would break the next request's header.
+            raise IoTFleetVendorResponseError(
+                f"{outcome.vendor} answered {outcome.action} with a token that is empty or holds "
+                "whitespace or control characters",
+                http_status=outcome.status,
+                vendor=outcome.vendor,
+            )
+        return token, lifetime
 
     def refused(self, error: IoTFleetError) -> IoTFleetError:
         """Return the error to raise for a refused login, tagged with the fields behind it."""
@@ -298,6 +307,7 @@ def oauth_client_credentials(
             form=form,
             headers={"Authorization": basic_authorization(client_id, client_secret)},
             rate_limited=False,
+            credentials=True,
         )
 
     def read(reply: Reply) -> tuple[str, float | None]:

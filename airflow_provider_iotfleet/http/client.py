@@ -13,8 +13,9 @@ import logging
 import random
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from airflow_provider_iotfleet import __version__
 from airflow_provider_iotfleet._compat import mask_secret
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetConfigurationError,
     IoTFleetError,
     IoTFleetTransportError,
     IoTFleetVendorResponseError,
@@ -51,6 +53,15 @@ class Logger(Protocol):
     def warning(self, msg: str, *args: Any) -> Any: ...
 
 
+@dataclass
+class Attempts:
+    """Retry bookkeeping of one request: when it was first sent, retries, ``Retry-After`` slept."""
+
+    started: float
+    retries: int = 0
+    waited_for_vendor: float = 0.0
+
+
 class ClientCore:
     """What both clients share: configuration and every decision, none of the I/O.
 
@@ -64,6 +75,8 @@ class ClientCore:
     :param pool_timeout: the longest wait for a free connection (default: ``timeout``).
     :param conn_id: the Airflow connection the client was built from, named in errors whose fix is
         in the connection (refused credentials, an unreachable host).
+    :param max_answer_bytes: the largest answer body read (decoded); a longer one, like a runaway
+        error page, is an error at once, not a download repeated on every retry.
     :param clock: time source for sleeps and ``Retry-After`` dates; tests pass a fake.
     """
 
@@ -79,6 +92,7 @@ class ClientCore:
         max_connections: int = 4,
         pool_timeout: float | None = None,
         conn_id: str | None = None,
+        max_answer_bytes: int = 16 * 1024 * 1024,
         user_agent: str = USER_AGENT,
         logger: Logger | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -93,6 +107,7 @@ class ClientCore:
         self.max_connections = max_connections
         self.pool_timeout = timeout if pool_timeout is None else pool_timeout
         self.conn_id = conn_id
+        self.max_answer_bytes = max_answer_bytes
         self.default_headers = {**DEFAULT_HEADERS, "User-Agent": user_agent}
         self.log: Logger = logger or logging.getLogger(__name__)
         self.clock = clock
@@ -114,17 +129,37 @@ class ClientCore:
         return interpret(request, response, self.errors, self.clock.now())
 
     def retry_delay(
-        self, request: Request, error: IoTFleetError, retries_done: int, retry_after: float | None
+        self, request: Request, error: IoTFleetError, attempts: Attempts, retry_after: float | None
     ) -> float | None:
-        """Return the seconds to wait before sending ``request`` again after ``error``, or ``None``."""
+        """Return the seconds to wait before sending ``request`` again after ``error``, or ``None``.
+
+        A 429 to a rate-limited call also pauses the shared rate limiter for its ``Retry-After``, so
+        that the other threads or coroutines of this client wait too instead of being throttled in
+        turn (logins and token calls have limits of their own).
+        """
+        if (
+            error.http_status == 429
+            and retry_after
+            and request.call.rate_limited
+            and self.rate_limiter is not None
+        ):
+            self.rate_limiter.pause(retry_after)
         if not may_repeat(request.call, error, self.errors.is_retryable_code(error.error_code)):
             return None
-        if not self.retry.should_retry(retries_done, retry_after):
+        delay = self.retry.next_delay(
+            attempts.retries,
+            retry_after,
+            waited_for_vendor=attempts.waited_for_vendor,
+            elapsed=self.clock.monotonic() - attempts.started,
+            uniform=self._uniform,
+        )
+        if delay is None:
             return None
-        delay = self.retry.delay(retries_done, retry_after, self._uniform)
+        attempts.retries += 1
+        attempts.waited_for_vendor += retry_after or 0.0
         # The error's text already names the vendor and the request.
         self.log.warning(
-            "%s; retry %d of %d in %.1f s", error, retries_done + 1, self.retry.max_retries, delay
+            "%s; retry %d of %d in %.1f s", error, attempts.retries, self.retry.max_retries, delay
         )
         return delay
 
@@ -137,6 +172,29 @@ class ClientCore:
         if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
             return error.with_message(f"{error.message} (host of {connection})")
         return error
+
+    def too_large(self, request: Request, status: int) -> IoTFleetVendorResponseError:
+        return IoTFleetVendorResponseError(
+            f"{self.errors.vendor} answered {request.action} with more than "
+            f"{self.max_answer_bytes / 2**20:g} MiB; the answer was not read further",
+            http_status=status,
+            vendor=self.errors.vendor,
+        )
+
+    def check_length(self, request: Request, status: int, headers: Mapping[str, str]) -> None:
+        """Refuse an answer whose announced length is over the limit before reading it."""
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_answer_bytes:
+            raise self.too_large(request, status)
+
+    def check_sendable(self, request: Request) -> None:
+        """Refuse a request whose headers ``http.client`` would refuse with the value in the message."""
+        if bad := request.unsendable_headers():
+            raise IoTFleetConfigurationError(
+                f"{self.errors.vendor}: the {', '.join(bad)} header of {request.action} would hold a line "
+                "break or another control character; check the credentials of the connection",
+                vendor=self.errors.vendor,
+            )
 
     def transport_error(
         self, request: Request, cause: BaseException, *, reached: bool
@@ -221,7 +279,7 @@ class VendorHttpClient(ClientCore):
 
     def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
         """Send ``request`` until it succeeds or must not be sent again; return what it came to."""
-        retries = 0
+        attempts = Attempts(started=self.clock.monotonic())
         while True:
             if request.call.rate_limited and self.rate_limiter is not None:
                 self.rate_limiter.acquire()
@@ -234,16 +292,16 @@ class VendorHttpClient(ClientCore):
                 if isinstance(outcome, Reply):
                     return outcome
                 error = outcome
-            delay = self.retry_delay(request, error, retries, retry_after)
+            delay = self.retry_delay(request, error, attempts, retry_after)
             if delay is None:
                 if isinstance(error, IoTFleetVendorResponseError):
                     return error  # back to the flow, which may renew credentials
                 raise error
-            retries += 1
             self.clock.sleep(delay)
             request = self.auth.refresh(request)
 
     def _transmit(self, request: Request) -> Response:
+        self.check_sendable(request)
         prepared = requests.PreparedRequest()
         try:
             prepared.prepare(
@@ -261,7 +319,8 @@ class VendorHttpClient(ClientCore):
                     **self._environment_for(request.url),
                 )
                 try:
-                    body = response.content  # read (and decode) the whole body inside the try
+                    self.check_length(request, response.status_code, response.headers)
+                    body = self._read(request, response)
                 finally:
                     # Returns the connection to the pool, or closes it if the body was not read to
                     # the end: a half-read connection must never be reused nor leaked.
@@ -274,6 +333,17 @@ class VendorHttpClient(ClientCore):
             body=body,
             reason=response.reason or "",
         )
+
+    def _read(self, request: Request, response: requests.Response) -> bytes:
+        """Read (and decode) the body, at most ``max_answer_bytes`` of it, inside the caller's try."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise self.too_large(request, response.status_code)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @contextmanager
     def _slot(self) -> Iterator[None]:

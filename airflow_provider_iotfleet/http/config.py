@@ -43,6 +43,12 @@ def normalise_base_url(host: str, port: int | None, connection: str) -> str:
             "(in a URI-form connection, percent-encode it: https%3A%2F%2F...)"
         )
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise IoTFleetConfigurationError(f"{connection}: host {url!r} has an invalid port") from None
+    if not parts.hostname or any(char.isspace() or char in '\\<>"{}|^`' for char in parts.netloc):
+        raise IoTFleetConfigurationError(f"{connection}: host {url!r} is not a valid host name")
     if port and parts.port is None:
         url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
         parts = urlsplit(url)
@@ -84,8 +90,9 @@ class ConnectionSettings:
             vendor=vendor,
             host=conn.host or None,
             port=conn.port,
-            login=conn.login or None,
-            password=conn.password or None,
+            # A credential pasted with a trailing newline would break the header it goes into.
+            login=(conn.login or "").strip() or None,
+            password=(conn.password or "").strip() or None,
             extras=dict(extras),
         )
 

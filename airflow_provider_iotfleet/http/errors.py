@@ -63,11 +63,15 @@ class ErrorMapping:
     retryable_codes: frozenset[str] = frozenset()
 
     def error_for(
-        self, response: Response, action: str, retry_after: float | None = None
+        self, response: Response, action: str, retry_after: float | None = None, *, quote_body: bool = True
     ) -> IoTFleetVendorResponseError:
-        """Return (not raise) the typed error for a non-2xx ``response`` to ``action`` ("PUT /devices/1")."""
+        """Return (not raise) the typed error for a non-2xx ``response`` to ``action`` ("PUT /devices/1").
+
+        :param quote_body: ``False`` for login and token endpoints: only the vendor's parsed message
+            is used, never the raw body, which may echo the credentials sent.
+        """
         body = self.parse_body(json_or_none(response))
-        text = _short_text(response)
+        text = _short_text(response) if quote_body else None
         if text in ("{}", "[]"):
             text = None
         message = body.message or text or response.reason or "no error message"
@@ -96,7 +100,7 @@ def json_or_none(response: Response) -> Any:
         return None
     try:
         return json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
 
 
@@ -108,10 +112,13 @@ def _short_text(response: Response) -> str | None:
 
 
 def malformed_response(
-    vendor: str, action: str, what: str, response: Response | None = None
+    vendor: str, action: str, what: str, response: Response | None = None, *, quote_body: bool = True
 ) -> IoTFleetVendorResponseError:
-    """Return (not raise) the error for a 2xx answer that is not what the vendor documents."""
-    text = _short_text(response) if response is not None else None
+    """Return (not raise) the error for a 2xx answer that is not what the vendor documents.
+
+    :param quote_body: ``False`` for login and token endpoints, whose answers hold credentials.
+    """
+    text = _short_text(response) if response is not None and quote_body else None
     return IoTFleetVendorResponseError(
         f"{vendor} answered {action} with {what}" + (f": {text!r}" if text else ""),
         http_status=response.status if response is not None else None,

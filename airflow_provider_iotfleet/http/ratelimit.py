@@ -52,6 +52,11 @@ class TokenBucket:
             self._due = max(self._due, now) + self._interval
             return wait
 
+    def pause(self, seconds: float) -> None:
+        """Let no request through for ``seconds`` (the vendor said ``Retry-After``), whoever asks."""
+        with self._lock:
+            self._due = max(self._due, self._clock() + seconds + self._tolerance)
+
     def acquire(self) -> float:
         """Block until a request may be sent; return the seconds spent waiting."""
         wait = self.reserve()

@@ -34,6 +34,8 @@ class Call:
         credentials).
     :param repeat: when it is safe to send the call again; see :data:`Repeat`.
     :param rate_limited: ``False`` for token and login endpoints, which vendors do not count.
+    :param credentials: a login or token call: its answers (and the vendor's echo of the request in
+        them) are never quoted in messages.
     """
 
     method: str
@@ -44,6 +46,7 @@ class Call:
     headers: Mapping[str, str] | None = field(default=None, repr=False)
     repeat: Repeat = "always"
     rate_limited: bool = True
+    credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,18 @@ class Request:
         lowered = {name.lower() for name in headers}
         kept = {name: value for name, value in self.headers.items() if name.lower() not in lowered}
         return replace(self, headers={**kept, **headers})
+
+    def unsendable_headers(self) -> list[str]:
+        """Names of headers whose value holds a line break or another control character.
+
+        ``http.client`` would refuse them with a ``ValueError`` quoting the value, which may be a
+        credential; the drivers refuse first, naming only the header.
+        """
+        return [
+            name
+            for name, value in self.headers.items()
+            if any(ord(char) < 32 or ord(char) == 127 for char in value)
+        ]
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)

@@ -24,15 +24,17 @@ class BackoffPolicy:
     :param max_retries: retries after the first attempt (0 sends once).
     :param backoff_base: seconds before the first retry; doubles on each further retry.
     :param backoff_max: ceiling of the exponential backoff, in seconds.
-    :param max_retry_after: the longest ``Retry-After`` worth sleeping through inside a task; a vendor
-        asking for more is not retried here, so the error reaches Airflow's own task retries at once
-        instead of a worker slot sleeping.
+    :param max_retry_after: the most seconds of ``Retry-After`` worth sleeping through for one
+        call, in total over its retries; a vendor asking for more is not retried here, so the error
+        reaches Airflow's own task retries at once instead of a worker slot sleeping.
+    :param deadline: the most seconds one call may take, its retries and waits included.
     """
 
     max_retries: int = 3
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     max_retry_after: float = 120.0
+    deadline: float = 600.0
 
     def should_retry(self, retries_done: int, retry_after: float | None) -> bool:
         """Return whether another attempt is allowed after ``retries_done`` retries."""
@@ -56,6 +58,27 @@ class BackoffPolicy:
             return max(retry_after, 0.0)
         ceiling = min(self.backoff_max, self.backoff_base * 2.0**retry_number)
         return ceiling / 2 + uniform(0.0, ceiling / 2)
+
+    def next_delay(
+        self,
+        retries_done: int,
+        retry_after: float | None,
+        *,
+        waited_for_vendor: float,
+        elapsed: float,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> float | None:
+        """Return the seconds to wait before the next attempt, or ``None`` when the call gives up.
+
+        :param waited_for_vendor: ``Retry-After`` seconds already slept for this call.
+        :param elapsed: seconds since the call's first attempt.
+        """
+        if retries_done >= self.max_retries:
+            return None
+        if retry_after is not None and waited_for_vendor + retry_after > self.max_retry_after:
+            return None
+        delay = self.delay(retries_done, retry_after, uniform)
+        return None if elapsed + delay > self.deadline else delay
 
 
 def may_repeat(call: Call, error: IoTFleetError, vendor_says_retry: bool = False) -> bool:
