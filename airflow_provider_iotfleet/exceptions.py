@@ -147,6 +147,13 @@ class IoTFleetVendorResponseError(IoTFleetError):
     """The vendor answered with an error, or with a body that is not what its API documents."""
 
 
+class IoTFleetOutcomeUnknownError(IoTFleetVendorResponseError):
+    """A write's answer was lost after the vendor may have applied it, and reading back could not tell.
+
+    It is not sent again: that could apply it twice. Check the device before retrying.
+    """
+
+
 class IoTFleetAuthError(IoTFleetVendorResponseError):
     """The vendor refused the credentials, or the token or login exchange failed."""
 

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetError,
+    IoTFleetOutcomeUnknownError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
@@ -25,6 +30,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
@@ -369,7 +375,19 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         body = dict(changes)
         if effective_date:
             body["effectiveDate"] = effective_date
-        reply = self.client.send(Call("PUT", f"devices/{iccid}", json=body))
+        # Sent again only when it surely did not reach Control Center: an edit applied twice can
+        # schedule a change twice, or answer the second activation "already activated".
+        try:
+            reply = self.client.send(Call("PUT", f"devices/{iccid}", json=body, repeat="if-not-received"))
+        except IoTFleetError as error:
+            if not answer_lost(error):
+                raise
+            return self._after_lost_answer(iccid, changes, effective_date, error)
+        return self._edit_result(iccid, reply, changes, effective_date)
+
+    def _edit_result(
+        self, iccid: str, reply: Reply, changes: Mapping[str, str], effective_date: str | None
+    ) -> CiscoEditResult:
         answered = reply.field("iccid", str)
         if answered != iccid:
             raise malformed_response(VENDOR, reply.action, f"the ICCID {answered!r} instead of {iccid!r}")
@@ -381,6 +399,36 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             effective_date=effective_date if outcome == "scheduled" else None,
             sent=tuple(changes),
         )
+
+    def _after_lost_answer(
+        self, iccid: str, changes: Mapping[str, str], effective_date: str | None, error: IoTFleetError
+    ) -> CiscoEditResult:
+        """The edit may have been applied: read the device back to tell, rather than send it again.
+
+        Applied (every readable field as asked): ``updated``. Not applied: sent once more, since it
+        surely was not. A scheduled edit, or one whose fields cannot be read back, cannot be told
+        apart: :class:`IoTFleetOutcomeUnknownError`.
+        """
+        readable = {key: value for key, value in changes.items() if key in READ_BACK_FIELDS}
+        if effective_date or not readable:
+            raise IoTFleetOutcomeUnknownError(
+                f"{VENDOR}: the answer to the {'scheduled ' if effective_date else ''}edit of {iccid} was lost "
+                f"({error.message}) and Control Center may have applied it; check the device before "
+                "sending it again",
+                http_status=error.http_status,
+                vendor=VENDOR,
+            )
+        current = self.client.send(_device_call(iccid)).object()
+        if all(current.get(READ_BACK_FIELDS[key]) == value for key, value in readable.items()):
+            self.log.warning(
+                "%s: the answer to the edit of %s was lost; reading it back shows it applied", VENDOR, iccid
+            )
+            return CiscoEditResult(iccid=iccid, outcome="updated", sent=tuple(changes))
+        self.log.warning(
+            "%s: the answer to the edit of %s was lost before it applied; sending it again", VENDOR, iccid
+        )
+        reply = self.client.send(Call("PUT", f"devices/{iccid}", json=dict(changes), repeat="never"))
+        return self._edit_result(iccid, reply, changes, effective_date)
 
     def _check_connection(self) -> str:
         since = (self.clock.now() - timedelta(days=1)).isoformat(timespec="seconds")

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from airflow_provider_iotfleet.exceptions import (
+    IoTFleetError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -36,6 +37,7 @@ from airflow_provider_iotfleet.http import (
 )
 from airflow_provider_iotfleet.http.auth import TokenAuth, TokenSource
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     validate_roma_device_ids,
@@ -354,9 +356,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        reply = self.client.send(
-            Call("POST", f"{self._devices_path}/force-offline", json={"device_ids": ids})
+        # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline and
+        # reports them failed, although this call did bring them offline.
+        call = Call(
+            "POST", f"{self._devices_path}/force-offline", json={"device_ids": ids}, repeat="if-not-received"
         )
+        try:
+            reply = self.client.send(call)
+        except IoTFleetError as error:
+            if not answer_lost(error):
+                raise
+            return self._after_lost_answer(ids, error)
         result = self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
@@ -368,6 +378,33 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             len(result.failed),
         )
         return result
+
+    def _after_lost_answer(self, ids: list[int], error: IoTFleetError) -> ForceOfflineResult:
+        """The force-offline may have been applied: read the devices back instead of sending it again.
+
+        Devices found offline count as succeeded (whether this call or an earlier event took them
+        offline); the others failed.
+        """
+        self.log.warning(
+            "%s: the answer to a force-offline of %d devices was lost (%s); reading their status back",
+            VENDOR,
+            len(ids),
+            error.message,
+        )
+        statuses = self.online_statuses(ids, "offline")
+        succeeded = [
+            {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == "offline"
+        ]
+        failed = [
+            {
+                "id": device_id,
+                "device_name": None,
+                "message": f"{statuses[device_id]} after a force-offline whose answer was lost",
+            }
+            for device_id in ids
+            if statuses[device_id] != "offline"
+        ]
+        return ForceOfflineResult(succeeded=succeeded, failed=failed)
 
     def _reconcile(
         self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
@@ -36,6 +37,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import Build, Flow, Sent, Step, TokenSource, oauth_client_credentials
 from airflow_provider_iotfleet.http.concurrency import map_batches
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 VENDOR = "Verizon ThingSpace"
@@ -484,9 +486,28 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         account = self.resolve_account(account_name)
         batch = validate_imeis(imeis)
         check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
-        reply = self.client.send(
-            Call("PUT", f"firmware/{quote(account, safe='')}/devices", json={"deviceList": batch})
+        call = Call(
+            "PUT",
+            f"firmware/{quote(account, safe='')}/devices",
+            json={"deviceList": batch},
+            repeat="if-not-received",
         )
+        try:
+            reply = self.client.send(call)
+        except IoTFleetError as error:
+            if not answer_lost(error):
+                raise
+            # ThingSpace may have synced them; nothing read back can tell (the listing shows the same
+            # firmware either way). Said as it is, and not sent again.
+            unknown = IoTFleetOutcomeUnknownError(
+                f"{VENDOR}: the answer to a firmware sync was lost ({error.message}); ThingSpace may have "
+                "synced these devices: sync them again to know",
+                http_status=error.http_status,
+                vendor=VENDOR,
+            )
+            return FirmwareSyncResult(
+                account_name=account, synced=[], failed=[sync_failure(imei, unknown) for imei in batch]
+            )
         key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
         if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
             key = "deviceFirmwareVersionList"

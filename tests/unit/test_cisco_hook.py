@@ -12,6 +12,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotFoundError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetTransportError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -145,9 +146,11 @@ def test_documented_errors_map_to_typed_exceptions(
     assert requests_mock.call_count == 1
 
 
-def test_unknown_server_error_is_retried_then_raised(
+def test_a_vendor_500_to_an_edit_is_raised_not_repeated(
     hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
+    # Control Center answered, with its own code: nothing to read back, and an edit is never sent
+    # again once it may have reached the vendor.
     requests_mock.put(
         f"{API}/devices/{ICCID}",
         status_code=500,
@@ -156,8 +159,38 @@ def test_unknown_server_error_is_retried_then_raised(
     with pytest.raises(IoTFleetVendorResponseError) as caught:
         hook.edit_device(ICCID, {"status": "ACTIVATED"})
     assert caught.value.error_code == "30000001"
-    assert requests_mock.call_count == 4  # first attempt and the default three retries
-    assert len(clock.sleeps) == 3
+    assert requests_mock.call_count == 1
+    assert clock.sleeps == []
+
+
+def test_a_lost_answer_to_an_edit_is_read_back_not_sent_again(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", exc=requests.exceptions.ReadTimeout("read timed out"))
+    read = requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "ACTIVATED"})
+    result = hook.edit_device(ICCID, {"status": "ACTIVATED"})
+    assert (result.outcome, put.call_count, read.call_count) == ("updated", 1, 1)
+
+
+def test_a_lost_answer_to_an_edit_that_did_not_apply_is_sent_once_more(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    put = requests_mock.put(
+        f"{API}/devices/{ICCID}",
+        [{"status_code": 502, "text": "<html>Bad Gateway</html>"}, {"json": {"iccid": ICCID}}],
+    )
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "ratePlan": "IOT-100MB"})
+    result = hook.edit_device(ICCID, {"ratePlan": "IOT-1GB"})
+    assert (result.outcome, put.call_count) == ("updated", 2)
+
+
+def test_a_lost_answer_to_a_scheduled_edit_is_reported_unknown(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", exc=requests.exceptions.ChunkedEncodingError("cut"))
+    with pytest.raises(IoTFleetOutcomeUnknownError, match="may have applied it; check the device"):
+        hook.edit_device(ICCID, {"ratePlan": "IOT-1GB"}, effective_date=clock.now() + timedelta(days=1))
+    assert put.call_count == 1  # a scheduled change is never scheduled twice
 
 
 def test_unauthenticated_401_has_message_without_code(

@@ -18,6 +18,7 @@ import requests
 import requests_mock as rm
 import structlog
 from airflow.sdk import DAG
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from airflow_provider_iotfleet.exceptions import (
     MAX_LISTED_PROBLEMS,
@@ -868,7 +869,8 @@ def test_concurrent_edits_keep_input_order_and_account_for_every_device(
 def test_an_unreachable_host_fails_each_device_grouped_as_transport(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
 ) -> None:
-    requests_mock.put(rm.ANY, exc=requests.ConnectionError("Connection refused"))
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
+    requests_mock.put(rm.ANY, exc=requests.ConnectionError(MaxRetryError(None, HOST, refused)))  # type: ignore[arg-type]
     ctx = operator_context()
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         make_operator(iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}).execute(ctx)
