@@ -51,6 +51,12 @@ def _common_fields() -> dict[str, dict[str, Any]]:
             "label": "Retries on connection errors, 429 and 5xx",
             "schema": {"type": ["integer", "null"], "default": 3, "minimum": 0},
         },
+        "ca_bundle": {
+            "label": "CA bundle (path)",
+            "description": "A PEM file of the certificate authorities to trust, e.g. a corporate proxy's; "
+            "default: the system's, or REQUESTS_CA_BUNDLE. Verification is never turned off.",
+            "schema": {"type": ["string", "null"]},
+        },
     }
 
 

@@ -143,6 +143,13 @@ class IoTFleetTransportError(IoTFleetError):
         self.may_have_reached_vendor = may_have_reached_vendor
 
 
+class IoTFleetCertificateError(IoTFleetTransportError):
+    """The vendor's TLS certificate could not be verified: never retried, nothing was sent."""
+
+    def __init__(self, message: str, *, vendor: str | None = None) -> None:
+        super().__init__(message, may_have_reached_vendor=False, vendor=vendor)
+
+
 class IoTFleetVendorResponseError(IoTFleetError):
     """The vendor answered with an error, or with a body that is not what its API documents."""
 

@@ -105,6 +105,7 @@ class IoTFleetBaseHook(BaseHook):
             "timeout": settings.get_float("timeout", 30.0),
             "retry": BackoffPolicy(max_retries=settings.get_int("max_retries", 3)),
             "conn_id": settings.conn_id,
+            "ca_bundle": settings.ca_bundle(),
             "logger": self.log,
             "clock": self.clock,
         }

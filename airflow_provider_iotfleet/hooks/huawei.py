@@ -325,13 +325,11 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 clock=self.clock,
             )
         else:
-            iam_endpoint = settings.get_str("iam_endpoint") or (
-                f"https://iam.{region}.myhuaweicloud.com" if region else None
-            )
-            if not iam_endpoint:
+            if not settings.get_str("iam_endpoint") and not region:
                 raise settings.error("set extra 'iam_endpoint' or 'region' for auth_type iam_token")
+            iam_endpoint = settings.url("iam_endpoint", f"https://iam.{region}.myhuaweicloud.com")
             token = iam_token(
-                f"{iam_endpoint.rstrip('/')}/v3/auth/tokens",
+                f"{iam_endpoint}/v3/auth/tokens",
                 user_name=settings.require_login("IAM user name"),
                 password=settings.require_password("IAM user password"),
                 domain_name=settings.require_str("domain_name", "account (domain) name of the IAM user"),

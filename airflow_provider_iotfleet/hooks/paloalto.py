@@ -130,7 +130,7 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             )
             return {"base_url": settings.base_url(), "errors": PALOALTO_ERRORS, "auth": auth, **options}
         token = oauth_client_credentials(
-            settings.get_str("auth_url", SCM_TOKEN_URL) or SCM_TOKEN_URL,
+            settings.url("auth_url", SCM_TOKEN_URL),
             settings.require_login("SCM service account client id"),
             settings.require_password("SCM service account client secret"),
             clock=self.clock,

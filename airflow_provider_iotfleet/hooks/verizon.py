@@ -313,7 +313,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         root = settings.base_url(default=DEFAULT_HOST)
         oauth = oauth_client_credentials(
-            settings.get_str("oauth_url") or f"{root}{OAUTH_PATH}",
+            settings.url("oauth_url", f"{root}{OAUTH_PATH}"),
             settings.require_login("OAuth key"),
             settings.require_password("OAuth secret"),
             clock=self.clock,
@@ -321,7 +321,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             credential_hint="the login (OAuth key) and password (OAuth secret)",
         )
         session = M2MSession(
-            settings.get_str("m2m_login_url") or f"{root}{LOGIN_PATH}",
+            settings.url("m2m_login_url", f"{root}{LOGIN_PATH}"),
             settings.require_str("m2m_username", "ThingSpace M2M (UWS) user name"),
             settings.require_str("m2m_password", "ThingSpace M2M (UWS) password"),
             self.clock,

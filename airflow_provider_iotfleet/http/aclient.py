@@ -43,7 +43,7 @@ class AsyncVendorHttpClient(ClientCore):
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
             ),
             follow_redirects=False,
-            verify=_verify_from_environment(),
+            verify=_verify(self.ca_bundle),
         )
 
     async def send(self, call: Call) -> Reply:
@@ -147,7 +147,7 @@ class AsyncVendorHttpClient(ClientCore):
         await self._client.aclose()
 
 
-def _verify_from_environment() -> ssl.SSLContext | bool:
-    """Honour the CA bundle variables ``requests`` reads, so both clients trust the same roots."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+def _verify(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """The connection's CA bundle, else the variables ``requests`` reads: both clients trust the same."""
+    bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     return ssl.create_default_context(cafile=bundle) if bundle else True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from airflow_provider_iotfleet import __version__
 from airflow_provider_iotfleet._compat import mask_secret
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetCertificateError,
     IoTFleetConfigurationError,
     IoTFleetError,
     IoTFleetTransportError,
@@ -75,6 +77,8 @@ class ClientCore:
     :param pool_timeout: the longest wait for a free connection (default: ``timeout``).
     :param conn_id: the Airflow connection the client was built from, named in errors whose fix is
         in the connection (refused credentials, an unreachable host).
+    :param ca_bundle: a PEM file of certificate authorities to trust instead of the system's (and
+        of ``REQUESTS_CA_BUNDLE``); verification itself is never turned off.
     :param max_answer_bytes: the largest answer body read (decoded); a longer one, like a runaway
         error page, is an error at once, not a download repeated on every retry.
     :param clock: time source for sleeps and ``Retry-After`` dates; tests pass a fake.
@@ -93,6 +97,7 @@ class ClientCore:
         pool_timeout: float | None = None,
         conn_id: str | None = None,
         max_answer_bytes: int = 16 * 1024 * 1024,
+        ca_bundle: str | None = None,
         user_agent: str = USER_AGENT,
         logger: Logger | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -108,6 +113,7 @@ class ClientCore:
         self.pool_timeout = timeout if pool_timeout is None else pool_timeout
         self.conn_id = conn_id
         self.max_answer_bytes = max_answer_bytes
+        self.ca_bundle = ca_bundle
         self.default_headers = {**DEFAULT_HEADERS, "User-Agent": user_agent}
         self.log: Logger = logger or logging.getLogger(__name__)
         self.clock = clock
@@ -199,6 +205,13 @@ class ClientCore:
     def transport_error(
         self, request: Request, cause: BaseException, *, reached: bool
     ) -> IoTFleetTransportError:
+        if _certificate_failure(cause):
+            return IoTFleetCertificateError(
+                f"{self.errors.vendor}: {request.action}: the vendor's TLS certificate could not be verified "
+                f"({describe(cause)}); if a proxy re-signs traffic, set the connection's ca_bundle extra "
+                "(or REQUESTS_CA_BUNDLE) to its CA",
+                vendor=self.errors.vendor,
+            )
         return IoTFleetTransportError(
             f"{self.errors.vendor}: {request.action} could not be completed: {describe(cause)}",
             may_have_reached_vendor=reached,
@@ -360,7 +373,7 @@ class VendorHttpClient(ClientCore):
         origin = f"{parts.scheme}://{parts.netloc}"
         settings = self._environment.get(origin)
         if settings is None:
-            merged = self.session.merge_environment_settings(origin, {}, None, None, None)
+            merged = self.session.merge_environment_settings(origin, {}, None, self.ca_bundle, None)
             settings = {key: merged[key] for key in ("proxies", "verify", "cert")}
             self._environment[origin] = settings
         return settings
@@ -382,6 +395,23 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return isinstance(inner, NewConnectionError) or isinstance(
         getattr(inner, "reason", None), NewConnectionError
     )
+
+
+def _certificate_failure(cause: BaseException) -> bool:
+    """Whether a transport failure is a certificate that failed verification (requests or httpx)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [cause]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError | requests.exceptions.SSLError):
+            return True
+        pending += [current.__cause__, current.__context__]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        pending.append(getattr(current, "reason", None))
+    return False
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]+ object at 0x[0-9a-f]+>: ?")

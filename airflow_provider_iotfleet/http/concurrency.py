@@ -42,7 +42,7 @@ def affects_every_item(error: IoTFleetError) -> bool:
     take over.
     """
     if isinstance(error, IoTFleetTransportError):
-        return not error.may_have_reached_vendor
+        return not error.may_have_reached_vendor  # refused, unresolvable, or an untrusted certificate
     return isinstance(error, IoTFleetAuthError | IoTFleetConfigurationError | IoTFleetRateLimitError)
 
 

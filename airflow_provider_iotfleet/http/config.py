@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,21 @@ class ConnectionSettings:
         if not host:
             raise self.error("host is empty; set it to the vendor's base URL")
         return normalise_base_url(host, self.port, self.label)
+
+    def url(self, key: str, default: str) -> str:
+        """Return extra ``key`` (an endpoint such as a token URL) or ``default``, checked like ``host``:
+        credentials sent there must not cross a network in clear text either."""
+        return normalise_base_url(self.get_str(key) or default, None, f"{self.label}, extra {key!r},")
+
+    def ca_bundle(self) -> str | None:
+        """The ``ca_bundle`` extra: a readable PEM file, or ``None`` (the system's trust store)."""
+        path = self.get_str("ca_bundle")
+        if path is None:
+            return None
+        expanded = os.path.expanduser(path)
+        if not os.path.isfile(expanded) or not os.access(expanded, os.R_OK):
+            raise self.error(f"extra 'ca_bundle' is {path!r}, which is not a readable file")
+        return expanded
 
     def require_login(self, what: str) -> str:
         if not self.login:

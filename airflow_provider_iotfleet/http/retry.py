@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetRateLimitError, IoTFleetTransportError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetCertificateError,
+    IoTFleetError,
+    IoTFleetRateLimitError,
+    IoTFleetTransportError,
+)
 from airflow_provider_iotfleet.http.request import Call
 
 #: HTTP statuses that mean "try again later" on every vendor we wrap.
@@ -87,8 +92,8 @@ def may_repeat(call: Call, error: IoTFleetError, vendor_says_retry: bool = False
     :param vendor_says_retry: the vendor named the error as "try again" (a throttling code sent with
         another status than 429).
     """
-    if call.repeat == "never":
-        return False
+    if call.repeat == "never" or isinstance(error, IoTFleetCertificateError):
+        return False  # a certificate that fails verification fails again
     status = error.http_status
     if isinstance(error, IoTFleetTransportError):
         return call.repeat == "always" or not error.may_have_reached_vendor

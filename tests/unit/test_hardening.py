@@ -3,16 +3,21 @@ raw exception, no unbounded download or wait, and one throttled caller slows its
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+import requests
 import requests_mock as rm
 import structlog
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetCertificateError,
     IoTFleetConfigurationError,
     IoTFleetError,
     IoTFleetRateLimitError,
@@ -22,6 +27,7 @@ from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.http import (
+    AsyncVendorHttpClient,
     BackoffPolicy,
     Call,
     ErrorMapping,
@@ -214,4 +220,130 @@ def test_hosts_that_are_not_urls_are_configuration_errors(
     with pytest.raises(IoTFleetError) as caught:
         CiscoControlCenterHook("cc_bad_host").get_device(ICCID)
     assert isinstance(caught.value, IoTFleetConfigurationError)
+    assert requests_mock.call_count == 0
+
+
+# --- TLS and where credentials go ------------------------------------------------------------------
+
+
+def test_a_certificate_that_fails_verification_is_not_retried(
+    clock: FakeClock, requests_mock: rm.Mocker
+) -> None:
+    route = requests_mock.get(
+        f"{BASE}/things",
+        exc=requests.exceptions.SSLError("certificate verify failed: self-signed certificate"),
+    )
+    with pytest.raises(IoTFleetCertificateError, match="set the connection's ca_bundle extra"):
+        client(clock).send(Call("GET", "things"))
+    assert route.call_count == 1
+    assert clock.sleeps == []
+
+
+def test_the_async_client_does_not_retry_an_untrusted_certificate_either(clock: FakeClock) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ConnectError("handshake failed") from ssl.SSLCertVerificationError(
+            "unable to get local issuer"
+        )
+
+    async def send() -> None:
+        async_client = AsyncVendorHttpClient(
+            base_url=BASE, errors=ERRORS, clock=clock, transport=httpx.MockTransport(handler)
+        )
+        try:
+            await async_client.send(Call("GET", "things"))
+        finally:
+            await async_client.aclose()
+
+    with pytest.raises(IoTFleetCertificateError):
+        asyncio.run(send())
+    assert calls == 1
+
+
+def test_the_ca_bundle_extra_is_what_requests_verify_against(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, tmp_path: Any
+) -> None:
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    set_connection(
+        "cc_proxy",
+        "cisco_control_center",
+        host="https://cc.example.com",
+        login="u",
+        password="secret-key-1",
+        extra={"ca_bundle": str(bundle)},
+    )
+    route = requests_mock.get(f"https://cc.example.com/rws/api/v1/devices/{ICCID}", json={"iccid": ICCID})
+    CiscoControlCenterHook("cc_proxy").get_device(ICCID)
+    assert route.last_request.verify == str(bundle)
+    set_connection(
+        "cc_no_bundle",
+        "cisco_control_center",
+        host="https://cc.example.com",
+        login="u",
+        password="secret-key-1",
+        extra={"ca_bundle": str(tmp_path / "missing.pem")},
+    )
+    with pytest.raises(IoTFleetConfigurationError, match=r"extra 'ca_bundle' is .* not a readable file"):
+        CiscoControlCenterHook("cc_no_bundle").get_device(ICCID)
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "extra", "key"),
+    [
+        (
+            "paloalto_iot",
+            {"auth_type": "scm", "tsg_id": "1", "auth_url": "http://auth.example.com/token"},
+            "auth_url",
+        ),
+        (
+            "verizon_thingspace",
+            {"m2m_username": "u", "m2m_password": "p-secret-1", "oauth_url": "http://ts.example.com/t"},
+            "oauth_url",
+        ),
+        (
+            "verizon_thingspace",
+            {"m2m_username": "u", "m2m_password": "p-secret-1", "m2m_login_url": "http://ts.example.com/l"},
+            "m2m_login_url",
+        ),
+        (
+            "huawei_roma",
+            {
+                "auth_type": "iam_token",
+                "domain_name": "d",
+                "project_id": "p",
+                "instance_id": "i",
+                "iam_endpoint": "http://iam.example.com",
+            },
+            "iam_endpoint",
+        ),
+    ],
+)
+def test_token_and_login_urls_must_be_https_too(
+    set_connection: Callable[..., None],
+    requests_mock: rm.Mocker,
+    conn_type: str,
+    extra: dict[str, str],
+    key: str,
+) -> None:
+    from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+
+    hooks = {
+        "paloalto_iot": PaloAltoIoTSecurityHook,
+        "verizon_thingspace": VerizonThingSpaceHook,
+        "huawei_roma": HuaweiRomaConnectHook,
+    }
+    set_connection(
+        "plain",
+        conn_type,
+        host="https://vendor.example.com",
+        login="client",
+        password="client-secret-1",
+        extra=extra,
+    )
+    with pytest.raises(IoTFleetConfigurationError, match=f"extra '{key}'.*must use https"):
+        hooks[conn_type]("plain").client  # noqa: B018 - building the client checks every endpoint
     assert requests_mock.call_count == 0
