@@ -9,6 +9,8 @@ Start it from Python::
         ...
         sim.state.advance(3600)               # move the simulator clock
         sim.state.snapshot()                  # what changed
+        sim.state.requests                    # who sent what (sim.state.per_device_writes(): how often)
+        sim.state.revoke("verizon", "session")  # every ThingSpace session expires now
 
 or from a shell: ``python -m airflow_provider_iotfleet.simulator --port 8765``.
 """
@@ -119,6 +121,7 @@ class Simulator:
 
     def stop(self) -> None:
         """Stop serving and wait for the server thread to end."""
+        self.state.stopping.set()  # answers held by applied_then_delayed go out now
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Sequence
 
 from airflow_provider_iotfleet.simulator import Simulator
-from airflow_provider_iotfleet.simulator.core import VENDORS, Faults, SimulatorConfig
+from airflow_provider_iotfleet.simulator.core import RETRY_AFTER_STYLES, VENDORS, Faults, SimulatorConfig
+
+#: What each ``--fault-*`` flag's probability is of, for its help.
+FAULT_HELP = {
+    "server_error": "gets a 500 (not applied)",
+    "rate_limited": "gets a 429 with Retry-After (not applied)",
+    "dropped_connection": "has its connection dropped mid-answer, before it is applied",
+    "malformed_json": "gets a 200 with truncated JSON (not applied)",
+    "token_expiry": "finds its token or session expired",
+    "applied_then_dropped": "is applied, then has its connection dropped mid-answer",
+    "applied_then_delayed": "is applied, then answered only after --slow-answer-seconds",
+    "gzip_garbage": "gets a 200 with Content-Encoding: gzip and a body that is not gzip (not applied)",
+    "html_error_page": "gets a 502 with an HTML page, like a load balancer's (not applied)",
+    "huge_body": "gets a 200 of --huge-body-bytes of JSON (not applied)",
+    "deeply_nested": "gets a 200 of JSON nested 100,000 levels deep (not applied)",
+}
 
 
 def _rate_limit(text: str) -> tuple[str, float]:
@@ -38,18 +54,42 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         metavar="VENDOR=RPS",
         help="throttle a vendor to RPS requests per second with 429s (repeatable)",
     )
-    for fault in ("server_error", "rate_limited", "dropped_connection", "malformed_json", "token_expiry"):
+    for fault in (field.name for field in dataclasses.fields(Faults)):
         parser.add_argument(
             f"--fault-{fault.replace('_', '-')}",
             type=float,
             default=0.0,
             metavar="P",
             dest=fault,
-            help=f"probability (0..1) that an API request meets a {fault.replace('_', ' ')}",
+            help=f"probability (0..1) that an API request {FAULT_HELP[fault]}",
         )
     parser.add_argument("--verizon-page-size", type=int, default=1000, help="devices per ThingSpace page")
     parser.add_argument(
         "--session-idle-timeout", type=float, default=1200.0, help="ThingSpace session idle expiry, s"
+    )
+    parser.add_argument(
+        "--slow-answer-seconds",
+        type=float,
+        default=40.0,
+        help="how long --fault-applied-then-delayed holds an answer, s (default 40)",
+    )
+    parser.add_argument(
+        "--huge-body-bytes",
+        type=int,
+        default=20 * 1024 * 1024,
+        help="size of the --fault-huge-body answer (default 20 MiB)",
+    )
+    parser.add_argument(
+        "--retry-after-style",
+        choices=RETRY_AFTER_STYLES,
+        default="seconds",
+        help="Retry-After of every 429 as seconds (default) or an HTTP date",
+    )
+    parser.add_argument(
+        "--retry-after-seconds",
+        type=float,
+        default=None,
+        help="the wait every 429 asks for (default: 1 s for the fault, the rate limit's own wait)",
     )
     args = parser.parse_args(argv)
     try:
@@ -58,15 +98,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
             seed=args.seed,
             latency=args.latency,
             rate_limits=dict(args.rate_limit),
-            faults=Faults(
-                server_error=args.server_error,
-                rate_limited=args.rate_limited,
-                dropped_connection=args.dropped_connection,
-                malformed_json=args.malformed_json,
-                token_expiry=args.token_expiry,
-            ),
+            faults=Faults(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Faults)}),
             verizon_page_size=args.verizon_page_size,
             session_idle_timeout=args.session_idle_timeout,
+            slow_answer_seconds=args.slow_answer_seconds,
+            huge_body_bytes=args.huge_body_bytes,
+            retry_after_style=args.retry_after_style,
+            retry_after_seconds=args.retry_after_seconds,
         )
     except ValueError as error:
         parser.error(str(error))

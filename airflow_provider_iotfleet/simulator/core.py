@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 from airflow_provider_iotfleet.simulator.fleet import MAX_DEVICES, Fleet
 
 VENDORS = ("paloalto", "cisco", "huawei", "verizon")
+RETRY_AFTER_STYLES = ("seconds", "http-date")
+#: What :meth:`SimulatorState.revoke` can revoke, per vendor (Cisco signs every call with HTTP Basic).
+REVOCABLE = {"paloalto": ("token",), "huawei": ("token",), "verizon": ("token", "session")}
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,38 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Faults:
-    """Probabilities (0..1) that an API request (not a login) meets each fault instead of an answer."""
+    """Probabilities (0..1) that an API request (not a login) meets each fault instead of an answer.
+
+    :param server_error: a 500 with the vendor's error body; nothing applied.
+    :param rate_limited: a 429 with the vendor's throttling body and ``Retry-After``; nothing applied.
+    :param dropped_connection: the connection closes mid-answer *before* the request is applied.
+    :param malformed_json: a 200 whose JSON is cut short; nothing applied.
+    :param token_expiry: the token or session the request presents expires just before it is served.
+    :param applied_then_dropped: the request *is* applied, then the connection closes mid-answer
+        (the answer's ``Content-Length`` is promised, less is sent): a retry applies it twice.
+    :param applied_then_delayed: the request is applied, then its answer is held
+        ``slow_answer_seconds`` (longer than a client's usual timeout) before being sent.
+    :param gzip_garbage: a 200 with ``Content-Encoding: gzip`` and over 10 KiB that is not gzip.
+    :param html_error_page: a 502 with an HTML page, like a load balancer's; nothing applied.
+    :param huge_body: a 200 of ``huge_body_bytes`` of valid JSON (a list), streamed in chunks.
+    :param deeply_nested: a 200 whose JSON is nested 100,000 levels deep.
+
+    The faults that answer in place of the vendor (all but ``token_expiry`` and the two
+    ``applied_then_*``) leave the simulator's state unchanged.
+    """
 
     server_error: float = 0.0
     rate_limited: float = 0.0
     dropped_connection: float = 0.0
     malformed_json: float = 0.0
     token_expiry: float = 0.0
+    # New faults go last: the dice thresholds of the earlier ones, and so their runs per seed, stay.
+    applied_then_dropped: float = 0.0
+    applied_then_delayed: float = 0.0
+    gzip_garbage: float = 0.0
+    html_error_page: float = 0.0
+    huge_body: float = 0.0
+    deeply_nested: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -71,6 +101,15 @@ class SimulatorConfig:
     :param faults: fault injection probabilities.
     :param verizon_page_size: devices per ThingSpace page (1000 like the vendor).
     :param session_idle_timeout: seconds of idleness after which a ThingSpace session token expires.
+    :param slow_answer_seconds: how long the ``applied_then_delayed`` fault holds an answer (real
+        seconds; 40 by default, longer than the clients' usual 30 s timeout). A client that hangs up
+        meanwhile ends the wait early.
+    :param huge_body_bytes: the size of the ``huge_body`` fault's answer (20 MiB by default).
+    :param retry_after_style: ``"seconds"`` (``Retry-After: 3``) or ``"http-date"``
+        (``Retry-After: Wed, 21 Oct 2026 07:28:00 GMT``, real UTC time) in every 429.
+    :param retry_after_seconds: the wait every 429 asks for; ``None`` asks 1 s for the
+        ``rate_limited`` fault and the time until the rate limit's window frees up (at least 1 s).
+    :param request_log_size: how many of the latest API requests :attr:`SimulatorState.requests` keeps.
     """
 
     devices: int = 5000
@@ -81,12 +120,30 @@ class SimulatorConfig:
     credentials: Credentials = field(default_factory=Credentials)
     verizon_page_size: int = 1000
     session_idle_timeout: float = 20 * 60.0
+    slow_answer_seconds: float = 40.0
+    huge_body_bytes: int = 20 * 1024 * 1024
+    retry_after_style: str = "seconds"
+    retry_after_seconds: float | None = None
+    request_log_size: int = 100_000
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
             raise ValueError(f"devices must be 1..{MAX_DEVICES}, got {self.devices}")
         if self.verizon_page_size < 1 or self.latency < 0 or self.session_idle_timeout <= 0:
             raise ValueError("verizon_page_size, latency and session_idle_timeout must be positive")
+        if not 0 <= self.slow_answer_seconds <= 24 * 3600:
+            raise ValueError(f"slow_answer_seconds must be within 0..86400, got {self.slow_answer_seconds}")
+        if self.huge_body_bytes < 2:
+            raise ValueError(f"huge_body_bytes must be at least 2, got {self.huge_body_bytes}")
+        if self.retry_after_style not in RETRY_AFTER_STYLES:
+            raise ValueError(
+                f"retry_after_style must be one of {', '.join(RETRY_AFTER_STYLES)}, "
+                f"got {self.retry_after_style!r}"
+            )
+        if self.retry_after_seconds is not None and not 0 <= self.retry_after_seconds <= 10**9:
+            raise ValueError(f"retry_after_seconds must be within 0..1e9, got {self.retry_after_seconds}")
+        if self.request_log_size < 0:
+            raise ValueError(f"request_log_size must not be negative, got {self.request_log_size}")
         unknown = set(self.rate_limits) - set(VENDORS)
         if unknown:
             raise ValueError(f"rate_limits names unknown vendors: {', '.join(sorted(unknown))}")
@@ -113,6 +170,12 @@ class SimulatorState:
         self.counters: Counter[str] = Counter()
         self.login_failures: Counter[str] = Counter()
         self.request_times: dict[str, deque[datetime]] = defaultdict(deque)
+        # Set when the server stops, so that answers held by applied_then_delayed are let go.
+        self.stopping = threading.Event()
+        self._requests: deque[dict[str, Any]] = deque(maxlen=config.request_log_size)
+        self.requests_seen = 0
+        self._writes: dict[str, Counter[str]] = defaultdict(Counter)
+        self._applied_writes: dict[str, Counter[str]] = defaultdict(Counter)
 
     def now(self) -> datetime:
         """The simulator's clock: real UTC time plus however far tests have advanced it."""
@@ -157,8 +220,133 @@ class SimulatorState:
         with self.lock:
             self.sessions.pop(session or "", None)
 
+    def revoke(self, vendor: str, what: str = "token") -> int:
+        """Invalidate at once every token (or ThingSpace M2M session) issued so far for ``vendor``.
+
+        The next API call that presents one gets the vendor's own refusal: 401 for a Palo Alto SCM
+        bearer token, a Huawei IAM token or a ThingSpace access token, 400 ``SessionToken.Expired``
+        for a ThingSpace session. New logins work as before. Returns how many were revoked.
+
+        :param vendor: ``"paloalto"``, ``"huawei"`` or ``"verizon"`` (Cisco has no tokens).
+        :param what: ``"token"``, or ``"session"`` (ThingSpace only).
+        """
+        if what not in REVOCABLE.get(vendor, ()):
+            choices = "; ".join(f"{name}: {', '.join(kinds)}" for name, kinds in REVOCABLE.items())
+            raise ValueError(f"cannot revoke {what!r} of vendor {vendor!r} (revocable: {choices})")
+        with self.lock:
+            issued = self.sessions if what == "session" else self.tokens[vendor]
+            revoked = len(issued)
+            issued.clear()
+            self.counters[f"{vendor}.revoked_{what}s"] += revoked
+        return revoked
+
     def request_id(self) -> str:
         return str(uuid.UUID(int=self.random.getrandbits(128)))
+
+    def retry_after(self, default_seconds: int) -> str:
+        """The ``Retry-After`` value of a 429, in the configured style and length.
+
+        An HTTP date is real UTC time (what a client compares it with, like the ``Date`` header),
+        not the simulator's clock, rounded up to the whole second.
+        """
+        seconds = default_seconds
+        if self.config.retry_after_seconds is not None:
+            seconds = math.ceil(self.config.retry_after_seconds)
+        if self.config.retry_after_style == "seconds":
+            return str(seconds)
+        due = math.ceil(datetime.now(UTC).timestamp() + seconds)
+        return format_datetime(datetime.fromtimestamp(due, UTC), usegmt=True)
+
+    # --- the request log --------------------------------------------------------------------------
+
+    def log_request(
+        self,
+        vendor: str,
+        method: str,
+        path: str,
+        query: str,
+        client: str | None,
+        devices: list[str],
+        write: bool,
+    ) -> dict[str, Any]:
+        """Record an API request as it arrives; :meth:`log_answer` completes the record."""
+        record: dict[str, Any] = {
+            "time": self.now(),
+            "vendor": vendor,
+            "method": method,
+            "path": path,
+            "query": query,
+            "client": client,
+            "status": None,
+            "fault": None,
+            "applied": None,
+            "devices": devices,
+            "write": write,
+        }
+        with self.lock:
+            self._requests.append(record)
+            self.requests_seen += 1
+            if write and devices:
+                self._writes[vendor].update(set(devices))
+        return record
+
+    def log_answer(self, record: dict[str, Any], status: int, fault: str | None, served: bool) -> None:
+        """Complete a request's record: its status, its fault, and whether the vendor router served it."""
+        applied = served and status < 400
+        with self.lock:
+            record.update(status=status, fault=fault, applied=applied)
+            if applied and record["write"] and record["devices"]:
+                self._applied_writes[record["vendor"]].update(set(record["devices"]))
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The latest API requests (``request_log_size`` of them), oldest first; see :meth:`request_log`."""
+        return self.request_log()
+
+    def request_log(self, vendor: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The latest API requests (logins included, ``/_sim/*`` not), oldest first, as copies.
+
+        Each is ``{time, vendor, method, path, query, client, status, fault, applied, devices,
+        write}``: ``time`` on the simulator clock at arrival; ``client`` the caller's ``host:port``
+        (one per connection); ``status`` the HTTP status answered (``None`` while in flight; for
+        ``dropped_connection`` and ``applied_then_dropped``, the status line that was sent before the
+        connection closed); ``fault`` the injected fault, ``"throttled"`` for a rate-limit 429, or
+        ``None``; ``applied`` whether the vendor router served it with a status below 400 (a write
+        took effect or was scheduled); ``devices`` the device ids the request named (Cisco ICCIDs,
+        ROMA ids, ThingSpace IMEIs, Palo Alto IMEIs) as strings; ``write`` whether it asks for a
+        change.
+
+        :param vendor: only this vendor's requests.
+        :param limit: only the latest ``limit`` of them.
+        """
+        selected: list[dict[str, Any]] = []
+        with self.lock:
+            for record in reversed(self._requests):
+                if limit is not None and len(selected) >= limit:
+                    break
+                if vendor is None or record["vendor"] == vendor:
+                    selected.append(dict(record))
+        selected.reverse()
+        return selected
+
+    def per_device_writes(self, vendor: str | None = None, applied_only: bool = False) -> Counter[str]:
+        """How many state-changing requests named each device id, since start-up (never trimmed).
+
+        By default every write that reached the simulator counts, whatever answered it (a fault,
+        a throttling 429, a refusal): how often a client *sent* a change for the device. With
+        ``applied_only``, only those the vendor router applied (status below 400) count, including
+        ``applied_then_dropped`` and ``applied_then_delayed`` ones. A request naming a device twice
+        counts once.
+
+        :param vendor: only this vendor's writes.
+        """
+        source = self._applied_writes if applied_only else self._writes
+        total: Counter[str] = Counter()
+        with self.lock:
+            for name, counts in source.items():
+                if vendor is None or name == vendor:
+                    total.update(counts)
+        return total
 
     def over_rate_limit(self, vendor: str) -> float | None:
         """Record one request; return the seconds to wait if it exceeds the vendor's limit."""
