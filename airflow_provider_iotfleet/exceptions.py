@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Self
 
 from airflow.exceptions import AirflowException
@@ -52,6 +53,8 @@ class IoTFleetError(AirflowException):
         #: the connection fields to check when the vendor refused credentials, set by whoever knows
         #: which credential it was; the client names them and the connection in the final message.
         self.credential_hint: str | None = None
+        #: the vendor's clock, from its answer's ``Date`` header, when it sent one.
+        self.server_time: datetime | None = None
 
     def __str__(self) -> str:
         details = []

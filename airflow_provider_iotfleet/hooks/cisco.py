@@ -418,17 +418,39 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 http_status=error.http_status,
                 vendor=VENDOR,
             )
-        current = self.client.send(_device_call(iccid)).object()
-        if all(current.get(READ_BACK_FIELDS[key]) == value for key, value in readable.items()):
+        for _ in range(self.client.retry.max_retries + 1):
+            try:
+                current = self.client.send(_device_call(iccid)).object()
+            except IoTFleetError as unreadable:
+                raise error from unreadable  # what happened to the edit is the better message
+            if all(current.get(READ_BACK_FIELDS[key]) == value for key, value in readable.items()):
+                self.log.warning(
+                    "%s: the answer to the edit of %s was lost; reading it back shows it applied",
+                    VENDOR,
+                    iccid,
+                )
+                return CiscoEditResult(iccid=iccid, outcome="updated", sent=tuple(changes))
+            # Not applied, so it surely did not reach Control Center: sent again, and read back again
+            # should that answer be lost too.
             self.log.warning(
-                "%s: the answer to the edit of %s was lost; reading it back shows it applied", VENDOR, iccid
+                "%s: the answer to the edit of %s was lost before it applied; sending it again", VENDOR, iccid
             )
-            return CiscoEditResult(iccid=iccid, outcome="updated", sent=tuple(changes))
-        self.log.warning(
-            "%s: the answer to the edit of %s was lost before it applied; sending it again", VENDOR, iccid
+            try:
+                reply = self.client.send(
+                    Call("PUT", f"devices/{iccid}", json=dict(changes), repeat="if-not-received")
+                )
+            except IoTFleetError as again:
+                if not answer_lost(again):
+                    raise
+                error = again
+                continue
+            return self._edit_result(iccid, reply, changes, effective_date)
+        raise IoTFleetOutcomeUnknownError(
+            f"{VENDOR}: the answers to the edit of {iccid} were lost again and again (last: {error.message}); "
+            "Control Center may have applied it: check the device before sending it again",
+            http_status=error.http_status,
+            vendor=VENDOR,
         )
-        reply = self.client.send(Call("PUT", f"devices/{iccid}", json=dict(changes), repeat="never"))
-        return self._edit_result(iccid, reply, changes, effective_date)
 
     def _check_connection(self) -> str:
         since = (self.clock.now() - timedelta(days=1)).isoformat(timespec="seconds")

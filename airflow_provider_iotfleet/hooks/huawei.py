@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from airflow_provider_iotfleet.exceptions import (
+    IoTFleetAuthError,
     IoTFleetError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
@@ -35,7 +37,8 @@ from airflow_provider_iotfleet.http import (
     VendorErrorBody,
     text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
@@ -50,6 +53,8 @@ SDK_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 #: The API gateway's throttling codes (both spellings are seen); answered with 429, retried.
 THROTTLING_CODES = frozenset({"APIGW.0308", "APIG.0308"})
 IAM_TOKEN_LIFETIME = timedelta(hours=24)
+#: The gateway refuses signatures dated more than 15 minutes off; beyond 5, we sign with its clock.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 DEFAULT_MAX_DEVICES_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 999
 ONLINE_STATUS = {"never": 0, "online": 1, "offline": 2}
@@ -120,6 +125,10 @@ class HuaweiAkSkAuth(Auth):
     """Signs every request with ``SDK-HMAC-SHA256`` (re-signed on each retry, so dates stay fresh).
 
     :param security_token: for temporary AK/SK, sent as ``X-Security-Token``.
+    :param log: where to say that the worker's clock is off, when the gateway's ``Date`` shows it.
+
+    A signature refused because the worker's clock is more than 5 minutes off the gateway's (its
+    ``Date`` header tells) is made again with the gateway's time, once, and signing continues so.
     """
 
     credential_hint = (
@@ -135,19 +144,47 @@ class HuaweiAkSkAuth(Auth):
         project_id: str | None,
         security_token: str | None,
         clock: Clock,
+        log: Any = None,
     ) -> None:
+        self._log = log or logging.getLogger(__name__)
         self._access_key = access_key
         self._secret_key = secret_key
         self._project_id = project_id
         self._security_token = security_token
         self._clock = clock
+        self._offset = timedelta()
 
     def refresh(self, request: Request) -> Request:
         return self.apply(request)  # a new date, a new signature
 
+    def flow(self, request: Request, build: Build) -> Flow:
+        outcome = yield self.apply(request)
+        if isinstance(outcome, IoTFleetAuthError) and (offset := self._skew(outcome)) is not None:
+            # The gateway refuses dates more than 15 minutes off: sign with its clock from now on
+            # (its Date header said how far ours is), and say so, since NTP is the real fix.
+            self._offset = offset
+            self._log.warning(
+                "%s: this worker's clock is %+.0f s off the gateway's; signing with the gateway's time. "
+                "Keep the workers' clocks in sync (NTP).",
+                VENDOR,
+                offset.total_seconds(),
+            )
+            yield self.apply(request)
+
+    def _skew(self, error: IoTFleetAuthError) -> timedelta | None:
+        """How far the gateway's clock is from ours, when that is why it refused the signature."""
+        if error.server_time is None:
+            return None
+        offset = error.server_time - self._clock.now()
+        return (
+            offset
+            if abs(offset) > CLOCK_SKEW_TOLERANCE and abs(offset - self._offset) > CLOCK_SKEW_TOLERANCE
+            else None
+        )
+
     def apply(self, request: Request) -> Request:
         headers = {
-            "X-Sdk-Date": self._clock.now().strftime(SDK_DATE_FORMAT),
+            "X-Sdk-Date": (self._clock.now() + self._offset).strftime(SDK_DATE_FORMAT),
             "Host": urlsplit(request.url).netloc,
         }
         if self._project_id:
@@ -323,6 +360,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 project_id=project_id,
                 security_token=settings.get_str("security_token"),
                 clock=self.clock,
+                log=self.log,
             )
         else:
             if not settings.get_str("iam_endpoint") and not region:
@@ -354,6 +392,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
+        return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
+
+    def _force_offline(self, ids: list[int], rounds_left: int) -> ForceOfflineResult:
         # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline and
         # reports them failed, although this call did bring them offline.
         call = Call(
@@ -364,7 +405,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         except IoTFleetError as error:
             if not answer_lost(error):
                 raise
-            return self._after_lost_answer(ids, error)
+            return self._after_lost_answer(ids, error, rounds_left)
         result = self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
@@ -377,11 +418,14 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         )
         return result
 
-    def _after_lost_answer(self, ids: list[int], error: IoTFleetError) -> ForceOfflineResult:
+    def _after_lost_answer(
+        self, ids: list[int], error: IoTFleetError, rounds_left: int
+    ) -> ForceOfflineResult:
         """The force-offline may have been applied: read the devices back instead of sending it again.
 
-        Devices found offline count as succeeded (whether this call or an earlier event took them
-        offline); the others failed.
+        Devices found offline count as succeeded (this call, or an earlier event, took them offline);
+        devices not offline surely were not forced, so they are sent again (as many rounds as the
+        connection's retries); devices that never connected failed.
         """
         self.log.warning(
             "%s: the answer to a force-offline of %d devices was lost (%s); reading their status back",
@@ -389,7 +433,10 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             len(ids),
             error.message,
         )
-        statuses = self.online_statuses(ids, "offline")
+        try:
+            statuses = self.online_statuses(ids, "offline")
+        except IoTFleetError as unreadable:
+            raise error from unreadable  # what happened to the force-offline is the better message
         succeeded = [
             {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == "offline"
         ]
@@ -400,9 +447,29 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 "message": f"{statuses[device_id]} after a force-offline whose answer was lost",
             }
             for device_id in ids
-            if statuses[device_id] != "offline"
+            if statuses[device_id] == "never"
         ]
-        return ForceOfflineResult(succeeded=succeeded, failed=failed)
+        # Online, or "not offline" when read from the filtered listing: not forced, so sent again;
+        # ROMA itself then says which ones cannot be forced.
+        still_online = [device_id for device_id in ids if statuses[device_id] not in ("offline", "never")]
+        if still_online and rounds_left > 0:
+            again = self._force_offline(still_online, rounds_left - 1)
+            succeeded += again.succeeded
+            failed += again.failed
+        elif still_online:
+            failed += [
+                {
+                    "id": device_id,
+                    "device_name": None,
+                    "message": f"still online after the force-offline's answer was lost: {error.message}",
+                }
+                for device_id in still_online
+            ]
+        order = {device_id: position for position, device_id in enumerate(ids)}
+        return ForceOfflineResult(
+            succeeded=sorted(succeeded, key=lambda entry: order[entry["id"]]),
+            failed=sorted(failed, key=lambda entry: order[entry["id"]]),
+        )
 
     def _reconcile(
         self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]
@@ -493,7 +560,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                         self._listing_call(code, page * MAX_PAGE_SIZE) for page in range(1, pages)
                     ]
                 for reply in replies:
-                    for item in reply.objects("items", required=False):
+                    for item in reply.objects("items"):
                         device_id = _answered_id({"id": item.get("device_id", item.get("id"))})
                         if device_id in members:
                             in_target.add(device_id)
@@ -521,9 +588,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
 
     def _device_pages(self, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
         offset = 0
+        previous: set[Any] = set()
         while True:
             reply = self.client.send(Call("GET", self._devices_path, params={**params, "offset": offset}))
-            items = reply.objects("items", required=False)
+            items = reply.objects("items")  # required: an answer without it is not an empty instance
+            ids = {item.get("device_id", item.get("id")) for item in items}
+            if ids & previous:
+                # A gateway that ignores offset sends the same page again: it would page forever.
+                raise malformed_response(
+                    VENDOR, reply.action, f"devices of the previous page again at offset {offset}"
+                )
+            previous = ids
             yield from items
             offset += len(items)
             total = reply.field("total", int, required=False)

@@ -36,6 +36,7 @@ from airflow_provider_iotfleet.http import (
 )
 from airflow_provider_iotfleet.http.auth import Build, Flow, Sent, Step, TokenSource, oauth_client_credentials
 from airflow_provider_iotfleet.http.concurrency import map_batches
+from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
@@ -49,6 +50,8 @@ LOGIN_PATH = "/api/m2m/v1/session/login"
 SESSION_EXPIRED_SUFFIX = "SessionToken.Expired"
 SYNC_SUCCESS = "FirmwareVersionUpdateSuccess"
 MAX_SYNC_IMEIS = 100
+#: The reason given for a device a sync request named but ThingSpace's answer left out.
+MISSING_FROM_ANSWER = "missing from ThingSpace's answer"
 #: IMEIs per POST body of the subset listing: the vendor documents no cap, so one page's worth.
 MAX_LIST_IMEIS = 1000
 PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
@@ -224,6 +227,8 @@ def normalise_timestamp(value: Any) -> str | None:
 def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
     files = item.get("filesList", item.get("fileList")) or []
+    if not isinstance(files, list):  # one file named on its own, not a list of its characters
+        files = [files]
     return {
         "device_id": item.get("deviceId"),
         "mdn": item.get("mdn"),
@@ -252,14 +257,21 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _next_page(reply: Reply, last_seen: str) -> str | None:
-    """The ``lastSeenDeviceId`` to ask for next, or ``None`` after the last page."""
+def _next_page(reply: Reply, last_seen: str, seen: set[str]) -> str | None:
+    """The ``lastSeenDeviceId`` to ask for next, or ``None`` after the last page.
+
+    :param seen: the cursors asked for so far in this listing; one coming back again (a cursor that
+        does not move, or one that cycles) would page forever, so it is an error.
+    """
     if not reply.field("hasMoreData", bool, required=False):
         return None
     next_seen = str(reply.field("lastSeenDeviceId", (str, int)))
-    if next_seen == last_seen:
-        raise IoTFleetVendorResponseError(
-            f"{VENDOR} said hasMoreData but did not move lastSeenDeviceId past {last_seen}", vendor=VENDOR
+    seen.add(last_seen)
+    if next_seen in seen:
+        raise malformed_response(
+            VENDOR,
+            reply.action,
+            f"hasMoreData and a lastSeenDeviceId ({next_seen}) it had already sent: it would page forever",
         )
     return next_seen
 
@@ -385,6 +397,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self, path: str, body: dict[str, Any] | None, protocol: str | None
     ) -> Iterator[list[dict[str, Any]]]:
         last_seen: str = "0"
+        cursors: set[str] = set()
         while True:
             params = {"lastSeenDeviceId": last_seen}
             if protocol:
@@ -394,8 +407,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 if body is not None
                 else Call("GET", path, params=params)
             )
-            yield [normalise_device(item) for item in reply.objects("deviceList", required=False)]
-            next_seen = _next_page(reply, last_seen)
+            # Required: an answer without the list is not an empty fleet.
+            yield [normalise_device(item) for item in reply.objects("deviceList")]
+            next_seen = _next_page(reply, last_seen, cursors)
             if next_seen is None:
                 return
             last_seen = next_seen
@@ -425,11 +439,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         for start in range(0, len(checked), MAX_LIST_IMEIS):
             body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
             last_seen: str | None = "0"
+            cursors: set[str] = set()
             while last_seen is not None:
                 (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": last_seen}, json=body)]
-                for item in reply.objects("deviceList", required=False):
+                for item in reply.objects("deviceList"):
                     firmware[str(item.get("deviceId"))] = item.get("firmware")
-                last_seen = _next_page(reply, last_seen)
+                last_seen = _next_page(reply, last_seen, cursors)
         return firmware
 
     def iter_fota_devices(
@@ -528,7 +543,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                     {
                         "device_id": imei,
                         "status": None,
-                        "reason": "missing from ThingSpace's answer",
+                        "reason": MISSING_FROM_ANSWER,
                         "error_code": None,
                     }
                 )

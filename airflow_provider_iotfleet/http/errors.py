@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import (
@@ -87,11 +89,24 @@ class ErrorMapping:
             "vendor": self.vendor,
         }
         if issubclass(error_class, IoTFleetRateLimitError):
-            return error_class(text, retry_after=retry_after, **fields)
-        return error_class(text, **fields)
+            error: IoTFleetVendorResponseError = error_class(text, retry_after=retry_after, **fields)
+        else:
+            error = error_class(text, **fields)
+        error.server_time = _http_date(response.headers.get("Date"))
+        return error
 
     def is_retryable_code(self, code: str | None) -> bool:
         return code is not None and code in self.retryable_codes
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def json_or_none(response: Response) -> Any:

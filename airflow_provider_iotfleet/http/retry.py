@@ -118,19 +118,16 @@ def is_transient(error: IoTFleetError) -> bool:
 
 def answer_lost(error: IoTFleetError) -> bool:
     """Whether a call may have been applied although no usable answer came back: the connection
-    failed after the request may have left, a 2xx body was garbled, or a 5xx came back without the
-    vendor's own error code (a gateway's or load balancer's page; 503 says "not processed"). A 5xx
-    with the vendor's code is the service itself answering that it failed. A write that failed so
-    is read back, not sent again.
+    failed after the request may have left, a 2xx body was garbled, or a 5xx came back (503 aside,
+    which says "not processed"; a vendor's "unknown server error" says nothing of what was done). A
+    write that failed so is read back, not sent again.
     """
     if isinstance(error, IoTFleetTransportError):
         return error.may_have_reached_vendor
     status = error.http_status
-    if status is None:
-        return False
-    if 200 <= status < 300:
-        return True
-    return status >= 500 and status not in NOT_PROCESSED_STATUSES and error.error_code is None
+    return status is not None and (
+        200 <= status < 300 or (status >= 500 and status not in NOT_PROCESSED_STATUSES)
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 from airflow.sdk import Asset
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError
-from airflow_provider_iotfleet.hooks.verizon import MAX_SYNC_IMEIS, VerizonThingSpaceHook, sync_failure
+from airflow_provider_iotfleet.hooks.verizon import (
+    MAX_SYNC_IMEIS,
+    MISSING_FROM_ANSWER,
+    VerizonThingSpaceHook,
+    sync_failure,
+)
 from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult, Progress
 from airflow_provider_iotfleet.validation import (
     as_item_list,
@@ -195,6 +200,11 @@ class _Listing:
             yield from page
 
 
+def _why_no_status(entry: dict[str, Any]) -> str:
+    """What groups a sync failure ThingSpace gave no per-device status for."""
+    return "missing from the answer" if entry["reason"] == MISSING_FROM_ANSWER else "outcome unknown"
+
+
 def _attempt_key(context: Context) -> str:
     ti = context["ti"]
     identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'map_index', -1)}"
@@ -272,7 +282,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpa
                         Failure(
                             item=entry["device_id"],
                             message=str(entry["reason"] or entry["status"]),
-                            code=str(entry["status"] or "missing from the answer"),
+                            code=str(entry["status"] or entry["error_code"] or _why_no_status(entry)),
                         )
                         for entry in batch.result.failed
                     )

@@ -14,6 +14,7 @@ import requests
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetNotFoundError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetTransportError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -63,19 +64,30 @@ def test_huawei_throttling_body_is_recognised(start_simulator: SimulatorFactory)
 
 
 @pytest.mark.parametrize("fault", ["server_error", "rate_limited", "dropped_connection", "malformed_json"])
-def test_injected_faults_are_retried(
+def test_injected_faults_are_retried_on_reads_and_never_apply_a_write_twice(
     start_simulator: SimulatorFactory, set_connection: SetConnection, fault: str
 ) -> None:
     simulator = start_simulator(devices=500, seed=11, faults=Faults(**{fault: 0.3}))
     _reconnect(
         simulator, set_connection, "cisco_control_center_default", requests_per_second=1000, max_retries=8
     )
+    unknown = set()
     with CiscoControlCenterHook(clock=FakeClock()) as hook:  # backoff sleeps are skipped, not waited
         for i in range(30):
-            hook.edit_device(iccid_of(i), {"accountCustom2": f"v{i}"})
+            assert hook.get_device(iccid_of(i))["iccid"] == iccid_of(i)  # reads: retried until answered
+            try:
+                hook.edit_device(iccid_of(i), {"accountCustom2": f"v{i}"})
+            except IoTFleetOutcomeUnknownError:
+                unknown.add(i)  # said as it is: neither claimed done nor sent a third time
     state = simulator.state.snapshot()
     assert state["counters"][f"faults.{fault}"] >= 3
-    assert all(state["changed"][str(i)]["custom"]["accountCustom2"] == f"v{i}" for i in range(30))
+    applied = simulator.state.per_device_writes(vendor="cisco", applied_only=True)
+    assert all(count == 1 for count in applied.values())  # no edit applied twice
+    for i in range(30):
+        if i not in unknown:
+            assert state["changed"][str(i)]["custom"]["accountCustom2"] == f"v{i}"
+    if fault == "rate_limited":
+        assert not unknown  # a 429 says "not processed": always sent again, never in doubt
 
 
 def test_expired_session_token_leads_to_exactly_one_relogin(start_simulator: SimulatorFactory) -> None:
@@ -111,18 +123,23 @@ def test_bad_huawei_signature_is_rejected(simulator: Simulator, set_connection: 
     assert caught.value.error_code == "APIGW.0301"
 
 
-def test_huawei_signature_from_a_skewed_clock_is_rejected(simulator: Simulator) -> None:
+def test_huawei_signature_from_a_skewed_clock_is_compensated_from_the_gateways_date(
+    simulator: Simulator,
+) -> None:
     skewed = FakeClock(start=simulator.state.now() - timedelta(minutes=20))
-    with pytest.raises(IoTFleetAuthError, match="x-sdk-date expired"):
-        HuaweiRomaConnectHook(clock=skewed).get_device(ROMA_ID_BASE)
+    hook = HuaweiRomaConnectHook(clock=skewed)
+    assert hook.get_device(ROMA_ID_BASE)["device_id"] == ROMA_ID_BASE  # refused once, then re-signed
+    assert hook.get_device(ROMA_ID_BASE + 1)["device_id"] == ROMA_ID_BASE + 1  # signed right at once
+    statuses = [record["status"] for record in simulator.state.request_log("huawei")]
+    assert statuses == [401, 200, 200]
 
 
 def test_unknown_roma_instance_is_rejected(simulator: Simulator, set_connection: SetConnection) -> None:
     conn = dict(simulator.connections()["huawei_roma_default"])
     set_connection("roma_other", **{**conn, "extra": {**conn["extra"], "instance_id": "no-such-instance"}})
     with pytest.raises(IoTFleetVendorResponseError, match="The instance does not exist") as caught:
-        # A fake clock skips the backoff sleeps of the retried 500; it must tell the simulator's time,
-        # which signatures are checked against.
+        # After the 500 the force-offline is read back (the read fails the same way) rather than sent
+        # again; a fake clock skips the backoff sleeps of the retried reads.
         HuaweiRomaConnectHook("roma_other", clock=FakeClock(start=simulator.state.now())).force_offline(
             [ROMA_ID_BASE]
         )

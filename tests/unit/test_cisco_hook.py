@@ -146,21 +146,23 @@ def test_documented_errors_map_to_typed_exceptions(
     assert requests_mock.call_count == 1
 
 
-def test_a_vendor_500_to_an_edit_is_raised_not_repeated(
+def test_an_unknown_server_error_to_an_edit_is_read_back_before_each_new_send(
     hook: CiscoControlCenterHook, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
-    # Control Center answered, with its own code: nothing to read back, and an edit is never sent
-    # again once it may have reached the vendor.
-    requests_mock.put(
+    # "Unknown server error" says nothing of what was done: read back, not sent blindly four times.
+    put = requests_mock.put(
         f"{API}/devices/{ICCID}",
         status_code=500,
         json={"errorCode": "30000001", "errorMessage": "Unknown server error."},
     )
-    with pytest.raises(IoTFleetVendorResponseError) as caught:
+    read = requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "DEACTIVATED"})
+    with pytest.raises(IoTFleetOutcomeUnknownError, match="were lost again and again") as caught:
         hook.edit_device(ICCID, {"status": "ACTIVATED"})
-    assert caught.value.error_code == "30000001"
-    assert requests_mock.call_count == 1
-    assert clock.sleeps == []
+    assert "Unknown server error." in str(caught.value)
+    # Each send follows a read that shows the edit not applied; after the connection's three retries
+    # the outcome is said to be unknown.
+    assert (put.call_count, read.call_count) == (5, 4)
+    assert all(pause <= 0.2 + 1e-9 for pause in clock.sleeps)  # the rate limit's spacing; no backoff
 
 
 def test_a_lost_answer_to_an_edit_is_read_back_not_sent_again(

@@ -209,6 +209,9 @@ def test_documented_errors(
     request_id: str,
 ) -> None:
     requests_mock.post(f"{DEVICES}/force-offline", status_code=status, json=body)
+    # After a 5xx the force-offline is read back rather than sent again; the instance is gone for
+    # reads too, and the force-offline's own error is the one raised.
+    requests_mock.get(f"{DEVICES}/1", status_code=status, json=body)
     with pytest.raises(error_class) as caught:
         hook.force_offline([1])
     assert type(caught.value) is error_class
@@ -385,3 +388,45 @@ def test_force_offline_accounts_every_requested_id_once(
         {"id": 2, "device_name": "b", "message": NOT_FORCED_OFFLINE},
         {"id": 3, "device_name": None, "message": "missing from Huawei ROMA Connect's answer"},
     ]
+
+
+def test_a_gateway_ignoring_offset_is_an_error_not_an_endless_listing(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    page = {"total": 10, "size": 2, "items": [{"device_id": 1}, {"device_id": 2}]}
+    route = requests_mock.get(DEVICES, json=page)  # the same page whatever the offset
+    with pytest.raises(IoTFleetVendorResponseError, match="devices of the previous page again at offset 2"):
+        list(hook.iter_devices(page_size=2))
+    assert route.call_count == 2
+
+
+def test_an_answer_without_items_is_not_an_empty_instance(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(DEVICES, json={})
+    with pytest.raises(IoTFleetVendorResponseError, match="no 'items' field"):
+        list(hook.iter_devices())
+
+
+def test_a_clock_too_far_off_the_gateway_is_compensated_once(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    from email.utils import format_datetime
+
+    gateway_now = clock.now() + timedelta(minutes=40)
+    expired = {
+        "status_code": 401,
+        "headers": {"Date": format_datetime(gateway_now, usegmt=True)},
+        "json": {
+            "error_code": "APIGW.0301",
+            "error_msg": "Incorrect IAM authentication information: x-sdk-date expired",
+        },
+    }
+    route = requests_mock.get(f"{DEVICES}/5", [expired, {"json": {"device_id": 5, "online_status": 1}}])
+    assert hook.get_device(5)["online_status"] == 1
+    first, second = (request.headers["X-Sdk-Date"] for request in route.request_history)
+    assert first == clock.now().strftime("%Y%m%dT%H%M%SZ")
+    assert second == gateway_now.strftime("%Y%m%dT%H%M%SZ")
+    requests_mock.get(f"{DEVICES}/6", json={"device_id": 6})
+    hook.get_device(6)  # later calls keep the gateway's time: no refusal first
+    assert requests_mock.last_request.headers["X-Sdk-Date"] == gateway_now.strftime("%Y%m%dT%H%M%SZ")

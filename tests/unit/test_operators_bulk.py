@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -732,6 +733,8 @@ def test_roma_failed_middle_batch_puts_each_of_its_ids_in_failed(
 ) -> None:
     ids = list(range(100, 109))
     requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({104: (status, body)}))
+    # After a 500 the force-offline is read back, not sent again; the instance is gone for reads too.
+    requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=status, json=body)
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3, fail_on_error=False)
     result = op.execute(ctx)
@@ -769,12 +772,13 @@ def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
         }
 
     requests_mock.post(FORCE_OFFLINE_URL, json=answer)
+    requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=500, json=ROMA_500)  # the read-back
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=list(range(1, 10)), batch_size=3)
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
-    # ROMA answered the 500 with its own code: a force-offline is not sent again once it may have
-    # reached the vendor.
+    # A force-offline is not sent again once it may have reached the vendor: it is read back (here the
+    # read fails too, so the 500 is what the outcome says).
     assert roma_sizes(requests_mock) == [3, 3, 3]
     outcome = ctx["ti"].xcom[OUTCOME_KEY]
     assert caught.value.outcome == outcome
@@ -886,6 +890,7 @@ def test_roma_iam_password_and_token_never_leak(
     )
     requests_mock.post(IAM_URL, status_code=201, headers={"X-Subject-Token": IAM_TOKEN}, json={"token": {}})
     requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({3: (500, ROMA_500)}))
+    requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=500, json=ROMA_500)  # the read-back
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(
         task_id="t", device_ids=[1, 2, 3, 4], batch_size=2, huawei_roma_conn_id="roma_iam"

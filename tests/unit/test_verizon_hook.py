@@ -264,7 +264,7 @@ def test_has_more_data_without_progress_is_an_error(
     requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": True, "lastSeenDeviceId": "0"}
     )
-    with pytest.raises(IoTFleetVendorResponseError, match="did not move lastSeenDeviceId"):
+    with pytest.raises(IoTFleetVendorResponseError, match="it had already sent: it would page forever"):
         list(hook.iter_fota_devices(account_name=ACCOUNT))
 
 
@@ -499,3 +499,38 @@ def test_subset_listing_sends_at_most_1000_imeis_per_body(
     )
     assert [d["device_id"] for d in hook.iter_fota_devices(imeis)] == imeis
     assert [len(r.json()["deviceList"]) for r in route.request_history] == [1000, 1000, 500]
+
+
+def test_a_cursor_that_comes_back_is_an_error_not_an_endless_listing(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    a, b = IMEI, IMEI_2
+    pages = {
+        "0": {"deviceList": [_device(a)], "hasMoreData": True, "lastSeenDeviceId": a},
+        a: {"deviceList": [_device(b)], "hasMoreData": True, "lastSeenDeviceId": b},
+        b: {"deviceList": [_device(a)], "hasMoreData": True, "lastSeenDeviceId": a},  # a cycle
+    }
+    route = requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
+    )
+    with pytest.raises(IoTFleetVendorResponseError, match=f"lastSeenDeviceId \\({a}\\) it had already sent"):
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
+    assert route.call_count == 3
+
+
+def test_an_answer_without_the_device_list_is_not_an_empty_fleet(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+) -> None:
+    requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={})
+    with pytest.raises(IoTFleetVendorResponseError, match="no 'deviceList' field"):
+        list(hook.iter_fota_devices(account_name=ACCOUNT))
+
+
+def test_a_single_file_name_is_one_file() -> None:
+    from airflow_provider_iotfleet.hooks.verizon import normalise_device
+
+    assert normalise_device({"deviceId": IMEI, "filesList": "fw.bin"})["files"] == ["fw.bin"]
+    assert normalise_device({"deviceId": IMEI, "fileList": [{"name": "a.bin"}, "b.bin"]})["files"] == [
+        "a.bin",
+        "b.bin",
+    ]
