@@ -4,6 +4,7 @@ retry rules and error mapping as the sync client, awaited instead of blocking.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from typing import Any
@@ -150,4 +151,12 @@ class AsyncVendorHttpClient(ClientCore):
 def _verify(ca_bundle: str | None) -> ssl.SSLContext | bool:
     """The connection's CA bundle, else the variables ``requests`` reads: both clients trust the same."""
     bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return ssl.create_default_context(cafile=bundle) if bundle else True
+    return _ssl_context(bundle) if bundle else True
+
+
+@functools.lru_cache(maxsize=16)
+def _ssl_context(bundle: str) -> ssl.SSLContext:
+    # Loading a CA bundle reads and parses a file: done once per bundle, not once per trigger's
+    # client, so that many triggers starting in one event loop do not stall it. Contexts are safe to
+    # share between clients.
+    return ssl.create_default_context(cafile=bundle)

@@ -140,6 +140,8 @@ class DeviceWatchSensor(BaseSensorOperator):
         watch = self._watch
         if watch is None:  # poke called on its own, as tests and Airflow's test command may
             watch = self._watch = self.new_watch()
+        if watch.done:  # nothing left to read (no devices at all, or all matched already)
+            return PokeReturnValue(is_done=True, xcom_value=watch.xcom())
         try:
             watch.poll(self.hook)
         except IoTFleetError as error:

@@ -1,0 +1,1058 @@
+"""The device-status sensors in poke mode (requests-mock) and their hand-over to a trigger.
+
+Each vendor is played by a small fake that keeps every device's current value and answers the
+vendor's read calls from it, through requests-mock (the sensors) or an ``httpx.MockTransport`` (the
+triggers, in ``test_triggers.py``), so both worlds read the very same fleet. Behaviour every sensor
+shares is tested once per vendor; what each vendor reads, and how, is tested per vendor below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import requests_mock as rm
+import structlog
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.sensors import base as sensors_base
+from airflow_provider_iotfleet.sensors.base import DEFERRAL_GRACE, DeviceWatchSensor, IoTFleetSensorError
+from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
+from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
+from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareSensor
+from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
+from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
+from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
+from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
+from tests.fakes import FakeClock, luhn_complete, operator_context
+
+Events = list[MutableMapping[str, Any]]
+
+# A sensor that keeps poking (a deferrable one that does not defer, say) must fail, not stall the run.
+pytestmark = pytest.mark.timeout(60)
+
+# --- Vendors ------------------------------------------------------------------------------------
+
+CISCO_HOST = "https://rws-jpotest.jasper.com"
+CISCO_PATH = "/rws/api/v1"
+
+ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
+PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
+ROMA_PATH = f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
+ROMA_CODES = {"never": 0, "online": 1, "offline": 2}
+
+VZ_ROOT = "https://thingspace.verizon.com"
+VZ_TOKEN_PATH = "/api/ts/v1/oauth2/token"
+VZ_LOGIN_PATH = "/api/m2m/v1/session/login"
+ACCOUNT = "0000123456-00001"
+VZ_DEVICES_PATH = f"/api/fota/v3/devices/{ACCOUNT}"
+
+#: Extras every test connection carries: no client-side retries (a 5xx reaches the sensor at
+#: once) and a rate limit that never makes a test wait.
+FAST = {"max_retries": 0, "requests_per_second": 100000}
+
+ICCIDS = tuple(luhn_complete(f"890141032111185{n:04d}") for n in range(12))
+IMEIS = tuple(luhn_complete(f"35693803564{n:03d}") for n in range(12))
+ROMA_IDS = tuple(70_001 + n for n in range(12))
+
+
+def bad_check_digit(identifier: str) -> str:
+    return identifier[:-1] + str((int(identifier[-1]) + 1) % 10)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One request as the fake vendor received it."""
+
+    method: str
+    url: str
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.url).query)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeVendor:
+    """A vendor's read endpoints answering from ``values`` (device id as text -> current value).
+
+    ``faults`` are HTTP statuses the next read requests answer with instead (``None``: answer
+    normally); ``after_reads`` changes values once some reads were answered. Logins are never
+    faulted nor counted as reads.
+    """
+
+    auth_paths: frozenset[str] = frozenset()
+
+    def __init__(self, values: Mapping[Any, str | None]) -> None:
+        self.values: dict[str, str | None] = {str(k): v for k, v in values.items()}
+        #: devices whose value changed since the start (what Cisco's Search Devices reports).
+        self.changed: set[str] = set()
+        self.faults: list[int | None] = []
+        self.wires: list[Wire] = []
+        self._later: list[tuple[int, dict[str, str | None]]] = []
+        self._lock = threading.Lock()
+
+    # --- what tests do to the fleet -------------------------------------------------------------
+
+    def set(self, changes: Mapping[Any, str | None]) -> None:
+        with self._lock:
+            self._apply({str(k): v for k, v in changes.items()})
+
+    def _apply(self, changes: Mapping[str, str | None]) -> None:
+        self.values.update(changes)
+        self.changed.update(changes)
+
+    def remove(self, device_id: Any) -> None:
+        with self._lock:
+            self.values.pop(str(device_id), None)
+
+    def after_reads(self, count: int, changes: Mapping[Any, str | None]) -> None:
+        """Apply ``changes`` once ``count`` read requests have been answered."""
+        self._later.append((count, {str(k): v for k, v in changes.items()}))
+
+    # --- what tests look at ---------------------------------------------------------------------
+
+    @property
+    def reads(self) -> list[Wire]:
+        return [wire for wire in self.wires if wire.path not in self.auth_paths]
+
+    def count(self, path: str) -> int:
+        return sum(1 for wire in self.wires if wire.path == path)
+
+    # --- answering ------------------------------------------------------------------------------
+
+    def respond(self, wire: Wire) -> tuple[int, Any]:
+        with self._lock:
+            self.wires.append(wire)
+            if wire.path in self.auth_paths:
+                return self.auth(wire)
+            done = len(self.reads) - 1
+            for due, changes in list(self._later):
+                if done >= due:
+                    self._later.remove((due, changes))
+                    self._apply(changes)
+            if self.faults:
+                fault = self.faults.pop(0)
+                if fault is not None:
+                    return fault, self.error_body(fault)
+            return self.read(wire)
+
+    def auth(self, wire: Wire) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def read(self, wire: Wire) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def error_body(self, status: int) -> Any:
+        return {"message": f"fault {status}"}
+
+    def mount(self, requests_mock: rm.Mocker) -> None:
+        def callback(request: Any, context: Any) -> bytes:
+            body = request.body or b""
+            status, answer = self.respond(
+                Wire(request.method, request.url, body.encode() if isinstance(body, str) else body)
+            )
+            context.status_code = status
+            context.headers["Content-Type"] = "application/json"
+            return json.dumps(answer).encode()
+
+        requests_mock.register_uri(rm.ANY, rm.ANY, content=callback)
+
+    def transport(self, turns: int = 1, calls: list[int] | None = None) -> httpx.MockTransport:
+        """An async transport; each answer takes ``turns`` event-loop turns."""
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            wire = Wire(request.method, str(request.url), await request.aread())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            status, answer = self.respond(wire)
+            return httpx.Response(status, json=answer)
+
+        return httpx.MockTransport(handler)
+
+
+class FakeCisco(FakeVendor):
+    def error_body(self, status: int) -> Any:
+        return {"errorCode": f"{status}00000", "errorMessage": f"fault {status}"}
+
+    def read(self, wire: Wire) -> tuple[int, Any]:
+        if wire.path == f"{CISCO_PATH}/devices":  # Search Devices: what changed
+            devices = [
+                {"iccid": iccid, "status": self.values[iccid], "ratePlan": "IOT-1GB"}
+                for iccid in sorted(self.changed)
+                if iccid in self.values
+            ]
+            return 200, {"devices": devices, "pageNumber": 1, "lastPage": True}
+        iccid = wire.path.rsplit("/", 1)[-1]
+        if iccid not in self.values:
+            return 404, {"errorCode": "20000001", "errorMessage": "Resource not found - Invalid ICCID."}
+        return 200, {"iccid": iccid, "status": self.values[iccid], "ratePlan": "IOT-1GB"}
+
+    def full_reads(self, wires: Sequence[Wire] | None = None) -> list[str]:
+        return [w.path.rsplit("/", 1)[-1] for w in (wires or self.reads) if w.path != f"{CISCO_PATH}/devices"]
+
+    def searches(self, wires: Sequence[Wire] | None = None) -> list[Wire]:
+        return [w for w in (wires or self.reads) if w.path == f"{CISCO_PATH}/devices"]
+
+
+class FakeRoma(FakeVendor):
+    def __init__(self, values: Mapping[Any, str | None], listing_padding: int = 0) -> None:
+        super().__init__(values)
+        #: devices of the instance in the listed status that the test does not wait for.
+        self.listing_padding = listing_padding
+
+    def error_body(self, status: int) -> Any:
+        return {"error_code": f"ROMA.{status}", "error_msg": f"fault {status}", "request_id": "rid-1"}
+
+    def read(self, wire: Wire) -> tuple[int, Any]:
+        if wire.path == ROMA_PATH:  # the listing, filtered on online_status
+            code = int(wire.query["online_status"][0])
+            offset, limit = int(wire.query["offset"][0]), int(wire.query["limit"][0])
+            name = {c: n for n, c in ROMA_CODES.items()}[code]
+            matching = sorted(int(k) for k, v in self.values.items() if v == name)
+            items = [{"device_id": i, "online_status": code} for i in matching[offset : offset + limit]]
+            return 200, {"total": len(matching) + self.listing_padding, "size": len(items), "items": items}
+        device_id = wire.path.rsplit("/", 1)[-1]
+        if device_id not in self.values:
+            return 404, {
+                "error_code": "ROMA.00110006",
+                "error_msg": f"The resource does not exist. Check whether the resource ID {device_id} is correct.",
+            }
+        value = self.values[device_id]
+        return 200, {"device_id": int(device_id), "online_status": ROMA_CODES[value or "never"]}
+
+    def device_reads(self, wires: Sequence[Wire] | None = None) -> list[int]:
+        return [int(w.path.rsplit("/", 1)[-1]) for w in (wires or self.reads) if w.path != ROMA_PATH]
+
+    def listings(self, wires: Sequence[Wire] | None = None) -> list[Wire]:
+        return [w for w in (wires or self.reads) if w.path == ROMA_PATH]
+
+
+class FakeVerizon(FakeVendor):
+    auth_paths = frozenset({VZ_TOKEN_PATH, VZ_LOGIN_PATH})
+
+    def auth(self, wire: Wire) -> tuple[int, Any]:
+        if wire.path == VZ_TOKEN_PATH:
+            return 200, {"access_token": "access-token-1", "token_type": "Bearer", "expires_in": 3600}
+        return 200, {"sessionToken": "session-token-1"}
+
+    def error_body(self, status: int) -> Any:
+        return {"errorCode": f"FOTA.REQUEST_FAILED.{status}", "errorMessage": f"fault {status}"}
+
+    def read(self, wire: Wire) -> tuple[int, Any]:
+        assert (wire.method, wire.path) == ("POST", VZ_DEVICES_PATH), wire
+        assert wire.query == {"lastSeenDeviceId": ["0"]}
+        devices = [
+            {"deviceId": imei, "firmware": self.values[imei], "status": "Active", "protocol": "LWM2M"}
+            for imei in wire.json()["deviceList"]
+            if imei in self.values
+        ]
+        return 200, {"deviceList": devices, "hasMoreData": False}
+
+    def bodies(self) -> list[list[str]]:
+        return [wire.json()["deviceList"] for wire in self.reads]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One vendor's sensor, trigger, connection and fake, and values to wait for."""
+
+    name: str
+    sensor_class: type[DeviceWatchSensor]
+    trigger_class: type[DeviceWatchTrigger]
+    hook_class: type[IoTFleetBaseHook]
+    conn_id: str
+    connection: dict[str, Any]
+    conn_arg: str
+    ids_arg: str
+    target_arg: str
+    ids: tuple[Any, ...]
+    target: str
+    other: str
+    bad_ids: tuple[Any, ...]
+    bad_target: Any
+    values_key: str
+    value_name: str
+    fake_class: type[FakeVendor]
+    not_found: str
+    #: the ids as a user may repeat them (same device twice, possibly spelled differently)
+    repeated: Callable[[Sequence[Any]], list[Any]] = field(default=lambda ids: [ids[0], ids[0], ids[1]])
+
+    def fake(self, values: Mapping[Any, str | None]) -> FakeVendor:
+        return self.fake_class(values)
+
+    def sensor(self, clock: FakeClock, ids: Sequence[Any] | None = None, **kwargs: Any) -> DeviceWatchSensor:
+        arguments: dict[str, Any] = {
+            "task_id": f"wait_{self.name}",
+            self.conn_arg: self.conn_id,
+            self.ids_arg: list(self.ids[:3] if ids is None else ids),
+            self.target_arg: self.target,
+            "poke_interval": 0,
+            "timeout": 600,
+            "deferrable": False,
+            **kwargs,
+        }
+        sensor = self.sensor_class(**arguments)
+        sensor.__dict__["hook"] = self.hook_class(self.conn_id, clock=clock)  # type: ignore[call-arg]
+        return sensor
+
+    def xcom(self, values: Mapping[Any, str | None], ids: Sequence[Any] | None = None) -> dict[str, Any]:
+        """The XCom value DESIGN.md gives: matched ids in input order, every id's last value."""
+        ids = list(self.ids[:3] if ids is None else ids)
+        return {
+            "matched": [i for i in ids if values.get(i) == self.target],
+            self.values_key: {str(i): values.get(i) for i in ids},
+        }
+
+
+CISCO = Case(
+    name="cisco",
+    sensor_class=CiscoControlCenterDeviceStatusSensor,
+    trigger_class=CiscoDeviceStatusTrigger,
+    hook_class=CiscoControlCenterHook,
+    conn_id="cisco_sensor_test",
+    connection={
+        "conn_type": "cisco_control_center",
+        "host": CISCO_HOST,
+        "login": "fleet-bot",
+        "password": "4f1d2c3b-secret-api-key",
+        "extra": FAST,
+    },
+    conn_arg="cisco_control_center_conn_id",
+    ids_arg="iccids",
+    target_arg="target_status",
+    ids=ICCIDS,
+    target="ACTIVATED",
+    other="DEACTIVATED",
+    bad_ids=("123", bad_check_digit(ICCIDS[1])),
+    bad_target="ACTIVE",
+    values_key="statuses",
+    value_name="status",
+    fake_class=FakeCisco,
+    not_found="Invalid ICCID",
+)
+ROMA = Case(
+    name="huawei",
+    sensor_class=HuaweiRomaDeviceStatusSensor,
+    trigger_class=HuaweiRomaDeviceStatusTrigger,
+    hook_class=HuaweiRomaConnectHook,
+    conn_id="roma_sensor_test",
+    connection={
+        "conn_type": "huawei_roma",
+        "host": ROMA_HOST,
+        "login": "HPUAL0EXAMPLEAK0001",
+        "password": "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc",
+        "extra": {"project_id": PROJECT, "instance_id": INSTANCE, **FAST},
+    },
+    conn_arg="huawei_roma_conn_id",
+    ids_arg="device_ids",
+    target_arg="target_online_status",
+    ids=ROMA_IDS,
+    target="offline",
+    other="online",
+    bad_ids=("abc", 0),
+    bad_target="sleeping",
+    values_key="statuses",
+    value_name="status",
+    fake_class=FakeRoma,
+    not_found="resource does not exist",
+    repeated=lambda ids: [ids[0], str(ids[0]), ids[1]],
+)
+VERIZON = Case(
+    name="verizon",
+    sensor_class=VerizonThingSpaceFirmwareSensor,
+    trigger_class=VerizonThingSpaceFirmwareTrigger,
+    hook_class=VerizonThingSpaceHook,
+    conn_id="verizon_sensor_test",
+    connection={
+        "conn_type": "verizon_thingspace",
+        "host": VZ_ROOT,
+        "login": "oauth-key-abc",
+        "password": "oauth-secret-xyz-123",
+        "extra": {
+            "m2m_username": "uws-fleet",
+            "m2m_password": "uws-password-987",
+            "account_name": ACCOUNT,
+            **FAST,
+        },
+    },
+    conn_arg="verizon_thingspace_conn_id",
+    ids_arg="imeis",
+    target_arg="target_firmware",
+    ids=IMEIS,
+    target="SR1.3.0.0-11020",
+    other="SR1.2.0.0-10657",
+    bad_ids=("12345", bad_check_digit(IMEIS[1])),
+    bad_target="   ",
+    values_key="firmware",
+    value_name="firmware",
+    fake_class=FakeVerizon,
+    not_found="not in the account",
+)
+CASES = (CISCO, ROMA, VERIZON)
+
+
+def define_connection(monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{case.conn_id.upper()}", json.dumps(case.connection))
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Case:
+    chosen: Case = request.param
+    define_connection(monkeypatch, chosen)
+    return chosen
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    """Every structlog event: sensors and hooks log through structlog."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def lines(events: Events, level: str | None = None) -> list[str]:
+    return [str(e["event"]) for e in events if level is None or e["log_level"] == level]
+
+
+def fake_for(case: Case, requests_mock: rm.Mocker, values: Mapping[Any, str | None]) -> FakeVendor:
+    fake = case.fake(values)
+    fake.mount(requests_mock)
+    return fake
+
+
+# --- Poke mode: shared behaviour, per vendor ----------------------------------------------------
+
+
+def test_poke_is_not_done_then_done_with_the_designed_xcom(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    values = {a: case.target, b: case.other, c: case.other}
+    fake = fake_for(case, requests_mock, values)
+    sensor = case.sensor(clock)
+
+    first = sensor.poke(operator_context())
+    assert first.is_done is False
+    assert first.xcom_value is None
+
+    fake.set({b: case.target, c: case.target})
+    clock.advance(60)
+    second = sensor.poke(operator_context())
+    assert second.is_done is True
+    assert second.xcom_value == {
+        "matched": [a, b, c],
+        case.values_key: {str(a): case.target, str(b): case.target, str(c): case.target},
+    }
+    json.dumps(second.xcom_value)  # JSON-safe
+
+
+def test_execute_in_poke_mode_polls_until_every_device_matches(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    fake = fake_for(case, requests_mock, {a: case.other, b: case.other, c: case.target})
+    # The devices come round one at a time, while the sensor keeps poking.
+    fake.after_reads(len(fake.values) + 1, {a: case.target})
+    fake.after_reads(len(fake.values) + 3, {b: case.target})
+    sensor = case.sensor(clock)
+
+    result = sensor.execute(operator_context())
+
+    assert result == case.xcom({a: case.target, b: case.target, c: case.target})
+    assert len(fake.reads) > 2  # it did have to poll again
+    assert "client" not in sensor.hook.__dict__  # the session was closed at the end
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+@pytest.mark.parametrize("what", ["ids", "target"])
+def test_bad_input_fails_before_the_first_request(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock, what: str, deferrable: bool
+) -> None:
+    fake_for(case, requests_mock, {i: case.target for i in case.ids})
+    if what == "ids":
+        sensor = case.sensor(clock, ids=[case.ids[0], *case.bad_ids], deferrable=deferrable)
+    else:
+        sensor = case.sensor(clock, deferrable=deferrable, **{case.target_arg: case.bad_target})
+
+    with pytest.raises(IoTFleetValidationError) as caught:
+        sensor.execute(operator_context())
+    with pytest.raises(IoTFleetValidationError):
+        sensor.poke(operator_context())
+
+    assert requests_mock.call_count == 0
+    if what == "ids":
+        problems = " ".join(caught.value.problems)
+        assert all(repr(bad) in problems for bad in case.bad_ids), problems
+        assert repr(case.ids[0]) not in problems
+
+
+def test_repeated_devices_are_read_once(case: Case, requests_mock: rm.Mocker, clock: FakeClock) -> None:
+    a, b = case.ids[:2]
+    fake = fake_for(case, requests_mock, {a: case.target, b: case.target})
+    sensor = case.sensor(clock, ids=case.repeated(case.ids))
+
+    result = sensor.execute(operator_context())
+
+    assert result == case.xcom({a: case.target, b: case.target}, ids=[a, b])
+    if isinstance(fake, FakeVerizon):
+        assert fake.bodies() == [[a, b]]
+    elif isinstance(fake, FakeRoma):
+        assert sorted(fake.device_reads()) == [a, b]
+    else:
+        assert isinstance(fake, FakeCisco)
+        assert sorted(fake.full_reads()) == sorted([a, b])
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_an_empty_list_is_done_at_once_with_a_warning(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events, deferrable: bool
+) -> None:
+    sensor = case.sensor(clock, ids=[], deferrable=deferrable)
+
+    assert sensor.execute(operator_context()) == {"matched": [], case.values_key: {}}
+
+    assert requests_mock.call_count == 0
+    warnings = lines(events, "warning")
+    assert any("no devices to wait for" in line for line in warnings), warnings
+
+
+def test_poke_alone_with_an_empty_list_is_done_at_once(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    sensor = case.sensor(clock, ids=[])
+    result = sensor.poke(operator_context())
+    assert result.is_done is True
+    assert result.xcom_value == {"matched": [], case.values_key: {}}
+    assert requests_mock.call_count == 0
+
+
+def test_unmatched_devices_are_logged_as_a_count_and_a_short_sample(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events
+) -> None:
+    ids = case.ids[:8]
+    fake_for(case, requests_mock, {i: case.other for i in ids})
+    sensor = case.sensor(clock, ids=ids)
+
+    assert sensor.poke(operator_context()).is_done is False
+
+    (line,) = [line for line in lines(events, "info") if "not yet at" in line]
+    assert f"8 of 8 devices not yet at {case.value_name} {case.target}" in line
+    assert all(f"{i} ({case.other})" in line for i in ids[:5]), line
+    assert not any(str(i) in line for i in ids[5:]), line
+    assert line.endswith("and 3 more")
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_tolerated_up_to_the_limit_then_fail(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events, status: int
+) -> None:
+    a = case.ids[0]
+    fake = fake_for(case, requests_mock, {a: case.other})
+    fake.faults = [status] * 3
+    sensor = case.sensor(clock, ids=[a], max_transient_errors=2)
+
+    assert sensor.poke(operator_context()).is_done is False
+    assert sensor.poke(operator_context()).is_done is False
+    with pytest.raises(IoTFleetSensorError) as caught:
+        sensor.poke(operator_context())
+
+    assert len(fake.reads) == 3  # one request a poll (max_retries 0): the fault reached the sensor
+    assert str(status) in str(caught.value)
+    assert f"1 of 1 device not yet at {case.value_name} {case.target}: {a} (not read yet)" in str(
+        caught.value
+    )
+    assert len([line for line in lines(events, "warning") if "trying again at the next poke" in line]) == 2
+
+
+def test_the_transient_error_count_restarts_after_a_good_poll(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a = case.ids[0]
+    fake = fake_for(case, requests_mock, {a: case.other})
+    fake.faults = [503, 503, None, 503, 503]
+    fake.after_reads(5, {a: case.target})  # the sixth read sees it matched
+    sensor = case.sensor(clock, ids=[a], max_transient_errors=2)
+
+    assert sensor.execute(operator_context()) == case.xcom({a: case.target}, ids=[a])
+    assert len(fake.reads) == 6
+
+
+def test_a_permanent_error_after_some_polls_names_the_unmatched_devices_and_their_last_value(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    fake = fake_for(case, requests_mock, {a: case.target, b: case.other, c: case.other})
+    sensor = case.sensor(clock, max_transient_errors=5)
+    assert sensor.poke(operator_context()).is_done is False
+    reads = len(fake.reads)
+
+    fake.faults = [400]
+    with pytest.raises(IoTFleetSensorError) as caught:
+        sensor.poke(operator_context())
+
+    message = str(caught.value)
+    # failed in that very poll (one search, one listing, or a read per unmatched device), not retried
+    assert len(fake.reads) == reads + (2 if case is ROMA else 1)
+    assert "HTTP 400" in message
+    assert "2 of 3 devices not yet at" in message
+    assert f"{b} ({case.other})" in message and f"{c} ({case.other})" in message
+    assert f"{a} (" not in message
+
+
+def test_an_unknown_device_fails_the_wait_at_once_naming_it(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b = case.ids[:2]
+    fake = fake_for(case, requests_mock, {a: case.other})  # b is unknown to the vendor
+    sensor = case.sensor(clock, ids=[a, b], max_transient_errors=5)
+
+    with pytest.raises(IoTFleetSensorError) as caught:
+        sensor.execute(operator_context())
+
+    message = str(caught.value)
+    assert case.not_found in message
+    assert f"{b} (not read yet)" in message
+    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]
+
+
+def test_poke_mode_timeout_names_the_unmatched_devices(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    fake_for(case, requests_mock, {a: case.target, b: case.other, c: case.other})
+    sensor = case.sensor(clock, timeout=0)
+
+    with pytest.raises(AirflowSensorTimeout) as caught:
+        sensor.execute(operator_context())
+
+    message = str(caught.value)
+    assert "timed out" in message
+    assert f"2 of 3 devices not yet at {case.value_name} {case.target}" in message
+    assert str(b) in message and str(c) in message
+    assert f"{a} (" not in message
+
+
+# --- Deferrable mode ----------------------------------------------------------------------------
+
+
+def test_deferrable_finishes_without_deferring_when_every_device_already_matches(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    values = {a: case.target, b: case.target, c: case.target}
+    fake_for(case, requests_mock, values)
+    sensor = case.sensor(clock, deferrable=True)
+
+    assert sensor.execute(operator_context()) == case.xcom(values)  # no TaskDeferred raised
+    assert "client" not in sensor.hook.__dict__
+
+
+def test_deferrable_checks_once_then_defers_to_its_trigger(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = case.ids[:3]
+    fake = fake_for(case, requests_mock, {a: case.target, b: case.other, c: case.other})
+    sensor = case.sensor(clock, deferrable=True, poke_interval=7, timeout=900, max_transient_errors=3)
+
+    before = time.time()
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(operator_context())
+    after = time.time()
+
+    deferral = caught.value
+    trigger = deferral.trigger
+    assert type(trigger) is case.trigger_class
+    assert deferral.method_name == "execute_complete"
+    assert deferral.timeout == timedelta(seconds=900) + DEFERRAL_GRACE
+    assert timedelta(0) < DEFERRAL_GRACE
+    classpath, kwargs = trigger.serialize()
+    assert classpath == f"{case.trigger_class.__module__}.{case.trigger_class.__name__}"
+    assert kwargs["conn_id"] == case.conn_id
+    assert kwargs["ids"] == [a, b, c]
+    assert kwargs["target"] == case.target
+    assert kwargs["poll_interval"] == 7
+    assert kwargs["max_transient_errors"] == 3
+    assert before + 900 <= kwargs["deadline"] <= after + 900
+    assert kwargs["seen"] == [[a, case.target]]
+    if case is VERIZON:
+        assert kwargs["options"] == {"account_name": ACCOUNT}
+    json.dumps(kwargs)
+    assert len(fake.reads) == (1 if case is VERIZON else 3)  # the first check, then no more
+    assert "client" not in sensor.hook.__dict__  # the worker's session is closed before deferring
+
+
+def test_deferral_after_a_transient_first_check_starts_from_nothing_seen(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a = case.ids[0]
+    fake = fake_for(case, requests_mock, {a: case.target})
+    fake.faults = [503]
+    sensor = case.sensor(clock, ids=[a], deferrable=True)
+
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(operator_context())
+
+    assert caught.value.trigger.serialize()[1]["seen"] == []
+
+
+def test_execute_complete_returns_the_xcom_of_a_success_event(case: Case, clock: FakeClock) -> None:
+    a, b = case.ids[:2]
+    xcom = {"matched": [a, b], case.values_key: {str(a): case.target, str(b): case.target}}
+    event = {"status": "success", "message": "", "xcom": xcom, "unmatched": {}, "description": "all"}
+    ctx = operator_context()
+
+    assert case.sensor(clock, deferrable=True).execute_complete(ctx, event) == xcom
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", ["timeout", "error"])
+def test_execute_complete_fails_with_the_events_description(
+    case: Case, clock: FakeClock, status: str
+) -> None:
+    a, b = case.ids[:2]
+    xcom = {"matched": [a], case.values_key: {str(a): case.target, str(b): case.other}}
+    description = f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
+    event = {
+        "status": status,
+        "message": "boom from the vendor (HTTP 400)" if status == "error" else "the sensor's timeout passed",
+        "xcom": xcom,
+        "unmatched": {str(b): case.other},
+        "description": description,
+    }
+    ctx = operator_context()
+    sensor = case.sensor(clock, deferrable=True, timeout=900)
+    expected = AirflowSensorTimeout if status == "timeout" else IoTFleetSensorError
+
+    with pytest.raises(expected) as caught:
+        sensor.execute_complete(ctx, event)
+
+    message = str(caught.value)
+    assert description in message
+    if status == "timeout":
+        assert "900 s" in message
+    else:
+        assert "boom from the vendor (HTTP 400)" in message
+    assert ctx["ti"].xcom == {"last_seen": xcom}  # type: ignore[attr-defined]
+
+
+def test_deferrable_default_follows_the_operators_default_deferrable_setting(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    """``[operators] default_deferrable`` is read once, when the sensor class is defined (the usual
+    Airflow idiom): a module imported with the setting on defers by default."""
+
+    setting_at_start = conf.getboolean("operators", "default_deferrable", fallback=False)
+
+    def default_when_defined(setting: str) -> Any:
+        monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+        spec = importlib.util.spec_from_file_location(
+            f"_iotfleet_sensors_base_{setting}", sensors_base.__file__
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        class Fresh(module.DeviceWatchSensor):  # type: ignore[name-defined,misc]
+            trigger_class = CiscoDeviceStatusTrigger
+
+        return Fresh(task_id="fresh", conn_id="c").deferrable
+
+    assert default_when_defined("true") is True
+    assert default_when_defined("false") is False
+
+    # The classes imported at the start keep the value they were defined with: the setting's then.
+    imported_default = inspect.signature(DeviceWatchSensor.__init__).parameters["deferrable"].default
+    assert imported_default is setting_at_start
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", str(not setting_at_start).lower())
+    sensor = CiscoControlCenterDeviceStatusSensor(
+        task_id="default", iccids=[ICCIDS[0]], target_status="ACTIVATED"
+    )
+    assert sensor.deferrable is imported_default
+    explicit = CiscoControlCenterDeviceStatusSensor(
+        task_id="explicit", iccids=[ICCIDS[0]], target_status="ACTIVATED", deferrable=not setting_at_start
+    )
+    assert explicit.deferrable is not setting_at_start
+
+
+# --- Cisco: full reads, then Search Devices -----------------------------------------------------
+
+
+@pytest.fixture
+def cisco(monkeypatch: pytest.MonkeyPatch) -> Case:
+    define_connection(monkeypatch, CISCO)
+    return CISCO
+
+
+def test_cisco_reads_each_device_first_then_searches_what_changed_since_the_previous_poll(
+    cisco: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = ICCIDS[:3]
+    fake = fake_for(cisco, requests_mock, {a: "ACTIVATED", b: "DEACTIVATED", c: "DEACTIVATED"})
+    sensor = cisco.sensor(clock)
+
+    assert sensor.poke(operator_context()).is_done is False
+    assert [(w.method, w.path) for w in fake.reads] == [
+        ("GET", f"{CISCO_PATH}/devices/{i}") for i in (a, b, c)
+    ]
+
+    first = len(fake.reads)
+    clock.advance(300)
+    fake.set({b: "ACTIVATED"})
+    assert sensor.poke(operator_context()).is_done is False
+    (search,) = fake.reads[first:]
+    assert (search.method, search.path) == ("GET", f"{CISCO_PATH}/devices")
+    # from ten minutes before the previous poll started, so clock skew cannot hide a change
+    assert search.query == {
+        "modifiedSince": ["2026-11-21T11:50:00+00:00"],
+        "pageSize": ["50"],
+        "pageNumber": ["1"],
+    }
+
+    second = len(fake.reads)
+    clock.advance(300)
+    fake.set({c: "ACTIVATED"})
+    result = sensor.poke(operator_context())
+    (search,) = fake.reads[second:]
+    assert search.query["modifiedSince"] == ["2026-11-21T11:55:00+00:00"]
+    assert result.is_done is True
+    assert result.xcom_value == {
+        "matched": [a, b, c],
+        "statuses": {a: "ACTIVATED", b: "ACTIVATED", c: "ACTIVATED"},
+    }
+
+
+def test_cisco_reads_the_unmatched_devices_in_full_every_tenth_poll(
+    cisco: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = ICCIDS[:3]
+    fake = fake_for(cisco, requests_mock, {a: "ACTIVATED", b: "DEACTIVATED", c: "DEACTIVATED"})
+    sensor = cisco.sensor(clock)
+    kinds: list[str] = []
+    for _ in range(22):
+        before = len(fake.reads)
+        assert sensor.poke(operator_context()).is_done is False
+        polled = fake.reads[before:]
+        if fake.searches(polled):
+            assert len(polled) == 1
+            kinds.append("search")
+        else:
+            kinds.append("full")
+            if len(kinds) > 1:  # a full read again reads only the devices still unmatched
+                assert fake.full_reads(polled) == [b, c]
+        clock.advance(60)
+
+    assert kinds == (["full"] + ["search"] * 9) * 2 + ["full", "search"]
+
+
+def test_cisco_full_read_finds_a_change_search_did_not_report(
+    cisco: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a = ICCIDS[0]
+    fake = fake_for(cisco, requests_mock, {a: "DEACTIVATED"})
+    sensor = cisco.sensor(clock, ids=[a])
+    for _ in range(5):
+        assert sensor.poke(operator_context()).is_done is False
+    fake.values[a] = "ACTIVATED"  # changed, but Search Devices does not report it (vendor lag)
+    results = [sensor.poke(operator_context()).is_done for _ in range(6)]
+    assert results == [False] * 5 + [True]  # the 11th poll reads the device in full
+    assert fake.full_reads() == [a, a]
+
+
+# --- Huawei ROMA: one by one, or the filtered listing ------------------------------------------
+
+
+@pytest.fixture
+def roma(monkeypatch: pytest.MonkeyPatch) -> Case:
+    define_connection(monkeypatch, ROMA)
+    return ROMA
+
+
+def test_roma_reads_few_devices_one_by_one(roma: Case, requests_mock: rm.Mocker, clock: FakeClock) -> None:
+    ids = ROMA_IDS[:3]
+    fake = fake_for(roma, requests_mock, {ids[0]: "offline", ids[1]: "online", ids[2]: "never"})
+    sensor = roma.sensor(clock, ids=ids)
+
+    assert sensor.poke(operator_context()).is_done is False
+    assert fake.listings() == []
+    assert sorted(fake.device_reads()) == list(ids)
+
+    before = len(fake.reads)
+    fake.set({ids[1]: "offline", ids[2]: "offline"})
+    result = sensor.poke(operator_context())
+    assert sorted(fake.device_reads(fake.reads[before:])) == [ids[1], ids[2]]  # only the unmatched
+    assert result.is_done is True
+    assert result.xcom_value == {
+        "matched": list(ids),
+        "statuses": {str(i): "offline" for i in ids},
+    }
+
+
+def test_roma_reads_many_devices_from_the_listing_filtered_on_the_target(
+    roma: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    ids = ROMA_IDS[:12]
+    values = {i: "online" for i in ids} | {ids[0]: "offline", ids[5]: "offline"}
+    fake = fake_for(roma, requests_mock, values)
+    sensor = roma.sensor(clock, ids=ids)
+
+    first = sensor.poke(operator_context())
+    assert first.is_done is False
+    (listing,) = fake.reads
+    assert listing.path == ROMA_PATH
+    assert listing.query == {"offset": ["0"], "limit": ["999"], "online_status": ["2"]}
+    assert fake.device_reads() == []
+
+    assert first.xcom_value is None
+    fake.set(dict.fromkeys(ids, "offline"))
+    result = sensor.poke(operator_context())
+    assert result.is_done is True
+    # ten devices were left: few enough to read one by one again
+    assert len(fake.listings()) == 1
+    assert sorted(fake.device_reads()) == [i for i in ids if i not in (ids[0], ids[5])]
+    assert result.xcom_value == {"matched": list(ids), "statuses": {str(i): "offline" for i in ids}}
+
+
+def test_roma_listing_says_not_target_about_the_devices_it_does_not_show(
+    roma: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    ids = ROMA_IDS[:12]
+    fake_for(roma, requests_mock, {i: "online" for i in ids} | {ids[0]: "offline"})
+    sensor = roma.sensor(clock, ids=ids, timeout=0)
+
+    with pytest.raises(AirflowSensorTimeout) as caught:
+        sensor.execute(operator_context())
+
+    assert f"11 of 12 devices not yet at status offline: {ids[1]} (not offline)" in str(caught.value)
+
+
+def test_roma_listing_pages_through_when_that_is_still_cheaper(
+    roma: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    ids = ROMA_IDS[:12]
+    fake = FakeRoma({i: "online" for i in ids}, listing_padding=1500)  # 2 pages of 999
+    fake.mount(requests_mock)
+    sensor = roma.sensor(clock, ids=ids)
+
+    assert sensor.poke(operator_context()).is_done is False
+
+    assert [w.query["offset"] for w in fake.listings()] == [["0"], ["999"]]
+    assert fake.device_reads() == []
+
+
+def test_roma_reads_one_by_one_when_the_listing_would_take_more_requests(
+    roma: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events
+) -> None:
+    ids = ROMA_IDS[:11]
+    # 13 pages of the instance's offline devices cost more than 11 reads.
+    fake = FakeRoma({i: "online" for i in ids}, listing_padding=12 * 999 + 1)
+    fake.mount(requests_mock)
+    sensor = roma.sensor(clock, ids=ids)
+
+    assert sensor.poke(operator_context()).is_done is False
+
+    assert len(fake.listings()) == 1  # the first page says how many there are
+    assert sorted(fake.device_reads()) == list(ids)
+    (line,) = [line for line in lines(events, "info") if "not yet at" in line]
+    assert f"{ids[0]} (online)" in line
+
+
+# --- Verizon ThingSpace: the subset listing -----------------------------------------------------
+
+
+@pytest.fixture
+def verizon(monkeypatch: pytest.MonkeyPatch) -> Case:
+    define_connection(monkeypatch, VERIZON)
+    return VERIZON
+
+
+def test_verizon_lists_only_the_unmatched_imeis_and_logs_in_once(
+    verizon: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = IMEIS[:3]
+    fake = fake_for(verizon, requests_mock, {a: verizon.target, b: verizon.other, c: verizon.other})
+    sensor = verizon.sensor(clock)
+
+    assert sensor.poke(operator_context()).is_done is False
+    fake.set({b: verizon.target})
+    assert sensor.poke(operator_context()).is_done is False
+    fake.set({c: verizon.target})
+    result = sensor.poke(operator_context())
+
+    assert fake.bodies() == [[a, b, c], [b, c], [c]]
+    assert all(w.method == "POST" for w in fake.reads)
+    assert (fake.count(VZ_TOKEN_PATH), fake.count(VZ_LOGIN_PATH)) == (1, 1)
+    assert result.is_done is True
+    assert result.xcom_value == {"matched": [a, b, c], "firmware": dict.fromkeys((a, b, c), verizon.target)}
+
+
+def test_verizon_account_argument_wins_over_the_connections(
+    verizon: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    route = requests_mock.post(
+        f"{VZ_ROOT}/api/fota/v3/devices/0000999999-00001",
+        json={"deviceList": [{"deviceId": IMEIS[0], "firmware": verizon.target}], "hasMoreData": False},
+    )
+    requests_mock.post(f"{VZ_ROOT}{VZ_TOKEN_PATH}", json={"access_token": "t", "expires_in": 3600})
+    requests_mock.post(f"{VZ_ROOT}{VZ_LOGIN_PATH}", json={"sessionToken": "s"})
+    sensor = verizon.sensor(clock, ids=[IMEIS[0]], account_name="0000999999-00001")
+
+    assert sensor.execute(operator_context()) == verizon.xcom({IMEIS[0]: verizon.target}, ids=[IMEIS[0]])
+    assert route.call_count == 1
+
+
+def test_verizon_imei_leaving_the_account_fails_naming_it_and_its_last_firmware(
+    verizon: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a, b, c = IMEIS[:3]
+    fake = fake_for(verizon, requests_mock, {a: verizon.target, b: verizon.other, c: verizon.other})
+    sensor = verizon.sensor(clock)
+    assert sensor.poke(operator_context()).is_done is False
+
+    fake.remove(c)
+    with pytest.raises(IoTFleetSensorError) as caught:
+        sensor.poke(operator_context())
+
+    message = str(caught.value)
+    assert f"1 IMEIs are not in the account, e.g. {c}" in message
+    assert f"2 of 3 devices not yet at firmware {verizon.target}" in message
+    assert f"{b} ({verizon.other})" in message and f"{c} ({verizon.other})" in message
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_verizon_without_an_account_anywhere_fails_before_the_first_request(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker, clock: FakeClock, deferrable: bool
+) -> None:
+    extra = {k: v for k, v in VERIZON.connection["extra"].items() if k != "account_name"}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{VERIZON.conn_id.upper()}", json.dumps({**VERIZON.connection, "extra": extra})
+    )
+    sensor = VERIZON.sensor(clock, deferrable=deferrable)
+
+    with pytest.raises(IoTFleetValidationError, match="account_name is missing"):
+        sensor.execute(operator_context())
+
+    assert requests_mock.call_count == 0

@@ -1,0 +1,610 @@
+"""The deferrable triggers, driven with ``asyncio.run`` against the vendor fakes of ``test_sensors``
+served through an ``httpx.MockTransport``: their events, their serialisation, their error handling,
+that they never block the event loop, and that triggers on one connection share one hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import requests
+import requests_mock as rm
+import structlog
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.http import AsyncVendorHttpClient
+from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError
+from airflow_provider_iotfleet.triggers import base as triggers_base
+from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
+from tests.fakes import FakeClock, luhn_complete, operator_context
+from tests.unit.test_sensors import (
+    ACCOUNT,
+    CASES,
+    CISCO,
+    ROMA,
+    VERIZON,
+    VZ_LOGIN_PATH,
+    VZ_TOKEN_PATH,
+    Case,
+    FakeCisco,
+    FakeRoma,
+    FakeVendor,
+    FakeVerizon,
+    define_connection,
+)
+
+Payload = dict[str, Any]
+
+# A trigger that never ends must fail its test, not stall the run.
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Case:
+    chosen: Case = request.param
+    define_connection(monkeypatch, chosen)
+    return chosen
+
+
+@pytest.fixture(autouse=True)
+def connection_reads_await(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the triggerer a connection is fetched over the supervisor's channel, so reading it always
+    hands the loop to other triggers; from an environment variable it may not. Make it so here."""
+    original = IoTFleetBaseHook.aget_connection.__func__  # type: ignore[attr-defined]
+
+    async def aget_connection(cls: type[IoTFleetBaseHook], conn_id: str) -> Any:
+        await asyncio.sleep(0)
+        return await original(cls, conn_id)
+
+    monkeypatch.setattr(IoTFleetBaseHook, "aget_connection", classmethod(aget_connection))
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_shared() -> Iterator[None]:
+    yield
+    assert triggers_base._SHARED == {}, "a trigger left its hook registered"
+
+
+class Clients:
+    """Every async client the hooks build, each on the fake's transport; and which were closed."""
+
+    def __init__(self) -> None:
+        self.built: list[AsyncVendorHttpClient] = []
+        self.closed: list[AsyncVendorHttpClient] = []
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, fake: FakeVendor, turns: int = 1) -> Clients:
+    """Make every async client the hooks build talk to ``fake``."""
+    # With a CA bundle named in the environment, each async client loads it into a new SSL context
+    # (~0.1 s, even on a mock transport): unset, so that tests measure the triggers, not that.
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    clients = Clients()
+
+    class Client(AsyncVendorHttpClient):
+        async def aclose(self) -> None:
+            clients.closed.append(self)
+            await super().aclose()
+
+    def build(**options: Any) -> AsyncVendorHttpClient:
+        client = Client(**options, transport=fake.transport(turns))
+        clients.built.append(client)
+        return client
+
+    monkeypatch.setattr("airflow_provider_iotfleet.hooks.base.AsyncVendorHttpClient", build)
+    return clients
+
+
+def make_trigger(
+    case: Case,
+    ids: Sequence[Any] | None = None,
+    *,
+    poll_interval: float = 0.01,
+    deadline_in: float = 5.0,
+    conn_id: str | None = None,
+    **kwargs: Any,
+) -> DeviceWatchTrigger:
+    return case.trigger_class(
+        conn_id=conn_id or case.conn_id,
+        ids=list(case.ids[:3] if ids is None else ids),
+        target=case.target,
+        poll_interval=poll_interval,
+        deadline=time.time() + deadline_in,
+        options={"account_name": ACCOUNT} if case is VERIZON else {},
+        **kwargs,
+    )
+
+
+async def drain(trigger: DeviceWatchTrigger) -> list[Payload]:
+    return [event.payload async for event in trigger.run()]
+
+
+def run(trigger: DeviceWatchTrigger) -> Payload:
+    """Run one trigger to its end; it must fire exactly one event."""
+    (payload,) = asyncio.run(drain(trigger))
+    json.dumps(payload)  # events are JSON-safe
+    return payload
+
+
+# --- serialisation ------------------------------------------------------------------------------
+
+
+def test_serialize_round_trips_through_json_to_a_trigger_that_behaves_the_same(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c = case.ids[:3]
+    trigger = make_trigger(case, seen=[[a, case.target]], max_transient_errors=4, poll_interval=0.02)
+
+    classpath, kwargs = trigger.serialize()
+    module_name, _, class_name = classpath.rpartition(".")
+    assert getattr(importlib.import_module(module_name), class_name) is case.trigger_class
+    wire = json.loads(json.dumps(kwargs))
+    assert wire == kwargs  # JSON primitives only: nothing turns into something else on the way
+    assert wire["seen"] == [[a, case.target]]
+    assert wire["max_transient_errors"] == 4
+    rebuilt = case.trigger_class(**wire)
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+    payloads = []
+    for one in (trigger, rebuilt):
+        fake = case.fake({b: case.other, c: case.target})  # a is not even known: never read again
+        fake.after_reads(2, {b: case.target})
+        serve(monkeypatch, fake)
+        payloads.append(run(one))
+    assert payloads[0] == payloads[1]
+    assert payloads[0]["status"] == "success"
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def test_success_event_carries_the_poke_mode_xcom_including_devices_already_seen(
+    case: Case, monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker
+) -> None:
+    a, b, c = case.ids[:3]
+    fake = case.fake({b: case.other, c: case.other})  # a was matched by the sensor's first check
+    fake.after_reads(3, {b: case.target})
+    fake.after_reads(5, {c: case.target})
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, seen=[[a, case.target]]))
+
+    # the same value poke mode returns for the same fleet
+    poke_fake = case.fake({a: case.target, b: case.target, c: case.target})
+    poke_fake.mount(requests_mock)
+    poke_xcom = case.sensor(FakeClock()).execute(operator_context())
+    assert payload == {
+        "status": "success",
+        "message": "",
+        "xcom": poke_xcom,
+        "unmatched": {},
+        "description": f"every device reports {case.value_name} {case.target}",
+    }
+    assert poke_xcom == {
+        "matched": [a, b, c],
+        case.values_key: dict.fromkeys(map(str, (a, b, c)), case.target),
+    }
+    assert not any(str(a) in wire.url or str(a).encode() in wire.body for wire in fake.reads)
+    assert len(fake.reads) >= 5
+
+
+def test_timeout_event_names_the_unmatched_devices_and_what_they_last_reported(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.target, b: case.other})
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a, b], poll_interval=0.02, deadline_in=0.2))
+
+    assert payload["status"] == "timeout"
+    assert payload["xcom"] == {"matched": [a], case.values_key: {str(a): case.target, str(b): case.other}}
+    assert payload["unmatched"] == {str(b): case.other}
+    assert payload["description"] == (
+        f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
+    )
+    assert len(fake.reads) >= 3  # it kept polling until the deadline
+
+    # and the sensor turns it into a timeout naming the devices
+    sensor = case.sensor(FakeClock(), deferrable=True, timeout=900)
+    with pytest.raises(AirflowSensorTimeout, match=rf"{b} \({case.other}\)"):
+        sensor.execute_complete(operator_context(), payload)
+
+
+def test_a_deadline_already_passed_still_reads_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = case.ids[0]
+    fake = case.fake({a: case.target})
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a], deadline_in=-1))
+
+    assert payload["status"] == "success"
+    assert len(fake.reads) == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried_until_the_limit_then_an_error_event(
+    case: Case, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    a = case.ids[0]
+    fake = case.fake({a: case.other})
+    fake.faults = [status] * 10
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a], max_transient_errors=2))
+
+    assert payload["status"] == "error"
+    assert len(fake.reads) == 3  # two tolerated, the third in a row ends the wait
+    assert f"HTTP {status}" in payload["message"]
+    assert payload["unmatched"] == {str(a): None}
+    assert (
+        payload["description"]
+        == f"1 of 1 device not yet at {case.value_name} {case.target}: {a} (not read yet)"
+    )
+
+    sensor = case.sensor(FakeClock(), deferrable=True)
+    with pytest.raises(IoTFleetSensorError, match=f"HTTP {status}"):
+        sensor.execute_complete(operator_context(), payload)
+
+
+def test_the_transient_error_count_restarts_after_a_good_poll(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = case.ids[0]
+    fake = case.fake({a: case.other})
+    fake.faults = [503, 503, None, 503, 503]
+    fake.after_reads(5, {a: case.target})
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a], max_transient_errors=2))
+
+    assert payload["status"] == "success"
+    assert len(fake.reads) == 6
+
+
+def test_the_trigger_logs_what_it_waits_for_and_each_tolerated_failure(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = case.ids[:8]
+    fake = case.fake(dict.fromkeys(ids, case.other))
+    fake.faults = [503] * (1 if case is VERIZON else 8)  # the whole first poll fails
+    fake.after_reads(len(fake.faults) + (1 if case is VERIZON else 8), dict.fromkeys(ids, case.target))
+    serve(monkeypatch, fake)
+
+    with structlog.testing.capture_logs() as events:
+        payload = run(make_trigger(case, ids=ids, max_transient_errors=2))
+
+    assert payload["status"] == "success"
+    warnings = [str(e["event"]) for e in events if e["log_level"] == "warning"]
+    assert len(warnings) == 1 and warnings[0].endswith("(poll 1 failed; 2 more tries)"), warnings
+    assert "HTTP 503" in warnings[0]
+    (waiting,) = [
+        str(e["event"]) for e in events if e["log_level"] == "info" and "not yet at" in str(e["event"])
+    ]
+    assert waiting.startswith(
+        f"8 of 8 devices not yet at {case.value_name} {case.target}: {ids[0]} ({case.other})"
+    )
+    assert waiting.endswith("and 3 more") and str(ids[5]) not in waiting
+
+
+def test_a_permanent_error_ends_the_wait_at_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.other})  # b is unknown to the vendor
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a, b], max_transient_errors=5))
+
+    assert payload["status"] == "error"
+    assert case.not_found in payload["message"]
+    assert f"{b} (not read yet)" in payload["description"]
+    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]
+
+
+def test_a_refused_read_mid_wait_names_each_device_with_its_last_value(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c = case.ids[:3]
+    fake = case.fake({a: case.target, b: case.other, c: case.other})
+    fake.faults = [None] * (1 if case is VERIZON else 3) + [400]  # the second poll is refused
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case))
+
+    assert payload["status"] == "error"
+    assert "HTTP 400" in payload["message"]
+    assert payload["description"] == (
+        f"2 of 3 devices not yet at {case.value_name} {case.target}: {b} ({case.other}), {c} ({case.other})"
+    )
+    assert payload["xcom"]["matched"] == [a]
+
+
+def test_verizon_trigger_fails_when_an_imei_leaves_the_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    define_connection(monkeypatch, VERIZON)
+    a, b = VERIZON.ids[:2]
+    fake = FakeVerizon({a: VERIZON.other, b: VERIZON.other})
+    fake.after_reads(1, {a: VERIZON.target})
+    serve(monkeypatch, fake)
+    original_read = fake.read
+
+    def read(wire: Any) -> tuple[int, Any]:
+        if len(fake.reads) == 3:
+            fake.values.pop(b, None)
+        return original_read(wire)
+
+    fake.read = read  # type: ignore[method-assign]
+
+    payload = run(make_trigger(VERIZON, ids=[a, b]))
+
+    assert payload["status"] == "error"
+    assert f"1 IMEIs are not in the account, e.g. {b}" in payload["message"]
+    assert (
+        payload["description"]
+        == f"1 of 2 devices not yet at firmware {VERIZON.target}: {b} ({VERIZON.other})"
+    )
+    assert fake.bodies() == [[a, b], [a, b], [b]]  # only the unmatched IMEIs are listed
+
+
+def test_cisco_trigger_reads_in_full_then_searches(monkeypatch: pytest.MonkeyPatch) -> None:
+    define_connection(monkeypatch, CISCO)
+    a, b = CISCO.ids[:2]
+    fake = FakeCisco({a: "DEACTIVATED", b: "ACTIVATED"})
+    fake.after_reads(4, {a: "ACTIVATED"})
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(CISCO, ids=[a, b]))
+
+    assert payload["status"] == "success"
+    assert fake.full_reads()[:2] == [a, b]
+    assert len(fake.searches()) == len(fake.reads) - 2 >= 3
+    assert all("modifiedSince" in wire.query for wire in fake.searches())
+
+
+def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    define_connection(monkeypatch, ROMA)
+    ids = ROMA.ids[:12]
+    fake = FakeRoma(dict.fromkeys(ids, "online"))
+    fake.after_reads(2, dict.fromkeys(ids, "offline"))
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(ROMA, ids=ids))
+
+    assert payload["status"] == "success"
+    assert payload["xcom"] == {"matched": list(ids), "statuses": {str(i): "offline" for i in ids}}
+    assert len(fake.listings()) == 3 and fake.device_reads() == []
+    assert all(wire.query["online_status"] == ["2"] for wire in fake.listings())
+
+
+# --- the event loop -----------------------------------------------------------------------------
+
+#: More devices than the sensor tests use: one per trigger.
+MANY = 50
+
+
+def many_ids(case: Case) -> list[Any]:
+    if case is CISCO:
+        return [luhn_complete(f"890141032111186{n:04d}") for n in range(MANY)]
+    if case is ROMA:
+        return [80_001 + n for n in range(MANY)]
+    return [luhn_complete(f"35693803565{n:03d}") for n in range(MANY)]
+
+
+def test_fifty_triggers_share_the_loop_without_blocking_it(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = many_ids(case)
+    fake = case.fake(dict.fromkeys(ids, case.other))
+    fake.after_reads(2 * MANY, dict.fromkeys(ids, case.target))  # every device needs a few polls
+    serve(monkeypatch, fake, turns=3)
+    loop_thread = threading.get_ident()
+    blocking: list[str] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == loop_thread:
+            blocking.append(f"a blocking sleep of {seconds} s")
+        real_sleep(seconds)
+
+    def no_sync_http(*args: Any, **kwargs: Any) -> Any:
+        blocking.append("requests")
+        raise AssertionError("a trigger sent a blocking request")
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(requests.Session, "send", no_sync_http)
+
+    async def main() -> tuple[list[list[Payload]], list[int]]:
+        done = asyncio.Event()
+        samples: list[int] = []  # requests answered so far, at each turn of the ticker
+
+        async def ticker() -> None:
+            while not done.is_set():
+                samples.append(len(fake.wires))
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            results = await asyncio.gather(*(drain(make_trigger(case, ids=[i])) for i in ids))
+        finally:
+            done.set()
+            await ticking
+        return results, samples
+
+    results, samples = asyncio.run(main())
+
+    assert [payloads[0]["status"] for payloads in results] == ["success"] * MANY
+    assert [payloads[0]["xcom"]["matched"] for payloads in results] == [[i] for i in ids]
+    assert blocking == []
+    reads = len(fake.reads)
+    assert reads >= 3 * MANY
+    # The ticker kept its turn all along, from before the first request to after the last, and
+    # between two of its turns at most one request per trigger was answered: no trigger ever ran
+    # several requests (or polls) without handing the loop back.
+    assert samples[0] == 0 and samples[-1] == len(fake.wires)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(samples)]
+    assert len(samples) >= len(fake.wires) / MANY
+    assert max(gaps) <= MANY, max(gaps)
+
+
+# --- one hook per connection --------------------------------------------------------------------
+
+
+class HookSpy:
+    """Which hook objects triggers used, and when each was closed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, log: list[str] | None = None) -> None:
+        self.used: set[int] = set()
+        self.closed: list[int] = []
+        self.log = log if log is not None else []
+        original_aclient, original_aclose = IoTFleetBaseHook.aclient, IoTFleetBaseHook.aclose
+
+        async def aclient(hook: IoTFleetBaseHook) -> AsyncVendorHttpClient:
+            self.used.add(id(hook))
+            return await original_aclient(hook)
+
+        async def aclose(hook: IoTFleetBaseHook) -> None:
+            self.closed.append(id(hook))
+            self.log.append(f"closed {hook.conn_id}")
+            await original_aclose(hook)
+
+        monkeypatch.setattr(IoTFleetBaseHook, "aclient", aclient)
+        monkeypatch.setattr(IoTFleetBaseHook, "aclose", aclose)
+
+
+def test_verizon_triggers_on_one_connection_share_one_hook_and_one_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    define_connection(monkeypatch, VERIZON)
+    other_conn = {**VERIZON.connection}
+    monkeypatch.setenv("AIRFLOW_CONN_VERIZON_SENSOR_TEST_2", json.dumps(other_conn))
+    ids = VERIZON.ids[:6]
+    fake = FakeVerizon(dict.fromkeys(ids, VERIZON.other))
+    fake.after_reads(10, dict.fromkeys(ids, VERIZON.target))
+    serve(monkeypatch, fake)
+    spy = HookSpy(monkeypatch)
+
+    async def main() -> list[list[Payload]]:
+        first = [drain(make_trigger(VERIZON, ids=[i])) for i in ids[:4]]
+        second = [drain(make_trigger(VERIZON, ids=[i], conn_id="verizon_sensor_test_2")) for i in ids[4:]]
+        return await asyncio.gather(*first, *second)
+
+    results = asyncio.run(main())
+
+    assert [payloads[0]["status"] for payloads in results] == ["success"] * 6
+    assert len(spy.used) == 2  # one hook per connection
+    assert sorted(spy.closed) == sorted(spy.used)  # each closed once
+    assert (fake.count(VZ_TOKEN_PATH), fake.count(VZ_LOGIN_PATH)) == (2, 2)  # one login per connection
+
+
+def test_the_shared_hook_is_closed_when_the_last_trigger_ends(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.target, b: case.other})
+    fake.after_reads(6, {b: case.target})
+    serve(monkeypatch, fake)
+    log: list[str] = []
+    spy = HookSpy(monkeypatch, log)
+
+    async def watch(trigger: DeviceWatchTrigger, name: str) -> None:
+        async for event in trigger.run():
+            log.append(f"{name} {event.payload['status']}")
+        log.append(f"{name} ended")
+
+    async def main() -> None:
+        await asyncio.gather(
+            watch(make_trigger(case, ids=[a]), "quick"), watch(make_trigger(case, ids=[b]), "slow")
+        )
+
+    asyncio.run(main())
+
+    assert log == ["quick success", "quick ended", "slow success", f"closed {case.conn_id}", "slow ended"]
+    assert len(spy.used) == 1 and len(spy.closed) == 1
+
+
+def test_cancelled_triggers_release_and_close_the_shared_hook(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The triggerer cancels a trigger whose task was cleared or marked: the hook must not leak.
+    ids = case.ids[:2]
+    fake = case.fake(dict.fromkeys(ids, case.other))
+    clients = serve(monkeypatch, fake)
+    spy = HookSpy(monkeypatch)
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(drain(make_trigger(case, ids=[i]))) for i in ids]
+        while len(fake.reads) < 6:
+            await asyncio.sleep(0.005)
+        assert len(triggers_base._SHARED) == 1
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+
+    asyncio.run(main())
+
+    assert len(spy.closed) == 1
+    assert clients.built[-1] in clients.closed
+
+
+def test_shared_hook_counts_its_users() -> None:
+    class Hook:
+        def __init__(self, conn_id: str) -> None:
+            self.conn_id = conn_id
+
+        async def aclose(self) -> None:
+            closed.append(self)
+
+    closed: list[Hook] = []
+
+    async def fail_inside(used: list[Hook]) -> None:
+        async with shared_hook(Hook, "one") as hook:  # type: ignore[arg-type]
+            used.append(hook)
+            raise RuntimeError("a trigger failed")
+
+    async def main() -> list[Hook]:
+        async with shared_hook(Hook, "one") as first:  # type: ignore[arg-type]
+            async with shared_hook(Hook, "one") as again:  # type: ignore[arg-type]
+                assert again is first
+                async with shared_hook(Hook, "two") as other:  # type: ignore[arg-type]
+                    assert other is not first
+                assert closed == [other]
+            assert closed == [other]  # "one" still has a user
+            inner: list[Hook] = []
+            with pytest.raises(RuntimeError):
+                await fail_inside(inner)
+            assert inner == [first]
+            assert closed == [other]
+        assert closed == [other, first]
+        return [first, other]
+
+    in_one_loop = asyncio.run(main())
+    closed.clear()
+    in_another = asyncio.run(main())  # another loop: new hooks, not the closed ones
+    assert all(old is not new for old, new in zip(in_one_loop, in_another, strict=True))
+
+
+def test_triggers_starting_together_on_one_connection_share_one_client(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = case.ids[:5]
+    fake = case.fake(dict.fromkeys(ids, case.target))
+    clients = serve(monkeypatch, fake)
+
+    async def main() -> list[list[Payload]]:
+        return await asyncio.gather(*(drain(make_trigger(case, ids=[i])) for i in ids))
+
+    results = asyncio.run(main())
+
+    # aclient() awaits the connection read before building its client: triggers starting together
+    # must not each build one (the hook would keep the last, and close only that one)
+    assert [payloads[0]["status"] for payloads in results] == ["success"] * 5
+    assert all(client in clients.closed for client in clients.built), "an async client was never closed"
+    assert len(clients.built) == 1
