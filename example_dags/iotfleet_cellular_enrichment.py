@@ -9,19 +9,20 @@ operator per batch.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
 
-try:  # the inventory DAG sits next to this one; copied alone, name the asset here
-    from iotfleet_firmware_inventory import FOTA_INVENTORY
-except ImportError:  # pragma: no cover
-    from airflow.sdk import Asset
-
-    FOTA_INVENTORY = Asset(name="iotfleet_fota_inventory", uri="file:///tmp/iotfleet/inventory")
+# The asset iotfleet_firmware_inventory writes, named here too rather than imported: importing that
+# DAG file would define its DAG a second time, in this file.
+FOTA_INVENTORY = Asset(
+    name="iotfleet_fota_inventory",
+    uri=os.environ.get("IOTFLEET_INVENTORY_ROOT", "file:///tmp/iotfleet/inventory"),
+)
 
 
 @dag(

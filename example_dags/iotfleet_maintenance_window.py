@@ -75,10 +75,20 @@ def iotfleet_maintenance_window() -> None:
         changes={"status": "{{ params.sim_status }}"},
         effective_date=when,
         skip_unchanged=True,
+        # Control Center shows no pending change, so a retry could not tell what an earlier try had
+        # scheduled and would schedule it twice: SIMs it could not schedule do not fail the task
+        # (Airflow would retry it); the report lists them, and the wait is for the others.
+        fail_on_error=False,
     )
+
+    @task
+    def sims_to_wait_for(outcome: dict[str, Any]) -> list[str]:
+        """The SIMs whose change Control Center took (scheduled, applied, or already so)."""
+        return outcome["scheduled"] + outcome["updated"] + outcome["unchanged"]
+
     sims_changed = CiscoControlCenterDeviceStatusSensor(
         task_id="wait_sim_change",
-        iccids="{{ params.iccids }}",
+        iccids=sims_to_wait_for(schedule_sim_change.output),
         target_status="{{ params.sim_status }}",
         **WAIT,
     )

@@ -50,7 +50,9 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCen
         offset, at most 180 days ahead (templated; e.g. ``"{{ data_interval_end.add(days=1) }}"``).
         Omitted means now.
     :param skip_unchanged: read each device first (one more call per device) and send only the
-        fields that differ, so a re-run maintenance window changes nothing twice.
+        fields that differ, so a re-run maintenance window changes nothing twice. Control Center does
+        not show pending scheduled changes: with ``effective_date``, a re-run schedules again what a
+        failed run already scheduled (give such tasks ``retries=0``).
     :param cisco_control_center_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any device failed (after trying all of them).
     """

@@ -1,0 +1,637 @@
+"""The example DAGs of ``example_dags/``: how they parse (fast), and each run end to end with
+``dag.test()`` against the simulator (slow), with what they wrote checked against the simulated fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST
+from airflow_provider_iotfleet.simulator import Simulator
+from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
+from tests.examples.conftest import (
+    EXAMPLE_DAG_IDS,
+    EXAMPLE_DAGS,
+    EXAMPLE_FILES,
+    FLEET_SIZE,
+    ROOT,
+    SIMS_PER_BATCH,
+    ClockAdvancer,
+    ExampleRun,
+    bundle_env,
+    parse,
+    run_example,
+    running_simulator,
+)
+
+INVENTORY = "iotfleet_firmware_inventory"
+ENRICHMENT = "iotfleet_cellular_enrichment"
+MAINTENANCE = "iotfleet_maintenance_window"
+ASSET_NAME = "iotfleet_fota_inventory"
+#: How many device ids the inventory summary names per list (the DAG's ``EXAMPLES``).
+SUMMARY_EXAMPLES = 20
+#: Every edge of each example DAG (upstream, downstream).
+EDGES = {
+    INVENTORY: {("list_fota_devices", "summarise")},
+    ENRICHMENT: {
+        ("inventory_path", "carrier_records"),
+        ("sim_batches", "carrier_records"),
+        ("carrier_records", "push_to_iot_security"),
+    },
+    MAINTENANCE: {
+        ("force_offline", "wait_offline"),
+        ("wait_offline", "effective_date"),
+        ("effective_date", "schedule_sim_change"),
+        ("schedule_sim_change", "wait_sim_change"),
+        ("schedule_sim_change", "sims_to_wait_for"),
+        ("sims_to_wait_for", "wait_sim_change"),
+        ("wait_sim_change", "sync_firmware"),
+        ("sync_firmware", "wait_firmware"),
+        ("wait_firmware", "report"),
+    },
+}
+#: Modules that parsing an example file must not import beyond what ``airflow.sdk`` already did.
+HEAVY_MODULES = (
+    "fsspec",
+    "upath",
+    "httpx",
+    "airflow_provider_iotfleet.simulator",
+    "uvicorn",
+    "fastapi",
+    "starlette",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "boto3",
+    "botocore",
+)
+#: CPU seconds an example file may take to import on top of ``airflow.sdk``.
+MAX_IMPORT_CPU_SECONDS = 1.0
+#: Modules an example file may add to ``airflow.sdk``'s (178 to 199 today, over 100 of them requests
+#: and its dependencies): a deterministic guard next to the CPU figure.
+MAX_MODULES_ADDED = 250
+
+
+def _asset_of_schedule(dag: Any) -> list[Any]:
+    return list(dag.timetable.asset_condition.objects)
+
+
+# --- parsing (fast) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example_bag() -> Any:
+    """Every example file, parsed together as the ``dags-folder`` bundle."""
+    return parse(EXAMPLE_DAGS)
+
+
+def test_example_dags_holds_exactly_the_three_example_files() -> None:
+    assert sorted(path.name for path in EXAMPLE_DAGS.glob("*.py")) == sorted(EXAMPLE_FILES)
+
+
+def test_the_example_folder_parses_without_import_errors(example_bag: Any) -> None:
+    assert example_bag.import_errors == {}
+
+
+def test_the_example_folder_defines_exactly_the_example_dags(example_bag: Any) -> None:
+    assert sorted(example_bag.dag_ids) == EXAMPLE_DAG_IDS
+    for dag_id in EXAMPLE_DAG_IDS:
+        assert Path(example_bag.dags[dag_id].fileloc) == EXAMPLE_DAGS / f"{dag_id}.py"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [name for name in EXAMPLE_FILES],
+)
+def test_each_file_parsed_alone_defines_exactly_its_own_dag(filename: str) -> None:
+    # The dag processor parses one file per process, with the bundle folder on sys.path.
+    bag = parse(EXAMPLE_DAGS / filename)
+
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == EXAMPLE_FILES[filename]
+    assert {Path(dag.fileloc).name for dag in bag.dags.values()} == {filename}
+
+
+@pytest.mark.parametrize("dag_id", EXAMPLE_DAG_IDS)
+def test_the_dag_has_no_cycle_and_sorts_into_its_chain(example_bag: Any, dag_id: str) -> None:
+    dag = example_bag.dags[dag_id]
+
+    dag.check_cycle()  # raises AirflowDagCycleException
+    order = [node.task_id for node in dag.task_group.topological_sort()]
+    assert sorted(order) == sorted(dag.task_ids)  # every node a task, every task sorted once
+    edges = {(upstream, task.task_id) for task in dag.tasks for upstream in task.upstream_task_ids}
+    assert edges == EDGES[dag_id]
+    for upstream, downstream in edges:
+        assert order.index(upstream) < order.index(downstream), (upstream, downstream, order)
+
+
+@pytest.mark.parametrize("dag_id", EXAMPLE_DAG_IDS)
+def test_every_task_retries_has_a_real_owner_and_the_dag_is_tagged(example_bag: Any, dag_id: str) -> None:
+    dag = example_bag.dags[dag_id]
+
+    assert "iotfleet" in dag.tags
+    assert dag.tasks
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.owner and task.owner != "airflow", (task.task_id, task.owner)
+
+
+def test_the_dags_schedules_params_and_trigger_rules(example_bag: Any) -> None:
+    inventory, maintenance = example_bag.dags[INVENTORY], example_bag.dags[MAINTENANCE]
+
+    assert inventory.schedule == "@daily"
+    assert maintenance.schedule is None
+    assert maintenance.render_template_as_native_obj is True
+    assert [task.task_id for task in maintenance.tasks if task.trigger_rule == "all_done"] == ["report"]
+    assert maintenance.params.validate() == {
+        "roma_device_ids": [700002, 700003, 700004],
+        "iccids": ["89012600000000000052", "89012600000000000060"],
+        "sim_status": "DEACTIVATED",
+        "effective_in_minutes": 30,
+        "imeis": ["356908000000103", "356908000000160"],
+        "target_firmware": "SR1.2.0.0-10657",
+    }
+    assert example_bag.dags[ENRICHMENT].params.validate() == {
+        "apn": "iot.fleet.apn",
+        "sims_per_batch": 100,
+    }
+
+
+def test_the_enrichment_is_scheduled_on_the_asset_the_inventory_writes(
+    example_bag: Any, inventory_root: str
+) -> None:
+    listing = example_bag.dags[INVENTORY].get_task("list_fota_devices")
+    enrichment = example_bag.dags[ENRICHMENT]
+
+    [written] = listing.outlets
+    assert (written.name, written.uri) == (ASSET_NAME, inventory_root)
+    assert _asset_of_schedule(enrichment) == [written]
+    assert enrichment.schedule == [written]
+    assert enrichment.get_task("inventory_path").inlets == [written]
+    assert listing.output_path == inventory_root + "/fota-{{ ds }}.jsonl"
+
+
+def test_the_enrichment_copied_alone_still_names_the_inventory_asset(
+    tmp_path: Path, inventory_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = tmp_path / "dags"
+    alone.mkdir()
+    shutil.copy(EXAMPLE_DAGS / f"{ENRICHMENT}.py", alone)
+    # Not importable from anywhere else either (dag.test() leaves example_dags on sys.path).
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if Path(entry).resolve() != EXAMPLE_DAGS])
+
+    bag = parse(alone, bundle_path=alone)
+
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == [ENRICHMENT]
+    [asset] = _asset_of_schedule(bag.dags[ENRICHMENT])
+    assert (asset.name, asset.uri) == (ASSET_NAME, inventory_root)
+
+
+# --- what parsing imports (fast; one fresh interpreter, a fork per import) ---------------------
+
+#: Imports ``airflow.sdk``, then forks per example module, once to warm the bytecode cache and then
+#: ``IMPORT_SAMPLES`` times: each child starts from exactly what ``airflow.sdk`` imported, imports
+#: the example with ``example_dags`` on ``sys.path``, and writes the modules that added and the CPU
+#: seconds it took. One interpreter start-up in all.
+_IMPORT_PROBE = """
+import importlib, json, os, sys, time
+started = time.process_time()
+import airflow.sdk
+sdk_cpu = time.process_time() - started
+folder, output, samples = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for name in sys.argv[4:]:
+    for sample in range(-1, samples):  # -1: a warm-up, which writes the bytecode cache
+        pid = os.fork()
+        if pid == 0:
+            before = set(sys.modules)
+            sys.path.insert(0, folder)
+            started = time.process_time()
+            importlib.import_module(name)
+            cpu = time.process_time() - started
+            report = {"sdk_cpu": sdk_cpu, "cpu": cpu, "before": sorted(before), "after": sorted(sys.modules)}
+            if sample >= 0:
+                with open(os.path.join(output, f"{name}.{sample}.json"), "w") as out:
+                    json.dump(report, out)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if status:
+            sys.exit(f"importing {name} failed: wait status {status}")
+"""
+#: Imports of each example file measured; the least CPU of them counts (the others met contention).
+IMPORT_SAMPLES = 3
+
+
+@pytest.fixture(scope="module")
+def import_probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Per example file: the modules importing it added to ``airflow.sdk``'s, and the CPU it took."""
+    output = tmp_path_factory.mktemp("import-probe")
+    modules = [Path(name).stem for name in EXAMPLE_FILES]
+    # Bytecode cached as in any installed deployment, but outside the source tree and the venv (this
+    # environment may set PYTHONDONTWRITEBYTECODE, and compiling every module dominates then).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        PYTHONPYCACHEPREFIX=str(tmp_path_factory.mktemp("pycache")),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, str(EXAMPLE_DAGS), str(output), str(IMPORT_SAMPLES), *modules],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = {}
+    for filename in EXAMPLE_FILES:
+        module = Path(filename).stem
+        samples = [json.loads((output / f"{module}.{n}.json").read_text()) for n in range(IMPORT_SAMPLES)]
+        report = samples[0]
+        report["cpu_samples"] = [sample["cpu"] for sample in samples]
+        report["cpu"] = min(report["cpu_samples"])
+        report["new"] = sorted(set(report["after"]) - set(report["before"]))
+        assert all(sorted(set(x["after"]) - set(x["before"])) == report["new"] for x in samples)
+        report["by_package"] = Counter(name.split(".")[0] for name in report["new"]).most_common()
+        reports[filename] = report
+    return reports
+
+
+def _imported(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == name or m.startswith(name + ".") for name in names)]
+
+
+@pytest.mark.parametrize("filename", list(EXAMPLE_FILES))
+def test_parsing_an_example_imports_nothing_heavy_beyond_airflow_sdk(
+    import_probe: dict[str, Any], filename: str
+) -> None:
+    report = import_probe[filename]
+
+    assert Path(filename).stem in report["new"]  # the probe did import the example
+    assert "airflow_provider_iotfleet.operators" in report["new"]
+    already = [name for name in HEAVY_MODULES if name in report["before"]]
+    assert _imported(report["new"], HEAVY_MODULES) == [], f"airflow.sdk had already imported {already}"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [name for name in EXAMPLE_FILES],
+)
+def test_parsing_an_example_does_not_import_requests(import_probe: dict[str, Any], filename: str) -> None:
+    report = import_probe[filename]
+
+    assert "requests" not in report["before"]
+    assert _imported(report["new"], ("requests",)) == [], report["by_package"]
+
+
+@pytest.mark.parametrize("filename", list(EXAMPLE_FILES))
+def test_parsing_an_example_costs_well_under_a_second_of_cpu(
+    import_probe: dict[str, Any], filename: str, record_property: Any
+) -> None:
+    report = import_probe[filename]
+    cpu, added = report["cpu"], len(report["new"])
+    record_property("import_cpu_seconds", [round(sample, 3) for sample in report["cpu_samples"]])
+    record_property("airflow_sdk_cpu_seconds", round(report["sdk_cpu"], 3))
+    record_property("modules_added", added)
+    figures = (
+        f"{filename}: {cpu:.2f} s CPU (least of {[round(x, 2) for x in report['cpu_samples']]}) and "
+        f"{added} modules beyond airflow.sdk (which took {report['sdk_cpu']:.2f} s CPU); "
+        f"added per package: {report['by_package']}"
+    )
+    print(figures)
+
+    assert cpu < MAX_IMPORT_CPU_SECONDS, figures
+    assert added < MAX_MODULES_ADDED, figures
+
+
+# --- end to end with dag.test() against the simulator (slow) -----------------------------------
+
+INVENTORY_DATE = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+#: The end-to-end tests' time limit. The thread method, because the signal one can be disarmed by
+#: the tasks running in this process, and a maintenance sensor left waiting would wait for 6 hours.
+E2E_TIMEOUT = pytest.mark.timeout(300, method="thread")
+
+
+@pytest.fixture(scope="module")
+def fleet_simulator(example_db: None) -> Iterator[Simulator]:
+    """One simulator for the inventory and then the enrichment, which reads what it wrote."""
+    with running_simulator() as sim, pytest.MonkeyPatch.context() as mp:
+        bundle_env(mp)
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def inventory_run(fleet_simulator: Simulator) -> ExampleRun:
+    return run_example(INVENTORY, logical_date=INVENTORY_DATE)
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_inventory_writes_the_whole_fleet_and_summarises_it(
+    inventory_run: ExampleRun, fleet_simulator: Simulator, inventory_root: str
+) -> None:
+    fleet = fleet_simulator.state.fleet
+    devices = [fleet.device(i) for i in range(FLEET_SIZE)]
+    path = f"{inventory_root}/fota-{INVENTORY_DATE.date().isoformat()}.jsonl"
+    account = fleet_simulator.config.credentials.verizon_account
+
+    assert inventory_run.states == {"list_fota_devices": "success", "summarise": "success"}
+    assert inventory_run.state == "success"
+
+    assert inventory_run.xcom("list_fota_devices") == {
+        "account_name": account,
+        "path": path,
+        "device_count": FLEET_SIZE,
+        "pages": 3,
+    }
+    written = Path(path.removeprefix("file://"))
+    lines = [json.loads(line) for line in written.read_text().splitlines()]
+    ids = [line["device_id"] for line in lines]
+    assert ids == [imei_of(i) for i in range(FLEET_SIZE)]
+    assert len(set(ids)) == len(ids)
+    assert [(line["make"], line["model"], line["firmware"]) for line in lines] == [
+        (d["make"], d["model"], d["firmware"]) for d in devices
+    ]
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]  # no partial file left
+
+    firmware = Counter((d["make"], d["model"], d["firmware"]) for d in devices)
+    not_eligible = [d["imei"] for d in devices if d["protocol"] == "HTTP"]
+    assert 0 < len(not_eligible) < FLEET_SIZE
+    assert inventory_run.xcom("summarise") == {
+        "devices": FLEET_SIZE,
+        "path": path,
+        "firmware": [
+            {"make": make, "model": model, "firmware": version, "devices": count}
+            for (make, model, version), count in sorted(firmware.items())
+        ],
+        "not_fota_eligible": {"count": len(not_eligible), "examples": not_eligible[:SUMMARY_EXAMPLES]},
+        "without_license": {"count": 0, "examples": []},
+    }
+    assert sum(row["devices"] for row in inventory_run.xcom("summarise")["firmware"]) == FLEET_SIZE
+
+    assert inventory_run.asset_events == [
+        (
+            "list_fota_devices",
+            inventory_root,
+            {"account_name": account, "device_count": FLEET_SIZE, "path": path},
+        )
+    ]
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_enrichment_pushes_each_sims_identifiers_to_iot_security(
+    inventory_run: ExampleRun, fleet_simulator: Simulator
+) -> None:
+    fleet = fleet_simulator.state.fleet
+    assert fleet_simulator.state.snapshot()["changed"] == {}
+    batches = [
+        list(range(start, min(start + SIMS_PER_BATCH, FLEET_SIZE)))
+        for start in range(0, FLEET_SIZE, SIMS_PER_BATCH)
+    ]
+    assert len(batches) == 3
+
+    result = run_example(
+        ENRICHMENT,
+        logical_date=INVENTORY_DATE + timedelta(hours=1),
+        run_conf={"sims_per_batch": SIMS_PER_BATCH},
+    )
+
+    mapped = [
+        f"{task}[{k}]" for task in ("carrier_records", "push_to_iot_security") for k in range(len(batches))
+    ]
+    assert result.states == dict.fromkeys(["inventory_path", "sim_batches", *mapped], "success")
+    assert result.state == "success"
+    # The newest inventory, read from the asset event the inventory run emitted.
+    assert result.xcom("inventory_path") == inventory_run.xcom("summarise")["path"]
+    assert result.xcom("sim_batches") == [[iccid_of(i) for i in batch] for batch in batches]
+
+    def identifiers(i: int) -> dict[str, str]:
+        device = fleet.device(i)
+        return {
+            "imei": device["imei"],
+            "iccid": device["iccid"],
+            "imsi": device["imsi"],
+            "msisdn": device["msisdn"],
+            "apn": "iot.fleet.apn",
+        }
+
+    for k, batch in enumerate(batches):
+        assert result.xcom(f"carrier_records[{k}]") == [identifiers(i) for i in batch]
+        outcome = {
+            "requested": len(batch),
+            "updated": len(batch),
+            "batches": -(-len(batch) // DEFAULT_MAX_DEVICES_PER_REQUEST),
+            "failed_batches": [],
+        }
+        assert result.xcom(f"push_to_iot_security[{k}]") == outcome
+        assert result.xcom(f"push_to_iot_security[{k}]", "outcome") == outcome
+
+    changed = fleet_simulator.state.snapshot()["changed"]
+    assert sorted(changed, key=int) == [str(i) for i in range(FLEET_SIZE)]
+    for i in range(FLEET_SIZE):
+        assert changed[str(i)]["paloalto"] == identifiers(i), i
+    assert fleet_simulator.state.snapshot()["counters"]["paloalto.bulk_updates"] == len(batches)
+
+
+def _online(sim: Simulator) -> list[int]:
+    fleet = sim.state.fleet
+    return [i for i in range(FLEET_SIZE) if fleet.device(i)["online_status"] == ONLINE]
+
+
+def _maintenance_conf(sim: Simulator) -> dict[str, Any]:
+    """Devices the window can act on, as the DAG's params: disjoint sets of online devices."""
+    fleet = sim.state.fleet
+    online = _online(sim)
+    roma = online[:3]
+    activated = [i for i in online[3:] if fleet.device(i)["status"] == "ACTIVATED"][:4]
+    rest = [i for i in online[3:] if i not in activated]
+    firmware = fleet.device(rest[0])["firmware"]
+    same_firmware = [i for i in rest if fleet.device(i)["firmware"] == firmware][:3]
+    assert (len(roma), len(activated), len(same_firmware)) == (3, 4, 3)
+    return {
+        "roma_device_ids": [ROMA_ID_BASE + i for i in roma],
+        "iccids": [iccid_of(i) for i in activated],
+        "sim_status": "DEACTIVATED",
+        "effective_in_minutes": 90,
+        "imeis": [imei_of(i) for i in same_firmware],
+        "target_firmware": firmware,
+    }
+
+
+@pytest.fixture
+def maintenance_env(example_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle_env(monkeypatch)
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_maintenance_window_takes_every_device_through_every_step(
+    maintenance_env: None, simulator: Simulator
+) -> None:
+    fleet = simulator.state.fleet
+    conf = _maintenance_conf(simulator)
+    roma_indices = [device_id - ROMA_ID_BASE for device_id in conf["roma_device_ids"]]
+    sim_indices = [fleet.by_iccid(iccid) for iccid in conf["iccids"]]
+    started = datetime.now(UTC)
+
+    with ClockAdvancer(simulator, expected=len(conf["iccids"])) as advancer:
+        result = run_example(MAINTENANCE, logical_date=datetime(2026, 11, 3, 6, 0, tzinfo=UTC), run_conf=conf)
+    finished = datetime.now(UTC)
+
+    assert result.states == dict.fromkeys(
+        [
+            "force_offline",
+            "wait_offline",
+            "effective_date",
+            "schedule_sim_change",
+            "sims_to_wait_for",
+            "wait_sim_change",
+            "sync_firmware",
+            "wait_firmware",
+            "report",
+        ],
+        "success",
+    )
+    assert result.state == "success"
+    # The clock moved once, when Control Center held every scheduled change, past the last one.
+    assert [pending for pending, _ in advancer.advanced] == [len(conf["iccids"])]
+    assert simulator.state.fleet.pending == []
+
+    # Huawei: forced offline, and the sensor saw them offline.
+    assert result.xcom("force_offline") == {
+        "requested": 3,
+        "succeeded": [{"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in roma_indices],
+        "failed": [],
+    }
+    assert [fleet.device(i)["online_status"] for i in roma_indices] == [OFFLINE] * 3
+    wait_offline = result.xcom("wait_offline")
+    assert sorted(map(int, wait_offline["matched"])) == conf["roma_device_ids"]
+    assert wait_offline["statuses"] == {str(device_id): "offline" for device_id in conf["roma_device_ids"]}
+
+    # Cisco: scheduled for the effective date computed when the devices were offline, then applied.
+    effective = datetime.fromisoformat(result.xcom("effective_date"))
+    assert started + timedelta(minutes=90) <= effective <= finished + timedelta(minutes=90)
+    assert result.xcom("schedule_sim_change") == {
+        "requested": 4,
+        "updated": [],
+        "scheduled": conf["iccids"],
+        "unchanged": [],
+        "failed": [],
+    }
+    assert [fleet.device(i)["status"] for i in sim_indices] == ["DEACTIVATED"] * 4
+    assert result.xcom("wait_sim_change") == {
+        "matched": conf["iccids"],
+        "statuses": dict.fromkeys(conf["iccids"], "DEACTIVATED"),
+    }
+
+    # Verizon: synced, and every device reports the target firmware.
+    sync = result.xcom("sync_firmware")
+    assert [(d["device_id"], d["firmware_version"], d["status"]) for d in sync["synced"]] == [
+        (imei, conf["target_firmware"], "FirmwareVersionUpdateSuccess") for imei in conf["imeis"]
+    ]
+    assert sync["failed"] == []
+    assert result.xcom("wait_firmware") == {
+        "matched": conf["imeis"],
+        "firmware": dict.fromkeys(conf["imeis"], conf["target_firmware"]),
+    }
+
+    report = result.xcom("report")
+    assert report["failed"] == {"force_offline": [], "schedule_sim_change": [], "sync_firmware": []}
+    assert report["waits_done"] == {"wait_offline": True, "wait_sim_change": True, "wait_firmware": True}
+    assert report["steps"]["schedule_sim_change"] == result.xcom("schedule_sim_change")
+    assert report["steps"]["wait_firmware"] == result.xcom("wait_firmware")
+
+
+@dataclass
+class FailedWindow:
+    """A maintenance window run on one ROMA device that is not online and one ICCID not in the fleet."""
+
+    simulator: Simulator
+    conf: dict[str, Any]
+    offline_id: int
+    missing: str
+    result: ExampleRun
+
+
+@pytest.fixture(scope="module")
+def failed_window(example_db: None) -> Iterator[FailedWindow]:
+    with running_simulator() as sim, pytest.MonkeyPatch.context() as mp:
+        bundle_env(mp)
+        fleet = sim.state.fleet
+        conf = _maintenance_conf(sim)
+        # Already offline: force_offline fails it, and wait_offline sees it offline. (A device that
+        # never connected would fail the same way, but wait_offline would then wait its 6 hours.)
+        offline = next(i for i in range(FLEET_SIZE) if fleet.device(i)["online_status"] == OFFLINE)
+        missing = iccid_of(999_999)  # Luhn-valid, beyond the fleet
+        assert fleet.by_iccid(missing) is None
+        conf["roma_device_ids"] = [*conf["roma_device_ids"][:2], ROMA_ID_BASE + offline]
+        conf["iccids"] = [*conf["iccids"][:2], missing]
+        with ClockAdvancer(sim, expected=2):  # the two real SIMs' changes come due
+            result = run_example(
+                MAINTENANCE, logical_date=datetime(2026, 11, 4, 6, 0, tzinfo=UTC), run_conf=conf
+            )
+        yield FailedWindow(sim, conf, ROMA_ID_BASE + offline, missing, result)
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_maintenance_report_names_exactly_the_devices_that_failed(failed_window: FailedWindow) -> None:
+    fleet = failed_window.simulator.state.fleet
+    conf, result = failed_window.conf, failed_window.result
+    offline_id, missing = failed_window.offline_id, failed_window.missing
+
+    # Nothing fails the run: what could not be done is in the outcomes (fail_on_error=False on both
+    # writes) and the report lists it; the Cisco wait is for the SIMs Control Center took.
+    assert set(result.states.values()) == {"success"}
+    assert result.tries["schedule_sim_change"] == 1  # not retried: a retry would schedule twice
+    assert result.state == "success"
+    assert result.xcom("sims_to_wait_for") == conf["iccids"][:2]
+
+    report = result.xcom("report")
+    failed = report["failed"]
+    assert failed["force_offline"] == [f"{offline_id}: {NOT_FORCED_OFFLINE}"]
+    # Read first (skip_unchanged), so Control Center's 404 for the GET: "<iccid>: <code> <message>".
+    [not_found] = failed["schedule_sim_change"]
+    assert not_found.startswith(f"{missing}: 20000001 "), not_found
+    assert not_found.endswith("Resource not found - Invalid ICCID."), not_found
+    assert failed["sync_firmware"] == []
+    named = {entry.split(":")[0] for entries in report["failed"].values() for entry in entries}
+    assert named == {str(offline_id), missing}
+    assert report["waits_done"] == {"wait_offline": True, "wait_sim_change": True, "wait_firmware": True}
+
+    # Everything else was done: the online devices forced offline, the real SIMs scheduled.
+    outcome = result.xcom("schedule_sim_change", "outcome")
+    assert outcome["scheduled"] == conf["iccids"][:2]
+    assert [entry["iccid"] for entry in outcome["failed"]] == [missing]
+    assert outcome["failed"][0]["http_status"] == 404
+    for device_id in conf["roma_device_ids"][:2]:
+        assert fleet.device(device_id - ROMA_ID_BASE)["online_status"] == OFFLINE
+    for iccid in conf["iccids"][:2]:  # scheduled once, applied when they came due
+        assert fleet.device(fleet.by_iccid(iccid))["status"] == conf["sim_status"]
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_a_sim_that_cannot_be_changed_neither_fails_nor_retries_the_others(
+    failed_window: FailedWindow,
+) -> None:
+    # Control Center shows no pending change, so a retry could not tell what was already scheduled:
+    # each real SIM's change was sent, and applied, exactly once.
+    writes = failed_window.simulator.state.per_device_writes(vendor="cisco", applied_only=True)
+    assert {iccid: writes[iccid] for iccid in failed_window.conf["iccids"][:2]} == dict.fromkeys(
+        failed_window.conf["iccids"][:2], 1
+    )
