@@ -13,16 +13,13 @@ import logging
 import random
 import re
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_iotfleet import __version__
 from airflow_provider_iotfleet._compat import mask_secret
@@ -41,6 +38,9 @@ from airflow_provider_iotfleet.http.errors import ErrorMapping
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response, build_request
 from airflow_provider_iotfleet.http.retry import BackoffPolicy, may_repeat
+
+if TYPE_CHECKING:
+    import requests
 
 USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
 #: Headers every request carries, set by us so that both clients send the same ones.
@@ -233,6 +233,11 @@ class VendorHttpClient(ClientCore):
     """
 
     def __init__(self, **options: Any) -> None:
+        # requests is imported when a client is built, not when a DAG file imports an operator:
+        # airflow.sdk does not load it, and it costs a hundred modules on every DAG parse.
+        import requests
+        from requests.adapters import HTTPAdapter
+
         super().__init__(**options)
         self.session = requests.Session()
         # The pool never blocks: the slots below bound the requests in flight, with a timeout, which
@@ -314,6 +319,8 @@ class VendorHttpClient(ClientCore):
             request = self.auth.refresh(request)
 
     def _transmit(self, request: Request) -> Response:
+        import requests
+
         self.check_sendable(request)
         prepared = requests.PreparedRequest()
         try:
@@ -362,7 +369,11 @@ class VendorHttpClient(ClientCore):
     def _slot(self) -> Iterator[None]:
         """Hold one of the ``max_connections`` request slots, waiting at most ``pool_timeout``."""
         if not self._slots.acquire(timeout=self.pool_timeout):
-            raise _NoFreeSlot(f"no free connection slot within {self.pool_timeout:g} s (every slot busy)")
+            raise IoTFleetTransportError(
+                f"{self.errors.vendor}: no free connection slot within {self.pool_timeout:g} s (every slot busy)",
+                may_have_reached_vendor=False,
+                vendor=self.errors.vendor,
+            )
         try:
             yield
         finally:
@@ -383,13 +394,12 @@ class VendorHttpClient(ClientCore):
         self.session.close()
 
 
-class _NoFreeSlot(requests.ConnectionError):
-    """Every connection slot stayed busy: the request never left."""
-
-
 def _never_sent(exc: requests.RequestException) -> bool:
     """Whether the request surely did not reach the vendor (the connection was never opened)."""
-    if isinstance(exc, requests.ConnectTimeout | _NoFreeSlot):
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
         return True
     inner = exc.args[0] if exc.args else None
     return isinstance(inner, NewConnectionError) or isinstance(
@@ -399,6 +409,10 @@ def _never_sent(exc: requests.RequestException) -> bool:
 
 def _certificate_failure(cause: BaseException) -> bool:
     """Whether a transport failure is a certificate that failed verification (requests or httpx)."""
+    loaded_requests = sys.modules.get("requests")  # only what is loaded can have been raised
+    certificate_errors: tuple[type[BaseException], ...] = (ssl.SSLCertVerificationError,)
+    if loaded_requests is not None:
+        certificate_errors += (loaded_requests.exceptions.SSLError,)
     seen: set[int] = set()
     pending: list[BaseException | None] = [cause]
     while pending:
@@ -406,7 +420,7 @@ def _certificate_failure(cause: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError | requests.exceptions.SSLError):
+        if isinstance(current, certificate_errors):
             return True
         pending += [current.__cause__, current.__context__]
         pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
