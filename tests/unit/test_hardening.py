@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetConfigurationError,
     IoTFleetError,
     IoTFleetRateLimitError,
+    IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
@@ -346,4 +348,70 @@ def test_token_and_login_urls_must_be_https_too(
     )
     with pytest.raises(IoTFleetConfigurationError, match=f"extra '{key}'.*must use https"):
         hooks[conn_type]("plain").client  # noqa: B018 - building the client checks every endpoint
+    assert requests_mock.call_count == 0
+
+
+# --- a few more answers and inputs that used to misbehave -----------------------------------------
+
+
+@pytest.mark.parametrize("expires_at", ["2020-01-01T00:00:00Z", "2030-01-01T00:00:00", "not a date", None])
+def test_an_iam_expiry_in_the_past_or_without_zone_neither_crashes_nor_logs_in_per_request(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock, expires_at: Any
+) -> None:
+    set_connection(
+        "roma_iam_exp",
+        "huawei_roma",
+        host="https://roma.cn-north-4.myhuaweicloud.com",
+        login="iam-user",
+        password="iam-password-1",
+        extra={
+            "auth_type": "iam_token",
+            "region": "cn-north-4",
+            "domain_name": "d",
+            "project_id": "p1",
+            "instance_id": "i1",
+        },
+    )
+    token = requests_mock.post(
+        "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens",
+        status_code=201,
+        headers={"X-Subject-Token": "iam-token-1"},
+        json={"token": {"expires_at": expires_at}},
+    )
+    requests_mock.get(re.compile(r".*/devices/\d+$"), json={"device_id": 1, "online_status": 1})
+    hook = HuaweiRomaConnectHook("roma_iam_exp", clock=clock)
+    for device_id in range(1, 6):
+        hook.get_device(device_id)
+    assert token.call_count == 1
+
+
+def test_a_fractional_roma_id_in_an_answer_is_not_read_as_another_device(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "roma_frac",
+        "huawei_roma",
+        host="https://roma.example.com",
+        login="AK00000000000000000001",
+        password="sk-secret-1",
+        extra={"project_id": "p1", "instance_id": "i1"},
+    )
+    requests_mock.post(
+        re.compile(r".*/force-offline$"), json={"success": [{"id": 1.9, "device_name": "x"}], "failed": []}
+    )
+    result = HuaweiRomaConnectHook("roma_frac").force_offline([1])
+    assert result.succeeded == []  # 1.9 is not device 1
+    assert [entry["id"] for entry in result.failed] == [1]
+
+
+def test_max_concurrency_zero_is_refused_not_replaced_by_the_default(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "cc_zero", "cisco_control_center", host="https://cc.example.com", login="u", password="secret-key-1"
+    )
+    with pytest.raises(IoTFleetValidationError, match="max_concurrency is invalid"):
+        CiscoControlCenterHook("cc_zero").edit_devices(
+            [{"iccid": ICCID, "status": "ACTIVATED"}], max_concurrency=0
+        )
     assert requests_mock.call_count == 0
