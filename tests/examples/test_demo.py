@@ -38,7 +38,7 @@ DEMO_FLEET = 300
 TASKS = {
     "iotfleet_firmware_inventory": 2,
     "iotfleet_cellular_enrichment": 8,  # 2 + 3 mapped batches of 100 SIMs, twice
-    "iotfleet_maintenance_window": 8,
+    "iotfleet_maintenance_window": 9,  # 3 changes, 3 waits, effective_date, sims_to_wait_for, report
 }
 
 # The module's demo runs happen in the setup of whichever test comes first.
