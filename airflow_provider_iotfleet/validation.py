@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import ipaddress
 import json
+import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -472,6 +473,21 @@ def validate_whole_number(value: Any, name: str, lowest: int, highest: int) -> i
             f"{name} is invalid", [f"{value!r} is not a whole number in {lowest}..{highest}"]
         )
     return value
+
+
+def validate_share(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a number with ``0 < value <= 1``, else raise naming the range."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= 1
+    ):
+        raise IoTFleetValidationError(
+            f"{name} is invalid",
+            [f"{value!r} is not a share above 0 and at most 1 (e.g. 0.25 for a quarter)"],
+        )
+    return float(value)
 
 
 def validate_batch_size(batch_size: Any, maximum: int, vendor: str) -> int:

@@ -19,6 +19,7 @@ from airflow_provider_iotfleet.http import (
     TokenBucket,
     VendorHttpClient,
 )
+from airflow_provider_iotfleet.validation import validate_share
 
 
 class IoTFleetBaseHook(BaseHook):
@@ -35,6 +36,11 @@ class IoTFleetBaseHook(BaseHook):
 
     :param conn_id: the Airflow connection id.
     :param clock: time source for sleeps, token expiry and signatures; tests pass a fake.
+    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit, and of
+        its ``max_concurrency`` where the vendor has one, that this hook uses. Tasks that run at the
+        same time against one tenant each take a share, so that together they stay under the
+        vendor's limit (see "Scaling out" in the README).
+    :raises IoTFleetValidationError: for a share outside that range.
     """
 
     conn_name_attr: ClassVar[str]
@@ -44,10 +50,11 @@ class IoTFleetBaseHook(BaseHook):
     #: connection extras that hold secrets, masked in logs as soon as they are read.
     secret_extras: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, conn_id: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, conn_id: str, *, clock: Clock = SYSTEM_CLOCK, rate_limit_share: float = 1.0) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.clock = clock
+        self.rate_limit_share = validate_share(rate_limit_share, "rate_limit_share")
 
     @cached_property
     def settings(self) -> ConnectionSettings:
@@ -97,10 +104,13 @@ class IoTFleetBaseHook(BaseHook):
         raise NotImplementedError
 
     def _transport_options(self, settings: ConnectionSettings, requests_per_second: float) -> dict[str, Any]:
-        """The options every vendor client takes: the common extras and a client-side rate limit."""
+        """The options every vendor client takes: the common extras and a client-side rate limit
+        (this hook's share of ``requests_per_second``)."""
         return {
             "rate_limiter": TokenBucket(
-                requests_per_second, clock=self.clock.monotonic, sleep=self.clock.sleep
+                requests_per_second * self.rate_limit_share,
+                clock=self.clock.monotonic,
+                sleep=self.clock.sleep,
             ),
             "timeout": settings.get_float("timeout", 30.0),
             "retry": BackoffPolicy(max_retries=settings.get_int("max_retries", 3)),

@@ -172,6 +172,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     account), ``timeout`` and ``max_retries``.
 
     :param cisco_control_center_conn_id: the Airflow connection id.
+    :param rate_limit_share: this hook's share of the connection's rate limit (see
+        :class:`~airflow_provider_iotfleet.hooks.base.IoTFleetBaseHook`).
     """
 
     conn_name_attr = "cisco_control_center_conn_id"
@@ -180,14 +182,19 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     hook_name = "Cisco IoT Control Center"
 
     def __init__(
-        self, cisco_control_center_conn_id: str = default_conn_name, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        cisco_control_center_conn_id: str = default_conn_name,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rate_limit_share: float = 1.0,
     ) -> None:
-        super().__init__(cisco_control_center_conn_id, clock=clock)
+        super().__init__(cisco_control_center_conn_id, clock=clock, rate_limit_share=rate_limit_share)
 
     @cached_property
     def max_concurrency(self) -> int:
-        """Calls in flight at once, from the connection's ``max_concurrency`` extra."""
-        return self.settings.get_int("max_concurrency", 1, minimum=1)
+        """Calls in flight at once: this hook's share of the connection's ``max_concurrency`` extra,
+        never less than one."""
+        return max(1, int(self.settings.get_int("max_concurrency", 1, minimum=1) * self.rate_limit_share))
 
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         version = settings.get_int("api_version", 1, minimum=1)

@@ -322,6 +322,8 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     ``requests_per_second`` (10, not published by Huawei), ``timeout``, ``max_retries``.
 
     :param huawei_roma_conn_id: the Airflow connection id.
+    :param rate_limit_share: this hook's share of the connection's rate limit (see
+        :class:`~airflow_provider_iotfleet.hooks.base.IoTFleetBaseHook`).
     :param max_devices_per_request: the most ids one force-offline request carries.
     """
 
@@ -337,8 +339,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         *,
         max_devices_per_request: int = DEFAULT_MAX_DEVICES_PER_REQUEST,
         clock: Clock = SYSTEM_CLOCK,
+        rate_limit_share: float = 1.0,
     ) -> None:
-        super().__init__(huawei_roma_conn_id, clock=clock)
+        super().__init__(huawei_roma_conn_id, clock=clock, rate_limit_share=rate_limit_share)
         self.max_devices_per_request = max_devices_per_request
 
     @cached_property

@@ -77,6 +77,8 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
     ``requests_per_minute`` (180), ``timeout``, ``max_retries``.
 
     :param paloalto_iot_conn_id: the Airflow connection id.
+    :param rate_limit_share: this hook's share of the connection's rate limit (see
+        :class:`~airflow_provider_iotfleet.hooks.base.IoTFleetBaseHook`).
     :param max_devices_per_request: the largest ``devicelist`` one request may carry.
     """
 
@@ -91,8 +93,9 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         *,
         max_devices_per_request: int = DEFAULT_MAX_DEVICES_PER_REQUEST,
         clock: Clock = SYSTEM_CLOCK,
+        rate_limit_share: float = 1.0,
     ) -> None:
-        super().__init__(paloalto_iot_conn_id, clock=clock)
+        super().__init__(paloalto_iot_conn_id, clock=clock, rate_limit_share=rate_limit_share)
         self.max_devices_per_request = max_devices_per_request
 
     @cached_property

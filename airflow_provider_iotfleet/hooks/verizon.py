@@ -309,6 +309,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     (10; ThingSpace publishes no limit), ``timeout``, ``max_retries``.
 
     :param verizon_thingspace_conn_id: the Airflow connection id.
+    :param rate_limit_share: this hook's share of the connection's rate limit (see
+        :class:`~airflow_provider_iotfleet.hooks.base.IoTFleetBaseHook`).
     """
 
     conn_name_attr = "verizon_thingspace_conn_id"
@@ -318,9 +320,13 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     secret_extras = ("m2m_password",)
 
     def __init__(
-        self, verizon_thingspace_conn_id: str = default_conn_name, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        verizon_thingspace_conn_id: str = default_conn_name,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rate_limit_share: float = 1.0,
     ) -> None:
-        super().__init__(verizon_thingspace_conn_id, clock=clock)
+        super().__init__(verizon_thingspace_conn_id, clock=clock, rate_limit_share=rate_limit_share)
 
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         root = settings.base_url(default=DEFAULT_HOST)

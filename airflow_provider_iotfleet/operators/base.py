@@ -26,7 +26,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
-from airflow_provider_iotfleet.validation import plural
+from airflow_provider_iotfleet.validation import plural, validate_share
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -189,6 +189,10 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
     :param fail_on_error: fail the task, after every item was tried and the outcome pushed, when any
         item failed. ``False`` succeeds and leaves the failures in the outcome.
     :param progress_interval: seconds between progress lines on long runs.
+    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit, and of its
+        ``max_concurrency`` where it has one, that this task uses. When ``n`` tasks may run at once
+        against one tenant (mapped tasks, parallel DAG runs), put them in a pool of ``n`` slots and
+        give each ``1 / n``: together they then stay under the vendor's limit.
     """
 
     hook_class: ClassVar[type[IoTFleetBaseHook]]
@@ -202,17 +206,19 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
         conn_id: str,
         fail_on_error: bool = True,
         progress_interval: float = 30.0,
+        rate_limit_share: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.fail_on_error = fail_on_error
         self.progress_interval = progress_interval
+        self.rate_limit_share = validate_share(rate_limit_share, f"{self.task_id}: rate_limit_share")
 
     @cached_property
     def hook(self) -> HookT:
         """The vendor hook for this operator's connection, built once per task run."""
-        return self.hook_class(self.conn_id)  # type: ignore[return-value]
+        return self.hook_class(self.conn_id, rate_limit_share=self.rate_limit_share)  # type: ignore[return-value]
 
     @property
     def vendor(self) -> str:

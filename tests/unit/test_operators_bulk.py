@@ -300,6 +300,38 @@ def test_batch_size_outside_the_vendor_range_is_refused_at_construction(
     assert requests_mock.call_count == 0
 
 
+def test_rate_limit_share_spaces_the_requests_by_the_share(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    """Four tasks with a quarter each send, together, what the connection allows one task."""
+    set_connection(
+        "pan_quarter",
+        "paloalto_iot",
+        host=TENANT_HOST,
+        login=KEY_ID,
+        password=ACCESS_KEY,
+        extra={"requests_per_minute": 120},
+    )
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(4)]
+    op = PaloAltoIoTBulkUpdateOperator(
+        task_id="t", devices=devices, batch_size=1, paloalto_iot_conn_id="pan_quarter", rate_limit_share=0.25
+    )
+    op.execute(operator_context())
+    assert pan_sizes(requests_mock) == [1, 1, 1, 1]
+    # 120 per minute is one request every 0.5 s; a quarter of it, one every 2 s.
+    assert op.hook.client.rate_limiter is not None and op.hook.client.rate_limiter.rate == 0.5
+    assert [round(s, 6) for s in clock.sleeps] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5, float("nan"), "0.5", True, None])
+def test_rate_limit_share_outside_0_to_1_is_refused_at_construction(share: Any) -> None:
+    with pytest.raises(IoTFleetValidationError) as raised:
+        PaloAltoIoTBulkUpdateOperator(task_id="quarter", devices=[], rate_limit_share=share)
+    assert "quarter: rate_limit_share is invalid" in str(raised.value)
+    assert "above 0 and at most 1" in str(raised.value)
+
+
 # === Palo Alto Networks IoT Security =============================================================
 
 

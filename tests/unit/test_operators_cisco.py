@@ -98,6 +98,41 @@ def lines(events: Events, level: str | None = None) -> list[str]:
     return [str(e["event"]) for e in events if level is None or e["log_level"] == level]
 
 
+def test_rate_limit_share_divides_the_connections_rate_and_concurrency(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "cisco_shared",
+        "cisco_control_center",
+        host=HOST,
+        login=USER,
+        password=API_KEY,
+        extra={"requests_per_second": 40, "max_concurrency": 8},
+    )
+    devices = iccids(3)
+    for iccid in devices:
+        requests_mock.put(f"{API}/devices/{iccid}", json={"iccid": iccid})
+    quarter = Operator(
+        task_id="edit_sims",
+        iccids=devices,
+        changes={"status": "ACTIVATED"},
+        cisco_control_center_conn_id="cisco_shared",
+        rate_limit_share=0.25,
+    )
+    assert quarter.execute(operator_context())["updated"] == devices
+    assert quarter.hook.client.rate_limiter is not None
+    assert (quarter.hook.client.rate_limiter.rate, quarter.hook.max_concurrency) == (10.0, 2)
+    # A share never leaves a task without a single call in flight.
+    tiny = Operator(
+        task_id="t",
+        iccids=devices,
+        changes={"status": "ACTIVATED"},
+        cisco_control_center_conn_id="cisco_shared",
+        rate_limit_share=0.01,
+    )
+    assert tiny.hook.max_concurrency == 1
+
+
 # --- the two ways to say what to change ----------------------------------------------------------
 
 
