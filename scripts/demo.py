@@ -13,6 +13,7 @@ example DAGs, to watch the same DAGs in the UI with the real scheduler and trigg
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -34,6 +35,13 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 FLEET_SIZE = 300
 #: Per DAG run; the maintenance window's waits are the longest part.
 DAG_TIMEOUT = 600
+DAG_IDS = (
+    "iotfleet_firmware_inventory",
+    "iotfleet_cellular_enrichment",
+    "iotfleet_maintenance_window",
+    "iotfleet_fleet_scale_out",
+)
+SCALE_OUT_LABEL = "demo-wave-1"
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig  # noqa: E402
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, iccid_of, imei_of  # noqa: E402
@@ -146,11 +154,7 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
     ok = True
     snapshot = simulator.state.snapshot()
     changed = snapshot["changed"].values()
-    for dag_id in (
-        "iotfleet_firmware_inventory",
-        "iotfleet_cellular_enrichment",
-        "iotfleet_maintenance_window",
-    ):
+    for dag_id in DAG_IDS:
         state = results.run_state(dag_id)
         ok &= state == "success"
         states = results.task_states(dag_id)
@@ -179,6 +183,16 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
                 f"  IoT Security: {requested} devices sent in {len(outcomes)} mapped batches, {updated} updated, "
                 f"{failed} requests failed; the simulator holds cellular attributes for {in_pan} devices"
             )
+        elif dag_id == "iotfleet_fleet_scale_out":
+            for totals in results.xcom(dag_id, "report"):
+                labelled = sum(
+                    1 for device in changed if device["custom"].get("accountCustom1") == SCALE_OUT_LABEL
+                )
+                print(
+                    f"  Control Center: {totals['updated']} of {totals['requested']} SIMs labelled "
+                    f"{SCALE_OUT_LABEL!r} in {totals['batches']} mapped batches, {totals['failed']} failed; "
+                    f"the simulator holds the label on {labelled} SIMs"
+                )
         else:
             for task_id, key in (
                 ("force_offline", "outcome"),
@@ -226,7 +240,9 @@ def demo() -> int:
             ("iotfleet_firmware_inventory", {}),
             ("iotfleet_cellular_enrichment", {"sims_per_batch": 100}),
             ("iotfleet_maintenance_window", pick_devices(simulator)),
+            ("iotfleet_fleet_scale_out", {"sims_per_batch": 100, "label": SCALE_OUT_LABEL}),
         ]
+        assert [dag_id for dag_id, _ in plan] == list(DAG_IDS)
         stop = threading.Event()
         advancer = threading.Thread(target=advance_scheduled_changes, args=(simulator, stop), daemon=True)
         advancer.start()
@@ -244,11 +260,33 @@ def demo() -> int:
     return 0 if ok else 1
 
 
+def scale_out_pool() -> tuple[str, int]:
+    """The pool iotfleet_fleet_scale_out runs in, and its slots, as the DAG file defines them."""
+    spec = importlib.util.spec_from_file_location(
+        "iotfleet_fleet_scale_out", EXAMPLE_DAGS / "iotfleet_fleet_scale_out.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.POOL, module.PARALLEL_TASKS
+
+
 def ui() -> int:
     home = ROOT / ".airflow-demo"
     home.mkdir(exist_ok=True)
     with simulator_running() as simulator:
         env = airflow_env(home, simulator)
+        # iotfleet_fleet_scale_out's tasks wait for a pool that does not exist until it is created.
+        pool, slots = scale_out_pool()
+        print(f"airflow db migrate, and the pool {pool} ...", flush=True)
+        for command in (
+            ["db", "migrate"],
+            ["pools", "set", pool, str(slots), "Cisco Control Center account: tasks at once"],
+        ):
+            if run([str(AIRFLOW), *command], env, home / "setup.log", 300):
+                print(f"airflow {' '.join(command[:2])} failed: see {home / 'setup.log'}")
+                return 1
         stop = threading.Event()
         threading.Thread(target=advance_scheduled_changes, args=(simulator, stop), daemon=True).start()
         print(

@@ -36,10 +36,9 @@ class IoTFleetBaseHook(BaseHook):
 
     :param conn_id: the Airflow connection id.
     :param clock: time source for sleeps, token expiry and signatures; tests pass a fake.
-    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit, and of
-        its ``max_concurrency`` where the vendor has one, that this hook uses. Tasks that run at the
-        same time against one tenant each take a share, so that together they stay under the
-        vendor's limit (see "Scaling out" in the README).
+    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit that this
+        hook uses. Tasks that run at the same time against one tenant each take a share, so that
+        together they stay under the vendor's limit (see "Scaling out" in the README).
     :raises IoTFleetValidationError: for a share outside that range.
     """
 

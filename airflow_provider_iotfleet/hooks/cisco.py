@@ -192,9 +192,13 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
 
     @cached_property
     def max_concurrency(self) -> int:
-        """Calls in flight at once: this hook's share of the connection's ``max_concurrency`` extra,
-        never less than one."""
-        return max(1, int(self.settings.get_int("max_concurrency", 1, minimum=1) * self.rate_limit_share))
+        """Calls in flight at once in this hook, from the connection's ``max_concurrency`` extra.
+
+        Per task, not shared (unlike the rate limit): tasks in a pool of ``n`` slots may have
+        ``n * max_concurrency`` calls in flight together, so an account that allows one active call
+        needs a pool of one slot.
+        """
+        return self.settings.get_int("max_concurrency", 1, minimum=1)
 
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
         version = settings.get_int("api_version", 1, minimum=1)

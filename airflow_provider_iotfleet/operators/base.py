@@ -189,10 +189,10 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
     :param fail_on_error: fail the task, after every item was tried and the outcome pushed, when any
         item failed. ``False`` succeeds and leaves the failures in the outcome.
     :param progress_interval: seconds between progress lines on long runs.
-    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit, and of its
-        ``max_concurrency`` where it has one, that this task uses. When ``n`` tasks may run at once
-        against one tenant (mapped tasks, parallel DAG runs), put them in a pool of ``n`` slots and
-        give each ``1 / n``: together they then stay under the vendor's limit.
+    :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit that this
+        task uses. When ``n`` tasks may run at once against one tenant (mapped tasks, parallel DAG
+        runs), put them in a pool of ``n`` slots and give each ``1 / n``: together they then stay
+        under the vendor's limit.
     """
 
     hook_class: ClassVar[type[IoTFleetBaseHook]]

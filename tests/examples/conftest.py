@@ -43,6 +43,7 @@ EXAMPLE_FILES = {
     "iotfleet_firmware_inventory.py": {"iotfleet_firmware_inventory"},
     "iotfleet_cellular_enrichment.py": {"iotfleet_cellular_enrichment"},
     "iotfleet_maintenance_window.py": {"iotfleet_maintenance_window"},
+    "iotfleet_fleet_scale_out.py": {"iotfleet_fleet_scale_out"},
 }
 EXAMPLE_DAG_IDS = sorted(dag_id for ids in EXAMPLE_FILES.values() for dag_id in ids)
 BUNDLE_NAME = "dags-folder"

@@ -40,6 +40,7 @@ from tests.examples.conftest import (
 INVENTORY = "iotfleet_firmware_inventory"
 ENRICHMENT = "iotfleet_cellular_enrichment"
 MAINTENANCE = "iotfleet_maintenance_window"
+SCALE_OUT = "iotfleet_fleet_scale_out"
 ASSET_NAME = "iotfleet_fota_inventory"
 #: How many device ids the inventory summary names per list (the DAG's ``EXAMPLES``).
 SUMMARY_EXAMPLES = 20
@@ -62,6 +63,7 @@ EDGES = {
         ("sync_firmware", "wait_firmware"),
         ("wait_firmware", "report"),
     },
+    SCALE_OUT: {("sim_batches", "label_batch"), ("label_batch", "report")},
 }
 #: Modules that parsing an example file must not import beyond what ``airflow.sdk`` already did.
 HEAVY_MODULES = (
@@ -98,7 +100,7 @@ def example_bag() -> Any:
     return parse(EXAMPLE_DAGS)
 
 
-def test_example_dags_holds_exactly_the_three_example_files() -> None:
+def test_example_dags_holds_exactly_the_example_files() -> None:
     assert sorted(path.name for path in EXAMPLE_DAGS.glob("*.py")) == sorted(EXAMPLE_FILES)
 
 
@@ -168,6 +170,37 @@ def test_the_dags_schedules_params_and_trigger_rules(example_bag: Any) -> None:
         "apn": "iot.fleet.apn",
         "sims_per_batch": 100,
     }
+    assert example_bag.dags[SCALE_OUT].params.validate() == {
+        "label": "maintenance-wave-1",
+        "sims_per_batch": 1000,
+    }
+
+
+def test_the_scale_out_batches_share_the_tenant_through_one_pool(example_bag: Any) -> None:
+    from example_dags.iotfleet_fleet_scale_out import PARALLEL_TASKS, POOL
+
+    label_batch = example_bag.dags[SCALE_OUT].task_dict["label_batch"]
+    # Mapped, in the tenant's pool, each with its share of the connection's rate: together, at most
+    # the pool's slots at once, and at most the connection's rate.
+    assert (label_batch.pool, PARALLEL_TASKS) == ("iotfleet_cisco_tenant", 4)
+    assert label_batch.pool == POOL
+    assert label_batch.partial_kwargs["rate_limit_share"] == pytest.approx(1 / PARALLEL_TASKS)
+    assert label_batch.expand_input.value.keys() == {"iccids"}
+
+
+def test_the_scale_out_report_fails_naming_the_sims_not_labelled(example_bag: Any) -> None:
+    report = example_bag.dags[SCALE_OUT].task_dict["report"].python_callable
+    good = {"requested": 2, "updated": ["a", "b"], "scheduled": [], "unchanged": [], "failed": []}
+    assert report([good, good]) == {"batches": 2, "requested": 4, "updated": 4, "failed": 0}
+    bad = {
+        "requested": 2,
+        "updated": ["c"],
+        "scheduled": [],
+        "unchanged": [],
+        "failed": [{"iccid": "89012600000000000011", "message": "Invalid ICCID."}],
+    }
+    with pytest.raises(RuntimeError, match=r"1 SIM was not labelled, e\.g\. 89012600000000000011 \(Invalid"):
+        report([good, bad])
 
 
 def test_the_enrichment_is_scheduled_on_the_asset_the_inventory_writes(
@@ -635,3 +668,42 @@ def test_a_sim_that_cannot_be_changed_neither_fails_nor_retries_the_others(
     assert {iccid: writes[iccid] for iccid in failed_window.conf["iccids"][:2]} == dict.fromkeys(
         failed_window.conf["iccids"][:2], 1
     )
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_scale_out_labels_every_sim_once_in_mapped_batches(
+    maintenance_env: None, simulator: Simulator
+) -> None:
+    batches = [
+        list(range(start, min(start + SIMS_PER_BATCH, FLEET_SIZE)))
+        for start in range(0, FLEET_SIZE, SIMS_PER_BATCH)
+    ]
+    result = run_example(
+        SCALE_OUT,
+        logical_date=datetime(2026, 11, 4, 6, 0, tzinfo=UTC),
+        run_conf={"sims_per_batch": SIMS_PER_BATCH, "label": "wave-7"},
+    )
+
+    mapped = [f"label_batch[{k}]" for k in range(len(batches))]
+    assert result.states == dict.fromkeys(["sim_batches", *mapped, "report"], "success")
+    assert result.xcom("sim_batches") == [[iccid_of(i) for i in batch] for batch in batches]
+    for k, batch in enumerate(batches):
+        assert result.xcom(f"label_batch[{k}]") == {
+            "requested": len(batch),
+            "updated": [iccid_of(i) for i in batch],
+            "scheduled": [],
+            "unchanged": [],
+            "failed": [],
+        }
+    assert result.xcom("report") == {
+        "batches": 3,
+        "requested": FLEET_SIZE,
+        "updated": FLEET_SIZE,
+        "failed": 0,
+    }
+    changed = simulator.state.snapshot()["changed"]
+    assert sorted(changed, key=int) == [str(i) for i in range(FLEET_SIZE)]
+    assert all(device["custom"] == {"accountCustom1": "wave-7"} for device in changed.values())
+    # One PUT per SIM, none repeated.
+    assert simulator.state.per_device_writes("cisco") == Counter({iccid_of(i): 1 for i in range(FLEET_SIZE)})
