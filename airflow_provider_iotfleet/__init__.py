@@ -51,6 +51,11 @@ def _common_fields() -> dict[str, dict[str, Any]]:
             "label": "Retries on connection errors, 429 and 5xx",
             "schema": {"type": ["integer", "null"], "default": 3, "minimum": 0},
         },
+        "backoff_base": {
+            "label": "First retry wait (seconds)",
+            "description": "Doubles on each further retry, with jitter; a vendor's Retry-After wins.",
+            "schema": {"type": ["number", "null"], "default": 1, "exclusiveMinimum": 0},
+        },
         "ca_bundle": {
             "label": "CA bundle (path)",
             "description": "A PEM file of the certificate authorities to trust, e.g. a corporate proxy's; "

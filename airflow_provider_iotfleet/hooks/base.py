@@ -112,7 +112,10 @@ class IoTFleetBaseHook(BaseHook):
                 sleep=self.clock.sleep,
             ),
             "timeout": settings.get_float("timeout", 30.0),
-            "retry": BackoffPolicy(max_retries=settings.get_int("max_retries", 3)),
+            "retry": BackoffPolicy(
+                max_retries=settings.get_int("max_retries", 3),
+                backoff_base=settings.get_float("backoff_base", BackoffPolicy.backoff_base),
+            ),
             "conn_id": settings.conn_id,
             "ca_bundle": settings.ca_bundle(),
             "logger": self.log,

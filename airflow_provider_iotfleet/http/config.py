@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,8 +166,8 @@ class ConnectionSettings:
             number = float(value)
         except (TypeError, ValueError):
             raise self.error(f"extra {key!r} must be a number, got {value!r}") from None
-        if number <= minimum:
-            raise self.error(f"extra {key!r} must be greater than {minimum:g}, got {value!r}")
+        if not math.isfinite(number) or number <= minimum:
+            raise self.error(f"extra {key!r} must be a finite number greater than {minimum:g}, got {value!r}")
         return number
 
     def get_int(self, key: str, default: int, *, minimum: int = 0) -> int:

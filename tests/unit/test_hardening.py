@@ -415,3 +415,43 @@ def test_max_concurrency_zero_is_refused_not_replaced_by_the_default(
             [{"iccid": ICCID, "status": "ACTIVATED"}], max_concurrency=0
         )
     assert requests_mock.call_count == 0
+
+
+def test_backoff_base_extra_sets_the_first_retry_wait(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    set_connection(
+        "cc_quick_retry",
+        "cisco_control_center",
+        host="https://cc.example.com",
+        login="u",
+        password="secret-key-1",
+        extra={"backoff_base": 0.2, "requests_per_second": 1_000_000},
+    )
+    requests_mock.get(
+        f"https://cc.example.com/rws/api/v1/devices/{ICCID}",
+        [{"status_code": 500, "json": {}}, {"status_code": 500, "json": {}}, {"json": {"iccid": ICCID}}],
+    )
+    hook = CiscoControlCenterHook("cc_quick_retry", clock=clock)
+    assert hook.get_device(ICCID) == {"iccid": ICCID}
+    # Equal jitter: half the ceiling plus up to the other half, the ceiling doubling per retry.
+    first, second = [seconds for seconds in clock.sleeps if seconds > 0.01]
+    assert 0.1 <= first <= 0.2
+    assert 0.2 <= second <= 0.4
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", 0, -1, "soon"])
+def test_a_backoff_base_that_is_not_a_positive_finite_number_is_refused(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, value: Any
+) -> None:
+    set_connection(
+        "cc_bad_backoff",
+        "cisco_control_center",
+        host="https://cc.example.com",
+        login="u",
+        password="secret-key-1",
+        extra={"backoff_base": value},
+    )
+    with pytest.raises(IoTFleetConfigurationError, match="extra 'backoff_base' must be a"):
+        CiscoControlCenterHook("cc_bad_backoff").get_device(ICCID)
+    assert requests_mock.call_count == 0
