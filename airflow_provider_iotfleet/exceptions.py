@@ -10,9 +10,9 @@ paths and identifiers only.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
 from airflow.exceptions import AirflowException
 
@@ -107,6 +107,22 @@ class IoTFleetValidationError(IoTFleetError, ValueError):
         if len(self.problems) > MAX_LISTED_PROBLEMS:
             lines.append(f"  ... and {len(self.problems) - MAX_LISTED_PROBLEMS} more")
         super().__init__(f"{summary}:\n" + "\n".join(lines) if self.problems else summary)
+
+
+#: The XCom key under which every fleet operator (and the campaign sensor) pushes its outcome, also
+#: when it then fails.
+OUTCOME_KEY = "outcome"
+
+
+class IoTFleetOperationFailedError(IoTFleetError):
+    """Some items of a fleet operation failed; every item was tried first.
+
+    :ivar outcome: the operation's outcome, as pushed to XCom under ``outcome``.
+    """
+
+    def __init__(self, message: str, outcome: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.outcome = dict(outcome)
 
 
 class IoTFleetNotAttemptedError(IoTFleetError):

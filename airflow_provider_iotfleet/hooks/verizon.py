@@ -39,7 +39,14 @@ from airflow_provider_iotfleet.http.concurrency import map_batches
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
-from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
+from airflow_provider_iotfleet.validation import (
+    check_batch_size,
+    validate_campaign_id,
+    validate_campaign_name,
+    validate_campaign_schedule,
+    validate_firmware_choice,
+    validate_imeis,
+)
 
 VENDOR = "Verizon ThingSpace"
 DEFAULT_HOST = "https://thingspace.verizon.com"
@@ -55,6 +62,51 @@ MISSING_FROM_ANSWER = "missing from ThingSpace's answer"
 #: IMEIs per POST body of the subset listing: the vendor documents no cap, so one page's worth.
 MAX_LIST_IMEIS = 1000
 PROTOCOLS = ("LWM2M", "OMADM", "HTTP")
+#: IMEIs per campaign request (the schedule, then each add or remove): ThingSpace documents no cap,
+#: so one report page's worth.
+MAX_CAMPAIGN_IMEIS = 1000
+#: Campaign statuses after which nothing changes any more.
+CAMPAIGN_FINAL_STATUSES = frozenset(
+    {"CampaignEnded", "CampaignCancelled", "CampaignAborted", "CampaignFailed", "CampaignRequestFailed"}
+)
+#: Every campaign status ThingSpace reports.
+CAMPAIGN_STATUSES = (
+    "CampaignRequestPending",
+    "CampaignRequestQueued",
+    "CampaignScheduled",
+    "CampaignRequestFailed",
+    "CampaignCancelled",
+    "CampaignAborted",
+    "CampaignFailed",
+    "CampaignEnded",
+)
+#: Statuses of a campaign a retried task may find and reuse: scheduled or running, or already ended.
+CAMPAIGN_REUSABLE_STATUSES = (
+    "CampaignRequestPending",
+    "CampaignRequestQueued",
+    "CampaignScheduled",
+    "CampaignEnded",
+)
+#: Per-device campaign statuses: done well, done badly; anything else is still pending.
+DEVICE_FINISHED = "Finished"
+DEVICE_FAILED_STATUSES = frozenset({"UpgradeFailed", "RequestFailed"})
+
+
+def _segment(value: str) -> str:
+    """A path segment: account names and campaign ids are quoted whole."""
+    return quote(value, safe="")
+
+
+def _campaign_path(account: str, campaign_id: str) -> str:
+    return f"campaigns/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}"
+
+
+def _protocol(protocol: Any) -> str:
+    if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
+        raise IoTFleetValidationError(
+            "protocol is invalid", [f"{protocol!r} is not one of {', '.join(PROTOCOLS)}"]
+        )
+    return protocol.upper()
 
 
 def _parse_error(body: Any) -> VendorErrorBody:
@@ -257,21 +309,21 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _next_page(reply: Reply, last_seen: str, seen: set[str]) -> str | None:
-    """The ``lastSeenDeviceId`` to ask for next, or ``None`` after the last page.
+def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "lastSeenDeviceId") -> str | None:
+    """The ``lastSeenDeviceId`` (or other ``cursor`` field) to ask for next, or ``None`` after the last page.
 
     :param seen: the cursors asked for so far in this listing; one coming back again (a cursor that
         does not move, or one that cycles) would page forever, so it is an error.
     """
     if not reply.field("hasMoreData", bool, required=False):
         return None
-    next_seen = str(reply.field("lastSeenDeviceId", (str, int)))
+    next_seen = str(reply.field(cursor, (str, int)))
     seen.add(last_seen)
     if next_seen in seen:
         raise malformed_response(
             VENDOR,
             reply.action,
-            f"hasMoreData and a lastSeenDeviceId ({next_seen}) it had already sent: it would page forever",
+            f"hasMoreData and a {cursor} ({next_seen}) it had already sent: it would page forever",
         )
     return next_seen
 
@@ -294,6 +346,98 @@ class FirmwareSyncResult:
     account_name: str
     synced: list[dict[str, Any]]
     failed: list[dict[str, Any]]
+
+
+def normalise_firmware(item: dict[str, Any]) -> dict[str, Any]:
+    """Return an entry of the account's firmware list with snake_case keys."""
+    return {
+        "firmware_name": item.get("firmwareName"),
+        "firmware_from": item.get("firmwareFrom"),
+        "firmware_to": item.get("firmwareTo"),
+        "launch_date": item.get("launchDate"),
+        "release_note": item.get("releaseNote"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "protocol": item.get("protocol"),
+    }
+
+
+def normalise_campaign(item: dict[str, Any]) -> dict[str, Any]:
+    """Return a ThingSpace campaign with snake_case keys; ``time_windows`` as ``[[start, end]]`` hours."""
+    windows = item.get("campaignTimeWindowList") or []
+    return {
+        "campaign_id": None if item.get("id") is None else str(item["id"]),
+        "account_name": item.get("accountName"),
+        "campaign_name": item.get("campaignName"),
+        "firmware_name": item.get("firmwareName"),
+        "firmware_from": item.get("firmwareFrom"),
+        "firmware_to": item.get("firmwareTo"),
+        "protocol": item.get("protocol"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "start_date": item.get("startDate"),
+        "end_date": item.get("endDate"),
+        "time_windows": [
+            [window.get("startTime"), window.get("endTime")] for window in windows if isinstance(window, dict)
+        ],
+        "status": item.get("status"),
+    }
+
+
+def normalise_campaign_device(item: dict[str, Any]) -> dict[str, Any]:
+    """Return one device of a campaign's report with snake_case keys and ISO 8601 UTC times."""
+    return {
+        "device_id": None if item.get("deviceId") is None else str(item["deviceId"]),
+        "status": item.get("status"),
+        "reason": item.get("resultReason"),
+        "updated_time": normalise_timestamp(item.get("updatedTime")),
+        "recent_attempt_time": normalise_timestamp(item.get("recentAttemptTime")),
+        "next_attempt_time": normalise_timestamp(item.get("nextAttemptTime")),
+    }
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign and where each of its devices stands.
+
+    :ivar campaign: the campaign, as :func:`normalise_campaign` returns it.
+    :ivar devices: its report, as :func:`normalise_campaign_device` returns each device, in IMEI order.
+    """
+
+    campaign: dict[str, Any]
+    devices: list[dict[str, Any]]
+
+    @property
+    def status(self) -> str | None:
+        return self.campaign.get("status")
+
+    @property
+    def finished(self) -> list[str]:
+        """IMEIs upgraded."""
+        return [device["device_id"] for device in self.devices if device["status"] == DEVICE_FINISHED]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """``{"device_id", "status", "reason"}`` of each device whose upgrade failed."""
+        return [
+            {"device_id": device["device_id"], "status": device["status"], "reason": device["reason"]}
+            for device in self.devices
+            if device["status"] in DEVICE_FAILED_STATUSES
+        ]
+
+    @property
+    def pending(self) -> list[str]:
+        """IMEIs neither upgraded nor failed yet."""
+        return [
+            device["device_id"]
+            for device in self.devices
+            if device["status"] != DEVICE_FINISHED and device["status"] not in DEVICE_FAILED_STATUSES
+        ]
+
+    @property
+    def over(self) -> bool:
+        """Whether nothing more will happen: the campaign is over, or every device is done."""
+        return self.status in CAMPAIGN_FINAL_STATUSES or (bool(self.devices) and not self.pending)
 
 
 # --- Hook --------------------------------------------------------------------------------------
@@ -384,10 +528,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         """
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis) if imeis is not None else None
-        if protocol is not None and (not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS):
-            raise IoTFleetValidationError(
-                "protocol is invalid", [f"{protocol!r} is not one of {', '.join(PROTOCOLS)}"]
-            )
+        if protocol is not None:
+            protocol = _protocol(protocol)
         path = f"devices/{quote(account, safe='')}"
         if checked is None:
             return self._device_pages(path, None, protocol)
@@ -574,6 +716,324 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                     }
                 )
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
+
+    # --- firmware upgrade campaigns -----------------------------------------------------------
+
+    def list_firmware(
+        self, *, account_name: str | None = None, protocol: str = "LWM2M"
+    ) -> list[dict[str, Any]]:
+        """Return the firmware upgrades available to the account (``GET /firmware/{acc}``).
+
+        :return: ``{"firmware_name", "firmware_from", "firmware_to", "launch_date", "release_note",
+            "make", "model", "protocol"}`` per upgrade.
+        :raises IoTFleetValidationError: for a bad protocol or a missing account, before any request.
+        """
+        account = self.resolve_account(account_name)
+        reply = self.client.send(
+            Call("GET", f"firmware/{_segment(account)}", params={"protocol": _protocol(protocol)})
+        )
+        if not isinstance(reply.data, list) or not all(isinstance(item, dict) for item in reply.data):
+            raise malformed_response(VENDOR, reply.action, "something other than a list of firmware")
+        return [normalise_firmware(item) for item in reply.data]
+
+    def schedule_campaign(
+        self,
+        imeis: Sequence[str],
+        *,
+        firmware_name: str,
+        firmware_from: str,
+        firmware_to: str,
+        start_date: Any,
+        end_date: Any,
+        time_windows: Any = None,
+        campaign_name: str | None = None,
+        protocol: str = "LWM2M",
+        account_name: str | None = None,
+        auto_assign_license: bool = True,
+        auto_add_devices: bool = False,
+    ) -> dict[str, Any]:
+        """Schedule a firmware upgrade campaign (``POST /campaigns/firmware/{acc}``).
+
+        The first :data:`MAX_CAMPAIGN_IMEIS` devices go into the schedule request, the rest are
+        added in batches of as many (:meth:`add_campaign_devices`). Everything is checked first.
+
+        The schedule is not sent twice: if its answer is lost, the campaign is looked up by
+        ``campaign_name`` (so give one); without a name, or when none is found, the outcome is unknown.
+
+        :param start_date: the first day devices may upgrade (``yyyy-mm-dd``, a date or datetime);
+            not in the past.
+        :param end_date: the last such day, not before ``start_date``.
+        :param time_windows: hours of the day (UTC) within which devices upgrade, e.g.
+            ``[(0, 4), (22, 24)]``; ``None`` for any time of day.
+        :return: the campaign as :func:`normalise_campaign` returns it (its status is
+            ``CampaignRequestPending`` at first).
+        :raises IoTFleetValidationError: naming every bad IMEI, date, window or firmware field.
+        :raises IoTFleetOutcomeUnknownError: when the schedule's answer was lost and the campaign
+            cannot be found by name.
+        """
+        account = self.resolve_account(account_name)
+        checked = validate_imeis(imeis)
+        name, source, target = validate_firmware_choice(firmware_name, firmware_from, firmware_to)
+        if name is None or source is None or target is None:
+            raise IoTFleetValidationError(
+                "the campaign's firmware is incomplete", ["give firmware_name, firmware_from and firmware_to"]
+            )
+        start, end, windows = validate_campaign_schedule(
+            start_date, end_date, time_windows, self.clock.now().astimezone(UTC).date()
+        )
+        label = validate_campaign_name(campaign_name) if campaign_name is not None else None
+        body: dict[str, Any] = {
+            "firmwareName": name,
+            "firmwareFrom": source,
+            "firmwareTo": target,
+            "protocol": _protocol(protocol),
+            "startDate": start,
+            "endDate": end,
+            "deviceList": checked[:MAX_CAMPAIGN_IMEIS],
+            "autoAssignLicenseFlag": bool(auto_assign_license),
+            "autoAddDevicesFlag": bool(auto_add_devices),
+        }
+        if label is not None:
+            body["campaignName"] = label
+        if windows:
+            body["campaignTimeWindowList"] = windows
+        call = Call("POST", f"campaigns/firmware/{_segment(account)}", json=body, repeat="if-not-received")
+        try:
+            campaign = normalise_campaign(self.client.send(call).object())
+        except IoTFleetError as error:
+            if not answer_lost(error):
+                raise
+            found = self.find_campaign(label, account_name=account) if label is not None else None
+            if found is None:
+                raise IoTFleetOutcomeUnknownError(
+                    f"{VENDOR}: the answer to scheduling campaign {label!r} was lost ({error.message}) and "
+                    "no campaign of that name can be found: ThingSpace may still have scheduled it",
+                    http_status=error.http_status,
+                    vendor=VENDOR,
+                ) from error
+            self.log.warning(
+                "%s: the schedule's answer was lost; found campaign %s by its name",
+                VENDOR,
+                found["campaign_id"],
+            )
+            campaign = found
+        if campaign["campaign_id"] is None:
+            raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
+        if len(checked) > MAX_CAMPAIGN_IMEIS:
+            self.add_campaign_devices(
+                campaign["campaign_id"], checked[MAX_CAMPAIGN_IMEIS:], account_name=account
+            )
+        return campaign
+
+    def get_campaign(self, campaign_id: str, *, account_name: str | None = None) -> dict[str, Any]:
+        """Return the campaign (``GET /campaigns/{acc}/{campaignId}``) as :func:`normalise_campaign` does.
+
+        :raises IoTFleetNotFoundError: when ThingSpace does not know the campaign.
+        """
+        return run_plan(self.client, self._campaign_plan(campaign_id, account_name))
+
+    def _campaign_plan(self, campaign_id: str, account_name: str | None) -> Plan[dict[str, Any]]:
+        path = _campaign_path(self.resolve_account(account_name), campaign_id)
+        (reply,) = yield [Call("GET", path)]
+        return normalise_campaign(reply.object())
+
+    def iter_campaigns(self, status: str, *, account_name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Return an iterator over the account's campaigns in ``status`` (``GET /reports/{acc}/campaigns``),
+        one page requested at a time.
+
+        :raises IoTFleetValidationError: for an unknown status, before any request.
+        """
+        if status not in CAMPAIGN_STATUSES:
+            raise IoTFleetValidationError(
+                "status is invalid", [f"{status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"]
+            )
+        path = f"reports/{_segment(self.resolve_account(account_name))}/campaigns"
+
+        def pages() -> Iterator[dict[str, Any]]:
+            last_seen: str | None = "0"
+            cursors: set[str] = set()
+            while last_seen is not None:
+                params = {"campaignStatus": status, "lastSeenCampaignId": last_seen}
+                reply = self.client.send(Call("GET", path, params=params))
+                yield from (normalise_campaign(item) for item in reply.objects("campaignList"))
+                last_seen = _next_page(reply, last_seen, cursors, cursor="lastSeenCampaignId")
+
+        return pages()
+
+    def find_campaign(
+        self,
+        campaign_name: str,
+        *,
+        account_name: str | None = None,
+        statuses: Sequence[str] = CAMPAIGN_REUSABLE_STATUSES,
+    ) -> dict[str, Any] | None:
+        """Return the campaign called ``campaign_name`` in one of ``statuses``, or ``None``.
+
+        A retried task uses it to find the campaign an earlier try scheduled, rather than scheduling
+        a second one. Cancelled, aborted and failed campaigns are not looked at by default.
+        """
+        name = validate_campaign_name(campaign_name)
+        for status in statuses:
+            for campaign in self.iter_campaigns(status, account_name=account_name):
+                if campaign["campaign_name"] == name:
+                    return campaign
+        return None
+
+    def add_campaign_devices(
+        self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> None:
+        """Add devices to a campaign that has not started (``PUT /campaigns/firmware/{acc}/{id}``),
+        :data:`MAX_CAMPAIGN_IMEIS` per request.
+
+        A request whose answer was lost is not sent again blindly: the campaign's report is read,
+        and only the devices it does not hold yet are sent, once more.
+
+        :raises IoTFleetValidationError: naming every bad IMEI, before any request.
+        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
+        """
+        self._change_campaign_devices(campaign_id, imeis, "add", account_name)
+
+    def remove_campaign_devices(
+        self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> None:
+        """Remove devices from a campaign that has not started; see :meth:`add_campaign_devices`."""
+        self._change_campaign_devices(campaign_id, imeis, "remove", account_name)
+
+    def _change_campaign_devices(
+        self, campaign_id: str, imeis: Sequence[str], change: str, account_name: str | None
+    ) -> None:
+        account = self.resolve_account(account_name)
+        checked = validate_imeis(imeis)
+        path = f"campaigns/firmware/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}"
+        for start in range(0, len(checked), MAX_CAMPAIGN_IMEIS):
+            batch = checked[start : start + MAX_CAMPAIGN_IMEIS]
+            for attempt in range(2):
+                call = Call("PUT", path, json={"Type": change, "deviceList": batch}, repeat="if-not-received")
+                try:
+                    self.client.send(call)
+                    break
+                except IoTFleetError as error:
+                    if not answer_lost(error):
+                        raise
+                    if attempt:
+                        raise IoTFleetOutcomeUnknownError(
+                            f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
+                            f"{campaign_id} were lost twice ({error.message}); some may be changed",
+                            http_status=error.http_status,
+                            vendor=VENDOR,
+                        ) from error
+                    held = {
+                        device["device_id"]
+                        for device in self.campaign_progress(campaign_id, account_name=account).devices
+                    }
+                    batch = [imei for imei in batch if (imei in held) != (change == "add")]
+                    if not batch:
+                        break
+        self.log.info(
+            "%s: %s %d devices in campaign %s",
+            VENDOR,
+            "added" if change == "add" else "removed",
+            len(checked),
+            campaign_id,
+        )
+
+    def change_campaign_dates(
+        self,
+        campaign_id: str,
+        *,
+        start_date: Any,
+        end_date: Any,
+        time_windows: Any = None,
+        account_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Move a campaign's dates and time windows (``PUT .../{campaignId}/dates``); checked as in
+        :meth:`schedule_campaign`. Sending the same dates twice changes nothing, so it is retried.
+
+        :return: the campaign as ThingSpace then reports it.
+        """
+        account = self.resolve_account(account_name)
+        start, end, windows = validate_campaign_schedule(
+            start_date, end_date, time_windows, self.clock.now().astimezone(UTC).date()
+        )
+        body: dict[str, Any] = {"startDate": start, "endDate": end}
+        if windows:
+            body["campaignTimeWindowList"] = windows
+        path = f"campaigns/firmware/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}/dates"
+        self.client.send(Call("PUT", path, json=body))
+        return self.get_campaign(campaign_id, account_name=account)
+
+    def cancel_campaign(self, campaign_id: str, *, account_name: str | None = None) -> dict[str, Any]:
+        """Cancel a campaign (``DELETE /campaigns/{acc}/{campaignId}``): ``CampaignCancelled`` before
+        its start date, ``CampaignAborted`` after it.
+
+        A lost answer is read back rather than sent again.
+
+        :return: the campaign as ThingSpace then reports it.
+        :raises IoTFleetOutcomeUnknownError: when the answer was lost and the campaign is not cancelled.
+        """
+        account = self.resolve_account(account_name)
+        path = _campaign_path(account, campaign_id)
+        try:
+            self.client.send(Call("DELETE", path, repeat="if-not-received"))
+        except IoTFleetError as error:
+            if not answer_lost(error):
+                raise
+            campaign = self.get_campaign(campaign_id, account_name=account)
+            if campaign["status"] not in ("CampaignCancelled", "CampaignAborted"):
+                raise IoTFleetOutcomeUnknownError(
+                    f"{VENDOR}: the answer to cancelling campaign {campaign_id} was lost ({error.message}) "
+                    f"and it is {campaign['status']}",
+                    http_status=error.http_status,
+                    vendor=VENDOR,
+                ) from error
+            return campaign
+        campaign = self.get_campaign(campaign_id, account_name=account)
+        self.log.info("%s: campaign %s is %s", VENDOR, campaign_id, campaign["status"])
+        return campaign
+
+    def iter_campaign_devices(
+        self, campaign_id: str, *, account_name: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Return an iterator over a campaign's per-device report
+        (``GET /reports/{acc}/campaigns/{campaignId}/devices``), a page of up to 1000 at a time.
+
+        :return: devices as :func:`normalise_campaign_device` returns them.
+        """
+        path = f"reports/{_segment(self.resolve_account(account_name))}/campaigns/{_segment(validate_campaign_id(campaign_id))}/devices"
+
+        def pages() -> Iterator[dict[str, Any]]:
+            last_seen: str | None = "0"
+            cursors: set[str] = set()
+            while last_seen is not None:
+                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": last_seen}))
+                yield from (normalise_campaign_device(item) for item in reply.objects("deviceList"))
+                last_seen = _next_page(reply, last_seen, cursors)
+
+        return pages()
+
+    def campaign_progress(self, campaign_id: str, *, account_name: str | None = None) -> CampaignProgress:
+        """Return the campaign and its whole device report (what the campaign sensor polls)."""
+        return run_plan(self.client, self._progress_plan(campaign_id, account_name))
+
+    async def acampaign_progress(
+        self, campaign_id: str, *, account_name: str | None = None
+    ) -> CampaignProgress:
+        """:meth:`campaign_progress` for triggers."""
+        client = await self.aclient()
+        return await arun_plan(client, self._progress_plan(campaign_id, account_name))
+
+    def _progress_plan(self, campaign_id: str, account_name: str | None) -> Plan[CampaignProgress]:
+        account = self.resolve_account(account_name)
+        campaign = yield from self._campaign_plan(campaign_id, account)
+        path = f"reports/{_segment(account)}/campaigns/{_segment(validate_campaign_id(campaign_id))}/devices"
+        devices: list[dict[str, Any]] = []
+        last_seen: str | None = "0"
+        cursors: set[str] = set()
+        while last_seen is not None:
+            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": last_seen})]
+            devices.extend(normalise_campaign_device(item) for item in reply.objects("deviceList"))
+            last_seen = _next_page(reply, last_seen, cursors)
+        return CampaignProgress(campaign, devices)
 
     def _check_connection(self) -> str:
         self.client.obtain()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -21,9 +21,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_iotfleet.exceptions import (
+    OUTCOME_KEY,
     IoTFleetError,
     IoTFleetNotAttemptedError,
+    IoTFleetOperationFailedError,
 )
+
+__all__ = [
+    "OUTCOME_KEY",
+    "Failure",
+    "IoTFleetBaseOperator",
+    "IoTFleetOperationFailedError",
+    "OperationResult",
+    "Progress",
+]
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
 from airflow_provider_iotfleet.validation import plural, validate_share
@@ -35,21 +46,8 @@ HookT = TypeVar("HookT", bound=IoTFleetBaseHook)
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
-#: The XCom key under which every fleet operator pushes its outcome, also when it then fails.
-OUTCOME_KEY = "outcome"
 #: How many example items a failure group names in the log.
 EXAMPLES_PER_GROUP = 3
-
-
-class IoTFleetOperationFailedError(IoTFleetError):
-    """Some items of a fleet operation failed; every item was tried first.
-
-    :ivar outcome: the operation's outcome, as pushed to XCom under ``outcome``.
-    """
-
-    def __init__(self, message: str, outcome: Mapping[str, Any]) -> None:
-        super().__init__(message)
-        self.outcome = dict(outcome)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Verizon ThingSpace FOTA: stream the device firmware inventory, and sync firmware versions."""
+"""Verizon ThingSpace FOTA: stream the device firmware inventory, sync firmware versions, and
+schedule firmware upgrade campaigns."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import Asset
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon import (
+    MAX_CAMPAIGN_IMEIS,
     MAX_SYNC_IMEIS,
     MISSING_FROM_ANSWER,
     VerizonThingSpaceHook,
@@ -25,6 +28,9 @@ from airflow_provider_iotfleet.validation import (
     chunks,
     distinct,
     validate_batch_size,
+    validate_campaign_name,
+    validate_campaign_schedule,
+    validate_firmware_choice,
     validate_imeis,
 )
 
@@ -303,3 +309,291 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpa
             counts={"synced": len(synced), "failed": len(failed)},
             failures=failures,
         )
+
+
+class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThingSpaceHook]):
+    """Schedule a firmware upgrade campaign for devices, or reuse the one an earlier try scheduled.
+
+    The firmware is looked up in the account's available firmware (by ``firmware_name``, or by its
+    ``firmware_from`` and ``firmware_to``) before anything is scheduled. The campaign is named after
+    the DAG, task and run unless ``campaign_name`` is given: a retried task finds its own campaign by
+    that name, adds any devices it lacks, and reuses it instead of scheduling a second one. Device
+    lists of any size go in as a schedule of the first 1000 and adds of 1000 each.
+
+    XCom (``return_value``, and ``outcome``)::
+
+        {"account_name", "campaign_id", "status", "requested", "firmware_from", "firmware_to",
+         "start_date", "end_date"}
+
+    Wait for the upgrades with :class:`~airflow_provider_iotfleet.sensors.verizon.VerizonThingSpaceCampaignSensor`.
+
+    :param imeis: the devices (templated, or an upstream task's output); repeats are sent once. An
+        empty list schedules nothing (``campaign_id`` ``None``).
+    :param firmware_name: the upgrade's name in the firmware list (templated).
+    :param firmware_from: the firmware the devices run now (templated); with ``firmware_to``,
+        instead of or as well as ``firmware_name``. A device on other firmware fails its upgrade.
+    :param firmware_to: the firmware to upgrade to (templated).
+    :param start_date: the first day devices may upgrade, ``yyyy-mm-dd`` or a date (templated);
+        default: the logical date's day (UTC). Not in the past.
+    :param end_date: the last such day (templated); default: ``start_date``.
+    :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
+        ``[[0, 4], [22, 24]]``; default: any time of day.
+    :param campaign_name: the campaign's name (templated); default: derived from the DAG, task, map
+        index and run id.
+    :param protocol: ``LWM2M`` (default), ``OMADM`` or ``HTTP``.
+    :param account_name: the billing account (templated); default: the connection's.
+    :param cancel_on_failure: cancel the campaign this task scheduled if the task then fails (adding
+        the remaining devices, for instance). A killed task cancels it in any case.
+    :param verizon_thingspace_conn_id: the Airflow connection.
+    """
+
+    hook_class = VerizonThingSpaceHook
+    unit = "IMEI"
+    template_fields = (
+        "imeis",
+        "firmware_name",
+        "firmware_from",
+        "firmware_to",
+        "start_date",
+        "end_date",
+        "time_windows",
+        "campaign_name",
+        "account_name",
+    )
+    template_fields_renderers = {"time_windows": "json"}
+
+    def __init__(
+        self,
+        *,
+        imeis: Any,
+        firmware_name: str | None = None,
+        firmware_from: str | None = None,
+        firmware_to: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        time_windows: Any = None,
+        campaign_name: str | None = None,
+        protocol: str = "LWM2M",
+        account_name: str | None = None,
+        cancel_on_failure: bool = False,
+        verizon_thingspace_conn_id: str = VerizonThingSpaceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=verizon_thingspace_conn_id, **kwargs)
+        self.imeis = imeis
+        self.firmware_name = firmware_name
+        self.firmware_from = firmware_from
+        self.firmware_to = firmware_to
+        self.start_date = start_date
+        self.end_date = end_date
+        self.time_windows = time_windows
+        self.campaign_name = campaign_name
+        self.protocol = protocol
+        self.account_name = account_name
+        self.cancel_on_failure = cancel_on_failure
+        #: (account, campaign id) of a campaign this try scheduled, for on_kill and cancel_on_failure.
+        self._scheduled: tuple[str, str] | None = None
+
+    def operate(self, context: Context) -> OperationResult:
+        account = self.hook.resolve_account(self.account_name)
+        raw = as_item_list(self.imeis, "imeis")
+        imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
+        wanted = validate_firmware_choice(self.firmware_name, self.firmware_from, self.firmware_to)
+        start = self.start_date if self.start_date is not None else _run_day(context, self.hook.clock.now())
+        end = self.end_date if self.end_date is not None else start
+        # The format and order now; whether the start is in the past only when scheduling (a retried
+        # task reusing its campaign may run after the campaign started).
+        start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)
+        name = validate_campaign_name(self.campaign_name or default_campaign_name(context))
+        outcome: dict[str, Any] = {
+            "account_name": account,
+            "campaign_id": None,
+            "status": None,
+            "requested": len(imeis),
+            "firmware_from": wanted[1],
+            "firmware_to": wanted[2],
+            "start_date": start_date,
+            "end_date": end_date,
+        }
+        if not imeis:
+            self.nothing_to_do("imeis")
+            return OperationResult(outcome=outcome, counts={})
+
+        self.start(
+            "scheduling a firmware upgrade of", len(imeis), detail=f"campaign {name!r}", duplicates=duplicates
+        )
+        campaign = self.hook.find_campaign(name, account_name=account)
+        if campaign is not None:
+            _check_same_firmware(campaign, *wanted)
+            self.log.info(
+                "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
+                self.vendor,
+                name,
+                campaign["campaign_id"],
+                campaign["status"],
+            )
+            self._add_missing(campaign["campaign_id"], imeis, account)
+        else:
+            firmware = self._firmware(account, *wanted)
+            try:
+                campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
+            except BaseException:
+                if self.cancel_on_failure and self._scheduled is not None:
+                    self._cancel("the task failed after scheduling it")
+                raise
+        outcome.update(
+            campaign_id=campaign["campaign_id"],
+            status=campaign["status"],
+            firmware_from=campaign["firmware_from"] or outcome["firmware_from"],
+            firmware_to=campaign["firmware_to"] or outcome["firmware_to"],
+            start_date=campaign["start_date"] or start_date,
+            end_date=campaign["end_date"] or end_date,
+        )
+        return OperationResult(outcome=outcome, counts={"in the campaign": len(imeis)})
+
+    def _firmware(
+        self, account: str, name: str | None, source: str | None, target: str | None
+    ) -> dict[str, Any]:
+        """The one entry of the account's firmware list that matches what the task names."""
+        available = self.hook.list_firmware(account_name=account, protocol=self.protocol)
+        matches = [
+            firmware
+            for firmware in available
+            if (name is None or firmware["firmware_name"] == name)
+            and (source is None or firmware["firmware_from"] == source)
+            and (target is None or firmware["firmware_to"] == target)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        asked = ", ".join(
+            f"{label} {value!r}"
+            for label, value in (("firmware_name", name), ("firmware_from", source), ("firmware_to", target))
+            if value is not None
+        )
+        listed = [
+            f"{firmware['firmware_name']} ({firmware['firmware_from']} -> {firmware['firmware_to']}, "
+            f"{firmware['make']} {firmware['model']})"
+            for firmware in (matches or available)
+        ]
+        shown = "; ".join(listed[:10]) + (f"; and {len(listed) - 10} more" if len(listed) > 10 else "")
+        if matches:
+            raise IoTFleetValidationError(
+                f"{len(matches)} firmware upgrades match {asked}",
+                [f"name one of them with firmware_name: {shown}"],
+            )
+        raise IoTFleetValidationError(
+            f"no firmware upgrade available to account {account} ({self.protocol}) matches {asked}",
+            [f"available: {shown}" if listed else "the account has no firmware upgrades available"],
+        )
+
+    def _schedule(
+        self,
+        account: str,
+        imeis: list[str],
+        firmware: dict[str, Any],
+        name: str,
+        start_date: str,
+        end_date: str,
+        windows: list[dict[str, int]],
+    ) -> dict[str, Any]:
+        campaign = self.hook.schedule_campaign(
+            imeis[:MAX_CAMPAIGN_IMEIS],
+            firmware_name=firmware["firmware_name"],
+            firmware_from=firmware["firmware_from"],
+            firmware_to=firmware["firmware_to"],
+            start_date=start_date,
+            end_date=end_date,
+            time_windows=windows or None,
+            campaign_name=name,
+            protocol=self.protocol,
+            account_name=account,
+        )
+        self._scheduled = (account, campaign["campaign_id"])
+        self.log.info(
+            "%s: scheduled campaign %s (%s -> %s, %s to %s)",
+            self.vendor,
+            campaign["campaign_id"],
+            firmware["firmware_from"],
+            firmware["firmware_to"],
+            start_date,
+            end_date,
+        )
+        if len(imeis) > MAX_CAMPAIGN_IMEIS:
+            self.hook.add_campaign_devices(
+                campaign["campaign_id"], imeis[MAX_CAMPAIGN_IMEIS:], account_name=account
+            )
+        return campaign
+
+    def _add_missing(self, campaign_id: str, imeis: list[str], account: str) -> None:
+        held = {
+            device["device_id"]
+            for device in self.hook.iter_campaign_devices(campaign_id, account_name=account)
+        }
+        missing = [imei for imei in imeis if imei not in held]
+        if missing:
+            self.log.info(
+                "%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id
+            )
+            self.hook.add_campaign_devices(campaign_id, missing, account_name=account)
+
+    def _cancel(self, why: str) -> None:
+        if self._scheduled is None:
+            return
+        account, campaign_id = self._scheduled
+        try:
+            with self.hook_class(self.conn_id) as hook:
+                campaign = hook.cancel_campaign(campaign_id, account_name=account)
+            self.log.warning(
+                "%s: %s; campaign %s is now %s", self.vendor, why, campaign_id, campaign["status"]
+            )
+        except IoTFleetError as error:
+            self.log.error(
+                "%s: %s, but cancelling campaign %s failed: %s", self.vendor, why, campaign_id, error
+            )
+
+    def on_kill(self) -> None:
+        """Cancel the campaign this try scheduled: a killed task should not leave devices upgrading."""
+        self._cancel("the task was killed")
+
+
+def _check_same_firmware(
+    campaign: dict[str, Any], name: str | None, source: str | None, target: str | None
+) -> None:
+    """A campaign found by name is reused only if it upgrades to what the task asks for now."""
+    differences = [
+        f"{label} {theirs!r}, not {ours!r}"
+        for label, ours, theirs in (
+            ("firmware_name", name, campaign["firmware_name"]),
+            ("firmware_from", source, campaign["firmware_from"]),
+            ("firmware_to", target, campaign["firmware_to"]),
+        )
+        if ours is not None and theirs != ours
+    ]
+    if differences:
+        raise IoTFleetValidationError(
+            f"campaign {campaign['campaign_name']!r} ({campaign['campaign_id']}, {campaign['status']}) exists "
+            "with other firmware",
+            [*differences, "cancel it, or give this task another campaign_name"],
+        )
+
+
+def _run_day(context: Context, now: datetime) -> date:
+    """The logical date's day (UTC); a run without one (a manual run in Airflow 3) runs ``now``."""
+    when = context.get("logical_date") or context.get("data_interval_start") or now
+    return when.astimezone(UTC).date()
+
+
+#: ThingSpace documents no limit on campaign names; ours stay short enough to read in its portal.
+MAX_DEFAULT_NAME = 100
+
+
+def default_campaign_name(context: Context) -> str:
+    """``airflow <dag>.<task>[<map index>] <run id>``: the same for every try of one task instance,
+    different for every other; long names are cut and keep a hash of the whole."""
+    ti = context["ti"]
+    index = getattr(ti, "map_index", -1)
+    name = f"airflow {ti.dag_id}.{ti.task_id}{f'[{index}]' if index is not None and index >= 0 else ''} {ti.run_id}"
+    if len(name) <= MAX_DEFAULT_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[: MAX_DEFAULT_NAME - 13]}~{digest}"

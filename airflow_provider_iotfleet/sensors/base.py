@@ -93,22 +93,19 @@ class DeviceWatchSensor(BaseSensorOperator):
         watch = self._watch = self.new_watch()
         if not watch.ids:
             self.log.warning("%s: no devices to wait for", self.vendor)
-            return watch.xcom()
+            return self.finish(context, watch.xcom())
         self.log.info(
-            "%s: waiting for %d %ss to report %s %s (connection %r, %s mode)",
+            "%s: waiting for %s (connection %r, %s mode)",
             self.vendor,
-            len(watch.ids),
-            watch.unit,
-            watch.value_name,
-            watch.target,
+            watch.waiting_for(),
             self.conn_id,
             "deferrable" if self.deferrable else self.mode,
         )
         try:
             if not self.deferrable:
-                return self._poke_until_done(context)
+                return self.finish(context, self._poke_until_done(context))
             if self.poke(context).is_done:  # type: ignore[union-attr]
-                return watch.xcom()
+                return self.finish(context, watch.xcom())
         finally:
             self.hook.close()
         self.defer(
@@ -157,12 +154,17 @@ class DeviceWatchSensor(BaseSensorOperator):
         self.log.info("%s: %s", self.vendor, watch.describe_unmatched())
         return PokeReturnValue(is_done=False)
 
+    def finish(self, context: Context, xcom: Any) -> Any:
+        """Return the XCom value of a wait that ended well, in every mode; a subclass may still fail
+        the task here, after looking at what the wait found."""
+        return xcom
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Turn the trigger's event into the XCom value poke mode returns, or the task's failure."""
         status = event.get("status")
         if status == "success":
             self.log.info("%s: %s", self.vendor, event.get("description", ""))
-            return event["xcom"]
+            return self.finish(context, event["xcom"])
         context["ti"].xcom_push(key="last_seen", value=event.get("xcom"))
         if status == "timeout":
             raise AirflowSensorTimeout(

@@ -97,6 +97,10 @@ class DeviceWatch:
             self.values_key: {str(device_id): self.values.get(device_id) for device_id in self.ids},
         }
 
+    def waiting_for(self) -> str:
+        """What the wait is for, for the sensor's first log line: ``"3 devices to report status ACTIVATED"``."""
+        return f"{plural(len(self.ids), self.unit)} to report {self.value_name} {self.target}"
+
     def describe_unmatched(self) -> str:
         """``"2 of 10 devices not yet at status ACTIVATED: 8901... (DEACTIVATED), ..."``."""
         unmatched = self.unmatched

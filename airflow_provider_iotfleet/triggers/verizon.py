@@ -1,12 +1,14 @@
-"""Verizon ThingSpace: wait for devices to report a firmware version."""
+"""Verizon ThingSpace: wait for devices to report a firmware version, or for a firmware campaign to end."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetNotFoundError
-from airflow_provider_iotfleet.hooks.verizon import VENDOR, VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon import VENDOR, CampaignProgress, VerizonThingSpaceHook
 from airflow_provider_iotfleet.triggers.base import SAMPLE_SIZE, DeviceWatch, DeviceWatchTrigger
+from airflow_provider_iotfleet.validation import plural
 
 
 class FirmwareWatch(DeviceWatch):
@@ -43,4 +45,71 @@ class VerizonThingSpaceFirmwareTrigger(DeviceWatchTrigger):
     """Fires when every IMEI reports ``target`` firmware (or on timeout, or a lasting error)."""
 
     watch_class = FirmwareWatch
+    hook_class = VerizonThingSpaceHook
+
+
+class CampaignWatch(DeviceWatch):
+    """One firmware campaign, watched until it is over: ended (or cancelled, aborted, failed), or
+    every device in it Finished or failed. Each poll reads the campaign and its whole device report.
+
+    :param ids: ``[campaign_id]``.
+    :param target: what is waited for; only ``"over"`` is meaningful.
+    :param account_name: the billing account; default: the connection's.
+    """
+
+    unit = "campaign"
+
+    def __init__(self, ids: Sequence[str], target: str = "over", account_name: str | None = None) -> None:
+        super().__init__(ids, target)
+        self.account_name = account_name
+        self.progress: CampaignProgress | None = None
+
+    @property
+    def campaign_id(self) -> str:
+        return str(self.ids[0])
+
+    def _seen(self, progress: CampaignProgress) -> None:
+        self.progress = progress
+        self.absorb({self.campaign_id: self.target if progress.over else progress.status})
+
+    def poll(self, hook: VerizonThingSpaceHook) -> None:
+        self._seen(hook.campaign_progress(self.campaign_id, account_name=self.account_name))
+
+    async def apoll(self, hook: VerizonThingSpaceHook) -> None:
+        self._seen(await hook.acampaign_progress(self.campaign_id, account_name=self.account_name))
+
+    def seen(self) -> list[list[Any]]:
+        return []  # a trigger reads the campaign afresh: its report is what the event carries
+
+    def waiting_for(self) -> str:
+        return f"campaign {self.campaign_id} to end, or every device in it to be Finished or UpgradeFailed"
+
+    def xcom(self) -> dict[str, Any]:
+        """``{"campaign_id", "status", "finished": [imei], "failed": [{"device_id", "status",
+        "reason"}], "pending": [imei]}``, as last read."""
+        progress = self.progress
+        return {
+            "campaign_id": self.campaign_id,
+            "status": progress.status if progress else None,
+            "finished": progress.finished if progress else [],
+            "failed": progress.failed if progress else [],
+            "pending": progress.pending if progress else [],
+        }
+
+    def describe_unmatched(self) -> str:
+        progress = self.progress
+        if progress is None:
+            return f"campaign {self.campaign_id} not read yet"
+        counts = (
+            f"{len(progress.finished)} finished, {len(progress.failed)} failed, {len(progress.pending)} pending "
+            f"of {plural(len(progress.devices), 'device')}"
+        )
+        state = f"is over ({progress.status})" if progress.over else f"is {progress.status}"
+        return f"campaign {self.campaign_id} {state}: {counts}"
+
+
+class VerizonThingSpaceCampaignTrigger(DeviceWatchTrigger):
+    """Fires when a firmware campaign is over (or on timeout, or a lasting error)."""
+
+    watch_class = CampaignWatch
     hook_class = VerizonThingSpaceHook

@@ -1,0 +1,875 @@
+"""ThingSpace firmware upgrade campaigns: the hook's calls, the upgrade operator and the campaign
+sensor and trigger, against a small fake of the campaign endpoints.
+
+The fake keeps campaigns and their devices and answers the FOTA v3 campaign calls from them, through
+requests-mock (hook, operator, sensor) and an ``httpx.MockTransport`` (the trigger), so both worlds
+read the very same campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests_mock as rm
+import structlog
+from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+
+from airflow_provider_iotfleet.exceptions import (
+    OUTCOME_KEY,
+    IoTFleetOperationFailedError,
+    IoTFleetOutcomeUnknownError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
+from airflow_provider_iotfleet.hooks.verizon import (
+    MAX_CAMPAIGN_IMEIS,
+    CampaignProgress,
+    VerizonThingSpaceHook,
+)
+from airflow_provider_iotfleet.operators.verizon import (
+    VerizonThingSpaceFirmwareUpgradeOperator,
+    default_campaign_name,
+)
+from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
+from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
+from tests.fakes import FakeClock, FakeTaskInstance, luhn_complete, operator_context
+from tests.unit.test_sensors import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeVerizon, Wire
+from tests.unit.test_triggers import serve
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = "https://thingspace.verizon.com"
+FOTA = "/api/fota/v3"
+ACCOUNT = "0000123456-00001"
+CONN_ID = "verizon_campaigns"
+CONNECTION = {
+    "conn_type": "verizon_thingspace",
+    "host": ROOT,
+    "login": "oauth-key-abc",
+    "password": "oauth-secret-xyz-123",
+    "extra": {
+        "m2m_username": "uws-fleet",
+        "m2m_password": "uws-password-987",
+        "account_name": ACCOUNT,
+        "max_retries": 0,
+        "requests_per_second": 100000,
+    },
+}
+#: The FakeClock's day: campaigns may not start before it.
+TODAY = "2026-11-21"
+FIRMWARE = [
+    {
+        "firmwareName": "FOTA_Verizon_Upgrade_SR1.2_to_SR1.3",
+        "firmwareFrom": "SR1.2.0.0-10657",
+        "firmwareTo": "SR1.3.0.0-11020",
+        "launchDate": "2026-06-01",
+        "releaseNote": "",
+        "make": "SEQUANS COMMUNICATIONS",
+        "model": "GM01Q",
+        "protocol": "LWM2M",
+    },
+    {
+        "firmwareName": "FOTA_Verizon_Upgrade_SR1.3_to_SR1.4",
+        "firmwareFrom": "SR1.3.0.0-11020",
+        "firmwareTo": "SR1.4.0.0-11911",
+        "launchDate": "2026-09-01",
+        "releaseNote": "",
+        "make": "SEQUANS COMMUNICATIONS",
+        "model": "GM01Q",
+        "protocol": "LWM2M",
+    },
+    {
+        "firmwareName": "BG96_1.3_to_1.4",
+        "firmwareFrom": "SR1.3.0.0-11020",
+        "firmwareTo": "SR1.4.0.0-11911",
+        "launchDate": "2026-09-01",
+        "releaseNote": "",
+        "make": "QUECTEL",
+        "model": "BG96",
+        "protocol": "LWM2M",
+    },
+]
+UPGRADE = FIRMWARE[0]
+
+
+def imeis(count: int, start: int = 0) -> list[str]:
+    return [luhn_complete(f"35693803{n:06d}") for n in range(start, start + count)]
+
+
+class FakeCampaigns(FakeVerizon):
+    """The FOTA v3 campaign endpoints of one account, answering from ``campaigns``.
+
+    ``lose`` names requests ("POST campaigns", "PUT devices", "DELETE") whose next answer is a 500
+    after the change was applied (ThingSpace did it; the answer is lost).
+    """
+
+    def __init__(self, page_size: int = 1000) -> None:
+        super().__init__({})
+        self.page_size = page_size
+        self.campaigns: dict[str, dict[str, Any]] = {}
+        self.devices: dict[str, dict[str, dict[str, Any]]] = {}
+        self.lose: list[str] = []
+        self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
+
+    def add_campaign(self, name: str, status: str, members: list[str], **fields: Any) -> str:
+        campaign_id = f"c{len(self.campaigns) + 1:04d}"
+        self.campaigns[campaign_id] = {
+            "id": campaign_id,
+            "accountName": ACCOUNT,
+            "campaignName": name,
+            "firmwareName": UPGRADE["firmwareName"],
+            "firmwareFrom": UPGRADE["firmwareFrom"],
+            "firmwareTo": UPGRADE["firmwareTo"],
+            "protocol": "LWM2M",
+            "make": UPGRADE["make"],
+            "model": UPGRADE["model"],
+            "startDate": TODAY,
+            "endDate": TODAY,
+            "campaignTimeWindowList": [],
+            "status": status,
+            **fields,
+        }
+        self.devices[campaign_id] = {imei: {"deviceId": imei, "status": "RequestPending"} for imei in members}
+        return campaign_id
+
+    def set_devices(self, campaign_id: str, status: str, members: list[str], reason: str = "") -> None:
+        for imei in members:
+            self.devices[campaign_id][imei] = {"deviceId": imei, "status": status, "resultReason": reason}
+
+    def requests(self, method: str, pattern: str = "") -> list[Wire]:
+        return [w for w in self.reads if w.method == method and re.search(pattern, w.path)]
+
+    def _lost(self, kind: str) -> bool:
+        if kind in self.lose:
+            self.lose.remove(kind)
+            return True
+        return False
+
+    def read(self, wire: Wire) -> tuple[int, Any]:
+        path = wire.path.removeprefix(FOTA)
+        for kind, answer in list(self.refuse.items()):
+            if f"{wire.method} {path}".startswith(kind):
+                return answer
+        if wire.method == "GET" and path == f"/firmware/{ACCOUNT}":
+            return 200, [f for f in FIRMWARE if f["protocol"] == wire.query["protocol"][0]]
+        if wire.method == "POST" and path == f"/campaigns/firmware/{ACCOUNT}":
+            body = wire.json()
+            campaign_id = self.add_campaign(
+                body.get("campaignName"),
+                "CampaignRequestPending",
+                body["deviceList"],
+                startDate=body["startDate"],
+                endDate=body["endDate"],
+                campaignTimeWindowList=body.get("campaignTimeWindowList", []),
+            )
+            if self._lost("POST campaigns"):
+                return 500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}
+            return 200, self.campaigns[campaign_id]
+        if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)", path):
+            body = wire.json()
+            members = self.devices[match[1]]
+            for imei in body["deviceList"]:
+                if body["Type"] == "add":
+                    members.setdefault(imei, {"deviceId": imei, "status": "RequestPending"})
+                else:
+                    members.pop(imei, None)
+            if self._lost("PUT devices"):
+                return 502, {"errorCode": "FOTA.BAD_GATEWAY", "errorMessage": "bad gateway"}
+            return 200, {"success": True}
+        if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)/dates", path):
+            self.campaigns[match[1]].update(
+                {key: value for key, value in wire.json().items() if key != "campaignTimeWindowList"},
+                campaignTimeWindowList=wire.json().get("campaignTimeWindowList", []),
+            )
+            return 200, self.campaigns[match[1]]
+        if match := re.fullmatch(rf"/campaigns/{ACCOUNT}/(\w+)", path):
+            campaign = self.campaigns.get(match[1])
+            if campaign is None:
+                return 400, {"errorCode": "FOTA.REQUEST_FAILED.CampaignNotFound", "errorMessage": "not found"}
+            if wire.method == "DELETE":
+                campaign["status"] = "CampaignCancelled"
+                if self._lost("DELETE"):
+                    return 500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}
+                return 200, {"success": True}
+            return 200, campaign
+        if match := re.fullmatch(rf"/reports/{ACCOUNT}/campaigns/(\w+)/devices", path):
+            members = sorted(self.devices[match[1]].values(), key=lambda d: d["deviceId"])
+            after = wire.query["lastSeenDeviceId"][0]
+            rest = [d for d in members if after == "0" or d["deviceId"] > after]
+            page = rest[: self.page_size]
+            more = len(rest) > self.page_size
+            return 200, {
+                "hasMoreData": more,
+                "lastSeenDeviceId": page[-1]["deviceId"] if more else None,
+                "maxPageSize": self.page_size,
+                "totalDevice": len(members),
+                "deviceList": page,
+            }
+        if path == f"/reports/{ACCOUNT}/campaigns":
+            status = wire.query["campaignStatus"][0]
+            found = [c for c in self.campaigns.values() if c["status"] == status]
+            return 200, {"hasMoreData": False, "lastSeenCampaignId": None, "campaignList": found}
+        raise AssertionError(f"unexpected request {wire.method} {wire.url}")
+
+
+@pytest.fixture(autouse=True)
+def connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(CONNECTION))
+
+
+@pytest.fixture
+def fake(requests_mock: rm.Mocker) -> FakeCampaigns:
+    vendor = FakeCampaigns()
+    vendor.mount(requests_mock)
+    return vendor
+
+
+@pytest.fixture
+def hook(clock: FakeClock) -> VerizonThingSpaceHook:
+    return VerizonThingSpaceHook(CONN_ID, clock=clock)
+
+
+@pytest.fixture
+def events() -> Iterator[list[Any]]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def schedule(hook: VerizonThingSpaceHook, devices: list[str], **kwargs: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": UPGRADE["firmwareFrom"],
+        "firmware_to": UPGRADE["firmwareTo"],
+        "start_date": TODAY,
+        "end_date": "2026-11-22",
+        "campaign_name": "night-wave",
+        **kwargs,
+    }
+    return hook.schedule_campaign(devices, **arguments)
+
+
+# === hook ========================================================================================
+
+
+def test_list_firmware_normalises_each_upgrade(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
+    firmware = hook.list_firmware(protocol="lwm2m")
+
+    assert firmware[0] == {
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": "SR1.2.0.0-10657",
+        "firmware_to": "SR1.3.0.0-11020",
+        "launch_date": "2026-06-01",
+        "release_note": "",
+        "make": "SEQUANS COMMUNICATIONS",
+        "model": "GM01Q",
+        "protocol": "LWM2M",
+    }
+    assert len(firmware) == 3
+    (listing,) = fake.requests("GET", "/firmware/")
+    assert listing.query == {"protocol": ["LWM2M"]}
+
+
+def test_list_firmware_refuses_a_bad_protocol_and_an_answer_that_is_not_a_list(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    with pytest.raises(IoTFleetValidationError, match="protocol is invalid"):
+        hook.list_firmware(protocol="COAP")
+    assert fake.reads == []
+    fake.refuse[f"GET /firmware/{ACCOUNT}"] = (200, {"firmwareList": []})  # type: ignore[dict-item]
+    with pytest.raises(IoTFleetVendorResponseError, match="something other than a list of firmware"):
+        hook.list_firmware()
+
+
+def test_schedule_sends_the_documented_body_and_returns_the_campaign(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    devices = imeis(3)
+    campaign = schedule(hook, devices, time_windows=[(0, 4), {"startTime": 22, "endTime": 24}])
+
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json() == {
+        "campaignName": "night-wave",
+        "firmwareName": UPGRADE["firmwareName"],
+        "firmwareFrom": "SR1.2.0.0-10657",
+        "firmwareTo": "SR1.3.0.0-11020",
+        "protocol": "LWM2M",
+        "startDate": TODAY,
+        "endDate": "2026-11-22",
+        "campaignTimeWindowList": [{"startTime": 0, "endTime": 4}, {"startTime": 22, "endTime": 24}],
+        "deviceList": devices,
+        "autoAssignLicenseFlag": True,
+        "autoAddDevicesFlag": False,
+    }
+    assert campaign == {
+        "campaign_id": "c0001",
+        "account_name": ACCOUNT,
+        "campaign_name": "night-wave",
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": "SR1.2.0.0-10657",
+        "firmware_to": "SR1.3.0.0-11020",
+        "protocol": "LWM2M",
+        "make": "SEQUANS COMMUNICATIONS",
+        "model": "GM01Q",
+        "start_date": TODAY,
+        "end_date": "2026-11-22",
+        "time_windows": [[0, 4], [22, 24]],
+        "status": "CampaignRequestPending",
+    }
+
+
+def test_a_large_device_list_is_scheduled_then_added_in_batches(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    devices = imeis(2 * MAX_CAMPAIGN_IMEIS + 500)
+    campaign = schedule(hook, devices)
+
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    adds = fake.requests("PUT", r"/campaigns/firmware/[^/]+/\w+$")
+    assert post.json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
+    assert [wire.json()["Type"] for wire in adds] == ["add", "add"]
+    assert [len(wire.json()["deviceList"]) for wire in adds] == [MAX_CAMPAIGN_IMEIS, 500]
+    assert sorted(fake.devices[campaign["campaign_id"]]) == sorted(devices)
+
+
+def test_every_bad_input_is_named_before_any_request(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    with pytest.raises(IoTFleetValidationError) as raised:
+        schedule(
+            hook,
+            imeis(2),
+            start_date="2026-11-20",
+            end_date="2026-11-19",
+            time_windows=[(4, 2), (0, 25), "night"],
+        )
+    text = str(raised.value)
+    assert "end_date 2026-11-19 is before start_date 2026-11-20" in text
+    assert "start_date 2026-11-20 is in the past (today is 2026-11-21, UTC)" in text
+    assert "time_windows[0] starts at 4 h and ends at 2 h" in text
+    assert "time_windows[1] end hour 25 is not a whole hour in 0..24" in text
+    assert "time_windows[2] 'night' is not a (start hour, end hour) pair" in text
+
+    with pytest.raises(IoTFleetValidationError, match="1 of 2 IMEIs is invalid"):
+        schedule(hook, ["12345", imeis(1)[0]])
+    with pytest.raises(IoTFleetValidationError, match="'26/11/2026' is not a yyyy-mm-dd date"):
+        schedule(hook, imeis(1), start_date="26/11/2026")
+    with pytest.raises(IoTFleetValidationError, match="firmware_from and firmware_to are both"):
+        schedule(hook, imeis(1), firmware_to=UPGRADE["firmwareFrom"])
+    with pytest.raises(IoTFleetValidationError, match="imeis is empty"):
+        schedule(hook, [])
+    with pytest.raises(IoTFleetValidationError, match="campaign_name contains control characters"):
+        schedule(hook, imeis(1), campaign_name="wave\n2")
+    assert fake.reads == []
+
+
+def test_a_lost_schedule_answer_finds_the_campaign_by_name_instead_of_sending_it_again(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns, events: list[Any]
+) -> None:
+    fake.lose.append("POST campaigns")
+    campaign = schedule(hook, imeis(2))
+
+    assert len(fake.requests("POST", "/campaigns/")) == 1
+    assert campaign["campaign_id"] == "c0001"
+    assert campaign["campaign_name"] == "night-wave"
+    assert any("found campaign c0001 by its name" in str(event["event"]) for event in events)
+
+
+def test_a_lost_schedule_answer_without_the_campaign_to_show_is_an_unknown_outcome(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    fake.lose.append("POST campaigns")
+    fake.refuse[f"POST /campaigns/firmware/{ACCOUNT}"] = (
+        503,
+        {"errorCode": "FOTA.UNAVAILABLE", "errorMessage": "unavailable"},
+    )
+    # A 503 says "not processed": refused, not lost; nothing is looked up.
+    with pytest.raises(IoTFleetVendorResponseError) as refused:
+        schedule(hook, imeis(2))
+    assert not isinstance(refused.value, IoTFleetOutcomeUnknownError)
+    assert fake.requests("GET", "/reports/") == []
+
+    fake.refuse.clear()
+    fake.lose.append("POST campaigns")
+    fake.campaigns.clear()
+
+    def vanish(wire: Wire) -> tuple[int, Any]:  # the campaign is not (yet) in the history
+        status, answer = FakeCampaigns.read(fake, wire)
+        if wire.path.endswith(f"/reports/{ACCOUNT}/campaigns"):
+            answer["campaignList"] = []
+        return status, answer
+
+    fake.read = vanish  # type: ignore[method-assign]
+    with pytest.raises(IoTFleetOutcomeUnknownError, match="no campaign of that name can be found"):
+        schedule(hook, imeis(2))
+    assert len(fake.requests("POST", "/campaigns/")) == 2  # one per schedule, never repeated
+
+
+def test_a_lost_add_answer_is_read_back_and_only_the_missing_devices_sent_again(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(2))
+    more = imeis(3, start=10)
+    fake.lose.append("PUT devices")
+
+    hook.add_campaign_devices(campaign_id, more)
+
+    # applied the first time: the read-back finds nothing missing, so nothing is sent again
+    assert len(fake.requests("PUT", "/campaigns/firmware/")) == 1
+    assert len(fake.requests("GET", "/devices$")) == 1
+    assert sorted(fake.devices[campaign_id]) == sorted(imeis(2) + more)
+
+
+def test_an_add_whose_answers_are_lost_twice_is_an_unknown_outcome(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(1))
+
+    def drop_then_lose(wire: Wire) -> tuple[int, Any]:
+        if wire.method == "PUT":  # lost before it was applied: the read-back finds them missing
+            return 504, {"errorCode": "FOTA.TIMEOUT", "errorMessage": "gateway timeout"}
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = drop_then_lose  # type: ignore[method-assign]
+    with pytest.raises(IoTFleetOutcomeUnknownError, match="were lost twice"):
+        hook.add_campaign_devices(campaign_id, imeis(2, start=5))
+    assert len(fake.requests("PUT", "/campaigns/firmware/")) == 2
+
+
+def test_remove_devices_and_change_dates(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(3))
+    hook.remove_campaign_devices(campaign_id, imeis(1))
+    assert sorted(fake.devices[campaign_id]) == sorted(imeis(2, start=1))
+
+    campaign = hook.change_campaign_dates(
+        campaign_id, start_date="2026-11-25", end_date="2026-11-26", time_windows=[[1, 5]]
+    )
+    (put,) = fake.requests("PUT", "/dates$")
+    assert put.json() == {
+        "startDate": "2026-11-25",
+        "endDate": "2026-11-26",
+        "campaignTimeWindowList": [{"startTime": 1, "endTime": 5}],
+    }
+    assert (campaign["start_date"], campaign["end_date"], campaign["time_windows"]) == (
+        "2026-11-25",
+        "2026-11-26",
+        [[1, 5]],
+    )
+    with pytest.raises(IoTFleetValidationError, match="campaign_id is invalid"):
+        hook.change_campaign_dates("../x", start_date=TODAY, end_date=TODAY)
+
+
+def test_cancel_reads_the_status_back_also_when_the_answer_is_lost(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    first = fake.add_campaign("one", "CampaignScheduled", imeis(1))
+    second = fake.add_campaign("two", "CampaignScheduled", imeis(1))
+    assert hook.cancel_campaign(first)["status"] == "CampaignCancelled"
+
+    fake.lose.append("DELETE")
+    assert hook.cancel_campaign(second)["status"] == "CampaignCancelled"
+    assert len(fake.requests("DELETE")) == 2  # one each: a lost answer is read back, not resent
+
+
+def test_iter_campaigns_and_find_campaign_by_name(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
+    fake.add_campaign("old", "CampaignCancelled", imeis(1))
+    ended = fake.add_campaign("wave", "CampaignEnded", imeis(1))
+    assert [c["campaign_id"] for c in hook.iter_campaigns("CampaignEnded")] == [ended]
+    assert hook.find_campaign("wave")["campaign_id"] == ended  # type: ignore[index]
+    assert hook.find_campaign("old") is None  # cancelled ones are not reused
+    with pytest.raises(IoTFleetValidationError, match="'Running' is not one of"):
+        hook.iter_campaigns("Running")
+
+
+def test_the_device_report_is_paged_and_a_cursor_that_does_not_move_is_an_error(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    fake.page_size = 2
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(5))
+    fake.set_devices(campaign_id, "Finished", imeis(2))
+    fake.set_devices(campaign_id, "UpgradeFailed", imeis(1, start=2), reason="Device firmware mismatch")
+
+    devices = list(hook.iter_campaign_devices(campaign_id))
+    assert [d["device_id"] for d in devices] == imeis(5)
+    assert [w.query["lastSeenDeviceId"] for w in fake.requests("GET", "/devices$")] == [
+        ["0"],
+        [imeis(5)[1]],
+        [imeis(5)[3]],
+    ]
+    progress = hook.campaign_progress(campaign_id)
+    assert isinstance(progress, CampaignProgress)
+    assert (progress.finished, progress.pending) == (imeis(2), imeis(2, start=3))
+    assert progress.failed == [
+        {"device_id": imeis(1, start=2)[0], "status": "UpgradeFailed", "reason": "Device firmware mismatch"}
+    ]
+    assert progress.over is False
+
+    def stuck(wire: Wire) -> tuple[int, Any]:
+        status, answer = FakeCampaigns.read(fake, wire)
+        if wire.path.endswith("/devices"):
+            answer.update(hasMoreData=True, lastSeenDeviceId="0")
+        return status, answer
+
+    fake.read = stuck  # type: ignore[method-assign]
+    with pytest.raises(IoTFleetVendorResponseError, match="it would page forever"):
+        list(hook.iter_campaign_devices(campaign_id))
+
+
+# === operator ====================================================================================
+
+
+def upgrade_operator(clock: FakeClock, **kwargs: Any) -> VerizonThingSpaceFirmwareUpgradeOperator:
+    arguments: dict[str, Any] = {
+        "task_id": "upgrade",
+        "imeis": imeis(3),
+        "firmware_name": UPGRADE["firmwareName"],
+        "verizon_thingspace_conn_id": CONN_ID,
+        **kwargs,
+    }
+    operator = VerizonThingSpaceFirmwareUpgradeOperator(**arguments)
+    operator.__dict__["hook"] = VerizonThingSpaceHook(CONN_ID, clock=clock)
+    return operator
+
+
+def run_context(logical_date: datetime | None = datetime(2026, 11, 23, 6, tzinfo=UTC)) -> dict[str, Any]:
+    context = operator_context("upgrade")
+    context["logical_date"] = logical_date
+    return context
+
+
+def test_the_operator_schedules_a_named_campaign_on_the_logical_dates_day(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    context = run_context()
+    outcome = upgrade_operator(clock, imeis=imeis(3) + imeis(1)).execute(context)
+
+    assert outcome == {
+        "account_name": ACCOUNT,
+        "campaign_id": "c0001",
+        "status": "CampaignRequestPending",
+        "requested": 3,
+        "firmware_from": "SR1.2.0.0-10657",
+        "firmware_to": "SR1.3.0.0-11020",
+        "start_date": "2026-11-23",
+        "end_date": "2026-11-23",
+    }
+    assert context["ti"].xcom[OUTCOME_KEY] == outcome
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json()["campaignName"] == "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    assert post.json()["deviceList"] == imeis(3)
+
+
+def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    outcome = upgrade_operator(
+        clock, firmware_name=None, firmware_from="SR1.2.0.0-10657", firmware_to="SR1.3.0.0-11020"
+    ).execute(run_context())
+    assert fake.campaigns[outcome["campaign_id"]]["firmwareName"] == UPGRADE["firmwareName"]
+
+    ambiguous = upgrade_operator(
+        clock,
+        firmware_name=None,
+        firmware_from="SR1.3.0.0-11020",
+        firmware_to="SR1.4.0.0-11911",
+        campaign_name="second",
+    )
+    with pytest.raises(IoTFleetValidationError) as raised:
+        ambiguous.execute(run_context())
+    assert "2 firmware upgrades match firmware_from 'SR1.3.0.0-11020', firmware_to 'SR1.4.0.0-11911'" in str(
+        raised.value
+    )
+    assert "BG96_1.3_to_1.4 (SR1.3.0.0-11020 -> SR1.4.0.0-11911, QUECTEL BG96)" in str(raised.value)
+
+    with pytest.raises(IoTFleetValidationError) as missing:
+        upgrade_operator(clock, firmware_name="SR9", campaign_name="third").execute(run_context())
+    assert f"no firmware upgrade available to account {ACCOUNT} (LWM2M) matches firmware_name 'SR9'" in str(
+        missing.value
+    )
+    assert len(fake.requests("POST", "/campaigns/")) == 1
+
+
+def test_a_retried_task_reuses_its_campaign_and_adds_what_it_lacks(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    campaign_id = fake.add_campaign(name, "CampaignScheduled", imeis(2))
+
+    outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context())
+
+    assert outcome["campaign_id"] == campaign_id
+    assert fake.requests("POST", "/campaigns/") == []
+    (add,) = fake.requests("PUT", "/campaigns/firmware/")
+    assert add.json() == {"Type": "add", "deviceList": imeis(2, start=2)}
+    assert sorted(fake.devices[campaign_id]) == imeis(4)
+
+
+def test_a_campaign_found_by_name_with_other_firmware_is_not_reused(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    fake.add_campaign("wave", "CampaignScheduled", imeis(3), firmwareName="FOTA_other", firmwareTo="SR1.9")
+    with pytest.raises(IoTFleetValidationError) as raised:
+        upgrade_operator(clock, campaign_name="wave").execute(run_context())
+    assert "campaign 'wave' (c0001, CampaignScheduled) exists with other firmware" in str(raised.value)
+    assert f"firmware_name 'FOTA_other', not {UPGRADE['firmwareName']!r}" in str(raised.value)
+    assert fake.requests("POST") == fake.requests("PUT") == []
+
+
+def test_a_retry_long_after_the_start_still_reuses_its_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    campaign_id = fake.add_campaign(name, "CampaignEnded", imeis(3))
+    outcome = upgrade_operator(clock).execute(run_context(datetime(2026, 11, 1, tzinfo=UTC)))
+    assert (outcome["campaign_id"], outcome["status"]) == (campaign_id, "CampaignEnded")
+
+
+def test_cancel_on_failure_cancels_the_campaign_it_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
+        400,
+        {"errorCode": "FOTA.REQUEST_FAILED.CampaignStarted", "errorMessage": "campaign already started"},
+    )
+    too_many = imeis(MAX_CAMPAIGN_IMEIS + 1)
+    with pytest.raises(IoTFleetVendorResponseError, match="campaign already started"):
+        upgrade_operator(clock, imeis=too_many, cancel_on_failure=True).execute(run_context())
+    assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
+
+    with pytest.raises(IoTFleetVendorResponseError):
+        upgrade_operator(clock, imeis=too_many, campaign_name="other").execute(run_context())
+    assert fake.campaigns["c0002"]["status"] == "CampaignRequestPending"  # left as it is by default
+
+
+def test_on_kill_cancels_only_a_campaign_this_try_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
+    idle = upgrade_operator(clock)
+    idle.on_kill()
+    assert fake.requests("DELETE") == []
+
+    operator = upgrade_operator(clock)
+    operator.execute(run_context())
+    operator.on_kill()
+    assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
+
+
+def test_an_empty_device_list_schedules_nothing(
+    fake: FakeCampaigns, clock: FakeClock, events: list[Any]
+) -> None:
+    outcome = upgrade_operator(clock, imeis=[]).execute(run_context())
+    assert (outcome["campaign_id"], outcome["requested"]) == (None, 0)
+    assert fake.reads == []
+    assert any("imeis is empty; nothing to do" in str(event["event"]) for event in events)
+
+
+def test_bad_operator_input_fails_before_any_request(fake: FakeCampaigns, clock: FakeClock) -> None:
+    with pytest.raises(IoTFleetValidationError, match="give firmware_name, or firmware_from and firmware_to"):
+        upgrade_operator(clock, firmware_name=None, firmware_from="SR1").execute(run_context())
+    with pytest.raises(IoTFleetValidationError, match="end_date 2026-11-22 is before start_date 2026-11-23"):
+        upgrade_operator(clock, end_date="2026-11-22").execute(run_context())
+    with pytest.raises(IoTFleetValidationError, match="start_date 2026-11-20 is in the past"):
+        upgrade_operator(clock, start_date="2026-11-20").execute(run_context())
+    assert fake.requests("POST", "/campaigns/") == []
+
+
+def test_default_campaign_names_differ_per_task_instance_and_stay_short() -> None:
+    mapped = FakeTaskInstance("upgrade", map_index=3)
+    assert default_campaign_name({"ti": mapped}) == (  # type: ignore[arg-type]
+        "airflow test_dag.upgrade[3] manual__2026-11-21T12:00:00+00:00"
+    )
+    long = FakeTaskInstance("u" * 200)
+    name = default_campaign_name({"ti": long})  # type: ignore[arg-type]
+    assert len(name) == 100
+    assert name != default_campaign_name({"ti": FakeTaskInstance("u" * 201)})  # type: ignore[arg-type]
+
+
+def test_the_operator_templates_its_inputs() -> None:
+    assert set(VerizonThingSpaceFirmwareUpgradeOperator.template_fields) >= {
+        "imeis",
+        "firmware_name",
+        "firmware_from",
+        "firmware_to",
+        "start_date",
+        "end_date",
+        "time_windows",
+        "campaign_name",
+        "account_name",
+    }
+
+
+# === sensor and trigger ==========================================================================
+
+
+def campaign_sensor(
+    clock: FakeClock, campaign_id: str = "c0001", **kwargs: Any
+) -> VerizonThingSpaceCampaignSensor:
+    arguments: dict[str, Any] = {
+        "task_id": "wait_campaign",
+        "campaign_id": campaign_id,
+        "verizon_thingspace_conn_id": CONN_ID,
+        "poke_interval": 0,
+        "timeout": 600,
+        "deferrable": False,
+        **kwargs,
+    }
+    sensor = VerizonThingSpaceCampaignSensor(**arguments)
+    sensor.__dict__["hook"] = VerizonThingSpaceHook(CONN_ID, clock=clock)
+    return sensor
+
+
+def test_poke_waits_until_every_device_is_done_with_the_designed_xcom(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(3)
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", devices)
+    sensor = campaign_sensor(clock, campaign_id)
+
+    assert sensor.poke(operator_context()).is_done is False
+    fake.set_devices(campaign_id, "Finished", devices[:2])
+    assert sensor.poke(operator_context()).is_done is False
+    fake.set_devices(campaign_id, "Finished", devices[2:])
+    done = sensor.poke(operator_context())
+
+    assert done.is_done is True
+    assert done.xcom_value == {
+        "campaign_id": campaign_id,
+        "status": "CampaignScheduled",
+        "finished": devices,
+        "failed": [],
+        "pending": [],
+    }
+
+
+def test_execute_fails_on_failed_devices_after_pushing_the_outcome(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(3)
+    campaign_id = fake.add_campaign("wave", "CampaignEnded", devices)
+    fake.set_devices(campaign_id, "Finished", devices[:1])
+    fake.set_devices(campaign_id, "UpgradeFailed", devices[1:2], reason="Device firmware is not firmwareFrom")
+    context = operator_context()
+
+    with pytest.raises(IoTFleetOperationFailedError) as raised:
+        campaign_sensor(clock, campaign_id).execute(context)
+
+    message = str(raised.value)
+    assert f"campaign {campaign_id}: 1 device upgraded" in message
+    assert f"1 device failed, e.g. {devices[1]} (Device firmware is not firmwareFrom)" in message
+    assert "1 device never upgraded" in message
+    assert context["ti"].xcom[OUTCOME_KEY] == raised.value.outcome
+    assert raised.value.outcome["pending"] == devices[2:]
+
+    lenient = campaign_sensor(clock, campaign_id, fail_on_error=False).execute(operator_context())
+    assert lenient["failed"][0]["reason"] == "Device firmware is not firmwareFrom"
+
+
+def test_a_cancelled_campaign_is_over_and_fails_the_wait(fake: FakeCampaigns, clock: FakeClock) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignCancelled", imeis(2))
+    with pytest.raises(IoTFleetOperationFailedError, match="the campaign is CampaignCancelled"):
+        campaign_sensor(clock, campaign_id).execute(operator_context())
+
+
+def test_poke_mode_timeout_says_where_the_campaign_stands(fake: FakeCampaigns, clock: FakeClock) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(2))
+    with pytest.raises(
+        AirflowSensorTimeout, match=rf"campaign {campaign_id} is CampaignScheduled: 0 finished"
+    ):
+        campaign_sensor(clock, campaign_id, timeout=0.05, poke_interval=0.01).execute(operator_context())
+
+
+def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
+    fake: FakeCampaigns, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices = imeis(2)
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", devices)
+    sensor = campaign_sensor(clock, campaign_id, deferrable=True, poke_interval=0.01)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(operator_context())
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, VerizonThingSpaceCampaignTrigger)
+    classpath, kwargs = trigger.serialize()
+    module_name, _, class_name = classpath.rpartition(".")
+    assert getattr(importlib.import_module(module_name), class_name) is VerizonThingSpaceCampaignTrigger
+    wire = json.loads(json.dumps(kwargs))
+    assert wire == kwargs
+    assert (wire["ids"], wire["options"], wire["seen"]) == ([campaign_id], {"account_name": ACCOUNT}, [])
+
+    # The triggerer: the same fake behind an async transport; the campaign finishes after a few reads.
+    fake.after_reads(len(fake.reads) + 4, {})
+    serve(monkeypatch, fake)
+    rebuilt = VerizonThingSpaceCampaignTrigger(**wire)
+
+    async def finish_later() -> list[dict[str, Any]]:
+        async def upgrade() -> None:
+            await asyncio.sleep(0.05)
+            fake.set_devices(campaign_id, "Finished", devices)
+
+        background = asyncio.create_task(upgrade())
+        payloads = [event.payload async for event in rebuilt.run()]
+        await background
+        return payloads
+
+    (payload,) = asyncio.run(finish_later())
+    assert payload["status"] == "success"
+    assert (
+        payload["description"]
+        == f"campaign {campaign_id} is over (CampaignScheduled): 2 finished, 0 failed, 0 pending of 2 devices"
+    )
+    context = operator_context()
+    result = sensor.execute_complete(context, json.loads(json.dumps(payload)))
+    assert result == {
+        "campaign_id": campaign_id,
+        "status": "CampaignScheduled",
+        "finished": devices,
+        "failed": [],
+        "pending": [],
+    }
+    assert context["ti"].xcom[OUTCOME_KEY] == result
+
+
+def test_execute_complete_of_a_timeout_event_raises_the_sensor_timeout(clock: FakeClock) -> None:
+    sensor = campaign_sensor(clock, deferrable=True)
+    event = {
+        "status": "timeout",
+        "message": "the sensor's timeout passed",
+        "xcom": {
+            "campaign_id": "c0001",
+            "status": "CampaignScheduled",
+            "finished": [],
+            "failed": [],
+            "pending": ["1"],
+        },
+        "description": "campaign c0001 is CampaignScheduled: 0 finished, 0 failed, 1 pending of 1 device",
+    }
+    context = operator_context()
+    with pytest.raises(AirflowSensorTimeout, match="0 finished, 0 failed, 1 pending of 1 device"):
+        sensor.execute_complete(context, event)
+    assert context["ti"].xcom["last_seen"] == event["xcom"]
+
+
+def test_the_sensor_refuses_a_campaign_id_that_is_not_one(fake: FakeCampaigns, clock: FakeClock) -> None:
+    with pytest.raises(IoTFleetValidationError, match="campaign_id is invalid"):
+        campaign_sensor(clock, "a/b").execute(operator_context())
+    assert fake.reads == []
+
+
+def test_connection_paths_are_the_ones_thingspace_documents(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    """Login once, then the FOTA v3 paths under the ThingSpace root."""
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(1))
+    hook.campaign_progress(campaign_id)
+    hook.list_firmware()
+    paths = [w.path for w in fake.wires]
+    assert paths == [
+        VZ_TOKEN_PATH,
+        VZ_LOGIN_PATH,
+        f"{FOTA}/campaigns/{ACCOUNT}/{campaign_id}",
+        f"{FOTA}/reports/{ACCOUNT}/campaigns/{campaign_id}/devices",
+        f"{FOTA}/firmware/{ACCOUNT}",
+    ]
