@@ -31,14 +31,15 @@ from tests.examples.conftest import ROOT
 PYTHON = ROOT / ".venv" / "bin" / "python"
 DEMO = Path("scripts") / "demo.py"
 RUNS = int(os.environ.get("IOTFLEET_DEMO_RUNS", "1"))
-#: The demo gives ``airflow db migrate`` 300 s and each of its three DAG runs 600 s.
-RUN_TIMEOUT = 300 + 3 * 600 + 120
+#: The demo gives ``airflow db migrate`` 300 s and each of its four DAG runs 600 s.
+RUN_TIMEOUT = 300 + 4 * 600 + 120
 #: The demo's simulated fleet (``FLEET_SIZE`` in scripts/demo.py) and what its DAG runs do with it.
 DEMO_FLEET = 300
 TASKS = {
     "iotfleet_firmware_inventory": 2,
     "iotfleet_cellular_enrichment": 8,  # 2 + 3 mapped batches of 100 SIMs, twice
     "iotfleet_maintenance_window": 9,  # 3 changes, 3 waits, effective_date, sims_to_wait_for, report
+    "iotfleet_fleet_scale_out": 5,  # sim_batches, 3 mapped label_batch, report
 }
 
 # The module's demo runs happen in the setup of whichever test comes first.
@@ -155,6 +156,14 @@ def test_make_demo_runs_every_example_dag_to_success(demo_runs: list[DemoRun]) -
         assert "failed in" not in out, where
         assert re.search(r"simulator: clock moved \d+ min forward; 4 scheduled changes applied", out), where
         assert re.search(r"^simulator: \d+ devices changed, 0 changes still scheduled$", out, re.M), where
+
+        # The scale-out: every SIM of the account labelled once, in mapped batches, and held by the simulator.
+        assert re.search(
+            rf"^  Control Center: {DEMO_FLEET} of {DEMO_FLEET} SIMs labelled '\S+' in 3 mapped batches, 0 failed; "
+            rf"the simulator holds the label on {DEMO_FLEET} SIMs$",
+            out,
+            re.M,
+        ), where
 
 
 def test_make_demo_logs_no_dag_import_error(demo_runs: list[DemoRun]) -> None:
