@@ -11,8 +11,12 @@ Start it from Python::
         sim.state.snapshot()                  # what changed
         sim.state.requests                    # who sent what (sim.state.per_device_writes(): how often)
         sim.state.revoke("verizon", "session")  # every ThingSpace session expires now
+        sim.state.snapshot()["campaigns"]     # ThingSpace firmware campaigns and their devices
 
 or from a shell: ``python -m airflow_provider_iotfleet.simulator --port 8765``.
+
+Every vendor API is served under a prefix (``/cisco/rws/api/v1/...``, what :meth:`Simulator.connections`
+use) and at the vendor's real path at the root (``/rws/api/v1/...``), for the vendors' own SDKs.
 """
 
 from __future__ import annotations

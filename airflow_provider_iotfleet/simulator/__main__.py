@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.core import RETRY_AFTER_STYLES, VENDORS, Faults, SimulatorConfig
+from airflow_provider_iotfleet.simulator.fleet import NEVER_CONNECTED, OFFLINE, ONLINE
 
 #: What each ``--fault-*`` flag's probability is of, for its help.
 FAULT_HELP = {
@@ -86,6 +87,25 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         help="Retry-After of every 429 as seconds (default) or an HTTP date",
     )
     parser.add_argument(
+        "--campaign-devices-per-hour",
+        type=float,
+        default=60.0,
+        help="devices a ThingSpace firmware campaign upgrades per hour while it runs (default 60)",
+    )
+    parser.add_argument(
+        "--campaign-failure-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share (0..1) of a campaign's eligible devices whose upgrade fails (default 0)",
+    )
+    parser.add_argument(
+        "--campaign-page-size",
+        type=int,
+        default=1000,
+        help="devices per campaign report page, campaigns per history page (default 1000)",
+    )
+    parser.add_argument(
         "--retry-after-seconds",
         type=float,
         default=None,
@@ -105,10 +125,33 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
             huge_body_bytes=args.huge_body_bytes,
             retry_after_style=args.retry_after_style,
             retry_after_seconds=args.retry_after_seconds,
+            campaign_devices_per_hour=args.campaign_devices_per_hour,
+            campaign_failure_share=args.campaign_failure_share,
+            campaign_page_size=args.campaign_page_size,
         )
     except ValueError as error:
         parser.error(str(error))
     return args, config
+
+
+def devices_to_try(simulator: Simulator, count: int = 3) -> list[str]:
+    """Banner lines naming a few devices of each vendor (from ``/_sim/devices``) and their state."""
+    fleet = simulator.state.fleet
+    devices = [fleet.device(index) for index in range(min(count, fleet.size))]
+    # Online ones first: only those can be forced offline.
+    by_status = sorted(
+        (fleet.device(index) for index in range(min(50, fleet.size))),
+        key=lambda device: device["online_status"] != ONLINE,
+    )[:count]
+    online = {ONLINE: "online", OFFLINE: "offline", NEVER_CONNECTED: "never connected"}
+    return [
+        "# devices to try (more: GET /_sim/devices?vendor=cisco&status=ACTIVATED&limit=20):",
+        "#   Control Center ICCIDs: " + ", ".join(f"{d['iccid']} ({d['status']})" for d in devices),
+        "#   ROMA device ids:       "
+        + ", ".join(f"{d['roma_id']} ({online[d['online_status']]})" for d in by_status),
+        "#   ThingSpace IMEIs:      "
+        + ", ".join(f"{d['imei']} ({d['model']}, {d['firmware']})" for d in devices),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -118,7 +161,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("# export these to point the four default connections at it:")
     for name, value in simulator.airflow_env().items():
         print(f"export {name}={shlex.quote(value)}")
-    print(f"# state: {simulator.url}/_sim/state   API docs: {simulator.url}/_sim/docs", flush=True)
+    for line in devices_to_try(simulator):
+        print(line)
+    print(
+        f"# state: {simulator.url}/_sim/state   devices: {simulator.url}/_sim/devices   "
+        f"OpenAPI: {simulator.url}/_sim/openapi.json",
+        flush=True,
+    )
     try:
         simulator.wait()
     except KeyboardInterrupt:

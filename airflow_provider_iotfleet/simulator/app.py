@@ -1,6 +1,12 @@
 """The simulator's FastAPI app: the four vendor routers behind its knobs (latency, rate limits, faults).
 
-The knobs' middleware also keeps the request log.
+Each vendor's API is served twice: under the simulator's prefix (``/paloalto``, ``/cisco``,
+``/huawei``, ``/verizon``, what the connections from :meth:`Simulator.connections` use) and at the
+vendor's real paths at the root (``/pub/v4.0/...``, ``/rws/api/v1/...``, ``/v2/{project_id}/link/...``
+and ``/v3/auth/tokens``, ``/api/ts/...``, ``/api/m2m/...``, ``/api/fota/v3/...``), for official SDKs
+that keep only the scheme and host of their endpoint. The knobs' middleware applies to both, and
+also keeps the request log. ``/_sim/...`` is the simulator's own API; there is no interactive docs
+page (FastAPI's loads its assets from a CDN), only ``/_sim/openapi.json``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_iotfleet.simulator import cisco, huawei, paloalto, verizon
 from airflow_provider_iotfleet.simulator.core import VENDORS, SimulatorState, device_json
-from airflow_provider_iotfleet.simulator.requestlog import body_devices, body_kind, path_devices
+from airflow_provider_iotfleet.simulator.fleet import (
+    FIRMWARE_VERSIONS,
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    ROMA_ID_BASE,
+    SIM_STATUSES,
+)
+from airflow_provider_iotfleet.simulator.requestlog import (
+    body_devices,
+    body_kind,
+    is_auth,
+    path_devices,
+    vendor_of,
+)
 
-#: Login and token endpoints: never faulted nor throttled, so knobs never push an account towards
-#: lockout (the hooks never repeat a ThingSpace login).
-AUTH_PATHS = ("/paloalto/oauth2/", "/huawei/v3/auth/", "/verizon/api/ts/", "/verizon/api/m2m/")
+#: Online status names for ``/_sim/devices`` (the ROMA API has the codes).
+ONLINE_NAMES = {ONLINE: "online", OFFLINE: "offline", NEVER_CONNECTED: "never_connected"}
+DISCOVERY_LIMIT = 1000
 
 
 def _throttled_body(vendor: str, state: SimulatorState) -> dict[str, Any]:
@@ -101,24 +121,25 @@ class KnobsMiddleware:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        vendor = path.strip("/").split("/", 1)[0]
-        if scope["type"] != "http" or vendor not in VENDORS:
+        vendor, vendor_path = vendor_of(scope.get("path", ""))
+        if scope["type"] != "http" or vendor is None:
             await self.app(scope, receive, send)
             return
         state = self.state
         state.count(f"{vendor}.requests")
-        record, receive = await _log_request(scope, receive, vendor, state)
+        record, receive = await _log_request(scope, receive, vendor, vendor_path, state)
         if state.config.latency:
             await asyncio.sleep(state.config.latency)
-        is_auth = path.startswith(AUTH_PATHS)
-        if not is_auth and (wait := state.over_rate_limit(vendor)) is not None:
+        # Login and token endpoints are never faulted nor throttled, so knobs never push an account
+        # towards lockout (the hooks never repeat a ThingSpace login).
+        login = is_auth(vendor, vendor_path)
+        if not login and (wait := state.over_rate_limit(vendor)) is not None:
             state.count(f"{vendor}.throttled")
             state.log_answer(record, 429, "throttled", served=False)
             retry_after = state.retry_after(max(1, math.ceil(wait)))
             await _send_json(send, 429, _throttled_body(vendor, state), {"retry-after": retry_after})
             return
-        fault = None if is_auth else state.roll_fault()
+        fault = None if login else state.roll_fault()
         if fault is not None:
             state.count(f"faults.{fault}")
         if fault in IN_PLACE_FAULTS:
@@ -146,7 +167,7 @@ class KnobsMiddleware:
 
 
 async def _log_request(
-    scope: Scope, receive: Receive, vendor: str, state: SimulatorState
+    scope: Scope, receive: Receive, vendor: str, vendor_path: str, state: SimulatorState
 ) -> tuple[dict[str, Any], Receive]:
     """Record the request; returns the record and the ``receive`` the app must read the body from.
 
@@ -155,8 +176,8 @@ async def _log_request(
     """
     method = scope.get("method", "GET")
     path = scope.get("path", "")
-    devices, write = path_devices(method, path)
-    if (kind := body_kind(method, path)) is not None:
+    devices, write = path_devices(method, vendor_path)
+    if (kind := body_kind(method, vendor_path)) is not None:
         body = await _read_body(receive)
         receive = _replay(body, receive)
         devices, write = body_devices(kind, body)
@@ -309,20 +330,110 @@ async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]
     )
 
 
+def _discovery_filter(vendor: str | None, status: str | None) -> tuple[str, Any] | str | None:
+    """``(device key, value)`` that ``/_sim/devices?status=`` asks for, ``None``, or why it is refused."""
+    if status is None or vendor is None:
+        return None
+    if vendor == "cisco":
+        if status.upper() not in SIM_STATUSES:
+            return f"a SIM status is one of {', '.join(SIM_STATUSES)}"
+        return "status", status.upper()
+    if vendor == "huawei":
+        codes = {name: code for code, name in ONLINE_NAMES.items()}
+        if status.isdigit() and int(status) in ONLINE_NAMES:
+            return "online_status", int(status)
+        if status.lower() in codes:
+            return "online_status", codes[status.lower()]
+        return "an online status is online, offline or never_connected (or 1, 2, 0)"
+    if status not in FIRMWARE_VERSIONS:
+        return f"a firmware version is one of {', '.join(FIRMWARE_VERSIONS)}"
+    return "firmware", status
+
+
+def _discover(
+    state: SimulatorState, vendor: str | None, wanted: tuple[str, Any] | None, limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``limit`` devices per vendor (those matching ``wanted``), in index order."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in (vendor,) if vendor else VENDORS:
+        devices: list[dict[str, Any]] = []
+        # Device by device (each read takes the lock), so a long scan never holds other requests up.
+        for index in range(state.fleet.size):
+            if len(devices) >= limit:
+                break
+            device = state.fleet.device(index)
+            if wanted is None or device[wanted[0]] == wanted[1]:
+                devices.append(_discovered(name, device))
+        found[name] = devices
+    return found
+
+
+def _discovered(vendor: str, device: dict[str, Any]) -> dict[str, Any]:
+    if vendor == "cisco":
+        return {"iccid": device["iccid"], "status": device["status"]}
+    if vendor == "huawei":
+        return {
+            "device_id": ROMA_ID_BASE + device["index"],
+            "online_status": device["online_status"],
+            "online_status_name": ONLINE_NAMES[device["online_status"]],
+        }
+    if vendor == "verizon":
+        return {key: device[key] for key in ("imei", "firmware", "make", "model", "protocol")}
+    return {"imei": device["imei"], "ip_address": device["ip_address"]}
+
+
 def create_app(state: SimulatorState) -> FastAPI:
     """Build the simulator app over ``state`` (one app per state; the routers close over it)."""
+    # No /docs or /redoc: their pages load Swagger UI and ReDoc from a CDN, which may be unreachable.
     app = FastAPI(
         title="airflow-provider-iotfleet vendor simulator",
-        docs_url="/_sim/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/_sim/openapi.json",
     )
-    for vendor in (paloalto, cisco, huawei, verizon):
-        app.include_router(vendor.router(state))
+    for name, vendor in (("paloalto", paloalto), ("cisco", cisco), ("huawei", huawei), ("verizon", verizon)):
+        routes = vendor.router(state)
+        app.include_router(routes, prefix=f"/{name}")
+        # The same routes at the vendor's real paths; the schema lists them once, under the prefix.
+        app.include_router(routes, include_in_schema=False)
 
     @app.get("/_sim/state")
     async def sim_state() -> JSONResponse:
         """Changed devices, scheduled edits and counters (read-only)."""
         return JSONResponse(state.snapshot())
+
+    @app.get("/_sim/devices")
+    async def sim_devices(request: Request) -> JSONResponse:
+        """Device identifiers to try, per vendor, with the state each vendor shows.
+
+        ``?vendor=`` one vendor only; ``?status=`` only devices in that state (needs ``vendor``:
+        a SIM status such as ``ACTIVATED`` for ``cisco``, ``online``/``offline``/``never_connected``
+        or ``1``/``2``/``0`` for ``huawei``, a firmware version for ``verizon``); ``?limit=`` how many
+        per vendor (10 by default, at most 1000). Answers ``{vendor: [device, ...]}``, devices in
+        index order: ``{"iccid", "status"}`` (cisco), ``{"device_id", "online_status",
+        "online_status_name"}`` (huawei), ``{"imei", "firmware", "make", "model", "protocol"}``
+        (verizon), ``{"imei", "ip_address"}`` (paloalto, which has no state to filter on).
+        """
+        query = request.query_params
+        vendor = query.get("vendor") or None
+        status = query.get("status") or None
+        limit_text = query.get("limit", "10")
+        if vendor is not None and vendor not in VENDORS:
+            return JSONResponse({"detail": f"vendor must be one of {', '.join(VENDORS)}"}, status_code=400)
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= DISCOVERY_LIMIT:
+            return JSONResponse(
+                {"detail": f"limit must be a whole number within 1..{DISCOVERY_LIMIT}"}, status_code=400
+            )
+        if status is not None and vendor in (None, "paloalto"):
+            return JSONResponse(
+                {"detail": "status needs vendor=cisco, huawei or verizon (each has its own states)"},
+                status_code=400,
+            )
+        wanted = _discovery_filter(vendor, status)
+        if isinstance(wanted, str):
+            return JSONResponse({"detail": wanted}, status_code=400)
+        state.campaigns.progress()
+        return JSONResponse(_discover(state, vendor, wanted, int(limit_text)))
 
     @app.get("/_sim/devices/{imei}")
     async def sim_device(imei: str) -> JSONResponse:
@@ -330,6 +441,7 @@ def create_app(state: SimulatorState) -> FastAPI:
         index = state.fleet.by_imei(imei)
         if index is None:
             return JSONResponse({"detail": "no such device"}, status_code=404)
+        state.campaigns.progress()
         return JSONResponse(device_json(state.fleet.device(index)))
 
     @app.post("/_sim/clock/advance")

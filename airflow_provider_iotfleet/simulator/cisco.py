@@ -1,4 +1,4 @@
-"""Cisco IoT Control Center REST v1 as the simulator serves it, under ``/cisco/rws/api/v{n}``."""
+"""Cisco IoT Control Center REST v1 as the simulator serves it, at ``/rws/api/v{n}`` (and under ``/cisco``)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def _date(value: datetime | None) -> str | None:
 
 
 def router(sim: SimulatorState) -> APIRouter:
-    api = APIRouter(prefix="/cisco/rws/api")
+    """The Control Center routes at the vendor's paths (``/rws/api/v1/...``), over ``sim``."""
+    api = APIRouter(prefix="/rws/api")
     credentials = sim.config.credentials
 
     def refuse(request: Request, api_version: str) -> JSONResponse | None:
@@ -170,6 +171,28 @@ def router(sim: SimulatorState) -> APIRouter:
             return _error("20000001", "Resource not found - Invalid ICCID.", 404)
         return answer(200, describe(index))
 
+    # The matches of the latest searches, so that paging through a large fleet scans it once, not
+    # once per page: (since, status) -> (what the fleet's changes looked like, matching indices).
+    searches: dict[tuple[datetime, str | None], tuple[int, list[int]]] = {}
+
+    def search_matches(since: datetime, status: str | None) -> list[int]:
+        changed = sim.fleet.changed
+        signature = sim.fleet.changes_recorded
+        cached = searches.get((since, status))
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        # Untouched devices were all last updated by BASE_DATE: past it, only changed ones can match.
+        candidates = range(sim.fleet.size) if since <= BASE_DATE else sorted(changed)
+        matches = []
+        for index in candidates:
+            device = sim.fleet.device(index)
+            if device["date_updated"] >= since and (status is None or device["status"] == status):
+                matches.append(index)
+        if len(searches) >= 16:
+            searches.clear()
+        searches[(since, status)] = (signature, matches)
+        return matches
+
     @api.get("/{api_version}/devices")
     async def search_devices(api_version: str, request: Request) -> JSONResponse:
         if refused := refuse(request, api_version):
@@ -185,15 +208,9 @@ def router(sim: SimulatorState) -> APIRouter:
             return _error("10000012", "Invalid date format.")
         status = query.get("status")
         with sim.lock:
-            # Untouched devices were all last updated by BASE_DATE: past it, only changed ones can match.
-            candidates = range(sim.fleet.size) if since <= BASE_DATE else sorted(sim.fleet.changed)
-            matches = []
-            for index in candidates:
-                device = sim.fleet.device(index)
-                if device["date_updated"] >= since and (status is None or device["status"] == status):
-                    matches.append(device)
-        start = (page_number - 1) * page_size
-        page = matches[start : start + page_size]
+            matches = search_matches(since, status)
+            start = (page_number - 1) * page_size
+            page = [sim.fleet.device(index) for index in matches[start : start + page_size]]
         return answer(
             200,
             {

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+from airflow_provider_iotfleet.simulator.campaigns import CampaignBook
 from airflow_provider_iotfleet.simulator.fleet import MAX_DEVICES, Fleet
 
 VENDORS = ("paloalto", "cisco", "huawei", "verizon")
@@ -110,6 +111,13 @@ class SimulatorConfig:
     :param retry_after_seconds: the wait every 429 asks for; ``None`` asks 1 s for the
         ``rate_limited`` fault and the time until the rate limit's window frees up (at least 1 s).
     :param request_log_size: how many of the latest API requests :attr:`SimulatorState.requests` keeps.
+    :param campaign_devices_per_hour: how many devices a ThingSpace firmware campaign upgrades per hour
+        while it runs (inside its dates and time windows), one after the other in IMEI order; 60 by
+        default, so a one-day campaign, or one with a five-hour window, gets through 300 devices.
+    :param campaign_failure_share: the share (0..1) of a campaign's eligible devices whose upgrade
+        fails (``UpgradeFailed``); which ones is decided per seed, campaign id and IMEI.
+    :param campaign_page_size: devices per page of a campaign's device report, and campaigns per
+        page of the campaign history (``maxPageSize``; 1000 like the vendor).
     """
 
     devices: int = 5000
@@ -125,6 +133,9 @@ class SimulatorConfig:
     retry_after_style: str = "seconds"
     retry_after_seconds: float | None = None
     request_log_size: int = 100_000
+    campaign_devices_per_hour: float = 60.0
+    campaign_failure_share: float = 0.0
+    campaign_page_size: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -144,6 +155,14 @@ class SimulatorConfig:
             raise ValueError(f"retry_after_seconds must be within 0..1e9, got {self.retry_after_seconds}")
         if self.request_log_size < 0:
             raise ValueError(f"request_log_size must not be negative, got {self.request_log_size}")
+        if not 0 < self.campaign_devices_per_hour <= 10**6:
+            raise ValueError(
+                f"campaign_devices_per_hour must be within 0..1e6 (above 0), got {self.campaign_devices_per_hour}"
+            )
+        if not 0.0 <= self.campaign_failure_share <= 1.0:
+            raise ValueError(f"campaign_failure_share must be within 0..1, got {self.campaign_failure_share}")
+        if self.campaign_page_size < 1:
+            raise ValueError(f"campaign_page_size must be at least 1, got {self.campaign_page_size}")
         unknown = set(self.rate_limits) - set(VENDORS)
         if unknown:
             raise ValueError(f"rate_limits names unknown vendors: {', '.join(sorted(unknown))}")
@@ -164,6 +183,8 @@ class SimulatorState:
         self.random = random.Random(config.seed)
         self.dice = random.Random(config.seed)
         self.fleet = Fleet(size=config.devices, seed=config.seed, now=self.now, lock=self.lock)
+        #: ThingSpace firmware campaigns; their progress is brought up to the clock on every read.
+        self.campaigns = CampaignBook(config, self.fleet, self.now, self.lock)
         # token -> expiry (simulator time); session token -> last use
         self.tokens: dict[str, dict[str, datetime]] = defaultdict(dict)
         self.sessions: dict[str, datetime] = {}
@@ -182,10 +203,11 @@ class SimulatorState:
         return datetime.now(UTC) + self.clock_offset
 
     def advance(self, seconds: float) -> None:
-        """Move the simulator clock forward (scheduled edits come due, tokens and sessions age)."""
+        """Move the simulator clock forward (scheduled edits come due, campaigns progress, tokens age)."""
         with self.lock:
             self.clock_offset += timedelta(seconds=seconds)
             self.fleet.apply_due()
+            self.campaigns.progress()
 
     def count(self, name: str) -> None:
         with self.lock:
@@ -375,9 +397,14 @@ class SimulatorState:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        """The read-only state tests assert on: changed devices, scheduled edits, counters."""
+        """The read-only state tests assert on: changed devices, scheduled edits, campaigns, counters.
+
+        ``campaigns`` maps each ThingSpace campaign id to the campaign as ``GET /campaigns`` shows
+        it, plus ``devices``: ``{imei: {"status", "resultReason"}}`` as its device report shows them.
+        """
         with self.lock:
             self.fleet.apply_due()
+            self.campaigns.progress()
             return {
                 "devices": self.config.devices,
                 "seed": self.config.seed,
@@ -386,6 +413,7 @@ class SimulatorState:
                     str(index): device_json(self.fleet.device(index)) for index in sorted(self.fleet.changed)
                 },
                 "scheduled": self.fleet.pending,
+                "campaigns": self.campaigns.summary(),
                 "counters": dict(self.counters),
                 "login_failures": dict(self.login_failures),
             }

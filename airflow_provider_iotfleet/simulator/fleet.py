@@ -78,6 +78,8 @@ class Fleet:
     seed: int
     now: Any  # Callable[[], datetime], the simulator clock
     changed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: how many changes were recorded: a search may reuse what it found while this stays the same.
+    changes_recorded: int = 0
     _scheduled: list[tuple[datetime, int, int, dict[str, Any]]] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     lock: Any = field(default_factory=threading.RLock)
@@ -169,8 +171,8 @@ class Fleet:
             device.update(self.changed.get(index, {}))
             return device
 
-    def update(self, index: int, changes: dict[str, Any]) -> None:
-        """Record changes to a device, stamping ``date_updated`` with the simulator clock."""
+    def update(self, index: int, changes: dict[str, Any], at: datetime | None = None) -> None:
+        """Record changes to a device, stamping ``date_updated`` with ``at`` or the simulator clock."""
         with self.lock:
             current = self.changed.setdefault(index, {})
             for key, value in changes.items():
@@ -180,7 +182,8 @@ class Fleet:
                     current[key] = merged
                 else:
                     current[key] = value
-            current["date_updated"] = self.now()
+            current["date_updated"] = at or self.now()
+            self.changes_recorded += 1
 
     def indices_where(self, key: str, value: Any) -> list[int]:
         """Return, in index order, the devices whose ``key`` is ``value`` now.

@@ -1,32 +1,104 @@
-"""Huawei Cloud ROMA Connect LINK (and IAM tokens) as the simulator serves them, under ``/huawei``.
+"""Huawei Cloud ROMA Connect LINK (and IAM tokens) as the simulator serves them.
+
+The router's paths are the vendor's own (``/v2/{project_id}/link/...``, ``/v3/auth/tokens``); the app
+serves them both under ``/huawei`` and at its root, where Huawei's SDK (which keeps only the scheme
+and host of its endpoint) finds them.
 
 Requests are authenticated like the API gateway does: an ``SDK-HMAC-SHA256`` signature recomputed
-from what arrived on the wire (signed headers, path, query, body) and a date within 15 minutes, or an
-IAM token from ``/huawei/v3/auth/tokens``.
+from what arrived on the wire (signed headers, path, query, body) with the simulator's own
+implementation of Huawei's published algorithm, and a date within 15 minutes; or an IAM token from
+``/v3/auth/tokens``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from airflow_provider_iotfleet.hooks.huawei import SDK_DATE_FORMAT, SIGNING_ALGORITHM, request_signature
 from airflow_provider_iotfleet.simulator.core import SimulatorState
-from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE
+from airflow_provider_iotfleet.simulator.fleet import NEVER_CONNECTED, OFFLINE, ONLINE
 from airflow_provider_iotfleet.simulator.web import MALFORMED, answer, read_json
 
+SIGNING_ALGORITHM = "SDK-HMAC-SHA256"
+SDK_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 IAM_TOKEN_LIFETIME = 24 * 3600
 MAX_LIMIT = 999
+ONLINE_STATUSES = (NEVER_CONNECTED, ONLINE, OFFLINE)
+
+
+# --- SDK-HMAC-SHA256, as Huawei publishes it -----------------------------------------------------
+
+
+def _encode(text: str) -> str:
+    return quote(text, safe="~")
+
+
+def canonical_request(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> str:
+    """Huawei's canonical request, from the request as it arrived.
+
+    Its lines are the method; the URI with each path segment percent-encoded (``~`` kept) and a
+    trailing ``/``; the query's pairs encoded the same way, sorted by key then value, joined with
+    ``&``; ``name:value`` lines (names lower-cased, values stripped) for the headers given, which are
+    the signed ones, in sorted order, each ending in a newline; the signed header names joined with
+    ``;``; and the hex SHA-256 of the body.
+
+    :param path: the request path (percent-encoded or not: it is decoded, then encoded again).
+    :param query: the raw query string.
+    :param headers: the signed headers' values, by name.
+    """
+    uri = "/".join(_encode(unquote(segment)) for segment in path.split("/"))
+    if not uri.endswith("/"):
+        uri += "/"
+    pairs = sorted((_encode(k), _encode(v)) for k, v in parse_qsl(query, keep_blank_values=True))
+    values = {name.lower(): value.strip() for name, value in headers.items()}
+    signed = sorted(values)
+    lines = [
+        method.upper(),
+        uri,
+        "&".join(f"{key}={value}" for key, value in pairs),
+        "".join(f"{name}:{values[name]}\n" for name in signed),
+        ";".join(signed),
+        hashlib.sha256(body).hexdigest(),
+    ]
+    return "\n".join(lines)
+
+
+def string_to_sign(canonical: str, sdk_date: str) -> str:
+    """Three lines: ``SDK-HMAC-SHA256``, ``X-Sdk-Date``, the hex SHA-256 of the canonical request."""
+    return f"{SIGNING_ALGORITHM}\n{sdk_date}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def signature(secret_key: str, text: str) -> str:
+    """The hex HMAC-SHA256 of the string to sign, keyed with the SK."""
+    return hmac.new(secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def online_status_filter(text: str | None) -> set[int] | None:
+    """The ``online_status`` query value as a set of codes: one code, or several comma-separated.
+
+    ``None`` when absent; :class:`ValueError` for anything but ``0`` (never connected), ``1``
+    (online), ``2`` (offline), which is what the ROMA API takes.
+    """
+    if text is None:
+        return None
+    codes = {int(part) for part in text.split(",")}
+    if not codes <= set(ONLINE_STATUSES):
+        raise ValueError(f"online_status codes are 0, 1, 2: {text!r}")
+    return codes
 
 
 def router(sim: SimulatorState) -> APIRouter:
-    api = APIRouter(prefix="/huawei")
+    """The ROMA Connect and IAM routes at the vendor's paths (``/v2/...``, ``/v3/auth/tokens``)."""
+    api = APIRouter()
     credentials = sim.config.credentials
 
     def error(status: int, code: str, message: str) -> JSONResponse:
@@ -65,7 +137,7 @@ def router(sim: SimulatorState) -> APIRouter:
             return "no SDK-HMAC-SHA256 Authorization header"
         try:
             fields = dict(part.strip().split("=", 1) for part in rest.split(","))
-            access, signed, signature = (
+            access, signed, given = (
                 fields["Access"],
                 fields["SignedHeaders"].split(";"),
                 fields["Signature"],
@@ -81,11 +153,17 @@ def router(sim: SimulatorState) -> APIRouter:
             return "x-sdk-date expired"
         if any(name not in request.headers for name in signed) or "x-sdk-date" not in signed:
             return "verify aksk signature fail"
-        headers = {name: request.headers[name] for name in signed}
-        expected, _ = request_signature(
-            credentials.huawei_secret_key, request.method, str(request.url), headers, await request.body()
+        canonical = canonical_request(
+            request.method,
+            request.url.path,
+            request.url.query,
+            {name: request.headers[name] for name in signed},
+            await request.body(),
         )
-        if not hmac.compare_digest(expected, signature):
+        expected = signature(
+            credentials.huawei_secret_key, string_to_sign(canonical, request.headers["x-sdk-date"])
+        )
+        if not hmac.compare_digest(expected, given):
             return "verify aksk signature fail"
         return None
 
@@ -96,6 +174,7 @@ def router(sim: SimulatorState) -> APIRouter:
     def describe(index: int) -> dict[str, Any]:
         device = sim.fleet.device(index)
         return {
+            "id": device["roma_id"],
             "device_id": device["roma_id"],
             "device_name": device["name"],
             "node_id": device["imei"],
@@ -103,7 +182,9 @@ def router(sim: SimulatorState) -> APIRouter:
             "online_status": device["online_status"],
             "status": 0,
             "client_id": f"{device['roma_id']}_{device['imei']}",
-            "created_datetime": device["date_added"].isoformat(),
+            # Epoch milliseconds, as the API (and its SDK's int fields) has them.
+            "created_datetime": int(device["date_added"].timestamp() * 1000),
+            "last_updated_datetime": int(device["date_updated"].timestamp() * 1000),
         }
 
     @api.post("/v2/{project_id}/link/instances/{instance_id}/devices/force-offline")
@@ -139,7 +220,7 @@ def router(sim: SimulatorState) -> APIRouter:
         try:
             offset = int(query.get("offset", 0))
             limit = int(query.get("limit", 10))
-            online_status = int(query["online_status"]) if "online_status" in query else None
+            online_status = online_status_filter(query.get("online_status"))
         except ValueError:
             return error(
                 400, "SCB.00000000", "Parameter is not valid for operation [romalink.link-device.list]."
@@ -152,7 +233,9 @@ def router(sim: SimulatorState) -> APIRouter:
             total = sim.fleet.size
             indices = list(range(offset, min(offset + limit, total)))
         else:
-            matching = sim.fleet.indices_where("online_status", online_status)
+            matching = sorted(
+                index for code in online_status for index in sim.fleet.indices_where("online_status", code)
+            )
             total = len(matching)
             indices = matching[offset : offset + limit]
         return answer(200, {"total": total, "size": len(indices), "items": [describe(i) for i in indices]})

@@ -1,4 +1,4 @@
-"""Palo Alto Networks IoT Security as the simulator serves it, under ``/paloalto``.
+"""Palo Alto Networks IoT Security as the simulator serves it, at the root and under ``/paloalto``.
 
 Both ways in: the tenant portal's v4.0 API (``/pub/v4.0``, key headers) and Strata Cloud Manager
 (``/oauth2/access_token`` and ``/iot/pub/v1``, OAuth2 bearer tokens).
@@ -41,7 +41,8 @@ LOOKUPS = (
 
 
 def router(sim: SimulatorState) -> APIRouter:
-    api = APIRouter(prefix="/paloalto")
+    """The IoT Security routes at the vendor's paths (``/pub/v4.0/...`` and the SCM ones), over ``sim``."""
+    api = APIRouter()
     credentials = sim.config.credentials
 
     def key_refused(request: Request) -> JSONResponse | None:

@@ -1,7 +1,9 @@
 """Which devices an API request names, and whether it asks for a change: for the request log.
 
 Read from the request as sent (path and JSON body), whether or not the vendor then applies it, so
-the log shows what a client sent even when a fault answered in the vendor's place.
+the log shows what a client sent even when a fault answered in the vendor's place. Paths are the
+vendor's own (``/rws/api/v1/devices/...``), without the simulator's ``/cisco``-style prefix:
+:func:`vendor_of` tells the vendor of a path either way.
 """
 
 from __future__ import annotations
@@ -11,16 +13,53 @@ import math
 import re
 from typing import Any
 
-CISCO_DEVICE = re.compile(r"/cisco/rws/api/[^/]+/devices/([^/]+)")
-HUAWEI_FORCE_OFFLINE = re.compile(r"/huawei/v2/[^/]+/link/instances/[^/]+/devices/force-offline")
-HUAWEI_DEVICE = re.compile(r"/huawei/v2/[^/]+/link/instances/[^/]+/devices/([^/]+)")
-VERIZON_SUBSET = re.compile(r"/verizon/api/fota/v3/devices/[^/]+")
-VERIZON_SYNC = re.compile(r"/verizon/api/fota/v3/firmware/[^/]+/devices")
-PALOALTO_BULK = re.compile(r"/paloalto/(?:pub/v4\.0|iot/pub/v1)/device/bulkUpdate")
+from airflow_provider_iotfleet.simulator.core import VENDORS
+
+CISCO_DEVICE = re.compile(r"/rws/api/[^/]+/devices/([^/]+)")
+HUAWEI_FORCE_OFFLINE = re.compile(r"/v2/[^/]+/link/instances/[^/]+/devices/force-offline")
+HUAWEI_DEVICE = re.compile(r"/v2/[^/]+/link/instances/[^/]+/devices/([^/]+)")
+VERIZON_SUBSET = re.compile(r"/api/fota/v3/devices/[^/]+")
+VERIZON_SYNC = re.compile(r"/api/fota/v3/firmware/[^/]+/devices")
+VERIZON_CAMPAIGN = re.compile(r"/api/fota/v3/campaigns/firmware/[^/]+(?:/[^/]+)?")
+PALOALTO_BULK = re.compile(r"/(?:pub/v4\.0|iot/pub/v1)/device/bulkUpdate")
+
+#: The first segment of each vendor's real paths, served at the simulator's root.
+ROOT_SEGMENTS = {
+    "pub": "paloalto",
+    "iot": "paloalto",
+    "oauth2": "paloalto",
+    "rws": "cisco",
+    "v2": "huawei",
+    "v3": "huawei",
+    "api": "verizon",
+}
+#: Login and token endpoints, per vendor (vendor paths).
+AUTH_PATHS = {
+    "paloalto": ("/oauth2/",),
+    "huawei": ("/v3/auth/",),
+    "verizon": ("/api/ts/", "/api/m2m/"),
+}
+
+
+def vendor_of(path: str) -> tuple[str | None, str]:
+    """The vendor a request path is for and the path as the vendor has it (``(None, path)``: no vendor).
+
+    ``/cisco/rws/api/v1/devices/1`` and ``/rws/api/v1/devices/1`` are both ``("cisco",
+    "/rws/api/v1/devices/1")``.
+    """
+    first, _, rest = path.lstrip("/").partition("/")
+    if first in VENDORS:
+        return first, "/" + rest
+    return ROOT_SEGMENTS.get(first), path
+
+
+def is_auth(vendor: str, vendor_path: str) -> bool:
+    """Whether the request is a login or token request (never faulted nor throttled)."""
+    return vendor_path.startswith(AUTH_PATHS.get(vendor, ()))
 
 
 def body_kind(method: str, path: str) -> str | None:
-    """The kind of request whose device ids are in its JSON body, or ``None``."""
+    """The kind of request whose device ids are in its JSON body, or ``None`` (``path``: the vendor's)."""
     if method == "POST" and HUAWEI_FORCE_OFFLINE.fullmatch(path):
         return "huawei.force_offline"
     if method == "PUT" and VERIZON_SYNC.fullmatch(path):
@@ -29,11 +68,14 @@ def body_kind(method: str, path: str) -> str | None:
         return "verizon.subset"
     if method == "PUT" and PALOALTO_BULK.fullmatch(path):
         return "paloalto.bulk_update"
+    # Scheduling a firmware campaign, and adding or removing its devices, name devices to change.
+    if method in ("POST", "PUT") and VERIZON_CAMPAIGN.fullmatch(path):
+        return "verizon.campaign"
     return None
 
 
 def path_devices(method: str, path: str) -> tuple[list[str], bool]:
-    """Device ids named in the path (Cisco ICCIDs, ROMA ids) and whether the request is a write."""
+    """Device ids named in the (vendor) path (Cisco ICCIDs, ROMA ids) and whether it is a write."""
     if match := CISCO_DEVICE.fullmatch(path):
         return [match.group(1)], method == "PUT"
     if method == "GET" and (match := HUAWEI_DEVICE.fullmatch(path)):

@@ -1,4 +1,8 @@
-"""Verizon ThingSpace (OAuth, M2M session login, FOTA v3) as the simulator serves it, under ``/verizon``."""
+"""Verizon ThingSpace (OAuth, M2M session login, FOTA v3 with firmware campaigns) as the simulator serves it.
+
+The router's paths are the vendor's own (``/api/ts/v1/oauth2/token``, ``/api/m2m/v1/session/login``,
+``/api/fota/v3/...``); the app serves them both under ``/verizon`` and at its root.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from airflow_provider_iotfleet.simulator.campaigns import (
+    FIRMWARE,
+    PROTOCOLS,
+    REQUEST_PENDING,
+    CampaignError,
+)
 from airflow_provider_iotfleet.simulator.core import SimulatorState
 from airflow_provider_iotfleet.simulator.fleet import NEVER_CONNECTED, ONLINE, imei_of
 from airflow_provider_iotfleet.simulator.web import (
@@ -40,7 +50,8 @@ def _timestamp(value: datetime) -> str:
 
 
 def router(sim: SimulatorState) -> APIRouter:
-    api = APIRouter(prefix="/verizon/api")
+    """The ThingSpace routes at the vendor's paths (``/api/...``), over ``sim``."""
+    api = APIRouter(prefix="/api")
     credentials = sim.config.credentials
 
     def error(code: str, message: str, status: int = 400) -> JSONResponse:
@@ -61,7 +72,12 @@ def router(sim: SimulatorState) -> APIRouter:
             sim.sessions[session or ""] = now
         if account != credentials.verizon_account:
             return error("FOTA.REQUEST_FAILED.AccountNotFound", f"Account {account} was not found.")
+        # Campaigns upgrade firmware as the clock moves: what this request reads must show it.
+        sim.campaigns.progress()
         return None
+
+    def refused_campaign(problem: CampaignError) -> JSONResponse:
+        return error(problem.code, problem.message, problem.status)
 
     def describe(index: int) -> dict[str, Any]:
         device = sim.fleet.device(index)
@@ -190,6 +206,111 @@ def router(sim: SimulatorState) -> APIRouter:
         sim.count("verizon.firmware_syncs")
         # sic: the vendor's misspelling of the list name
         return answer(200, {"accountName": account, "deviceFirmwarVersionList": results})
+
+    @api.get("/fota/v3/firmware/{account}")
+    async def list_firmware(account: str, request: Request) -> JSONResponse:
+        """The firmware on offer: ``[{firmwareName, firmwareFrom, firmwareTo, launchDate, releaseNote,
+        make, model, protocol}]``, only ``?protocol=`` ones if given."""
+        if refused := refuse(request, account):
+            return refused
+        protocol = request.query_params.get("protocol")
+        if protocol is not None and protocol not in PROTOCOLS:
+            return error(
+                "FOTA.REQUEST_FAILED.InvalidParameter", f"protocol must be one of {', '.join(PROTOCOLS)}."
+            )
+        return answer(
+            200,
+            [package.json() for package in FIRMWARE.values() if protocol in (None, package.protocol)],
+        )
+
+    @api.post("/fota/v3/campaigns/firmware/{account}")
+    async def schedule_campaign(account: str, request: Request) -> JSONResponse:
+        """Schedule a firmware campaign; the answer is the campaign, ``CampaignRequestPending``."""
+        if refused := refuse(request, account):
+            return refused
+        body = await read_json(request)
+        try:
+            campaign = sim.campaigns.schedule(account, None if body is MALFORMED else body)
+        except CampaignError as problem:
+            return refused_campaign(problem)
+        sim.count("verizon.campaigns")
+        return answer(200, campaign.json(status=REQUEST_PENDING))
+
+    @api.get("/fota/v3/campaigns/{account}/{campaign_id}")
+    async def get_campaign(account: str, campaign_id: str, request: Request) -> JSONResponse:
+        """The campaign, with its status as of now."""
+        if refused := refuse(request, account):
+            return refused
+        try:
+            return answer(200, sim.campaigns.campaign(campaign_id, account).json())
+        except CampaignError as problem:
+            return refused_campaign(problem)
+
+    @api.delete("/fota/v3/campaigns/{account}/{campaign_id}")
+    async def cancel_campaign(account: str, campaign_id: str, request: Request) -> JSONResponse:
+        """Cancel (before the start date) or abort (after) a campaign: ``{"success": true}``."""
+        if refused := refuse(request, account):
+            return refused
+        try:
+            sim.campaigns.cancel(account, campaign_id)
+        except CampaignError as problem:
+            return refused_campaign(problem)
+        return answer(200, {"success": True})
+
+    @api.put("/fota/v3/campaigns/firmware/{account}/{campaign_id}")
+    async def change_campaign_devices(account: str, campaign_id: str, request: Request) -> JSONResponse:
+        """``{"Type": "append"|"remove", "deviceList": [...]}`` before the start date; per-device results."""
+        if refused := refuse(request, account):
+            return refused
+        body = await read_json(request)
+        try:
+            return answer(200, sim.campaigns.change_devices(account, campaign_id, body))
+        except CampaignError as problem:
+            return refused_campaign(problem)
+
+    @api.put("/fota/v3/campaigns/firmware/{account}/{campaign_id}/dates")
+    async def change_campaign_dates(account: str, campaign_id: str, request: Request) -> JSONResponse:
+        """``{startDate, endDate, campaignTimeWindowList?}``: the campaign with its new dates."""
+        if refused := refuse(request, account):
+            return refused
+        body = await read_json(request)
+        try:
+            return answer(200, sim.campaigns.change_dates(account, campaign_id, body).json())
+        except CampaignError as problem:
+            return refused_campaign(problem)
+
+    @api.get("/fota/v3/reports/{account}/campaigns/{campaign_id}/devices")
+    async def campaign_devices(account: str, campaign_id: str, request: Request) -> JSONResponse:
+        """A page of the campaign's devices, IMEIs above ``?lastSeenDeviceId=`` (0 first)."""
+        if refused := refuse(request, account):
+            return refused
+        try:
+            page = sim.campaigns.report(account, campaign_id, request.query_params.get("lastSeenDeviceId"))
+        except CampaignError as problem:
+            return refused_campaign(problem)
+        return answer(200, page)
+
+    async def campaign_history(account: str, request: Request) -> JSONResponse:
+        if refused := refuse(request, account):
+            return refused
+        query = request.query_params
+        try:
+            page = sim.campaigns.history(
+                account, query.get("campaignStatus"), query.get("lastSeenCampaignId")
+            )
+        except CampaignError as problem:
+            return refused_campaign(problem)
+        return answer(200, page)
+
+    @api.get("/fota/v3/reports/{account}/firmware/campaigns")
+    async def firmware_campaign_history(account: str, request: Request) -> JSONResponse:
+        """Campaigns in ``?campaignStatus=`` (required), ids above ``?lastSeenCampaignId=``: the SDK's path."""
+        return await campaign_history(account, request)
+
+    @api.get("/fota/v3/reports/{account}/campaigns")
+    async def documented_campaign_history(account: str, request: Request) -> JSONResponse:
+        """The same history at the path the v3 reference documents."""
+        return await campaign_history(account, request)
 
     @api.post("/ts/v1/oauth2/token")
     async def oauth_token(request: Request) -> JSONResponse:
