@@ -838,7 +838,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         return normalise_campaign(reply.object())
 
     def iter_campaigns(self, status: str, *, account_name: str | None = None) -> Iterator[dict[str, Any]]:
-        """Return an iterator over the account's campaigns in ``status`` (``GET /reports/{acc}/campaigns``),
+        """Return an iterator over the account's campaigns in ``status``
+        (``GET /reports/{acc}/firmware/campaigns``),
         one page requested at a time.
 
         :raises IoTFleetValidationError: for an unknown status, before any request.
@@ -847,7 +848,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             raise IoTFleetValidationError(
                 "status is invalid", [f"{status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"]
             )
-        path = f"reports/{_segment(self.resolve_account(account_name))}/campaigns"
+        path = f"reports/{_segment(self.resolve_account(account_name))}/firmware/campaigns"
 
         def pages() -> Iterator[dict[str, Any]]:
             last_seen: str | None = "0"
@@ -882,8 +883,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def add_campaign_devices(
         self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
     ) -> None:
-        """Add devices to a campaign that has not started (``PUT /campaigns/firmware/{acc}/{id}``),
-        :data:`MAX_CAMPAIGN_IMEIS` per request.
+        """Add devices to a campaign that has not started (``PUT /campaigns/firmware/{acc}/{id}`` with
+        ``"Type": "append"``, as the vendor's SDK names it), :data:`MAX_CAMPAIGN_IMEIS` per request.
 
         A request whose answer was lost is not sent again blindly: the campaign's report is read,
         and only the devices it does not hold yet are sent, once more.
@@ -891,7 +892,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: naming every bad IMEI, before any request.
         :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
         """
-        self._change_campaign_devices(campaign_id, imeis, "add", account_name)
+        self._change_campaign_devices(campaign_id, imeis, "append", account_name)
 
     def remove_campaign_devices(
         self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
@@ -926,13 +927,13 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                         device["device_id"]
                         for device in self.campaign_progress(campaign_id, account_name=account).devices
                     }
-                    batch = [imei for imei in batch if (imei in held) != (change == "add")]
+                    batch = [imei for imei in batch if (imei in held) != (change == "append")]
                     if not batch:
                         break
         self.log.info(
             "%s: %s %d devices in campaign %s",
             VENDOR,
-            "added" if change == "add" else "removed",
+            "added" if change == "append" else "removed",
             len(checked),
             campaign_id,
         )

@@ -176,7 +176,7 @@ class FakeCampaigns(FakeVerizon):
             body = wire.json()
             members = self.devices[match[1]]
             for imei in body["deviceList"]:
-                if body["Type"] == "add":
+                if body["Type"] == "append":
                     members.setdefault(imei, {"deviceId": imei, "status": "RequestPending"})
                 else:
                     members.pop(imei, None)
@@ -212,7 +212,7 @@ class FakeCampaigns(FakeVerizon):
                 "totalDevice": len(members),
                 "deviceList": page,
             }
-        if path == f"/reports/{ACCOUNT}/campaigns":
+        if path == f"/reports/{ACCOUNT}/firmware/campaigns":
             status = wire.query["campaignStatus"][0]
             found = [c for c in self.campaigns.values() if c["status"] == status]
             return 200, {"hasMoreData": False, "lastSeenCampaignId": None, "campaignList": found}
@@ -333,7 +333,7 @@ def test_a_large_device_list_is_scheduled_then_added_in_batches(
     (post,) = fake.requests("POST", "/campaigns/firmware/")
     adds = fake.requests("PUT", r"/campaigns/firmware/[^/]+/\w+$")
     assert post.json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
-    assert [wire.json()["Type"] for wire in adds] == ["add", "add"]
+    assert [wire.json()["Type"] for wire in adds] == ["append", "append"]
     assert [len(wire.json()["deviceList"]) for wire in adds] == [MAX_CAMPAIGN_IMEIS, 500]
     assert sorted(fake.devices[campaign["campaign_id"]]) == sorted(devices)
 
@@ -401,7 +401,7 @@ def test_a_lost_schedule_answer_without_the_campaign_to_show_is_an_unknown_outco
 
     def vanish(wire: Wire) -> tuple[int, Any]:  # the campaign is not (yet) in the history
         status, answer = FakeCampaigns.read(fake, wire)
-        if wire.path.endswith(f"/reports/{ACCOUNT}/campaigns"):
+        if wire.path.endswith(f"/reports/{ACCOUNT}/firmware/campaigns"):
             answer["campaignList"] = []
         return status, answer
 
@@ -606,7 +606,7 @@ def test_a_retried_task_reuses_its_campaign_and_adds_what_it_lacks(
     assert outcome["campaign_id"] == campaign_id
     assert fake.requests("POST", "/campaigns/") == []
     (add,) = fake.requests("PUT", "/campaigns/firmware/")
-    assert add.json() == {"Type": "add", "deviceList": imeis(2, start=2)}
+    assert add.json() == {"Type": "append", "deviceList": imeis(2, start=2)}
     assert sorted(fake.devices[campaign_id]) == imeis(4)
 
 
