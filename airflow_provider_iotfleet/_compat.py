@@ -1,26 +1,19 @@
-"""The few Airflow names whose import path moved between Airflow 3 minor releases."""
+"""The few Airflow names that differ between the Airflow 3 releases we support (3.2.0 and newer)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-try:  # Task SDK 1.1+ (Airflow 3.1+)
-    from airflow.sdk.log import mask_secret
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+# _redact: the function Airflow's log processors use to mask registered secrets.
+from airflow.sdk._shared.secrets_masker import redact as _redact
+from airflow.sdk.log import mask_secret
 
-try:  # Task SDK with async supervisor comms: masking from a coroutine must not block the loop
+try:  # Task SDK 1.3+ (Airflow 3.3+), async supervisor comms: masking from a coroutine must not block the loop
     from airflow.sdk.log import amask_secret
-except ImportError:  # pragma: no cover - older Task SDKs mask locally only
+except ImportError:  # pragma: no cover - Task SDK 1.2 (Airflow 3.2) masks locally only
 
     async def amask_secret(secret: Any, name: str | None = None) -> None:  # type: ignore[misc]
         mask_secret(secret, name)
-
-
-try:  # the function Airflow's log processors use to mask registered secrets
-    from airflow.sdk._shared.secrets_masker import redact as _redact
-except ImportError:  # pragma: no cover - older Task SDKs
-    from airflow.sdk.execution_time.secrets_masker import redact as _redact  # type: ignore[no-redef]
 
 
 def redact(text: str) -> str:
