@@ -334,7 +334,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         instead of or as well as ``firmware_name``. A device on other firmware fails its upgrade.
     :param firmware_to: the firmware to upgrade to (templated).
     :param start_date: the first day devices may upgrade, ``yyyy-mm-dd`` or a date (templated);
-        default: the logical date's day (UTC). Not in the past.
+        default: the logical date's day (UTC), or today if that day has passed (a late run, a
+        backfill): a campaign cannot start in the past.
     :param end_date: the last such day (templated); default: ``start_date``.
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
@@ -578,9 +579,10 @@ def _check_same_firmware(
 
 
 def _run_day(context: Context, now: datetime) -> date:
-    """The logical date's day (UTC); a run without one (a manual run in Airflow 3) runs ``now``."""
+    """The logical date's day (UTC), or ``now``'s when that day has passed or the run has none (a
+    manual run in Airflow 3)."""
     when = context.get("logical_date") or context.get("data_interval_start") or now
-    return when.astimezone(UTC).date()
+    return max(when.astimezone(UTC).date(), now.astimezone(UTC).date())
 
 
 #: ThingSpace documents no limit on campaign names; ours stay short enough to read in its portal.

@@ -565,6 +565,24 @@ def test_the_operator_schedules_a_named_campaign_on_the_logical_dates_day(
     assert post.json()["deviceList"] == imeis(3)
 
 
+@pytest.mark.parametrize(
+    ("logical_date", "start"),
+    [
+        (datetime(2026, 11, 3, 6, tzinfo=UTC), TODAY),  # a late run or a backfill: today, not the past
+        (None, TODAY),  # a manual run without a logical date
+        (datetime(2026, 11, 25, 6, tzinfo=UTC), "2026-11-25"),  # a day ahead stays that day
+    ],
+)
+def test_the_default_start_is_the_logical_day_or_today_when_that_has_passed(
+    fake: FakeCampaigns, clock: FakeClock, logical_date: datetime | None, start: str
+) -> None:
+    outcome = upgrade_operator(clock).execute(run_context(logical_date))
+
+    assert (outcome["start_date"], outcome["end_date"]) == (start, start)
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert (post.json()["startDate"], post.json()["endDate"]) == (start, start)
+
+
 def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:
