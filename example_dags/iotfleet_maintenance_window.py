@@ -1,15 +1,19 @@
 """A maintenance window across three platforms, each step waiting for the last to take effect.
 
 1. Huawei ROMA Connect: force the devices offline, then wait (deferrable) until they are.
-2. Cisco IoT Control Center: schedule a SIM status change for later (``effective_date``), then
+2. Verizon ThingSpace: schedule a firmware upgrade campaign for the devices (on the logical
+   date's day, or today if it has passed), wait (deferrable) until each device's upgrade finished
+   or failed, sync the firmware versions of those upgraded, then wait (deferrable) until each
+   reports the new firmware.
+3. Cisco IoT Control Center: schedule a SIM status change for later (``effective_date``), then
    wait (deferrable) until Control Center has applied it.
-3. Verizon ThingSpace: sync the devices' firmware versions, then wait (deferrable) until each
-   reports the target firmware.
 4. Report, whatever happened before (``all_done``): every operator's outcome and every sensor's
    result, and what failed per device.
 
-Trigger it from the UI with your own device ids, status, delay and firmware (the DAG's params);
-the defaults are devices of the provider's simulator (``make simulator``).
+Trigger it from the UI with your own device ids, status, delay and firmware upgrade (the DAG's
+params; ``firmware_name`` is one of the account's available upgrades, for the devices' make and
+model and their current firmware); the defaults are devices of the provider's simulator
+(``make simulator``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,16 @@ from airflow.sdk import Param, chain, dag, task
 
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
-from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
+from airflow_provider_iotfleet.operators.verizon import (
+    VerizonThingSpaceFirmwareUpgradeOperator,
+    VerizonThingSpaceSyncFirmwareOperator,
+)
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
-from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareSensor
+from airflow_provider_iotfleet.sensors.verizon import (
+    VerizonThingSpaceCampaignSensor,
+    VerizonThingSpaceFirmwareSensor,
+)
 
 WAIT = {"deferrable": True, "poke_interval": 10, "timeout": 6 * 3600}
 
@@ -47,8 +57,12 @@ WAIT = {"deferrable": True, "poke_interval": 10, "timeout": 6 * 3600}
             description="The SIMs' status after the window.",
         ),
         "effective_in_minutes": Param(30, type="integer", minimum=1, maximum=180 * 24 * 60),
-        "imeis": Param(["356908000000103", "356908000000160"], type="array", items={"type": "string"}),
-        "target_firmware": Param("SR1.2.0.0-10657", type="string"),
+        "imeis": Param(["356908000000335", "356908000000640"], type="array", items={"type": "string"}),
+        "firmware_name": Param(
+            "GM01Q-SR1.2.0.0-10657-to-SR1.2.1.0-10702",
+            type="string",
+            description="The upgrade, by its name in the account's firmware list.",
+        ),
     },
     doc_md=__doc__,
 )
@@ -63,9 +77,38 @@ def iotfleet_maintenance_window() -> None:
         **WAIT,
     )
 
+    upgrade = VerizonThingSpaceFirmwareUpgradeOperator(
+        task_id="upgrade_firmware",
+        imeis="{{ params.imeis }}",
+        firmware_name="{{ params.firmware_name }}",
+        # A failed task (or a killed one) leaves no campaign upgrading devices behind it.
+        cancel_on_failure=True,
+    )
+    upgraded = VerizonThingSpaceCampaignSensor(
+        task_id="wait_upgrade",
+        campaign_id="{{ ti.xcom_pull(task_ids='upgrade_firmware')['campaign_id'] }}",
+        # Devices whose upgrade failed are in the report; the window goes on with the others.
+        fail_on_error=False,
+        **{**WAIT, "timeout": 2 * 24 * 3600},
+    )
+
+    @task
+    def devices_upgraded(campaign: dict[str, Any]) -> list[str]:
+        """The devices whose upgrade finished: the ones to sync and to wait for."""
+        return campaign["finished"]
+
+    finished = devices_upgraded(upgraded.output)
+    sync = VerizonThingSpaceSyncFirmwareOperator(task_id="sync_firmware", imeis=finished)
+    firmware = VerizonThingSpaceFirmwareSensor(
+        task_id="wait_firmware",
+        imeis=finished,
+        target_firmware="{{ ti.xcom_pull(task_ids='upgrade_firmware')['firmware_to'] }}",
+        **WAIT,
+    )
+
     @task
     def effective_date(*, params: dict[str, Any]) -> str:
-        """When the SIM change takes effect: computed when the devices are offline, not at the start."""
+        """When the SIM change takes effect: computed when the firmware is done, not at the start."""
         return pendulum.now("UTC").add(minutes=params["effective_in_minutes"]).isoformat()
 
     when = effective_date()
@@ -92,13 +135,6 @@ def iotfleet_maintenance_window() -> None:
         target_status="{{ params.sim_status }}",
         **WAIT,
     )
-    sync = VerizonThingSpaceSyncFirmwareOperator(task_id="sync_firmware", imeis="{{ params.imeis }}")
-    firmware = VerizonThingSpaceFirmwareSensor(
-        task_id="wait_firmware",
-        imeis="{{ params.imeis }}",
-        target_firmware="{{ params.target_firmware }}",
-        **WAIT,
-    )
 
     @task(trigger_rule="all_done")
     def report(*, ti: Any) -> dict[str, Any]:
@@ -106,30 +142,50 @@ def iotfleet_maintenance_window() -> None:
         steps = {
             "force_offline": ti.xcom_pull(task_ids="force_offline", key="outcome"),
             "wait_offline": ti.xcom_pull(task_ids="wait_offline"),
-            "schedule_sim_change": ti.xcom_pull(task_ids="schedule_sim_change", key="outcome"),
-            "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
+            "upgrade_firmware": ti.xcom_pull(task_ids="upgrade_firmware", key="outcome"),
+            "wait_upgrade": ti.xcom_pull(task_ids="wait_upgrade", key="outcome"),
             "sync_firmware": ti.xcom_pull(task_ids="sync_firmware", key="outcome"),
             "wait_firmware": ti.xcom_pull(task_ids="wait_firmware"),
+            "schedule_sim_change": ti.xcom_pull(task_ids="schedule_sim_change", key="outcome"),
+            "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
         }
+        upgrade = steps["wait_upgrade"] or {}
         failed = {
             "force_offline": [
                 f"{f['id']}: {f['message']}" for f in (steps["force_offline"] or {}).get("failed", [])
+            ],
+            "upgrade_firmware": [
+                f"{f['device_id']}: {f['status']} {f['reason']}" for f in upgrade.get("failed", [])
+            ]
+            + [f"{imei}: not upgraded ({upgrade['status']})" for imei in upgrade.get("pending", [])],
+            "sync_firmware": [
+                f"{f['device_id']}: {f['status'] or f['error_code']} {f['reason']}"
+                for f in (steps["sync_firmware"] or {}).get("failed", [])
             ],
             "schedule_sim_change": [
                 f"{f['iccid']}: {f['error_code']} {f['message']}"
                 for f in (steps["schedule_sim_change"] or {}).get("failed", [])
             ],
-            "sync_firmware": [
-                f"{f['device_id']}: {f['status'] or f['error_code']} {f['reason']}"
-                for f in (steps["sync_firmware"] or {}).get("failed", [])
-            ],
         }
         waits = {
-            name: steps[name] is not None for name in ("wait_offline", "wait_sim_change", "wait_firmware")
+            name: steps[name] is not None
+            for name in ("wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change")
         }
         return {"steps": steps, "failed": failed, "waits_done": waits}
 
-    chain(force_offline, offline, when, schedule_sim_change, sims_changed, sync, firmware, report())
+    chain(
+        force_offline,
+        offline,
+        upgrade,
+        upgraded,
+        finished,
+        sync,
+        firmware,
+        when,
+        schedule_sim_change,
+        sims_changed,
+        report(),
+    )
 
 
 iotfleet_maintenance_window()

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ DAG_IDS = (
 SCALE_OUT_LABEL = "demo-wave-1"
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig  # noqa: E402
+from airflow_provider_iotfleet.simulator.campaigns import upgrade_for  # noqa: E402
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, iccid_of, imei_of  # noqa: E402
 
 
@@ -66,35 +66,37 @@ def airflow_env(home: Path, simulator: Simulator) -> dict[str, str]:
     }
 
 
-def advance_scheduled_changes(simulator: Simulator, stop: threading.Event) -> None:
-    """Move the simulated clock past Control Center's scheduled changes as soon as there are any."""
-    state = simulator.state
+def advance_past_pending(simulator: Simulator, stop: threading.Event) -> None:
+    """Move the simulated clock past what the maintenance window waits for, as soon as it is there:
+    a firmware campaign's last device, Control Center's scheduled changes."""
     while not stop.wait(0.5):
-        pending = state.fleet.pending
-        if not pending:
+        moved = simulator.state.advance_past_pending()
+        if moved is None:
             continue
-        due = max(datetime.fromisoformat(change["due"]) for change in pending)
-        seconds = (due - state.now()).total_seconds() + 60
-        state.advance(seconds)
-        print(
-            f"  simulator: clock moved {seconds / 60:.0f} min forward; {len(pending)} scheduled changes applied"
-        )
+        scheduled, campaigns, seconds = moved
+        done = [
+            f"{n} {what}"
+            for n, what in ((campaigns, "firmware campaign"), (scheduled, "scheduled changes"))
+            if n
+        ]
+        print(f"  simulator: clock moved {seconds / 60:.0f} min forward; {' and '.join(done)} done")
 
 
 def pick_devices(simulator: Simulator) -> dict[str, Any]:
     """Devices of the simulated fleet the maintenance window can act on, as the DAG's params."""
     fleet = simulator.state.fleet
     online = [i for i in range(fleet.size) if fleet.device(i)["online_status"] == ONLINE]
-    activated = [i for i in online[5:] if fleet.device(i)["status"] == "ACTIVATED"]
-    firmware = fleet.device(online[10])["firmware"]
-    same_firmware = [i for i in online[10:] if fleet.device(i)["firmware"] == firmware]
+    activated = [i for i in online[5:] if fleet.device(i)["status"] == "ACTIVATED"][:4]
+    rest = [i for i in online[5:] if i not in activated]
+    upgrade = next(u for i in rest if (u := upgrade_for(fleet.device(i))) is not None)
+    upgradable = [i for i in rest if upgrade_for(fleet.device(i)) == upgrade]
     return {
         "roma_device_ids": [ROMA_ID_BASE + i for i in online[:5]],
-        "iccids": [iccid_of(i) for i in activated[:4]],
+        "iccids": [iccid_of(i) for i in activated],
         "sim_status": "DEACTIVATED",
         "effective_in_minutes": 90,
-        "imeis": [imei_of(i) for i in same_firmware[:4]],
-        "target_firmware": firmware,
+        "imeis": [imei_of(i) for i in upgradable[:4]],
+        "firmware_name": upgrade.name,
     }
 
 
@@ -149,6 +151,32 @@ def _decode(value: Any) -> Any:
     return value
 
 
+#: The maintenance window's steps in DAG order, and those whose outcome is under the XCom key "outcome".
+MAINTENANCE_STEPS = (
+    "force_offline",
+    "wait_offline",
+    "upgrade_firmware",
+    "wait_upgrade",
+    "sync_firmware",
+    "wait_firmware",
+    "schedule_sim_change",
+    "wait_sim_change",
+)
+OUTCOME_STEPS = ("force_offline", "wait_upgrade", "sync_firmware", "schedule_sim_change")
+
+
+def _step_summary(task_id: str, value: dict[str, Any]) -> str:
+    """One line for a maintenance step: counts per outcome, what a wait matched, the campaign."""
+    if task_id == "upgrade_firmware":
+        return (
+            f"campaign {value['campaign_id']}: {value['requested']} devices, "
+            f"{value['firmware_from']} -> {value['firmware_to']}"
+        )
+    if task_id in OUTCOME_STEPS:
+        return ", ".join(f"{len(v)} {k}" for k, v in value.items() if isinstance(v, list))
+    return f"{len(value['matched'])} matched: {value.get('statuses') or value.get('firmware')}"
+
+
 def report(results: Results, simulator: Simulator, home: Path) -> bool:
     """Print a short table per DAG; return whether every run succeeded."""
     ok = True
@@ -194,18 +222,11 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
                     f"the simulator holds the label on {labelled} SIMs"
                 )
         else:
-            for task_id, key in (
-                ("force_offline", "outcome"),
-                ("schedule_sim_change", "outcome"),
-                ("sync_firmware", "outcome"),
-            ):
-                for outcome in results.xcom(dag_id, task_id, key):
-                    sizes = {k: len(v) for k, v in outcome.items() if isinstance(v, list)}
-                    print(f"  {task_id:<20} {', '.join(f'{n} {k}' for k, n in sizes.items())}")
-            for task_id in ("wait_offline", "wait_sim_change", "wait_firmware"):
-                for value in results.xcom(dag_id, task_id):
-                    shown = value.get("statuses") or value.get("firmware")
-                    print(f"  {task_id:<20} {len(value['matched'])} matched: {shown}")
+            for task_id in MAINTENANCE_STEPS:
+                for value in results.xcom(
+                    dag_id, task_id, "outcome" if task_id in OUTCOME_STEPS else "return_value"
+                ):
+                    print(f"  {task_id:<20} {_step_summary(task_id, value)}")
             for failures in results.xcom(dag_id, "report"):
                 for step, items in failures["failed"].items():
                     for item in items:
@@ -244,7 +265,7 @@ def demo() -> int:
         ]
         assert [dag_id for dag_id, _ in plan] == list(DAG_IDS)
         stop = threading.Event()
-        advancer = threading.Thread(target=advance_scheduled_changes, args=(simulator, stop), daemon=True)
+        advancer = threading.Thread(target=advance_past_pending, args=(simulator, stop), daemon=True)
         advancer.start()
         try:
             for dag_id, conf in plan:
@@ -288,7 +309,7 @@ def ui() -> int:
                 print(f"airflow {' '.join(command[:2])} failed: see {home / 'setup.log'}")
                 return 1
         stop = threading.Event()
-        threading.Thread(target=advance_scheduled_changes, args=(simulator, stop), daemon=True).start()
+        threading.Thread(target=advance_past_pending, args=(simulator, stop), daemon=True).start()
         print(
             f"airflow standalone with AIRFLOW_HOME={home}: the UI is at http://localhost:8080 "
             "(the admin password is printed below and kept in simple_auth_manager_passwords.json.generated)"

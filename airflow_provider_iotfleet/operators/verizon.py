@@ -333,10 +333,11 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
     :param firmware_from: the firmware the devices run now (templated); with ``firmware_to``,
         instead of or as well as ``firmware_name``. A device on other firmware fails its upgrade.
     :param firmware_to: the firmware to upgrade to (templated).
-    :param start_date: the first day devices may upgrade, ``yyyy-mm-dd`` or a date (templated);
+    :param campaign_start_date: the first day devices may upgrade, ``yyyy-mm-dd`` or a date (templated);
         default: the logical date's day (UTC), or today if that day has passed (a late run, a
         backfill): a campaign cannot start in the past.
-    :param end_date: the last such day (templated); default: ``start_date``.
+    :param campaign_end_date: the last such day (templated); default: ``campaign_start_date``. (Not
+        ``start_date``/``end_date``: those are every operator's own, the task's scheduling dates.)
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
     :param campaign_name: the campaign's name (templated); default: derived from the DAG, task, map
@@ -355,8 +356,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         "firmware_name",
         "firmware_from",
         "firmware_to",
-        "start_date",
-        "end_date",
+        "campaign_start_date",
+        "campaign_end_date",
         "time_windows",
         "campaign_name",
         "account_name",
@@ -370,8 +371,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         firmware_name: str | None = None,
         firmware_from: str | None = None,
         firmware_to: str | None = None,
-        start_date: Any = None,
-        end_date: Any = None,
+        campaign_start_date: Any = None,
+        campaign_end_date: Any = None,
         time_windows: Any = None,
         campaign_name: str | None = None,
         protocol: str = "LWM2M",
@@ -385,8 +386,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         self.firmware_name = firmware_name
         self.firmware_from = firmware_from
         self.firmware_to = firmware_to
-        self.start_date = start_date
-        self.end_date = end_date
+        self.campaign_start_date = campaign_start_date
+        self.campaign_end_date = campaign_end_date
         self.time_windows = time_windows
         self.campaign_name = campaign_name
         self.protocol = protocol
@@ -400,8 +401,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
         wanted = validate_firmware_choice(self.firmware_name, self.firmware_from, self.firmware_to)
-        start = self.start_date if self.start_date is not None else _run_day(context, self.hook.clock.now())
-        end = self.end_date if self.end_date is not None else start
+        start = self.campaign_start_date
+        if start is None:
+            start = _run_day(context, self.hook.clock.now())
+        end = self.campaign_end_date if self.campaign_end_date is not None else start
         # The format and order now; whether the start is in the past only when scheduling (a retried
         # task reusing its campaign may run after the campaign started).
         start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)

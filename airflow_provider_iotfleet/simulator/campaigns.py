@@ -160,6 +160,20 @@ def firmware_catalog() -> tuple[Firmware, ...]:
 FIRMWARE = {package.name: package for package in firmware_catalog()}
 
 
+def upgrade_for(device: dict[str, Any]) -> Firmware | None:
+    """The package that upgrades ``device`` (a :meth:`Fleet.device`) from its current firmware, or
+    ``None`` when it runs the latest."""
+    return next(
+        (
+            package
+            for package in FIRMWARE.values()
+            if (package.make, package.model, package.source)
+            == (device["make"], device["model"], device["firmware"])
+        ),
+        None,
+    )
+
+
 @dataclass
 class Outcome:
     """How a device's turn in a campaign ended."""
@@ -515,6 +529,40 @@ class CampaignBook:
             now = self.now()
             for campaign in self._campaigns.values():
                 self._progress(campaign, now)
+
+    def at_work(self) -> int:
+        """How many campaigns have devices still to upgrade."""
+        with self.lock:
+            now = self.now()
+            working = 0
+            for campaign in self._campaigns.values():
+                self._progress(campaign, now)
+                working += campaign.status not in FINAL_STATUSES and campaign.turns < len(campaign.devices)
+            return working
+
+    def done_by(self) -> datetime | None:
+        """When the last device of the campaigns still at work will have had its turn, on the
+        simulator clock (the end of a campaign's dates if they run out first); ``None`` when no
+        campaign has devices left. What the demo and the example tests move the clock to.
+        """
+        with self.lock:
+            now = self.now()
+            latest: datetime | None = None
+            seconds_per_device = 3600.0 / self.config.campaign_devices_per_hour
+            for campaign in self._campaigns.values():
+                self._progress(campaign, now)
+                if campaign.status in FINAL_STATUSES or campaign.turns >= len(campaign.devices):
+                    continue
+                needed = len(campaign.devices) * seconds_per_device - campaign.credit
+                done = campaign.end_bound
+                for begin, finish in campaign.active_spans(now, campaign.end_bound):
+                    available = (finish - begin).total_seconds()
+                    if available >= needed:
+                        done = begin + timedelta(seconds=needed)
+                        break
+                    needed -= available
+                latest = done if latest is None else max(latest, done)
+            return latest
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -209,6 +209,30 @@ class SimulatorState:
             self.fleet.apply_due()
             self.campaigns.progress()
 
+    def advance_past_pending(
+        self, *, min_scheduled: int = 1, margin: float = 60.0
+    ) -> tuple[int, int, float] | None:
+        """Move the clock ``margin`` seconds past what is pending: the last scheduled Control Center
+        change, once at least ``min_scheduled`` are held, and the last device turn of every campaign
+        still at work.
+
+        What a demo or a test does instead of waiting hours for a maintenance window. Returns
+        ``(scheduled changes, campaigns at work, seconds moved)``, or ``None`` when nothing was due.
+        """
+        with self.lock:
+            scheduled = self.fleet.pending
+            if len(scheduled) < min_scheduled:
+                scheduled = []
+            moments = [datetime.fromisoformat(change["due"]) for change in scheduled]
+            campaigns = self.campaigns.at_work()
+            if (done := self.campaigns.done_by()) is not None:
+                moments.append(done)
+            if not moments:
+                return None
+            seconds = max(0.0, (max(moments) - self.now()).total_seconds()) + margin
+            self.advance(seconds)
+            return len(scheduled), campaigns, seconds
+
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] += 1

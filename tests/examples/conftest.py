@@ -209,30 +209,27 @@ def run_example(dag_id: str, *, logical_date: datetime, run_conf: dict[str, Any]
 
 
 class ClockAdvancer:
-    """Move the simulator's clock past Control Center's scheduled changes once it holds them.
+    """Move the simulator's clock past what a maintenance window waits for, as ``scripts/demo.py`` does.
 
-    A background thread polls ``simulator.state.fleet.pending`` (as ``scripts/demo.py`` does); once
-    at least ``expected`` changes are pending, it moves the clock a minute past the last one's due
-    date, so a ``CiscoControlCenterDeviceStatusSensor`` waiting on them sees them applied.
+    A background thread asks the simulator (``state.advance_past_pending``) to move its clock a
+    minute past the last device turn of any running firmware campaign, and past Control Center's
+    scheduled changes once at least ``expected`` of them are held, so that the sensors waiting on
+    them see them done.
     """
 
     def __init__(self, simulator: Simulator, expected: int) -> None:
         self.simulator = simulator
         self.expected = expected
-        self.advanced: list[tuple[int, float]] = []  # (changes pending, seconds moved)
+        #: (scheduled changes, campaigns at work, seconds moved), each time the clock moved.
+        self.advanced: list[tuple[int, int, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="iotfleet-clock-advancer", daemon=True)
 
     def _run(self) -> None:
-        state = self.simulator.state
         while not self._stop.wait(ADVANCER_POLL_SECONDS):
-            pending = state.fleet.pending
-            if len(pending) < self.expected:
-                continue
-            due = max(datetime.fromisoformat(change["due"]) for change in pending)
-            seconds = (due - state.now()).total_seconds() + 60
-            state.advance(seconds)
-            self.advanced.append((len(pending), seconds))
+            moved = self.simulator.state.advance_past_pending(min_scheduled=self.expected)
+            if moved is not None:
+                self.advanced.append(moved)
 
     def __enter__(self) -> ClockAdvancer:
         self._thread.start()

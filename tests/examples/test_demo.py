@@ -38,7 +38,8 @@ DEMO_FLEET = 300
 TASKS = {
     "iotfleet_firmware_inventory": 2,
     "iotfleet_cellular_enrichment": 8,  # 2 + 3 mapped batches of 100 SIMs, twice
-    "iotfleet_maintenance_window": 9,  # 3 changes, 3 waits, effective_date, sims_to_wait_for, report
+    # 4 operators, 4 sensors, devices_upgraded, effective_date, sims_to_wait_for, report
+    "iotfleet_maintenance_window": 12,
     "iotfleet_fleet_scale_out": 5,  # sim_batches, 3 mapped label_batch, report
 }
 
@@ -143,18 +144,27 @@ def test_make_demo_runs_every_example_dag_to_success(demo_runs: list[DemoRun]) -
         steps = {
             name: _counts(counts)
             for name, counts in re.findall(
-                r"^  (force_offline|schedule_sim_change|sync_firmware)\s+(.*)$", out, re.M
+                r"^  (force_offline|wait_upgrade|sync_firmware|schedule_sim_change)\s+(.*)$", out, re.M
             )
         }
         assert steps == {
             "force_offline": {"succeeded": 5, "failed": 0},
-            "schedule_sim_change": {"updated": 0, "scheduled": 4, "unchanged": 0, "failed": 0},
+            "wait_upgrade": {"finished": 4, "failed": 0, "pending": 0},
             "sync_firmware": {"synced": 4, "failed": 0},
+            "schedule_sim_change": {"updated": 0, "scheduled": 4, "unchanged": 0, "failed": 0},
         }, where
+        campaign = re.search(
+            r"^  upgrade_firmware\s+campaign \S+: 4 devices, (SR[\d.]+-\d+) -> (SR[\d.]+-\d+)$", out, re.M
+        )
+        assert campaign, where
         waits = dict(re.findall(r"^  (wait_\w+)\s+(\d+) matched: ", out, re.M))
-        assert waits == {"wait_offline": "5", "wait_sim_change": "4", "wait_firmware": "4"}, where
+        assert waits == {"wait_offline": "5", "wait_firmware": "4", "wait_sim_change": "4"}, where
+        assert re.search(
+            rf"^  wait_firmware\s+4 matched: \{{('\d+': '{campaign.group(2)}'(, )?){{4}}\}}$", out, re.M
+        ), where
         assert "failed in" not in out, where
-        assert re.search(r"simulator: clock moved \d+ min forward; 4 scheduled changes applied", out), where
+        assert re.search(r"simulator: clock moved \d+ min forward; 1 firmware campaign done", out), where
+        assert re.search(r"simulator: clock moved \d+ min forward; 4 scheduled changes done", out), where
         assert re.search(r"^simulator: \d+ devices changed, 0 changes still scheduled$", out, re.M), where
 
         # The scale-out: every SIM of the account labelled once, in mapped batches, and held by the simulator.

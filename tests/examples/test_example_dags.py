@@ -21,6 +21,7 @@ import pytest
 from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST
 from airflow_provider_iotfleet.simulator import Simulator
+from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE, upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.examples.conftest import (
     EXAMPLE_DAG_IDS,
@@ -54,14 +55,18 @@ EDGES = {
     },
     MAINTENANCE: {
         ("force_offline", "wait_offline"),
-        ("wait_offline", "effective_date"),
+        ("wait_offline", "upgrade_firmware"),
+        ("upgrade_firmware", "wait_upgrade"),
+        ("wait_upgrade", "devices_upgraded"),
+        ("devices_upgraded", "sync_firmware"),
+        ("devices_upgraded", "wait_firmware"),
+        ("sync_firmware", "wait_firmware"),
+        ("wait_firmware", "effective_date"),
         ("effective_date", "schedule_sim_change"),
         ("schedule_sim_change", "wait_sim_change"),
         ("schedule_sim_change", "sims_to_wait_for"),
         ("sims_to_wait_for", "wait_sim_change"),
-        ("wait_sim_change", "sync_firmware"),
-        ("sync_firmware", "wait_firmware"),
-        ("wait_firmware", "report"),
+        ("wait_sim_change", "report"),
     },
     SCALE_OUT: {("sim_batches", "label_batch"), ("label_batch", "report")},
 }
@@ -163,8 +168,8 @@ def test_the_dags_schedules_params_and_trigger_rules(example_bag: Any) -> None:
         "iccids": ["89012600000000000052", "89012600000000000060"],
         "sim_status": "DEACTIVATED",
         "effective_in_minutes": 30,
-        "imeis": ["356908000000103", "356908000000160"],
-        "target_firmware": "SR1.2.0.0-10657",
+        "imeis": ["356908000000335", "356908000000640"],
+        "firmware_name": "GM01Q-SR1.2.0.0-10657-to-SR1.2.1.0-10702",
     }
     assert example_bag.dags[ENRICHMENT].params.validate() == {
         "apn": "iot.fleet.apn",
@@ -486,14 +491,15 @@ def _online(sim: Simulator) -> list[int]:
 
 
 def _maintenance_conf(sim: Simulator) -> dict[str, Any]:
-    """Devices the window can act on, as the DAG's params: disjoint sets of online devices."""
+    """Devices the window can act on, as the DAG's params: disjoint sets of online devices, the
+    firmware ones of one make, model and firmware that the simulator's catalogue can upgrade."""
     fleet = sim.state.fleet
     online = _online(sim)
     roma = online[:3]
     activated = [i for i in online[3:] if fleet.device(i)["status"] == "ACTIVATED"][:4]
     rest = [i for i in online[3:] if i not in activated]
-    firmware = fleet.device(rest[0])["firmware"]
-    same_firmware = [i for i in rest if fleet.device(i)["firmware"] == firmware][:3]
+    upgrade = next(u for i in rest if (u := upgrade_for(fleet.device(i))) is not None)
+    same_firmware = [i for i in rest if upgrade_for(fleet.device(i)) == upgrade][:3]
     assert (len(roma), len(activated), len(same_firmware)) == (3, 4, 3)
     return {
         "roma_device_ids": [ROMA_ID_BASE + i for i in roma],
@@ -501,7 +507,7 @@ def _maintenance_conf(sim: Simulator) -> dict[str, Any]:
         "sim_status": "DEACTIVATED",
         "effective_in_minutes": 90,
         "imeis": [imei_of(i) for i in same_firmware],
-        "target_firmware": firmware,
+        "firmware_name": upgrade.name,
     }
 
 
@@ -529,19 +535,23 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
         [
             "force_offline",
             "wait_offline",
+            "upgrade_firmware",
+            "wait_upgrade",
+            "devices_upgraded",
+            "sync_firmware",
+            "wait_firmware",
             "effective_date",
             "schedule_sim_change",
             "sims_to_wait_for",
             "wait_sim_change",
-            "sync_firmware",
-            "wait_firmware",
             "report",
         ],
         "success",
     )
     assert result.state == "success"
-    # The clock moved once, when Control Center held every scheduled change, past the last one.
-    assert [pending for pending, _ in advancer.advanced] == [len(conf["iccids"])]
+    # The clock moved twice: past the campaign's last device, then, once Control Center held every
+    # scheduled change, past the last one.
+    assert [moved[:2] for moved in advancer.advanced] == [(0, 1), (len(conf["iccids"]), 0)]
     assert simulator.state.fleet.pending == []
 
     # Huawei: forced offline, and the sensor saw them offline.
@@ -571,20 +581,50 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
         "statuses": dict.fromkeys(conf["iccids"], "DEACTIVATED"),
     }
 
-    # Verizon: synced, and every device reports the target firmware.
+    # Verizon: one campaign upgraded every device, a sync read the new firmware, and the sensor saw it.
+    upgrade = FIRMWARE[conf["firmware_name"]]
+    campaign = result.xcom("upgrade_firmware")
+    assert campaign == {
+        "account_name": simulator.connections()["verizon_thingspace_default"]["extra"]["account_name"],
+        "campaign_id": campaign["campaign_id"],
+        "status": "CampaignRequestPending",
+        "requested": 3,
+        "firmware_from": upgrade.source,
+        "firmware_to": upgrade.target,
+        "start_date": started.date().isoformat(),  # the logical date (Nov 3) has passed: today
+        "end_date": started.date().isoformat(),
+    }
+    (held,) = simulator.state.snapshot()["campaigns"].values()
+    assert held["campaignName"] == f"airflow {MAINTENANCE}.upgrade_firmware {result.run_id}"
+    assert result.xcom("wait_upgrade") == {
+        "campaign_id": campaign["campaign_id"],
+        "status": "CampaignScheduled",
+        "finished": conf["imeis"],
+        "failed": [],
+        "pending": [],
+    }
+    assert result.xcom("devices_upgraded") == conf["imeis"]
+    assert [fleet.device(fleet.by_imei(imei))["firmware"] for imei in conf["imeis"]] == [upgrade.target] * 3
     sync = result.xcom("sync_firmware")
     assert [(d["device_id"], d["firmware_version"], d["status"]) for d in sync["synced"]] == [
-        (imei, conf["target_firmware"], "FirmwareVersionUpdateSuccess") for imei in conf["imeis"]
+        (imei, upgrade.target, "FirmwareVersionUpdateSuccess") for imei in conf["imeis"]
     ]
     assert sync["failed"] == []
     assert result.xcom("wait_firmware") == {
         "matched": conf["imeis"],
-        "firmware": dict.fromkeys(conf["imeis"], conf["target_firmware"]),
+        "firmware": dict.fromkeys(conf["imeis"], upgrade.target),
     }
 
     report = result.xcom("report")
-    assert report["failed"] == {"force_offline": [], "schedule_sim_change": [], "sync_firmware": []}
-    assert report["waits_done"] == {"wait_offline": True, "wait_sim_change": True, "wait_firmware": True}
+    assert report["failed"] == {
+        "force_offline": [],
+        "upgrade_firmware": [],
+        "sync_firmware": [],
+        "schedule_sim_change": [],
+    }
+    assert report["waits_done"] == dict.fromkeys(
+        ["wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change"], True
+    )
     assert report["steps"]["schedule_sim_change"] == result.xcom("schedule_sim_change")
     assert report["steps"]["wait_firmware"] == result.xcom("wait_firmware")
 
@@ -597,6 +637,7 @@ class FailedWindow:
     conf: dict[str, Any]
     offline_id: int
     missing: str
+    other_firmware: str
     result: ExampleRun
 
 
@@ -613,11 +654,19 @@ def failed_window(example_db: None) -> Iterator[FailedWindow]:
         assert fleet.by_iccid(missing) is None
         conf["roma_device_ids"] = [*conf["roma_device_ids"][:2], ROMA_ID_BASE + offline]
         conf["iccids"] = [*conf["iccids"][:2], missing]
-        with ClockAdvancer(sim, expected=2):  # the two real SIMs' changes come due
+        # Of the upgrade's make and model, on other firmware: its upgrade fails, the others go on.
+        upgrade = FIRMWARE[conf["firmware_name"]]
+        other_firmware = next(
+            i
+            for i in _online(sim)
+            if (fleet.device(i)["model"], fleet.device(i)["firmware"]) == (upgrade.model, upgrade.target)
+        )
+        conf["imeis"] = [*conf["imeis"][:2], imei_of(other_firmware)]
+        with ClockAdvancer(sim, expected=2):  # the campaign's devices, the two real SIMs' changes
             result = run_example(
                 MAINTENANCE, logical_date=datetime(2026, 11, 4, 6, 0, tzinfo=UTC), run_conf=conf
             )
-        yield FailedWindow(sim, conf, ROMA_ID_BASE + offline, missing, result)
+        yield FailedWindow(sim, conf, ROMA_ID_BASE + offline, missing, imei_of(other_firmware), result)
 
 
 @pytest.mark.slow
@@ -641,10 +690,22 @@ def test_the_maintenance_report_names_exactly_the_devices_that_failed(failed_win
     [not_found] = failed["schedule_sim_change"]
     assert not_found.startswith(f"{missing}: 20000001 "), not_found
     assert not_found.endswith("Resource not found - Invalid ICCID."), not_found
+    upgrade = FIRMWARE[conf["firmware_name"]]
+    assert failed["upgrade_firmware"] == [
+        f"{failed_window.other_firmware}: UpgradeFailed Current device firmware {upgrade.target} is not "
+        f"the campaign's firmwareFrom {upgrade.source}."
+    ]
     assert failed["sync_firmware"] == []
     named = {entry.split(":")[0] for entries in report["failed"].values() for entry in entries}
-    assert named == {str(offline_id), missing}
-    assert report["waits_done"] == {"wait_offline": True, "wait_sim_change": True, "wait_firmware": True}
+    assert named == {str(offline_id), missing, failed_window.other_firmware}
+    assert report["waits_done"] == dict.fromkeys(
+        ["wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change"], True
+    )
+    # Only the devices upgraded were synced and waited for; the other keeps its firmware.
+    assert result.xcom("devices_upgraded") == conf["imeis"][:2]
+    assert [d["device_id"] for d in result.xcom("sync_firmware")["synced"]] == conf["imeis"][:2]
+    assert result.xcom("wait_firmware")["firmware"] == dict.fromkeys(conf["imeis"][:2], upgrade.target)
+    assert fleet.device(fleet.by_imei(failed_window.other_firmware))["firmware"] == upgrade.target
 
     # Everything else was done: the online devices forced offline, the real SIMs scheduled.
     outcome = result.xcom("schedule_sim_change", "outcome")

@@ -321,6 +321,70 @@ def test_devices_upgrade_only_inside_the_dates_and_windows(start_simulator: Simu
     assert [c["id"] for c in history["campaignList"]] == [windowed]
 
 
+def test_done_by_is_when_the_last_device_of_the_running_campaigns_has_had_its_turn(
+    start_simulator: SimulatorFactory,
+) -> None:
+    simulator = start_simulator(devices=1500, campaign_devices_per_hour=6, **QUIET)
+    state = simulator.state
+    thingspace = ThingSpace(simulator)
+    assert state.campaigns.done_by() is None  # no campaign
+
+    devices = eligible(state, 9)
+    day = tomorrow(state)
+    # 10 minutes a device, from 02:00 to 03:00 only: six on the first day, three on the next.
+    windowed = thingspace.schedule(
+        campaign_body(
+            devices[:9], day, day + timedelta(days=1), campaignTimeWindowList=[{"startTime": 2, "endTime": 3}]
+        )
+    )["id"]
+    assert state.campaigns.done_by() == at(day + timedelta(days=1), 2, 30)
+
+    advance_to(state, at(day + timedelta(days=1), 2, 29))
+    assert statuses(thingspace.report(windowed)) == {"Finished": 8, "InProgress": 1}
+    assert state.campaigns.done_by() == at(day + timedelta(days=1), 2, 30)  # the same, from midway too
+    advance_to(state, at(day + timedelta(days=1), 2, 30))
+    assert statuses(thingspace.report(windowed)) == {"Finished": 9}
+    assert state.campaigns.done_by() is None
+
+    # Dates that run out first: the end of the last day.
+    short = thingspace.schedule(
+        campaign_body(
+            eligible(state, 20)[9:],
+            day + timedelta(days=2),
+            day + timedelta(days=2),
+            campaignTimeWindowList=[{"startTime": 23, "endTime": 24}],
+        )
+    )["id"]
+    assert state.campaigns.done_by() == at(day + timedelta(days=3), 0)
+    thingspace.ok("DELETE", f"/campaigns/{{acc}}/{short}")
+    assert state.campaigns.done_by() is None  # a cancelled campaign has no more turns
+
+
+def test_advance_past_pending_moves_the_clock_past_scheduled_changes_and_campaigns(
+    start_simulator: SimulatorFactory,
+) -> None:
+    simulator = start_simulator(devices=1500, campaign_devices_per_hour=6, **QUIET)
+    state = simulator.state
+    assert state.advance_past_pending() is None  # nothing pending: the clock stays
+
+    thingspace = ThingSpace(simulator)
+    devices = eligible(state, 3)
+    day = tomorrow(state)
+    campaign = thingspace.schedule(campaign_body(devices, day, day))["id"]
+    state.fleet.schedule(at(day, 5), 0, {"status": "DEACTIVATED"})
+    # Fewer scheduled changes than asked for: only the campaign counts (done at 00:30).
+    until_done = (at(day, 0, 30) - state.now()).total_seconds()
+    assert state.advance_past_pending(min_scheduled=2, margin=0) == (0, 1, pytest.approx(until_done, abs=1))
+    assert statuses(thingspace.report(campaign)) == {"Finished": 3}
+    assert state.fleet.device(0)["status"] != "DEACTIVATED"
+
+    moved = state.advance_past_pending()
+    assert moved is not None and moved[:2] == (1, 0)
+    assert state.now() == pytest.approx(at(day, 5, 1), abs=timedelta(seconds=1))
+    assert state.fleet.device(0)["status"] == "DEACTIVATED"
+    assert state.advance_past_pending() is None
+
+
 def test_mismatched_devices_fail_and_upgrades_show_in_listing_and_sync(
     start_simulator: SimulatorFactory,
 ) -> None:

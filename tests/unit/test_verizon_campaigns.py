@@ -687,9 +687,9 @@ def test_bad_operator_input_fails_before_any_request(fake: FakeCampaigns, clock:
     with pytest.raises(IoTFleetValidationError, match="give firmware_name, or firmware_from and firmware_to"):
         upgrade_operator(clock, firmware_name=None, firmware_from="SR1").execute(run_context())
     with pytest.raises(IoTFleetValidationError, match="end_date 2026-11-22 is before start_date 2026-11-23"):
-        upgrade_operator(clock, end_date="2026-11-22").execute(run_context())
+        upgrade_operator(clock, campaign_end_date="2026-11-22").execute(run_context())
     with pytest.raises(IoTFleetValidationError, match="start_date 2026-11-20 is in the past"):
-        upgrade_operator(clock, start_date="2026-11-20").execute(run_context())
+        upgrade_operator(clock, campaign_start_date="2026-11-20").execute(run_context())
     assert fake.requests("POST", "/campaigns/") == []
 
 
@@ -710,8 +710,8 @@ def test_the_operator_templates_its_inputs() -> None:
         "firmware_name",
         "firmware_from",
         "firmware_to",
-        "start_date",
-        "end_date",
+        "campaign_start_date",
+        "campaign_end_date",
         "time_windows",
         "campaign_name",
         "account_name",
@@ -891,3 +891,34 @@ def test_connection_paths_are_the_ones_thingspace_documents(
         f"{FOTA}/reports/{ACCOUNT}/campaigns/{campaign_id}/devices",
         f"{FOTA}/firmware/{ACCOUNT}",
     ]
+
+
+def test_the_operator_and_the_sensor_serialize_with_their_dag() -> None:
+    """The DAG processor stores every DAG serialised: the campaign's dates must not be mistaken for
+    the task's own ``start_date``/``end_date``, which Airflow forbids templating."""
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("campaign_dag", schedule=None, start_date=datetime(2026, 11, 1, tzinfo=UTC)) as dag:
+        VerizonThingSpaceFirmwareUpgradeOperator(
+            task_id="upgrade",
+            imeis="{{ params.imeis }}",
+            firmware_name="{{ params.firmware }}",
+            campaign_start_date="{{ ds }}",
+            campaign_end_date="{{ macros.ds_add(ds, 1) }}",
+            time_windows=[[0, 4]],
+        )
+        VerizonThingSpaceCampaignSensor(
+            task_id="wait",
+            campaign_id="{{ ti.xcom_pull(task_ids='upgrade')['campaign_id'] }}",
+            deferrable=True,
+        )
+
+    tasks = DagSerialization.from_dict(DagSerialization.to_dict(dag)).task_dict
+    upgrade, wait = tasks["upgrade"], tasks["wait"]
+    assert upgrade.start_date == datetime(2026, 11, 1, tzinfo=UTC)  # the task's, untouched
+    assert (upgrade.campaign_start_date, upgrade.campaign_end_date) == (
+        "{{ ds }}",
+        "{{ macros.ds_add(ds, 1) }}",
+    )
+    assert wait.campaign_id == "{{ ti.xcom_pull(task_ids='upgrade')['campaign_id'] }}"

@@ -1,0 +1,189 @@
+"""Firmware upgrade campaigns end to end against the simulator, over real sockets.
+
+The upgrade operator schedules a campaign for 300 devices, of which the simulator fails a tenth
+(its seeded dice); the simulated clock then moves past the campaign's last device while the campaign
+sensor's trigger (rebuilt from its serialised form, as the triggerer does) polls it. The sensor must
+report exactly the devices the simulator upgraded and failed, a firmware sync must then return the
+new versions, and the operator run again in the same DAG run must reuse its campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_iotfleet.operators.verizon import (
+    VerizonThingSpaceFirmwareUpgradeOperator,
+    VerizonThingSpaceSyncFirmwareOperator,
+)
+from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
+from airflow_provider_iotfleet.simulator import Simulator
+from airflow_provider_iotfleet.simulator.campaigns import Firmware, upgrade_for
+from airflow_provider_iotfleet.simulator.fleet import ONLINE, imei_of
+from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
+from tests.fakes import operator_context
+from tests.integration.conftest import SimulatorFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+CAMPAIGN_SIZE = 300
+FAILURE_SHARE = 0.1
+
+
+@pytest.fixture
+def simulator(start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
+    """A fleet large enough for 300 online devices of one model and firmware, a tenth of whose
+    upgrades fail, with connections that allow many requests a second."""
+    started = start_simulator(
+        devices=6000,
+        campaign_failure_share=FAILURE_SHARE,
+        campaign_devices_per_hour=600,
+        session_idle_timeout=30 * 24 * 3600.0,
+    )
+    for conn_id, connection in started.connections().items():
+        fast = {**connection, "extra": {**connection.get("extra", {}), "requests_per_second": 1000}}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fast))
+    return started
+
+
+def campaign_devices(simulator: Simulator) -> tuple[Firmware, list[str]]:
+    """The most common upgrade among online devices, and 300 of its devices, in IMEI order."""
+    fleet = simulator.state.fleet
+    by_upgrade: dict[Firmware, list[str]] = {}
+    for index in range(fleet.size):
+        device = fleet.device(index)
+        if device["online_status"] == ONLINE and (upgrade := upgrade_for(device)) is not None:
+            by_upgrade.setdefault(upgrade, []).append(imei_of(index))
+    upgrade, imeis = max(by_upgrade.items(), key=lambda item: len(item[1]))
+    assert len(imeis) >= CAMPAIGN_SIZE
+    return upgrade, sorted(imeis[:CAMPAIGN_SIZE])
+
+
+def event_of(trigger: VerizonThingSpaceCampaignTrigger, simulator: Simulator) -> dict[str, Any]:
+    """Run the trigger; once it has polled without firing, move the simulator's clock past the
+    campaign's last device; return the one event it fires."""
+
+    async def main() -> dict[str, Any]:
+        polls = 0
+        original = trigger.watch_class.apoll
+
+        async def counted(watch: Any, hook: Any) -> None:
+            nonlocal polls
+            await original(watch, hook)
+            polls += 1
+
+        trigger.watch_class.apoll = counted  # type: ignore[method-assign]
+        try:
+            events = asyncio.create_task(_events(trigger))
+            for _ in range(2000):
+                if polls >= 2:
+                    break
+                await asyncio.sleep(0.005)
+            assert polls >= 2 and not events.done(), "the trigger fired before the campaign ran"
+            moved = await asyncio.to_thread(simulator.state.advance_past_pending)
+            assert moved is not None and moved[1] == 1
+            (payload,) = await events
+            return payload
+        finally:
+            trigger.watch_class.apoll = original  # type: ignore[method-assign]
+
+    return asyncio.run(main())
+
+
+async def _events(trigger: VerizonThingSpaceCampaignTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(simulator: Simulator) -> None:
+    upgrade, imeis = campaign_devices(simulator)
+    # Tomorrow on the simulator's clock: no device upgrades before the clock is moved.
+    tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
+    context = operator_context("upgrade")
+    operator = VerizonThingSpaceFirmwareUpgradeOperator(
+        task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+    )
+
+    outcome = operator.execute(context)
+
+    assert outcome == {
+        "account_name": simulator.connections()["verizon_thingspace_default"]["extra"]["account_name"],
+        "campaign_id": outcome["campaign_id"],
+        "status": "CampaignRequestPending",
+        "requested": CAMPAIGN_SIZE,
+        "firmware_from": upgrade.source,
+        "firmware_to": upgrade.target,
+        "start_date": tomorrow,
+        "end_date": tomorrow,
+    }
+    campaign_id = outcome["campaign_id"]
+
+    # Deferred: the trigger polls until the campaign is over, then the sensor reports it.
+    sensor = VerizonThingSpaceCampaignSensor(
+        task_id="wait",
+        campaign_id=campaign_id,
+        deferrable=True,
+        poke_interval=0.05,
+        timeout=60,
+        fail_on_error=False,
+    )
+    sensor_context = operator_context("wait")
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(sensor_context)
+    classpath, kwargs = deferred.value.trigger.serialize()
+    assert classpath == "airflow_provider_iotfleet.triggers.verizon.VerizonThingSpaceCampaignTrigger"
+    trigger = VerizonThingSpaceCampaignTrigger(**json.loads(json.dumps(kwargs)))
+    payload = event_of(trigger, simulator)
+    assert payload["status"] == "success"
+    result = sensor.execute_complete(sensor_context, payload)
+
+    # Exactly what the simulator did, device by device.
+    held = simulator.state.snapshot()["campaigns"][campaign_id]
+    assert sorted(held["devices"]) == imeis
+    statuses = Counter(device["status"] for device in held["devices"].values())
+    assert set(statuses) == {"Finished", "UpgradeFailed"}
+    assert 0.03 * CAMPAIGN_SIZE <= statuses["UpgradeFailed"] <= 0.2 * CAMPAIGN_SIZE  # about a tenth
+    assert result == {
+        "campaign_id": campaign_id,
+        "status": held["status"],
+        "finished": [imei for imei in imeis if held["devices"][imei]["status"] == "Finished"],
+        "failed": [
+            {"device_id": imei, "status": "UpgradeFailed", "reason": held["devices"][imei]["resultReason"]}
+            for imei in imeis
+            if held["devices"][imei]["status"] == "UpgradeFailed"
+        ],
+        "pending": [],
+    }
+    assert sensor_context["ti"].xcom["outcome"] == result  # type: ignore[attr-defined]
+    fleet = simulator.state.fleet
+    for imei in imeis:
+        expected = upgrade.target if imei in result["finished"] else upgrade.source
+        assert fleet.device(fleet.by_imei(imei))["firmware"] == expected, imei
+
+    # The same sensor in poke mode sees the campaign over at once, with the same report.
+    poking = VerizonThingSpaceCampaignSensor(
+        task_id="wait_poke", campaign_id=campaign_id, poke_interval=0.05, timeout=5, fail_on_error=False
+    )
+    assert poking.execute(operator_context("wait_poke")) == result
+
+    # A firmware sync of the upgraded devices returns the new version for each.
+    synced = VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=result["finished"]).execute(
+        operator_context("sync")
+    )
+    assert synced["failed"] == []
+    assert {(d["device_id"], d["firmware_version"]) for d in synced["synced"]} == {
+        (imei, upgrade.target) for imei in result["finished"]
+    }
+
+    # The operator again, in the same DAG run (a retry, or a cleared task): the same campaign.
+    again = VerizonThingSpaceFirmwareUpgradeOperator(
+        task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+    ).execute(operator_context("upgrade"))
+    assert again["campaign_id"] == campaign_id
+    assert list(simulator.state.snapshot()["campaigns"]) == [campaign_id]
+    assert simulator.state.snapshot()["counters"]["verizon.campaigns"] == 1  # scheduled once
