@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -38,9 +39,22 @@ import pytest
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 
-DAGS_FOLDER = Path(__file__).parent / "dags"
-#: Devices in the simulated fleet; the test picks its devices among them.
-FLEET_SIZE = 200
+ROOT = Path(__file__).resolve().parents[2]
+#: The DAG files the one ``airflow standalone`` of the session runs (booting it costs a minute).
+DAG_FILES = (
+    Path(__file__).parent / "dags" / "iotfleet_standalone_triggerer.py",
+    ROOT / "example_dags" / "iotfleet_fleet_scale_out.py",
+)
+#: Devices in the simulated fleet: the scale-out labels them all; the other test picks a few.
+FLEET_SIZE = 20_000
+#: Each simulated call takes this long, s.
+LATENCY = 0.02
+#: The simulated Control Center account allows this many requests a second, and answers 429 beyond.
+CISCO_VENDOR_LIMIT = 300
+#: What the Cisco connection tells the client: 10% under the account's limit, for the requests'
+#: jitter on the wire, and this many calls in flight per task.
+CISCO_CONNECTION_RATE = 270
+CISCO_MAX_CONCURRENCY = 2
 #: How often the test looks at the metadata DB, s.
 POLL_INTERVAL = 0.25
 #: Seconds the components get to stop on SIGTERM before the process group is killed.
@@ -70,10 +84,12 @@ class AirflowStandalone:
 
     :param home: the AIRFLOW_HOME to create (the metadata DB, airflow.cfg and logs go there).
     :param extra_env: more environment variables for every Airflow process (the connections).
+    :param dags_folder: the DAG files to run.
     """
 
-    def __init__(self, home: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, home: Path, extra_env: dict[str, str], dags_folder: Path) -> None:
         self.home = home
+        self.dags_folder = dags_folder
         self.db_path = home / "airflow.db"
         self.output_path = home / "standalone.out"
         self.logs = home / "logs"
@@ -107,7 +123,7 @@ class AirflowStandalone:
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 # The LocalExecutor starts this many worker processes up front.
                 "AIRFLOW__CORE__PARALLELISM": "4",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
                 # Every component signs or checks the tasks' execution-API tokens with this secret.
@@ -287,21 +303,37 @@ class AirflowStandalone:
         return "\n".join(parts)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def simulator() -> Iterator[Simulator]:
-    """The vendor simulator in this process, on a free loopback port."""
-    sim = Simulator(SimulatorConfig(devices=FLEET_SIZE)).start()
+    """The vendor simulator in this process, on a free loopback port, shared by the standalone tests
+    (each checks what changed since it started, not what the simulator holds)."""
+    sim = Simulator(
+        SimulatorConfig(devices=FLEET_SIZE, latency=LATENCY, rate_limits={"cisco": CISCO_VENDOR_LIMIT})
+    ).start()
     try:
         yield sim
     finally:
         sim.stop()
 
 
-@pytest.fixture
-def airflow_standalone(tmp_path: Path, simulator: Simulator) -> Iterator[AirflowStandalone]:
-    """``airflow standalone`` over ``tmp_path``, its connections pointing at the simulator; stopped
-    (the whole process group) after the test, whatever happened."""
-    airflow = AirflowStandalone(tmp_path / "airflow-home", simulator.airflow_env())
+@pytest.fixture(scope="session")
+def airflow_standalone(
+    tmp_path_factory: pytest.TempPathFactory, simulator: Simulator
+) -> Iterator[AirflowStandalone]:
+    """``airflow standalone`` over a fresh home, running :data:`DAG_FILES`, its connections pointing at
+    the simulator; stopped (the whole process group) after the session, whatever happened."""
+    home = tmp_path_factory.mktemp("standalone")
+    dags = home / "dags"
+    dags.mkdir()
+    for dag_file in DAG_FILES:
+        shutil.copy(dag_file, dags / dag_file.name)
+    connections = simulator.connections()
+    connections["cisco_control_center_default"]["extra"] = {
+        "requests_per_second": CISCO_CONNECTION_RATE,
+        "max_concurrency": CISCO_MAX_CONCURRENCY,
+    }
+    env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}
+    airflow = AirflowStandalone(home / "airflow-home", env, dags_folder=dags)
     try:
         airflow.start()
         yield airflow
