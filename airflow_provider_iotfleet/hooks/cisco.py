@@ -401,7 +401,12 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     ) -> CiscoEditResult:
         answered = reply.field("iccid", str)
         if answered != iccid:
-            raise malformed_response(VENDOR, reply.action, f"the ICCID {answered!r} instead of {iccid!r}")
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"the ICCID {answered!r} instead of {iccid!r}",
+                request_id=reply.request_id,
+            )
         outcome: EditOutcome = "scheduled" if reply.status == 202 else "updated"
         self.log.debug("%s: %s %s", VENDOR, outcome, iccid)
         return CiscoEditResult(
@@ -427,6 +432,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 f"({error.message}) and Control Center may have applied it; check the device before "
                 "sending it again",
                 http_status=error.http_status,
+                request_id=error.request_id,
                 vendor=VENDOR,
             )
         for _ in range(self.client.retry.max_retries + 1):
@@ -460,6 +466,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             f"{VENDOR}: the answers to the edit of {iccid} were lost again and again (last: {error.message}); "
             "Control Center may have applied it: check the device before sending it again",
             http_status=error.http_status,
+            request_id=error.request_id,
             vendor=VENDOR,
         )
 

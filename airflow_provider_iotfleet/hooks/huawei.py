@@ -599,7 +599,10 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             if ids & previous:
                 # A gateway that ignores offset sends the same page again: it would page forever.
                 raise malformed_response(
-                    VENDOR, reply.action, f"devices of the previous page again at offset {offset}"
+                    VENDOR,
+                    reply.action,
+                    f"devices of the previous page again at offset {offset}",
+                    request_id=reply.request_id,
                 )
             previous = ids
             yield from items

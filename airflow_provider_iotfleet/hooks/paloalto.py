@@ -179,9 +179,11 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         message = str(reply.field("message", str, required=False) or "")
         if str(code) != "1":
             raise IoTFleetVendorResponseError(
-                f"{VENDOR} did not confirm the bulk update: {message or 'no message'}",
+                f"{VENDOR} did not confirm the bulk update: {message or 'no message'} "
+                f"(answer to {reply.action})",
                 http_status=reply.status,
                 error_code=str(code),
+                request_id=reply.request_id,
                 vendor=VENDOR,
             )
         updated = reply.field("updatedDeviceNum", (int, str))
@@ -191,7 +193,10 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             updated_count = -1
         if not 0 <= updated_count <= len(devicelist):
             raise malformed_response(
-                VENDOR, reply.action, f"updatedDeviceNum {updated!r} for {len(devicelist)} devices sent"
+                VENDOR,
+                reply.action,
+                f"updatedDeviceNum {updated!r} for {len(devicelist)} devices sent",
+                request_id=reply.request_id,
             )
         self.log.debug("%s: %d of %d devices updated", VENDOR, updated_count, len(devicelist))
         return BulkUpdateResult(requested=len(devicelist), updated=updated_count, message=message)

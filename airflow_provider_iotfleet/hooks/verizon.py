@@ -281,6 +281,9 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     files = item.get("filesList", item.get("fileList")) or []
     if not isinstance(files, list):  # one file named on its own, not a list of its characters
         files = [files]
+    software_list = item.get("softwareList") or []
+    if not isinstance(software_list, list):  # one entry on its own; anything else is no entry
+        software_list = [software_list]
     return {
         "device_id": item.get("deviceId"),
         "mdn": item.get("mdn"),
@@ -297,7 +300,7 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
                 "version": software.get("version"),
                 "upgrade_time": normalise_timestamp(software.get("upgradeTime")),
             }
-            for software in item.get("softwareList") or []
+            for software in software_list
             if isinstance(software, dict)
         ],
         "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files],
@@ -307,6 +310,13 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
         "refresh_time": normalise_timestamp(item.get("refreshTime")),
         "last_connection_time": normalise_timestamp(item.get("lastConnectionTime")),
     }
+
+
+def _is_device_id(value: Any) -> bool:
+    """Whether a listed device's ``deviceId`` can be one: a non-blank string or a number (not a bool)."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "lastSeenDeviceId") -> str | None:
@@ -324,6 +334,7 @@ def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "last
             VENDOR,
             reply.action,
             f"hasMoreData and a {cursor} ({next_seen}) it had already sent: it would page forever",
+            request_id=reply.request_id,
         )
     return next_seen
 
@@ -556,7 +567,13 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 else Call("GET", path, params=params)
             )
             # Required: an answer without the list is not an empty fleet.
-            yield [normalise_device(item) for item in reply.objects("deviceList")]
+            items = reply.objects("deviceList")
+            if not all(_is_device_id(item.get("deviceId")) for item in items):
+                # A device without its IMEI would go to XCom as a listed device that is none.
+                raise malformed_response(
+                    VENDOR, reply.action, "a device without a deviceId", request_id=reply.request_id
+                )
+            yield [normalise_device(item) for item in items]
             next_seen = _next_page(reply, last_seen, cursors)
             if next_seen is None:
                 return
@@ -733,7 +750,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             Call("GET", f"firmware/{_segment(account)}", params={"protocol": _protocol(protocol)})
         )
         if not isinstance(reply.data, list) or not all(isinstance(item, dict) for item in reply.data):
-            raise malformed_response(VENDOR, reply.action, "something other than a list of firmware")
+            raise malformed_response(
+                VENDOR, reply.action, "something other than a list of firmware", request_id=reply.request_id
+            )
         return [normalise_firmware(item) for item in reply.data]
 
     def schedule_campaign(

@@ -129,7 +129,7 @@ class AsyncVendorHttpClient(ClientCore):
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.max_answer_bytes:
-                        raise self.too_large(request, response.status_code)
+                        raise self.too_large(request, response.status_code, response.headers)
                     chunks.append(chunk)
                 body = b"".join(chunks)
             finally:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
-from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response
+from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response, request_id_in
 from airflow_provider_iotfleet.http.request import Request, Response
 from airflow_provider_iotfleet.http.retry import parse_retry_after
 
@@ -28,8 +28,13 @@ class Reply:
     vendor: str
     action: str
 
+    @property
+    def request_id(self) -> str | None:
+        """The vendor's request id, from the answer's headers, when it sent one."""
+        return request_id_in(self.headers)
+
     def _malformed(self, what: str) -> IoTFleetVendorResponseError:
-        return malformed_response(self.vendor, self.action, what)
+        return malformed_response(self.vendor, self.action, what, request_id=self.request_id)
 
     def object(self) -> dict[str, Any]:
         """Return the body as a JSON object."""

@@ -34,7 +34,7 @@ from airflow_provider_iotfleet.exceptions import (
 from airflow_provider_iotfleet.http.answers import Reply, interpret
 from airflow_provider_iotfleet.http.auth import Auth, Flow, Mask, NoAuth, Sent, Wait
 from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_iotfleet.http.errors import ErrorMapping
+from airflow_provider_iotfleet.http.errors import ErrorMapping, request_id_in
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response, build_request
 from airflow_provider_iotfleet.http.retry import BackoffPolicy, may_repeat
@@ -179,11 +179,14 @@ class ClientCore:
             return error.with_message(f"{error.message} (host of {connection})")
         return error
 
-    def too_large(self, request: Request, status: int) -> IoTFleetVendorResponseError:
+    def too_large(
+        self, request: Request, status: int, headers: Mapping[str, str] | None = None
+    ) -> IoTFleetVendorResponseError:
         return IoTFleetVendorResponseError(
             f"{self.errors.vendor} answered {request.action} with more than "
             f"{self.max_answer_bytes / 2**20:g} MiB; the answer was not read further",
             http_status=status,
+            request_id=request_id_in(headers) if headers is not None else None,
             vendor=self.errors.vendor,
         )
 
@@ -191,7 +194,7 @@ class ClientCore:
         """Refuse an answer whose announced length is over the limit before reading it."""
         length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_answer_bytes:
-            raise self.too_large(request, status)
+            raise self.too_large(request, status, headers)
 
     def check_sendable(self, request: Request) -> None:
         """Refuse a request whose headers ``http.client`` would refuse with the value in the message."""
@@ -361,7 +364,7 @@ class VendorHttpClient(ClientCore):
         for chunk in response.iter_content(64 * 1024):
             size += len(chunk)
             if size > self.max_answer_bytes:
-                raise self.too_large(request, response.status_code)
+                raise self.too_large(request, response.status_code, response.headers)
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -31,6 +31,11 @@ class VendorErrorBody:
     request_id: str | None = None
 
 
+def request_id_in(headers: Mapping[str, str]) -> str | None:
+    """Return the vendor's request id from an answer's headers, ``None`` when it sent none."""
+    return next((headers[name] for name in REQUEST_ID_HEADERS if name in headers), None)
+
+
 def text_or_none(value: Any) -> str | None:
     """Return ``value`` as a string (vendors send codes as numbers or strings), ``None`` if empty."""
     if value is None or value == "":
@@ -77,9 +82,7 @@ class ErrorMapping:
         if text in ("{}", "[]"):
             text = None
         message = body.message or text or response.reason or "no error message"
-        request_id = body.request_id or next(
-            (response.headers[name] for name in REQUEST_ID_HEADERS if name in response.headers), None
-        )
+        request_id = body.request_id or request_id_in(response.headers)
         error_class = self.code_classes.get(body.code or "") or _status_class(response.status)
         text = f"{self.vendor} rejected {action}: {message}"
         fields: dict[str, Any] = {
@@ -127,15 +130,25 @@ def _short_text(response: Response) -> str | None:
 
 
 def malformed_response(
-    vendor: str, action: str, what: str, response: Response | None = None, *, quote_body: bool = True
+    vendor: str,
+    action: str,
+    what: str,
+    response: Response | None = None,
+    *,
+    quote_body: bool = True,
+    request_id: str | None = None,
 ) -> IoTFleetVendorResponseError:
     """Return (not raise) the error for a 2xx answer that is not what the vendor documents.
 
     :param quote_body: ``False`` for login and token endpoints, whose answers hold credentials.
+    :param request_id: the vendor's request id; default: the one in ``response``'s headers, if any.
     """
     text = _short_text(response) if response is not None and quote_body else None
+    if request_id is None and response is not None:
+        request_id = request_id_in(response.headers)
     return IoTFleetVendorResponseError(
         f"{vendor} answered {action} with {what}" + (f": {text!r}" if text else ""),
         http_status=response.status if response is not None else None,
+        request_id=request_id,
         vendor=vendor,
     )

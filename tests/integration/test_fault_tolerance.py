@@ -1,0 +1,607 @@
+"""Fault tolerance of the five fleet operators, end to end against the simulator over HTTP.
+
+Each operator runs as a task does (``operator.execute(context)``) on 5,000 devices while the simulator
+answers 10% of API requests with a 5xx, 10% with a 429 and drops 2% of connections before applying
+them, and applies 3% and then drops the connection mid-answer (``applied_then_dropped``: the change is
+in, the client never learns it, and a blind retry would apply it twice). The tests then hold the
+XCom outcome against the simulator's own record, device by device:
+
+* every device is in the outcome exactly once;
+* what the outcome says was done is done in the simulator, what it says failed is not, and what it
+  calls unknown is what the product cannot tell (a firmware sync whose answer was lost);
+* no device is changed by two applied requests (the simulator's per-device count of applied writes).
+  Two exceptions are by design and asserted as such: a Palo Alto bulk update is an idempotent PUT of
+  absolute values, sent again after a lost answer (``Call.repeat="always"``), so its devices are
+  written twice with the same values; and a ROMA device that never connected reads back as "not
+  offline" after a lost force-offline, so it is named again and refused again, never changed.
+
+The fault dice repeat per seed. The batch operators send one request at a time, so their runs repeat
+exactly; Control Center edits go out eight at a time, so which edit meets which fault varies, but
+with 12 retries a device left in doubt would take 13 faults in a row. The simulator's 429s ask for
+``Retry-After: 0`` and the connections back off from 10 ms, so the runs take seconds, not minutes.
+
+Also here: access token and M2M session expiring in the middle of a 50-page ThingSpace listing, and a
+wrong M2M password that must cost exactly one failed login per task (ThingSpace locks the user after
+five).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_iotfleet.exceptions import IoTFleetAuthError, IoTFleetError
+from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
+from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
+from airflow_provider_iotfleet.operators.verizon import (
+    VerizonThingSpaceFotaDevicesOperator,
+    VerizonThingSpaceSyncFirmwareOperator,
+)
+from airflow_provider_iotfleet.simulator import Faults, Simulator
+from airflow_provider_iotfleet.simulator.fleet import (
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    ROMA_ID_BASE,
+    iccid_of,
+    imei_of,
+)
+from tests.fakes import operator_context
+from tests.integration.conftest import SimulatorFactory
+
+pytestmark = pytest.mark.slow
+
+SetConnection = Callable[..., None]
+
+DEVICES = 5000
+FAULTS = Faults(server_error=0.10, rate_limited=0.10, dropped_connection=0.02, applied_then_dropped=0.03)
+FAULT_KINDS = ("server_error", "rate_limited", "dropped_connection", "applied_then_dropped")
+#: Faults after which the client has no usable answer, although the vendor may have applied the
+#: request (a 5xx other than 503 says nothing of what was done).
+LOST_ANSWER = frozenset({"server_error", "dropped_connection", "applied_then_dropped"})
+#: With this seed every batch operator's run below meets every kind of fault, applied_then_dropped on
+#: a write among them.
+SEED = 5
+#: Requests per batch operator run: 50 batches (or pages) of 100 devices.
+BATCH = 100
+
+
+@pytest.fixture(autouse=True)
+def quiet_connection_pool() -> Iterator[None]:
+    """No debug line per HTTP request from urllib3: thousands of them cost a fifth of a run's time."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)
+
+
+def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) -> None:
+    """Re-export the four default connections with generous client-side limits and quick retries."""
+    fast = {
+        "requests_per_second": 100_000,
+        "requests_per_minute": 6_000_000,
+        "max_concurrency": 8,
+        "max_retries": 12,
+        "backoff_base": 0.01,
+    }
+    for conn_id, conn in simulator.connections().items():
+        set_connection(conn_id, **{**conn, "extra": {**conn.get("extra", {}), **fast, **extra}})
+
+
+def _faulty(start_simulator: SimulatorFactory, set_connection: SetConnection, **config: Any) -> Simulator:
+    """A 5,000-device simulator with :data:`FAULTS` on and 429s asking for no wait."""
+    simulator = start_simulator(devices=DEVICES, seed=SEED, faults=FAULTS, retry_after_seconds=0, **config)
+    _connect(simulator, set_connection)
+    return simulator
+
+
+def _execute(operator: Any) -> dict[str, Any]:
+    """Run ``operator`` as a task would; check the ``outcome`` XCom is the return value, JSON-safe."""
+    context = operator_context(operator.task_id)
+    outcome = operator.execute(context)
+    assert context["ti"].xcom[OUTCOME_KEY] == outcome  # type: ignore[attr-defined]
+    assert json.loads(json.dumps(outcome)) == outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def _counters(simulator: Simulator) -> dict[str, int]:
+    return dict(simulator.state.snapshot()["counters"])
+
+
+def _records(simulator: Simulator, vendor: str, method: str | None = None) -> list[dict[str, Any]]:
+    """The vendor's API requests (logins included unless ``method`` leaves them out), oldest first."""
+    log = simulator.state.request_log(vendor)
+    assert len(log) < simulator.config.request_log_size, "the request log was trimmed"
+    return [r for r in log if method is None or r["method"] == method]
+
+
+def _assert_met_every_fault(simulator: Simulator, vendor: str, write_method: str | None) -> None:
+    """Each kind of fault was met, and the dangerous one on a write (``write_method``) if any."""
+    counters = _counters(simulator)
+    met = {kind: counters.get(f"faults.{kind}", 0) for kind in FAULT_KINDS}
+    assert all(met.values()), f"the run did not meet every kind of fault: {met}"
+    if write_method is not None:
+        dangerous = [
+            r
+            for r in _records(simulator, vendor, write_method)
+            if r["write"] and r["fault"] == "applied_then_dropped"
+        ]
+        assert dangerous, "no write was applied and then had its answer dropped"
+        assert all(r["applied"] for r in dangerous)
+
+
+def _devices_of(records: Iterable[dict[str, Any]], faults: Iterable[str | None]) -> set[str]:
+    """The device ids named by the requests that met one of ``faults``."""
+    wanted = set(faults)
+    return {device for r in records if r["fault"] in wanted for device in r["devices"]}
+
+
+def _applied_writes(simulator: Simulator, vendor: str) -> Counter[str]:
+    return simulator.state.per_device_writes(vendor=vendor, applied_only=True)
+
+
+# --- Palo Alto Networks IoT Security ---------------------------------------------------------------
+
+
+def test_paloalto_bulk_update_of_5000_devices_under_faults(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """Every device is updated as asked and counted once; a bulk update whose answer was lost is sent
+    again (an idempotent PUT), so only its devices are written twice, with the same values."""
+    simulator = _faulty(start_simulator, set_connection)
+    fleet = simulator.state.fleet
+    # Identified by IMEI, which the simulator's per-device write count follows.
+    entries = {
+        imei_of(i): {"imei": imei_of(i), "apn": f"ft-{i}.iot", "SessionEvtType": ("Start", "Stop")[i % 2]}
+        for i in range(DEVICES)
+    }
+    outcome = _execute(
+        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=list(entries.values()), batch_size=BATCH)
+    )
+
+    _assert_met_every_fault(simulator, "paloalto", "PUT")
+    assert outcome == {
+        "requested": DEVICES,
+        "updated": DEVICES,
+        "batches": DEVICES // BATCH,
+        "failed_batches": [],
+    }
+    assert set(fleet.changed) == set(range(DEVICES))
+    for i in range(DEVICES):
+        assert fleet.device(i)["paloalto"] == entries[imei_of(i)], f"device {i}"
+
+    puts = _records(simulator, "paloalto", "PUT")
+    applied = _applied_writes(simulator, "paloalto")
+    # Each batch was applied once with an answer that came back, plus once per answer lost after
+    # applying it; a batch that met a fault before it applied was not applied by that attempt.
+    resent = Counter(d for r in puts if r["fault"] == "applied_then_dropped" for d in r["devices"])
+    assert resent, "no bulk update was applied twice: the dangerous case was not met"
+    assert applied == Counter({imei: 1 + resent[imei] for imei in entries})
+    answered = [r for r in puts if r["applied"] and r["fault"] is None]
+    assert len(answered) == DEVICES // BATCH
+    assert _counters(simulator)["paloalto.bulk_updates"] == sum(r["applied"] for r in puts)
+
+
+# --- Cisco IoT Control Center ------------------------------------------------------------------------
+
+
+def test_cisco_edits_of_5000_devices_under_faults(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """Every device is edited exactly once: an edit whose answer was lost is read back, and sent
+    again only if it did not apply."""
+    simulator = _faulty(start_simulator, set_connection)
+    fleet = simulator.state.fleet
+    unknown = [iccid_of(DEVICES + k) for k in range(3)]
+    edits = [{"iccid": iccid_of(i), "accountCustom2": f"ft-{i}"} for i in range(DEVICES)]
+    edits += [{"iccid": iccid, "accountCustom2": "never"} for iccid in unknown]
+    outcome = _execute(
+        CiscoControlCenterEditDevicesOperator(task_id="cisco", edits=edits, fail_on_error=False)
+    )
+
+    _assert_met_every_fault(simulator, "cisco", "PUT")
+    every = outcome["updated"] + outcome["scheduled"] + outcome["unchanged"]
+    every += [f["iccid"] for f in outcome["failed"]]
+    assert sorted(every) == sorted(edit["iccid"] for edit in edits)  # each device once
+    assert outcome["requested"] == len(edits)
+    assert outcome["updated"] == [iccid_of(i) for i in range(DEVICES)]
+    assert outcome["scheduled"] == outcome["unchanged"] == []
+    assert [f["iccid"] for f in outcome["failed"]] == unknown
+    for failure in outcome["failed"]:
+        # Control Center's "not found", or, when the edit's answer was lost first, that error: the
+        # read-back's 404 is not what the message reports, but the device is failed either way.
+        assert (failure["http_status"], failure["error_code"]) in (
+            (404, "20000001"),
+            (500, "30000001"),
+            (None, None),
+        )
+        assert fleet.by_iccid(failure["iccid"]) is None
+    for i in range(DEVICES):
+        assert fleet.device(i)["custom"] == {"accountCustom2": f"ft-{i}"}, f"device {i}"
+    assert set(fleet.changed) == set(range(DEVICES))
+
+    applied = _applied_writes(simulator, "cisco")
+    assert applied == Counter({iccid_of(i): 1 for i in range(DEVICES)})  # never two applied edits
+    assert _counters(simulator)["cisco.edits"] == DEVICES
+    # The lost answers were read back: without skip_unchanged a GET is only ever a read-back.
+    records = _records(simulator, "cisco")
+    lost = _devices_of([r for r in records if r["method"] == "PUT"], LOST_ANSWER)
+    read_back = {d for r in records if r["method"] == "GET" for d in r["devices"]}
+    assert lost and read_back == lost
+
+
+# --- Huawei ROMA Connect -----------------------------------------------------------------------------
+
+
+def test_huawei_force_offline_of_5000_devices_under_faults(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """Every online device is forced offline by exactly one applied request; a force-offline whose
+    answer was lost is read back and only the devices still not offline are sent again."""
+    simulator = _faulty(start_simulator, set_connection)
+    fleet = simulator.state.fleet
+    before = {i: fleet.device(i)["online_status"] for i in range(DEVICES)}
+    ids = [ROMA_ID_BASE + i for i in range(DEVICES)]
+    outcome = _execute(
+        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=BATCH, fail_on_error=False)
+    )
+
+    _assert_met_every_fault(simulator, "huawei", "POST")
+    succeeded = {entry["id"] - ROMA_ID_BASE for entry in outcome["succeeded"]}
+    failed = {entry["id"] - ROMA_ID_BASE: entry for entry in outcome["failed"]}
+    assert len(outcome["succeeded"]) + len(outcome["failed"]) == outcome["requested"] == DEVICES
+    assert succeeded | set(failed) == set(range(DEVICES))  # each device once
+
+    online = {i for i in range(DEVICES) if before[i] == ONLINE}
+    assert online <= succeeded  # this run took every online device offline, and says so
+    assert all(fleet.device(i)["online_status"] == OFFLINE for i in succeeded)
+    assert set(fleet.changed) == online  # nothing else was touched
+    # A device already offline is reported succeeded only after a lost answer, when reading back
+    # cannot tell who took it offline; ROMA's own answer says it failed.
+    posts = [r for r in _records(simulator, "huawei", "POST") if r["write"]]
+    lost = {int(d) - ROMA_ID_BASE for d in _devices_of(posts, LOST_ANSWER)}
+    assert succeeded - online <= lost
+    assert succeeded - online, "no answer for an already offline device was lost"
+    for i, entry in failed.items():
+        assert before[i] != ONLINE and fleet.device(i)["online_status"] == before[i], f"device {i}"
+        if entry["message"] != "not forced offline (only online MQTT devices can be)":
+            # Read back one by one (a resent remainder of ten or fewer): ROMA says "never connected".
+            assert entry["message"] == "never after a force-offline whose answer was lost"
+            assert before[i] == NEVER_CONNECTED and i in lost, f"device {i}"
+    assert {before[i] for i in failed} == {OFFLINE, NEVER_CONNECTED}
+
+    applied = _applied_writes(simulator, "huawei")
+    assert all(applied[str(ROMA_ID_BASE + i)] == 1 for i in online)  # never forced offline twice
+    # A device that never connected reads back as "not offline" after a lost answer, so it is named
+    # again; ROMA refuses it again and it stays as it was (checked above). Nothing is named a third time.
+    assert max(applied.values()) <= 2
+    twice = {int(d) - ROMA_ID_BASE for d, n in applied.items() if n == 2}
+    assert twice <= {i for i in lost if before[i] == NEVER_CONNECTED}
+
+
+# --- Verizon ThingSpace: firmware sync ---------------------------------------------------------------
+
+
+def test_verizon_sync_firmware_of_5000_devices_under_faults(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """A sync whose answer was lost is never resent and never claimed: its devices are reported as
+    outcome unknown, whether or not ThingSpace applied it; every other device is reported as it is."""
+    simulator = _faulty(start_simulator, set_connection)
+    fleet = simulator.state.fleet
+    before = {i: fleet.device(i)["online_status"] for i in range(DEVICES)}
+    outcome = _execute(
+        VerizonThingSpaceSyncFirmwareOperator(
+            task_id="sync", imeis=[imei_of(i) for i in range(DEVICES)], batch_size=BATCH, fail_on_error=False
+        )
+    )
+
+    _assert_met_every_fault(simulator, "verizon", "PUT")
+    synced = {entry["device_id"]: entry for entry in outcome["synced"]}
+    failed = {entry["device_id"]: entry for entry in outcome["failed"]}
+    assert len(outcome["synced"]) + len(outcome["failed"]) == outcome["requested"] == DEVICES
+    assert set(synced) | set(failed) == {imei_of(i) for i in range(DEVICES)}  # each device once
+
+    puts = [r for r in _records(simulator, "verizon", "PUT") if r["write"]]
+    lost = _devices_of(puts, LOST_ANSWER)
+    applied_then_lost = _devices_of(puts, {"applied_then_dropped"})
+    unknown = {imei for imei, entry in failed.items() if entry["status"] is None}
+    assert unknown == lost
+    for imei in unknown:
+        assert "the answer to a firmware sync was lost" in failed[imei]["reason"], imei
+        assert failed[imei]["error_code"] is None
+    for imei, entry in synced.items():
+        device = fleet.device(fleet.by_imei(imei))
+        assert "firmware_synced_at" in device, imei  # claimed synced: really synced
+        assert entry["firmware_version"] == device["firmware"]
+    for imei, entry in failed.items():
+        index = fleet.by_imei(imei)
+        if imei in unknown:
+            # Unknown means it: ThingSpace did sync the online devices of a request it applied.
+            really = before[index] == ONLINE and imei in applied_then_lost
+            assert ("firmware_synced_at" in fleet.device(index)) == really, imei
+        else:
+            assert (entry["status"], entry["reason"]) == (
+                "FirmwareVersionUpdateFailed",
+                "Device did not respond",
+            )
+            assert before[index] != ONLINE and "firmware_synced_at" not in fleet.device(index), imei
+    assert set(synced) == {imei_of(i) for i in range(DEVICES) if before[i] == ONLINE} - lost
+    assert any(before[fleet.by_imei(imei)] == ONLINE for imei in applied_then_lost)
+
+    applied = _applied_writes(simulator, "verizon")
+    assert max(applied.values()) == 1  # no sync request is ever applied twice
+    assert set(applied) == {imei_of(i) for i in range(DEVICES)} - (lost - applied_then_lost)
+    assert _counters(simulator)["verizon.firmware_syncs"] == sum(r["applied"] for r in puts)
+
+
+# --- Verizon ThingSpace: FOTA listing ----------------------------------------------------------------
+
+
+def test_verizon_fota_listing_of_5000_devices_under_faults(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """Every page is read again until answered: the listing holds each device once, in order, as the
+    simulator has it, and a read never writes."""
+    simulator = _faulty(start_simulator, set_connection, verizon_page_size=BATCH)
+    fleet = simulator.state.fleet
+    outcome = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota"))
+
+    _assert_met_every_fault(simulator, "verizon", None)
+    assert (outcome["device_count"], outcome["pages"]) == (DEVICES, DEVICES // BATCH)
+    assert [device["device_id"] for device in outcome["devices"]] == [imei_of(i) for i in range(DEVICES)]
+    for i, device in enumerate(outcome["devices"]):
+        state = fleet.device(i)
+        assert (device["firmware"], device["make"], device["model"], device["protocol"]) == (
+            state["firmware"],
+            state["make"],
+            state["model"],
+            state["protocol"],
+        ), f"device {i}"
+    gets = _records(simulator, "verizon", "GET")
+    assert any(r["fault"] == "applied_then_dropped" for r in gets), "no page was lost after serving"
+    assert sum(r["fault"] is None for r in gets) == DEVICES // BATCH  # each page answered once
+    assert simulator.state.per_device_writes(vendor="verizon") == Counter()
+    assert fleet.changed == {}
+
+
+# --- ThingSpace credentials expiring in the middle of a 50-page listing -------------------------------
+
+#: 1,000 devices, 20 a page: a 50-page listing.
+LISTED_DEVICES, PAGE_SIZE, PAGES = 1000, 20, 50
+#: The page whose request finds its credentials expired.
+MID_PAGE = 25
+
+
+def _expire_on_page(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, expire: Callable[[], None]
+) -> None:
+    """Run ``expire`` on the simulator when the listing's :data:`MID_PAGE`-th page request arrives,
+    before it is served (the request log records each request as it arrives)."""
+    state = simulator.state
+    log_request = state.log_request
+    pages: list[dict[str, Any]] = []
+
+    def expiring(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        record = log_request(*args, **kwargs)
+        if record["method"] == "GET" and "/fota/v3/devices/" in record["path"]:
+            pages.append(record)
+            if len(pages) == MID_PAGE:
+                expire()
+        return record
+
+    monkeypatch.setattr(state, "log_request", expiring)
+
+
+def _what(record: dict[str, Any]) -> tuple[str, int | None]:
+    """A ThingSpace request as ``(token | login | page, status)``."""
+    path = record["path"]
+    kind = (
+        "token" if path.endswith("/oauth2/token") else "login" if path.endswith("/session/login") else "page"
+    )
+    return kind, record["status"]
+
+
+OK = 200
+ONE_PAGE = [("page", OK)]
+
+
+@pytest.mark.parametrize(
+    ("expire", "renewal"),
+    [
+        pytest.param(
+            "access token and session",
+            [("page", 401), ("token", OK), ("page", 400), ("login", OK), ("page", OK)],
+            id="both",
+        ),
+        pytest.param("access token", [("page", 401), ("token", OK), ("page", OK)], id="access-token"),
+        pytest.param("session", [("page", 400), ("login", OK), ("page", OK)], id="session"),
+    ],
+)
+def test_fota_listing_renews_credentials_that_expire_mid_listing_once_each(
+    start_simulator: SimulatorFactory,
+    set_connection: SetConnection,
+    monkeypatch: pytest.MonkeyPatch,
+    expire: str,
+    renewal: list[tuple[str, int]],
+) -> None:
+    """Page 25 of 50 finds its credentials expired: the access token (an hour old on the simulator's
+    clock, or revoked) is renewed once, the M2M session (idle past its 20 minutes) is logged in again
+    once, the page is asked again, and the listing completes with every device once, in order."""
+    simulator = start_simulator(devices=LISTED_DEVICES, verizon_page_size=PAGE_SIZE)
+    _connect(simulator, set_connection)
+    state = simulator.state
+    if expire == "access token and session":
+        _expire_on_page(simulator, monkeypatch, lambda: state.advance(3600 + 1))
+    elif expire == "access token":
+        _expire_on_page(simulator, monkeypatch, lambda: state.revoke("verizon", "token"))
+    else:
+        _expire_on_page(
+            simulator, monkeypatch, lambda: state.advance(simulator.config.session_idle_timeout + 1)
+        )
+    outcome = _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota"))
+
+    assert (outcome["device_count"], outcome["pages"]) == (LISTED_DEVICES, PAGES)
+    assert [d["device_id"] for d in outcome["devices"]] == [imei_of(i) for i in range(LISTED_DEVICES)]
+    log = _records(simulator, "verizon")
+    first = [("token", OK), ("login", OK)] + ONE_PAGE * (MID_PAGE - 1)
+    assert [_what(r) for r in log] == first + renewal + ONE_PAGE * (PAGES - MID_PAGE)
+    pages = [r for r in log if _what(r)[0] == "page"]
+    refused = [r for r in pages if r["status"] != OK]
+    asked_again = pages[MID_PAGE - 1 + len(refused)]
+    assert asked_again["status"] == OK
+    assert {r["query"] for r in refused} == {asked_again["query"]}  # the same page, not the next
+    assert len({r["query"] for r in pages if r["status"] == OK}) == PAGES  # each page read once
+    counters = _counters(simulator)
+    relogins = {kind for kind, status in renewal if kind != "page"}
+    assert counters["verizon.access_tokens"] == 1 + ("token" in relogins)
+    assert counters["verizon.logins"] == 1 + ("login" in relogins)
+    assert not any(state.login_failures.values())
+
+
+def test_a_wrong_m2m_password_costs_one_failed_login_per_task(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """ThingSpace locks the M2M user after five failed logins: a task with a wrong password fails
+    after exactly one, with an error that says which extras to check, whether it lists one account
+    or syncs ten batches; the user stays far from the lockout and the right password works after."""
+    simulator = start_simulator(devices=LISTED_DEVICES, verizon_page_size=PAGE_SIZE)
+    _connect(simulator, set_connection, m2m_password="not-the-password")
+    state = simulator.state
+    user = simulator.config.credentials.verizon_m2m_username
+    clear = "Check the m2m_username and m2m_password extras of connection 'verizon_thingspace_default'"
+
+    context = operator_context("fota")
+    with pytest.raises(IoTFleetAuthError) as refused:
+        VerizonThingSpaceFotaDevicesOperator(task_id="fota").execute(context)
+    assert (refused.value.http_status, refused.value.error_code) == (400, "REQUEST_FAILED.UnexpectedError")
+    message = str(refused.value)
+    assert message.startswith("Verizon ThingSpace: the M2M session login was refused: ")
+    assert "POST /verizon/api/m2m/v1/session/login: Invalid username or password." in message
+    assert clear in message
+    assert context["ti"].xcom == {}  # type: ignore[attr-defined]
+    assert state.login_failures[user] == 1
+
+    context = operator_context("sync")
+    imeis = [imei_of(i) for i in range(LISTED_DEVICES)]
+    with pytest.raises(IoTFleetOperationFailedError) as failed:
+        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=imeis).execute(context)  # 10 batches
+    outcome = failed.value.outcome
+    assert context["ti"].xcom == {OUTCOME_KEY: outcome}  # type: ignore[attr-defined]
+    assert outcome["synced"] == []
+    assert [entry["device_id"] for entry in outcome["failed"]] == imeis
+    assert {entry["error_code"] for entry in outcome["failed"]} == {"REQUEST_FAILED.UnexpectedError"}
+    assert clear in outcome["failed"][0]["reason"]
+    assert all("not attempted after an earlier error" in entry["reason"] for entry in outcome["failed"][100:])
+    assert state.login_failures[user] == 2  # one per task, not one per batch
+
+    log = _records(simulator, "verizon")
+    assert [_what(r) for r in log] == [("token", OK), ("login", 400)] * 2  # no FOTA request sent
+    _connect(simulator, set_connection)  # the password fixed: the user was never locked
+    assert _execute(VerizonThingSpaceFotaDevicesOperator(task_id="fota"))["device_count"] == LISTED_DEVICES
+    assert state.login_failures[user] == 0
+
+
+# --- malformed answers from the simulator ------------------------------------------------------------
+
+#: The simulator's faults that answer in the vendor's place with something no vendor documents, and
+#: what the typed error then says.
+MALFORMED = {
+    "html_error_page": "502 Bad Gateway",
+    "malformed_json": "a body that is not JSON",
+    "huge_body": "with more than 16 MiB",
+    "gzip_garbage": "could not be completed: ContentDecodingError",
+}
+
+
+def _assert_names(message: str, vendor: str, path: str, says: str) -> None:
+    assert vendor in message
+    assert path in message
+    assert says in message
+
+
+def _failed_outcome(operator: Any) -> dict[str, Any]:
+    """Run ``operator``: it must fail with every item tried, the outcome pushed and nothing else."""
+    context = operator_context(operator.task_id)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        operator.execute(context)
+    assert context["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}  # type: ignore[attr-defined]
+    return caught.value.outcome
+
+
+@pytest.mark.parametrize("fault", MALFORMED)
+def test_every_operator_turns_malformed_answers_into_typed_errors(
+    start_simulator: SimulatorFactory, set_connection: SetConnection, fault: str
+) -> None:
+    """Every API answer is an HTML error page, truncated JSON, 20 MiB of JSON or gzip that is not:
+    each operator fails with typed errors naming the vendor and the endpoint, claims nothing done,
+    and sends no write twice but Palo Alto's idempotent bulk update."""
+    simulator = start_simulator(devices=50, faults=Faults(**{fault: 1.0}))
+    _connect(simulator, set_connection, max_retries=1)
+    says = MALFORMED[fault]
+    creds = simulator.config.credentials
+    huawei_path = f"/v2/{creds.huawei_project_id}/link/instances/{creds.huawei_instance_id}/devices"
+
+    pan = _failed_outcome(
+        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=[{"imei": imei_of(i)} for i in range(3)])
+    )
+    assert (pan["updated"], len(pan["failed_batches"])) == (0, 1)
+    path = "PUT /paloalto/pub/v4.0/device/bulkUpdate"
+    _assert_names(pan["failed_batches"][0]["message"], "Palo Alto Networks IoT Security", path, says)
+
+    cisco = _failed_outcome(
+        CiscoControlCenterEditDevicesOperator(
+            task_id="cisco", iccids=[iccid_of(1), iccid_of(2)], changes={"accountCustom1": "x"}
+        )
+    )
+    assert cisco["updated"] == []
+    for failure in cisco["failed"]:
+        path = f"PUT /cisco/rws/api/v1/devices/{failure['iccid']}"
+        _assert_names(failure["message"], "Cisco IoT Control Center", path, says)
+
+    roma = _failed_outcome(
+        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=[ROMA_ID_BASE + 1, ROMA_ID_BASE + 2])
+    )
+    assert roma["succeeded"] == []
+    for failure in roma["failed"]:
+        _assert_names(
+            failure["message"], "Huawei ROMA Connect", f"POST /huawei{huawei_path}/force-offline", says
+        )
+
+    sync = _failed_outcome(
+        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=[imei_of(1), imei_of(2)])
+    )
+    assert sync["synced"] == []
+    for failure in sync["failed"]:
+        assert failure["status"] is None and "the answer to a firmware sync was lost" in failure["reason"]
+        path = f"PUT /verizon/api/fota/v3/firmware/{creds.verizon_account}/devices"
+        _assert_names(failure["reason"], "Verizon ThingSpace", path, says)
+
+    context = operator_context("fota")
+    with pytest.raises(IoTFleetError) as caught:
+        VerizonThingSpaceFotaDevicesOperator(task_id="fota").execute(context)
+    assert context["ti"].xcom == {}  # type: ignore[attr-defined]
+    path = f"GET /verizon/api/fota/v3/devices/{creds.verizon_account}"
+    _assert_names(str(caught.value), "Verizon ThingSpace", path, says)
+
+    # These faults answer in the vendor's place: nothing was applied, and no write but the bulk
+    # update (retried, except an answer over the limit, which is never read again) was sent twice.
+    assert simulator.state.fleet.changed == {}
+    assert simulator.state.per_device_writes(applied_only=True) == Counter()
+    sent = {
+        vendor: simulator.state.per_device_writes(vendor)
+        for vendor in ("paloalto", "cisco", "huawei", "verizon")
+    }
+    bulk_updates = 1 if fault == "huge_body" else 2
+    assert sent["paloalto"] == Counter({imei_of(i): bulk_updates for i in range(3)})
+    assert sent["cisco"] == Counter({iccid_of(i): 1 for i in (1, 2)})
+    assert sent["huawei"] == Counter({str(ROMA_ID_BASE + i): 1 for i in (1, 2)})
+    assert sent["verizon"] == Counter({imei_of(i): 1 for i in (1, 2)})
