@@ -5,6 +5,7 @@ retry rules and error mapping as the sync client, awaited instead of blocking.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import ssl
 from typing import Any
@@ -26,6 +27,29 @@ from airflow_provider_iotfleet.http.request import Call, Headers, Request, Respo
 _RENEWAL_POLL = 0.05
 #: Failures that prove the request never left: nothing reached the vendor.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Response headers that can carry a credential (Huawei IAM hands its token out in X-Subject-Token).
+_CREDENTIAL_HEADERS = ("x-subject-token", "x-auth-token", "authorization", "set-cookie")
+
+
+class _CredentialHeaderFilter(logging.Filter):
+    """httpcore logs each response's headers at DEBUG, before the auth flow can mask a token that came
+    in one: such a line loses its headers (all of them: nothing is left to parse wrongly)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if (
+            isinstance(message, str)
+            and message.startswith("receive_response_headers")
+            and any(name in message.lower() for name in _CREDENTIAL_HEADERS)
+        ):
+            record.msg = f"{message.split(' ', 1)[0]} (headers not logged: they carry a credential)"
+            record.args = ()
+        return True
+
+
+_CREDENTIAL_HEADER_FILTER = _CredentialHeaderFilter()
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_CREDENTIAL_HEADER_FILTER)
 
 
 class AsyncVendorHttpClient(ClientCore):

@@ -253,3 +253,74 @@ def test_fetched_tokens_are_registered_with_airflows_secret_masker(
     assert "masked-access-token-1" not in text
     assert "masked-session-token-1" not in text
     assert "vz-m2m-password-9" not in text
+
+
+def test_an_iam_token_fetched_by_the_async_client_is_not_in_httpcores_header_log(
+    set_connection: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx's transport (httpcore) logs each response's headers at DEBUG, the IAM token's
+    # X-Subject-Token included, before the auth flow has read the token and masked it. A real
+    # loopback server: httpx.MockTransport would bypass httpcore and its logging.
+    import asyncio
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    token = "MIIT-iam-token-async-97531"
+
+    class Iam(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(data))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # the IAM login
+            self._answer(201, {"token": {}}, {"X-Subject-Token": token, "Content-Type": "application/json"})
+
+        def do_GET(self) -> None:
+            self._answer(404, {"error_code": "ROMA.00110006", "error_msg": "gone"}, {})
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Iam)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    set_connection(
+        "roma_iam_async",
+        "huawei_roma",
+        host=url,
+        login="ops",
+        password="iam-password-86420",
+        extra={
+            "project_id": "p1",
+            "instance_id": "i1",
+            "auth_type": "iam_token",
+            "domain_name": "acme",
+            "iam_endpoint": url,
+        },
+    )
+
+    async def get_device() -> None:
+        hook = HuaweiRomaConnectHook("roma_iam_async")
+        try:
+            await hook.aget_device(9)
+        finally:
+            await hook.aclose()
+
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(IoTFleetError, match="gone"):
+            asyncio.run(get_device())
+    finally:
+        server.shutdown()
+        server.server_close()
+    header_lines = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]
+    assert any(line.startswith("receive_response_headers") for line in header_lines), header_lines
+    assert not [r.getMessage() for r in caplog.records if token in r.getMessage()]
