@@ -153,6 +153,8 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
         devices: Sequence[Mapping[str, Any]],
         update_source: str = "cellular",
         customer_id: str | None = None,
+        *,
+        validated: bool = False,
     ) -> BulkUpdateResult:
         """Update attributes of up to ``max_devices_per_request`` cellular devices in one request.
 
@@ -160,12 +162,15 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             SessionEvtType, at least one identifier each.
         :param update_source: the ``updateSource`` query value; this API takes ``cellular``.
         :param customer_id: the tenant, overriding the connection's (``api_key`` mode only).
+        :param validated: the devices are entries that
+            :func:`~airflow_provider_iotfleet.validation.validate_cellular_devices` returned, not checked
+            again (the operator validates its whole input once, before the first batch).
         :return: how many devices were sent and how many IoT Security updated.
         :raises IoTFleetValidationError: listing every bad device, before any request.
         :raises IoTFleetAuthError: for a bad key or a key without the RBAC permission (403).
         :raises IoTFleetVendorResponseError: for other refusals, or a success body without code 1.
         """
-        devicelist = validate_cellular_devices(devices)
+        devicelist = list(devices) if validated else validate_cellular_devices(devices)
         check_batch_size(len(devicelist), self.max_devices_per_request, "devices")
         params = {"updateSource": update_source}
         if self.auth_type == "api_key":

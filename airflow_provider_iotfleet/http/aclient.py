@@ -4,6 +4,7 @@ retry rules and error mapping as the sync client, awaited instead of blocking.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -70,6 +71,10 @@ class AsyncVendorHttpClient(ClientCore):
             follow_redirects=False,
             verify=_verify(self.ca_bundle),
         )
+        # Requests wait for a connection here, first come first served, rather than in httpx's pool:
+        # its queue is scanned on every request and release, which with hundreds of triggers on one
+        # client blocks the event loop for seconds and serves some triggers far later than others.
+        self._connection_slots = asyncio.Semaphore(self.max_connections)
 
     async def send(self, call: Call) -> Reply:
         """Send ``call`` (after any logins its auth needs) and return the vendor's answer.
@@ -141,6 +146,17 @@ class AsyncVendorHttpClient(ClientCore):
 
     async def _transmit(self, request: Request) -> Response:
         self.check_sendable(request)
+        try:
+            await asyncio.wait_for(self._connection_slots.acquire(), self.pool_timeout)
+        except TimeoutError:
+            waited = httpx.PoolTimeout(f"no free connection within {self.pool_timeout:g} s")
+            raise self.transport_error(request, waited, reached=False) from None
+        try:
+            return await self._transmit_on_a_connection(request)
+        finally:
+            self._connection_slots.release()
+
+    async def _transmit_on_a_connection(self, request: Request) -> Response:
         try:
             outgoing = self._client.build_request(
                 request.method, request.url, headers=dict(request.headers), content=request.body or None

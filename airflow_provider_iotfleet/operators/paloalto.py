@@ -72,7 +72,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetBaseOperator[PaloAltoIoTSecurityHook
         progress = self.start("updating", len(devices), duplicates=duplicates, batches=len(batches))
         outcomes = self.run_batches(
             batches,
-            lambda batch: self.hook.bulk_update(batch, self.update_source, self.customer_id),
+            lambda batch: self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True),
             progress,
         )
         updated = sum(batch.result.updated for batch in outcomes if batch.result is not None)

@@ -1442,3 +1442,43 @@ def test_verizon_firmware_plan_pages_1000_imei_bodies_alike_in_both_worlds(
     assert pages == [3, 3, 2]
     assert bodies == [1000] * pages[0] + [1000] * pages[1] + [500] * pages[2]
     assert_same_wire(sync_vendor.seen, async_vendor.seen)
+
+
+def test_async_requests_wait_for_a_connection_first_come_first_served_and_not_forever() -> None:
+    """Hundreds of triggers share one client: they queue for its connections in arrival order, and a
+    request that finds none free within the pool timeout fails as never sent."""
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path)
+        if request.url.path.endswith("/slow"):
+            await release.wait()
+        return httpx.Response(200, json={})
+
+    async def run() -> tuple[list[str], BaseException]:
+        client = AsyncVendorHttpClient(
+            base_url=BASE,
+            errors=ERRORS,
+            transport=httpx.MockTransport(handler),
+            max_connections=1,
+            pool_timeout=0.2,
+            retry=BackoffPolicy(max_retries=0),
+        )
+        try:
+            slow = asyncio.create_task(client.send(Call("GET", "slow")))
+            await asyncio.sleep(0)
+            with pytest.raises(IoTFleetTransportError) as waited:
+                await client.send(Call("GET", "starved"))
+            queued = [asyncio.create_task(client.send(Call("GET", f"d{n}"))) for n in range(5)]
+            await asyncio.sleep(0)
+            release.set()
+            await asyncio.gather(slow, *queued)
+            return order, waited.value
+        finally:
+            await client.aclose()
+
+    served, starved = asyncio.run(run())
+    assert served == ["/slow", "/d0", "/d1", "/d2", "/d3", "/d4"]
+    assert "no free connection within 0.2 s" in str(starved)
+    assert starved.may_have_reached_vendor is False  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
+from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from tests.fakes import ICCID, ICCID_19, FakeClock, luhn_complete
 
@@ -162,7 +163,9 @@ def test_an_unknown_server_error_to_an_edit_is_read_back_before_each_new_send(
     # Each send follows a read that shows the edit not applied; after the connection's three retries
     # the outcome is said to be unknown.
     assert (put.call_count, read.call_count) == (5, 4)
-    assert all(pause <= 0.2 + 1e-9 for pause in clock.sleeps)  # the rate limit's spacing; no backoff
+    assert all(
+        pause <= 0.2 / RATE_HEADROOM + 1e-9 for pause in clock.sleeps
+    )  # the rate limit's spacing; no backoff
 
 
 def test_a_lost_answer_to_an_edit_is_read_back_not_sent_again(
@@ -330,7 +333,7 @@ def test_empty_form_fields_stored_as_null_count_as_absent(
     hook = CiscoControlCenterHook("cisco_from_form")
     assert hook.get_device(ICCID)["status"] == "ACTIVATED"
     assert (hook.max_concurrency, hook.client.timeout, hook.client.retry.max_retries) == (1, 30.0, 3)
-    assert hook.client.rate_limiter is not None and hook.client.rate_limiter.rate == 5.0
+    assert hook.client.rate_limiter is not None and hook.client.rate_limiter.rate == 5.0 * RATE_HEADROOM
 
 
 def test_connection_is_read_once(

@@ -23,6 +23,7 @@ import structlog
 from airflow.sdk import DAG
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
@@ -319,9 +320,9 @@ def test_rate_limit_share_spaces_the_requests_by_the_share(
     )
     op.execute(operator_context())
     assert pan_sizes(requests_mock) == [1, 1, 1, 1]
-    # 120 per minute is one request every 0.5 s; a quarter of it, one every 2 s.
-    assert op.hook.client.rate_limiter is not None and op.hook.client.rate_limiter.rate == 0.5
-    assert [round(s, 6) for s in clock.sleeps] == [2.0, 2.0, 2.0]
+    # 120 per minute is one request every 0.5 s; a quarter of it, one every 2 s (paced a little under).
+    assert op.hook.client.rate_limiter is not None and op.hook.client.rate_limiter.rate == 0.5 * RATE_HEADROOM
+    assert [round(s, 6) for s in clock.sleeps] == [round(2.0 / RATE_HEADROOM, 6)] * 3
 
 
 @pytest.mark.parametrize("share", [0, -0.5, 1.5, float("nan"), "0.5", True, None])
@@ -358,6 +359,36 @@ def test_pan_default_batch_is_the_vendor_maximum(pan_conn: None, requests_mock: 
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
     assert pan_sizes(requests_mock) == [1000, 1]
     assert (result["requested"], result["updated"], result["batches"]) == (1001, 1001, 2)
+
+
+def test_pan_devices_are_validated_once_not_again_per_batch(
+    pan_conn: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation must not dominate a bulk run: the operator checks its input once, the hook trusts it."""
+    from airflow_provider_iotfleet import validation
+    from airflow_provider_iotfleet.hooks import paloalto as paloalto_hook
+    from airflow_provider_iotfleet.operators import paloalto as paloalto_operator
+
+    calls: list[int] = []
+    original = validation.validate_cellular_devices
+
+    def counted(devices: Any, name: str = "devices") -> list[dict[str, str]]:
+        calls.append(len(devices))
+        return original(devices, name)
+
+    monkeypatch.setattr(paloalto_operator, "validate_cellular_devices", counted)
+    monkeypatch.setattr(paloalto_hook, "validate_cellular_devices", counted)
+    requests_mock.put(BULK_URL, json=pan_answer())
+    devices = [pan_device(n) for n in range(10)]
+
+    PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=4).execute(operator_context())
+
+    assert calls == [10]
+    assert pan_sizes(requests_mock) == [4, 4, 2]
+    # Called directly, the hook still checks what it is given.
+    with pytest.raises(IoTFleetValidationError):
+        paloalto_hook.PaloAltoIoTSecurityHook().bulk_update([{"imei": "123"}])
+    assert calls == [10, 1]
 
 
 def test_pan_every_bad_device_is_named_before_any_request(pan_conn: None, requests_mock: rm.Mocker) -> None:

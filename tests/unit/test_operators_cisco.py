@@ -25,6 +25,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetConfigurationError,
     IoTFleetValidationError,
 )
+from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
@@ -122,7 +123,7 @@ def test_rate_limit_share_divides_the_connections_rate_not_its_concurrency(
     assert quarter.execute(operator_context())["updated"] == devices
     assert quarter.hook.client.rate_limiter is not None
     # Calls in flight are per task: a pool's slots bound how many tasks run at once.
-    assert (quarter.hook.client.rate_limiter.rate, quarter.hook.max_concurrency) == (10.0, 8)
+    assert (quarter.hook.client.rate_limiter.rate, quarter.hook.max_concurrency) == (10.0 * RATE_HEADROOM, 8)
 
 
 # --- the two ways to say what to change ----------------------------------------------------------
