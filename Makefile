@@ -34,8 +34,12 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two pytest workers, a test file each at a time (module fixtures such as a booted Airflow are set up
+# once): the slow end-to-end tests mostly wait on Airflow's own processes, so two run side by side.
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 $(OLDEST_BIN)/python: | $(BIN)/python
 	$(BIN)/uv venv --quiet --clear --python $(BIN)/python $(OLDEST_VENV)
@@ -49,7 +53,7 @@ $(OLDEST_INSTALLED): pyproject.toml Makefile | $(OLDEST_BIN)/python
 # whole suite on the newest Airflow, in .venv). Not part of `make test`, which would take over ten minutes
 # with it on a 2-core machine; .ci/run runs both.
 test-oldest: $(OLDEST_INSTALLED)
-	$(OLDEST_BIN)/pytest tests/unit tests/dagtest
+	$(OLDEST_BIN)/pytest $(PYTEST_PARALLEL) tests/unit tests/dagtest
 
 simulator: $(INSTALLED)
 	$(BIN)/python -m airflow_provider_iotfleet.simulator
