@@ -16,30 +16,10 @@ import json
 import os
 import resource
 
+from tests.memory import reset_peak_rss, status_kib
+
 #: The task id of every try unless told otherwise: the same identity, so the same temporary file.
 DEFAULT_TASK_ID = "export_fota_inventory"
-
-
-def _status_kib(field: str) -> int | None:
-    """A memory figure of this process from /proc (``VmRSS``, ``VmHWM``), in KiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Make the peak resident set (VmHWM) start again from the current one (Linux 4.0+)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     context = operator_context(args.task_id)
     # The peak of the export alone: from the resident set just before it, when the kernel lets the
     # peak be reset; else from the peak so far (the imports').
-    before = _status_kib("VmRSS") if _reset_peak_rss() else _status_kib("VmHWM")
+    before = status_kib("VmRSS") if reset_peak_rss() else status_kib("VmHWM")
     outcome = operator.execute(context)  # type: ignore[arg-type]
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     if before is None or peak is None:  # no /proc: ru_maxrss is the peak of the whole run
         before, peak = 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = {

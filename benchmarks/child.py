@@ -1,0 +1,316 @@
+"""The measurements that need a fresh process of their own: memory peaks, event loops, import times.
+
+    python -m benchmarks.child NAME ARGUMENTS_JSON REPORT_PATH
+
+Each writes a JSON report (see :func:`benchmarks.common.run_child`). Connections come from the
+``AIRFLOW_CONN_*`` environment the runner sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.common import PeakRss, Stopwatch, percentile, rounded, write_report
+
+CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+#: How long the loop observers run alone before the triggers start (the idle loop's own lag).
+IDLE_SECONDS = 1.0
+
+
+def child(function: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    CHILDREN[function.__name__.replace("_", "-")] = function
+    return function
+
+
+# --- FOTA listing -------------------------------------------------------------------------------
+
+
+@child
+def fota_operator(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``VerizonThingSpaceFotaDevicesOperator(output_path=...)`` over the whole account."""
+    from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
+    from tests.fakes import operator_context
+
+    operator = VerizonThingSpaceFotaDevicesOperator(task_id="bench_fota", output_path=arguments["output"])
+    context = operator_context("bench_fota")
+    with PeakRss() as memory, Stopwatch() as clock:
+        outcome = operator.execute(context)  # type: ignore[arg-type]
+    return {
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
+        **memory.report(),
+        "devices": outcome["device_count"],
+        "pages": outcome["pages"],
+        "lines": _count_lines(arguments["output"]),
+    }
+
+
+@child
+def fota_bare(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The same pages with a bare ``requests.Session``: log in, GET each page, write JSON Lines.
+
+    No normalisation, validation, retries or atomic rename: the floor any client pays.
+    """
+    import requests
+
+    connection = arguments["connection"]
+    root = connection["host"]
+    extra = connection["extra"]
+    account = extra["account_name"]
+    with PeakRss() as memory, Stopwatch() as clock:
+        session = requests.Session()
+        token = session.post(
+            f"{root}/api/ts/v1/oauth2/token",
+            auth=(connection["login"], connection["password"]),
+            data={"grant_type": "client_credentials"},
+            timeout=30,
+        )
+        token.raise_for_status()
+        bearer = token.json()["access_token"]
+        login = session.post(
+            f"{root}/api/m2m/v1/session/login",
+            headers={"Authorization": f"Bearer {bearer}"},
+            json={"username": extra["m2m_username"], "password": extra["m2m_password"]},
+            timeout=30,
+        )
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {bearer}", "VZ-M2M-Token": login.json()["sessionToken"]}
+        devices = pages = 0
+        last_seen = "0"
+        with open(arguments["output"], "w", encoding="utf-8") as out:
+            while True:
+                answer = session.get(
+                    f"{root}/api/fota/v3/devices/{account}",
+                    params={"lastSeenDeviceId": last_seen},
+                    headers=headers,
+                    timeout=30,
+                )
+                answer.raise_for_status()
+                body = answer.json()
+                page = body["deviceList"]
+                out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
+                devices += len(page)
+                pages += 1
+                if not body.get("hasMoreData"):
+                    break
+                last_seen = body["lastSeenDeviceId"]
+        session.close()
+    return {
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
+        **memory.report(),
+        "devices": devices,
+        "pages": pages,
+        "lines": _count_lines(arguments["output"]),
+    }
+
+
+def _count_lines(path: str) -> int:
+    with open(path.removeprefix("file://"), "rb") as written:
+        return sum(1 for _ in written)
+
+
+# --- deferrable scale ---------------------------------------------------------------------------
+
+
+@child
+def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``count`` Cisco status triggers in one event loop, as a triggerer runs them, with two observers.
+
+    Each trigger waits for one device to reach a status it never reaches and polls every
+    ``poll_interval`` seconds. A subclass of the watch records when each poll starts and ends (and
+    nothing else): round ``n`` is the span from the first trigger starting its n-th poll to the last
+    one finishing it (every trigger starts at once, so round 1 is the time to poll all of them once).
+    Once every trigger has finished ``rounds`` polls they are cancelled, as a triggerer cancels the
+    triggers it no longer runs (their shared hook is closed then).
+
+    The observers: a ticker task sleeping ``tick`` seconds, whose oversleep is the loop's lag, and a
+    copy of the triggerer's own watchdog (``TriggerRunner.block_watchdog``: it sleeps 0.1 s and warns
+    when that took longer than ``[triggerer] blocked_main_thread_warning_threshold``, 0.2 s by
+    default), whose would-be warnings are counted.
+    """
+    import asyncio
+
+    # Loaded in a triggerer before any trigger runs (its job runner imports it); Airflow's
+    # mask_secret imports it on first use, which would otherwise block the loop here, not there.
+    import airflow.sdk.execution_time.task_runner  # noqa: F401
+    from airflow.configuration import conf
+
+    from airflow_provider_iotfleet.simulator.fleet import iccid_of
+    from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger, CiscoDeviceStatusWatch
+
+    count = int(arguments["count"])
+    poll_interval = float(arguments["poll_interval"])
+    rounds = int(arguments["rounds"])
+    tick = float(arguments["tick"])
+    limit = float(arguments["limit"])
+    threshold = conf.getfloat("triggerer", "blocked_main_thread_warning_threshold", fallback=0.2)
+    polls: dict[int, list[tuple[float, float]]] = {}
+    starts: dict[int, list[float]] = {}  # each trigger's poll start times, by id(watch)
+    finished = asyncio.Event()
+
+    class TimedWatch(CiscoDeviceStatusWatch):
+        async def apoll(self, hook: Any) -> None:
+            number = self.polls + 1
+            started = time.perf_counter()
+            starts.setdefault(id(self), []).append(started)
+            await super().apoll(hook)
+            spans = polls.setdefault(number, [])
+            spans.append((started, time.perf_counter()))
+            if number == rounds and len(spans) == count:
+                finished.set()
+
+    class TimedTrigger(CiscoDeviceStatusTrigger):
+        watch_class = TimedWatch
+
+    async def run() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        lags: list[tuple[float, float]] = []
+        blocked: list[tuple[float, float]] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                expected = loop.time() + tick
+                await asyncio.sleep(tick)
+                lags.append((time.perf_counter(), loop.time() - expected))
+
+        async def watchdog() -> None:  # as TriggerRunner.block_watchdog, counting instead of logging
+            while not done.is_set():
+                last_run = time.monotonic()
+                await asyncio.sleep(0.1)
+                elapsed = time.monotonic() - last_run
+                if elapsed > threshold:
+                    blocked.append((time.perf_counter(), elapsed))
+
+        events: list[str] = []
+
+        async def wait(trigger: CiscoDeviceStatusTrigger) -> None:
+            async for event in trigger.run():
+                events.append(str(event.payload["status"]))
+                return
+
+        created = [
+            TimedTrigger(
+                conn_id="cisco_control_center_default",
+                ids=[iccid_of(index)],
+                target="RETIRED",
+                poll_interval=poll_interval,
+                deadline=time.time() + 3600,
+            )
+            for index in range(count)
+        ]
+        observers = [asyncio.create_task(ticker()), asyncio.create_task(watchdog())]
+        await asyncio.sleep(IDLE_SECONDS)  # the observers alone first: the idle loop's own lag
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(wait(trigger)) for trigger in created]
+        with contextlib.suppress(TimeoutError):  # then fewer complete rounds than asked are reported
+            await asyncio.wait_for(finished.wait(), timeout=limit)
+        ended = time.perf_counter()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        done.set()
+        await asyncio.gather(*observers)
+        return {
+            "events": events,
+            "lags": lags,
+            "blocked": blocked,
+            "started": started,
+            "ended": ended,
+        }
+
+    with PeakRss() as memory:
+        outcome = asyncio.run(run())
+    started, ended = outcome["started"], outcome["ended"]
+    round_times = {
+        number: max(end for _, end in spans) - min(start for start, _ in spans)
+        for number, spans in sorted(polls.items())
+        if len(spans) == count
+    }
+    # Round 1 ends when the last trigger has polled once: everything before is start-up (every
+    # trigger reading its connection and sending its first request at once), the rest steady polling.
+    first_round_end = max((end for _, end in polls.get(1, [])), default=ended)
+    phases = {
+        "idle": [lag for at, lag in outcome["lags"] if at < started],
+        "round_1": [lag for at, lag in outcome["lags"] if started <= at <= first_round_end],
+        "later": [lag for at, lag in outcome["lags"] if first_round_end < at <= ended],
+    }
+    # Between one poll's start and the next one's, a trigger polls, sleeps ``poll_interval`` and
+    # waits for the loop: what is beyond ``poll_interval`` is what the others cost it.
+    gaps = [later - earlier for times in starts.values() for earlier, later in itertools.pairwise(times)]
+    return {
+        "rounds_s": {str(number): rounded(seconds) for number, seconds in round_times.items()},
+        "polls_per_round": {str(number): len(spans) for number, spans in sorted(polls.items())},
+        "poll_seconds": _spread([end - start for spans in polls.values() for start, end in spans]),
+        "poll_start_gaps_s": _spread(gaps) if gaps else None,
+        "events": outcome["events"],
+        "wall_s": rounded(ended - started),
+        "lag_ms": {phase: _spread([lag * 1000 for lag in lags], 2) for phase, lags in phases.items()},
+        "ticks": len(outcome["lags"]),
+        "watchdog_threshold_s": threshold,
+        "watchdog_warnings": len(outcome["blocked"]),
+        "watchdog_longest_s": rounded(max((e for _, e in outcome["blocked"]), default=0.0)),
+        "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
+        **memory.report(),
+    }
+
+
+def _spread(values: list[float], digits: int = 3) -> dict[str, Any]:
+    """The median, 99th percentile and maximum of ``values`` (``None`` each when there are none)."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    return {
+        "p50": rounded(percentile(values, 0.50), digits),
+        "p99": rounded(percentile(values, 0.99), digits),
+        "max": rounded(max(values), digits),
+        "n": len(values),
+    }
+
+
+# --- import cost --------------------------------------------------------------------------------
+
+
+@child
+def imports(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Import ``airflow.sdk`` (and ``preload``), then time importing the provider's ``modules``."""
+    import importlib
+
+    started = time.perf_counter()
+    import airflow.sdk  # noqa: F401
+
+    for name in arguments.get("preload", []):
+        module, _, attribute = name.partition(":")
+        loaded = importlib.import_module(module)
+        if attribute:
+            getattr(loaded, attribute)
+    sdk_s = time.perf_counter() - started
+    before = set(sys.modules)
+    started = time.perf_counter()
+    for module in arguments["modules"]:
+        importlib.import_module(module)
+    provider_s = time.perf_counter() - started
+    added = sorted(set(sys.modules) - before)
+    return {
+        "sdk_s": sdk_s,
+        "provider_s": provider_s,
+        "added": added,
+        "requests_loaded": "requests" in sys.modules,
+        "httpx_loaded_before": "httpx" in before,
+    }
+
+
+def main(argv: list[str]) -> int:
+    name, arguments, report = argv
+    write_report(report, CHILDREN[name](json.loads(arguments)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
