@@ -790,7 +790,9 @@ def test_one_renewal_serves_twenty_coroutines_after_the_token_is_revoked(
                 return httpx.Response(401, json={"code": 401, "msg": "token revoked"})
             return httpx.Response(200, json=PA_OK)
 
-        client = AsyncVendorHttpClient(**hook.client_options, transport=httpx.MockTransport(handler))
+        # Twenty connections, so that all twenty requests can be in flight with the revoked token.
+        options = {**hook.client_options, "max_connections": 20}
+        client = AsyncVendorHttpClient(**options, transport=httpx.MockTransport(handler))
         try:
             await client.obtain()
             return await asyncio.wait_for(asyncio.gather(*(client.send(BULK_CALL) for _ in range(20))), 10)
