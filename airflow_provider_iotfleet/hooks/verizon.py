@@ -312,6 +312,29 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _raise_for_refused_devices(reply: Reply, change: str, campaign_id: str) -> None:
+    """Raise when an add or remove answered 200 but refused some devices (``status: Failure`` in its
+    per-device ``deviceList``): they are not in (or still in) the campaign."""
+    body = reply.data if isinstance(reply.data, dict) else {}
+    results = body.get("deviceList")
+    if not isinstance(results, list):
+        return  # an answer without per-device results: nothing refused
+    refused = [
+        f"{entry.get('deviceId')} ({entry.get('Reason') or entry.get('reason') or 'no reason given'})"
+        for entry in results
+        if isinstance(entry, dict) and str(entry.get("status", "")).lower() == "failure"
+    ]
+    if refused:
+        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        raise IoTFleetVendorResponseError(
+            f"{VENDOR}: {len(refused)} of {len(results)} devices could not be "
+            f"{'added to' if change == 'append' else 'removed from'} campaign {campaign_id}: {shown}",
+            http_status=reply.status,
+            request_id=reply.request_id,
+            vendor=VENDOR,
+        )
+
+
 def _is_device_id(value: Any) -> bool:
     """Whether a listed device's ``deviceId`` can be one: a non-blank string or a number (not a bool)."""
     if isinstance(value, str):
@@ -930,8 +953,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             for attempt in range(2):
                 call = Call("PUT", path, json={"Type": change, "deviceList": batch}, repeat="if-not-received")
                 try:
-                    self.client.send(call)
-                    break
+                    reply = self.client.send(call)
                 except IoTFleetError as error:
                     if not answer_lost(error):
                         raise
@@ -949,6 +971,10 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                     batch = [imei for imei in batch if (imei in held) != (change == "append")]
                     if not batch:
                         break
+                else:
+                    # Answered: devices it refused one by one are an error, not a lost answer.
+                    _raise_for_refused_devices(reply, change, campaign_id)
+                    break
         self.log.info(
             "%s: %s %d devices in campaign %s",
             VENDOR,

@@ -147,7 +147,10 @@ class AsyncVendorHttpClient(ClientCore):
     async def _transmit(self, request: Request) -> Response:
         self.check_sendable(request)
         try:
-            await asyncio.wait_for(self._connection_slots.acquire(), self.pool_timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that arrives
+            # as the semaphore is acquired, and a cancelled trigger would then go on polling.
+            async with asyncio.timeout(self.pool_timeout):
+                await self._connection_slots.acquire()
         except TimeoutError:
             waited = httpx.PoolTimeout(f"no free connection within {self.pool_timeout:g} s")
             raise self.transport_error(request, waited, reached=False) from None

@@ -341,7 +341,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
     :param campaign_name: the campaign's name (templated); default: derived from the DAG, task, map
-        index and run id.
+        index and run id. A campaign of that name is reused, ended or not: a name of your own must
+        differ per run (template it with ``run_id``), or a later run finds an earlier run's campaign.
     :param protocol: ``LWM2M`` (default), ``OMADM`` or ``HTTP``.
     :param account_name: the billing account (templated); default: the connection's.
     :param cancel_on_failure: cancel the campaign this task scheduled if the task then fails (adding
@@ -438,6 +439,19 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
             )
             self._add_missing(campaign["campaign_id"], imeis, account)
         else:
+            today = self.hook.clock.now().astimezone(UTC).date().isoformat()
+            if len(imeis) > MAX_CAMPAIGN_IMEIS and start_date <= today:
+                # The devices past the first request go in as adds, which ThingSpace takes only
+                # before the campaign's start date: refuse now rather than leave half a campaign.
+                raise IoTFleetValidationError(
+                    f"a campaign of {len(imeis)} devices must start after today",
+                    [
+                        f"campaign_start_date {start_date}: devices beyond the first "
+                        f"{MAX_CAMPAIGN_IMEIS} are added after scheduling, and a campaign takes "
+                        "added devices only before its start date; start it tomorrow or later, or "
+                        f"split the devices into campaigns of at most {MAX_CAMPAIGN_IMEIS}"
+                    ],
+                )
             firmware = self._firmware(account, *wanted)
             try:
                 campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFirmwareUpgradeOperator,
     VerizonThingSpaceSyncFirmwareOperator,
@@ -187,3 +189,46 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(simul
     assert again["campaign_id"] == campaign_id
     assert list(simulator.state.snapshot()["campaigns"]) == [campaign_id]
     assert simulator.state.snapshot()["counters"]["verizon.campaigns"] == 1  # scheduled once
+
+
+def test_more_devices_than_one_request_need_a_campaign_that_starts_after_today(simulator: Simulator) -> None:
+    """Devices past the first 1000 go in as adds, which ThingSpace takes only before the start date:
+    a campaign starting today is refused before anything is scheduled, one starting tomorrow is not."""
+    upgrade, _ = campaign_devices(simulator)
+    imeis = [imei_of(i) for i in range(1200)]
+
+    with pytest.raises(IoTFleetValidationError) as refused:
+        VerizonThingSpaceFirmwareUpgradeOperator(
+            task_id="upgrade", imeis=imeis, firmware_name=upgrade.name
+        ).execute(operator_context("upgrade"))
+    assert "a campaign of 1200 devices must start after today" in str(refused.value)
+    assert simulator.state.snapshot()["counters"].get("verizon.campaigns", 0) == 0
+
+    tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
+    outcome = VerizonThingSpaceFirmwareUpgradeOperator(
+        task_id="upgrade_later", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+    ).execute(operator_context("upgrade_later"))
+    assert len(simulator.state.snapshot()["campaigns"][outcome["campaign_id"]]["devices"]) == 1200
+
+
+def test_devices_a_campaign_refuses_to_add_are_an_error_not_a_silent_loss(simulator: Simulator) -> None:
+    upgrade, imeis = campaign_devices(simulator)
+    unknown = imei_of(simulator.config.devices + 7)  # well formed, not in the account
+    tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
+    with VerizonThingSpaceHook() as hook:
+        campaign = hook.schedule_campaign(
+            imeis[:2],
+            firmware_name=upgrade.name,
+            firmware_from=upgrade.source,
+            firmware_to=upgrade.target,
+            start_date=tomorrow,
+            end_date=tomorrow,
+        )
+        with pytest.raises(IoTFleetVendorResponseError) as refused:
+            hook.add_campaign_devices(campaign["campaign_id"], [imeis[2], unknown])
+
+    assert f"1 of 2 devices could not be added to campaign {campaign['campaign_id']}: {unknown}" in str(
+        refused.value
+    )
+    held = simulator.state.snapshot()["campaigns"][campaign["campaign_id"]]["devices"]
+    assert sorted(held) == sorted(imeis[:3])  # the other one went in
