@@ -113,6 +113,8 @@ class DagRunResult:
     rendered: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: (source task_id, asset uri, extra) of every asset event the run's tasks emitted
     asset_events: list[tuple[str | None, str, dict[str, Any]]] = field(default_factory=list)
+    #: task id as in ``states`` -> its last try number
+    tries: dict[str, int] = field(default_factory=dict)
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
         """The XCom ``key`` of ``task_id``; fails the test when there is none."""
@@ -129,54 +131,56 @@ def _name(task_id: str, map_index: int) -> str:
     return task_id if map_index < 0 else f"{task_id}[{map_index}]"
 
 
+def read_dag_run(dag_run: Any) -> DagRunResult:
+    """What the ``dag.test()`` run ``dag_run`` left in the metadata DB."""
+    from airflow.models.asset import AssetEvent
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag_id, run_id = dag_run.dag_id, dag_run.run_id
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        ).all()
+        rendered = session.scalars(
+            select(RenderedTaskInstanceFields).where(
+                RenderedTaskInstanceFields.dag_id == dag_id, RenderedTaskInstanceFields.run_id == run_id
+            )
+        ).all()
+        events = session.scalars(
+            select(AssetEvent).where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+        ).all()
+        return DagRunResult(
+            dag_id=dag_id,
+            run_id=run_id,
+            state=str(dag_run.state),
+            states={_name(ti.task_id, ti.map_index): ti.state for ti in tis},
+            xcoms={
+                (_name(row.task_id, row.map_index), row.key): XComModel.deserialize_value(row) for row in rows
+            },
+            rendered={_name(row.task_id, row.map_index): dict(row.rendered_fields) for row in rendered},
+            asset_events=[(event.source_task_id, event.uri, dict(event.extra)) for event in events],
+            tries={_name(ti.task_id, ti.map_index): ti.try_number for ti in tis},
+        )
+
+
 @pytest.fixture
 def run_dag(airflow_db: None, dags_bundle: Path) -> RunDag:
     """Run a DAG of ``dags/`` once with ``dag.test()`` and return what it left in the DB."""
 
     def run(dag_id: str, *, logical_date: datetime, run_conf: dict[str, Any] | None = None) -> DagRunResult:
         from airflow.dag_processing.dagbag import DagBag
-        from airflow.models.asset import AssetEvent
-        from airflow.models.renderedtifields import RenderedTaskInstanceFields
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
 
         bag = DagBag(dag_folder=str(dags_bundle))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} is not in {dags_bundle}; found {sorted(bag.dag_ids)}"
-        dag_run = dag.test(logical_date=logical_date, run_conf=run_conf)
-        run_id = dag_run.run_id
-        with create_session() as session:
-            tis = session.scalars(
-                select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-            ).all()
-            rows = session.scalars(
-                select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-            ).all()
-            rendered = session.scalars(
-                select(RenderedTaskInstanceFields).where(
-                    RenderedTaskInstanceFields.dag_id == dag_id,
-                    RenderedTaskInstanceFields.run_id == run_id,
-                )
-            ).all()
-            events = session.scalars(
-                select(AssetEvent).where(
-                    AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id
-                )
-            ).all()
-            return DagRunResult(
-                dag_id=dag_id,
-                run_id=run_id,
-                state=str(dag_run.state),
-                states={_name(ti.task_id, ti.map_index): ti.state for ti in tis},
-                xcoms={
-                    (_name(row.task_id, row.map_index), row.key): XComModel.deserialize_value(row)
-                    for row in rows
-                },
-                rendered={_name(row.task_id, row.map_index): dict(row.rendered_fields) for row in rendered},
-                asset_events=[(event.source_task_id, event.uri, dict(event.extra)) for event in events],
-            )
+        return read_dag_run(dag.test(logical_date=logical_date, run_conf=run_conf))
 
     return run

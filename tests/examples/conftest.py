@@ -26,7 +26,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
-from tests.dagtest.conftest import TEMPORARY_AIRFLOW_HOME_PREFIX, DagRunResult
+from tests.dagtest.conftest import TEMPORARY_AIRFLOW_HOME_PREFIX, DagRunResult, read_dag_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
@@ -142,15 +141,8 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
-@dataclass
-class ExampleRun(DagRunResult):
-    """What a ``dag.test()`` run left in the DB, plus each task instance's last try number."""
-
-    tries: dict[str, int] = field(default_factory=dict)
-
-
-def _name(task_id: str, map_index: int) -> str:
-    return task_id if map_index < 0 else f"{task_id}[{map_index}]"
+#: What a ``dag.test()`` run of an example left in the metadata DB (``tries`` included).
+ExampleRun = DagRunResult
 
 
 def load_dag(dag_id: str) -> Any:
@@ -167,45 +159,10 @@ def run_example(dag_id: str, *, logical_date: datetime, run_conf: dict[str, Any]
     number but lose their delay: ``dag.test()`` sleeps a retry delay out (5 minutes in the example
     DAGs), so a failing task then fails the run in seconds instead of stalling the test.
     """
-    from airflow.models.asset import AssetEvent
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     dag = load_dag(dag_id)
     for task in dag.tasks:
         task.retry_delay = timedelta(0)
-    dag_run = dag.test(logical_date=logical_date, run_conf=run_conf)
-    run_id = dag_run.run_id
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        ).all()
-        rendered = session.scalars(
-            select(RenderedTaskInstanceFields).where(
-                RenderedTaskInstanceFields.dag_id == dag_id, RenderedTaskInstanceFields.run_id == run_id
-            )
-        ).all()
-        events = session.scalars(
-            select(AssetEvent).where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
-        ).all()
-        return ExampleRun(
-            dag_id=dag_id,
-            run_id=run_id,
-            state=str(dag_run.state),
-            states={_name(ti.task_id, ti.map_index): ti.state for ti in tis},
-            xcoms={
-                (_name(row.task_id, row.map_index), row.key): XComModel.deserialize_value(row) for row in rows
-            },
-            rendered={_name(row.task_id, row.map_index): dict(row.rendered_fields) for row in rendered},
-            asset_events=[(event.source_task_id, event.uri, dict(event.extra)) for event in events],
-            tries={_name(ti.task_id, ti.map_index): ti.try_number for ti in tis},
-        )
+    return read_dag_run(dag.test(logical_date=logical_date, run_conf=run_conf))
 
 
 class ClockAdvancer:
