@@ -530,29 +530,26 @@ class CampaignBook:
             for campaign in self._campaigns.values():
                 self._progress(campaign, now)
 
-    def at_work(self) -> int:
-        """How many campaigns have devices still to upgrade."""
-        with self.lock:
-            now = self.now()
-            working = 0
-            for campaign in self._campaigns.values():
-                self._progress(campaign, now)
-                working += campaign.status not in FINAL_STATUSES and campaign.turns < len(campaign.devices)
-            return working
-
     def done_by(self) -> datetime | None:
-        """When the last device of the campaigns still at work will have had its turn, on the
-        simulator clock (the end of a campaign's dates if they run out first); ``None`` when no
-        campaign has devices left. What the demo and the example tests move the clock to.
+        """When the last device of the campaigns still at work will have had its turn; see
+        :meth:`pending`."""
+        return self.pending()[1]
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """How many campaigns have devices still to upgrade, and when the last of those devices will
+        have had its turn, on the simulator clock (the end of a campaign's dates if they run out
+        first; ``None`` when no campaign has devices left). What the demo and the example tests
+        move the clock to.
         """
         with self.lock:
             now = self.now()
-            latest: datetime | None = None
+            working, latest = 0, None
             seconds_per_device = 3600.0 / self.config.campaign_devices_per_hour
             for campaign in self._campaigns.values():
                 self._progress(campaign, now)
                 if campaign.status in FINAL_STATUSES or campaign.turns >= len(campaign.devices):
                     continue
+                working += 1
                 needed = len(campaign.devices) * seconds_per_device - campaign.credit
                 done = campaign.end_bound
                 for begin, finish in campaign.active_spans(now, campaign.end_bound):
@@ -562,7 +559,7 @@ class CampaignBook:
                         break
                     needed -= available
                 latest = done if latest is None else max(latest, done)
-            return latest
+            return working, latest
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -224,8 +224,8 @@ class SimulatorState:
             if len(scheduled) < min_scheduled:
                 scheduled = []
             moments = [datetime.fromisoformat(change["due"]) for change in scheduled]
-            campaigns = self.campaigns.at_work()
-            if (done := self.campaigns.done_by()) is not None:
+            campaigns, done = self.campaigns.pending()
+            if done is not None:
                 moments.append(done)
             if not moments:
                 return None
