@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_iotfleet.http import Clock
 
@@ -79,3 +84,25 @@ class FakeOutletEvents(dict):  # type: ignore[type-arg]
 def operator_context(task_id: str = "task", map_index: int = -1) -> dict[str, object]:
     """A minimal execution context for calling ``operator.execute`` directly in unit tests."""
     return {"ti": FakeTaskInstance(task_id, map_index), "outlet_events": FakeOutletEvents()}
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One request as a fake vendor received it: method, full URL, body bytes and, where the test
+    looks at them, our headers."""
+
+    method: str
+    url: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.url).query)
+
+    def json(self) -> Any:
+        return json.loads(self.body)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
 from unittest import mock
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -49,7 +49,7 @@ from airflow_provider_iotfleet.http import (
     VendorHttpClient,
 )
 from airflow_provider_iotfleet.http.auth import TokenAuth, oauth_client_credentials
-from tests.fakes import ICCID, ICCID_19, IMEI, IMEI_2, FakeClock, luhn_complete
+from tests.fakes import ICCID, ICCID_19, IMEI, IMEI_2, FakeClock, Wire, luhn_complete
 
 T = TypeVar("T")
 
@@ -90,27 +90,6 @@ OUR_HEADERS = (
 )
 
 Answer = tuple[int, Mapping[str, str], bytes]
-
-
-@dataclass(frozen=True)
-class Wire:
-    """One request as the vendor received it: method, full URL, our headers, body bytes."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def path(self) -> str:
-        return urlsplit(self.url).path
-
-    @property
-    def query(self) -> dict[str, list[str]]:
-        return parse_qs(urlsplit(self.url).query)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def _ours(headers: Any) -> dict[str, str]:
@@ -154,8 +133,8 @@ class FakeVendor:
             wire = Wire(
                 request.method,
                 request.url,
-                _ours(request.headers),
                 body.encode() if isinstance(body, str) else body,
+                _ours(request.headers),
             )
             status, headers, content = self.respond(wire)
             context.status_code = status
@@ -168,7 +147,7 @@ class FakeVendor:
         """An async transport; ``turns`` says how many event-loop turns each answer takes."""
 
         async def handler(request: httpx.Request) -> httpx.Response:
-            wire = Wire(request.method, str(request.url), _ours(request.headers), await request.aread())
+            wire = Wire(request.method, str(request.url), await request.aread(), _ours(request.headers))
             for _ in range(turns(wire)):
                 await asyncio.sleep(0)
             status, headers, content = self.respond(wire)

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -41,7 +40,7 @@ from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
-from tests.fakes import FakeClock, luhn_complete, operator_context
+from tests.fakes import FakeClock, Wire, luhn_complete, operator_context
 
 Events = list[MutableMapping[str, Any]]
 
@@ -75,26 +74,6 @@ ROMA_IDS = tuple(70_001 + n for n in range(12))
 
 def bad_check_digit(identifier: str) -> str:
     return identifier[:-1] + str((int(identifier[-1]) + 1) % 10)
-
-
-@dataclass(frozen=True)
-class Wire:
-    """One request as the fake vendor received it."""
-
-    method: str
-    url: str
-    body: bytes
-
-    @property
-    def path(self) -> str:
-        return urlsplit(self.url).path
-
-    @property
-    def query(self) -> dict[str, list[str]]:
-        return parse_qs(urlsplit(self.url).query)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 class FakeVendor:

@@ -39,8 +39,8 @@ from airflow_provider_iotfleet.operators.verizon import (
 )
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
-from tests.fakes import FakeClock, FakeTaskInstance, luhn_complete, operator_context
-from tests.unit.test_sensors import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeVerizon, Wire
+from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
+from tests.unit.test_sensors import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeVerizon
 from tests.unit.test_triggers import serve
 
 pytestmark = pytest.mark.timeout(60)
