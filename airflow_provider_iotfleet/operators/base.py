@@ -26,7 +26,14 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetNotAttemptedError,
     IoTFleetOperationFailedError,
 )
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
+from airflow_provider_iotfleet.validation import plural, validate_share
 
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# OUTCOME_KEY and IoTFleetOperationFailedError live in exceptions; they are still importable here.
 __all__ = [
     "OUTCOME_KEY",
     "Failure",
@@ -35,12 +42,6 @@ __all__ = [
     "OperationResult",
     "Progress",
 ]
-from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
-from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
-from airflow_provider_iotfleet.validation import plural, validate_share
-
-if TYPE_CHECKING:
-    from airflow.sdk import Context
 
 HookT = TypeVar("HookT", bound=IoTFleetBaseHook)
 ItemT = TypeVar("ItemT")
