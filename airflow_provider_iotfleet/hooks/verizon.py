@@ -97,8 +97,14 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _campaign_path(account: str, campaign_id: str) -> str:
-    return f"campaigns/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}"
+def _campaign_path(account: str, campaign_id: str, *, prefix: str = "campaigns", suffix: str = "") -> str:
+    """``{prefix}/{account}/{campaign id}{suffix}``, the campaign id checked first."""
+    return f"{prefix}/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}{suffix}"
+
+
+def _campaign_report_path(account: str, campaign_id: str) -> str:
+    """Where a campaign's per-device report pages: ``reports/{account}/campaigns/{id}/devices``."""
+    return f"reports/{_segment(account)}/campaigns/{_segment(validate_campaign_id(campaign_id))}/devices"
 
 
 def _protocol(protocol: Any) -> str:
@@ -564,7 +570,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         checked = validate_imeis(imeis) if imeis is not None else None
         if protocol is not None:
             protocol = _protocol(protocol)
-        path = f"devices/{quote(account, safe='')}"
+        path = f"devices/{_segment(account)}"
         if checked is None:
             return self._device_pages(path, None, protocol)
         return (
@@ -622,7 +628,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def _firmware_plan(self, imeis: Sequence[str], account_name: str | None) -> Plan[dict[str, str | None]]:
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
-        path = f"devices/{quote(account, safe='')}"
+        path = f"devices/{_segment(account)}"
         firmware: dict[str, str | None] = {}
         for start in range(0, len(checked), MAX_LIST_IMEIS):
             body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
@@ -691,7 +697,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
         call = Call(
             "PUT",
-            f"firmware/{quote(account, safe='')}/devices",
+            f"firmware/{_segment(account)}/devices",
             json={"deviceList": batch},
             repeat="if-not-received",
         )
@@ -947,7 +953,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     ) -> None:
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
-        path = f"campaigns/firmware/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}"
+        path = _campaign_path(account, campaign_id, prefix="campaigns/firmware")
         for start in range(0, len(checked), MAX_CAMPAIGN_IMEIS):
             batch = checked[start : start + MAX_CAMPAIGN_IMEIS]
             for attempt in range(2):
@@ -1004,7 +1010,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         body: dict[str, Any] = {"startDate": start, "endDate": end}
         if windows:
             body["campaignTimeWindowList"] = windows
-        path = f"campaigns/firmware/{_segment(account)}/{_segment(validate_campaign_id(campaign_id))}/dates"
+        path = _campaign_path(account, campaign_id, prefix="campaigns/firmware", suffix="/dates")
         self.client.send(Call("PUT", path, json=body))
         return self.get_campaign(campaign_id, account_name=account)
 
@@ -1045,7 +1051,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
 
         :return: devices as :func:`normalise_campaign_device` returns them.
         """
-        path = f"reports/{_segment(self.resolve_account(account_name))}/campaigns/{_segment(validate_campaign_id(campaign_id))}/devices"
+        path = _campaign_report_path(self.resolve_account(account_name), campaign_id)
 
         def pages() -> Iterator[dict[str, Any]]:
             last_seen: str | None = "0"
@@ -1071,7 +1077,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def _progress_plan(self, campaign_id: str, account_name: str | None) -> Plan[CampaignProgress]:
         account = self.resolve_account(account_name)
         campaign = yield from self._campaign_plan(campaign_id, account)
-        path = f"reports/{_segment(account)}/campaigns/{_segment(validate_campaign_id(campaign_id))}/devices"
+        path = _campaign_report_path(account, campaign_id)
         devices: list[dict[str, Any]] = []
         last_seen: str | None = "0"
         cursors: set[str] = set()
