@@ -13,7 +13,6 @@ import asyncio
 import json
 from collections import Counter
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
@@ -30,7 +29,7 @@ from airflow_provider_iotfleet.simulator.campaigns import Firmware, upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, imei_of
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
 from tests.fakes import operator_context
-from tests.integration.conftest import SimulatorFactory
+from tests.integration.conftest import PollCounter, SimulatorFactory, rebuilt, run_while
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -67,42 +66,9 @@ def campaign_devices(simulator: Simulator) -> tuple[Firmware, list[str]]:
     return upgrade, sorted(imeis[:CAMPAIGN_SIZE])
 
 
-def event_of(trigger: VerizonThingSpaceCampaignTrigger, simulator: Simulator) -> dict[str, Any]:
-    """Run the trigger; once it has polled without firing, move the simulator's clock past the
-    campaign's last device; return the one event it fires."""
-
-    async def main() -> dict[str, Any]:
-        polls = 0
-        original = trigger.watch_class.apoll
-
-        async def counted(watch: Any, hook: Any) -> None:
-            nonlocal polls
-            await original(watch, hook)
-            polls += 1
-
-        trigger.watch_class.apoll = counted  # type: ignore[method-assign]
-        try:
-            events = asyncio.create_task(_events(trigger))
-            for _ in range(2000):
-                if polls >= 2:
-                    break
-                await asyncio.sleep(0.005)
-            assert polls >= 2 and not events.done(), "the trigger fired before the campaign ran"
-            moved = await asyncio.to_thread(simulator.state.advance_past_pending)
-            assert moved is not None and moved[1] == 1
-            (payload,) = await events
-            return payload
-        finally:
-            trigger.watch_class.apoll = original  # type: ignore[method-assign]
-
-    return asyncio.run(main())
-
-
-async def _events(trigger: VerizonThingSpaceCampaignTrigger) -> list[dict[str, Any]]:
-    return [event.payload async for event in trigger.run()]
-
-
-def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(simulator: Simulator) -> None:
+def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     upgrade, imeis = campaign_devices(simulator)
     # Tomorrow on the simulator's clock: no device upgrades before the clock is moved.
     tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
@@ -137,10 +103,15 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(simul
     sensor_context = operator_context("wait")
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(sensor_context)
-    classpath, kwargs = deferred.value.trigger.serialize()
-    assert classpath == "airflow_provider_iotfleet.triggers.verizon.VerizonThingSpaceCampaignTrigger"
-    trigger = VerizonThingSpaceCampaignTrigger(**json.loads(json.dumps(kwargs)))
-    payload = event_of(trigger, simulator)
+    trigger = rebuilt(deferred.value.trigger)
+    assert isinstance(trigger, VerizonThingSpaceCampaignTrigger)
+    counter = PollCounter(monkeypatch, trigger.watch_class)
+
+    async def move_the_clock_past_the_last_device() -> None:
+        moved = await asyncio.to_thread(simulator.state.advance_past_pending)
+        assert moved is not None and moved[1] == 1  # the one campaign at work
+
+    payload, _ = run_while(trigger, counter, 2, move_the_clock_past_the_last_device)
     assert payload["status"] == "success"
     result = sensor.execute_complete(sensor_context, payload)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,15 +27,13 @@ from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareS
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from airflow_provider_iotfleet.triggers import base as triggers_base
-from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from tests.fakes import operator_context
-from tests.integration.conftest import SimulatorFactory
+from tests.integration.conftest import PollCounter, SimulatorFactory, one_event, rebuilt, run_while
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-Payload = dict[str, Any]
 DAY = 24 * 3600
 
 
@@ -59,57 +56,6 @@ def indices(simulator: Simulator, count: int, **wanted: Any) -> list[int]:
     ]
     assert len(found) >= count
     return found[:count]
-
-
-class PollCounter:
-    """Counts the polls of every trigger's watch (sync and async), to wait for some to happen."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, watch_class: type) -> None:
-        self.polls = 0
-        original = watch_class.apoll
-
-        async def apoll(watch: Any, hook: Any) -> None:
-            await original(watch, hook)
-            self.polls += 1
-
-        monkeypatch.setattr(watch_class, "apoll", apoll)
-
-    async def wait_for(self, polls: int) -> None:
-        for _ in range(2000):
-            if self.polls >= polls:
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError(f"only {self.polls} polls happened")
-
-
-def rebuilt(trigger: DeviceWatchTrigger) -> DeviceWatchTrigger:
-    """The trigger as the triggerer builds it: from its class path and JSON kwargs."""
-    classpath, kwargs = trigger.serialize()
-    assert classpath == f"{type(trigger).__module__}.{type(trigger).__name__}"
-    return type(trigger)(**json.loads(json.dumps(kwargs)))
-
-
-def run_while(
-    trigger: DeviceWatchTrigger, counter: PollCounter, polls: int, change: Callable[[], Awaitable[None]]
-) -> tuple[Payload, int]:
-    """Run ``trigger``; after ``polls`` polls without an event, ``change`` the fleet; return the
-    event and how many polls had happened at the change."""
-
-    async def main() -> tuple[Payload, int]:
-        running = asyncio.create_task(_one_event(trigger))
-        await counter.wait_for(polls)
-        assert not running.done(), "the trigger fired before the fleet changed"
-        at_change = counter.polls
-        await change()
-        return await running, at_change
-
-    return asyncio.run(main())
-
-
-async def _one_event(trigger: DeviceWatchTrigger) -> Payload:
-    payloads = [event.payload async for event in trigger.run()]
-    assert len(payloads) == 1
-    return payloads[0]
 
 
 # --- Cisco: a scheduled edit ----------------------------------------------------------------------
@@ -326,7 +272,7 @@ def test_firmware_sensor_deferred_wait_times_out_naming_the_device_behind(simula
     assert kwargs["options"] == {"account_name": simulator.config.credentials.verizon_account}
     trigger = type(deferred.value.trigger)(**{**kwargs, "deadline": time.time() + 0.3})
 
-    payload = asyncio.run(_one_event(trigger))
+    payload = asyncio.run(one_event(trigger))
 
     behind_firmware = simulator.state.fleet.device(simulator.state.fleet.by_imei(behind))["firmware"]
     assert payload["status"] == "timeout"
