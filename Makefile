@@ -36,8 +36,7 @@ format: $(INSTALLED)
 
 # Two pytest workers, a test file each at a time (module fixtures such as a booted Airflow are set up
 # once): the slow end-to-end tests mostly wait on Airflow's own processes, so two run side by side.
-# Files go out in collection order (testpaths puts the longest first), not xdist's most-tests-first.
-PYTEST_PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_PARALLEL := -n 2 --dist loadfile
 
 test: lint
 	$(BIN)/pytest $(PYTEST_PARALLEL)
