@@ -30,6 +30,8 @@ class IoTFleetError(AirflowException):
     :param error_code: the vendor's own error code (always a string: ``"10000005"``, ``"APIGW.0308"``).
     :param request_id: the vendor's request id, when it sent one.
     :param vendor: the vendor platform's display name.
+    :param bare_message: what went wrong without naming the request or the device (the vendor's own
+        message, "connection reset"): what groups the same error on many devices. Default: ``message``.
     """
 
     def __init__(
@@ -40,12 +42,14 @@ class IoTFleetError(AirflowException):
         error_code: str | None = None,
         request_id: str | None = None,
         vendor: str | None = None,
+        bare_message: str | None = None,
     ) -> None:
         # Every message passes through Airflow's secrets masker: a vendor error body that echoes the
         # request, or a value quoted by a library, must not carry a credential out.
         message = redact(message)
         super().__init__(message)
         self.message = message
+        self.bare_message = redact(bare_message) if bare_message else message
         self.http_status = http_status
         self.error_code = error_code
         self.request_id = request_id
@@ -86,6 +90,8 @@ class IoTFleetError(AirflowException):
         clone = copy.copy(self)
         clone.message = redact(message)
         clone.args = (clone.message,)
+        if self.bare_message == self.message:
+            clone.bare_message = clone.message
         return clone
 
 
@@ -143,6 +149,7 @@ class IoTFleetNotAttemptedError(IoTFleetError):
             error_code=cause.error_code,
             request_id=cause.request_id,
             vendor=cause.vendor,
+            bare_message=f"not attempted after an earlier error: {cause.bare_message}",
         )
         error.cause = cause
         return error
@@ -156,9 +163,14 @@ class IoTFleetTransportError(IoTFleetError):
     """
 
     def __init__(
-        self, message: str, *, may_have_reached_vendor: bool = True, vendor: str | None = None
+        self,
+        message: str,
+        *,
+        may_have_reached_vendor: bool = True,
+        vendor: str | None = None,
+        bare_message: str | None = None,
     ) -> None:
-        super().__init__(message, vendor=vendor)
+        super().__init__(message, vendor=vendor, bare_message=bare_message)
         self.may_have_reached_vendor = may_have_reached_vendor
 
 
@@ -203,8 +215,47 @@ class IoTFleetRateLimitError(IoTFleetVendorResponseError):
         error_code: str | None = None,
         request_id: str | None = None,
         vendor: str | None = None,
+        bare_message: str | None = None,
     ) -> None:
         super().__init__(
-            message, http_status=http_status, error_code=error_code, request_id=request_id, vendor=vendor
+            message,
+            http_status=http_status,
+            error_code=error_code,
+            request_id=request_id,
+            vendor=vendor,
+            bare_message=bare_message,
         )
         self.retry_after = retry_after
+
+
+class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
+    """Devices could not be added to (or removed from) a firmware campaign.
+
+    :ivar devices: every IMEI not added (or not removed): refused by the vendor, in a request that
+        failed, or not sent after it.
+    :ivar campaign_status: the campaign's status after it was cancelled because of this (so that it
+        never runs with part of its devices), else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        devices: Sequence[str],
+        campaign_status: str | None = None,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        vendor: str | None = None,
+        bare_message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            http_status=http_status,
+            error_code=error_code,
+            request_id=request_id,
+            vendor=vendor,
+            bare_message=bare_message,
+        )
+        self.devices = list(devices)
+        self.campaign_status = campaign_status

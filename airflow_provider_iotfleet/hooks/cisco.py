@@ -434,6 +434,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 http_status=error.http_status,
                 request_id=error.request_id,
                 vendor=VENDOR,
+                bare_message=f"the answer to the {'scheduled ' if effective_date else ''}edit was lost "
+                f"({error.bare_message}) and Control Center may have applied it; check the device",
             )
         for _ in range(self.client.retry.max_retries + 1):
             try:
@@ -468,6 +470,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             http_status=error.http_status,
             request_id=error.request_id,
             vendor=VENDOR,
+            bare_message=f"the answers to the edit were lost again and again (last: {error.bare_message}); "
+            "Control Center may have applied it: check the device",
         )
 
     def _check_connection(self) -> str:

@@ -11,7 +11,7 @@ import hmac
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -62,6 +62,9 @@ STATUS_NAMES = {code: name for name, code in ONLINE_STATUS.items()}
 #: Up to this many devices, a status poll reads each one; beyond, it may page the filtered listing.
 PER_DEVICE_READS = 10
 NOT_FORCED_OFFLINE = "not forced offline (only online MQTT devices can be)"
+#: What a read of the devices' online status says of one that is offline.
+OFFLINE = "offline"
+NEVER = "never"
 
 
 # --- AK/SK signing -----------------------------------------------------------------------------
@@ -294,19 +297,51 @@ def _answered_id(item: Mapping[str, Any]) -> int | None:
     return None
 
 
+#: Why a device was not forced offline, as the ``error_code`` of its ``failed`` entry.
+NOT_FORCED = "not_forced_offline"
+NEVER_CONNECTED = "never_connected"
+MISSING_FROM_ANSWER = "missing_from_answer"
+NEVER_CONNECTED_MESSAGE = "never connected: only online MQTT devices can be forced offline"
+
+
 @dataclass(frozen=True)
 class ForceOfflineResult:
-    """ROMA Connect's answer to one force-offline request.
-
-    Every requested id is in exactly one list.
+    """What came of one force-offline request: every requested id is in exactly one list.
 
     :ivar succeeded: ``{"id", "device_name"}`` for each device brought offline.
-    :ivar failed: ``{"id", "device_name", "message"}`` for each device ROMA did not bring offline
-        (only online MQTT devices can be), or left out of its answer.
+    :ivar unchanged: ids of devices already offline (ROMA refuses them, or a read found them so):
+        already as asked, not failed.
+    :ivar failed: ``{"id", "device_name", "error_code", "message", "attempted"}`` for each device not
+        brought offline: :data:`NOT_FORCED` (ROMA refused it and it is not offline: only online MQTT
+        devices can be), :data:`NEVER_CONNECTED` (never sent when a read found it so first),
+        :data:`MISSING_FROM_ANSWER`.
     """
 
     succeeded: list[dict[str, Any]]
     failed: list[dict[str, Any]]
+    unchanged: list[int] = field(default_factory=list)
+
+
+def _failed(
+    device_id: int, error_code: str, message: str, *, name: Any = None, attempted: bool = True
+) -> dict[str, Any]:
+    return {
+        "id": device_id,
+        "device_name": name,
+        "error_code": error_code,
+        "message": message,
+        "attempted": attempted,
+    }
+
+
+def _in_order(ids: list[int], result: ForceOfflineResult) -> ForceOfflineResult:
+    """``result`` with each list in the order of ``ids``."""
+    order = {device_id: position for position, device_id in enumerate(ids)}
+    return ForceOfflineResult(
+        succeeded=sorted(result.succeeded, key=lambda entry: order[entry["id"]]),
+        failed=sorted(result.failed, key=lambda entry: order[entry["id"]]),
+        unchanged=sorted(result.unchanged, key=order.__getitem__),
+    )
 
 
 # --- Hook --------------------------------------------------------------------------------------
@@ -385,21 +420,57 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
         }
 
-    def force_offline(self, device_ids: Sequence[int | str]) -> ForceOfflineResult:
+    def force_offline(
+        self, device_ids: Sequence[int | str], *, read_first: bool = False
+    ) -> ForceOfflineResult:
         """Bring devices offline in one request (``POST .../devices/force-offline``).
 
+        Devices ROMA refuses are read back: those already offline are ``unchanged`` (as asked, and
+        what an earlier try of a retried task did), the others ``failed``.
+
         :param device_ids: ROMA device ids (1..99999999999999999), at most ``max_devices_per_request``.
-        :return: the devices ROMA brought offline and those it could not.
+        :param read_first: read the devices' online status before sending, and send only those not
+            offline yet (a never-connected device is not sent: ROMA would refuse it). What a retried
+            task does, so that a retry costs what is left.
+        :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
+        if not read_first:
+            return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
+        statuses = self.online_statuses(ids, "offline")
+        unchanged = [device_id for device_id in ids if statuses[device_id] == OFFLINE]
+        never = [
+            _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
+            for device_id in ids
+            if statuses[device_id] == NEVER
+        ]
+        to_send = [device_id for device_id in ids if statuses[device_id] not in (OFFLINE, NEVER)]
+        self.log.info(
+            "%s: %d of %d devices already offline, %d never connected; forcing %d offline",
+            VENDOR,
+            len(unchanged),
+            len(ids),
+            len(never),
+            len(to_send),
+        )
+        sent = (
+            self._force_offline(to_send, rounds_left=self.client.retry.max_retries)
+            if to_send
+            else ForceOfflineResult(succeeded=[], failed=[])
+        )
+        return _in_order(
+            ids,
+            ForceOfflineResult(
+                succeeded=sent.succeeded, failed=sent.failed + never, unchanged=sent.unchanged + unchanged
+            ),
+        )
 
     def _force_offline(self, ids: list[int], rounds_left: int) -> ForceOfflineResult:
-        # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline and
-        # reports them failed, although this call did bring them offline.
+        # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline, which
+        # the read-back of refused devices then reports as unchanged rather than forced by this call.
         call = Call(
             "POST", f"{self._devices_path}/force-offline", json={"device_ids": ids}, repeat="if-not-received"
         )
@@ -412,14 +483,47 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         result = self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
+        result = self._read_back_refused(ids, result)
         self.log.debug(
-            "%s: %d of %d devices forced offline, %d failed",
+            "%s: %d of %d devices forced offline, %d already offline, %d failed",
             VENDOR,
             len(result.succeeded),
             len(ids),
+            len(result.unchanged),
             len(result.failed),
         )
         return result
+
+    def _read_back_refused(self, ids: list[int], result: ForceOfflineResult) -> ForceOfflineResult:
+        """Read the devices ROMA refused: an offline one was already as asked (``unchanged``), a
+        never-connected one can never be forced; the rest stay refused."""
+        refused = [entry["id"] for entry in result.failed if entry["error_code"] == NOT_FORCED]
+        if not refused:
+            return result
+        try:
+            statuses = self.online_statuses(refused, "offline")
+        except IoTFleetError as error:
+            self.log.warning(
+                "%s: could not read back the %d devices ROMA refused to force offline (%s); reporting them "
+                "as refused",
+                VENDOR,
+                len(refused),
+                error,
+            )
+            return result
+        failed = []
+        unchanged = list(result.unchanged)
+        for entry in result.failed:
+            status = statuses.get(entry["id"]) if entry["error_code"] == NOT_FORCED else None
+            if status == OFFLINE:
+                unchanged.append(entry["id"])
+            elif status == NEVER:
+                failed.append({**entry, "error_code": NEVER_CONNECTED, "message": NEVER_CONNECTED_MESSAGE})
+            else:
+                failed.append(entry)
+        return _in_order(
+            ids, ForceOfflineResult(succeeded=result.succeeded, failed=failed, unchanged=unchanged)
+        )
 
     def _after_lost_answer(
         self, ids: list[int], error: IoTFleetError, rounds_left: int
@@ -441,38 +545,32 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         except IoTFleetError as unreadable:
             raise error from unreadable  # what happened to the force-offline is the better message
         succeeded = [
-            {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == "offline"
+            {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == OFFLINE
         ]
         failed = [
-            {
-                "id": device_id,
-                "device_name": None,
-                "message": f"{statuses[device_id]} after a force-offline whose answer was lost",
-            }
+            _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
             for device_id in ids
-            if statuses[device_id] == "never"
+            if statuses[device_id] == NEVER
         ]
+        unchanged: list[int] = []
         # Online, or "not offline" when read from the filtered listing: not forced, so sent again;
         # ROMA itself then says which ones cannot be forced.
-        still_online = [device_id for device_id in ids if statuses[device_id] not in ("offline", "never")]
+        still_online = [device_id for device_id in ids if statuses[device_id] not in (OFFLINE, NEVER)]
         if still_online and rounds_left > 0:
             again = self._force_offline(still_online, rounds_left - 1)
             succeeded += again.succeeded
             failed += again.failed
+            unchanged += again.unchanged
         elif still_online:
             failed += [
-                {
-                    "id": device_id,
-                    "device_name": None,
-                    "message": f"still online after the force-offline's answer was lost: {error.message}",
-                }
+                _failed(
+                    device_id,
+                    error.error_code or NOT_FORCED,
+                    f"still online after the force-offline's answer was lost: {error.bare_message}",
+                )
                 for device_id in still_online
             ]
-        order = {device_id: position for position, device_id in enumerate(ids)}
-        return ForceOfflineResult(
-            succeeded=sorted(succeeded, key=lambda entry: order[entry["id"]]),
-            failed=sorted(failed, key=lambda entry: order[entry["id"]]),
-        )
+        return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))
 
     def _reconcile(
         self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]
@@ -499,9 +597,16 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             if device_id in done and device_id not in refused:
                 succeeded.append(entry)
             elif device_id in refused:
-                failed.append({**entry, "message": NOT_FORCED_OFFLINE})
+                failed.append(_failed(device_id, NOT_FORCED, NOT_FORCED_OFFLINE, name=entry["device_name"]))
             else:
-                failed.append({**entry, "message": f"missing from {VENDOR}'s answer"})
+                failed.append(
+                    _failed(
+                        device_id,
+                        MISSING_FROM_ANSWER,
+                        f"missing from {VENDOR}'s answer",
+                        name=entry["device_name"],
+                    )
+                )
         return ForceOfflineResult(succeeded=succeeded, failed=failed)
 
     def get_device(self, device_id: int | str) -> dict[str, Any]:

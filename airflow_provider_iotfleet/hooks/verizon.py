@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetCampaignDevicesError,
     IoTFleetError,
     IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
@@ -41,6 +42,7 @@ from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
+    chunks,
     validate_campaign_id,
     validate_campaign_name,
     validate_campaign_schedule,
@@ -318,27 +320,18 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _raise_for_refused_devices(reply: Reply, change: str, campaign_id: str) -> None:
-    """Raise when an add or remove answered 200 but refused some devices (``status: Failure`` in its
-    per-device ``deviceList``): they are not in (or still in) the campaign."""
+def _refused_devices(reply: Reply) -> dict[str, str]:
+    """The devices an add or remove answered 200 for but refused (``status: Failure`` in its
+    per-device ``deviceList``), each with the vendor's reason."""
     body = reply.data if isinstance(reply.data, dict) else {}
     results = body.get("deviceList")
     if not isinstance(results, list):
-        return  # an answer without per-device results: nothing refused
-    refused = [
-        f"{entry.get('deviceId')} ({entry.get('Reason') or entry.get('reason') or 'no reason given'})"
+        return {}  # an answer without per-device results: nothing refused
+    return {
+        str(entry.get("deviceId")): str(entry.get("Reason") or entry.get("reason") or "no reason given")
         for entry in results
         if isinstance(entry, dict) and str(entry.get("status", "")).lower() == "failure"
-    ]
-    if refused:
-        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-        raise IoTFleetVendorResponseError(
-            f"{VENDOR}: {len(refused)} of {len(results)} devices could not be "
-            f"{'added to' if change == 'append' else 'removed from'} campaign {campaign_id}: {shown}",
-            http_status=reply.status,
-            request_id=reply.request_id,
-            vendor=VENDOR,
-        )
+    }
 
 
 def _is_device_id(value: Any) -> bool:
@@ -695,28 +688,10 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         account = self.resolve_account(account_name)
         batch = validate_imeis(imeis)
         check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
-        call = Call(
-            "PUT",
-            f"firmware/{_segment(account)}/devices",
-            json={"deviceList": batch},
-            repeat="if-not-received",
+        # Idempotent (ThingSpace reads the devices' firmware again): retried like a read, on 5xx too.
+        reply = self.client.send(
+            Call("PUT", f"firmware/{_segment(account)}/devices", json={"deviceList": batch}, repeat="always")
         )
-        try:
-            reply = self.client.send(call)
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
-            # ThingSpace may have synced them; nothing read back can tell (the listing shows the same
-            # firmware either way). Said as it is, and not sent again.
-            unknown = IoTFleetOutcomeUnknownError(
-                f"{VENDOR}: the answer to a firmware sync was lost ({error.message}); ThingSpace may have "
-                "synced these devices: sync them again to know",
-                http_status=error.http_status,
-                vendor=VENDOR,
-            )
-            return FirmwareSyncResult(
-                account_name=account, synced=[], failed=[sync_failure(imei, unknown) for imei in batch]
-            )
         key = "deviceFirmwarVersionList"  # sic: the vendor's spelling
         if key not in reply.object() and "deviceFirmwareVersionList" in reply.object():
             key = "deviceFirmwareVersionList"
@@ -803,7 +778,11 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         """Schedule a firmware upgrade campaign (``POST /campaigns/firmware/{acc}``).
 
         The first :data:`MAX_CAMPAIGN_IMEIS` devices go into the schedule request, the rest are
-        added in batches of as many (:meth:`add_campaign_devices`). Everything is checked first.
+        added in batches of as many (:meth:`add_campaign_devices`); ThingSpace takes added devices
+        only before the start date, so a campaign of more devices must start after today. When some
+        cannot be added, the campaign is cancelled, so that it never runs with part of its devices,
+        and :class:`IoTFleetCampaignDevicesError` names every device left out. Everything is
+        checked first.
 
         The schedule is not sent twice: if its answer is lost, the campaign is looked up by
         ``campaign_name`` (so give one); without a name, or when none is found, the outcome is unknown.
@@ -818,6 +797,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: naming every bad IMEI, date, window or firmware field.
         :raises IoTFleetOutcomeUnknownError: when the schedule's answer was lost and the campaign
             cannot be found by name.
+        :raises IoTFleetCampaignDevicesError: when devices beyond the first request could not be added
+            (the campaign is then cancelled).
         """
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
@@ -829,6 +810,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         start, end, windows = validate_campaign_schedule(
             start_date, end_date, time_windows, self.clock.now().astimezone(UTC).date()
         )
+        self.check_campaign_size(len(checked), start)
         label = validate_campaign_name(campaign_name) if campaign_name is not None else None
         body: dict[str, Any] = {
             "firmwareName": name,
@@ -869,9 +851,32 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
         if len(checked) > MAX_CAMPAIGN_IMEIS:
             self.add_campaign_devices(
-                campaign["campaign_id"], checked[MAX_CAMPAIGN_IMEIS:], account_name=account
+                campaign["campaign_id"],
+                checked[MAX_CAMPAIGN_IMEIS:],
+                account_name=account,
+                cancel_on_failure=True,
             )
         return campaign
+
+    def check_campaign_size(self, devices: int, start_date: str) -> None:
+        """Refuse a campaign of more than :data:`MAX_CAMPAIGN_IMEIS` devices that starts today or
+        earlier: the devices past the first request go in as adds, which ThingSpace takes only before
+        the start date, and half a campaign must never run.
+
+        :param start_date: ``yyyy-mm-dd``.
+        :raises IoTFleetValidationError: saying to start it tomorrow or later, or to split it.
+        """
+        today = self.clock.now().astimezone(UTC).date().isoformat()
+        if devices > MAX_CAMPAIGN_IMEIS and start_date <= today:
+            raise IoTFleetValidationError(
+                f"a campaign of {devices} devices must start after today",
+                [
+                    f"campaign_start_date {start_date}: devices beyond the first {MAX_CAMPAIGN_IMEIS} are "
+                    "added after scheduling, and a campaign takes added devices only before its start "
+                    f"date; start it tomorrow or later, or split the devices into campaigns of at most "
+                    f"{MAX_CAMPAIGN_IMEIS}"
+                ],
+            )
 
     def get_campaign(self, campaign_id: str, *, account_name: str | None = None) -> dict[str, Any]:
         """Return the campaign (``GET /campaigns/{acc}/{campaignId}``) as :func:`normalise_campaign` does.
@@ -929,65 +934,124 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         return None
 
     def add_campaign_devices(
-        self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
+        self,
+        campaign_id: str,
+        imeis: Sequence[str],
+        *,
+        account_name: str | None = None,
+        cancel_on_failure: bool = False,
     ) -> None:
         """Add devices to a campaign that has not started (``PUT /campaigns/firmware/{acc}/{id}`` with
         ``"Type": "append"``, as the vendor's SDK names it), :data:`MAX_CAMPAIGN_IMEIS` per request.
 
-        A request whose answer was lost is not sent again blindly: the campaign's report is read,
-        and only the devices it does not hold yet are sent, once more.
+        Every request is sent even when ThingSpace refuses some devices of an earlier one. A request
+        whose answer was lost is not sent again blindly: the campaign's report is read, and only the
+        devices it does not hold yet are sent, once more.
 
+        :param cancel_on_failure: when some devices cannot be added, cancel the campaign, so that it
+            never starts with part of its devices (what :meth:`schedule_campaign` does).
         :raises IoTFleetValidationError: naming every bad IMEI, before any request.
+        :raises IoTFleetCampaignDevicesError: naming every device not added, after cancelling the
+            campaign when asked (its ``campaign_status`` then says how it ended).
         :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
         """
-        self._change_campaign_devices(campaign_id, imeis, "append", account_name)
+        account = self.resolve_account(account_name)
+        try:
+            self._change_campaign_devices(campaign_id, imeis, "append", account)
+        except IoTFleetCampaignDevicesError as error:
+            if not cancel_on_failure:
+                raise
+            raise self._cancelled_incomplete(campaign_id, account, error) from error
 
     def remove_campaign_devices(
         self, campaign_id: str, imeis: Sequence[str], *, account_name: str | None = None
     ) -> None:
         """Remove devices from a campaign that has not started; see :meth:`add_campaign_devices`."""
-        self._change_campaign_devices(campaign_id, imeis, "remove", account_name)
+        self._change_campaign_devices(campaign_id, imeis, "remove", self.resolve_account(account_name))
 
     def _change_campaign_devices(
-        self, campaign_id: str, imeis: Sequence[str], change: str, account_name: str | None
+        self, campaign_id: str, imeis: Sequence[str], change: str, account: str
     ) -> None:
-        account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
         path = _campaign_path(account, campaign_id, prefix="campaigns/firmware")
-        for start in range(0, len(checked), MAX_CAMPAIGN_IMEIS):
-            batch = checked[start : start + MAX_CAMPAIGN_IMEIS]
-            for attempt in range(2):
-                call = Call("PUT", path, json={"Type": change, "deviceList": batch}, repeat="if-not-received")
-                try:
-                    reply = self.client.send(call)
-                except IoTFleetError as error:
-                    if not answer_lost(error):
-                        raise
-                    if attempt:
-                        raise IoTFleetOutcomeUnknownError(
-                            f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
-                            f"{campaign_id} were lost twice ({error.message}); some may be changed",
-                            http_status=error.http_status,
-                            vendor=VENDOR,
-                        ) from error
-                    held = {
-                        device["device_id"]
-                        for device in self.campaign_progress(campaign_id, account_name=account).devices
-                    }
-                    batch = [imei for imei in batch if (imei in held) != (change == "append")]
-                    if not batch:
-                        break
-                else:
-                    # Answered: devices it refused one by one are an error, not a lost answer.
-                    _raise_for_refused_devices(reply, change, campaign_id)
-                    break
-        self.log.info(
-            "%s: %s %d devices in campaign %s",
-            VENDOR,
-            "added" if change == "append" else "removed",
-            len(checked),
-            campaign_id,
-        )
+        done = "added to" if change == "append" else "removed from"
+        batches = list(chunks(checked, MAX_CAMPAIGN_IMEIS))
+        refused: dict[str, str] = {}
+        for position, batch in enumerate(batches):
+            try:
+                refused.update(self._change_batch(path, campaign_id, batch, change, account))
+            except IoTFleetCampaignDevicesError:
+                raise
+            except IoTFleetError as error:
+                left_out = [*refused, *(imei for later in batches[position:] for imei in later)]
+                raise IoTFleetCampaignDevicesError(
+                    f"{VENDOR}: {len(left_out)} of {len(checked)} devices could not be {done} campaign "
+                    f"{campaign_id}: {error.message}",
+                    devices=left_out,
+                    http_status=error.http_status,
+                    error_code=error.error_code,
+                    request_id=error.request_id,
+                    vendor=VENDOR,
+                    bare_message=error.bare_message,
+                ) from error
+        if refused:
+            shown = ", ".join(f"{imei} ({reason})" for imei, reason in list(refused.items())[:5])
+            more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+            raise IoTFleetCampaignDevicesError(
+                f"{VENDOR}: {len(refused)} of {len(checked)} devices could not be {done} campaign "
+                f"{campaign_id}: {shown}{more}",
+                devices=list(refused),
+                vendor=VENDOR,
+                bare_message=f"refused by ThingSpace: {next(iter(refused.values()))}",
+            )
+        self.log.info("%s: %s %d devices in campaign %s", VENDOR, done.split()[0], len(checked), campaign_id)
+
+    def _change_batch(
+        self, path: str, campaign_id: str, batch: list[str], change: str, account: str
+    ) -> dict[str, str]:
+        """Send one add or remove; return the devices ThingSpace refused in its answer."""
+        for attempt in range(2):
+            call = Call("PUT", path, json={"Type": change, "deviceList": batch}, repeat="if-not-received")
+            try:
+                reply = self.client.send(call)
+            except IoTFleetError as error:
+                if not answer_lost(error):
+                    raise
+                if attempt:
+                    raise IoTFleetOutcomeUnknownError(
+                        f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
+                        f"{campaign_id} were lost twice ({error.message}); some may be changed",
+                        http_status=error.http_status,
+                        vendor=VENDOR,
+                    ) from error
+                held = {
+                    device["device_id"]
+                    for device in self.campaign_progress(campaign_id, account_name=account).devices
+                }
+                batch = [imei for imei in batch if (imei in held) != (change == "append")]
+                if not batch:
+                    return {}
+            else:
+                # Answered: devices it refused one by one are the caller's to report, not a lost answer.
+                return _refused_devices(reply)
+        return {}  # not reached: the second lost answer raised
+
+    def _cancelled_incomplete(
+        self, campaign_id: str, account: str, error: IoTFleetCampaignDevicesError
+    ) -> IoTFleetCampaignDevicesError:
+        """Cancel a campaign some devices could not join, and say so in the error to raise."""
+        try:
+            status = self.cancel_campaign(campaign_id, account_name=account)["status"]
+            what = f"campaign {campaign_id} was cancelled ({status}) so that it never runs with part of its devices"
+        except IoTFleetError as cancel_error:
+            status = None
+            what = (
+                f"cancelling campaign {campaign_id} failed too ({cancel_error.message}): cancel it before it "
+                "starts, or it upgrades only part of the devices"
+            )
+        clone = error.with_message(f"{error.message}; {what}")
+        clone.campaign_status = status
+        return clone
 
     def change_campaign_dates(
         self,

@@ -219,6 +219,7 @@ class ClientCore:
             f"{self.errors.vendor}: {request.action} could not be completed: {describe(cause)}",
             may_have_reached_vendor=reached,
             vendor=self.errors.vendor,
+            bare_message=f"could not be completed: {describe(cause)}",
         )
 
     @staticmethod

@@ -90,6 +90,7 @@ class ErrorMapping:
             "error_code": body.code,
             "request_id": request_id,
             "vendor": self.vendor,
+            "bare_message": message,
         }
         if issubclass(error_class, IoTFleetRateLimitError):
             error: IoTFleetVendorResponseError = error_class(text, retry_after=retry_after, **fields)
@@ -151,4 +152,5 @@ def malformed_response(
         http_status=response.status if response is not None else None,
         request_id=request_id,
         vendor=vendor,
+        bare_message=f"an answer with {what}",
     )

@@ -1,33 +1,28 @@
 """What every fleet operator shares, so that a vendor operator is only its arguments and its calls.
 
 :class:`IoTFleetBaseOperator` owns the plumbing: the hook bound to the operator's connection id,
-input lists taken from XCom or rendered templates, duplicates dropped, validation before the first
-request, batching with the vendor's maximum, progress logs, one summary line, failures grouped by
-vendor error code, the ``outcome`` XCom pushed before failing, and ``fail_on_error``. A vendor
-operator implements :meth:`~IoTFleetBaseOperator.operate`: validate, send through the hook, and
-return an :class:`OperationResult`.
+progress logs, batching with the vendor's maximum and one summary line. :class:`IoTFleetWriteOperator`
+adds the outcome every write operator returns (a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome`,
+errors grouped), ``fail_on_error``, and what a retry needs: whether this is one, and a journal of what
+earlier tries did (:class:`TaskJournal`). A vendor operator implements ``operate``: validate, send
+through the hook, and return its result.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_iotfleet.exceptions import (
-    OUTCOME_KEY,
-    IoTFleetError,
-    IoTFleetNotAttemptedError,
-    IoTFleetOperationFailedError,
-)
+from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.validation import plural, validate_share
 
 if TYPE_CHECKING:
@@ -36,11 +31,12 @@ if TYPE_CHECKING:
 # OUTCOME_KEY and IoTFleetOperationFailedError live in exceptions; they are still importable here.
 __all__ = [
     "OUTCOME_KEY",
-    "Failure",
     "IoTFleetBaseOperator",
     "IoTFleetOperationFailedError",
+    "IoTFleetWriteOperator",
     "OperationResult",
     "Progress",
+    "TaskJournal",
 ]
 
 HookT = TypeVar("HookT", bound=IoTFleetBaseHook)
@@ -51,52 +47,17 @@ ResultT = TypeVar("ResultT")
 EXAMPLES_PER_GROUP = 3
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One failed item (or batch) as the logs and the final error report it.
-
-    :ivar item: what failed, as a user finds it again ("89014103211118510720", "batch 3").
-    :ivar items: how many input items it stands for (a failed batch stands for all of its devices).
-    :ivar code: what groups failures: the vendor's error code, else the HTTP status or the vendor's
-        per-device status.
-    """
-
-    item: str
-    message: str
-    code: str
-    items: int = 1
-    http_status: int | None = None
-    request_id: str | None = None
-
-    @classmethod
-    def from_error(cls, item: str, error: IoTFleetError, items: int = 1) -> Failure:
-        """Describe ``item`` failed with ``error``; not-attempted items group under their cause."""
-        code = error.error_code or (f"HTTP {error.http_status}" if error.http_status else None)
-        if code is None:
-            cause = error.cause if isinstance(error, IoTFleetNotAttemptedError) else error
-            code = type(cause).__name__.removeprefix("IoTFleet").removesuffix("Error").lower() or "error"
-        return cls(
-            item=item,
-            message=error.message,
-            code=code,
-            items=items,
-            http_status=error.http_status,
-            request_id=error.request_id,
-        )
-
-
 @dataclass
 class OperationResult:
-    """What an operator's :meth:`~IoTFleetBaseOperator.operate` hands back to the base.
+    """What a read operator's :meth:`~IoTFleetBaseOperator.operate` hands back to the base (write
+    operators return a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` instead).
 
-    :ivar outcome: the JSON-safe dict returned to XCom (and pushed under ``outcome``).
-    :ivar counts: items per outcome for the summary line, in display order (``{"updated": 9}``).
-    :ivar failures: every failed item or batch, for the grouped report and ``fail_on_error``.
+    :ivar outcome: the JSON-safe dict returned to XCom.
+    :ivar counts: items per outcome for the summary line, in display order (``{"listed": 9}``).
     """
 
     outcome: dict[str, Any]
     counts: dict[str, int]
-    failures: list[Failure] = field(default_factory=list)
 
 
 class Progress:
@@ -177,16 +138,13 @@ def _duration(seconds: float) -> str:
 
 
 class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
-    """Base of the provider's operators: one hook, validated input, an accounted outcome.
+    """Base of the provider's operators: one hook, validated input, a logged summary.
 
     Subclasses set :attr:`hook_class`, declare their arguments and ``template_fields``, and implement
-    :meth:`operate`. :meth:`execute` then logs the summary and each failure group once, pushes the
-    outcome under the ``outcome`` XCom key, fails the task if ``fail_on_error`` and anything failed,
-    and otherwise returns the outcome (the task's ``return_value``).
+    :meth:`operate`. Read operators return an :class:`OperationResult`; write operators derive from
+    :class:`IoTFleetWriteOperator`, which returns a :class:`FleetOutcome`.
 
     :param conn_id: the Airflow connection id (each operator names it ``<vendor>_conn_id``).
-    :param fail_on_error: fail the task, after every item was tried and the outcome pushed, when any
-        item failed. ``False`` succeeds and leaves the failures in the outcome.
     :param progress_interval: seconds between progress lines on long runs.
     :param rate_limit_share: the share (above 0, at most 1) of the connection's rate limit that this
         task uses. When ``n`` tasks may run at once against one tenant (mapped tasks, parallel DAG
@@ -203,14 +161,12 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
         self,
         *,
         conn_id: str,
-        fail_on_error: bool = True,
         progress_interval: float = 30.0,
         rate_limit_share: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        self.fail_on_error = fail_on_error
         self.progress_interval = progress_interval
         self.rate_limit_share = validate_share(rate_limit_share, f"{self.task_id}: rate_limit_share")
 
@@ -223,33 +179,27 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
     def vendor(self) -> str:
         return self.hook_class.hook_name
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> Any:
         """Validate the inputs, run the operation through :attr:`hook`, and return its result."""
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Run the operation; return its outcome (also pushed under ``outcome``).
+        """Run the operation; return its result for XCom.
 
         :raises IoTFleetValidationError: for bad input, before any request.
-        :raises IoTFleetOperationFailedError: with ``fail_on_error`` when any item failed.
         """
         started = time.monotonic()
+        result: OperationResult = self._operate(context)
+        self.log.info(
+            "%s: done in %s: %s", self.vendor, _duration(time.monotonic() - started), _counts(result.counts)
+        )
+        return result.outcome
+
+    def _operate(self, context: Context) -> Any:
         try:
-            result = self.operate(context)
+            return self.operate(context)
         finally:
             self.hook.close()
-        self._report(result, time.monotonic() - started)
-        context["ti"].xcom_push(key=OUTCOME_KEY, value=result.outcome)
-        failed = sum(failure.items for failure in result.failures)
-        if failed and self.fail_on_error:
-            requested = result.outcome.get("requested", failed)
-            raise IoTFleetOperationFailedError(
-                f"{failed} of {plural(requested, self.unit)} failed: {_group_summary(result.failures)}. "
-                f"Every {self.unit} was tried; the outcome is in XCom key {OUTCOME_KEY!r} (set "
-                "fail_on_error=False to succeed with failures)",
-                result.outcome,
-            )
-        return result.outcome
 
     # --- helpers for subclasses -----------------------------------------------------------------
 
@@ -305,45 +255,171 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
 
         return map_batches(send, batches, on_outcome=advance)
 
-    def _report(self, result: OperationResult, elapsed: float) -> None:
-        # The first count always shows (it is what the operator is for); the others only when not 0.
-        counts = ", ".join(
-            f"{count} {what}" for n, (what, count) in enumerate(result.counts.items()) if count or n == 0
-        )
-        self.log.info("%s: done in %s: %s", self.vendor, _duration(elapsed), counts or "nothing to do")
-        groups: dict[str, list[Failure]] = defaultdict(list)
-        for failure in result.failures:
-            groups[failure.code].append(failure)
-        for code, failures in groups.items():
-            first = failures[0]
-            examples = ", ".join(failure.item for failure in failures[:EXAMPLES_PER_GROUP])
-            more = (
-                f" and {len(failures) - EXAMPLES_PER_GROUP} more"
-                if len(failures) > EXAMPLES_PER_GROUP
-                else ""
-            )
-            request_ids = sorted({f.request_id for f in failures if f.request_id})
-            self.log.error(
-                "%s: %d failed with %s%s (e.g. %s%s)%s",
-                self.vendor,
-                sum(f.items for f in failures),
-                code,
-                "" if first.message == code else f": {first.message}",
-                examples,
-                more,
-                f"; request id {', '.join(request_ids[:EXAMPLES_PER_GROUP])}" if request_ids else "",
-            )
+
+class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
+    """Base of the write operators: every device accounted once in a :class:`FleetOutcome`, safe
+    under Airflow's retries.
+
+    :meth:`execute` logs the summary and one line per distinct error, returns the outcome (the
+    task's ``return_value``), or, when ``fail_on_error`` and any device failed or ended unknown,
+    pushes it under the XCom key ``outcome`` and fails the task: one copy either way
+    (:func:`~airflow_provider_iotfleet.outcome.pull_outcome` finds it in both cases).
+
+    A retry is a fresh operator with the same context after an earlier try failed part-way or was
+    killed. On a try after the first (:meth:`retrying`), each write operator starts from what is
+    true now: it reads the devices' state before writing, or what the earlier tries recorded in the
+    task's own state (:meth:`journal`, Airflow 3.3+) where the vendor shows nothing to read, and
+    writes only what is still to do.
+
+    :param fail_on_error: fail the task, after every device was tried and the outcome pushed, when
+        any failed. ``False`` succeeds and leaves the failures in the outcome.
+    """
+
+    #: what the outcome's ``operation`` says ("edit_devices", "force_offline").
+    operation: ClassVar[str]
+
+    def __init__(self, *, fail_on_error: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fail_on_error = fail_on_error
+
+    def operate(self, context: Context) -> FleetOutcome:
+        """Validate the inputs, run the operation through :attr:`hook`, and return its outcome."""
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Run the operation; return its outcome (the task's ``return_value``).
+
+        :raises IoTFleetValidationError: for bad input, before any request.
+        :raises IoTFleetOperationFailedError: with ``fail_on_error`` when any device failed or ended
+            unknown, after the outcome was pushed under XCom key ``outcome``.
+        """
+        started = time.monotonic()
+        outcome: FleetOutcome = self._operate(context)
+        self._log_outcome(outcome, time.monotonic() - started)
+        xcom = outcome.to_xcom()
+        if outcome.not_done and self.fail_on_error:
+            context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)
+            raise IoTFleetOperationFailedError(_failure_message(outcome, self.unit), xcom)
+        return xcom
+
+    def new_outcome(self, requested: int) -> OutcomeBuilder:
+        """A builder for this operation's outcome over ``requested`` distinct devices."""
+        return OutcomeBuilder(self.operation, self.vendor, requested)
+
+    def retrying(self, context: Context) -> bool:
+        """Whether an earlier try of this task instance ran (and may have done part of the work)."""
+        try_number = getattr(context.get("ti"), "try_number", 1)
+        return isinstance(try_number, int) and try_number > 1
+
+    def journal(self, context: Context, name: str) -> TaskJournal:
+        """What earlier tries of this task instance recorded under ``name``, and where this try
+        records what it does (see :class:`TaskJournal`)."""
+        return TaskJournal(context.get("task_state_store"), f"iotfleet.{name}", self.log)
+
+    def _log_outcome(self, outcome: FleetOutcome, elapsed: float) -> None:
+        self.log.info("%s: done in %s: %s", self.vendor, _duration(elapsed), outcome.summary())
+        for line in outcome.failure_lines(EXAMPLES_PER_GROUP):
+            self.log.error("%s: %s", self.vendor, line)
 
 
-def _group_summary(failures: Sequence[Failure]) -> str:
-    counts: dict[str, int] = defaultdict(int)
-    messages: dict[str, str] = {}
-    for failure in failures:
-        counts[failure.code] += failure.items
-        messages.setdefault(failure.code, _shorten(failure.message))
-    return "; ".join(
-        f"{count} x {code}" + ("" if messages[code] == code else f" ({messages[code]})")
-        for code, count in counts.items()
+class TaskJournal:
+    """What a task instance's tries did, kept in Airflow's task state store so that a retry (even
+    on another worker, after the earlier try was killed) knows it.
+
+    Entries are ``key -> JSON value``; they are written in chunks, only what is new since the last
+    :meth:`flush`, so a long run costs each entry once. Without a task state store (Airflow before
+    3.3, or a hook used outside a task) the journal is off: :meth:`load` finds nothing and
+    :meth:`flush` keeps nothing, so a retry sends again what only the journal could have told.
+
+    Thread-safe: per-device operations record from their worker threads.
+
+    :param store: ``context["task_state_store"]``, or ``None``.
+    :param flush_every: seconds between the writes :meth:`record` makes on its own.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        name: str,
+        log: Any,
+        *,
+        flush_every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._name = name
+        self._log = log
+        self._flush_every = flush_every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] = {}
+        self._chunks: int | None = None
+        self._last_flush = clock()
+
+    @property
+    def available(self) -> bool:
+        """Whether this Airflow keeps task state across tries."""
+        return self._store is not None
+
+    def load(self) -> dict[str, Any]:
+        """Every entry earlier tries recorded (later chunks win), ``{}`` without a store."""
+        if self._store is None:
+            return {}
+        with self._lock:
+            chunks = self._store.get(f"{self._name}.chunks", 0)
+            self._chunks = chunks if isinstance(chunks, int) else 0
+            entries: dict[str, Any] = {}
+            for index in range(self._chunks):
+                chunk = self._store.get(f"{self._name}.{index}", {})
+                if isinstance(chunk, dict):
+                    entries.update(chunk)
+            return entries
+
+    def record(self, key: str, value: Any) -> None:
+        """Note that ``key`` is done (with ``value``); written at the next flush, at most
+        ``flush_every`` seconds from now."""
+        if self._store is None:
+            return
+        with self._lock:
+            self._pending[key] = value
+            due = self._clock() - self._last_flush >= self._flush_every
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was recorded since the last flush, as one more chunk."""
+        if self._store is None:
+            return
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, {}
+            if self._chunks is None:
+                chunks = self._store.get(f"{self._name}.chunks", 0)
+                self._chunks = chunks if isinstance(chunks, int) else 0
+            self._store.set(f"{self._name}.{self._chunks}", pending)
+            self._chunks += 1
+            self._store.set(f"{self._name}.chunks", self._chunks)
+            self._last_flush = self._clock()
+
+
+def _counts(counts: dict[str, int]) -> str:
+    # The first count always shows (it is what the operator is for); the others only when not 0.
+    shown = ", ".join(f"{count} {what}" for n, (what, count) in enumerate(counts.items()) if count or n == 0)
+    return shown or "nothing to do"
+
+
+def _failure_message(outcome: FleetOutcome, unit: str) -> str:
+    groups = "; ".join(
+        f"{len(error.devices)} {error.status}{'' if error.attempted else ' (not sent)'} with {error.label}"
+        + (f": {_shorten(error.message)}" if error.message and error.message != error.error_code else "")
+        for error in outcome.errors
+    )
+    all_tried = all(error.attempted for error in outcome.errors)
+    return (
+        f"{outcome.not_done} of {plural(outcome.requested, unit)} not done: {groups}. "
+        + (f"Every {unit} was tried; " if all_tried else f"Every {unit} not marked 'not sent' was tried; ")
+        + f"the outcome is in XCom key {OUTCOME_KEY!r} (set fail_on_error=False to succeed with failures)"
     )
 
 

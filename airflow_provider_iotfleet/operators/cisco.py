@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditResult
+from airflow_provider_iotfleet.http import Outcome
+from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.outcome import FleetOutcome, Status
 from airflow_provider_iotfleet.validation import (
     Problems,
     as_item_list,
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCenterHook]):
+class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCenterHook]):
     """Edit Control Center devices, one ``PUT /devices/{iccid}`` each, with the connection's
     concurrency and rate limit.
 
@@ -31,14 +35,18 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCen
     device its own change). Every edit is validated before the first request, and an ICCID given
     twice is sent once (twice with different changes is an error).
 
-    XCom (``return_value``, and ``outcome`` also when the task fails)::
+    Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
+    ``"edit_devices"``, device ids are ICCIDs) with ``effective_date`` added: ``succeeded`` edits
+    applied now (HTTP 200), ``scheduled`` ones accepted for ``effective_date`` (HTTP 202),
+    ``unchanged`` devices already as asked (found so by a read, or an activation Control Center
+    answered "already activated", 10030000), ``unknown`` edits whose answer was lost and that a read
+    could not confirm.
 
-        {"requested": n, "updated": [iccid], "scheduled": [iccid], "unchanged": [iccid],
-         "failed": [{"iccid", "http_status", "error_code", "message", "request_id"}]}
-
-    ``scheduled`` are changes accepted for ``effective_date`` (HTTP 202). ``unchanged`` are devices
-    already as asked: found so by ``skip_unchanged``, or an activation Control Center answered with
-    "already activated" (10030000).
+    Safe under Airflow's retries: a try after the first reads each device before writing (as
+    ``skip_unchanged`` does), so what an earlier try changed is ``unchanged`` and not sent again.
+    Control Center shows no pending scheduled change, so scheduled edits are also recorded in the
+    task's own state (Airflow 3.3+) and a retry does not schedule them twice; on Airflow 3.2 a retry
+    schedules again what an earlier try scheduled (give such tasks ``retries=0`` there).
 
     :param iccids: ICCIDs to change (templated; a list, an upstream task's output, or a template
         rendering a list).
@@ -50,14 +58,13 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCen
         offset, at most 180 days ahead (templated; e.g. ``"{{ data_interval_end.add(days=1) }}"``).
         Omitted means now.
     :param skip_unchanged: read each device first (one more call per device) and send only the
-        fields that differ, so a re-run maintenance window changes nothing twice. Control Center does
-        not show pending scheduled changes: with ``effective_date``, a re-run schedules again what a
-        failed run already scheduled (give such tasks ``retries=0``).
+        fields that differ, on the first try too.
     :param cisco_control_center_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any device failed (after trying all of them).
     """
 
     hook_class = CiscoControlCenterHook
+    operation = "edit_devices"
     template_fields = ("iccids", "changes", "edits", "effective_date")
     template_fields_renderers = {"changes": "json", "edits": "json"}
 
@@ -85,22 +92,61 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetBaseOperator[CiscoControlCen
         self.effective_date = effective_date
         self.skip_unchanged = skip_unchanged
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> FleetOutcome:
         edits, given, duplicates, effective_date = self._validated()
+        outcome = self.new_outcome(len(edits))
         if not given:
             self.nothing_to_do("edits" if self.edits is not None else "iccids")
-            return _result([], 0)
+            return outcome.build(effective_date=effective_date)
+        retrying = self.retrying(context)
+        # Control Center shows no pending change: what earlier tries scheduled is in the journal.
+        journal = self.journal(context, "cisco.scheduled") if effective_date else None
+        scheduled_before = journal.load() if journal is not None else {}
+        status_of: dict[str, Status] = {
+            edit["iccid"]: "scheduled"
+            for edit in edits
+            if scheduled_before.get(edit["iccid"]) == _fingerprint(edit, effective_date)
+        }
+        to_send = [edit for edit in edits if edit["iccid"] not in status_of]
         detail = f"effective {effective_date}" if effective_date else "effective now"
-        if self.skip_unchanged:
+        if retrying:
+            detail += f", try {context['ti'].try_number}: reading each device first to skip what is done"
+            if status_of:
+                detail += f" ({len(status_of)} scheduled by an earlier try, not sent again)"
+        elif self.skip_unchanged:
             detail += ", reading each device first to skip what is already as asked"
         progress = self.start("editing", len(edits), detail=detail, duplicates=duplicates)
-        outcomes = self.hook.edit_devices(
-            edits,
-            effective_date,
-            skip_unchanged=self.skip_unchanged,
-            on_outcome=lambda outcome: progress.advance(1, failed=0 if outcome.ok else 1),
-        )
-        return _result(outcomes, len(edits))
+        progress.advance(len(status_of))
+        fingerprints = {edit["iccid"]: _fingerprint(edit, effective_date) for edit in to_send}
+
+        def on_outcome(result: Outcome[str, CiscoEditResult]) -> None:
+            progress.advance(1, failed=0 if result.ok else 1)
+            if journal is not None and result.result is not None and result.result.scheduled:
+                journal.record(result.item, fingerprints[result.item])
+
+        errors: dict[str, IoTFleetError] = {}
+        try:
+            results = self.hook.edit_devices(
+                to_send,
+                effective_date,
+                skip_unchanged=self.skip_unchanged or retrying,
+                on_outcome=on_outcome,
+            )
+        finally:
+            if journal is not None:
+                journal.flush()
+        for result in results:
+            if result.error is not None:
+                errors[result.item] = result.error
+            elif result.result is not None:
+                status_of[result.item] = _STATUS[result.result.outcome]
+        for edit in edits:
+            iccid = edit["iccid"]
+            if iccid in errors:
+                outcome.fail([iccid], errors[iccid])
+            else:
+                outcome.add(status_of[iccid], iccid)
+        return outcome.build(effective_date=effective_date)
 
     def _validated(self) -> tuple[list[dict[str, str]], int, int, str | None]:
         """Check every input before anything is sent; return the distinct edits, how many items
@@ -155,18 +201,11 @@ def _distinct_edits(
     return unique, len(pairs) - len(unique)
 
 
-def _result(outcomes: list[Any], requested: int) -> OperationResult:
-    by_outcome: dict[str, list[str]] = {"updated": [], "scheduled": [], "unchanged": []}
-    failed: list[dict[str, Any]] = []
-    failures: list[Failure] = []
-    for outcome in outcomes:
-        if outcome.error is not None:
-            failed.append({"iccid": outcome.item, **outcome.error.to_dict()})
-            failures.append(Failure.from_error(outcome.item, outcome.error))
-        else:
-            by_outcome[outcome.result.outcome].append(outcome.item)
-    return OperationResult(
-        outcome={"requested": requested, **by_outcome, "failed": failed},
-        counts={**{name: len(iccids) for name, iccids in by_outcome.items()}, "failed": len(failed)},
-        failures=failures,
-    )
+#: A Cisco edit's own outcome names, as the outcome contract's statuses.
+_STATUS: dict[str, Status] = {"updated": "succeeded", "scheduled": "scheduled", "unchanged": "unchanged"}
+
+
+def _fingerprint(edit: Mapping[str, str], effective_date: str | None) -> str:
+    """What identifies one scheduled edit across tries: its fields, values and effective date."""
+    text = json.dumps([sorted(edit.items()), effective_date], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

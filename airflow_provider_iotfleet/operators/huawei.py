@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
-from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
+from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     chunks,
@@ -18,17 +19,20 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class HuaweiRomaForceOfflineOperator(IoTFleetBaseOperator[HuaweiRomaConnectHook]):
+class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook]):
     """Force ROMA Connect devices offline (``POST .../devices/force-offline``), ``batch_size`` ids per
-    request. Only online MQTT devices can be forced offline; the others come back in ``failed``.
+    request. Only online MQTT devices can be forced offline.
 
-    XCom (``return_value``, and ``outcome`` also when the task fails)::
+    Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
+    ``"force_offline"``, device ids are the ROMA ids as integers): ``succeeded`` devices forced
+    offline; ``unchanged`` devices already offline (ROMA refuses them; a read-back tells them from
+    devices it cannot force); ``failed`` with ``error_code`` ``not_forced_offline`` (ROMA refused a
+    device that is not offline: not an MQTT device, say), ``never_connected`` (never sent: a device
+    that never connected cannot be forced), ``missing_from_answer``, or the error of the whole
+    request. Nothing to roll back: devices reconnect by themselves.
 
-        {"requested": n, "succeeded": [{"id", "device_name"}],
-         "failed": [{"id", "device_name", "message", "error_code"?, "request_id"?}]}
-
-    Every distinct id is in exactly one list. ``error_code`` and ``request_id`` are there when the
-    whole request failed.
+    Safe under Airflow's retries: a try after the first reads the devices' online status first and
+    sends only those still online, so what an earlier try did is ``unchanged``.
 
     :param device_ids: ROMA device ids (integers; templated, or an upstream task's output).
     :param batch_size: ids per request, at most 1000.
@@ -37,6 +41,7 @@ class HuaweiRomaForceOfflineOperator(IoTFleetBaseOperator[HuaweiRomaConnectHook]
     """
 
     hook_class = HuaweiRomaConnectHook
+    operation = "force_offline"
     template_fields = ("device_ids",)
 
     def __init__(
@@ -52,50 +57,39 @@ class HuaweiRomaForceOfflineOperator(IoTFleetBaseOperator[HuaweiRomaConnectHook]
         self.device_ids = device_ids
         self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> FleetOutcome:
         raw = as_item_list(self.device_ids, "device_ids")
         if not raw:
             self.nothing_to_do("device_ids")
-            return _result([], [], [])
+            return self.new_outcome(0).build()
         ids, duplicates = distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
+        outcome = self.new_outcome(len(ids))
         batches = list(chunks(ids, self.batch_size))
-        progress = self.start("forcing offline", len(ids), duplicates=duplicates, batches=len(batches))
-        succeeded: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        failures: list[Failure] = []
-        for batch in self.run_batches(batches, self.hook.force_offline, progress, lambda r: len(r.failed)):
-            if batch.result is not None:
-                succeeded.extend(batch.result.succeeded)
-                failed.extend(batch.result.failed)
-                failures.extend(
-                    Failure(item=str(entry["id"]), message=entry["message"], code=entry["message"])
-                    for entry in batch.result.failed
+        read_first = self.retrying(context)
+        progress = self.start(
+            "forcing offline",
+            len(ids),
+            duplicates=duplicates,
+            batches=len(batches),
+            detail=f"try {context['ti'].try_number}: reading each device's status first to skip what is done"
+            if read_first
+            else "",
+        )
+        results = self.run_batches(
+            batches,
+            lambda batch: self.hook.force_offline(batch, read_first=read_first),
+            progress,
+            lambda result: len(result.failed),
+        )
+        for batch in results:
+            if batch.error is not None:
+                outcome.fail(batch.items, batch.error)
+            if batch.result is None:
+                continue
+            outcome.add_many("succeeded", (entry["id"] for entry in batch.result.succeeded))
+            outcome.add_many("unchanged", batch.result.unchanged)
+            for entry in batch.result.failed:
+                outcome.refuse(
+                    [entry["id"]], entry["error_code"], entry["message"], attempted=entry["attempted"]
                 )
-            elif batch.error is not None:
-                error = batch.error.to_dict()
-                failed.extend(
-                    {
-                        "id": device_id,
-                        "device_name": None,
-                        "message": error["message"],
-                        "error_code": error["error_code"],
-                        "request_id": error["request_id"],
-                    }
-                    for device_id in batch.items
-                )
-                failures.append(
-                    Failure.from_error(
-                        f"request {batch.index + 1} (ids {batch.items[0]}..{batch.items[-1]})",
-                        batch.error,
-                        items=len(batch.items),
-                    )
-                )
-        return _result(succeeded, failed, failures)
-
-
-def _result(succeeded: list[Any], failed: list[Any], failures: list[Failure]) -> OperationResult:
-    return OperationResult(
-        outcome={"requested": len(succeeded) + len(failed), "succeeded": succeeded, "failed": failed},
-        counts={"forced offline": len(succeeded), "failed": len(failed)},
-        failures=failures,
-    )
+        return outcome.build()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
-from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult
+from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.validation import (
+    PALOALTO_IDENTIFIERS,
     as_item_list,
     chunks,
     distinct,
+    plural,
     validate_batch_size,
     validate_cellular_devices,
 )
@@ -18,18 +24,21 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class PaloAltoIoTBulkUpdateOperator(IoTFleetBaseOperator[PaloAltoIoTSecurityHook]):
+class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHook]):
     """Update cellular attributes of devices in IoT Security (``PUT .../device/bulkUpdate``),
     ``batch_size`` devices per request.
 
-    XCom (``return_value``, and ``outcome`` also when the task fails)::
+    Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
+    ``"bulk_update"``) with ``updated`` and ``batches`` added. IoT Security reports how many devices
+    each request updated (``updatedDeviceNum``), not which: a device it does not know is accepted
+    and not counted. So the devices of accepted requests are ``accepted`` (not ``succeeded``), and
+    ``updated`` is IoT Security's count over them; the devices of a failed request are ``failed``
+    under that request's error. A device's id is its entry's first identifier among ipAddress,
+    ipv6Address, imei, iccid, imsi and msisdn.
 
-        {"requested": n, "updated": <sum of updatedDeviceNum>, "batches": k,
-         "failed_batches": [{"index", "size", "http_status", "error_code", "message", "request_id"}]}
-
-    IoT Security reports a count per request, not which devices it updated: a device it does not
-    know is accepted and not counted. ``index`` is the 0-based position of a failed request, so its
-    devices are ``devices[index * batch_size:][:size]`` of the de-duplicated input.
+    Safe under Airflow's retries: the bulk update writes absolute values, so sending a device twice
+    changes nothing. On Airflow 3.3+ each accepted request is also recorded in the task's own state,
+    and a retry sends only the requests an earlier try did not get accepted.
 
     :param devices: dicts with any of ipAddress, ipv6Address, imei, iccid, imsi, apn, msisdn and
         SessionEvtType, at least one identifier each (templated, or an upstream task's output).
@@ -42,6 +51,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetBaseOperator[PaloAltoIoTSecurityHook
     """
 
     hook_class = PaloAltoIoTSecurityHook
+    operation = "bulk_update"
     template_fields = ("devices", "update_source", "customer_id")
     template_fields_renderers = {"devices": "json"}
 
@@ -62,55 +72,62 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetBaseOperator[PaloAltoIoTSecurityHook
         self.customer_id = customer_id
         self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> FleetOutcome:
         raw = as_item_list(self.devices, "devices")
         if not raw:
             self.nothing_to_do("devices")
-            return _result(0, 0, 0, [])
+            return self.new_outcome(0).build(updated=0, batches=0)
         devices, duplicates = distinct(validate_cellular_devices(raw), key=lambda d: tuple(sorted(d.items())))
+        outcome = self.new_outcome(len(devices))
         batches = list(chunks(devices, self.batch_size))
-        progress = self.start("updating", len(devices), duplicates=duplicates, batches=len(batches))
-        outcomes = self.run_batches(
-            batches,
-            lambda batch: self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True),
-            progress,
+        journal = self.journal(context, "paloalto.accepted")
+        accepted_before: dict[str, Any] = journal.load()
+        keys = [_batch_key(batch, self.update_source, self.customer_id) for batch in batches]
+        to_send = [index for index, key in enumerate(keys) if key not in accepted_before]
+        updated = {
+            index: int(accepted_before[key]) for index, key in enumerate(keys) if key in accepted_before
+        }
+        detail = ""
+        if updated:
+            detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
+        progress = self.start(
+            "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
         )
-        updated = sum(batch.result.updated for batch in outcomes if batch.result is not None)
-        failed = [batch for batch in outcomes if batch.error is not None]
-        failed_batches = [
-            {"index": batch.index, "size": len(batch.items), **batch.error.to_dict()}
-            for batch in failed
-            if batch.error is not None
-        ]
-        failures = [
-            Failure.from_error(
-                f"request {batch.index + 1} of {len(batches)}", batch.error, items=len(batch.items)
-            )
-            for batch in failed
-            if batch.error is not None
-        ]
-        return _result(len(devices), updated, len(batches), failed_batches, failures)
+        progress.advance(sum(len(batches[index]) for index in updated))
+        index_of = {id(batches[index]): index for index in to_send}
+
+        def send(batch: list[dict[str, str]]) -> int:
+            result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
+            journal.record(keys[index_of[id(batch)]], result.updated)
+            return result.updated
+
+        try:
+            sent = self.run_batches([batches[index] for index in to_send], send, progress)
+        finally:
+            journal.flush()
+        errors: dict[int, IoTFleetError] = {}
+        for sent_batch in sent:
+            index = index_of[id(sent_batch.items)]
+            if sent_batch.error is not None:
+                errors[index] = sent_batch.error
+            elif sent_batch.result is not None:
+                updated[index] = sent_batch.result
+        for index, batch in enumerate(batches):
+            ids = [device_id(device) for device in batch]
+            if index in errors:
+                outcome.fail(ids, errors[index])
+            else:
+                outcome.add_many("accepted", ids)
+        return outcome.build(updated=sum(updated.values()), batches=len(batches))
 
 
-def _result(
-    requested: int,
-    updated: int,
-    batches: int,
-    failed_batches: list[Any],
-    failures: list[Failure] | None = None,
-) -> OperationResult:
-    in_failed = sum(batch["size"] for batch in failed_batches)
-    return OperationResult(
-        outcome={
-            "requested": requested,
-            "updated": updated,
-            "batches": batches,
-            "failed_batches": failed_batches,
-        },
-        counts={
-            "updated": updated,
-            "accepted, not counted as updated": requested - in_failed - updated,
-            "in failed requests": in_failed,
-        },
-        failures=failures or [],
-    )
+def device_id(device: dict[str, str]) -> str:
+    """The id a Palo Alto entry is reported under: its first identifier among ipAddress,
+    ipv6Address, imei, iccid, imsi and msisdn (validation ensures there is one)."""
+    return next(device[key] for key in PALOALTO_IDENTIFIERS if key in device)
+
+
+def _batch_key(batch: list[dict[str, str]], update_source: str, customer_id: str | None) -> str:
+    """What identifies one request across tries: its devices, update source and tenant."""
+    text = json.dumps([batch, update_source, customer_id], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

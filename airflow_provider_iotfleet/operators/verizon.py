@@ -8,21 +8,30 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import Asset
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetCampaignDevicesError,
+    IoTFleetError,
+    IoTFleetValidationError,
+)
 from airflow_provider_iotfleet.hooks.verizon import (
-    MAX_CAMPAIGN_IMEIS,
     MAX_SYNC_IMEIS,
     MISSING_FROM_ANSWER,
+    FirmwareSyncResult,
     VerizonThingSpaceHook,
-    sync_failure,
 )
-from airflow_provider_iotfleet.operators.base import Failure, IoTFleetBaseOperator, OperationResult, Progress
+from airflow_provider_iotfleet.operators.base import (
+    IoTFleetBaseOperator,
+    IoTFleetWriteOperator,
+    OperationResult,
+    Progress,
+)
+from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     chunks,
@@ -206,29 +215,25 @@ class _Listing:
             yield from page
 
 
-def _why_no_status(entry: dict[str, Any]) -> str:
-    """What groups a sync failure ThingSpace gave no per-device status for."""
-    return "missing from the answer" if entry["reason"] == MISSING_FROM_ANSWER else "outcome unknown"
-
-
 def _attempt_key(context: Context) -> str:
     ti = context["ti"]
     identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'map_index', -1)}"
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpaceHook]):
+class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):
     """Ask ThingSpace to read each device's firmware version (``PUT /firmware/{acc}/devices``),
     ``batch_size`` IMEIs per request.
 
-    XCom (``return_value``, and ``outcome`` also when the task fails)::
+    Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
+    ``"sync_firmware"``, device ids are IMEIs) with ``account_name`` and ``firmware`` (``{imei:
+    version}`` of the synced devices) added. A device ThingSpace could not sync is ``failed`` with
+    its per-device status as ``error_code`` and its reason as ``message`` (``missing_from_answer``
+    when the answer left it out). Nothing to roll back: a sync only reads.
 
-        {"account_name", "requested": n,
-         "synced": [{"device_id", "firmware_version", "version_update_time", "status"}],
-         "failed": [{"device_id", "status", "reason", "error_code"}]}
-
-    A device ThingSpace could not sync has its per-device ``status`` and ``reason``; when a whole
-    request failed, ``status`` is ``None`` and ``error_code``/``reason`` are the request's error.
+    Safe under Airflow's retries: a sync is idempotent, so a request whose answer was lost (a 5xx,
+    a dropped connection) is sent again like a read. On Airflow 3.3+ the devices synced are also
+    recorded in the task's own state, and a retry syncs only the others.
 
     :param imeis: the devices (templated, or an upstream task's output); repeats are sent once.
     :param account_name: the billing account (templated); default: the connection's.
@@ -238,6 +243,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpa
     """
 
     hook_class = VerizonThingSpaceHook
+    operation = "sync_firmware"
     unit = "IMEI"
     template_fields = ("account_name", "imeis")
 
@@ -256,76 +262,86 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetBaseOperator[VerizonThingSpa
         self.account_name = account_name
         self.batch_size = validate_batch_size(batch_size, MAX_SYNC_IMEIS, self.hook_class.hook_name)
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> FleetOutcome:
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
-        synced: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        failures: list[Failure] = []
         if not raw:
             self.nothing_to_do("imeis")
-        else:
-            imeis, duplicates = distinct(validate_imeis(raw), key=str)
-            batches = list(chunks(imeis, self.batch_size))
-            progress = self.start(
-                "syncing the firmware of",
-                len(imeis),
-                detail=f"account {account}",
-                duplicates=duplicates,
-                batches=len(batches),
-            )
-            outcomes = self.run_batches(
-                batches,
-                lambda batch: self.hook.sync_firmware_batch(batch, account_name=account),
-                progress,
-                lambda result: len(result.failed),
-            )
-            for batch in outcomes:
-                if batch.result is not None:
-                    synced.extend(batch.result.synced)
-                    failed.extend(batch.result.failed)
-                    failures.extend(
-                        Failure(
-                            item=entry["device_id"],
-                            message=str(entry["reason"] or entry["status"]),
-                            code=str(entry["status"] or entry["error_code"] or _why_no_status(entry)),
-                        )
-                        for entry in batch.result.failed
-                    )
-                elif batch.error is not None:
-                    failed.extend(sync_failure(imei, batch.error) for imei in batch.items)
-                    failures.append(
-                        Failure.from_error(
-                            f"request {batch.index + 1} of {len(batches)}", batch.error, len(batch.items)
-                        )
-                    )
-        return OperationResult(
-            outcome={
-                "account_name": account,
-                "requested": len(synced) + len(failed),
-                "synced": synced,
-                "failed": failed,
-            },
-            counts={"synced": len(synced), "failed": len(failed)},
-            failures=failures,
+            return self.new_outcome(0).build(account_name=account, firmware={})
+        imeis, duplicates = distinct(validate_imeis(raw), key=str)
+        outcome = self.new_outcome(len(imeis))
+        journal = self.journal(context, f"verizon.synced.{account}")
+        wanted = set(imeis)
+        firmware: dict[str, Any] = {
+            imei: version for imei, version in journal.load().items() if imei in wanted
+        }
+        to_sync = [imei for imei in imeis if imei not in firmware]
+        batches = list(chunks(to_sync, self.batch_size))
+        progress = self.start(
+            "syncing the firmware of",
+            len(imeis),
+            detail=f"account {account}"
+            + (f", {len(firmware)} synced by an earlier try, not sent again" if firmware else ""),
+            duplicates=duplicates,
+            batches=len(batches),
+        )
+        progress.advance(len(firmware))
+
+        def sync(batch: list[str]) -> FirmwareSyncResult:
+            result = self.hook.sync_firmware_batch(batch, account_name=account)
+            for entry in result.synced:
+                journal.record(entry["device_id"], entry["firmware_version"])
+            return result
+
+        try:
+            results = self.run_batches(batches, sync, progress, lambda result: len(result.failed))
+        finally:
+            journal.flush()
+        failed: dict[str, dict[str, Any]] = {}
+        errors: dict[str, IoTFleetError] = {}
+        for batch in results:
+            if batch.error is not None:
+                errors.update(dict.fromkeys(batch.items, batch.error))
+            elif batch.result is not None:
+                firmware.update(
+                    (entry["device_id"], entry["firmware_version"]) for entry in batch.result.synced
+                )
+                failed.update((entry["device_id"], entry) for entry in batch.result.failed)
+        for imei in imeis:
+            if imei in firmware:
+                outcome.add("succeeded", imei)
+            elif imei in errors:
+                outcome.fail([imei], errors[imei])
+            else:
+                entry = failed[imei]
+                code = entry["status"] or (
+                    "missing_from_answer" if entry["reason"] == MISSING_FROM_ANSWER else None
+                )
+                outcome.refuse([imei], code, str(entry["reason"] or entry["status"]))
+        return outcome.build(
+            account_name=account, firmware={imei: firmware[imei] for imei in imeis if imei in firmware}
         )
 
 
-class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThingSpaceHook]):
+class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):
     """Schedule a firmware upgrade campaign for devices, or reuse the one an earlier try scheduled.
 
     The firmware is looked up in the account's available firmware (by ``firmware_name``, or by its
     ``firmware_from`` and ``firmware_to``) before anything is scheduled. The campaign is named after
     the DAG, task and run unless ``campaign_name`` is given: a retried task finds its own campaign by
     that name, adds any devices it lacks, and reuses it instead of scheduling a second one. Device
-    lists of any size go in as a schedule of the first 1000 and adds of 1000 each.
+    lists of any size go in as a schedule of the first 1000 and adds of 1000 each, which ThingSpace
+    takes only before the start date: a campaign of more than 1000 devices must start after today.
+    A campaign is never left running with part of its devices: when some cannot be added, it is
+    cancelled and the task fails naming every device left out.
 
-    XCom (``return_value``, and ``outcome``)::
-
-        {"account_name", "campaign_id", "status", "requested", "firmware_from", "firmware_to",
-         "start_date", "end_date"}
-
-    Wait for the upgrades with :class:`~airflow_provider_iotfleet.sensors.verizon.VerizonThingSpaceCampaignSensor`.
+    Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
+    ``"upgrade_firmware"``; the devices are ``scheduled``: in the campaign, to upgrade within its
+    dates) with ``account_name``, ``campaign_id``, ``campaign_name``, ``campaign_status``,
+    ``firmware_name``, ``firmware_from``, ``firmware_to``, ``start_date`` and ``end_date`` added.
+    Rolling back is cancelling the campaign (``VerizonThingSpaceHook.cancel_campaign``) before its
+    devices upgrade. Wait for the upgrades with
+    :class:`~airflow_provider_iotfleet.sensors.verizon.VerizonThingSpaceCampaignSensor`.
 
     :param imeis: the devices (templated, or an upstream task's output); repeats are sent once. An
         empty list schedules nothing (``campaign_id`` ``None``).
@@ -336,8 +352,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
     :param campaign_start_date: the first day devices may upgrade, ``yyyy-mm-dd`` or a date (templated);
         default: the logical date's day (UTC), or today if that day has passed (a late run, a
         backfill): a campaign cannot start in the past.
-    :param campaign_end_date: the last such day (templated); default: ``campaign_start_date``. (Not
-        ``start_date``/``end_date``: those are every operator's own, the task's scheduling dates.)
+    :param campaign_end_date: the last such day (templated); default: the day after
+        ``campaign_start_date``, so that a run late in the day still gets a whole day. A window that
+        has already ended is refused. (Not ``start_date``/``end_date``: those are every operator's
+        own, the task's scheduling dates.)
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
     :param campaign_name: the campaign's name (templated); default: derived from the DAG, task, map
@@ -345,12 +363,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         differ per run (template it with ``run_id``), or a later run finds an earlier run's campaign.
     :param protocol: ``LWM2M`` (default), ``OMADM`` or ``HTTP``.
     :param account_name: the billing account (templated); default: the connection's.
-    :param cancel_on_failure: cancel the campaign this task scheduled if the task then fails (adding
-        the remaining devices, for instance). A killed task cancels it in any case.
+    :param cancel_on_failure: cancel the campaign this task scheduled if the task then fails for
+        another reason. A killed task cancels it in any case.
     :param verizon_thingspace_conn_id: the Airflow connection.
     """
 
     hook_class = VerizonThingSpaceHook
+    operation = "upgrade_firmware"
     unit = "IMEI"
     template_fields = (
         "imeis",
@@ -397,24 +416,36 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         #: (account, campaign id) of a campaign this try scheduled, for on_kill and cancel_on_failure.
         self._scheduled: tuple[str, str] | None = None
 
-    def operate(self, context: Context) -> OperationResult:
+    def operate(self, context: Context) -> FleetOutcome:
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
         wanted = validate_firmware_choice(self.firmware_name, self.firmware_from, self.firmware_to)
+        today = self.hook.clock.now().astimezone(UTC).date()
         start = self.campaign_start_date
         if start is None:
             start = _run_day(context, self.hook.clock.now())
-        end = self.campaign_end_date if self.campaign_end_date is not None else start
+        end = self.campaign_end_date
+        if end is None:
+            end = _day_after(start)
         # The format and order now; whether the start is in the past only when scheduling (a retried
-        # task reusing its campaign may run after the campaign started).
+        # task reusing its campaign may run after the campaign started). An ended window never upgrades.
         start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)
+        if end_date < today.isoformat():
+            raise IoTFleetValidationError(
+                "the campaign's window has already ended",
+                [
+                    f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device would upgrade"
+                ],
+            )
         name = validate_campaign_name(self.campaign_name or default_campaign_name(context))
-        outcome: dict[str, Any] = {
+        outcome = self.new_outcome(len(imeis))
+        details: dict[str, Any] = {
             "account_name": account,
             "campaign_id": None,
-            "status": None,
-            "requested": len(imeis),
+            "campaign_name": name,
+            "campaign_status": None,
+            "firmware_name": wanted[0],
             "firmware_from": wanted[1],
             "firmware_to": wanted[2],
             "start_date": start_date,
@@ -422,7 +453,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         }
         if not imeis:
             self.nothing_to_do("imeis")
-            return OperationResult(outcome=outcome, counts={})
+            return outcome.build(**details)
 
         self.start(
             "scheduling a firmware upgrade of", len(imeis), detail=f"campaign {name!r}", duplicates=duplicates
@@ -439,35 +470,28 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
             )
             self._add_missing(campaign["campaign_id"], imeis, account)
         else:
-            today = self.hook.clock.now().astimezone(UTC).date().isoformat()
-            if len(imeis) > MAX_CAMPAIGN_IMEIS and start_date <= today:
-                # The devices past the first request go in as adds, which ThingSpace takes only
-                # before the campaign's start date: refuse now rather than leave half a campaign.
-                raise IoTFleetValidationError(
-                    f"a campaign of {len(imeis)} devices must start after today",
-                    [
-                        f"campaign_start_date {start_date}: devices beyond the first "
-                        f"{MAX_CAMPAIGN_IMEIS} are added after scheduling, and a campaign takes "
-                        "added devices only before its start date; start it tomorrow or later, or "
-                        f"split the devices into campaigns of at most {MAX_CAMPAIGN_IMEIS}"
-                    ],
-                )
+            self.hook.check_campaign_size(len(imeis), start_date)
             firmware = self._firmware(account, *wanted)
             try:
                 campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
+            except IoTFleetCampaignDevicesError:
+                raise  # the hook cancelled the campaign already, and the error says so
             except BaseException:
                 if self.cancel_on_failure and self._scheduled is not None:
                     self._cancel("the task failed after scheduling it")
                 raise
-        outcome.update(
+        outcome.add_many("scheduled", imeis)
+        details.update(
             campaign_id=campaign["campaign_id"],
-            status=campaign["status"],
-            firmware_from=campaign["firmware_from"] or outcome["firmware_from"],
-            firmware_to=campaign["firmware_to"] or outcome["firmware_to"],
+            campaign_name=campaign["campaign_name"] or name,
+            campaign_status=campaign["status"],
+            firmware_name=campaign["firmware_name"] or details["firmware_name"],
+            firmware_from=campaign["firmware_from"] or details["firmware_from"],
+            firmware_to=campaign["firmware_to"] or details["firmware_to"],
             start_date=campaign["start_date"] or start_date,
             end_date=campaign["end_date"] or end_date,
         )
-        return OperationResult(outcome=outcome, counts={"in the campaign": len(imeis)})
+        return outcome.build(**details)
 
     def _firmware(
         self, account: str, name: str | None, source: str | None, target: str | None
@@ -515,7 +539,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         windows: list[dict[str, int]],
     ) -> dict[str, Any]:
         campaign = self.hook.schedule_campaign(
-            imeis[:MAX_CAMPAIGN_IMEIS],
+            imeis,
             firmware_name=firmware["firmware_name"],
             firmware_from=firmware["firmware_from"],
             firmware_to=firmware["firmware_to"],
@@ -528,18 +552,15 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
         )
         self._scheduled = (account, campaign["campaign_id"])
         self.log.info(
-            "%s: scheduled campaign %s (%s -> %s, %s to %s)",
+            "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
             self.vendor,
             campaign["campaign_id"],
             firmware["firmware_from"],
             firmware["firmware_to"],
             start_date,
             end_date,
+            len(imeis),
         )
-        if len(imeis) > MAX_CAMPAIGN_IMEIS:
-            self.hook.add_campaign_devices(
-                campaign["campaign_id"], imeis[MAX_CAMPAIGN_IMEIS:], account_name=account
-            )
         return campaign
 
     def _add_missing(self, campaign_id: str, imeis: list[str], account: str) -> None:
@@ -552,7 +573,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetBaseOperator[VerizonThing
             self.log.info(
                 "%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id
             )
-            self.hook.add_campaign_devices(campaign_id, missing, account_name=account)
+            self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
 
     def _cancel(self, why: str) -> None:
         if self._scheduled is None:
@@ -600,6 +621,19 @@ def _run_day(context: Context, now: datetime) -> date:
     manual run in Airflow 3)."""
     when = context.get("logical_date") or context.get("data_interval_start") or now
     return max(when.astimezone(UTC).date(), now.astimezone(UTC).date())
+
+
+def _day_after(start: Any) -> Any:
+    """The day after a campaign start given as a date, a datetime or ``yyyy-mm-dd`` (anything else
+    is left for validation to name)."""
+    if isinstance(start, datetime):
+        return start.date() + timedelta(days=1)
+    if isinstance(start, date):
+        return start + timedelta(days=1)
+    if isinstance(start, str):
+        with suppress(ValueError):
+            return date.fromisoformat(start.strip()[:10]) + timedelta(days=1)
+    return start
 
 
 #: ThingSpace documents no limit on campaign names; ours stay short enough to read in its portal.
