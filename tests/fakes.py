@@ -81,9 +81,92 @@ class FakeOutletEvents(dict):  # type: ignore[type-arg]
         return accessor
 
 
-def operator_context(task_id: str = "task", map_index: int = -1) -> dict[str, object]:
-    """A minimal execution context for calling ``operator.execute`` directly in unit tests."""
-    return {"ti": FakeTaskInstance(task_id, map_index), "outlet_events": FakeOutletEvents()}
+class FakeTaskStateStore:
+    """``context["task_state_store"]`` (Airflow 3.3+): JSON values per key, kept across the tries
+    that share it, every value round-tripped through JSON as Airflow stores it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.writes = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        if value is None:
+            raise ValueError("Cannot set value as None")
+        self.values[key] = json.dumps(value)
+        self.writes += 1
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    def clear(self) -> None:
+        self.values.clear()
+
+
+def operator_context(
+    task_id: str = "task",
+    map_index: int = -1,
+    *,
+    try_number: int = 1,
+    state_store: FakeTaskStateStore | None = None,
+) -> dict[str, object]:
+    """A minimal execution context for calling ``operator.execute`` directly in unit tests.
+
+    :param try_number: the try this is (2 and up: a retry, as Airflow starts it).
+    :param state_store: the task's own state, shared by the tries of one task instance; without
+        it, the context has none (as on Airflow 3.2).
+    """
+    ti = FakeTaskInstance(task_id, map_index)
+    ti.try_number = try_number
+    context: dict[str, object] = {"ti": ti, "outlet_events": FakeOutletEvents()}
+    if state_store is not None:
+        context["task_state_store"] = state_store
+    return context
+
+
+#: Every write operator's XCom has these keys; anything else is operation-specific.
+OUTCOME_KEYS = {"operation", "vendor", "requested", "dry_run", "counts", "devices", "errors"}
+OUTCOME_STATUSES = ("succeeded", "unchanged", "scheduled", "accepted", "failed", "unknown")
+ERROR_KEYS = {
+    "status",
+    "error_code",
+    "http_status",
+    "message",
+    "request_id",
+    "retryable",
+    "attempted",
+    "devices",
+}
+
+
+def assert_outcome_shape(outcome: Any, *, operation: str, requested: list[Any]) -> None:
+    """``outcome`` is the documented outcome of ``operation`` (see airflow_provider_iotfleet/outcome.py)
+    over the distinct devices ``requested``: every key there, every status counted, every device in
+    exactly one place, the whole of it JSON-safe."""
+    assert outcome.keys() >= OUTCOME_KEYS, f"missing {OUTCOME_KEYS - outcome.keys()}"
+    assert outcome["operation"] == operation
+    assert isinstance(outcome["vendor"], str) and outcome["vendor"]
+    assert outcome["requested"] == len(requested)
+    assert isinstance(outcome["dry_run"], bool)
+    assert list(outcome["counts"]) == list(OUTCOME_STATUSES)
+    assert list(outcome["devices"]) == list(OUTCOME_STATUSES[:4])
+    listed = [device for status in OUTCOME_STATUSES[:4] for device in outcome["devices"][status]]
+    for error in outcome["errors"]:
+        assert set(error) == ERROR_KEYS, f"error keys {set(error)}"
+        assert error["status"] in ("failed", "unknown")
+        assert error["devices"], "an error group without devices"
+        listed += error["devices"]
+    assert sorted(map(str, listed)) == sorted(map(str, requested)), "not every device exactly once"
+    for status in OUTCOME_STATUSES:
+        expected = (
+            len(outcome["devices"][status])
+            if status in outcome["devices"]
+            else sum(len(e["devices"]) for e in outcome["errors"] if e["status"] == status)
+        )
+        assert outcome["counts"][status] == expected, status
+    assert json.loads(json.dumps(outcome)) == outcome  # JSON-safe, as XCom needs
 
 
 @dataclass(frozen=True)
