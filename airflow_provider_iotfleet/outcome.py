@@ -256,8 +256,9 @@ class FleetOutcome:
     @classmethod
     def combine(cls, outcomes: Iterable[FleetOutcome | Mapping[str, Any]]) -> FleetOutcome:
         """One outcome from several of the same operation (the batches of a mapped task): devices
-        added up, the same error merged into one group. Operation-specific fields are those of the
-        first outcome.
+        added up, the same error merged into one group. Operation-specific fields: counts
+        (``updated``, ``batches``) are added up, mappings (``firmware``) merged, a value every part
+        has the same kept, and values that differ (each batch's ``campaign_id``) listed per part.
 
         :raises ValueError: for no outcomes, or outcomes of different operations.
         """
@@ -274,7 +275,7 @@ class FleetOutcome:
                 builder.add_many(status, part.devices.get(status, ()))
             for error in part.errors:
                 builder.add_group(error)
-        return builder.build(dry_run=any(part.dry_run for part in parts), **first.details)
+        return builder.build(dry_run=any(part.dry_run for part in parts), **_combined_details(parts))
 
 
 class OutcomeBuilder:
@@ -385,6 +386,21 @@ def pull_outcome(ti: Any, task_id: str, *, map_index: int | None = None) -> Flee
         if value:
             return FleetOutcome.from_xcom(value)
     return None
+
+
+def _combined_details(parts: Sequence[FleetOutcome]) -> dict[str, Any]:
+    combined: dict[str, Any] = {}
+    for key in dict.fromkeys(key for part in parts for key in part.details):
+        values = [part.details.get(key) for part in parts]
+        if all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+            combined[key] = sum(values)
+        elif all(isinstance(value, Mapping) for value in values):
+            combined[key] = {k: v for value in values if isinstance(value, Mapping) for k, v in value.items()}
+        elif all(value == values[0] for value in values):
+            combined[key] = values[0]
+        else:
+            combined[key] = values
+    return combined
 
 
 def _devices(count: int) -> str:

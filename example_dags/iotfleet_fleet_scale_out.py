@@ -25,6 +25,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.outcome import FleetOutcome
 
 #: The pool that bounds the tasks running at once against the account, and its slots.
 POOL = "iotfleet_cisco_tenant"
@@ -66,25 +67,14 @@ def iotfleet_fleet_scale_out() -> None:
     ).expand(iccids=sim_batches())
 
     @task
-    def report(outcomes: list[dict[str, Any]]) -> dict[str, int]:
-        """How many SIMs each way, over every batch; fails naming the first failures, if any."""
-        totals = {"batches": 0, "requested": 0, "updated": 0, "failed": 0}
-        failures: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            totals["batches"] += 1
-            totals["requested"] += outcome["requested"]
-            totals["updated"] += len(outcome["updated"]) + len(outcome["unchanged"])
-            failures += outcome["failed"]
-        totals["failed"] = len(failures)
-        print(
-            f"labelled {totals['updated']} of {totals['requested']} SIMs in {totals['batches']} batches; "
-            f"{totals['failed']} failed"
-        )
-        if failures:
-            first = ", ".join(f"{f['iccid']} ({f['message']})" for f in failures[:5])
-            were = "SIM was" if len(failures) == 1 else "SIMs were"
-            raise RuntimeError(f"{len(failures)} {were} not labelled, e.g. {first}; see label_batch's XComs")
-        return totals
+    def report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+        """How many SIMs each way, over every batch; fails naming the failures, if any."""
+        outcome = FleetOutcome.combine(outcomes)
+        print(f"{len(outcomes)} batches of {outcome.requested} SIMs: {outcome.summary()}")
+        if outcome.not_done:
+            lines = "; ".join(outcome.failure_lines())
+            raise RuntimeError(f"{outcome.not_done} of {outcome.requested} SIMs were not labelled: {lines}")
+        return {"batches": len(outcomes), **outcome.counts}
 
     report(label.output)
 

@@ -8,7 +8,10 @@
 3. Cisco IoT Control Center: schedule a SIM status change for later (``effective_date``), then
    wait (deferrable) until Control Center has applied it.
 4. Report, whatever happened before (``all_done``): every operator's outcome and every sensor's
-   result, and what failed per device.
+   result, and what failed, one line per distinct error with the devices it hit.
+
+Every operator returns the same outcome shape (``airflow_provider_iotfleet.outcome``), so the
+report reads them all the same way, whichever vendor they come from.
 
 Trigger it from the UI with your own device ids, status, delay and firmware upgrade (the DAG's
 params; ``firmware_name`` is one of the account's available upgrades, for the devices' make and
@@ -29,6 +32,7 @@ from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFirmwareUpgradeOperator,
     VerizonThingSpaceSyncFirmwareOperator,
 )
+from airflow_provider_iotfleet.outcome import FleetOutcome, pull_outcome
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.verizon import (
@@ -125,9 +129,9 @@ def iotfleet_maintenance_window() -> None:
     )
 
     @task
-    def sims_to_wait_for(outcome: dict[str, Any]) -> list[str]:
+    def sims_to_wait_for(outcome: dict[str, Any]) -> list[Any]:
         """The SIMs whose change Control Center took (scheduled, applied, or already so)."""
-        return outcome["scheduled"] + outcome["updated"] + outcome["unchanged"]
+        return FleetOutcome.from_xcom(outcome).ids_to_go_on()
 
     sims_changed = CiscoControlCenterDeviceStatusSensor(
         task_id="wait_sim_change",
@@ -138,40 +142,27 @@ def iotfleet_maintenance_window() -> None:
 
     @task(trigger_rule="all_done")
     def report(*, ti: Any) -> dict[str, Any]:
-        """Every step's result, and the devices that failed, per step."""
-        steps = {
-            "force_offline": ti.xcom_pull(task_ids="force_offline", key="outcome"),
+        """Every step's result, and what failed in each, one line per distinct error."""
+        operators = ("force_offline", "upgrade_firmware", "sync_firmware", "schedule_sim_change")
+        outcomes = {task_id: pull_outcome(ti, task_id) for task_id in operators}
+        waits = {
             "wait_offline": ti.xcom_pull(task_ids="wait_offline"),
-            "upgrade_firmware": ti.xcom_pull(task_ids="upgrade_firmware", key="outcome"),
             "wait_upgrade": ti.xcom_pull(task_ids="wait_upgrade", key="outcome"),
-            "sync_firmware": ti.xcom_pull(task_ids="sync_firmware", key="outcome"),
             "wait_firmware": ti.xcom_pull(task_ids="wait_firmware"),
-            "schedule_sim_change": ti.xcom_pull(task_ids="schedule_sim_change", key="outcome"),
             "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
         }
-        upgrade = steps["wait_upgrade"] or {}
-        failed = {
-            "force_offline": [
-                f"{f['id']}: {f['message']}" for f in (steps["force_offline"] or {}).get("failed", [])
-            ],
-            "upgrade_firmware": [
-                f"{f['device_id']}: {f['status']} {f['reason']}" for f in upgrade.get("failed", [])
-            ]
-            + [f"{imei}: not upgraded ({upgrade['status']})" for imei in upgrade.get("pending", [])],
-            "sync_firmware": [
-                f"{f['device_id']}: {f['status'] or f['error_code']} {f['reason']}"
-                for f in (steps["sync_firmware"] or {}).get("failed", [])
-            ],
-            "schedule_sim_change": [
-                f"{f['iccid']}: {f['error_code']} {f['message']}"
-                for f in (steps["schedule_sim_change"] or {}).get("failed", [])
-            ],
+        failed = {task_id: outcome.failure_lines() for task_id, outcome in outcomes.items() if outcome}
+        upgrade = waits["wait_upgrade"] or {}
+        failed["wait_upgrade"] = [
+            f"{f['device_id']}: {f['status']} {f['reason']}" for f in upgrade.get("failed", [])
+        ] + [f"{imei}: not upgraded ({upgrade['status']})" for imei in upgrade.get("pending", [])]
+        for task_id, outcome in outcomes.items():
+            print(f"{task_id}: {outcome.summary() if outcome else 'no outcome (did not run)'}")
+        return {
+            "steps": {task_id: outcome.counts if outcome else None for task_id, outcome in outcomes.items()},
+            "failed": failed,
+            "waits_done": {name: value is not None for name, value in waits.items()},
         }
-        waits = {
-            name: steps[name] is not None
-            for name in ("wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change")
-        }
-        return {"steps": steps, "failed": failed, "waits_done": waits}
 
     chain(
         force_offline,

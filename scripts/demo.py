@@ -42,6 +42,7 @@ DAG_IDS = (
 )
 SCALE_OUT_LABEL = "demo-wave-1"
 
+from airflow_provider_iotfleet.outcome import STATUSES, FleetOutcome  # noqa: E402
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig  # noqa: E402
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for  # noqa: E402
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, iccid_of, imei_of  # noqa: E402
@@ -141,6 +142,11 @@ class Results:
         ).fetchall()
         return [_decode(value) for (value,) in rows]
 
+    def outcomes(self, dag_id: str, task_id: str) -> list[FleetOutcome]:
+        """A write operator's outcome per (mapped) task: under "outcome" when it failed, else its return value."""
+        values = self.xcom(dag_id, task_id, "outcome") or self.xcom(dag_id, task_id)
+        return [FleetOutcome.from_xcom(value) for value in values]
+
 
 def _decode(value: Any) -> Any:
     while isinstance(value, str | bytes):
@@ -151,7 +157,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-#: The maintenance window's steps in DAG order, and those whose outcome is under the XCom key "outcome".
+#: The maintenance window's steps in DAG order; the operators' outcomes, and the waits' results.
 MAINTENANCE_STEPS = (
     "force_offline",
     "wait_offline",
@@ -162,18 +168,16 @@ MAINTENANCE_STEPS = (
     "schedule_sim_change",
     "wait_sim_change",
 )
-OUTCOME_STEPS = ("force_offline", "wait_upgrade", "sync_firmware", "schedule_sim_change")
+OPERATOR_STEPS = ("force_offline", "upgrade_firmware", "sync_firmware", "schedule_sim_change")
 
 
-def _step_summary(task_id: str, value: dict[str, Any]) -> str:
-    """One line for a maintenance step: counts per outcome, what a wait matched, the campaign."""
-    if task_id == "upgrade_firmware":
+def _wait_summary(value: dict[str, Any]) -> str:
+    """One line for a maintenance wait: what it matched, or where the campaign ended."""
+    if "campaign_id" in value:
         return (
-            f"campaign {value['campaign_id']}: {value['requested']} devices, "
-            f"{value['firmware_from']} -> {value['firmware_to']}"
+            f"campaign {value['campaign_id']} {value['status']}: {len(value['finished'])} finished, "
+            f"{len(value['failed'])} failed, {len(value['pending'])} pending"
         )
-    if task_id in OUTCOME_STEPS:
-        return ", ".join(f"{len(v)} {k}" for k, v in value.items() if isinstance(v, list))
     return f"{len(value['matched'])} matched: {value.get('statuses') or value.get('firmware')}"
 
 
@@ -202,31 +206,41 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
                     f"without license: {summary['without_license']['count']}"
                 )
         elif dag_id == "iotfleet_cellular_enrichment":
-            outcomes = results.xcom(dag_id, "push_to_iot_security", "outcome")
-            requested = sum(o["requested"] for o in outcomes)
-            updated = sum(o["updated"] for o in outcomes)
-            failed = sum(len(o["failed_batches"]) for o in outcomes)
+            batches = results.outcomes(dag_id, "push_to_iot_security")
+            outcome = FleetOutcome.combine(batches) if batches else None
             in_pan = sum(1 for device in changed if device.get("paloalto"))
-            print(
-                f"  IoT Security: {requested} devices sent in {len(outcomes)} mapped batches, {updated} updated, "
-                f"{failed} requests failed; the simulator holds cellular attributes for {in_pan} devices"
-            )
+            if outcome is not None:
+                print(
+                    f"  IoT Security: {outcome.requested} devices sent in {len(batches)} mapped batches: "
+                    f"{outcome.summary()}, {outcome.details['updated']} counted as updated; the simulator "
+                    f"holds cellular attributes for {in_pan} devices"
+                )
         elif dag_id == "iotfleet_fleet_scale_out":
             for totals in results.xcom(dag_id, "report"):
                 labelled = sum(
                     1 for device in changed if device["custom"].get("accountCustom1") == SCALE_OUT_LABEL
                 )
+                done = totals["succeeded"] + totals["unchanged"]
                 print(
-                    f"  Control Center: {totals['updated']} of {totals['requested']} SIMs labelled "
+                    f"  Control Center: {done} of {sum(totals[s] for s in STATUSES)} SIMs labelled "
                     f"{SCALE_OUT_LABEL!r} in {totals['batches']} mapped batches, {totals['failed']} failed; "
                     f"the simulator holds the label on {labelled} SIMs"
                 )
         else:
             for task_id in MAINTENANCE_STEPS:
-                for value in results.xcom(
-                    dag_id, task_id, "outcome" if task_id in OUTCOME_STEPS else "return_value"
-                ):
-                    print(f"  {task_id:<20} {_step_summary(task_id, value)}")
+                if task_id in OPERATOR_STEPS:
+                    lines = [outcome.summary() for outcome in results.outcomes(dag_id, task_id)]
+                else:
+                    key = "outcome" if task_id == "wait_upgrade" else "return_value"
+                    lines = [_wait_summary(value) for value in results.xcom(dag_id, task_id, key)]
+                for line in lines:
+                    print(f"  {task_id:<20} {line}")
+            for upgrade in results.outcomes(dag_id, "upgrade_firmware"):
+                details = upgrade.details
+                print(
+                    f"  {'':<20} campaign {details['campaign_id']}: {details['firmware_from']} -> "
+                    f"{details['firmware_to']}, {details['start_date']} to {details['end_date']}"
+                )
             for failures in results.xcom(dag_id, "report"):
                 for step, items in failures["failed"].items():
                     for item in items:
