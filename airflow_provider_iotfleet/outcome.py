@@ -207,8 +207,8 @@ class FleetOutcome:
             never = " (not sent)" if not error.attempted else ""
             request = f" (request id {error.request_id})" if error.request_id else ""
             lines.append(
-                f"{error.status}{never}: {_devices(len(error.devices))}, {error.label}: {error.message}"
-                f"{request}. e.g. {shown}{more}"
+                f"{error.status}{never}: {_devices(len(error.devices))}, {error.label}: "
+                f"{error.message.rstrip('.')}{request}. e.g. {shown}{more}"
             )
         return lines
 

@@ -315,8 +315,10 @@ def per_device_edits(bench: Bench) -> dict[str, Any]:
                 task_id="bench_edits", iccids=devices, changes=EDIT_CHANGE
             )
             outcome = task.execute(operator_context("bench_edits"))  # type: ignore[arg-type]
-            if len(outcome["updated"]) != len(devices):
-                raise BenchmarkError(f"the operator updated {len(outcome['updated'])} of {len(devices)}")
+            if outcome["counts"]["succeeded"] != len(devices):
+                raise BenchmarkError(
+                    f"the operator updated {outcome['counts']['succeeded']} of {len(devices)}"
+                )
             return len(devices)
 
         def ideal(devices: list[str]) -> int:
@@ -414,7 +416,7 @@ def rate_limit_utilisation(bench: Bench) -> dict[str, Any]:
                 task_id="bench_rate_limit", iccids=iccids, changes=EDIT_CHANGE, fail_on_error=False
             )
             outcome.update(task.execute(operator_context("bench_rate_limit")))  # type: ignore[arg-type]
-            return len(outcome["updated"])
+            return int(outcome["counts"]["succeeded"])
 
         with environment(variables):
             before = sim.counters()
@@ -433,8 +435,8 @@ def rate_limit_utilisation(bench: Bench) -> dict[str, Any]:
     between_episodes = [later - earlier for earlier, later in itertools.pairwise(episodes)]
     context = {
         "edits": EDITS,
-        "updated": len(outcome["updated"]),
-        "failed": len(outcome["failed"]),
+        "updated": outcome["counts"]["succeeded"],
+        "failed": outcome["counts"]["failed"],
         "limit_per_s": RATE_LIMIT,
         "connection_extras": extras,
         "latency_s": EDIT_LATENCY,
@@ -635,7 +637,7 @@ def bulk_calls(bench: Bench) -> dict[str, Any]:
     def paloalto_operator(connections: dict[str, Any]) -> int:
         task = PaloAltoIoTBulkUpdateOperator(task_id="bench_paloalto", devices=devices, batch_size=BATCH_SIZE)
         outcome = task.execute(operator_context("bench_paloalto"))  # type: ignore[arg-type]
-        if outcome["updated"] != BULK_DEVICES or outcome["failed_batches"]:
+        if outcome["updated"] != BULK_DEVICES or outcome["errors"]:
             raise BenchmarkError(f"the Palo Alto operator updated {outcome['updated']}")
         return BULK_DEVICES
 
@@ -667,7 +669,9 @@ def bulk_calls(bench: Bench) -> dict[str, Any]:
             task_id="bench_roma", device_ids=roma_ids, batch_size=BATCH_SIZE, fail_on_error=False
         )
         outcome = task.execute(operator_context("bench_roma"))  # type: ignore[arg-type]
-        if outcome["requested"] != BULK_DEVICES or any("error_code" in entry for entry in outcome["failed"]):
+        if outcome["requested"] != BULK_DEVICES or any(
+            error["attempted"] and error["http_status"] for error in outcome["errors"]
+        ):
             raise BenchmarkError("a ROMA force-offline request failed as a whole")
         return BULK_DEVICES
 
@@ -1055,6 +1059,59 @@ def deferrable_scale(bench: Bench) -> dict[str, Any]:
 
 # --- the run ------------------------------------------------------------------------------------
 
+# --- 8. what one run of 100,000 devices stores in Airflow ---------------------------------------
+
+SIZE_DEVICES = 100_000
+XCOM_LIMIT_MIB = 3.0
+
+
+def xcom_bytes(pushed: dict[str, Any]) -> int:
+    """Bytes of every XCom one try pushed, serialised as Airflow's JSON XCom does."""
+    return sum(len(json.dumps(value).encode()) for value in pushed.values())
+
+
+def stored_sizes(bench: Bench) -> dict[str, Any]:
+    """What one try of a write operator on 100,000 devices that all fail with one error (a wrong
+    Control Center API key) pushes to XCom, against the ids alone."""
+    from airflow_provider_iotfleet.exceptions import IoTFleetOperationFailedError
+    from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+    from airflow_provider_iotfleet.simulator.fleet import iccid_of
+    from tests.fakes import operator_context
+
+    iccids = [iccid_of(index) for index in range(SIZE_DEVICES)]
+    with bench.simulator(devices=SIZE_DEVICES) as sim:
+        connections = sim.connections()
+        wrong_key = {**connections[CISCO], "password": "not-the-api-key"}
+        with environment(connection_env({**connections, CISCO: wrong_key})):
+            task = CiscoControlCenterEditDevicesOperator(
+                task_id="bench_sizes", iccids=iccids, changes={"status": "ACTIVATED"}
+            )
+            context = operator_context("bench_sizes")
+            try:
+                task.execute(context)  # type: ignore[arg-type]
+            except IoTFleetOperationFailedError:
+                pass
+            else:
+                raise BenchmarkError("the edits with a wrong API key did not fail")
+    pushed = dict(context["ti"].xcom)  # type: ignore[attr-defined]
+    outcome = pushed.get("outcome") or {}
+    ids_alone = len(json.dumps(iccids).encode())
+    size = xcom_bytes(pushed)
+    return {
+        "xcom_mib_100k_failed": figure(
+            rounded(size / 2**20, 2),
+            "MiB",
+            ("<=", XCOM_LIMIT_MIB),
+            what=f"XCom pushed by one try of a Cisco edit of {SIZE_DEVICES:,} SIMs that all fail with "
+            "one error (a wrong API key): every key, as Airflow serialises it",
+            keys=sorted(pushed),
+            ids_alone_mib=rounded(ids_alone / 2**20, 2),
+            error_groups=len(outcome.get("errors", [])),
+            counts=outcome.get("counts"),
+        ),
+    }
+
+
 GROUPS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "headroom": simulator_headroom,
     "imports": import_cost,
@@ -1063,6 +1120,7 @@ GROUPS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "fota": fota_listing,
     "bulk": bulk_calls,
     "triggers": deferrable_scale,
+    "sizes": stored_sizes,
 }
 
 

@@ -175,8 +175,8 @@ def _wait_summary(value: dict[str, Any]) -> str:
     """One line for a maintenance wait: what it matched, or where the campaign ended."""
     if "campaign_id" in value:
         return (
-            f"campaign {value['campaign_id']} {value['status']}: {len(value['finished'])} finished, "
-            f"{len(value['failed'])} failed, {len(value['pending'])} pending"
+            f"{len(value['finished'])} finished, {len(value['failed'])} failed, {len(value['pending'])} pending "
+            f"(campaign {value['campaign_id']}, {value['status']})"
         )
     return f"{len(value['matched'])} matched: {value.get('statuses') or value.get('firmware')}"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.dagtest.conftest import DAGS_FOLDER, FLEET_SIZE, VERIZON_PAGE_SIZE, RunDag
 from tests.dagtest.dags import iotfleet_dagtest_all_operators as all_ops
 from tests.dagtest.dags import iotfleet_dagtest_mapped_upstream as mapped
 from tests.dagtest.dags import iotfleet_dagtest_partial_failure as partial
+from tests.fakes import assert_outcome_shape
 
 pytestmark = pytest.mark.slow
 
@@ -75,17 +75,21 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
     assert result.xcom("pick_devices", "iccids") == [iccid_of(i) for i in (*all_ops.CISCO, all_ops.CISCO[0])]
     assert result.xcom("pick_devices", "roma_ids") == [ROMA_ID_BASE + i for i in all_ops.HUAWEI]
 
-    # Every operator returned its outcome and pushed the same dict under "outcome".
+    # Every operator returned its outcome, once: nothing under "outcome" when the task succeeded.
     for task_id in all_ops.OPERATOR_TASKS:
-        assert result.xcom(task_id, "outcome") == result.xcom(task_id), task_id
+        assert (task_id, "outcome") not in result.xcoms, task_id
 
-    # Palo Alto: 4 devices in 2 requests of 2; the one outside the fleet accepted but not counted.
-    assert result.xcom("paloalto_update") == {
-        "requested": 4,
-        "updated": 3,
-        "batches": 2,
-        "failed_batches": [],
-    }
+    # Palo Alto: 4 devices in 2 requests of 2, all accepted; the one outside the fleet not counted as
+    # updated. Each device under its first identifier.
+    paloalto_ids = [
+        imei_of(all_ops.PALOALTO[0]),
+        iccid_of(all_ops.PALOALTO[1]),
+        f"1555{all_ops.PALOALTO[2]:07d}",
+        imei_of(all_ops.NOT_IN_FLEET),
+    ]
+    paloalto = result.xcom("paloalto_update")
+    assert_outcome_shape(paloalto, operation="bulk_update", requested=paloalto_ids)
+    assert (paloalto["devices"]["accepted"], paloalto["updated"], paloalto["batches"]) == (paloalto_ids, 3, 2)
     assert counters["paloalto.bulk_updates"] == 2
     assert changed[str(all_ops.PALOALTO[0])]["paloalto"] == {
         "imei": imei_of(all_ops.PALOALTO[0]),
@@ -100,13 +104,9 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
 
     # Cisco: the repeated ICCID sent once; the templated custom field rendered to the run id.
     cisco_iccids = [iccid_of(i) for i in all_ops.CISCO]
-    assert result.xcom("cisco_edit") == {
-        "requested": 3,
-        "updated": cisco_iccids,
-        "scheduled": [],
-        "unchanged": [],
-        "failed": [],
-    }
+    cisco = result.xcom("cisco_edit")
+    assert_outcome_shape(cisco, operation="edit_devices", requested=cisco_iccids)
+    assert cisco["devices"]["succeeded"] == cisco_iccids
     assert counters["cisco.edits"] == 3 + 2  # and two scheduled
     for i in all_ops.CISCO:
         assert changed[str(i)]["rate_plan"] == all_ops.RATE_PLAN
@@ -115,34 +115,25 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
     # Cisco, scheduled: accepted (202) for a day after the logical date, applied when that comes.
     scheduled_iccids = [iccid_of(i) for i in all_ops.CISCO_SCHEDULED]
     effective = logical_date + timedelta(days=1)
-    assert result.xcom("cisco_schedule") == {
-        "requested": 2,
-        "updated": [],
-        "scheduled": scheduled_iccids,
-        "unchanged": [],
-        "failed": [],
-    }
+    cisco_schedule = result.xcom("cisco_schedule")
+    assert_outcome_shape(cisco_schedule, operation="edit_devices", requested=scheduled_iccids)
+    assert cisco_schedule["devices"]["scheduled"] == scheduled_iccids
+    assert cisco_schedule["effective_date"] == effective.isoformat()
     assert simulator.state.snapshot()["scheduled"] == [
         {"due": effective.isoformat(), "iccid": iccid, "changes": {"status": all_ops.SCHEDULED_STATUS}}
         for iccid in scheduled_iccids
     ]
     assert not any(str(i) in changed for i in all_ops.CISCO_SCHEDULED)
 
-    # Huawei: the online devices forced offline, the offline one reported, the task still green
-    # (fail_on_error=False).
-    assert result.xcom("huawei_offline") == {
-        "requested": 3,
-        "succeeded": [
-            {"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in all_ops.HUAWEI[:2]
-        ],
-        "failed": [
-            {
-                "id": ROMA_ID_BASE + all_ops.HUAWEI[2],
-                "device_name": f"sim-device-{all_ops.HUAWEI[2]:06d}",
-                "message": NOT_FORCED_OFFLINE,
-            }
-        ],
-    }
+    # Huawei: the online devices forced offline; the one already offline refused by ROMA, read back
+    # and reported unchanged (as asked), not failed.
+    huawei = result.xcom("huawei_offline")
+    assert_outcome_shape(
+        huawei, operation="force_offline", requested=[ROMA_ID_BASE + i for i in all_ops.HUAWEI]
+    )
+    assert huawei["devices"]["succeeded"] == [ROMA_ID_BASE + i for i in all_ops.HUAWEI[:2]]
+    assert huawei["devices"]["unchanged"] == [ROMA_ID_BASE + all_ops.HUAWEI[2]]
+    assert huawei["errors"] == []
     assert counters["huawei.force_offline"] == 2 + 1  # two batches of 2 and 1, plus the params task
     for i in all_ops.HUAWEI[:2]:
         assert changed[str(i)]["online_status"] == OFFLINE
@@ -151,7 +142,7 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
     # The ids from a Jinja template over params rendered to a real list (render_template_as_native_obj).
     params_ids = [ROMA_ID_BASE + i for i in all_ops.HUAWEI_FROM_PARAMS]
     assert result.rendered["huawei_offline_from_params"]["device_ids"] == params_ids
-    assert [d["id"] for d in result.xcom("huawei_offline_from_params")["succeeded"]] == params_ids
+    assert result.xcom("huawei_offline_from_params")["devices"]["succeeded"] == params_ids
     for i in all_ops.HUAWEI_FROM_PARAMS:
         assert changed[str(i)]["online_status"] == OFFLINE
 
@@ -195,28 +186,36 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
 
     # Verizon firmware sync: every device synced to the firmware it reports.
     sync = result.xcom("verizon_sync")
+    sync_imeis = [imei_of(i) for i in all_ops.SYNC]
+    assert_outcome_shape(sync, operation="sync_firmware", requested=sync_imeis)
     assert sync["account_name"] == simulator.config.credentials.verizon_account
-    assert sync["requested"] == 3
-    assert sync["failed"] == []
-    assert [(d["device_id"], d["firmware_version"], d["status"]) for d in sync["synced"]] == [
-        (imei_of(i), fleet.device(i)["reported_firmware"], "FirmwareVersionUpdateSuccess")
-        for i in all_ops.SYNC
-    ]
+    assert sync["devices"]["succeeded"] == sync_imeis
+    assert sync["firmware"] == {imei_of(i): fleet.device(i)["reported_firmware"] for i in all_ops.SYNC}
     assert counters["verizon.firmware_syncs"] == 1
     for i in all_ops.SYNC:
         assert "firmware_synced_at" in changed[str(i)]
 
-    # The downstream task read every outcome from XCom.
-    assert result.xcom("summarize") == {
-        "outcome_is_return_value": dict.fromkeys(all_ops.OPERATOR_TASKS, True),
-        "paloalto": {"requested": 4, "updated": 3, "batches": 2},
-        "cisco": {"requested": 3, "updated": sorted(cisco_iccids), "failed": []},
-        "cisco_scheduled": sorted(scheduled_iccids),
-        "huawei": {
-            "succeeded": [ROMA_ID_BASE + i for i in all_ops.HUAWEI[:2]],
-            "failed": [ROMA_ID_BASE + all_ops.HUAWEI[2]],
-        },
-        "huawei_from_params": params_ids,
+    # The downstream task read every outcome from XCom, the same way whichever the vendor.
+    summary = result.xcom("summarize")
+    assert summary["pushed_once"] == dict.fromkeys(all_ops.OPERATOR_TASKS, True)
+    assert summary["paloalto"] == {"updated": 3}
+    assert summary["go_on"] == {
+        "paloalto_update": sorted(paloalto_ids),
+        "cisco_edit": sorted(cisco_iccids),
+        "cisco_schedule": sorted(scheduled_iccids),
+        "huawei_offline": [ROMA_ID_BASE + i for i in all_ops.HUAWEI],
+        "huawei_offline_from_params": params_ids,
+        "verizon_sync": sorted(sync_imeis),
+    }
+    assert summary["counts"]["huawei_offline"] == {
+        "succeeded": 2,
+        "unchanged": 1,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 0,
+        "unknown": 0,
+    }
+    assert {key: summary[key] for key in ("fota", "fota_account")} == {
         "fota": {
             "device_count": 3,
             "path": str(fota_file),
@@ -224,7 +223,6 @@ def test_every_operator_runs_from_upstream_xcom_and_a_downstream_task_sums_them_
             "requested": 4,
         },
         "fota_account": {"device_count": FLEET_SIZE, "pages": pages, "path": account_uri},
-        "sync": {"synced": sorted(imei_of(i) for i in all_ops.SYNC), "failed": []},
     }
 
     # The scheduled deactivation lands once the simulator's clock passes the effective date.
@@ -250,15 +248,19 @@ def test_an_all_done_task_reports_exactly_the_device_a_failed_operator_could_not
     # The run's state follows its leaves, and the only leaf (the report) succeeded.
     assert result.state == "success"
     edited = sorted(iccid_of(i) for i in partial.EDITED)
-    assert result.xcom("report_failures") == {
+    report = result.xcom("report_failures")
+    assert {key: value for key, value in report.items() if key != "lines"} == {
         "requested": 3,
         "done": edited,
         "failed": {missing: {"http_status": 404, "error_code": "20000001"}},
         "deactivate_return_value": None,
     }
+    (line,) = report["lines"]
+    assert line.startswith("failed: 1 device, 20000001 (HTTP 404):") and line.endswith(f"e.g. {missing}")
     outcome = result.xcom("deactivate", "outcome")
-    assert [entry["iccid"] for entry in outcome["failed"]] == [missing]
-    assert ("deactivate", "return_value") not in result.xcoms  # failed: nothing returned
+    assert_outcome_shape(outcome, operation="edit_devices", requested=[*edited, missing])
+    assert [error["devices"] for error in outcome["errors"]] == [[missing]]
+    assert ("deactivate", "return_value") not in result.xcoms  # failed: pushed once, under "outcome"
 
     # Every device was tried: the two in the fleet were changed despite the failure in between.
     changed = _changed(simulator)
@@ -284,14 +286,9 @@ def test_operators_read_the_lazy_output_of_a_mapped_upstream_task_as_a_list(
         "huawei_offline": "success",
         "verizon_sync": "success",
     }
-    assert result.xcom("huawei_offline") == {
-        "requested": 2,
-        "succeeded": [{"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in mapped.HUAWEI],
-        "failed": [],
-    }
-    assert [d["device_id"] for d in result.xcom("verizon_sync")["synced"]] == [
-        imei_of(i) for i in mapped.SYNC
-    ]
+    assert result.xcom("huawei_offline")["devices"]["succeeded"] == [ROMA_ID_BASE + i for i in mapped.HUAWEI]
+    assert result.xcom("huawei_offline")["errors"] == []
+    assert result.xcom("verizon_sync")["devices"]["succeeded"] == [imei_of(i) for i in mapped.SYNC]
     changed = _changed(simulator)
     for i in mapped.HUAWEI:
         assert changed[str(i)]["online_status"] == OFFLINE

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST
+from airflow_provider_iotfleet.outcome import OutcomeBuilder
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE, upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
@@ -37,6 +37,7 @@ from tests.examples.conftest import (
     run_example,
     running_simulator,
 )
+from tests.fakes import OUTCOME_KEYS, assert_outcome_shape
 
 INVENTORY = "iotfleet_firmware_inventory"
 ENRICHMENT = "iotfleet_cellular_enrichment"
@@ -195,17 +196,27 @@ def test_the_scale_out_batches_share_the_tenant_through_one_pool(example_bag: An
 
 def test_the_scale_out_report_fails_naming_the_sims_not_labelled(example_bag: Any) -> None:
     report = example_bag.dags[SCALE_OUT].task_dict["report"].python_callable
-    good = {"requested": 2, "updated": ["a", "b"], "scheduled": [], "unchanged": [], "failed": []}
-    assert report([good, good]) == {"batches": 2, "requested": 4, "updated": 4, "failed": 0}
-    bad = {
-        "requested": 2,
-        "updated": ["c"],
-        "scheduled": [],
-        "unchanged": [],
-        "failed": [{"iccid": "89012600000000000011", "message": "Invalid ICCID."}],
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
+    builder.add_many("succeeded", ["a", "b"])
+    good = builder.build().to_xcom()
+    assert report([good, good]) == {
+        "batches": 2,
+        "succeeded": 4,
+        "unchanged": 0,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 0,
+        "unknown": 0,
     }
-    with pytest.raises(RuntimeError, match=r"1 SIM was not labelled, e\.g\. 89012600000000000011 \(Invalid"):
-        report([good, bad])
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
+    builder.add("succeeded", "c")
+    builder.refuse(["89012600000000000011"], "20000001", "Invalid ICCID.", http_status=404)
+    with pytest.raises(
+        RuntimeError,
+        match=r"1 of 4 SIMs were not labelled: failed: 1 device, 20000001 \(HTTP 404\): Invalid ICCID\. "
+        r"e\.g\. 89012600000000000011",
+    ):
+        report([good, builder.build().to_xcom()])
 
 
 def test_the_enrichment_is_scheduled_on_the_asset_the_inventory_writes(
@@ -469,14 +480,13 @@ def test_the_enrichment_pushes_each_sims_identifiers_to_iot_security(
 
     for k, batch in enumerate(batches):
         assert result.xcom(f"carrier_records[{k}]") == [identifiers(i) for i in batch]
-        outcome = {
-            "requested": len(batch),
-            "updated": len(batch),
-            "batches": -(-len(batch) // DEFAULT_MAX_DEVICES_PER_REQUEST),
-            "failed_batches": [],
-        }
-        assert result.xcom(f"push_to_iot_security[{k}]") == outcome
-        assert result.xcom(f"push_to_iot_security[{k}]", "outcome") == outcome
+        outcome = result.xcom(f"push_to_iot_security[{k}]")
+        assert_outcome_shape(
+            outcome, operation="bulk_update", requested=[fleet.device(i)["imei"] for i in batch]
+        )
+        assert outcome["counts"]["accepted"] == outcome["updated"] == len(batch)
+        assert outcome["batches"] == -(-len(batch) // DEFAULT_MAX_DEVICES_PER_REQUEST)
+        assert (f"push_to_iot_security[{k}]", "outcome") not in result.xcoms  # pushed once
 
     changed = fleet_simulator.state.snapshot()["changed"]
     assert sorted(changed, key=int) == [str(i) for i in range(FLEET_SIZE)]
@@ -555,11 +565,9 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     assert simulator.state.fleet.pending == []
 
     # Huawei: forced offline, and the sensor saw them offline.
-    assert result.xcom("force_offline") == {
-        "requested": 3,
-        "succeeded": [{"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in roma_indices],
-        "failed": [],
-    }
+    force_offline = result.xcom("force_offline")
+    assert_outcome_shape(force_offline, operation="force_offline", requested=conf["roma_device_ids"])
+    assert force_offline["devices"]["succeeded"] == conf["roma_device_ids"]
     assert [fleet.device(i)["online_status"] for i in roma_indices] == [OFFLINE] * 3
     wait_offline = result.xcom("wait_offline")
     assert sorted(map(int, wait_offline["matched"])) == conf["roma_device_ids"]
@@ -568,13 +576,10 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     # Cisco: scheduled for the effective date computed when the devices were offline, then applied.
     effective = datetime.fromisoformat(result.xcom("effective_date"))
     assert started + timedelta(minutes=90) <= effective <= finished + timedelta(minutes=90)
-    assert result.xcom("schedule_sim_change") == {
-        "requested": 4,
-        "updated": [],
-        "scheduled": conf["iccids"],
-        "unchanged": [],
-        "failed": [],
-    }
+    schedule = result.xcom("schedule_sim_change")
+    assert_outcome_shape(schedule, operation="edit_devices", requested=conf["iccids"])
+    assert schedule["devices"]["scheduled"] == conf["iccids"]
+    assert datetime.fromisoformat(schedule["effective_date"]) == effective.replace(microsecond=0)
     assert [fleet.device(i)["status"] for i in sim_indices] == ["DEACTIVATED"] * 4
     assert result.xcom("wait_sim_change") == {
         "matched": conf["iccids"],
@@ -584,15 +589,18 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     # Verizon: one campaign upgraded every device, a sync read the new firmware, and the sensor saw it.
     upgrade = FIRMWARE[conf["firmware_name"]]
     campaign = result.xcom("upgrade_firmware")
-    assert campaign == {
+    assert_outcome_shape(campaign, operation="upgrade_firmware", requested=conf["imeis"])
+    assert campaign["devices"]["scheduled"] == conf["imeis"]
+    assert {key: value for key, value in campaign.items() if key not in OUTCOME_KEYS} == {
         "account_name": simulator.connections()["verizon_thingspace_default"]["extra"]["account_name"],
         "campaign_id": campaign["campaign_id"],
-        "status": "CampaignRequestPending",
-        "requested": 3,
+        "campaign_name": f"airflow {MAINTENANCE}.upgrade_firmware {result.run_id}",
+        "campaign_status": "CampaignRequestPending",
+        "firmware_name": conf["firmware_name"],
         "firmware_from": upgrade.source,
         "firmware_to": upgrade.target,
         "start_date": started.date().isoformat(),  # the logical date (Nov 3) has passed: today
-        "end_date": started.date().isoformat(),
+        "end_date": (started.date() + timedelta(days=1)).isoformat(),  # a whole day at least
     }
     (held,) = simulator.state.snapshot()["campaigns"].values()
     assert held["campaignName"] == f"airflow {MAINTENANCE}.upgrade_firmware {result.run_id}"
@@ -606,10 +614,9 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     assert result.xcom("devices_upgraded") == conf["imeis"]
     assert [fleet.device(fleet.by_imei(imei))["firmware"] for imei in conf["imeis"]] == [upgrade.target] * 3
     sync = result.xcom("sync_firmware")
-    assert [(d["device_id"], d["firmware_version"], d["status"]) for d in sync["synced"]] == [
-        (imei, upgrade.target, "FirmwareVersionUpdateSuccess") for imei in conf["imeis"]
-    ]
-    assert sync["failed"] == []
+    assert_outcome_shape(sync, operation="sync_firmware", requested=conf["imeis"])
+    assert sync["devices"]["succeeded"] == conf["imeis"]
+    assert sync["firmware"] == dict.fromkeys(conf["imeis"], upgrade.target)
     assert result.xcom("wait_firmware") == {
         "matched": conf["imeis"],
         "firmware": dict.fromkeys(conf["imeis"], upgrade.target),
@@ -621,12 +628,13 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
         "upgrade_firmware": [],
         "sync_firmware": [],
         "schedule_sim_change": [],
+        "wait_upgrade": [],
     }
     assert report["waits_done"] == dict.fromkeys(
         ["wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change"], True
     )
-    assert report["steps"]["schedule_sim_change"] == result.xcom("schedule_sim_change")
-    assert report["steps"]["wait_firmware"] == result.xcom("wait_firmware")
+    assert report["steps"]["schedule_sim_change"] == schedule["counts"]
+    assert report["steps"]["force_offline"] == force_offline["counts"]
 
 
 @dataclass
@@ -647,8 +655,7 @@ def failed_window(example_db: None) -> Iterator[FailedWindow]:
         bundle_env(mp)
         fleet = sim.state.fleet
         conf = _maintenance_conf(sim)
-        # Already offline: force_offline fails it, and wait_offline sees it offline. (A device that
-        # never connected would fail the same way, but wait_offline would then wait its 6 hours.)
+        # Already offline: ROMA refuses it, the read-back finds it offline: unchanged, not failed.
         offline = next(i for i in range(FLEET_SIZE) if fleet.device(i)["online_status"] == OFFLINE)
         missing = iccid_of(999_999)  # Luhn-valid, beyond the fleet
         assert fleet.by_iccid(missing) is None
@@ -685,33 +692,32 @@ def test_the_maintenance_report_names_exactly_the_devices_that_failed(failed_win
 
     report = result.xcom("report")
     failed = report["failed"]
-    assert failed["force_offline"] == [f"{offline_id}: {NOT_FORCED_OFFLINE}"]
-    # Read first (skip_unchanged), so Control Center's 404 for the GET: "<iccid>: <code> <message>".
-    [not_found] = failed["schedule_sim_change"]
-    assert not_found.startswith(f"{missing}: 20000001 "), not_found
-    assert not_found.endswith("Resource not found - Invalid ICCID."), not_found
+    # The device already offline is as asked: unchanged, in no failure line.
+    assert failed["force_offline"] == []
+    assert result.xcom("force_offline")["devices"]["unchanged"] == [offline_id]
+    # Read first (skip_unchanged), so Control Center's 404 for the GET, one line for the error.
+    assert failed["schedule_sim_change"] == [
+        "failed: 1 device, 20000001 (HTTP 404): Resource not found - Invalid ICCID. e.g. " + missing
+    ]
     upgrade = FIRMWARE[conf["firmware_name"]]
-    assert failed["upgrade_firmware"] == [
+    assert failed["wait_upgrade"] == [
         f"{failed_window.other_firmware}: UpgradeFailed Current device firmware {upgrade.target} is not "
         f"the campaign's firmwareFrom {upgrade.source}."
     ]
-    assert failed["sync_firmware"] == []
-    named = {entry.split(":")[0] for entries in report["failed"].values() for entry in entries}
-    assert named == {str(offline_id), missing, failed_window.other_firmware}
+    assert failed["upgrade_firmware"] == failed["sync_firmware"] == []
     assert report["waits_done"] == dict.fromkeys(
         ["wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change"], True
     )
     # Only the devices upgraded were synced and waited for; the other keeps its firmware.
     assert result.xcom("devices_upgraded") == conf["imeis"][:2]
-    assert [d["device_id"] for d in result.xcom("sync_firmware")["synced"]] == conf["imeis"][:2]
+    assert result.xcom("sync_firmware")["devices"]["succeeded"] == conf["imeis"][:2]
     assert result.xcom("wait_firmware")["firmware"] == dict.fromkeys(conf["imeis"][:2], upgrade.target)
     assert fleet.device(fleet.by_imei(failed_window.other_firmware))["firmware"] == upgrade.target
 
     # Everything else was done: the online devices forced offline, the real SIMs scheduled.
-    outcome = result.xcom("schedule_sim_change", "outcome")
-    assert outcome["scheduled"] == conf["iccids"][:2]
-    assert [entry["iccid"] for entry in outcome["failed"]] == [missing]
-    assert outcome["failed"][0]["http_status"] == 404
+    outcome = result.xcom("schedule_sim_change")  # fail_on_error=False: its return value
+    assert outcome["devices"]["scheduled"] == conf["iccids"][:2]
+    assert [(error["devices"], error["http_status"]) for error in outcome["errors"]] == [([missing], 404)]
     for device_id in conf["roma_device_ids"][:2]:
         assert fleet.device(device_id - ROMA_ID_BASE)["online_status"] == OFFLINE
     for iccid in conf["iccids"][:2]:  # scheduled once, applied when they came due
@@ -750,18 +756,17 @@ def test_the_scale_out_labels_every_sim_once_in_mapped_batches(
     assert result.states == dict.fromkeys(["sim_batches", *mapped, "report"], "success")
     assert result.xcom("sim_batches") == [[iccid_of(i) for i in batch] for batch in batches]
     for k, batch in enumerate(batches):
-        assert result.xcom(f"label_batch[{k}]") == {
-            "requested": len(batch),
-            "updated": [iccid_of(i) for i in batch],
-            "scheduled": [],
-            "unchanged": [],
-            "failed": [],
-        }
+        outcome = result.xcom(f"label_batch[{k}]")
+        assert_outcome_shape(outcome, operation="edit_devices", requested=[iccid_of(i) for i in batch])
+        assert outcome["devices"]["succeeded"] == [iccid_of(i) for i in batch]
     assert result.xcom("report") == {
         "batches": 3,
-        "requested": FLEET_SIZE,
-        "updated": FLEET_SIZE,
+        "succeeded": FLEET_SIZE,
+        "unchanged": 0,
+        "scheduled": 0,
+        "accepted": 0,
         "failed": 0,
+        "unknown": 0,
     }
     changed = simulator.state.snapshot()["changed"]
     assert sorted(changed, key=int) == [str(i) for i in range(FLEET_SIZE)]

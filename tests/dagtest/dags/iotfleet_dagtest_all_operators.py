@@ -17,6 +17,7 @@ from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFotaDevicesOperator,
     VerizonThingSpaceSyncFirmwareOperator,
 )
+from airflow_provider_iotfleet.outcome import pull_outcome
 from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of
 
 DAG_ID = "iotfleet_dagtest_all_operators"
@@ -48,6 +49,8 @@ OPERATOR_TASKS = (
     "verizon_fota_account",
     "verizon_sync",
 )
+#: The operators that return the one outcome shape (the FOTA listings only read).
+WRITE_TASKS = tuple(task_id for task_id in OPERATOR_TASKS if not task_id.startswith("verizon_fota"))
 
 
 @dag(
@@ -118,38 +121,20 @@ def iotfleet_dagtest_all_operators() -> None:
     @task
     def summarize(**context) -> dict:
         ti = context["ti"]
-        summary: dict = {"outcome_is_return_value": {}}
-        outcomes = {}
-        for task_id in OPERATOR_TASKS:
-            outcome = ti.xcom_pull(task_ids=task_id, key="outcome")
-            summary["outcome_is_return_value"][task_id] = outcome == ti.xcom_pull(task_ids=task_id)
-            outcomes[task_id] = outcome
-        summary["paloalto"] = {
-            key: outcomes["paloalto_update"][key] for key in ("requested", "updated", "batches")
+        # Pushed once: the write operators' outcome is their return value, with nothing under "outcome".
+        summary: dict = {
+            "pushed_once": {
+                task_id: ti.xcom_pull(task_ids=task_id, key="outcome") is None for task_id in OPERATOR_TASKS
+            }
         }
-        summary["cisco"] = {
-            "requested": outcomes["cisco_edit"]["requested"],
-            "updated": sorted(outcomes["cisco_edit"]["updated"]),
-            "failed": outcomes["cisco_edit"]["failed"],
-        }
-        summary["cisco_scheduled"] = sorted(outcomes["cisco_schedule"]["scheduled"])
-        summary["huawei"] = {
-            "succeeded": sorted(d["id"] for d in outcomes["huawei_offline"]["succeeded"]),
-            "failed": sorted(d["id"] for d in outcomes["huawei_offline"]["failed"]),
-        }
-        summary["huawei_from_params"] = sorted(
-            d["id"] for d in outcomes["huawei_offline_from_params"]["succeeded"]
-        )
-        summary["fota"] = {
-            key: outcomes["verizon_fota"][key] for key in ("device_count", "path", "missing", "requested")
-        }
-        summary["fota_account"] = {
-            key: outcomes["verizon_fota_account"][key] for key in ("device_count", "pages", "path")
-        }
-        summary["sync"] = {
-            "synced": sorted(d["device_id"] for d in outcomes["verizon_sync"]["synced"]),
-            "failed": outcomes["verizon_sync"]["failed"],
-        }
+        outcomes = {task_id: pull_outcome(ti, task_id) for task_id in WRITE_TASKS}
+        summary["counts"] = {task_id: outcome.counts for task_id, outcome in outcomes.items()}
+        summary["paloalto"] = {"updated": outcomes["paloalto_update"].details["updated"]}
+        summary["go_on"] = {task_id: sorted(outcome.ids_to_go_on()) for task_id, outcome in outcomes.items()}
+        fota = ti.xcom_pull(task_ids="verizon_fota")
+        summary["fota"] = {key: fota[key] for key in ("device_count", "path", "missing", "requested")}
+        account = ti.xcom_pull(task_ids="verizon_fota_account")
+        summary["fota_account"] = {key: account[key] for key in ("device_count", "pages", "path")}
         return summary
 
     [paloalto, cisco, cisco_schedule, huawei, huawei_from_params, fota, fota_account, sync] >> summarize()

@@ -11,6 +11,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.outcome import pull_outcome
 from airflow_provider_iotfleet.simulator.fleet import iccid_of
 
 DAG_ID = "iotfleet_dagtest_partial_failure"
@@ -38,14 +39,16 @@ def iotfleet_dagtest_partial_failure() -> None:
     @task(trigger_rule="all_done")
     def report_failures(**context) -> dict:
         ti = context["ti"]
-        outcome = ti.xcom_pull(task_ids="deactivate", key="outcome")
+        outcome = pull_outcome(ti, "deactivate")
         return {
-            "requested": outcome["requested"],
-            "done": sorted(outcome["updated"] + outcome["scheduled"] + outcome["unchanged"]),
+            "requested": outcome.requested,
+            "done": sorted(outcome.ids_to_go_on()),
             "failed": {
-                entry["iccid"]: {"http_status": entry["http_status"], "error_code": entry["error_code"]}
-                for entry in outcome["failed"]
+                device: {"http_status": error.http_status, "error_code": error.error_code}
+                for error in outcome.errors
+                for device in error.devices
             },
+            "lines": outcome.failure_lines(),
             "deactivate_return_value": ti.xcom_pull(task_ids="deactivate"),
         }
 
