@@ -1,17 +1,21 @@
 """A simulator on a free port, over real sockets, with the four default connections pointing at it;
-and helpers that run a trigger in an event loop while the simulated fleet changes under it."""
+helpers that run an operator as a task try does and account for every device of its outcome; and
+helpers that run a trigger in an event loop while the simulated fleet changes under it."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
+from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
+from airflow_provider_iotfleet.simulator import Faults, Simulator, SimulatorConfig
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
+from tests.fakes import OUTCOME_STATUSES, assert_outcome_shape, operator_context
 
 SimulatorFactory = Callable[..., Simulator]
 
@@ -36,6 +40,55 @@ def start_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorFactor
 @pytest.fixture
 def simulator(start_simulator: SimulatorFactory) -> Simulator:
     return start_simulator(devices=3000)
+
+
+def set_faults(simulator: Simulator, faults: Faults | None = None) -> None:
+    """Switch the running simulator's fault dice to ``faults`` (none when not given), as between
+    two tries of a task: the next request meets the new odds."""
+    simulator.state.config = dataclasses.replace(simulator.state.config, faults=faults or Faults())
+
+
+# --- Running an operator as a task try, and accounting for its devices ----------------------------
+
+Outcome = dict[str, Any]
+
+
+def run_task(operator: Any, context: dict[str, Any] | None = None) -> tuple[Outcome, bool]:
+    """Run ``operator`` as one task try does (``operator.execute(context)``); return its outcome and
+    whether the try succeeded.
+
+    Holds the one-copy rule a downstream task relies on: a try that succeeds returns the outcome
+    and pushes nothing else; a try that ``fail_on_error`` fails pushes it once, under ``outcome``,
+    before raising. Either way the outcome is JSON-safe, as XCom needs.
+    """
+    context = context if context is not None else operator_context(operator.task_id)
+    pushed: dict[str, Any] = context["ti"].xcom
+    failed: IoTFleetOperationFailedError | None = None
+    try:
+        outcome = operator.execute(context)
+    except IoTFleetOperationFailedError as error:
+        failed = error
+    if failed is not None:
+        outcome = failed.outcome
+        assert pushed == {OUTCOME_KEY: outcome}, "a failed try pushes its outcome once, under 'outcome'"
+    else:
+        assert pushed == {}, "a try that succeeds returns its outcome and pushes no second copy"
+    assert json.loads(json.dumps(outcome)) == outcome
+    return outcome, failed is None
+
+
+def accounted_once(outcome: Outcome, *, operation: str, requested: Sequence[Any]) -> dict[Any, str]:
+    """Check ``outcome`` has the documented shape with every distinct device of ``requested`` in
+    exactly one place (a done status, or one error group); return each device's status."""
+    assert_outcome_shape(outcome, operation=operation, requested=list(dict.fromkeys(requested)))
+    status = {device: name for name in OUTCOME_STATUSES[:4] for device in outcome["devices"][name]}
+    status.update((device, error["status"]) for error in outcome["errors"] for device in error["devices"])
+    return status
+
+
+def error_of(outcome: Outcome) -> dict[Any, dict[str, Any]]:
+    """The error group that lists each failed or unknown device."""
+    return {device: error for error in outcome["errors"] for device in error["devices"]}
 
 
 # --- Driving a trigger while the simulated world changes ------------------------------------------
