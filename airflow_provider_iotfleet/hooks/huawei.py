@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
+    IoTFleetNotFoundError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -440,14 +441,14 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
         if not read_first:
             return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
-        statuses = self.online_statuses(ids, "offline")
-        unchanged = [device_id for device_id in ids if statuses[device_id] == OFFLINE]
+        statuses = self._offline_or_not(ids)
+        unchanged = [device_id for device_id in ids if statuses.get(device_id) == OFFLINE]
         never = [
             _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
             for device_id in ids
-            if statuses[device_id] == NEVER
+            if statuses.get(device_id) == NEVER
         ]
-        to_send = [device_id for device_id in ids if statuses[device_id] not in (OFFLINE, NEVER)]
+        to_send = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
         self.log.info(
             "%s: %d of %d devices already offline, %d never connected; forcing %d offline",
             VENDOR,
@@ -501,7 +502,16 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         if not refused:
             return result
         try:
-            statuses = self.online_statuses(refused, "offline")
+            statuses = self._offline_or_not(refused)
+            # The filtered listing tells only "offline" from "not offline": which of the others never
+            # connected takes one more read.
+            not_offline = [device_id for device_id in refused if statuses.get(device_id) == f"not {OFFLINE}"]
+            if not_offline:
+                statuses.update(
+                    (device_id, NEVER)
+                    for device_id, status in self._offline_or_not(not_offline, NEVER).items()
+                    if status == NEVER
+                )
         except IoTFleetError as error:
             self.log.warning(
                 "%s: could not read back the %d devices ROMA refused to force offline (%s); reporting them "
@@ -541,21 +551,21 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             error.message,
         )
         try:
-            statuses = self.online_statuses(ids, "offline")
+            statuses = self._offline_or_not(ids)
         except IoTFleetError as unreadable:
             raise error from unreadable  # what happened to the force-offline is the better message
         succeeded = [
-            {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == OFFLINE
+            {"id": device_id, "device_name": None} for device_id in ids if statuses.get(device_id) == OFFLINE
         ]
         failed = [
             _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
             for device_id in ids
-            if statuses[device_id] == NEVER
+            if statuses.get(device_id) == NEVER
         ]
         unchanged: list[int] = []
-        # Online, or "not offline" when read from the filtered listing: not forced, so sent again;
-        # ROMA itself then says which ones cannot be forced.
-        still_online = [device_id for device_id in ids if statuses[device_id] not in (OFFLINE, NEVER)]
+        # Online, or "not offline" when read from the filtered listing, or unknown to ROMA: not
+        # forced, so sent again; ROMA itself then says which ones cannot be forced.
+        still_online = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
         if still_online and rounds_left > 0:
             again = self._force_offline(still_online, rounds_left - 1)
             succeeded += again.succeeded
@@ -571,6 +581,27 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 for device_id in still_online
             ]
         return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))
+
+    def _offline_or_not(self, ids: list[int], online_status: str = OFFLINE) -> dict[int, str]:
+        """:meth:`online_statuses` for a force-offline's reads, where a device ROMA does not know is
+        left out of the answer rather than failing the read of every other device.
+
+        Read one by one (a few devices), a device ROMA does not know fails its read with a 404, and
+        with it the whole read: the others are then read alone, and the unknown ones left out (the
+        caller treats them as neither offline nor never connected: ROMA refuses them, and they fail
+        so). Not past :data:`PER_DEVICE_READS`: a 404 there is more likely a missing instance.
+        """
+        try:
+            return self.online_statuses(ids, online_status)
+        except IoTFleetNotFoundError:
+            if len(ids) > PER_DEVICE_READS:
+                raise
+            if len(ids) == 1:
+                return {}
+        statuses: dict[int, str] = {}
+        for device_id in ids:
+            statuses.update(self._offline_or_not([device_id], online_status))
+        return statuses
 
     def _reconcile(
         self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]

@@ -1,15 +1,16 @@
 """Every fleet operator run through ``execute`` against the simulator, device by device.
 
 Each test runs an operator the way a task does (``operator.execute(context)``), then checks that the
-XCom outcome and the simulator's state tell the same story for every device: what the outcome says
-was done was done exactly once, and what it says failed left the device as it was. The last test
-loses an answer after the vendor applied the request, through a proxy. The same under the
-simulator's fault knobs, at 5,000 devices per operator, is ``test_fault_tolerance.py``.
+outcome (the documented shape of airflow_provider_iotfleet/outcome.py, every device in exactly one
+place) and the simulator's state tell the same story for every device: what the outcome says was
+done was done exactly once, and what it says failed left the device as it was. The last test loses
+an answer after the vendor applied the request, through a proxy. The same under the simulator's
+fault knobs, at 5,000 devices per operator, is ``test_fault_tolerance.py``; a task's second try
+after a first one that failed part-way is ``test_task_retries.py``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     ipv4_of,
 )
 from tests.fakes import ICCID, IMEI, luhn_complete, operator_context
-from tests.integration.conftest import SimulatorFactory
+from tests.integration.conftest import SimulatorFactory, accounted_once, error_of, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +62,10 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
 
 
 def _execute(operator: Any) -> dict[str, Any]:
-    """Run ``operator`` as a task would; check the ``outcome`` XCom is the return value, JSON-safe."""
-    context = operator_context(operator.task_id)
-    outcome = operator.execute(context)
-    assert context["ti"].xcom[OUTCOME_KEY] == outcome  # type: ignore[attr-defined]
-    assert json.loads(json.dumps(outcome)) == outcome
-    return outcome  # type: ignore[no-any-return]
+    """Run ``operator`` as a task would; it must succeed, returning its outcome (pushed nowhere else)."""
+    outcome, succeeded = run_task(operator)
+    assert succeeded, outcome
+    return outcome
 
 
 def _counters(simulator: Simulator) -> dict[str, int]:
@@ -96,11 +95,18 @@ def _paloalto_entry(i: int) -> dict[str, str]:
     return {"ipAddress": ipv4_of(i), "apn": f"apn-{i}.iot"}
 
 
+def _paloalto_id(entry: dict[str, str]) -> str:
+    """The id IoT Security's outcome lists an entry under: its first identifier, in the documented order."""
+    return next(
+        entry[key] for key in ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn") if key in entry
+    )
+
+
 def _assert_paloalto_state(
     simulator: Simulator, known: dict[int, dict[str, str]], outcome: dict[str, Any], batch_size: int
 ) -> None:
     fleet = simulator.state.fleet
-    assert outcome["failed_batches"] == []
+    assert outcome["errors"] == []
     assert outcome["batches"] == math.ceil(outcome["requested"] / batch_size)
     assert outcome["updated"] == len(known)
     for index, entry in known.items():
@@ -121,7 +127,12 @@ def test_paloalto_bulk_update_records_each_device(
     outcome = _execute(
         PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=devices, batch_size=16, fail_on_error=False)
     )
-    assert outcome["requested"] == len(known) + len(unknown)
+    requested = [_paloalto_id(entry) for entry in [*known.values(), *unknown]]
+    status = accounted_once(outcome, operation="bulk_update", requested=requested)
+    # IoT Security says how many devices a request updated, not which: every device of an accepted
+    # request is accepted (the unknown ones too), in input order and once; the count says the rest.
+    assert outcome["devices"]["accepted"] == requested
+    assert set(status.values()) == {"accepted"}
     _assert_paloalto_state(simulator, known, outcome, batch_size=16)
 
 
@@ -136,17 +147,12 @@ def _other_plan(plan: str) -> str:
     return RATE_PLANS[(RATE_PLANS.index(plan) + 1) % len(RATE_PLANS)]
 
 
-def _assert_accounted_once(outcome: dict[str, Any], requested: list[str]) -> None:
-    """Every distinct requested ICCID is in exactly one of the outcome's lists."""
-    lists = [
-        outcome["updated"],
-        outcome["scheduled"],
-        outcome["unchanged"],
-        [f["iccid"] for f in outcome["failed"]],
+def _groups(outcome: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Each error group as ``(status, http_status, error_code, retryable, attempted, devices)``."""
+    return [
+        (e["status"], e["http_status"], e["error_code"], e["retryable"], e["attempted"], e["devices"])
+        for e in outcome["errors"]
     ]
-    every = [iccid for listed in lists for iccid in listed]
-    assert sorted(every) == sorted(requested)
-    assert outcome["requested"] == len(requested)
 
 
 def test_cisco_edits_apply_to_updated_devices_only(
@@ -171,16 +177,16 @@ def test_cisco_edits_apply_to_updated_devices_only(
     edits.append(dict(edits[0]))  # a repeat is sent once
     outcome = _execute(_cisco_operator(edits=edits, fail_on_error=False))
 
-    _assert_accounted_once(outcome, [iccid_of(i) for i in accepted + refused] + unknown)
-    assert outcome["updated"] == [iccid_of(i) for i in accepted]  # input order
-    assert outcome["scheduled"] == outcome["unchanged"] == []
-    failed = {f["iccid"]: f for f in outcome["failed"]}
-    assert list(failed) == [iccid_of(i) for i in refused] + unknown
-    for i in refused:
-        assert (failed[iccid_of(i)]["http_status"], failed[iccid_of(i)]["error_code"]) == (400, "10000029")
-    for iccid in unknown:
-        assert (failed[iccid]["http_status"], failed[iccid]["error_code"]) == (404, "20000001")
-        assert fleet.by_iccid(iccid) is None
+    accounted_once(outcome, operation="edit_devices", requested=[edit["iccid"] for edit in edits])
+    assert outcome["devices"]["succeeded"] == [iccid_of(i) for i in accepted]  # input order
+    assert outcome["devices"]["scheduled"] == outcome["devices"]["unchanged"] == []
+    # One group per distinct error, each device once under it: neither error is worth a retry.
+    assert _groups(outcome) == [
+        ("failed", 400, "10000029", False, True, [iccid_of(i) for i in refused]),
+        ("failed", 404, "20000001", False, True, unknown),
+    ]
+    assert outcome["effective_date"] is None
+    assert all(fleet.by_iccid(iccid) is None for iccid in unknown)
 
     for i in accepted:
         device = fleet.device(i)
@@ -205,9 +211,10 @@ def test_cisco_edit_with_effective_date_is_scheduled_until_the_clock_reaches_it(
     edits = [{"iccid": iccid_of(i), "ratePlan": _other_plan(before[i])} for i in indices]
     outcome = _execute(_cisco_operator(edits=edits, effective_date=when))
 
-    _assert_accounted_once(outcome, [iccid_of(i) for i in indices])
-    assert outcome["scheduled"] == [iccid_of(i) for i in indices]
-    assert outcome["updated"] == outcome["unchanged"] == outcome["failed"] == []
+    status = accounted_once(outcome, operation="edit_devices", requested=[iccid_of(i) for i in indices])
+    assert outcome["devices"]["scheduled"] == [iccid_of(i) for i in indices]
+    assert set(status.values()) == {"scheduled"}
+    assert abs(datetime.fromisoformat(outcome["effective_date"]) - when) < timedelta(seconds=1)
     pending = simulator.state.snapshot()["scheduled"]
     assert sorted(p["iccid"] for p in pending) == sorted(iccid_of(i) for i in indices)
     for entry in pending:
@@ -240,10 +247,10 @@ def test_cisco_activating_already_activated_sims_leaves_them_unchanged(
         _cisco_operator(iccids=[iccid_of(i) for i in indices], changes={"status": "ACTIVATED"})
     )
 
-    _assert_accounted_once(outcome, [iccid_of(i) for i in indices])
-    assert outcome["unchanged"] == [iccid_of(i) for i in indices if i in active]
-    assert outcome["updated"] == [iccid_of(i) for i in indices if i in inactive]
-    assert outcome["failed"] == outcome["scheduled"] == []
+    status = accounted_once(outcome, operation="edit_devices", requested=[iccid_of(i) for i in indices])
+    assert outcome["devices"]["unchanged"] == [iccid_of(i) for i in indices if i in active]
+    assert outcome["devices"]["succeeded"] == [iccid_of(i) for i in indices if i in inactive]
+    assert set(status.values()) == {"unchanged", "succeeded"}
     assert all(fleet.device(i)["status"] == "ACTIVATED" for i in indices)
     assert set(fleet.changed) == set(inactive)  # the active ones were not written to
     assert _counters(simulator)["cisco.edits"] == len(inactive)
@@ -258,14 +265,14 @@ def test_cisco_rerun_with_skip_unchanged_sends_no_put(
     indices = list(range(30, 50))
     edits = [{"iccid": iccid_of(i), "ratePlan": "IOT-1GB", "accountCustom4": f"window-{i}"} for i in indices]
     first = _execute(_cisco_operator(edits=edits))
-    assert first["updated"] == [iccid_of(i) for i in indices]
+    assert first["devices"]["succeeded"] == [iccid_of(i) for i in indices]
     after_first = {i: fleet.device(i) for i in indices}
     counters = _counters(simulator)
 
     rerun = _execute(_cisco_operator(edits=edits, skip_unchanged=True))
-    _assert_accounted_once(rerun, [iccid_of(i) for i in indices])
-    assert rerun["unchanged"] == [iccid_of(i) for i in indices]
-    assert rerun["updated"] == rerun["scheduled"] == rerun["failed"] == []
+    status = accounted_once(rerun, operation="edit_devices", requested=[iccid_of(i) for i in indices])
+    assert rerun["devices"]["unchanged"] == [iccid_of(i) for i in indices]
+    assert set(status.values()) == {"unchanged"}
     now = _counters(simulator)
     assert now["cisco.edits"] == counters["cisco.edits"]  # no PUT reached the devices
     assert now["cisco.requests"] == counters["cisco.requests"] + len(indices)  # one GET each, only
@@ -275,8 +282,9 @@ def test_cisco_rerun_with_skip_unchanged_sends_no_put(
     for i in indices[::2]:
         fleet.update(i, {"custom": {"accountCustom4": "drifted"}})
     third = _execute(_cisco_operator(edits=edits, skip_unchanged=True))
-    assert third["updated"] == [iccid_of(i) for i in indices[::2]]
-    assert third["unchanged"] == [iccid_of(i) for i in indices[1::2]]
+    accounted_once(third, operation="edit_devices", requested=[iccid_of(i) for i in indices])
+    assert third["devices"]["succeeded"] == [iccid_of(i) for i in indices[::2]]
+    assert third["devices"]["unchanged"] == [iccid_of(i) for i in indices[1::2]]
     assert _counters(simulator)["cisco.edits"] == counters["cisco.edits"] + len(indices[::2])
     assert all(fleet.device(i)["custom"] == {"accountCustom4": f"window-{i}"} for i in indices)
 
@@ -300,10 +308,19 @@ def test_cisco_fail_on_error_pushes_the_outcome_before_raising(
     assert list(pushed) == [OUTCOME_KEY]  # pushed before raising; no return value
     assert pushed[OUTCOME_KEY] == caught.value.outcome
     outcome = caught.value.outcome
-    _assert_accounted_once(outcome, iccids)
-    assert outcome["updated"] == [iccid_of(i) for i in known]  # every device was tried
-    assert [f["iccid"] for f in outcome["failed"]] == unknown
-    assert {(f["http_status"], f["error_code"]) for f in outcome["failed"]} == {(404, "20000001")}
+    accounted_once(outcome, operation="edit_devices", requested=iccids)
+    assert outcome["devices"]["succeeded"] == [iccid_of(i) for i in known]  # every device was tried
+    assert _groups(outcome) == [("failed", 404, "20000001", False, True, unknown)]
+    assert outcome["counts"] == {
+        "succeeded": len(known),
+        "unchanged": 0,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 3,
+        "unknown": 0,
+    }
+    # The task's error says how many failed, and how, in one line per error rather than per device.
+    assert str(caught.value).startswith("3 of 8 devices not done: 3 failed with 20000001 (HTTP 404)")
     assert all(fleet.device(i)["custom"] == {"accountCustom9": "tagged"} for i in known)
     assert set(fleet.changed) == set(known)
 
@@ -326,33 +343,98 @@ def test_huawei_force_offline_matches_each_device_state(
         HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=30, fail_on_error=False)
     )
 
-    succeeded = [entry["id"] for entry in outcome["succeeded"]]
-    failed = [entry["id"] for entry in outcome["failed"]]
-    assert sorted(succeeded + failed) == sorted(set(ids))  # each distinct id once
-    assert outcome["requested"] == len(set(ids))
-    assert succeeded == [ROMA_ID_BASE + i for i in indices if before[i] == ONLINE]
-    for entry in outcome["succeeded"]:
-        device = fleet.device(fleet.by_roma_id(entry["id"]))
-        assert device["online_status"] == OFFLINE
-        assert entry["device_name"] == device["name"]
-    for device_id in failed:
-        index = fleet.by_roma_id(device_id)
-        if index is None:
-            assert device_id in unknown
-        else:
-            assert before[index] != ONLINE
-            assert fleet.device(index)["online_status"] == before[index]
+    accounted_once(outcome, operation="force_offline", requested=ids)
+    online = [ROMA_ID_BASE + i for i in indices if before[i] == ONLINE]
+    offline = [ROMA_ID_BASE + i for i in indices if before[i] == OFFLINE]
+    never = [ROMA_ID_BASE + i for i in indices if before[i] == NEVER_CONNECTED]
+    assert outcome["devices"]["succeeded"] == online
+    # Already offline is already as asked, whichever way the refused devices were read back (one by
+    # one in a batch with few, the filtered listing in one with many, next to unknown ids in the last).
+    assert outcome["devices"]["unchanged"] == offline
+    assert [(e["error_code"], e["attempted"], e["devices"]) for e in outcome["errors"]] == [
+        ("never_connected", True, never),
+        ("not_forced_offline", True, unknown),
+    ]
+    assert all(not e["retryable"] and e["status"] == "failed" for e in outcome["errors"])
+    for device_id in online:
+        assert fleet.device(fleet.by_roma_id(device_id))["online_status"] == OFFLINE
+    for i in indices:
+        if before[i] != ONLINE:
+            assert fleet.device(i)["online_status"] == before[i]
     assert set(fleet.changed) == {i for i in indices if before[i] == ONLINE}
     assert _counters(simulator)["huawei.force_offline"] == math.ceil(len(set(ids)) / 30)
 
-    # A rerun finds them all offline already: everything fails, and fail_on_error says so after
-    # pushing the outcome.
-    context = operator_context("roma")
-    with pytest.raises(IoTFleetOperationFailedError) as caught:
-        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=30).execute(context)
-    assert context["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}  # type: ignore[attr-defined]
-    assert caught.value.outcome["succeeded"] == []
-    assert [entry["id"] for entry in caught.value.outcome["failed"]] == list(dict.fromkeys(ids))
+    # A rerun (another DAG run) finds them all offline already: unchanged, not failed; it fails on
+    # the devices that can never be forced, after pushing the outcome.
+    outcome, succeeded = run_task(
+        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, batch_size=30)
+    )
+    assert not succeeded
+    accounted_once(outcome, operation="force_offline", requested=ids)
+    assert outcome["devices"]["succeeded"] == []
+    assert outcome["devices"]["unchanged"] == [d for d in dict.fromkeys(ids) if d in set(online + offline)]
+    assert [(e["error_code"], e["devices"]) for e in outcome["errors"]] == [
+        ("never_connected", never),
+        ("not_forced_offline", unknown),
+    ]
+    assert set(fleet.changed) == {i for i in indices if before[i] == ONLINE}  # nothing more changed
+
+
+def _one_of_each(simulator: Simulator) -> tuple[int, int, int]:
+    """The ROMA ids of the first offline, never-connected and online devices of the fleet."""
+    fleet = simulator.state.fleet
+    first = {}
+    for i in range(fleet.size):
+        first.setdefault(fleet.device(i)["online_status"], ROMA_ID_BASE + i)
+    return first[OFFLINE], first[NEVER_CONNECTED], first[ONLINE]
+
+
+@pytest.mark.parametrize(
+    "company",
+    [
+        pytest.param("online", id="with-an-online-device"),
+        # An id ROMA does not know, refused in the same request: reading it back fails with a 404,
+        # which must not cost the other devices their read-back.
+        pytest.param("unknown", id="with-an-unknown-id"),
+        # More refused devices than are read one by one: the read-back pages the filtered listing.
+        pytest.param("many offline", id="with-eleven-more-offline"),
+    ],
+)
+def test_huawei_an_offline_device_is_unchanged_and_a_never_connected_one_fails_as_such(
+    start_simulator: SimulatorFactory, set_connection: SetConnection, company: str
+) -> None:
+    """In a first try, ROMA refuses both; the read-back tells them apart: the offline one is as
+    asked (``unchanged``), the never-connected one can never be forced (``never_connected``).
+    Neither is ever ``not_forced_offline``, whatever else the request carried."""
+    simulator = start_simulator(devices=400)
+    _connect(simulator, set_connection)
+    fleet = simulator.state.fleet
+    offline, never, online = _one_of_each(simulator)
+    others = {
+        "online": [online],
+        "unknown": [online, ROMA_ID_BASE + simulator.config.devices + 1],
+        "many offline": [
+            ROMA_ID_BASE + i for i in range(fleet.size) if fleet.device(i)["online_status"] == OFFLINE
+        ][1:12],
+    }[company]
+    ids = [offline, never, *others]
+    outcome = _execute(HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, fail_on_error=False))
+
+    status = accounted_once(outcome, operation="force_offline", requested=ids)
+    assert status[offline] == "unchanged"
+    failed = error_of(outcome)
+    assert offline not in failed
+    assert (failed[never]["error_code"], failed[never]["retryable"]) == ("never_connected", False)
+    assert failed[never]["message"] == "never connected: only online MQTT devices can be forced offline"
+    if company == "many offline":
+        assert all(status[device] == "unchanged" for device in others)
+    else:
+        assert status[online] == "succeeded"
+    if company == "unknown":
+        assert failed[others[1]]["error_code"] == "not_forced_offline"
+    assert _counters(simulator)["huawei.force_offline"] == 1  # one request; nothing sent twice
+    assert fleet.device(never - ROMA_ID_BASE)["online_status"] == NEVER_CONNECTED
+    assert fleet.device(offline - ROMA_ID_BASE)["online_status"] == OFFLINE
 
 
 # --- Verizon ThingSpace ---------------------------------------------------------------------------
@@ -376,29 +458,30 @@ def test_verizon_sync_firmware_reports_what_each_device_now_has(
         VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=imeis, batch_size=40, fail_on_error=False)
     )
 
-    synced = [entry["device_id"] for entry in outcome["synced"]]
-    failed = {entry["device_id"]: entry for entry in outcome["failed"]}
-    assert sorted(synced + list(failed)) == sorted(set(imeis))
-    assert outcome["requested"] == len(set(imeis))
+    accounted_once(outcome, operation="sync_firmware", requested=imeis)
     assert outcome["account_name"] == simulator.config.credentials.verizon_account
-    assert synced == [imei_of(i) for i in indices if i in online]
-    for entry in outcome["synced"]:
-        device = fleet.device(fleet.by_imei(entry["device_id"]))
-        assert entry["firmware_version"] == device["firmware"] == device["reported_firmware"]
+    synced = [imei_of(i) for i in indices if i in online]
+    assert outcome["devices"]["succeeded"] == synced
+    # What each synced device now reports, as ThingSpace has it on record after the sync.
+    assert outcome["firmware"] == {imei: fleet.device(fleet.by_imei(imei))["firmware"] for imei in synced}
+    for imei in synced:
+        device = fleet.device(fleet.by_imei(imei))
+        assert device["firmware"] == device["reported_firmware"]
         assert "firmware_synced_at" in device
-        assert entry["status"] == "FirmwareVersionUpdateSuccess"
-        assert datetime.fromisoformat(entry["version_update_time"]).tzinfo is not None
+    assert all(outcome["firmware"][imei_of(i)] == "SR2.0.0.0-20001" for i in upgraded)
     assert all(fleet.device(i)["firmware"] == "SR2.0.0.0-20001" for i in upgraded)
-    for imei, entry in failed.items():
-        index = fleet.by_imei(imei)
-        assert entry["status"] == "FirmwareVersionUpdateFailed"
-        if index is None:
-            assert imei in unknown
-            assert entry["reason"] == "Device not found in account"
-        else:
-            assert index not in online
-            assert entry["reason"] == "Device did not respond"
-            assert "firmware_synced_at" not in fleet.device(index)
+    # ThingSpace's per-device status is the error code, its reason the message: one group each.
+    assert [(e["status"], e["error_code"], e["message"], e["devices"]) for e in outcome["errors"]] == [
+        (
+            "failed",
+            "FirmwareVersionUpdateFailed",
+            "Device did not respond",
+            [imei_of(i) for i in indices if i not in online],
+        ),
+        ("failed", "FirmwareVersionUpdateFailed", "Device not found in account", unknown),
+    ]
+    assert all(not e["retryable"] and e["attempted"] for e in outcome["errors"])
+    assert all("firmware_synced_at" not in fleet.device(i) for i in indices if i not in online)
     assert _counters(simulator)["verizon.firmware_syncs"] == math.ceil(len(set(imeis)) / 40)
 
 
@@ -547,9 +630,9 @@ def test_huawei_force_offline_whose_answer_was_lost_after_it_was_applied(
             HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=ids, fail_on_error=False)
         )
     assert proxy["lost"] == 1
-    assert (
-        _counters(simulator)["huawei.force_offline"] == 1
-    )  # applied, answer lost, read back: not sent again
+    # Applied, answer lost, read back: not sent again.
+    assert _counters(simulator)["huawei.force_offline"] == 1
     assert all(fleet.device(i)["online_status"] == OFFLINE for i in online)  # this run did that
-    assert [entry["id"] for entry in outcome["succeeded"]] == ids  # and says so
-    assert outcome["failed"] == []
+    status = accounted_once(outcome, operation="force_offline", requested=ids)
+    assert outcome["devices"]["succeeded"] == ids  # and says so
+    assert set(status.values()) == {"succeeded"}
