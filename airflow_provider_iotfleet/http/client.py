@@ -188,6 +188,8 @@ class ClientCore:
             http_status=status,
             request_id=request_id_in(headers) if headers is not None else None,
             vendor=self.errors.vendor,
+            # Without the request, whose path names the device: the same on many devices is one error.
+            bare_message=f"an answer of more than {self.max_answer_bytes / 2**20:g} MiB, not read further",
         )
 
     def check_length(self, request: Request, status: int, headers: Mapping[str, str]) -> None:

@@ -4,30 +4,33 @@ Each operator runs as a task does (``operator.execute(context)``) on 5,000 devic
 answers 10% of API requests with a 5xx, 10% with a 429 and drops 2% of connections before applying
 them, and applies 3% and then drops the connection mid-answer (``applied_then_dropped``: the change is
 in, the client never learns it, and a blind retry would apply it twice). The tests then hold the
-XCom outcome against the simulator's own record, device by device:
+outcome (the documented shape of airflow_provider_iotfleet/outcome.py) against the simulator's own
+record, device by device:
 
-* every device is in the outcome exactly once;
-* what the outcome says was done is done in the simulator, what it says failed is not, and what it
-  calls unknown is what the product cannot tell (a firmware sync whose answer was lost);
-* no device is changed by two applied requests (the simulator's per-device count of applied writes).
-  Two exceptions are by design and asserted as such: a Palo Alto bulk update is an idempotent PUT of
-  absolute values, sent again after a lost answer (``Call.repeat="always"``), so its devices are
-  written twice with the same values; and a ROMA device that never connected reads back as "not
-  offline" after a lost force-offline, so it is named again and refused again, never changed.
+* every device is in the outcome exactly once (a done status, or one error group);
+* what the outcome says was done is done in the simulator, what it says failed is not, and nothing
+  is ``unknown`` where the product can tell (a lost answer is read back, or the request repeated);
+* nothing the vendor would act on twice is applied twice (the simulator's per-device count of
+  applied writes). Where a repeat changes nothing, sending again after a lost answer is by design
+  and asserted as such: a Palo Alto bulk update (an idempotent PUT of absolute values) and a
+  ThingSpace firmware sync (ThingSpace reads the firmware again) are repeated
+  (``Call.repeat="always"``), so their devices are written once more per answer lost after applying;
+  and a ROMA device that never connected reads back as "not offline" after a lost force-offline, so
+  it is named again and refused again, never changed.
 
 The fault dice repeat per seed. The batch operators send one request at a time, so their runs repeat
 exactly; Control Center edits go out eight at a time, so which edit meets which fault varies, but
 with 12 retries a device left in doubt would take 13 faults in a row. The simulator's 429s ask for
 ``Retry-After: 0`` and the connections back off from 10 ms, so the runs take seconds, not minutes.
 
-Also here: access token and M2M session expiring in the middle of a 50-page ThingSpace listing, and a
+Also here: access token and M2M session expiring in the middle of a 50-page ThingSpace listing; a
 wrong M2M password that must cost exactly one failed login per task (ThingSpace locks the user after
-five).
+five); a firmware sync of 1,000 devices under 10% 5xx that leaves none unknown; and 100,000 devices
+failing with one error, whose outcome stays a few MiB.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -54,7 +57,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     imei_of,
 )
 from tests.fakes import operator_context
-from tests.integration.conftest import SimulatorFactory
+from tests.integration.conftest import SimulatorFactory, accounted_once, error_of, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -104,12 +107,10 @@ def _faulty(start_simulator: SimulatorFactory, set_connection: SetConnection, **
 
 
 def _execute(operator: Any) -> dict[str, Any]:
-    """Run ``operator`` as a task would; check the ``outcome`` XCom is the return value, JSON-safe."""
-    context = operator_context(operator.task_id)
-    outcome = operator.execute(context)
-    assert context["ti"].xcom[OUTCOME_KEY] == outcome  # type: ignore[attr-defined]
-    assert json.loads(json.dumps(outcome)) == outcome
-    return outcome  # type: ignore[no-any-return]
+    """Run ``operator`` as a task would; it must succeed, returning its outcome (pushed nowhere else)."""
+    outcome, succeeded = run_task(operator)
+    assert succeeded, outcome
+    return outcome
 
 
 def _counters(simulator: Simulator) -> dict[str, int]:
@@ -168,12 +169,10 @@ def test_paloalto_bulk_update_of_5000_devices_under_faults(
     )
 
     _assert_met_every_fault(simulator, "paloalto", "PUT")
-    assert outcome == {
-        "requested": DEVICES,
-        "updated": DEVICES,
-        "batches": DEVICES // BATCH,
-        "failed_batches": [],
-    }
+    status = accounted_once(outcome, operation="bulk_update", requested=list(entries))
+    assert set(status.values()) == {"accepted"}  # in requests IoT Security accepted, input order
+    assert outcome["devices"]["accepted"] == list(entries)
+    assert (outcome["updated"], outcome["batches"], outcome["errors"]) == (DEVICES, DEVICES // BATCH, [])
     assert set(fleet.changed) == set(range(DEVICES))
     for i in range(DEVICES):
         assert fleet.device(i)["paloalto"] == entries[imei_of(i)], f"device {i}"
@@ -208,14 +207,10 @@ def test_cisco_edits_of_5000_devices_under_faults(
     )
 
     _assert_met_every_fault(simulator, "cisco", "PUT")
-    every = outcome["updated"] + outcome["scheduled"] + outcome["unchanged"]
-    every += [f["iccid"] for f in outcome["failed"]]
-    assert sorted(every) == sorted(edit["iccid"] for edit in edits)  # each device once
-    assert outcome["requested"] == len(edits)
-    assert outcome["updated"] == [iccid_of(i) for i in range(DEVICES)]
-    assert outcome["scheduled"] == outcome["unchanged"] == []
-    assert [f["iccid"] for f in outcome["failed"]] == unknown
-    for failure in outcome["failed"]:
+    status = accounted_once(outcome, operation="edit_devices", requested=[edit["iccid"] for edit in edits])
+    assert outcome["devices"]["succeeded"] == [iccid_of(i) for i in range(DEVICES)]
+    assert {status[iccid] for iccid in unknown} == {"failed"}  # failed, never unknown: nothing applied
+    for iccid, failure in error_of(outcome).items():
         # Control Center's "not found", or, when the edit's answer was lost first, that error: the
         # read-back's 404 is not what the message reports, but the device is failed either way.
         assert (failure["http_status"], failure["error_code"]) in (
@@ -223,7 +218,7 @@ def test_cisco_edits_of_5000_devices_under_faults(
             (500, "30000001"),
             (None, None),
         )
-        assert fleet.by_iccid(failure["iccid"]) is None
+        assert fleet.by_iccid(iccid) is None
     for i in range(DEVICES):
         assert fleet.device(i)["custom"] == {"accountCustom2": f"ft-{i}"}, f"device {i}"
     assert set(fleet.changed) == set(range(DEVICES))
@@ -255,28 +250,28 @@ def test_huawei_force_offline_of_5000_devices_under_faults(
     )
 
     _assert_met_every_fault(simulator, "huawei", "POST")
-    succeeded = {entry["id"] - ROMA_ID_BASE for entry in outcome["succeeded"]}
-    failed = {entry["id"] - ROMA_ID_BASE: entry for entry in outcome["failed"]}
-    assert len(outcome["succeeded"]) + len(outcome["failed"]) == outcome["requested"] == DEVICES
-    assert succeeded | set(failed) == set(range(DEVICES))  # each device once
+    accounted_once(outcome, operation="force_offline", requested=ids)
+    succeeded = {device - ROMA_ID_BASE for device in outcome["devices"]["succeeded"]}
+    unchanged = {device - ROMA_ID_BASE for device in outcome["devices"]["unchanged"]}
+    failed = {device - ROMA_ID_BASE: error for device, error in error_of(outcome).items()}
 
     online = {i for i in range(DEVICES) if before[i] == ONLINE}
     assert online <= succeeded  # this run took every online device offline, and says so
-    assert all(fleet.device(i)["online_status"] == OFFLINE for i in succeeded)
+    assert all(fleet.device(i)["online_status"] == OFFLINE for i in succeeded | unchanged)
     assert set(fleet.changed) == online  # nothing else was touched
     # A device already offline is reported succeeded only after a lost answer, when reading back
-    # cannot tell who took it offline; ROMA's own answer says it failed.
+    # cannot tell who took it offline; else ROMA refuses it and the read-back finds it unchanged.
     posts = [r for r in _records(simulator, "huawei", "POST") if r["write"]]
     lost = {int(d) - ROMA_ID_BASE for d in _devices_of(posts, LOST_ANSWER)}
     assert succeeded - online <= lost
     assert succeeded - online, "no answer for an already offline device was lost"
-    for i, entry in failed.items():
-        assert before[i] != ONLINE and fleet.device(i)["online_status"] == before[i], f"device {i}"
-        if entry["message"] != "not forced offline (only online MQTT devices can be)":
-            # Read back one by one (a resent remainder of ten or fewer): ROMA says "never connected".
-            assert entry["message"] == "never after a force-offline whose answer was lost"
-            assert before[i] == NEVER_CONNECTED and i in lost, f"device {i}"
-    assert {before[i] for i in failed} == {OFFLINE, NEVER_CONNECTED}
+    assert unchanged == {i for i in range(DEVICES) if before[i] == OFFLINE} - succeeded
+    # Every device that never connected fails as such, and nothing else fails: never as
+    # "not forced offline", whichever way it was read back.
+    assert set(failed) == {i for i in range(DEVICES) if before[i] == NEVER_CONNECTED}
+    assert {(e["error_code"], e["retryable"]) for e in outcome["errors"]} == {("never_connected", False)}
+    assert all(fleet.device(i)["online_status"] == NEVER_CONNECTED for i in failed)
+    assert outcome["counts"]["unknown"] == 0
 
     applied = _applied_writes(simulator, "huawei")
     assert all(applied[str(ROMA_ID_BASE + i)] == 1 for i in online)  # never forced offline twice
@@ -293,53 +288,47 @@ def test_huawei_force_offline_of_5000_devices_under_faults(
 def test_verizon_sync_firmware_of_5000_devices_under_faults(
     start_simulator: SimulatorFactory, set_connection: SetConnection
 ) -> None:
-    """A sync whose answer was lost is never resent and never claimed: its devices are reported as
-    outcome unknown, whether or not ThingSpace applied it; every other device is reported as it is."""
+    """A sync is idempotent (ThingSpace reads each device's firmware again), so one whose answer was
+    lost is sent again like a read: every online device ends synced and reported so, every other
+    one failed as ThingSpace says, and none unknown. Only the devices of answers lost after applying
+    are synced twice, which changes nothing."""
     simulator = _faulty(start_simulator, set_connection)
     fleet = simulator.state.fleet
     before = {i: fleet.device(i)["online_status"] for i in range(DEVICES)}
+    imeis = [imei_of(i) for i in range(DEVICES)]
     outcome = _execute(
         VerizonThingSpaceSyncFirmwareOperator(
-            task_id="sync", imeis=[imei_of(i) for i in range(DEVICES)], batch_size=BATCH, fail_on_error=False
+            task_id="sync", imeis=imeis, batch_size=BATCH, fail_on_error=False
         )
     )
 
     _assert_met_every_fault(simulator, "verizon", "PUT")
-    synced = {entry["device_id"]: entry for entry in outcome["synced"]}
-    failed = {entry["device_id"]: entry for entry in outcome["failed"]}
-    assert len(outcome["synced"]) + len(outcome["failed"]) == outcome["requested"] == DEVICES
-    assert set(synced) | set(failed) == {imei_of(i) for i in range(DEVICES)}  # each device once
-
-    puts = [r for r in _records(simulator, "verizon", "PUT") if r["write"]]
-    lost = _devices_of(puts, LOST_ANSWER)
-    applied_then_lost = _devices_of(puts, {"applied_then_dropped"})
-    unknown = {imei for imei, entry in failed.items() if entry["status"] is None}
-    assert unknown == lost
-    for imei in unknown:
-        assert "the answer to a firmware sync was lost" in failed[imei]["reason"], imei
-        assert failed[imei]["error_code"] is None
-    for imei, entry in synced.items():
+    status = accounted_once(outcome, operation="sync_firmware", requested=imeis)
+    online = [imei_of(i) for i in range(DEVICES) if before[i] == ONLINE]
+    assert outcome["devices"]["succeeded"] == online
+    assert outcome["counts"]["unknown"] == 0
+    for imei in online:
         device = fleet.device(fleet.by_imei(imei))
         assert "firmware_synced_at" in device, imei  # claimed synced: really synced
-        assert entry["firmware_version"] == device["firmware"]
-    for imei, entry in failed.items():
+        assert outcome["firmware"][imei] == device["firmware"]
+    assert list(outcome["firmware"]) == online
+    (did_not_respond,) = outcome["errors"]
+    assert (did_not_respond["error_code"], did_not_respond["message"]) == (
+        "FirmwareVersionUpdateFailed",
+        "Device did not respond",
+    )
+    assert did_not_respond["devices"] == [imei for imei in imeis if status[imei] == "failed"]
+    for imei in did_not_respond["devices"]:
         index = fleet.by_imei(imei)
-        if imei in unknown:
-            # Unknown means it: ThingSpace did sync the online devices of a request it applied.
-            really = before[index] == ONLINE and imei in applied_then_lost
-            assert ("firmware_synced_at" in fleet.device(index)) == really, imei
-        else:
-            assert (entry["status"], entry["reason"]) == (
-                "FirmwareVersionUpdateFailed",
-                "Device did not respond",
-            )
-            assert before[index] != ONLINE and "firmware_synced_at" not in fleet.device(index), imei
-    assert set(synced) == {imei_of(i) for i in range(DEVICES) if before[i] == ONLINE} - lost
-    assert any(before[fleet.by_imei(imei)] == ONLINE for imei in applied_then_lost)
+        assert before[index] != ONLINE and "firmware_synced_at" not in fleet.device(index), imei
 
-    applied = _applied_writes(simulator, "verizon")
-    assert max(applied.values()) == 1  # no sync request is ever applied twice
-    assert set(applied) == {imei_of(i) for i in range(DEVICES)} - (lost - applied_then_lost)
+    puts = [r for r in _records(simulator, "verizon", "PUT") if r["write"]]
+    assert _devices_of(puts, LOST_ANSWER - {"applied_then_dropped"}), "no sync met a 5xx or a drop"
+    resent = Counter(d for r in puts if r["fault"] == "applied_then_dropped" for d in r["devices"])
+    assert any(before[fleet.by_imei(imei)] == ONLINE for imei in resent)
+    # Each batch applied once with an answer that came back, plus once per answer lost after applying.
+    assert _applied_writes(simulator, "verizon") == Counter({imei: 1 + resent[imei] for imei in imeis})
+    assert sum(r["applied"] and r["fault"] is None for r in puts) == DEVICES // BATCH
     assert _counters(simulator)["verizon.firmware_syncs"] == sum(r["applied"] for r in puts)
 
 
@@ -496,11 +485,16 @@ def test_a_wrong_m2m_password_costs_one_failed_login_per_task(
         VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=imeis).execute(context)  # 10 batches
     outcome = failed.value.outcome
     assert context["ti"].xcom == {OUTCOME_KEY: outcome}  # type: ignore[attr-defined]
-    assert outcome["synced"] == []
-    assert [entry["device_id"] for entry in outcome["failed"]] == imeis
-    assert {entry["error_code"] for entry in outcome["failed"]} == {"REQUEST_FAILED.UnexpectedError"}
-    assert clear in outcome["failed"][0]["reason"]
-    assert all("not attempted after an earlier error" in entry["reason"] for entry in outcome["failed"][100:])
+    accounted_once(outcome, operation="sync_firmware", requested=imeis)
+    assert outcome["devices"]["succeeded"] == [] and outcome["firmware"] == {}
+    # Two groups, each device once: the batch that met the refusal, and the batches not sent after it.
+    refused, not_sent = outcome["errors"]
+    assert (refused["devices"], not_sent["devices"]) == (imeis[:100], imeis[100:])
+    assert {refused["error_code"], not_sent["error_code"]} == {"REQUEST_FAILED.UnexpectedError"}
+    assert clear in refused["message"]
+    assert not_sent["attempted"] is False
+    assert not_sent["message"].startswith("not attempted after an earlier error")
+    assert not refused["retryable"] and not not_sent["retryable"]  # a retry would fail the same way
     assert state.login_failures[user] == 2  # one per task, not one per batch
 
     log = _records(simulator, "verizon")
@@ -517,7 +511,7 @@ def test_a_wrong_m2m_password_costs_one_failed_login_per_task(
 MALFORMED = {
     "html_error_page": "502 Bad Gateway",
     "malformed_json": "a body that is not JSON",
-    "huge_body": "with more than 16 MiB",
+    "huge_body": "more than 16 MiB",
     "gzip_garbage": "could not be completed: ContentDecodingError",
 }
 
@@ -529,12 +523,25 @@ def _assert_names(message: str, vendor: str, path: str, says: str) -> None:
 
 
 def _failed_outcome(operator: Any) -> dict[str, Any]:
-    """Run ``operator``: it must fail with every item tried, the outcome pushed and nothing else."""
-    context = operator_context(operator.task_id)
-    with pytest.raises(IoTFleetOperationFailedError) as caught:
-        operator.execute(context)
-    assert context["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}  # type: ignore[attr-defined]
-    return caught.value.outcome
+    """Run ``operator``: it must fail, the outcome pushed under ``outcome`` and nothing else."""
+    outcome, succeeded = run_task(operator)
+    assert not succeeded
+    return outcome
+
+
+def _assert_one_error(
+    outcome: dict[str, Any], operation: str, devices: list[Any], vendor: str, says: str
+) -> None:
+    """Every device failed (tried, not unknown) under one error that says what came back; the error
+    names no request, so that the same answer to many devices is one error."""
+    status = accounted_once(outcome, operation=operation, requested=devices)
+    assert set(status.values()) == {"failed"}
+    assert outcome["vendor"] == vendor
+    (error,) = outcome["errors"]
+    assert error["devices"] == devices and error["attempted"]
+    assert says in error["message"]
+    assert not any(str(device) in error["message"] for device in devices)
+    assert " /" not in error["message"]  # no request path
 
 
 @pytest.mark.parametrize("fault", MALFORMED)
@@ -542,48 +549,35 @@ def test_every_operator_turns_malformed_answers_into_typed_errors(
     start_simulator: SimulatorFactory, set_connection: SetConnection, fault: str
 ) -> None:
     """Every API answer is an HTML error page, truncated JSON, 20 MiB of JSON or gzip that is not:
-    each operator fails with typed errors naming the vendor and the endpoint, claims nothing done,
-    and sends no write twice but Palo Alto's idempotent bulk update."""
+    each write operator fails with one typed error for all its devices, saying what came back,
+    claims nothing done nor unknown, and sends no write twice but those a repeat cannot harm (the
+    bulk update, the firmware sync); the FOTA listing fails naming the vendor and the endpoint."""
     simulator = start_simulator(devices=50, faults=Faults(**{fault: 1.0}))
     _connect(simulator, set_connection, max_retries=1)
     says = MALFORMED[fault]
     creds = simulator.config.credentials
-    huawei_path = f"/v2/{creds.huawei_project_id}/link/instances/{creds.huawei_instance_id}/devices"
 
+    pan_devices = [imei_of(i) for i in range(3)]
     pan = _failed_outcome(
-        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=[{"imei": imei_of(i)} for i in range(3)])
+        PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=[{"imei": imei} for imei in pan_devices])
     )
-    assert (pan["updated"], len(pan["failed_batches"])) == (0, 1)
-    path = "PUT /paloalto/pub/v4.0/device/bulkUpdate"
-    _assert_names(pan["failed_batches"][0]["message"], "Palo Alto Networks IoT Security", path, says)
+    _assert_one_error(pan, "bulk_update", pan_devices, "Palo Alto Networks IoT Security", says)
+    assert (pan["updated"], pan["batches"]) == (0, 1)
 
+    iccids = [iccid_of(1), iccid_of(2)]
     cisco = _failed_outcome(
-        CiscoControlCenterEditDevicesOperator(
-            task_id="cisco", iccids=[iccid_of(1), iccid_of(2)], changes={"accountCustom1": "x"}
-        )
+        CiscoControlCenterEditDevicesOperator(task_id="cisco", iccids=iccids, changes={"accountCustom1": "x"})
     )
-    assert cisco["updated"] == []
-    for failure in cisco["failed"]:
-        path = f"PUT /cisco/rws/api/v1/devices/{failure['iccid']}"
-        _assert_names(failure["message"], "Cisco IoT Control Center", path, says)
+    _assert_one_error(cisco, "edit_devices", iccids, "Cisco IoT Control Center", says)
 
-    roma = _failed_outcome(
-        HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=[ROMA_ID_BASE + 1, ROMA_ID_BASE + 2])
-    )
-    assert roma["succeeded"] == []
-    for failure in roma["failed"]:
-        _assert_names(
-            failure["message"], "Huawei ROMA Connect", f"POST /huawei{huawei_path}/force-offline", says
-        )
+    roma_ids = [ROMA_ID_BASE + 1, ROMA_ID_BASE + 2]
+    roma = _failed_outcome(HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=roma_ids))
+    _assert_one_error(roma, "force_offline", roma_ids, "Huawei Cloud ROMA Connect", says)
 
-    sync = _failed_outcome(
-        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=[imei_of(1), imei_of(2)])
-    )
-    assert sync["synced"] == []
-    for failure in sync["failed"]:
-        assert failure["status"] is None and "the answer to a firmware sync was lost" in failure["reason"]
-        path = f"PUT /verizon/api/fota/v3/firmware/{creds.verizon_account}/devices"
-        _assert_names(failure["reason"], "Verizon ThingSpace", path, says)
+    sync_imeis = [imei_of(1), imei_of(2)]
+    sync = _failed_outcome(VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=sync_imeis))
+    _assert_one_error(sync, "sync_firmware", sync_imeis, "Verizon ThingSpace", says)
+    assert sync["firmware"] == {}
 
     context = operator_context("fota")
     with pytest.raises(IoTFleetError) as caught:
@@ -593,15 +587,16 @@ def test_every_operator_turns_malformed_answers_into_typed_errors(
     _assert_names(str(caught.value), "Verizon ThingSpace", path, says)
 
     # These faults answer in the vendor's place: nothing was applied, and no write but the bulk
-    # update (retried, except an answer over the limit, which is never read again) was sent twice.
+    # update and the sync (retried, except an answer over the limit, which is never read again) was
+    # sent twice.
     assert simulator.state.fleet.changed == {}
     assert simulator.state.per_device_writes(applied_only=True) == Counter()
     sent = {
         vendor: simulator.state.per_device_writes(vendor)
         for vendor in ("paloalto", "cisco", "huawei", "verizon")
     }
-    bulk_updates = 1 if fault == "huge_body" else 2
-    assert sent["paloalto"] == Counter({imei_of(i): bulk_updates for i in range(3)})
-    assert sent["cisco"] == Counter({iccid_of(i): 1 for i in (1, 2)})
-    assert sent["huawei"] == Counter({str(ROMA_ID_BASE + i): 1 for i in (1, 2)})
-    assert sent["verizon"] == Counter({imei_of(i): 1 for i in (1, 2)})
+    repeats = 1 if fault == "huge_body" else 2
+    assert sent["paloalto"] == Counter({imei: repeats for imei in pan_devices})
+    assert sent["cisco"] == Counter({iccid: 1 for iccid in iccids})
+    assert sent["huawei"] == Counter({str(device): 1 for device in roma_ids})
+    assert sent["verizon"] == Counter({imei: repeats for imei in sync_imeis})
