@@ -9,7 +9,6 @@ paths and identifiers only.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
@@ -81,17 +80,25 @@ class IoTFleetError(AirflowException):
 
     def with_hint(self, credential_hint: str) -> Self:
         """Return a copy of this error that says which connection fields hold the refused credential."""
-        clone = copy.copy(self)
+        clone = self._copy()
         clone.credential_hint = credential_hint
         return clone
 
     def with_message(self, message: str) -> Self:
         """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
-        clone = copy.copy(self)
+        clone = self._copy()
         clone.message = redact(message)
         clone.args = (clone.message,)
         if self.bare_message == self.message:
             clone.bare_message = clone.message
+        return clone
+
+    def _copy(self) -> Self:
+        # Not copy.copy, which rebuilds an exception by calling its class with the message alone:
+        # subclasses that need more (the devices of IoTFleetCampaignDevicesError) would raise TypeError.
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
         return clone
 
 

@@ -48,6 +48,40 @@ def set_faults(simulator: Simulator, faults: Faults | None = None) -> None:
     simulator.state.config = dataclasses.replace(simulator.state.config, faults=faults or Faults())
 
 
+def fault_where(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, fault: str, where: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Answer every API request whose request-log record matches ``where`` with ``fault`` (one of
+    :class:`Faults`' names), and every other as the configured dice say; return the records of the
+    requests so faulted, filled in as they are answered.
+
+    The simulator logs a request and then rolls its fault with no other request in between (its
+    event loop does not switch while latency is 0), so the record seen last is the one rolled for.
+    """
+    assert fault in Faults.__dataclass_fields__, fault
+    state = simulator.state
+    log_request, roll_fault = state.log_request, state.roll_fault
+    faulted: list[dict[str, Any]] = []
+    matched: list[dict[str, Any] | None] = [None]
+
+    def logging(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        record = log_request(*args, **kwargs)
+        matched[0] = record if where(record) else None
+        return record
+
+    def rolling() -> str | None:
+        rolled = roll_fault()  # the dice roll on, so other requests meet what they would have
+        if matched[0] is None:
+            return rolled
+        faulted.append(matched[0])
+        return fault
+
+    assert not simulator.config.latency, "a latency lets requests interleave between log and roll"
+    monkeypatch.setattr(state, "log_request", logging)
+    monkeypatch.setattr(state, "roll_fault", rolling)
+    return faulted
+
+
 # --- Running an operator as a task try, and accounting for its devices ----------------------------
 
 Outcome = dict[str, Any]

@@ -4,7 +4,8 @@ The upgrade operator schedules a campaign for 300 devices, of which the simulato
 (its seeded dice); the simulated clock then moves past the campaign's last device while the campaign
 sensor's trigger (rebuilt from its serialised form, as the triggerer does) polls it. The sensor must
 report exactly the devices the simulator upgraded and failed, a firmware sync must then return the
-new versions, and the operator run again in the same DAG run must reuse its campaign.
+new versions, and the operator run again in the same DAG run must reuse its campaign. A campaign
+whose devices cannot all be added is cancelled, never left to upgrade part of them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetCampaignDevicesError,
+    IoTFleetValidationError,
+    IoTFleetVendorResponseError,
+)
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFirmwareUpgradeOperator,
@@ -28,8 +33,16 @@ from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.campaigns import Firmware, upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, imei_of
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
-from tests.fakes import operator_context
-from tests.integration.conftest import PollCounter, SimulatorFactory, rebuilt, run_while
+from tests.fakes import OUTCOME_KEYS, operator_context
+from tests.integration.conftest import (
+    PollCounter,
+    SimulatorFactory,
+    accounted_once,
+    fault_where,
+    rebuilt,
+    run_task,
+    run_while,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -72,24 +85,35 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(
     upgrade, imeis = campaign_devices(simulator)
     # Tomorrow on the simulator's clock: no device upgrades before the clock is moved.
     tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
-    context = operator_context("upgrade")
+    day_after = (simulator.state.now() + timedelta(days=2)).date().isoformat()
     operator = VerizonThingSpaceFirmwareUpgradeOperator(
         task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
     )
 
-    outcome = operator.execute(context)
+    outcome, succeeded = run_task(operator)
 
-    assert outcome == {
+    assert succeeded
+    status = accounted_once(outcome, operation="upgrade_firmware", requested=imeis)
+    assert outcome["devices"]["scheduled"] == imeis  # in the campaign, to upgrade within its dates
+    assert set(status.values()) == {"scheduled"}
+    campaign_id = outcome["campaign_id"]
+    assert {key: value for key, value in outcome.items() if key not in OUTCOME_KEYS} == {
         "account_name": simulator.connections()["verizon_thingspace_default"]["extra"]["account_name"],
-        "campaign_id": outcome["campaign_id"],
-        "status": "CampaignRequestPending",
-        "requested": CAMPAIGN_SIZE,
+        "campaign_id": campaign_id,
+        "campaign_name": "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00",  # the try's own
+        "campaign_status": "CampaignRequestPending",
+        "firmware_name": upgrade.name,
         "firmware_from": upgrade.source,
         "firmware_to": upgrade.target,
         "start_date": tomorrow,
-        "end_date": tomorrow,
+        "end_date": day_after,  # by default the day after the start: a whole day, however late
     }
-    campaign_id = outcome["campaign_id"]
+    held = simulator.state.snapshot()["campaigns"][campaign_id]
+    assert (held["campaignName"], held["startDate"], held["endDate"]) == (
+        outcome["campaign_name"],
+        tomorrow,
+        day_after,
+    )
 
     # Deferred: the trigger polls until the campaign is over, then the sensor reports it.
     sensor = VerizonThingSpaceCampaignSensor(
@@ -145,19 +169,24 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(
     assert poking.execute(operator_context("wait_poke")) == result
 
     # A firmware sync of the upgraded devices returns the new version for each.
-    synced = VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=result["finished"]).execute(
-        operator_context("sync")
+    synced, succeeded = run_task(
+        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=result["finished"])
     )
-    assert synced["failed"] == []
-    assert {(d["device_id"], d["firmware_version"]) for d in synced["synced"]} == {
-        (imei, upgrade.target) for imei in result["finished"]
-    }
+    assert succeeded
+    accounted_once(synced, operation="sync_firmware", requested=result["finished"])
+    assert synced["devices"]["succeeded"] == result["finished"] and synced["errors"] == []
+    assert synced["firmware"] == {imei: upgrade.target for imei in result["finished"]}
 
     # The operator again, in the same DAG run (a retry, or a cleared task): the same campaign.
-    again = VerizonThingSpaceFirmwareUpgradeOperator(
-        task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
-    ).execute(operator_context("upgrade"))
+    again, succeeded = run_task(
+        VerizonThingSpaceFirmwareUpgradeOperator(
+            task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+        ),
+        operator_context("upgrade", try_number=2),
+    )
+    assert succeeded
     assert again["campaign_id"] == campaign_id
+    assert again["devices"]["scheduled"] == imeis
     assert list(simulator.state.snapshot()["campaigns"]) == [campaign_id]
     assert simulator.state.snapshot()["counters"]["verizon.campaigns"] == 1  # scheduled once
 
@@ -176,10 +205,16 @@ def test_more_devices_than_one_request_need_a_campaign_that_starts_after_today(s
     assert simulator.state.snapshot()["counters"].get("verizon.campaigns", 0) == 0
 
     tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
-    outcome = VerizonThingSpaceFirmwareUpgradeOperator(
-        task_id="upgrade_later", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
-    ).execute(operator_context("upgrade_later"))
-    assert len(simulator.state.snapshot()["campaigns"][outcome["campaign_id"]]["devices"]) == 1200
+    outcome, succeeded = run_task(
+        VerizonThingSpaceFirmwareUpgradeOperator(
+            task_id="upgrade_later", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+        )
+    )
+    assert succeeded
+    assert accounted_once(outcome, operation="upgrade_firmware", requested=imeis) == dict.fromkeys(
+        imeis, "scheduled"
+    )
+    assert sorted(simulator.state.snapshot()["campaigns"][outcome["campaign_id"]]["devices"]) == imeis
 
 
 def test_devices_a_campaign_refuses_to_add_are_an_error_not_a_silent_loss(simulator: Simulator) -> None:
@@ -201,5 +236,66 @@ def test_devices_a_campaign_refuses_to_add_are_an_error_not_a_silent_loss(simula
     assert f"1 of 2 devices could not be added to campaign {campaign['campaign_id']}: {unknown}" in str(
         refused.value
     )
-    held = simulator.state.snapshot()["campaigns"][campaign["campaign_id"]]["devices"]
-    assert sorted(held) == sorted(imeis[:3])  # the other one went in
+    assert isinstance(refused.value, IoTFleetCampaignDevicesError)
+    assert refused.value.devices == [unknown]
+    assert refused.value.campaign_status is None  # not asked to cancel: the caller decides
+    held = simulator.state.snapshot()["campaigns"][campaign["campaign_id"]]
+    assert sorted(held["devices"]) == sorted(imeis[:3])  # the other one went in
+    assert held["status"] not in ("CampaignCancelled", "CampaignAborted")
+
+
+LARGE_CAMPAIGN = 1500
+
+
+def _add_requests(record: dict[str, object]) -> bool:
+    """A request that adds devices to (or removes them from) a campaign: ``PUT .../campaigns/firmware/{acc}/{id}``."""
+    path = str(record["path"])
+    return record["method"] == "PUT" and "/campaigns/firmware/" in path and not path.endswith("/dates")
+
+
+@pytest.mark.parametrize("failure", ["refused-device", "answers-lost"])
+def test_a_campaign_whose_devices_cannot_all_be_added_is_cancelled(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """1,500 devices: the first 1,000 go in with the schedule, the other 500 as an add. When the
+    add leaves devices out (ThingSpace refuses one, or its answers are lost twice), the campaign is
+    cancelled before its start, so that it never upgrades part of the devices, and the task fails
+    with an error that names every device left out."""
+    upgrade, _ = campaign_devices(simulator)
+    imeis = [imei_of(i) for i in range(LARGE_CAMPAIGN)]
+    if failure == "refused-device":
+        unknown = imei_of(simulator.config.devices + 7)  # well formed, not in the account
+        imeis[1200] = unknown
+        left_out = [unknown]
+        faulted: list[dict[str, object]] = []
+    else:
+        left_out = imeis[1000:]
+        faulted = fault_where(simulator, monkeypatch, "server_error", _add_requests)
+    tomorrow = (simulator.state.now() + timedelta(days=1)).date().isoformat()
+    operator = VerizonThingSpaceFirmwareUpgradeOperator(
+        task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
+    )
+    context = operator_context("upgrade")
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as caught:
+        operator.execute(context)
+
+    (campaign_id,) = simulator.state.snapshot()["campaigns"]
+    error = caught.value
+    assert error.devices == left_out
+    assert error.campaign_status == "CampaignCancelled"
+    message = str(error)
+    assert f"{len(left_out)} of 500 devices could not be added to campaign {campaign_id}" in message
+    assert f"campaign {campaign_id} was cancelled (CampaignCancelled)" in message
+    if failure == "refused-device":
+        assert f"{unknown} (Device not found in account.)" in message
+    else:
+        # Lost, read back (the campaign held none of them), sent once more, lost again: no third try.
+        assert [record["status"] for record in faulted] == [500, 500]
+    held = simulator.state.snapshot()["campaigns"][campaign_id]
+    assert held["status"] == "CampaignCancelled"
+    assert len(held["devices"]) == LARGE_CAMPAIGN - len(left_out)  # the ones added before it stopped
+    # Cancelled, it upgrades nothing, however far its dates are passed.
+    simulator.state.advance(5 * 24 * 3600)
+    assert simulator.state.snapshot()["campaigns"][campaign_id]["status"] == "CampaignCancelled"
+    assert not any("firmware" in simulator.state.fleet.changed.get(i, {}) for i in range(LARGE_CAMPAIGN))
