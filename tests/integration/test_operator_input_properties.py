@@ -6,6 +6,8 @@ task runs it. Whatever the input, the only errors are the package's own, and no 
 one of the fleet's devices ever reaches the vendor: the simulator's request log names every device
 each request carried, and each must be a well-formed identifier (one the package's own validator
 takes: a well-formed id the fleet does not have may be sent, and the vendor says it does not know it).
+When a write operator gets as far as an outcome, that outcome has the documented shape and accounts
+for every distinct device given exactly once, whatever mix of types the input held.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ from airflow_provider_iotfleet.operators.verizon import (
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of
-from airflow_provider_iotfleet.validation import validate_iccids, validate_imeis, validate_roma_device_ids
-from tests.fakes import operator_context
+from airflow_provider_iotfleet.validation import (
+    validate_cellular_devices,
+    validate_iccids,
+    validate_imeis,
+    validate_roma_device_ids,
+)
+from tests.integration.conftest import accounted_once, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -93,20 +100,28 @@ def well_formed(validator: Callable[[list[Any]], Any]) -> Callable[[str], bool]:
 
 def run_and_check(
     simulator: Simulator, operator_factory: Callable[[], Any], valid: Callable[[str], bool]
-) -> None:
+) -> dict[str, Any] | None:
     """Run the operator: any error is the package's; a validation error sends nothing; whatever was
-    sent is a well-formed identifier."""
+    sent is a well-formed identifier. Return what the run returned or pushed (``None`` when it
+    raised anything but a failed fleet operation)."""
     before = len(simulator.state.request_log())
+    outcome = None
     try:
-        operator_factory().execute(operator_context())
+        outcome, _ = run_task(operator_factory())
     except IoTFleetValidationError:
         assert devices_sent(simulator, before) == [], "an invalid input reached the network"
         assert len(simulator.state.request_log()) == before, "a request went out before validation ended"
-        return
+        return None
     except IoTFleetError:
-        pass  # a vendor's refusal or a failed item: typed, and fine
+        pass  # a vendor's refusal: typed, and fine
     sent = devices_sent(simulator, before)
     assert all(valid(device_id) for device_id in sent), sent
+    return outcome
+
+
+def distinct(validator: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Any]:
+    """The distinct devices of ``items`` as the package's own validator reads them (none for none)."""
+    return list(dict.fromkeys(validator(items))) if items else []
 
 
 def mixed(valid: list[Any]) -> st.SearchStrategy[list[Any]]:
@@ -123,23 +138,30 @@ ROMA_IDS = [ROMA_ID_BASE + i for i in range(20)]
 @EXAMPLES
 @given(iccids=mixed(ICCIDS))
 def test_cisco_edits(simulator: Simulator, iccids: list[Any]) -> None:
-    run_and_check(
+    outcome = run_and_check(
         simulator,
         lambda: CiscoControlCenterEditDevicesOperator(
             task_id="edit", iccids=iccids, changes={"accountCustom1": "prop"}, fail_on_error=False
         ),
         well_formed(validate_iccids),
     )
+    if outcome is not None:
+        accounted_once(outcome, operation="edit_devices", requested=distinct(validate_iccids, iccids))
 
 
 @EXAMPLES
 @given(device_ids=mixed(ROMA_IDS + [str(i) for i in ROMA_IDS]))
 def test_roma_force_offline(simulator: Simulator, device_ids: list[Any]) -> None:
-    run_and_check(
+    outcome = run_and_check(
         simulator,
         lambda: HuaweiRomaForceOfflineOperator(task_id="offline", device_ids=device_ids, fail_on_error=False),
         well_formed(validate_roma_device_ids),
     )
+    if outcome is not None:
+        # 700001 and "700001" are one device, reported as the integer ROMA knows it by.
+        requested = distinct(validate_roma_device_ids, device_ids)
+        accounted_once(outcome, operation="force_offline", requested=requested)
+        assert all(isinstance(device, int) for device in outcome["devices"]["succeeded"])
 
 
 @EXAMPLES
@@ -158,21 +180,29 @@ def test_roma_force_offline(simulator: Simulator, device_ids: list[Any]) -> None
     ),
 )
 def test_paloalto_bulk_update(simulator: Simulator, devices: list[Any], junk: list[Any]) -> None:
-    run_and_check(
+    outcome = run_and_check(
         simulator,
         lambda: PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=junk + devices, fail_on_error=False),
         well_formed(validate_imeis),
     )
+    if outcome is not None:
+        given = junk + devices
+        entries = {tuple(sorted(e.items())): e for e in (validate_cellular_devices(given) if given else [])}
+        identifiers = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
+        requested = [next(e[key] for key in identifiers if key in e) for e in entries.values()]
+        accounted_once(outcome, operation="bulk_update", requested=requested)
 
 
 @EXAMPLES
 @given(imeis=mixed(IMEIS))
 def test_verizon_sync(simulator: Simulator, imeis: list[Any]) -> None:
-    run_and_check(
+    outcome = run_and_check(
         simulator,
         lambda: VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=imeis, fail_on_error=False),
         well_formed(validate_imeis),
     )
+    if outcome is not None:
+        accounted_once(outcome, operation="sync_firmware", requested=distinct(validate_imeis, imeis))
 
 
 @EXAMPLES
@@ -190,7 +220,7 @@ def test_verizon_fota_listing_of_a_subset(simulator: Simulator, imeis: list[Any]
 def test_verizon_firmware_upgrade(simulator: Simulator, imeis: list[Any], windows: Any) -> None:
     upgrade = upgrade_for(simulator.state.fleet.device(0))
     assert upgrade is not None
-    run_and_check(
+    outcome = run_and_check(
         simulator,
         lambda: VerizonThingSpaceFirmwareUpgradeOperator(
             task_id="upgrade",
@@ -201,3 +231,7 @@ def test_verizon_firmware_upgrade(simulator: Simulator, imeis: list[Any], window
         ),
         well_formed(validate_imeis),
     )
+    if outcome is not None:
+        requested = distinct(validate_imeis, imeis)
+        status = accounted_once(outcome, operation="upgrade_firmware", requested=requested)
+        assert set(status.values()) <= {"scheduled"}
