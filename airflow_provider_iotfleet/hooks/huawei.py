@@ -41,7 +41,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
-from airflow_provider_iotfleet.http.retry import answer_lost
+from airflow_provider_iotfleet.http.retry import answer_lost, is_transient
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     validate_roma_device_ids,
@@ -315,7 +315,8 @@ class ForceOfflineResult:
     :ivar failed: ``{"id", "device_name", "error_code", "message", "attempted"}`` for each device not
         brought offline: :data:`NOT_FORCED` (ROMA refused it and it is not offline: only online MQTT
         devices can be), :data:`NEVER_CONNECTED` (never sent when a read found it so first),
-        :data:`MISSING_FROM_ANSWER`.
+        :data:`MISSING_FROM_ANSWER`, or the vendor's code of the error that kept it from being sent
+        again after lost answers (such entries add that error's ``http_status`` and ``retryable``).
     """
 
     succeeded: list[dict[str, Any]]
@@ -572,12 +573,18 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             failed += again.failed
             unchanged += again.unchanged
         elif still_online:
+            # Not forced because the answers kept being lost (a 5xx, a dropped connection): the
+            # same request may well pass later, which is what a retry of the task needs to know.
             failed += [
-                _failed(
-                    device_id,
-                    error.error_code or NOT_FORCED,
-                    f"still online after the force-offline's answer was lost: {error.bare_message}",
-                )
+                {
+                    **_failed(
+                        device_id,
+                        error.error_code or NOT_FORCED,
+                        f"still online after the force-offline's answer was lost: {error.bare_message}",
+                    ),
+                    "http_status": error.http_status,
+                    "retryable": is_transient(error),
+                }
                 for device_id in still_online
             ]
         return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))

@@ -90,6 +90,11 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             outcome.add_many("unchanged", batch.result.unchanged)
             for entry in batch.result.failed:
                 outcome.refuse(
-                    [entry["id"]], entry["error_code"], entry["message"], attempted=entry["attempted"]
+                    [entry["id"]],
+                    entry["error_code"],
+                    entry["message"],
+                    attempted=entry["attempted"],
+                    http_status=entry.get("http_status"),
+                    retryable=entry.get("retryable", False),
                 )
         return outcome.build()
