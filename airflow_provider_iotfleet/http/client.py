@@ -173,10 +173,16 @@ class ClientCore:
         """Add where to look to errors whose fix is in the connection rather than in the request."""
         connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
         hint = error.credential_hint or auth.credential_hint
+        # The hint goes into the bare message too: it names the connection, not the request, and an
+        # outcome's error groups (and the task's failure message) show only the bare message.
         if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
-            return error.with_message(f"{error.message.rstrip('.')}. Check {hint} of {connection}")
+            explained = error.with_message(f"{error.message.rstrip('.')}. Check {hint} of {connection}")
+            explained.bare_message = f"{error.bare_message.rstrip('.')}. Check {hint} of {connection}"
+            return explained
         if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
-            return error.with_message(f"{error.message} (host of {connection})")
+            explained = error.with_message(f"{error.message} (host of {connection})")
+            explained.bare_message = f"{error.bare_message} (host of {connection})"
+            return explained
         return error
 
     def too_large(

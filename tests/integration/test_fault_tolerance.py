@@ -31,6 +31,7 @@ failing with one error, whose outcome stays a few MiB.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -600,3 +601,113 @@ def test_every_operator_turns_malformed_answers_into_typed_errors(
     assert sent["cisco"] == Counter({iccid: 1 for iccid in iccids})
     assert sent["huawei"] == Counter({str(device): 1 for device in roma_ids})
     assert sent["verizon"] == Counter({imei: repeats for imei in sync_imeis})
+
+
+# --- A firmware sync under server errors ------------------------------------------------------------
+
+
+def test_verizon_sync_of_1000_online_devices_under_server_errors_leaves_none_unknown(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    """A sync answered with a 5xx is sent again like a read (it only has ThingSpace read each
+    device's firmware): every device ends synced or failed with an error worth retrying, none
+    unknown, and what the outcome calls synced is synced."""
+    simulator = start_simulator(devices=2000, seed=SEED, faults=Faults(server_error=0.10))
+    _connect(simulator, set_connection, max_retries=1)
+    fleet = simulator.state.fleet
+    online = [imei_of(i) for i in range(fleet.size) if fleet.device(i)["online_status"] == ONLINE][:1000]
+    assert len(online) == 1000
+    outcome, _ = run_task(
+        VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=online, fail_on_error=False)
+    )
+
+    puts = [r for r in _records(simulator, "verizon", "PUT") if r["write"]]
+    assert any(r["fault"] == "server_error" for r in puts), "no sync met a server error"
+    status = accounted_once(outcome, operation="sync_firmware", requested=online)
+    assert set(status.values()) <= {"succeeded", "failed"}
+    assert outcome["counts"]["unknown"] == 0
+    assert all(
+        (e["status"], e["http_status"], e["retryable"]) == ("failed", 500, True) for e in outcome["errors"]
+    )
+    for imei in online:
+        synced = "firmware_synced_at" in fleet.device(fleet.by_imei(imei))
+        assert synced == (status[imei] == "succeeded"), imei
+    assert _applied_writes(simulator, "verizon") == Counter(
+        {imei: 1 for imei in online if status[imei] == "succeeded"}
+    )
+
+
+# --- 100,000 devices failing the same way ------------------------------------------------------------
+
+HUNDRED_THOUSAND = 100_000
+MIB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("vendor", "refusal"),
+    [
+        pytest.param("cisco", (401, "10000001"), id="cisco-wrong-api-key"),
+        pytest.param("paloalto", (403, "403"), id="paloalto-wrong-access-key"),
+    ],
+)
+def test_100000_devices_failing_with_one_error_push_each_id_once_in_a_few_mib(
+    start_simulator: SimulatorFactory, set_connection: SetConnection, vendor: str, refusal: tuple[int, str]
+) -> None:
+    """A wrong API key on 100,000 SIMs: the vendor refuses the first requests, the rest are not sent,
+    and the outcome the task pushes holds the error once and each id once, at most 3 MiB (not one
+    message per device), with a task error of a few lines that says which connection fields to check."""
+    simulator = start_simulator(devices=1000)
+    conn_id = {"cisco": "cisco_control_center_default", "paloalto": "paloalto_iot_default"}[vendor]
+    _connect(simulator, set_connection)
+    conn = simulator.connections()[conn_id]
+    fast = {"requests_per_second": 100_000, "requests_per_minute": 6_000_000, "max_concurrency": 8}
+    set_connection(
+        conn_id, **{**conn, "password": "not-the-key-0001", "extra": {**conn.get("extra", {}), **fast}}
+    )
+    operator: Any
+    if vendor == "cisco":
+        ids = [iccid_of(i) for i in range(HUNDRED_THOUSAND)]
+        operator = CiscoControlCenterEditDevicesOperator(
+            task_id="deactivate", iccids=ids, changes={"status": "DEACTIVATED"}
+        )
+        operation = "edit_devices"
+    else:
+        ids = [imei_of(i) for i in range(HUNDRED_THOUSAND)]
+        operator = PaloAltoIoTBulkUpdateOperator(
+            task_id="bulk_update", devices=[{"imei": imei} for imei in ids]
+        )
+        operation = "bulk_update"
+    context = operator_context(operator.task_id)
+
+    with pytest.raises(IoTFleetOperationFailedError) as failed:
+        operator.execute(context)
+
+    pushed = context["ti"].xcom  # type: ignore[attr-defined]
+    assert list(pushed) == [OUTCOME_KEY]
+    outcome = pushed[OUTCOME_KEY]
+    assert len(json.dumps(outcome)) <= 3 * MIB
+    status = accounted_once(outcome, operation=operation, requested=ids)  # each id once
+    assert outcome["counts"]["failed"] == HUNDRED_THOUSAND
+    assert set(status.values()) == {"failed"}
+    # One refusal: the devices it was sent for, and those not sent after it.
+    assert [
+        (e["http_status"], e["error_code"], e["attempted"], e["retryable"]) for e in outcome["errors"]
+    ] == [
+        (*refusal, True, False),
+        (*refusal, False, False),
+    ]
+    sent = len(outcome["errors"][0]["devices"])
+    assert sum(r["write"] for r in simulator.state.request_log(vendor)) == (sent if vendor == "cisco" else 1)
+    # Where to look is said once per error, in the outcome and in the task's error alike.
+    hint = {
+        "cisco": "Check the login (user name) and password (API key) of connection 'cisco_control_center_default'",
+        "paloalto": "Check the login (key id), password (access key) and the key's API role of connection "
+        "'paloalto_iot_default'",
+    }[vendor]
+    assert all(hint in e["message"] for e in outcome["errors"])
+    message = str(failed.value)
+    assert message.startswith(
+        f"{HUNDRED_THOUSAND} of {HUNDRED_THOUSAND} devices not done: {sent} failed with "
+    )
+    assert hint in message
+    assert len(message) < 2000
