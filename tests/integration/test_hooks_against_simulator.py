@@ -11,7 +11,14 @@ from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.simulator import Simulator
-from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
+from airflow_provider_iotfleet.simulator.fleet import (
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    ROMA_ID_BASE,
+    iccid_of,
+    imei_of,
+)
 from tests.integration.conftest import SimulatorFactory
 
 pytestmark = pytest.mark.slow
@@ -119,15 +126,22 @@ def test_cisco_search_sees_the_change(simulator: Simulator) -> None:
 
 
 def test_huawei_force_offline_flips_online_devices_and_reports_the_rest(simulator: Simulator) -> None:
+    """ROMA refuses devices that are not online; read back, one already offline is as asked
+    (unchanged), one that never connected can never be forced (failed, never_connected)."""
     fleet = simulator.state.fleet
     online = [i for i in range(50) if fleet.device(i)["online_status"] == ONLINE][:3]
-    offline = [i for i in range(50) if fleet.device(i)["online_status"] != ONLINE][:2]
+    offline = [i for i in range(50) if fleet.device(i)["online_status"] == OFFLINE][:2]
+    never = [i for i in range(50) if fleet.device(i)["online_status"] == NEVER_CONNECTED][:1]
     with HuaweiRomaConnectHook() as hook:
-        result = hook.force_offline([ROMA_ID_BASE + i for i in online + offline])
+        result = hook.force_offline([ROMA_ID_BASE + i for i in online + offline + never])
         assert hook.get_device(ROMA_ID_BASE + online[0])["online_status"] == OFFLINE
     assert sorted(d["id"] for d in result.succeeded) == [ROMA_ID_BASE + i for i in online]
-    assert sorted(d["id"] for d in result.failed) == [ROMA_ID_BASE + i for i in offline]
-    assert all(fleet.device(i)["online_status"] == OFFLINE for i in online)
+    assert sorted(result.unchanged) == [ROMA_ID_BASE + i for i in offline]
+    assert [(d["id"], d["error_code"]) for d in result.failed] == [
+        (ROMA_ID_BASE + never[0], "never_connected")
+    ]
+    assert all(fleet.device(i)["online_status"] == OFFLINE for i in online + offline)
+    assert fleet.device(never[0])["online_status"] == NEVER_CONNECTED
 
 
 def test_huawei_list_devices_pages_through_the_instance(simulator: Simulator) -> None:
