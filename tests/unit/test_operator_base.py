@@ -473,6 +473,15 @@ def test_failure_lines_give_one_line_per_error_naming_a_few_devices() -> None:
     assert OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 0).build().failure_lines() == []
 
 
+def test_a_message_ending_a_sentence_is_not_followed_by_a_second_period() -> None:
+    # As the docstring shows: "failed: 2 devices, 20000001 (HTTP 404): Invalid ICCID. e.g. ..."
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
+    builder.fail([1, 2], IoTFleetNotFoundError("Invalid ICCID.", http_status=404, error_code="20000001"))
+    assert builder.build().failure_lines() == [
+        "failed: 2 devices, 20000001 (HTTP 404): Invalid ICCID. e.g. 1, 2"
+    ]
+
+
 def test_combine_adds_up_the_parts_and_merges_the_same_error() -> None:
     def batch(devices: list[int], missing: list[int], request_id: str, campaign: str) -> dict[str, Any]:
         builder = OutcomeBuilder("upgrade_firmware", "Verizon ThingSpace", len(devices) + len(missing))
@@ -779,7 +788,7 @@ def test_a_write_with_devices_not_sent_does_not_claim_every_device_was_tried() -
     message = str(caught.value)
     assert message.startswith(
         "3 of 3 IMEIs not done: 1 failed with 10000001 (HTTP 401): Invalid credentials.; 2 failed (not sent) "
-        "with 10000001 (HTTP 401): not attempted after an earlier error: Invalid credentials."
+        "with 10000001 (HTTP 401): not attempted after an earlier error: Invalid credentials. Every IMEI "
     )
     assert "Every IMEI was tried" not in message
     assert "Every IMEI not marked 'not sent' was tried" in message
