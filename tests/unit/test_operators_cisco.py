@@ -688,6 +688,51 @@ def test_a_server_error_is_retried_then_reported_as_retryable(
     ]
 
 
+# --- the outcome contract ------------------------------------------------------------------------
+
+
+def test_a_wrong_api_key_gives_the_refusal_and_the_devices_not_sent_as_two_groups(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(4)
+    put = requests_mock.put(
+        rm.ANY, status_code=401, json=INVALID_CREDENTIALS, headers={"X-Request-Id": "req-auth-1"}
+    )
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=devices, changes={"status": "ACTIVATED"}).execute(ctx)
+    assert put.call_count == 1  # refused credentials stop the run
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}
+    assert_edit_outcome(outcome, devices)
+    # Where to look is part of what a DAG author reads, in the XCom and in the task's error.
+    check = f"Check the login (user name) and password (API key) of connection '{CONN_ID}'"
+    refusal = {
+        "status": "failed",
+        "error_code": "10000001",
+        "http_status": 401,
+        "request_id": "req-auth-1",
+        "retryable": False,
+    }
+    assert outcome["errors"] == [
+        {**refusal, "message": f"Invalid credentials. {check}", "attempted": True, "devices": devices[:1]},
+        {
+            **refusal,
+            "message": f"not attempted after an earlier error: Invalid credentials. {check}",
+            "attempted": False,
+            "devices": devices[1:],
+        },
+    ]
+    message = str(caught.value)
+    assert message.startswith(
+        f"4 of 4 devices not done: 1 failed with 10000001 (HTTP 401): Invalid credentials. {check}; "
+        "3 failed (not sent) with 10000001 (HTTP 401): not attempted after an earlier error: "
+    )
+    assert "Every device was tried" not in message  # three were not sent
+    assert "Every device not marked 'not sent' was tried" in message
+    assert [line.split(": ")[1] for line in lines(events, "error")] == ["failed", "failed (not sent)"]
+
+
 # --- logs ----------------------------------------------------------------------------------------
 
 
@@ -926,7 +971,7 @@ def test_concurrent_edits_keep_input_order_and_account_for_every_device(
     assert requests_mock.call_count == 12
 
 
-def test_an_unreachable_host_stops_the_run_and_the_rest_is_not_sent(
+def test_an_unreachable_host_stops_the_run_and_says_which_connection_to_check(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
 ) -> None:
     refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
@@ -943,6 +988,7 @@ def test_an_unreachable_host_stops_the_run_and_the_rest_is_not_sent(
     assert sent["retryable"] and not_sent["retryable"]  # both may well pass once the host answers
     for error in outcome["errors"]:
         assert "Connection refused" in error["message"]
+        assert error["message"].endswith(f"(host of connection '{CONN_ID}')")
         assert ICCID not in error["message"] and ICCID_19 not in error["message"]
     assert str(caught.value).startswith(
         "2 of 2 devices not done: 1 failed with error: could not be completed: "
