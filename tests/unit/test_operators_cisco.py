@@ -691,6 +691,84 @@ def test_a_server_error_is_retried_then_reported_as_retryable(
 # --- the outcome contract ------------------------------------------------------------------------
 
 
+LOST = {"errorCode": "30000001", "errorMessage": "Unknown server error."}
+
+
+def test_the_cisco_outcome_matches_the_documented_shape(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    ok, active, missing, lost = iccids(4)
+    requests_mock.put(f"{API}/devices/{ok}", json={"iccid": ok})
+    requests_mock.put(f"{API}/devices/{active}", status_code=400, json=ALREADY_ACTIVATED)
+    requests_mock.put(f"{API}/devices/{missing}", status_code=404, json=NOT_FOUND)
+    # Every answer to this edit is lost, and each read back shows it not (yet) applied.
+    requests_mock.put(f"{API}/devices/{lost}", status_code=500, json=LOST)
+    requests_mock.get(f"{API}/devices/{lost}", json={"iccid": lost, "status": "DEACTIVATED"})
+    result = make_operator(
+        iccids=[ok, active, missing, lost], changes={"status": "ACTIVATED"}, fail_on_error=False
+    ).execute(operator_context())
+    assert_outcome_shape(result, operation="edit_devices", requested=[ok, active, missing, lost])
+    assert result["counts"] == {
+        "succeeded": 1,
+        "unchanged": 1,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 1,
+        "unknown": 1,
+    }
+    assert result["devices"] == done(succeeded=[ok], unchanged=[active])
+    not_found, unknown = result["errors"]
+    assert (not_found["status"], not_found["error_code"], not_found["devices"]) == (
+        "failed",
+        "20000001",
+        [missing],
+    )
+    assert (unknown["status"], unknown["http_status"], unknown["devices"]) == ("unknown", 500, [lost])
+    # It may have applied: not one to send again blindly, and the message says to check the device.
+    assert (unknown["retryable"], unknown["attempted"]) == (False, True)
+    assert unknown["message"] == (
+        "the answers to the edit were lost again and again (last: Unknown server error.); "
+        "Control Center may have applied it: check the device"
+    )
+
+
+def test_300_devices_refused_the_same_way_are_one_error_group(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(300)
+    request_ids = iter(range(1, 301))
+
+    def not_found(request: Any, context: Any) -> dict[str, str]:
+        context.status_code = 404
+        context.headers["X-Request-Id"] = f"req-{next(request_ids)}"
+        return NOT_FOUND
+
+    requests_mock.put(rm.ANY, json=not_found)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=devices, changes={"ratePlan": "IOT-1GB"}).execute(ctx)
+    outcome = caught.value.outcome
+    assert requests_mock.call_count == 300
+    # One group: the request ids differ, the error does not; the message names no device.
+    assert outcome["errors"] == [
+        {
+            "status": "failed",
+            "error_code": "20000001",
+            "http_status": 404,
+            "message": "Resource not found - Invalid ICCID.",
+            "request_id": "req-1",
+            "retryable": False,
+            "attempted": True,
+            "devices": devices,
+        }
+    ]
+    assert outcome["counts"] == counts(failed=300)
+    assert str(caught.value).startswith("300 of 300 devices not done: 300 failed with 20000001 (HTTP 404): ")
+    (line,) = lines(events, "error")
+    assert line.startswith(f"{VENDOR}: failed: 300 devices, 20000001 (HTTP 404): ")
+    assert line.endswith(f"e.g. {devices[0]}, {devices[1]}, {devices[2]} and 297 more")
+
+
 def test_a_wrong_api_key_gives_the_refusal_and_the_devices_not_sent_as_two_groups(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
 ) -> None:
@@ -731,6 +809,48 @@ def test_a_wrong_api_key_gives_the_refusal_and_the_devices_not_sent_as_two_group
     assert "Every device was tried" not in message  # three were not sent
     assert "Every device not marked 'not sent' was tried" in message
     assert [line.split(": ")[1] for line in lines(events, "error")] == ["failed", "failed (not sent)"]
+
+
+def test_only_errors_that_may_pass_later_are_retryable(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    unavailable, missing = ICCID, ICCID_19
+    requests_mock.put(f"{API}/devices/{unavailable}", status_code=503, text="Service Unavailable")
+    requests_mock.put(f"{API}/devices/{missing}", status_code=404, json=NOT_FOUND)
+    result = make_operator(
+        iccids=[unavailable, missing], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
+    ).execute(operator_context())
+    assert [(e["http_status"], e["retryable"], e["devices"]) for e in result["errors"]] == [
+        (503, True, [unavailable]),
+        (404, False, [missing]),
+    ]
+
+
+def test_a_task_that_succeeds_has_its_outcome_as_return_value_only(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=404, json=NOT_FOUND)
+    ctx = operator_context()
+    # Failures with fail_on_error=False: the task succeeds, and its failures are in the return value.
+    result = make_operator(
+        iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
+    ).execute(ctx)
+    assert pushed(ctx) == {}  # nothing under "outcome": Airflow pushes the return value
+    assert result["counts"] == counts(succeeded=1, failed=1)
+
+
+def test_a_task_that_fails_pushes_its_outcome_once_under_outcome(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=404, json=NOT_FOUND)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}).execute(ctx)
+    assert pushed(ctx) == {"outcome": caught.value.outcome}
+    assert caught.value.outcome["counts"] == counts(succeeded=1, failed=1)
+    assert "Every device was tried" in str(caught.value)  # both were sent
 
 
 # --- logs ----------------------------------------------------------------------------------------
