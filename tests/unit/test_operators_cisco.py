@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +39,7 @@ from tests.fakes import (
     OUTCOME_STATUSES,
     FakeClock,
     FakeTaskInstance,
+    FakeTaskStateStore,
     assert_outcome_shape,
     luhn_complete,
     operator_context,
@@ -851,6 +853,152 @@ def test_a_task_that_fails_pushes_its_outcome_once_under_outcome(
     assert pushed(ctx) == {"outcome": caught.value.outcome}
     assert caught.value.outcome["counts"] == counts(succeeded=1, failed=1)
     assert "Every device was tried" in str(caught.value)  # both were sent
+
+
+# --- retries: a try after the first starts from what is true now ---------------------------------
+
+
+class FakeControlCenter:
+    """Control Center's device endpoints on requests-mock, with state: a PUT applies its fields (or,
+    with an effective date, is scheduled and answered 202), a GET reads the device back, and a
+    device in :attr:`refusing` answers that error instead."""
+
+    def __init__(self, requests_mock: rm.Mocker, devices: dict[str, dict[str, str]]) -> None:
+        self.devices = {iccid: {"iccid": iccid, **fields} for iccid, fields in devices.items()}
+        self.scheduled: list[tuple[str, dict[str, str]]] = []
+        self.refusing: dict[str, tuple[int, dict[str, str]]] = {}
+        self.history = requests_mock.request_history
+        path = re.compile(rf"^{re.escape(API)}/devices/(\d+)$")
+        requests_mock.get(path, json=self._get)
+        requests_mock.put(path, json=self._put)
+
+    def _get(self, request: Any, context: Any) -> dict[str, str]:
+        return self.devices[request.path.rsplit("/", 1)[1]]
+
+    def _put(self, request: Any, context: Any) -> dict[str, str]:
+        iccid = request.path.rsplit("/", 1)[1]
+        if iccid in self.refusing:
+            context.status_code, body = self.refusing[iccid]
+            return body
+        changes = request.json()
+        if "effectiveDate" in changes:
+            self.scheduled.append((iccid, changes))
+            context.status_code = 202
+        else:
+            self.devices[iccid].update(changes)
+        return {"iccid": iccid}
+
+    def calls(self, since: int = 0) -> list[tuple[str, str]]:
+        """(method, ICCID) of each request from the ``since``-th on."""
+        return [(r.method, r.path.rsplit("/", 1)[1]) for r in self.history[since:]]
+
+
+UNAVAILABLE = (503, {"errorMessage": "Service temporarily unavailable."})
+WHEN = "2026-12-01T00:00:00+00:00"
+
+
+@pytest.fixture
+def three_deactivated(requests_mock: rm.Mocker) -> tuple[FakeControlCenter, list[str]]:
+    devices = iccids(3)
+    return FakeControlCenter(requests_mock, {iccid: {"status": "DEACTIVATED"} for iccid in devices}), devices
+
+
+def test_a_retry_reads_each_device_and_sends_only_what_is_still_different(
+    make_operator: Callable[..., Operator],
+    three_deactivated: tuple[FakeControlCenter, list[str]],
+    events: Events,
+) -> None:
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    store = FakeTaskStateStore()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[first, second, third], changes={"status": "ACTIVATED"}).execute(
+            operator_context(state_store=store)
+        )
+    assert caught.value.outcome["devices"] == done(succeeded=[first, second])
+    assert groups(caught.value.outcome) == [("failed", None, 503, [third])]
+    assert caught.value.outcome["errors"][0]["retryable"]
+    # Airflow retries the task once the outage is over: a fresh operator, the next try number.
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    ctx = operator_context(try_number=2, state_store=store)
+    result = make_operator(iccids=[first, second, third], changes={"status": "ACTIVATED"}).execute(ctx)
+    assert fleet.calls(before) == [("GET", first), ("GET", second), ("GET", third), ("PUT", third)]
+    assert result["devices"] == done(succeeded=[third], unchanged=[first, second])
+    assert result["counts"] == counts(succeeded=1, unchanged=2)
+    assert pushed(ctx) == {}
+    assert all(device["status"] == "ACTIVATED" for device in fleet.devices.values())
+    first_start, retry_start = [line for line in lines(events, "info") if ": editing 3 devices" in line]
+    assert "reading each device" not in first_start
+    assert "effective now, try 2: reading each device first to skip what is done" in retry_start
+
+
+def test_a_retry_does_not_schedule_again_what_an_earlier_try_scheduled(
+    make_operator: Callable[..., Operator],
+    three_deactivated: tuple[FakeControlCenter, list[str]],
+    events: Events,
+) -> None:
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    store = FakeTaskStateStore()
+    edit = {"iccids": [first, second, third], "changes": {"status": "ACTIVATED"}, "effective_date": WHEN}
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(**edit).execute(operator_context(state_store=store))
+    assert caught.value.outcome["devices"] == done(scheduled=[first, second])
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    result = make_operator(**edit).execute(operator_context(try_number=2, state_store=store))
+    # Control Center shows no pending change; the task state store says what try 1 scheduled.
+    assert fleet.calls(before) == [("GET", third), ("PUT", third)]
+    assert result["devices"] == done(scheduled=[first, second, third])
+    assert [iccid for iccid, _ in fleet.scheduled] == [first, second, third]  # each once
+    retry_start = [line for line in lines(events, "info") if ": editing 3 devices" in line][1]
+    assert (
+        "try 2: reading each device first to skip what is done (2 scheduled by an earlier try, not sent again)"
+        in retry_start
+    )
+
+
+def test_a_retry_sends_an_edit_that_differs_from_what_an_earlier_try_scheduled(
+    make_operator: Callable[..., Operator], three_deactivated: tuple[FakeControlCenter, list[str]]
+) -> None:
+    fleet, (first, *_) = three_deactivated
+    store = FakeTaskStateStore()
+    make_operator(iccids=[first], changes={"status": "ACTIVATED"}, effective_date=WHEN).execute(
+        operator_context(state_store=store)
+    )
+    before = len(fleet.history)
+    later = "2026-12-02T00:00:00+00:00"
+    result = make_operator(iccids=[first], changes={"status": "ACTIVATED"}, effective_date=later).execute(
+        operator_context(try_number=2, state_store=store)
+    )
+    assert fleet.calls(before) == [("GET", first), ("PUT", first)]
+    assert result["devices"] == done(scheduled=[first])
+    assert [changes["effectiveDate"] for _, changes in fleet.scheduled] == [WHEN, later]
+
+
+def test_without_a_task_state_store_a_retry_schedules_again(
+    make_operator: Callable[..., Operator], three_deactivated: tuple[FakeControlCenter, list[str]]
+) -> None:
+    # Airflow 3.2 has no task state store: the documented limitation (give such tasks retries=0).
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    edit = {"iccids": [first, second, third], "changes": {"status": "ACTIVATED"}, "effective_date": WHEN}
+    with pytest.raises(IoTFleetOperationFailedError):
+        make_operator(**edit).execute(operator_context())
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    result = make_operator(**edit).execute(operator_context(try_number=2))
+    assert fleet.calls(before) == [
+        ("GET", first),
+        ("PUT", first),
+        ("GET", second),
+        ("PUT", second),
+        ("GET", third),
+        ("PUT", third),
+    ]
+    assert result["devices"] == done(scheduled=[first, second, third])
+    assert [iccid for iccid, _ in fleet.scheduled] == [first, second, first, second, third]
 
 
 # --- logs ----------------------------------------------------------------------------------------
