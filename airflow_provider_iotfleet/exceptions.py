@@ -85,12 +85,15 @@ class IoTFleetError(AirflowException):
         clone.credential_hint = credential_hint
         return clone
 
-    def with_message(self, message: str) -> Self:
-        """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
+    def with_message(self, message: str, *, bare_message: str | None = None) -> Self:
+        """Return a copy of this error (same class and vendor fields) that says ``message`` instead,
+        and ``bare_message`` (default: unchanged, or ``message`` if the two were the same)."""
         clone = copy.copy(self)
         clone.message = redact(message)
         clone.args = (clone.message,)
-        if self.bare_message == self.message:
+        if bare_message is not None:
+            clone.bare_message = redact(bare_message)
+        elif self.bare_message == self.message:
             clone.bare_message = clone.message
         return clone
 

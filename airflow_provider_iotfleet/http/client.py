@@ -173,10 +173,19 @@ class ClientCore:
         """Add where to look to errors whose fix is in the connection rather than in the request."""
         connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
         hint = error.credential_hint or auth.credential_hint
+        # The advice goes into the bare message too: it names no device, and the outcome's error
+        # groups and failure lines show only the bare message.
         if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
-            return error.with_message(f"{error.message.rstrip('.')}. Check {hint} of {connection}")
+            advice = f"Check {hint} of {connection}"
+            return error.with_message(
+                f"{error.message.rstrip('.')}. {advice}",
+                bare_message=f"{error.bare_message.rstrip('.')}. {advice}",
+            )
         if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
-            return error.with_message(f"{error.message} (host of {connection})")
+            return error.with_message(
+                f"{error.message} (host of {connection})",
+                bare_message=f"{error.bare_message} (host of {connection})",
+            )
         return error
 
     def too_large(
