@@ -953,11 +953,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: naming every bad IMEI, before any request.
         :raises IoTFleetCampaignDevicesError: naming every device not added, after cancelling the
             campaign when asked (its ``campaign_status`` then says how it ended).
-        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
+        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too (with
+            ``cancel_on_failure``, the campaign is cancelled and the error is the one above).
         """
         account = self.resolve_account(account_name)
         try:
-            self._change_campaign_devices(campaign_id, imeis, "append", account)
+            self._change_campaign_devices(
+                campaign_id, imeis, "append", account, unknown_is_left_out=cancel_on_failure
+            )
         except IoTFleetCampaignDevicesError as error:
             if not cancel_on_failure:
                 raise
@@ -970,8 +973,20 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self._change_campaign_devices(campaign_id, imeis, "remove", self.resolve_account(account_name))
 
     def _change_campaign_devices(
-        self, campaign_id: str, imeis: Sequence[str], change: str, account: str
+        self,
+        campaign_id: str,
+        imeis: Sequence[str],
+        change: str,
+        account: str,
+        *,
+        unknown_is_left_out: bool = False,
     ) -> None:
+        """Send every batch; raise :class:`IoTFleetCampaignDevicesError` naming the devices not changed.
+
+        :param unknown_is_left_out: count the devices of a batch whose answers were lost twice as
+            not changed (true once the campaign is cancelled for it); else that batch's
+            :class:`IoTFleetOutcomeUnknownError` is raised as it is, since some may be changed.
+        """
         checked = validate_imeis(imeis)
         path = _campaign_path(account, campaign_id, prefix="campaigns/firmware")
         done = "added to" if change == "append" else "removed from"
@@ -983,6 +998,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             except IoTFleetCampaignDevicesError:
                 raise
             except IoTFleetError as error:
+                if isinstance(error, IoTFleetOutcomeUnknownError) and not unknown_is_left_out:
+                    raise
                 left_out = [*refused, *(imei for later in batches[position:] for imei in later)]
                 raise IoTFleetCampaignDevicesError(
                     f"{VENDOR}: {len(left_out)} of {len(checked)} devices could not be {done} campaign "

@@ -39,9 +39,8 @@ from airflow_provider_iotfleet.operators.verizon import (
 )
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
+from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeThingSpace, serve
 from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
-from tests.unit.test_sensors import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeVerizon
-from tests.unit.test_triggers import serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,6 +63,8 @@ CONNECTION = {
 }
 #: The FakeClock's day: campaigns may not start before it.
 TODAY = "2026-11-21"
+#: The first day a campaign of more than MAX_CAMPAIGN_IMEIS devices may start (adds go in before it).
+TOMORROW = "2026-11-22"
 FIRMWARE = [
     {
         "firmwareName": "FOTA_Verizon_Upgrade_SR1.2_to_SR1.3",
@@ -103,7 +104,7 @@ def imeis(count: int, start: int = 0) -> list[str]:
     return [luhn_complete(f"35693803{n:06d}") for n in range(start, start + count)]
 
 
-class FakeCampaigns(FakeVerizon):
+class FakeCampaigns(FakeThingSpace):
     """The FOTA v3 campaign endpoints of one account, answering from ``campaigns``.
 
     ``lose`` names requests ("POST campaigns", "PUT devices", "DELETE") whose next answer is a 500
@@ -111,7 +112,7 @@ class FakeCampaigns(FakeVerizon):
     """
 
     def __init__(self, page_size: int = 1000) -> None:
-        super().__init__({})
+        super().__init__()
         self.page_size = page_size
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.devices: dict[str, dict[str, dict[str, Any]]] = {}
@@ -328,14 +329,19 @@ def test_a_large_device_list_is_scheduled_then_added_in_batches(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns
 ) -> None:
     devices = imeis(2 * MAX_CAMPAIGN_IMEIS + 500)
-    campaign = schedule(hook, devices)
+    campaign = schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
 
     (post,) = fake.requests("POST", "/campaigns/firmware/")
     adds = fake.requests("PUT", r"/campaigns/firmware/[^/]+/\w+$")
     assert post.json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
     assert [wire.json()["Type"] for wire in adds] == ["append", "append"]
-    assert [len(wire.json()["deviceList"]) for wire in adds] == [MAX_CAMPAIGN_IMEIS, 500]
+    assert [wire.json()["deviceList"] for wire in adds] == [
+        devices[MAX_CAMPAIGN_IMEIS : 2 * MAX_CAMPAIGN_IMEIS],
+        devices[2 * MAX_CAMPAIGN_IMEIS :],
+    ]
     assert sorted(fake.devices[campaign["campaign_id"]]) == sorted(devices)
+    assert fake.requests("DELETE") == []
+    assert fake.campaigns[campaign["campaign_id"]]["status"] == "CampaignRequestPending"
 
 
 def test_every_bad_input_is_named_before_any_request(
@@ -440,6 +446,7 @@ def test_an_add_whose_answers_are_lost_twice_is_an_unknown_outcome(
     with pytest.raises(IoTFleetOutcomeUnknownError, match="were lost twice"):
         hook.add_campaign_devices(campaign_id, imeis(2, start=5))
     assert len(fake.requests("PUT", "/campaigns/firmware/")) == 2
+    assert fake.requests("DELETE") == []  # not asked to cancel: the campaign is the caller's to judge
 
 
 def test_remove_devices_and_change_dates(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
@@ -549,38 +556,49 @@ def test_the_operator_schedules_a_named_campaign_on_the_logical_dates_day(
     context = run_context()
     outcome = upgrade_operator(clock, imeis=imeis(3) + imeis(1)).execute(context)
 
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
     assert outcome == {
+        "operation": "upgrade_firmware",
+        "vendor": "Verizon ThingSpace",
+        "requested": 3,  # the repeated IMEI counts once
+        "dry_run": False,
+        "counts": {"succeeded": 0, "unchanged": 0, "scheduled": 3, "accepted": 0, "failed": 0, "unknown": 0},
+        "devices": {"succeeded": [], "unchanged": [], "scheduled": imeis(3), "accepted": []},
+        "errors": [],
         "account_name": ACCOUNT,
         "campaign_id": "c0001",
-        "status": "CampaignRequestPending",
-        "requested": 3,
+        "campaign_name": name,
+        "campaign_status": "CampaignRequestPending",
+        "firmware_name": UPGRADE["firmwareName"],
         "firmware_from": "SR1.2.0.0-10657",
         "firmware_to": "SR1.3.0.0-11020",
         "start_date": "2026-11-23",
-        "end_date": "2026-11-23",
+        "end_date": "2026-11-24",
     }
-    assert context["ti"].xcom[OUTCOME_KEY] == outcome
+    assert context["ti"].xcom == {}  # returned, not pushed: Airflow pushes it as return_value
     (post,) = fake.requests("POST", "/campaigns/firmware/")
-    assert post.json()["campaignName"] == "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    assert post.json()["campaignName"] == name
     assert post.json()["deviceList"] == imeis(3)
+    assert (post.json()["startDate"], post.json()["endDate"]) == ("2026-11-23", "2026-11-24")
 
 
 @pytest.mark.parametrize(
-    ("logical_date", "start"),
+    ("logical_date", "start", "end"),
     [
-        (datetime(2026, 11, 3, 6, tzinfo=UTC), TODAY),  # a late run or a backfill: today, not the past
-        (None, TODAY),  # a manual run without a logical date
-        (datetime(2026, 11, 25, 6, tzinfo=UTC), "2026-11-25"),  # a day ahead stays that day
+        # a late run or a backfill: today, not the past
+        (datetime(2026, 11, 3, 6, tzinfo=UTC), TODAY, TOMORROW),
+        (None, TODAY, TOMORROW),  # a manual run without a logical date
+        (datetime(2026, 11, 25, 6, tzinfo=UTC), "2026-11-25", "2026-11-26"),  # a day ahead stays that day
     ],
 )
 def test_the_default_start_is_the_logical_day_or_today_when_that_has_passed(
-    fake: FakeCampaigns, clock: FakeClock, logical_date: datetime | None, start: str
+    fake: FakeCampaigns, clock: FakeClock, logical_date: datetime | None, start: str, end: str
 ) -> None:
     outcome = upgrade_operator(clock).execute(run_context(logical_date))
 
-    assert (outcome["start_date"], outcome["end_date"]) == (start, start)
+    assert (outcome["start_date"], outcome["end_date"]) == (start, end)
     (post,) = fake.requests("POST", "/campaigns/firmware/")
-    assert (post.json()["startDate"], post.json()["endDate"]) == (start, start)
+    assert (post.json()["startDate"], post.json()["endDate"]) == (start, end)
 
 
 def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
@@ -645,7 +663,9 @@ def test_a_retry_long_after_the_start_still_reuses_its_campaign(
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
     campaign_id = fake.add_campaign(name, "CampaignEnded", imeis(3))
     outcome = upgrade_operator(clock).execute(run_context(datetime(2026, 11, 1, tzinfo=UTC)))
-    assert (outcome["campaign_id"], outcome["status"]) == (campaign_id, "CampaignEnded")
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
+    assert outcome["devices"]["scheduled"] == imeis(3)
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
 def test_cancel_on_failure_cancels_the_campaign_it_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
@@ -818,7 +838,6 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
     assert (wire["ids"], wire["options"], wire["seen"]) == ([campaign_id], {"account_name": ACCOUNT}, [])
 
     # The triggerer: the same fake behind an async transport; the campaign finishes after a few reads.
-    fake.after_reads(len(fake.reads) + 4, {})
     serve(monkeypatch, fake)
     rebuilt = VerizonThingSpaceCampaignTrigger(**wire)
 
