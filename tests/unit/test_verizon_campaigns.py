@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import (
     OUTCOME_KEY,
+    IoTFleetCampaignDevicesError,
     IoTFleetOperationFailedError,
     IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
@@ -48,6 +49,8 @@ ROOT = "https://thingspace.verizon.com"
 FOTA = "/api/fota/v3"
 ACCOUNT = "0000123456-00001"
 CONN_ID = "verizon_campaigns"
+#: The same connection with retries (their backoff sleeps on the test's FakeClock).
+RETRYING_CONN_ID = "verizon_campaigns_retrying"
 CONNECTION = {
     "conn_type": "verizon_thingspace",
     "host": ROOT,
@@ -108,7 +111,10 @@ class FakeCampaigns(FakeThingSpace):
     """The FOTA v3 campaign endpoints of one account, answering from ``campaigns``.
 
     ``lose`` names requests ("POST campaigns", "PUT devices", "DELETE") whose next answer is a 500
-    after the change was applied (ThingSpace did it; the answer is lost).
+    after the change was applied (ThingSpace did it; the answer is lost). ``refuse`` answers requests
+    (``"METHOD path"`` prefixes) with a status and body, changing nothing. ``refuse_devices`` are
+    IMEIs an add answers 200 for but refuses one by one (``status: Failure``), as ThingSpace does for
+    a device not in the account.
     """
 
     def __init__(self, page_size: int = 1000) -> None:
@@ -118,6 +124,7 @@ class FakeCampaigns(FakeThingSpace):
         self.devices: dict[str, dict[str, dict[str, Any]]] = {}
         self.lose: list[str] = []
         self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
+        self.refuse_devices: dict[str, str] = {}
 
     def add_campaign(self, name: str, status: str, members: list[str], **fields: Any) -> str:
         campaign_id = f"c{len(self.campaigns) + 1:04d}"
@@ -176,14 +183,20 @@ class FakeCampaigns(FakeThingSpace):
         if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)", path):
             body = wire.json()
             members = self.devices[match[1]]
+            results = []
             for imei in body["deviceList"]:
-                if body["Type"] == "append":
+                adding = body["Type"] == "append"
+                reason = self.refuse_devices.get(imei, "") if adding else ""
+                if adding and not reason:
                     members.setdefault(imei, {"deviceId": imei, "status": "RequestPending"})
-                else:
+                elif not adding:
                     members.pop(imei, None)
+                results.append(
+                    {"deviceId": imei, "status": "Failure" if reason else "Success", "Reason": reason}
+                )
             if self._lost("PUT devices"):
                 return 502, {"errorCode": "FOTA.BAD_GATEWAY", "errorMessage": "bad gateway"}
-            return 200, {"success": True}
+            return 200, {"accountName": ACCOUNT, "campaignId": match[1], "deviceList": results}
         if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)/dates", path):
             self.campaigns[match[1]].update(
                 {key: value for key, value in wire.json().items() if key != "campaignTimeWindowList"},
@@ -223,6 +236,8 @@ class FakeCampaigns(FakeThingSpace):
 @pytest.fixture(autouse=True)
 def connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(CONNECTION))
+    retrying = {**CONNECTION, "extra": {**CONNECTION["extra"], "max_retries": 2}}  # type: ignore[dict-item]
+    monkeypatch.setenv(f"AIRFLOW_CONN_{RETRYING_CONN_ID.upper()}", json.dumps(retrying))
 
 
 @pytest.fixture
@@ -540,12 +555,14 @@ def upgrade_operator(clock: FakeClock, **kwargs: Any) -> VerizonThingSpaceFirmwa
         **kwargs,
     }
     operator = VerizonThingSpaceFirmwareUpgradeOperator(**arguments)
-    operator.__dict__["hook"] = VerizonThingSpaceHook(CONN_ID, clock=clock)
+    operator.__dict__["hook"] = VerizonThingSpaceHook(arguments["verizon_thingspace_conn_id"], clock=clock)
     return operator
 
 
-def run_context(logical_date: datetime | None = datetime(2026, 11, 23, 6, tzinfo=UTC)) -> dict[str, Any]:
-    context = operator_context("upgrade")
+def run_context(
+    logical_date: datetime | None = datetime(2026, 11, 23, 6, tzinfo=UTC), *, try_number: int = 1
+) -> dict[str, Any]:
+    context = operator_context("upgrade", try_number=try_number)
     context["logical_date"] = logical_date
     return context
 
@@ -736,6 +753,170 @@ def test_the_operator_templates_its_inputs() -> None:
         "campaign_name",
         "account_name",
     }
+
+
+# === campaigns whose devices cannot all go in =====================================================
+#
+# 1,500 devices: the schedule takes the first 1,000, one add the last 500. When that add fails, the
+# campaign must not run with part of its devices: it is cancelled, and the error names every device
+# left out. Hook users (@task functions) get the same as the operator.
+
+LARGE = imeis(1500)
+#: the devices that go in by the add, not in the schedule request.
+ADDED = LARGE[MAX_CAMPAIGN_IMEIS:]
+ADD_PATH = rf"^{FOTA}/campaigns/firmware/{ACCOUNT}/\w+$"
+CANCELLED = "campaign c0001 was cancelled (CampaignCancelled) so that it never runs with part of its devices"
+
+
+def schedule_large(via: str, clock: FakeClock, devices: list[str] = LARGE) -> None:
+    """Schedule ``devices`` to start tomorrow, through the operator or the hook alone, on a
+    connection that retries."""
+    if via == "operator":
+        upgrade_operator(
+            clock,
+            imeis=devices,
+            campaign_start_date=TOMORROW,
+            verizon_thingspace_conn_id=RETRYING_CONN_ID,
+        ).execute(run_context())
+    else:
+        hook = VerizonThingSpaceHook(RETRYING_CONN_ID, clock=clock)
+        schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
+
+
+def assert_cancelled_and_nothing_else_left(fake: FakeCampaigns) -> None:
+    (cancel,) = fake.requests("DELETE")
+    assert cancel.path == f"{FOTA}/campaigns/{ACCOUNT}/c0001"
+    assert [c["status"] for c in fake.campaigns.values()] == ["CampaignCancelled"]
+
+
+@pytest.mark.parametrize("via", ["operator", "hook"])
+@pytest.mark.parametrize(
+    ("status", "body", "adds_sent"),
+    [
+        pytest.param(
+            400,
+            {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
+            1,
+            id="400",
+        ),
+        # lost: the campaign's report is read, the devices it lacks sent once more, lost again
+        pytest.param(500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}, 2, id="500"),
+        # not processed: retried by the connection's max_retries (2), then given up
+        pytest.param(503, {"errorCode": "FOTA.UNAVAILABLE", "errorMessage": "unavailable"}, 3, id="503"),
+    ],
+)
+def test_a_campaign_whose_add_fails_is_cancelled_naming_every_device_left_out(
+    fake: FakeCampaigns, clock: FakeClock, via: str, status: int, body: dict[str, str], adds_sent: int
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (status, body)
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(via, clock)
+
+    error = raised.value
+    assert error.devices == ADDED
+    assert error.campaign_status == "CampaignCancelled"
+    assert error.http_status == status
+    assert "500 of 500 devices could not be added to campaign c0001: " in str(error)
+    assert CANCELLED in str(error)
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json()["deviceList"] == LARGE[:MAX_CAMPAIGN_IMEIS]
+    assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [ADDED] * adds_sent
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+@pytest.mark.parametrize("via", ["operator", "hook"])
+def test_a_campaign_whose_add_refuses_some_devices_is_cancelled_naming_them(
+    fake: FakeCampaigns, clock: FakeClock, via: str
+) -> None:
+    refused = [ADDED[0], ADDED[250], ADDED[-1]]
+    fake.refuse_devices = dict.fromkeys(refused, "Device not found in account.")
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(via, clock)
+
+    assert raised.value.devices == refused
+    assert raised.value.campaign_status == "CampaignCancelled"
+    message = str(raised.value)
+    assert (
+        f"3 of 500 devices could not be added to campaign c0001: {refused[0]} (Device not found in account.)"
+        in (message)
+    )
+    assert all(imei in message for imei in refused)
+    assert CANCELLED in message
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_every_add_is_sent_after_one_refused_devices_so_the_error_names_them_all(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(2500)
+    refused = [devices[1001], devices[2499]]  # one in each add
+    fake.refuse_devices = dict.fromkeys(refused, "Device not found in account.")
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large("hook", clock, devices)
+
+    adds = fake.requests("PUT", ADD_PATH)
+    assert [wire.json()["deviceList"] for wire in adds] == [devices[1000:2000], devices[2000:]]
+    assert raised.value.devices == refused
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+@pytest.mark.parametrize("via", ["operator", "hook"])
+def test_when_cancelling_fails_too_the_error_says_the_campaign_is_still_to_cancel(
+    fake: FakeCampaigns, clock: FakeClock, via: str
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
+        400,
+        {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
+    )
+    fake.refuse[f"DELETE /campaigns/{ACCOUNT}/"] = (
+        400,
+        {"errorCode": "FOTA.REQUEST_FAILED.Backend", "errorMessage": "cancellation failed"},
+    )
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(via, clock)
+
+    assert raised.value.devices == ADDED
+    assert raised.value.campaign_status is None
+    message = str(raised.value)
+    assert "cancelling campaign c0001 failed too (" in message
+    assert "cancellation failed" in message
+    assert "cancel it before it starts, or it upgrades only part of the devices" in message
+    assert len(fake.requests("DELETE")) == 1
+    assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"  # what the message warns of
+
+
+@pytest.mark.parametrize("failure", ["request", "devices"])
+def test_a_retry_whose_campaign_lacks_devices_it_cannot_add_cancels_it_naming_them(
+    fake: FakeCampaigns, clock: FakeClock, failure: str
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    fake.add_campaign(
+        name, "CampaignScheduled", LARGE[:MAX_CAMPAIGN_IMEIS], startDate=TOMORROW, endDate="2026-11-23"
+    )
+    if failure == "request":
+        fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
+            400,
+            {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
+        )
+        left_out = ADDED
+    else:
+        left_out = ADDED[:3]
+        fake.refuse_devices = dict.fromkeys(left_out, "Device not found in account.")
+
+    retry = upgrade_operator(clock, imeis=LARGE, campaign_start_date=TOMORROW)
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        retry.execute(run_context(try_number=2))
+
+    assert raised.value.devices == left_out
+    assert CANCELLED in str(raised.value)
+    assert fake.requests("POST") == []  # reused, not scheduled again
+    (add,) = fake.requests("PUT", ADD_PATH)
+    assert add.json() == {"Type": "append", "deviceList": ADDED}
+    assert_cancelled_and_nothing_else_left(fake)
 
 
 # === sensor and trigger ==========================================================================
