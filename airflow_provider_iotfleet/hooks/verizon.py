@@ -8,7 +8,7 @@ never repeated within one hook.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -774,6 +774,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         account_name: str | None = None,
         auto_assign_license: bool = True,
         auto_add_devices: bool = False,
+        on_scheduled: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Schedule a firmware upgrade campaign (``POST /campaigns/firmware/{acc}``).
 
@@ -792,6 +793,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :param end_date: the last such day, not before ``start_date``.
         :param time_windows: hours of the day (UTC) within which devices upgrade, e.g.
             ``[(0, 4), (22, 24)]``; ``None`` for any time of day.
+        :param on_scheduled: called with the campaign as soon as ThingSpace has it, before any device
+            is added: where a caller keeps its id, to cancel it if the caller is killed (or times
+            out) while the rest of the devices are added.
         :return: the campaign as :func:`normalise_campaign` returns it (its status is
             ``CampaignRequestPending`` at first).
         :raises IoTFleetValidationError: naming every bad IMEI, date, window or firmware field.
@@ -849,6 +853,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             campaign = found
         if campaign["campaign_id"] is None:
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
+        if on_scheduled is not None:
+            on_scheduled(campaign)
         if len(checked) > MAX_CAMPAIGN_IMEIS:
             self.add_campaign_devices(
                 campaign["campaign_id"],

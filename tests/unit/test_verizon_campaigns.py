@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests_mock as rm
 import structlog
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowTaskTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import (
     OUTCOME_KEY,
@@ -685,19 +685,60 @@ def test_a_retry_long_after_the_start_still_reuses_its_campaign(
     assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
-def test_cancel_on_failure_cancels_the_campaign_it_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
-    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
-        400,
-        {"errorCode": "FOTA.REQUEST_FAILED.CampaignStarted", "errorMessage": "campaign already started"},
+def time_out_while_adding(fake: FakeCampaigns) -> None:
+    """The task's execution_timeout passes while devices are added: Airflow raises
+    AirflowTaskTimeout wherever the task is, here in the middle of the add request."""
+
+    def read(wire: Wire) -> tuple[int, Any]:
+        if wire.method == "PUT":
+            raise AirflowTaskTimeout("Timeout, PID: 4242")
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = read  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("cancel_on_failure", "status"), [(True, "CampaignCancelled"), (False, "CampaignRequestPending")]
+)
+def test_cancel_on_failure_cancels_the_campaign_when_the_task_fails_while_adding_devices(
+    fake: FakeCampaigns, clock: FakeClock, cancel_on_failure: bool, status: str
+) -> None:
+    time_out_while_adding(fake)
+    operator = upgrade_operator(
+        clock,
+        imeis=imeis(MAX_CAMPAIGN_IMEIS + 1),
+        campaign_start_date=TOMORROW,
+        cancel_on_failure=cancel_on_failure,
     )
-    too_many = imeis(MAX_CAMPAIGN_IMEIS + 1)
-    with pytest.raises(IoTFleetVendorResponseError, match="campaign already started"):
-        upgrade_operator(clock, imeis=too_many, cancel_on_failure=True).execute(run_context())
+    with pytest.raises(AirflowTaskTimeout):
+        operator.execute(run_context())
+    assert fake.campaigns["c0001"]["status"] == status  # left as it is by default (on_kill aside)
+
+
+def test_a_task_timing_out_while_its_devices_are_added_cancels_its_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    time_out_while_adding(fake)
+    operator = upgrade_operator(clock, imeis=imeis(MAX_CAMPAIGN_IMEIS + 1), campaign_start_date=TOMORROW)
+    with pytest.raises(AirflowTaskTimeout):
+        operator.execute(run_context())
+    operator.on_kill()  # what Airflow does after a timeout
     assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
 
-    with pytest.raises(IoTFleetVendorResponseError):
-        upgrade_operator(clock, imeis=too_many, campaign_name="other").execute(run_context())
-    assert fake.campaigns["c0002"]["status"] == "CampaignRequestPending"  # left as it is by default
+
+def test_a_task_killed_while_its_devices_are_added_cancels_its_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    operator = upgrade_operator(clock, imeis=imeis(MAX_CAMPAIGN_IMEIS + 1), campaign_start_date=TOMORROW)
+
+    def killed_while_adding(wire: Wire) -> tuple[int, Any]:
+        if wire.method == "PUT" and not fake.requests("DELETE"):
+            operator.on_kill()  # Airflow's SIGTERM handler calls it in the middle of the add
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = killed_while_adding  # type: ignore[method-assign]
+    operator.execute(run_context())  # until the supervisor stops the process
+    assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
 
 
 def test_on_kill_cancels_only_a_campaign_this_try_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
