@@ -13,7 +13,7 @@ import importlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -41,7 +41,15 @@ from airflow_provider_iotfleet.operators.verizon import (
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
 from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeThingSpace, serve
-from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
+from tests.fakes import (
+    OUTCOME_KEYS,
+    FakeClock,
+    FakeTaskInstance,
+    Wire,
+    assert_outcome_shape,
+    luhn_complete,
+    operator_context,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -359,6 +367,45 @@ def test_a_large_device_list_is_scheduled_then_added_in_batches(
     assert fake.campaigns[campaign["campaign_id"]]["status"] == "CampaignRequestPending"
 
 
+@pytest.mark.parametrize(
+    ("devices", "start", "refused"),
+    [
+        (MAX_CAMPAIGN_IMEIS + 1, TODAY, True),  # the adds would come after the campaign started
+        (MAX_CAMPAIGN_IMEIS + 1, "2026-11-20", True),
+        (MAX_CAMPAIGN_IMEIS, TODAY, False),  # one request holds them all: nothing to add
+        (MAX_CAMPAIGN_IMEIS + 1, TOMORROW, False),  # added today, before it starts
+    ],
+)
+def test_check_campaign_size_refuses_more_than_one_request_of_devices_starting_today(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns, devices: int, start: str, refused: bool
+) -> None:
+    if not refused:
+        hook.check_campaign_size(devices, start)
+    else:
+        with pytest.raises(IoTFleetValidationError) as raised:
+            hook.check_campaign_size(devices, start)
+        message = str(raised.value)
+        assert f"a campaign of {devices} devices must start after today" in message
+        assert (
+            f"campaign_start_date {start}: devices beyond the first {MAX_CAMPAIGN_IMEIS} are added" in message
+        )
+        assert "start it tomorrow or later, or split the devices into campaigns of at most 1000" in message
+    assert fake.wires == []
+
+
+def test_schedule_campaign_and_the_operator_check_the_size_before_scheduling(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    too_many = imeis(MAX_CAMPAIGN_IMEIS + 1)
+    with pytest.raises(IoTFleetValidationError, match="a campaign of 1001 devices must start after today"):
+        schedule(hook, too_many)
+    assert fake.wires == []  # the hook alone: before any request
+    with pytest.raises(IoTFleetValidationError, match="a campaign of 1001 devices must start after today"):
+        upgrade_operator(clock, imeis=too_many).execute(run_context(None))
+    # the operator looks for its campaign by name first (a retry reuses it), then refuses
+    assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == fake.requests("POST") == []
+
+
 def test_every_bad_input_is_named_before_any_request(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns
 ) -> None:
@@ -616,6 +663,98 @@ def test_the_default_start_is_the_logical_day_or_today_when_that_has_passed(
     assert (outcome["start_date"], outcome["end_date"]) == (start, end)
     (post,) = fake.requests("POST", "/campaigns/firmware/")
     assert (post.json()["startDate"], post.json()["endDate"]) == (start, end)
+
+
+#: What the upgrade outcome adds to the common shape.
+CAMPAIGN_FIELDS = {
+    "account_name",
+    "campaign_id",
+    "campaign_name",
+    "campaign_status",
+    "firmware_name",
+    "firmware_from",
+    "firmware_to",
+    "start_date",
+    "end_date",
+}
+
+
+@pytest.mark.parametrize("case", ["scheduled", "reused", "empty"])
+def test_the_upgrade_outcome_matches_the_documented_shape(
+    fake: FakeCampaigns, clock: FakeClock, case: str
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    devices = [] if case == "empty" else imeis(3)
+    if case == "reused":  # a retry finds the campaign an earlier try scheduled, lacking a device
+        fake.add_campaign(name, "CampaignScheduled", devices[:2], startDate=TODAY, endDate="2026-11-25")
+
+    context = run_context(try_number=2 if case == "reused" else 1)
+    outcome = upgrade_operator(clock, imeis=[*devices, *devices[:1]]).execute(context)
+
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=devices)
+    assert set(outcome) == OUTCOME_KEYS | CAMPAIGN_FIELDS  # the campaign's fields, and no others
+    assert outcome["vendor"] == "Verizon ThingSpace"
+    assert outcome["dry_run"] is False
+    assert outcome["devices"]["scheduled"] == devices
+    assert outcome["counts"]["scheduled"] == len(devices)
+    assert outcome["errors"] == []
+    expected = {
+        "account_name": ACCOUNT,
+        "campaign_id": None if case == "empty" else "c0001",
+        "campaign_name": name,
+        "campaign_status": {
+            "scheduled": "CampaignRequestPending",
+            "reused": "CampaignScheduled",
+            "empty": None,
+        }[case],
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": None if case == "empty" else UPGRADE["firmwareFrom"],  # only the name was given
+        "firmware_to": None if case == "empty" else UPGRADE["firmwareTo"],
+        # a reused campaign's own dates, not the ones this try would have asked for
+        "start_date": TODAY if case == "reused" else "2026-11-23",
+        "end_date": "2026-11-25" if case == "reused" else "2026-11-24",
+    }
+    assert {field: outcome[field] for field in CAMPAIGN_FIELDS} == expected
+    assert context["ti"].xcom == {}
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 11, 21, 23, 50, tzinfo=UTC),
+        datetime(2026, 11, 22, 1, 50, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=["utc", "utc+2"],
+)
+@pytest.mark.parametrize(
+    "logical_date", [None, datetime(2026, 11, 21, tzinfo=UTC)], ids=["manual", "scheduled"]
+)
+def test_a_run_late_in_the_day_gets_a_window_of_today_and_tomorrow(
+    fake: FakeCampaigns, now: datetime, logical_date: datetime | None
+) -> None:
+    outcome = upgrade_operator(FakeClock(now)).execute(run_context(logical_date))
+
+    assert (outcome["start_date"], outcome["end_date"]) == (TODAY, TOMORROW)
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert (post.json()["startDate"], post.json()["endDate"]) == (TODAY, TOMORROW)
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        ("2026-11-18", "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade"),
+        (None, "end_date 2026-11-20 is before start_date 2026-11-21"),  # the default start: today
+    ],
+    ids=["explicit-start", "default-start"],
+)
+def test_a_window_that_has_already_ended_is_refused_before_any_request(
+    fake: FakeCampaigns, clock: FakeClock, requests_mock: rm.Mocker, start: str | None, expected: str
+) -> None:
+    operator = upgrade_operator(clock, campaign_start_date=start, campaign_end_date="2026-11-20")
+    with pytest.raises(IoTFleetValidationError) as raised:
+        operator.execute(run_context(None))
+    assert expected in str(raised.value)
+    assert requests_mock.request_history == []
 
 
 def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
