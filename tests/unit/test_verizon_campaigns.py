@@ -1173,10 +1173,12 @@ def test_a_cancelled_campaign_is_over_and_fails_the_wait(fake: FakeCampaigns, cl
 
 def test_poke_mode_timeout_says_where_the_campaign_stands(fake: FakeCampaigns, clock: FakeClock) -> None:
     campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(2))
+    # timeout=0: one poke, then the timeout, without waiting on the wall clock
     with pytest.raises(
-        AirflowSensorTimeout, match=rf"campaign {campaign_id} is CampaignScheduled: 0 finished"
+        AirflowSensorTimeout,
+        match=rf"campaign {campaign_id} is CampaignScheduled: 0 finished, 0 failed, 2 pending",
     ):
-        campaign_sensor(clock, campaign_id, timeout=0.05, poke_interval=0.01).execute(operator_context())
+        campaign_sensor(clock, campaign_id, timeout=0).execute(operator_context())
 
 
 def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
@@ -1184,7 +1186,7 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
 ) -> None:
     devices = imeis(2)
     campaign_id = fake.add_campaign("wave", "CampaignScheduled", devices)
-    sensor = campaign_sensor(clock, campaign_id, deferrable=True, poke_interval=0.01)
+    sensor = campaign_sensor(clock, campaign_id, deferrable=True)  # poke_interval 0: no waiting
 
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(operator_context())
@@ -1198,21 +1200,26 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
     assert wire == kwargs
     assert (wire["ids"], wire["options"], wire["seen"]) == ([campaign_id], {"account_name": ACCOUNT}, [])
 
-    # The triggerer: the same fake behind an async transport; the campaign finishes after a few reads.
+    # The triggerer: the same fake behind an async transport; the devices finish once the trigger
+    # has read the report twice, so its third poll sees them done.
     serve(monkeypatch, fake)
     rebuilt = VerizonThingSpaceCampaignTrigger(**wire)
+    report = f"/reports/{ACCOUNT}/campaigns/{campaign_id}/devices$"
+    polled_before = len(fake.requests("GET", report))
 
-    async def finish_later() -> list[dict[str, Any]]:
-        async def upgrade() -> None:
-            await asyncio.sleep(0.05)
+    def finish_after_two_polls(request: Wire) -> tuple[int, Any]:
+        answer = FakeCampaigns.read(fake, request)
+        if len(fake.requests("GET", report)) == polled_before + 2 and request.path.endswith("/devices"):
             fake.set_devices(campaign_id, "Finished", devices)
+        return answer
 
-        background = asyncio.create_task(upgrade())
-        payloads = [event.payload async for event in rebuilt.run()]
-        await background
-        return payloads
+    fake.read = finish_after_two_polls  # type: ignore[method-assign]
 
-    (payload,) = asyncio.run(finish_later())
+    async def drain() -> list[dict[str, Any]]:
+        return [event.payload async for event in rebuilt.run()]
+
+    (payload,) = asyncio.run(drain())
+    assert len(fake.requests("GET", report)) == polled_before + 3
     assert payload["status"] == "success"
     assert (
         payload["description"]
