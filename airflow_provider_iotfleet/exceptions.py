@@ -244,7 +244,9 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         self,
         message: str,
         *,
-        devices: Sequence[str],
+        # A default, because copying (with_message) and pickling rebuild an exception from its
+        # message alone before they restore its fields: without one, that raised TypeError.
+        devices: Sequence[str] = (),
         campaign_status: str | None = None,
         http_status: int | None = None,
         error_code: str | None = None,

@@ -8,7 +8,7 @@ never repeated within one hook.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -774,6 +774,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         account_name: str | None = None,
         auto_assign_license: bool = True,
         auto_add_devices: bool = False,
+        on_scheduled: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Schedule a firmware upgrade campaign (``POST /campaigns/firmware/{acc}``).
 
@@ -792,6 +793,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :param end_date: the last such day, not before ``start_date``.
         :param time_windows: hours of the day (UTC) within which devices upgrade, e.g.
             ``[(0, 4), (22, 24)]``; ``None`` for any time of day.
+        :param on_scheduled: called with the campaign as soon as ThingSpace has it, before any device
+            is added: where a caller keeps its id, to cancel it if the caller is killed (or times
+            out) while the rest of the devices are added.
         :return: the campaign as :func:`normalise_campaign` returns it (its status is
             ``CampaignRequestPending`` at first).
         :raises IoTFleetValidationError: naming every bad IMEI, date, window or firmware field.
@@ -849,6 +853,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             campaign = found
         if campaign["campaign_id"] is None:
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
+        if on_scheduled is not None:
+            on_scheduled(campaign)
         if len(checked) > MAX_CAMPAIGN_IMEIS:
             self.add_campaign_devices(
                 campaign["campaign_id"],
@@ -953,11 +959,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: naming every bad IMEI, before any request.
         :raises IoTFleetCampaignDevicesError: naming every device not added, after cancelling the
             campaign when asked (its ``campaign_status`` then says how it ended).
-        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
+        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too (with
+            ``cancel_on_failure``, the campaign is cancelled and the error is the one above).
         """
         account = self.resolve_account(account_name)
         try:
-            self._change_campaign_devices(campaign_id, imeis, "append", account)
+            self._change_campaign_devices(
+                campaign_id, imeis, "append", account, unknown_is_left_out=cancel_on_failure
+            )
         except IoTFleetCampaignDevicesError as error:
             if not cancel_on_failure:
                 raise
@@ -970,8 +979,20 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self._change_campaign_devices(campaign_id, imeis, "remove", self.resolve_account(account_name))
 
     def _change_campaign_devices(
-        self, campaign_id: str, imeis: Sequence[str], change: str, account: str
+        self,
+        campaign_id: str,
+        imeis: Sequence[str],
+        change: str,
+        account: str,
+        *,
+        unknown_is_left_out: bool = False,
     ) -> None:
+        """Send every batch; raise :class:`IoTFleetCampaignDevicesError` naming the devices not changed.
+
+        :param unknown_is_left_out: count the devices of a batch whose answers were lost twice as
+            not changed (true once the campaign is cancelled for it); else that batch's
+            :class:`IoTFleetOutcomeUnknownError` is raised as it is, since some may be changed.
+        """
         checked = validate_imeis(imeis)
         path = _campaign_path(account, campaign_id, prefix="campaigns/firmware")
         done = "added to" if change == "append" else "removed from"
@@ -983,6 +1004,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             except IoTFleetCampaignDevicesError:
                 raise
             except IoTFleetError as error:
+                if isinstance(error, IoTFleetOutcomeUnknownError) and not unknown_is_left_out:
+                    raise
                 left_out = [*refused, *(imei for later in batches[position:] for imei in later)]
                 raise IoTFleetCampaignDevicesError(
                     f"{VENDOR}: {len(left_out)} of {len(checked)} devices could not be {done} campaign "

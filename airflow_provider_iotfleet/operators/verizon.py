@@ -549,8 +549,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             campaign_name=name,
             protocol=self.protocol,
             account_name=account,
+            # Known before the devices past the first 1000 are added, so that on_kill and
+            # cancel_on_failure can cancel a campaign the task leaves half-filled.
+            on_scheduled=lambda scheduled: self._remember(account, scheduled["campaign_id"]),
         )
-        self._scheduled = (account, campaign["campaign_id"])
         self.log.info(
             "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
             self.vendor,
@@ -562,6 +564,9 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             len(imeis),
         )
         return campaign
+
+    def _remember(self, account: str, campaign_id: str) -> None:
+        self._scheduled = (account, campaign_id)
 
     def _add_missing(self, campaign_id: str, imeis: list[str], account: str) -> None:
         held = {

@@ -26,7 +26,6 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
-from airflow_provider_iotfleet.operators.base import OUTCOME_KEY
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
 from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context
 
@@ -226,7 +225,9 @@ def test_devices_go_to_xcom_normalised(
         "device_count": 5,
         "pages": 3,
     }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    # A read operator returns its listing (Airflow pushes it as return_value) and pushes nothing
+    # itself: no copy under the write operators' "outcome" key.
+    assert ctx["ti"].xcom == {}
     assert json.loads(json.dumps(result)) == result
     assert [r.qs["lastseendeviceid"][0] for r in route.request_history] == ["0", ids[1], ids[3]]
     assert all("protocol" not in r.qs for r in route.request_history)
@@ -274,7 +275,7 @@ def test_refusal_past_max_xcom_devices_stops_listing(
     with pytest.raises(IoTFleetError, match="set output_path to stream them to a file"):
         op.execute(ctx)
     assert route.call_count == 2  # the fourth device came on page 2: pages 3 to 5 never asked for
-    assert "return_value" not in ctx["ti"].xcom
+    assert ctx["ti"].xcom == {}
 
 
 def test_account_name_given_and_missing(
@@ -353,7 +354,7 @@ def test_empty_imeis_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, 
     assert requests_mock.call_count == 0  # above all, not the whole account
     assert (result["account_name"], result["device_count"]) == (ACCOUNT, 0)
     assert (result["requested"], result["missing"]) == (0, [])
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert any("imeis is empty; nothing to do" in line for line in logs.lines("warning"))
 
 
@@ -386,7 +387,7 @@ def test_imeis_subset_is_listed_with_post_at_most_1000_per_body(
     assert result["device_count"] == 999
     assert result["pages"] == 2
     assert [d["device_id"] for d in result["devices"]] == [i for i in wanted if i not in not_in_account]
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert any("2 of 1001 IMEIs are not in account" in line for line in logs.lines("warning"))
 
 
@@ -422,7 +423,7 @@ def test_devices_are_written_as_json_lines(
     ctx = operator_context()
     result = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path).execute(ctx)
     assert result == {"account_name": ACCOUNT, "path": reported, "device_count": 5, "pages": 3}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert read_json_lines(target) == [normalised(device_id) for device_id in ids]
     assert sorted(p.name for p in target.parent.iterdir()) == ["fota.jsonl"]  # no temporary file left
 
@@ -479,7 +480,7 @@ def test_listing_failing_on_page_3_leaves_no_partial_file(
     else:
         assert target.read_text() == previous  # the earlier complete file is untouched
         assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]
-    assert OUTCOME_KEY not in ctx["ti"].xcom
+    assert ctx["ti"].xcom == {}
 
 
 def test_listing_failing_after_retries_leaves_no_partial_file(
@@ -660,6 +661,7 @@ def test_no_credential_in_logs_errors_xcom_or_file(
             logs.text(),
             str(caught.value),
             repr(caught.value),
+            json.dumps(result),  # the XCom Airflow pushes as return_value
             json.dumps(ctx["ti"].xcom),
             json.dumps(failing["ti"].xcom),
             target.read_text(),
