@@ -12,6 +12,7 @@ import requests_mock as rm
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetNotAttemptedError,
     IoTFleetNotFoundError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
@@ -482,6 +483,41 @@ def test_read_first_sends_nothing_when_every_device_is_offline(
     result = hook.force_offline([1, 2], read_first=True)
     assert post.call_count == 0
     assert (result.succeeded, result.unchanged, result.failed) == ([], [1, 2], [])
+
+
+def test_read_first_that_fails_sends_nothing_and_says_so(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    """A read that fails before a retry's force-offline leaves the devices not attempted (the
+    outcome must not call them sent), carrying the read's error as the cause."""
+    post = requests_mock.post(f"{DEVICES}/force-offline", json={"success": [], "failed": []})
+    body = {"error_code": "ROMA.00110002", "error_msg": "The instance does not exist.", "request_id": "r-5"}
+    requests_mock.get(re.compile(rf"{DEVICES}/\d+$"), status_code=500, json=body)
+    with pytest.raises(IoTFleetNotAttemptedError) as caught:
+        hook.force_offline([1, 2], read_first=True)
+    assert post.call_count == 0
+    assert (caught.value.http_status, caught.value.error_code, caught.value.request_id) == (
+        500,
+        "ROMA.00110002",
+        "r-5",
+    )
+    assert caught.value.bare_message == "not attempted after an earlier error: The instance does not exist."
+    assert isinstance(caught.value.cause, IoTFleetVendorResponseError)
+
+
+def test_read_first_refused_credentials_are_raised_as_they_are(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    """Refused credentials stop a run whatever the call: they are not hidden as "not attempted"."""
+    post = requests_mock.post(f"{DEVICES}/force-offline", json={"success": [], "failed": []})
+    requests_mock.get(
+        re.compile(rf"{DEVICES}/\d+$"),
+        status_code=401,
+        json={"error_code": "APIGW.0301", "error_msg": "verify aksk signature fail"},
+    )
+    with pytest.raises(IoTFleetAuthError):
+        hook.force_offline([1], read_first=True)
+    assert post.call_count == 0
 
 
 def test_a_gateway_ignoring_offset_is_an_error_not_an_endless_listing(

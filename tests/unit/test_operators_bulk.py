@@ -1372,6 +1372,38 @@ def test_roma_first_try_sends_without_reading(roma_conn: None, requests_mock: rm
     assert reads.call_count == 0
 
 
+def test_roma_retry_whose_read_fails_reports_the_devices_not_sent(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """A retry reads before it writes; when that read fails, nothing was forced offline, and the
+    outcome says so (not sent, retryable), and the other batches still go."""
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {2: 1, 3: 1, 4: 1})
+    requests_mock.get(f"{DEVICES_URL}/1", status_code=500, json=ROMA_500)
+    ctx = operator_context(try_number=2)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4], batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert [r.json() for r in post.request_history] == [{"device_ids": [3, 4]}]
+    assert {"3", "4"} <= {r.path.rsplit("/", 1)[1] for r in reads.request_history}
+    assert caught.value.outcome == roma_outcome(
+        4,
+        [3, 4],
+        [
+            error(
+                "ROMA.00110002",
+                500,
+                f"not attempted after an earlier error: {ROMA_500['error_msg']}",
+                [1, 2],
+                request_id=ROMA_500["request_id"],
+                retryable=True,
+                attempted=False,
+            )
+        ],
+    )
+    assert "2 failed (not sent) with ROMA.00110002 (HTTP 500)" in str(caught.value)
+
+
 def test_roma_retry_of_many_devices_reads_the_offline_listing(
     roma_conn: None, requests_mock: rm.Mocker
 ) -> None:
