@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
+    IoTFleetNotAttemptedError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -38,6 +39,7 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
@@ -435,12 +437,19 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
+        :raises IoTFleetNotAttemptedError: with ``read_first``, when the read failed: nothing was sent.
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
         if not read_first:
             return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
-        statuses = self.online_statuses(ids, "offline")
+        try:
+            statuses = self.online_statuses(ids, "offline")
+        except IoTFleetError as error:
+            if affects_every_item(error):
+                raise  # refused credentials and the like: the run stops on it, as on any call
+            # The force-offline was not sent: say so, or the outcome would call it attempted.
+            raise IoTFleetNotAttemptedError.after(error) from error
         unchanged = [device_id for device_id in ids if statuses[device_id] == OFFLINE]
         never = [
             _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
