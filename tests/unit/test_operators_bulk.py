@@ -61,6 +61,11 @@ PAN_403 = {
     "msg": "Forbidden access. Either the provided API key is invalid or it does not have the required "
     "RBAC permissions to run this API.",
 }
+#: What the outcome adds to a refused key: which fields of which connection to check.
+PAN_403_HINT = (
+    " Check the login (key id), password (access key) and the key's API role of connection "
+    "'paloalto_iot_default'"
+)
 
 # --- Huawei ROMA Connect (as in test_huawei_hook.py) ---------------------------------------------
 ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
@@ -86,6 +91,10 @@ ROMA_401 = {
     "error_msg": "Incorrect IAM authentication information: verify aksk signature fail",
     "request_id": "r-401",
 }
+ROMA_401_HINT = (
+    ". Check the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
+    "refuses signatures more than 15 minutes off) of connection 'huawei_roma_default'"
+)
 
 # --- Verizon ThingSpace (as in test_verizon_hook.py) ---------------------------------------------
 ROOT = "https://thingspace.verizon.com"
@@ -690,8 +699,8 @@ def test_pan_fail_on_error_tries_every_batch_then_raises_grouped_by_code(
     examples_400 = f"{ids[0]}, {ids[1]}, {ids[6]} and 1 more"
     examples_500 = f"{ids[4]}, {ids[5]}"
     assert logs.lines("error") == [
-        f"{PAN_VENDOR}: failed: 4 devices, 400 (HTTP 400): {PAN_400['msg']}. e.g. {examples_400}",
-        f"{PAN_VENDOR}: failed: 2 devices, 500 (HTTP 500): {PAN_500['msg']}. e.g. {examples_500}",
+        f"{PAN_VENDOR}: failed: 4 devices, 400 (HTTP 400): {PAN_400['msg']} e.g. {examples_400}",
+        f"{PAN_VENDOR}: failed: 2 devices, 500 (HTTP 500): {PAN_500['msg']} e.g. {examples_500}",
     ]
 
 
@@ -708,11 +717,11 @@ def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker)
         5,
         [],
         [
-            error("403", 403, PAN_403["msg"], ids[:2]),
+            error("403", 403, PAN_403["msg"] + PAN_403_HINT, ids[:2]),
             error(
                 "403",
                 403,
-                f"not attempted after an earlier error: {PAN_403['msg']}",
+                f"not attempted after an earlier error: {PAN_403['msg']}{PAN_403_HINT}",
                 ids[2:],
                 attempted=False,
             ),
@@ -1134,7 +1143,7 @@ def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
     message = str(caught.value)
     assert message.startswith(
         f"4 of 9 devices not done: 1 failed with not_forced_offline: {NOT_FORCED_OFFLINE}; "
-        f"3 failed with ROMA.00110002 (HTTP 500): {ROMA_500['error_msg']}. Every device was tried"
+        f"3 failed with ROMA.00110002 (HTTP 500): {ROMA_500['error_msg']} Every device was tried"
     )
     errors = logs.lines("error")
     assert f"{ROMA_VENDOR}: failed: 1 device, not_forced_offline: {NOT_FORCED_OFFLINE}. e.g. 1" in errors
@@ -1176,11 +1185,11 @@ def test_roma_refused_signature_stops_the_run(roma_conn: None, requests_mock: rm
         7,
         [],
         [
-            error("APIGW.0301", 401, ROMA_401["error_msg"], [1, 2, 3], request_id="r-401"),
+            error("APIGW.0301", 401, ROMA_401["error_msg"] + ROMA_401_HINT, [1, 2, 3], request_id="r-401"),
             error(
                 "APIGW.0301",
                 401,
-                f"not attempted after an earlier error: {ROMA_401['error_msg']}",
+                f"not attempted after an earlier error: {ROMA_401['error_msg']}{ROMA_401_HINT}",
                 [4, 5, 6, 7],
                 request_id="r-401",
                 attempted=False,
@@ -1639,12 +1648,12 @@ def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
     message = str(caught.value)
     assert message.startswith(
         "3 of 6 IMEIs not done: 1 failed with FirmwareVersionUpdateFailed: Device unreachable; "
-        f"2 failed with FOTA.REQUEST_FAILED.InvalidBody (HTTP 400): {VZ_400['errorMessage']}. "
+        f"2 failed with FOTA.REQUEST_FAILED.InvalidBody (HTTP 400): {VZ_400['errorMessage']} "
     )
     assert "Every IMEI was tried" in message
     assert (
         f"{VZ_VENDOR}: failed: 2 devices, FOTA.REQUEST_FAILED.InvalidBody (HTTP 400): "
-        f"{VZ_400['errorMessage']}. e.g. {imeis[2]}, {imeis[3]}" in logs.lines("error")
+        f"{VZ_400['errorMessage']} e.g. {imeis[2]}, {imeis[3]}" in logs.lines("error")
     )
 
 
