@@ -21,6 +21,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotAttemptedError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -552,7 +553,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         try:
             statuses = self.online_statuses(ids, "offline")
         except IoTFleetError as unreadable:
-            raise error from unreadable  # what happened to the force-offline is the better message
+            raise IoTFleetOutcomeUnknownError(
+                f"{VENDOR}: the answer to a force-offline of {len(ids)} devices was lost ({error.message}) and "
+                f"reading their status back failed too ({unreadable.message}); ROMA may have forced them "
+                "offline: check them before sending again",
+                http_status=error.http_status,
+                error_code=error.error_code,
+                request_id=error.request_id,
+                vendor=VENDOR,
+                bare_message=f"the answer to the force-offline was lost ({error.bare_message}) and reading "
+                f"the devices back failed too ({unreadable.bare_message})",
+            ) from unreadable
         succeeded = [
             {"id": device_id, "device_name": None} for device_id in ids if statuses[device_id] == OFFLINE
         ]

@@ -805,7 +805,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             (the campaign is then cancelled).
         """
         account = self.resolve_account(account_name)
-        checked = validate_imeis(imeis)
+        # A repeat in an add would be refused as already in the campaign, and cancel it.
+        checked = list(dict.fromkeys(validate_imeis(imeis)))
         name, source, target = validate_firmware_choice(firmware_name, firmware_from, firmware_to)
         if name is None or source is None or target is None:
             raise IoTFleetValidationError(

@@ -31,7 +31,7 @@ from airflow_provider_iotfleet.operators.base import (
     OperationResult,
     Progress,
 )
-from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     chunks,
@@ -428,16 +428,9 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         end = self.campaign_end_date
         if end is None:
             end = _day_after(start)
-        # The format and order now; whether the start is in the past only when scheduling (a retried
-        # task reusing its campaign may run after the campaign started). An ended window never upgrades.
+        # The format and order now; whether the window is in the past only when scheduling (a retried
+        # task reusing its campaign may run after the campaign started, or ended).
         start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)
-        if end_date < today.isoformat():
-            raise IoTFleetValidationError(
-                "the campaign's window has already ended",
-                [
-                    f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device would upgrade"
-                ],
-            )
         name = validate_campaign_name(self.campaign_name or default_campaign_name(context))
         outcome = self.new_outcome(len(imeis))
         details: dict[str, Any] = {
@@ -459,28 +452,49 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             "scheduling a firmware upgrade of", len(imeis), detail=f"campaign {name!r}", duplicates=duplicates
         )
         campaign = self.hook.find_campaign(name, account_name=account)
-        if campaign is not None:
-            _check_same_firmware(campaign, *wanted)
-            self.log.info(
-                "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
-                self.vendor,
-                name,
-                campaign["campaign_id"],
-                campaign["status"],
-            )
-            self._add_missing(campaign["campaign_id"], imeis, account)
-        else:
-            self.hook.check_campaign_size(len(imeis), start_date)
-            firmware = self._firmware(account, *wanted)
-            try:
-                campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
-            except IoTFleetCampaignDevicesError:
-                raise  # the hook cancelled the campaign already, and the error says so
-            except BaseException:
-                if self.cancel_on_failure and self._scheduled is not None:
-                    self._cancel("the task failed after scheduling it")
-                raise
-        outcome.add_many("scheduled", imeis)
+        try:
+            if campaign is not None:
+                _check_same_firmware(campaign, *wanted)
+                self.log.info(
+                    "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
+                    self.vendor,
+                    name,
+                    campaign["campaign_id"],
+                    campaign["status"],
+                )
+                too_late = self._add_missing(campaign, imeis, account, today)
+                if too_late:
+                    outcome.refuse(
+                        too_late,
+                        "campaign_started",
+                        f"campaign {campaign['campaign_id']} started ({campaign['start_date']}) before these "
+                        "devices could be added, and ThingSpace adds devices only before the start date; "
+                        "upgrade them in another campaign",
+                        attempted=False,
+                    )
+            else:
+                if end_date < today.isoformat():
+                    raise IoTFleetValidationError(
+                        "the campaign's window has already ended",
+                        [
+                            f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device "
+                            "would upgrade"
+                        ],
+                    )
+                self.hook.check_campaign_size(len(imeis), start_date)
+                firmware = self._firmware(account, *wanted)
+                try:
+                    campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
+                except IoTFleetCampaignDevicesError:
+                    raise  # the hook cancelled the campaign already, and the error says so
+                except BaseException:
+                    if self.cancel_on_failure and self._scheduled is not None:
+                        self._cancel("the task failed after scheduling it")
+                    raise
+        except IoTFleetCampaignDevicesError as error:
+            return self._incomplete(outcome, details, imeis, campaign, error)
+        refused = set(outcome.refused_devices())
+        outcome.add_many("scheduled", (imei for imei in imeis if imei not in refused))
         details.update(
             campaign_id=campaign["campaign_id"],
             campaign_name=campaign["campaign_name"] or name,
@@ -491,6 +505,36 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             start_date=campaign["start_date"] or start_date,
             end_date=campaign["end_date"] or end_date,
         )
+        return outcome.build(**details)
+
+    def _incomplete(
+        self,
+        outcome: OutcomeBuilder,
+        details: dict[str, Any],
+        imeis: list[str],
+        campaign: dict[str, Any] | None,
+        error: IoTFleetCampaignDevicesError,
+    ) -> FleetOutcome:
+        """The outcome of a campaign some devices could not join: those failed with the error; the
+        others failed too when the campaign was cancelled (it never runs with part of its devices),
+        or stay scheduled in it when cancelling failed."""
+        left_out = set(error.devices)
+        outcome.fail([imei for imei in imeis if imei in left_out], error)
+        rest = [imei for imei in imeis if imei not in left_out]
+        if campaign is not None:
+            campaign_id = campaign["campaign_id"]
+        else:  # scheduled by this try, then cancelled: known from the hook's on_scheduled
+            campaign_id = self._scheduled[1] if self._scheduled is not None else None
+        if error.campaign_status is not None:
+            outcome.refuse(
+                rest,
+                "campaign_cancelled",
+                f"campaign {campaign_id} was cancelled ({error.campaign_status}) because "
+                f"{len(left_out)} of its devices could not be added: it never runs with part of its devices",
+            )
+        else:
+            outcome.add_many("scheduled", rest)
+        details.update(campaign_id=campaign_id, campaign_status=error.campaign_status)
         return outcome.build(**details)
 
     def _firmware(
@@ -568,17 +612,36 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     def _remember(self, account: str, campaign_id: str) -> None:
         self._scheduled = (account, campaign_id)
 
-    def _add_missing(self, campaign_id: str, imeis: list[str], account: str) -> None:
+    def _add_missing(
+        self, campaign: dict[str, Any], imeis: list[str], account: str, today: date
+    ) -> list[str]:
+        """Add the devices a reused campaign lacks; return those it is too late to add (the
+        campaign has started: ThingSpace adds devices only before the start date, and a running
+        campaign is not aborted for them).
+
+        :raises IoTFleetCampaignDevicesError: when devices cannot be added; the campaign is then
+            cancelled.
+        """
+        campaign_id = campaign["campaign_id"]
         held = {
             device["device_id"]
             for device in self.hook.iter_campaign_devices(campaign_id, account_name=account)
         }
         missing = [imei for imei in imeis if imei not in held]
-        if missing:
-            self.log.info(
-                "%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id
+        if not missing:
+            return []
+        if (campaign["start_date"] or "") <= today.isoformat():
+            self.log.warning(
+                "%s: campaign %s started on %s without %d of the devices; too late to add them",
+                self.vendor,
+                campaign_id,
+                campaign["start_date"],
+                len(missing),
             )
-            self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
+            return missing
+        self.log.info("%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id)
+        self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
+        return []
 
     def _cancel(self, why: str) -> None:
         if self._scheduled is None:

@@ -194,14 +194,20 @@ def _assert_names(message: str, vendor: str, action: str, says: str) -> None:
 
 
 def _one_group(
-    outcome: dict[str, Any], vendor: str, devices: list[Any], says: str, *, names_no_device: bool = True
+    outcome: dict[str, Any],
+    vendor: str,
+    devices: list[Any],
+    says: str,
+    *,
+    names_no_device: bool = True,
+    status: str = "failed",
 ) -> dict[str, Any]:
-    """Every device of ``outcome`` failed under one error group that says ``says``, keeps the
-    request id and (unless the error is about a device id) names none of the devices."""
+    """Every device of ``outcome`` ended ``status`` under one error group that says ``says``, keeps
+    the request id and (unless the error is about a device id) names none of the devices."""
     assert outcome["vendor"] == vendor
     assert all(outcome["devices"][status] == [] for status in DONE)
     (group,) = outcome["errors"]
-    assert (group["status"], group["devices"], group["request_id"]) == ("failed", devices, RID)
+    assert (group["status"], group["devices"], group["request_id"]) == (status, devices, RID)
     assert says in group["message"]
     if names_no_device:
         assert not any(str(device) in group["message"] for device in devices)
@@ -232,8 +238,8 @@ def test_paloalto_bulk_update(requests_mock: rm.Mocker, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
-    """Each edit fails with the vendor, endpoint and request id of its own answer; after an unusable
-    answer the device is read back (here unreadable too), and the edit is never sent twice."""
+    """After an unusable answer the edit may have applied: the device is read back (here unreadable
+    too), so the edit ends unknown, with the request id of its answer, and is never sent twice."""
     edits = requests_mock.put(re.compile(rf"{CC_HOST}/rws/api/v1/devices/\d+$"), **_answer(kind))
     reads = requests_mock.get(re.compile(rf"{CC_HOST}/rws/api/v1/devices/\d+$"), **_answer(kind))
     outcome = _failed_outcome(
@@ -242,7 +248,9 @@ def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
         )
     )
     # The same error on both devices is one group, although each had its own request and path.
-    _one_group(outcome, CC_VENDOR, [ICCID, ICCID_19], GROUP_SAYS[kind])
+    group = _one_group(outcome, CC_VENDOR, [ICCID, ICCID_19], GROUP_SAYS[kind], status="unknown")
+    assert group["retryable"] is False  # it may have applied: check before sending again
+    assert "reading the device back failed too" in group["message"]
     assert edits.call_count == 2  # once per device
     # A 502 to a PUT, like a 2xx whose body is unusable, may hide an applied edit: each device is
     # read back (and the read, unusable too, retried) instead.
@@ -251,13 +259,14 @@ def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_huawei_force_offline(requests_mock: rm.Mocker, kind: str) -> None:
-    """Every device of the request fails with the vendor, endpoint and request id; the devices are
-    read back (unreadable here) rather than forced offline a second time."""
+    """The devices are read back (unreadable here) rather than forced offline a second time, so
+    every device of the request ends unknown, with the request id of the answer."""
     force = requests_mock.post(f"{ROMA_DEVICES}/force-offline", **_answer(kind))
     requests_mock.get(re.compile(rf"{ROMA_DEVICES}/\d+$"), **_answer(kind))
     outcome = _failed_outcome(HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=[700001, 700002]))
-    group = _one_group(outcome, ROMA_VENDOR_NAME, [700001, 700002], GROUP_SAYS[kind])
-    assert group["retryable"] is _retryable(kind)
+    group = _one_group(outcome, ROMA_VENDOR_NAME, [700001, 700002], GROUP_SAYS[kind], status="unknown")
+    assert group["retryable"] is False
+    assert "reading the devices back failed too" in group["message"]
     assert force.call_count == 1
 
 
