@@ -1059,32 +1059,44 @@ def test_roma_answer_quirks_account_for_every_id_once(roma_conn: None, requests_
     assert ctx["ti"].xcom == {}
 
 
+#: What a ROMA.00110002 500 to a force-offline, whose read-back fails the same way, is in an outcome.
+ROMA_500_UNKNOWN = (
+    "the answer to the force-offline was lost (The instance does not exist.) and reading the devices "
+    "back failed too (The instance does not exist.)"
+)
+
+
 @pytest.mark.parametrize(
-    ("status", "body", "request_id", "attempts"),
+    ("status", "body", "request_id", "attempts", "group_status", "message"),
     [
-        (500, ROMA_500, ROMA_500["request_id"], 1),
-        (400, ROMA_400, ROMA_400["requestId"], 1),
+        # A 500 may hide an applied force-offline; the read-back fails too, so nobody can tell.
+        (500, ROMA_500, ROMA_500["request_id"], 1, "unknown", ROMA_500_UNKNOWN),
+        # A 400 was refused: nothing applied, nothing read back.
+        (400, ROMA_400, ROMA_400["requestId"], 1, "failed", ROMA_400["error_msg"]),
     ],
     ids=["500-not-repeated", "400-requestId"],
 )
-def test_roma_failed_middle_batch_puts_each_of_its_ids_in_failed(
+def test_roma_failed_middle_batch_puts_each_of_its_ids_in_one_error_group(
     roma_conn: None,
     requests_mock: rm.Mocker,
     status: int,
     body: dict[str, Any],
     request_id: str,
     attempts: int,
+    group_status: str,
+    message: str,
 ) -> None:
     ids = list(range(100, 109))
     requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({104: (status, body)}))
     # After a 500 the force-offline is read back, not sent again; the instance is gone for reads too.
-    requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=status, json=body)
+    reads = requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=status, json=body)
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3, fail_on_error=False)
     result = op.execute(ctx)
     assert ctx["ti"].xcom == {}
     assert_json_safe(result)
     assert roma_sizes(requests_mock) == [3] + [3] * attempts + [3]
+    assert reads.called is (status >= 500)
     assert result == roma_outcome(
         9,
         [100, 101, 102, 106, 107, 108],
@@ -1092,10 +1104,12 @@ def test_roma_failed_middle_batch_puts_each_of_its_ids_in_failed(
             error(
                 body["error_code"],
                 status,
-                body["error_msg"],
+                message,
                 [103, 104, 105],
                 request_id=request_id,
-                retryable=status >= 500,
+                # Neither is to be sent again as it is: an unknown one may have applied.
+                retryable=False,
+                status=group_status,
             )
         ],
     )
@@ -1121,7 +1135,7 @@ def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     # A force-offline is not sent again once it may have reached the vendor: it is read back (here the
-    # read fails too, so the 500 is what the outcome says).
+    # read fails too, so whether batch [4, 5, 6] went offline is unknown).
     assert roma_sizes(requests_mock) == [3, 3, 3]
     assert ctx["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}
     # Device 1 was refused, and reading it back failed too: it stays refused, no more.
@@ -1133,22 +1147,23 @@ def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
             error(
                 "ROMA.00110002",
                 500,
-                ROMA_500["error_msg"],
+                ROMA_500_UNKNOWN,
                 [4, 5, 6],
                 request_id=ROMA_500["request_id"],
-                retryable=True,
+                retryable=False,  # it may have applied: check the devices, do not just send it again
+                status="unknown",
             ),
         ],
     )
     message = str(caught.value)
     assert message.startswith(
         f"4 of 9 devices not done: 1 failed with not_forced_offline: {NOT_FORCED_OFFLINE}; "
-        f"3 failed with ROMA.00110002 (HTTP 500): {ROMA_500['error_msg']} Every device was tried"
+        f"3 unknown with ROMA.00110002 (HTTP 500): {ROMA_500_UNKNOWN}. Every device was tried"
     )
     errors = logs.lines("error")
     assert f"{ROMA_VENDOR}: failed: 1 device, not_forced_offline: {NOT_FORCED_OFFLINE}. e.g. 1" in errors
     assert (
-        f"{ROMA_VENDOR}: failed: 3 devices, ROMA.00110002 (HTTP 500): {ROMA_500['error_msg']} "
+        f"{ROMA_VENDOR}: unknown: 3 devices, ROMA.00110002 (HTTP 500): {ROMA_500_UNKNOWN} "
         f"(request id {ROMA_500['request_id']}). e.g. 4, 5, 6" in errors
     )
 
