@@ -685,8 +685,9 @@ def test_the_upgrade_outcome_matches_the_documented_shape(
 ) -> None:
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
     devices = [] if case == "empty" else imeis(3)
-    if case == "reused":  # a retry finds the campaign an earlier try scheduled, lacking a device
-        fake.add_campaign(name, "CampaignScheduled", devices[:2], startDate=TODAY, endDate="2026-11-25")
+    # reused: a retry finds the campaign an earlier try scheduled (not started yet), lacking a device
+    if case == "reused":
+        fake.add_campaign(name, "CampaignScheduled", devices[:2], startDate=TOMORROW, endDate="2026-11-25")
 
     context = run_context(try_number=2 if case == "reused" else 1)
     outcome = upgrade_operator(clock, imeis=[*devices, *devices[:1]]).execute(context)
@@ -711,7 +712,7 @@ def test_the_upgrade_outcome_matches_the_documented_shape(
         "firmware_from": None if case == "empty" else UPGRADE["firmwareFrom"],  # only the name was given
         "firmware_to": None if case == "empty" else UPGRADE["firmwareTo"],
         # a reused campaign's own dates, not the ones this try would have asked for
-        "start_date": TODAY if case == "reused" else "2026-11-23",
+        "start_date": TOMORROW if case == "reused" else "2026-11-23",
         "end_date": "2026-11-25" if case == "reused" else "2026-11-24",
     }
     assert {field: outcome[field] for field in CAMPAIGN_FIELDS} == expected
@@ -739,22 +740,33 @@ def test_a_run_late_in_the_day_gets_a_window_of_today_and_tomorrow(
     assert (post.json()["startDate"], post.json()["endDate"]) == (TODAY, TOMORROW)
 
 
+#: The one read an upgrade makes before it refuses to schedule: is there a campaign of its name?
+HISTORY = f"{FOTA}/reports/{ACCOUNT}/firmware/campaigns"
+
+
 @pytest.mark.parametrize(
-    ("start", "expected"),
+    ("start", "expected", "reads"),
     [
-        ("2026-11-18", "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade"),
-        (None, "end_date 2026-11-20 is before start_date 2026-11-21"),  # the default start: today
+        # Well formed, but over: refused only once no campaign of the task's name is found (a retry
+        # reuses its own campaign, ended or not), so only that look-up was sent.
+        (
+            "2026-11-18",
+            "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade",
+            {("GET", HISTORY)},
+        ),
+        (None, "end_date 2026-11-20 is before start_date 2026-11-21", set()),  # the default start: today
     ],
     ids=["explicit-start", "default-start"],
 )
-def test_a_window_that_has_already_ended_is_refused_before_any_request(
-    fake: FakeCampaigns, clock: FakeClock, requests_mock: rm.Mocker, start: str | None, expected: str
+def test_a_window_that_has_already_ended_is_refused_before_any_change(
+    fake: FakeCampaigns, clock: FakeClock, start: str | None, expected: str, reads: set[tuple[str, str]]
 ) -> None:
     operator = upgrade_operator(clock, campaign_start_date=start, campaign_end_date="2026-11-20")
     with pytest.raises(IoTFleetValidationError) as raised:
         operator.execute(run_context(None))
     assert expected in str(raised.value)
-    assert requests_mock.request_history == []
+    assert {(wire.method, wire.path) for wire in fake.reads} == reads
+    assert fake.campaigns == {}
 
 
 def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
@@ -791,11 +803,14 @@ def test_a_retried_task_reuses_its_campaign_and_adds_what_it_lacks(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
-    campaign_id = fake.add_campaign(name, "CampaignScheduled", imeis(2))
+    # Not started yet (ThingSpace takes added devices only before the start date).
+    campaign_id = fake.add_campaign(name, "CampaignScheduled", imeis(2), startDate=TOMORROW, endDate=TOMORROW)
 
-    outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context())
+    outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context(try_number=2))
 
     assert outcome["campaign_id"] == campaign_id
+    assert outcome["devices"]["scheduled"] == imeis(4)
+    assert outcome["errors"] == []
     assert fake.requests("POST", "/campaigns/") == []
     (add,) = fake.requests("PUT", "/campaigns/firmware/")
     assert add.json() == {"Type": "append", "deviceList": imeis(2, start=2)}
