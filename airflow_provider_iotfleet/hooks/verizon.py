@@ -1046,7 +1046,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                         f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
                         f"{campaign_id} were lost twice ({error.message}); some may be changed",
                         http_status=error.http_status,
+                        error_code=error.error_code,
+                        request_id=error.request_id,
                         vendor=VENDOR,
+                        # What groups these devices in an outcome: no vendor, path or count.
+                        bare_message=f"the answers to {change!r} were lost twice ({error.bare_message}); "
+                        "some may be changed",
                     ) from error
                 held = {
                     device["device_id"]
@@ -1064,6 +1069,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self, campaign_id: str, account: str, error: IoTFleetCampaignDevicesError
     ) -> IoTFleetCampaignDevicesError:
         """Cancel a campaign some devices could not join, and say so in the error to raise."""
+        bare: str | None = None  # cancelled: the devices left out failed for the add's error alone
         try:
             status = self.cancel_campaign(campaign_id, account_name=account)["status"]
             what = f"campaign {campaign_id} was cancelled ({status}) so that it never runs with part of its devices"
@@ -1073,7 +1079,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 f"cancelling campaign {campaign_id} failed too ({cancel_error.message}): cancel it before it "
                 "starts, or it upgrades only part of the devices"
             )
-        clone = error.with_message(f"{error.message}; {what}")
+            # The warning goes into the bare message too: it is what an outcome's error group (and the
+            # task's failure message) says, and the campaign stays scheduled with the other devices.
+            bare = (
+                f"{error.bare_message}; cancelling campaign {campaign_id} failed too "
+                f"({cancel_error.bare_message}): cancel it before it starts, or it upgrades only part of "
+                "the devices"
+            )
+        clone = error.with_message(f"{error.message}; {what}", bare_message=bare)
         clone.campaign_status = status
         return clone
 

@@ -953,29 +953,130 @@ def test_the_operator_templates_its_inputs() -> None:
 # === campaigns whose devices cannot all go in =====================================================
 #
 # 1,500 devices: the schedule takes the first 1,000, one add the last 500. When that add fails, the
-# campaign must not run with part of its devices: it is cancelled, and the error names every device
-# left out. Hook users (@task functions) get the same as the operator.
+# campaign must not run with part of its devices: it is cancelled. Hook users (@task functions) get
+# IoTFleetCampaignDevicesError naming every device left out; the operator returns an outcome where
+# those failed with the add's error and the others failed as campaign_cancelled, pushed under
+# ``outcome`` before the task fails.
 
 LARGE = imeis(1500)
-#: the devices that go in by the add, not in the schedule request.
-ADDED = LARGE[MAX_CAMPAIGN_IMEIS:]
+#: the devices that go in by the schedule request, and those that go in by the add.
+SCHEDULED, ADDED = LARGE[:MAX_CAMPAIGN_IMEIS], LARGE[MAX_CAMPAIGN_IMEIS:]
 ADD_PATH = rf"^{FOTA}/campaigns/firmware/{ACCOUNT}/\w+$"
 CANCELLED = "campaign c0001 was cancelled (CampaignCancelled) so that it never runs with part of its devices"
+INVALID_DEVICE_LIST = {
+    "errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList",
+    "errorMessage": "Invalid device list",
+}
+NOT_IN_ACCOUNT = "Device not found in account."
+#: What an outcome says of devices an add answered 200 for but refused one by one.
+REFUSED_NOT_IN_ACCOUNT = f"refused by ThingSpace: {NOT_IN_ACCOUNT}"
+STILL_TO_CANCEL = (
+    "cancelling campaign c0001 failed too (cancellation failed): cancel it before it starts, or it upgrades "
+    "only part of the devices"
+)
+#: The adds fail so (status and body), are sent so many times, and the outcome says so
+#: (error code, bare message, retryable).
+ADD_FAILURES = [
+    pytest.param(
+        400,
+        INVALID_DEVICE_LIST,
+        1,
+        INVALID_DEVICE_LIST["errorCode"],
+        "Invalid device list",
+        False,
+        id="400",
+    ),
+    # lost: the campaign's report is read, the devices it lacks sent once more, lost again
+    pytest.param(
+        500,
+        {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"},
+        2,
+        "FOTA.INTERNAL",
+        "the answers to 'append' were lost twice (internal error); some may be changed",
+        True,
+        id="500",
+    ),
+    # not processed: retried by the connection's max_retries (2), then given up
+    pytest.param(
+        503,
+        {"errorCode": "FOTA.UNAVAILABLE", "errorMessage": "unavailable"},
+        3,
+        "FOTA.UNAVAILABLE",
+        "unavailable",
+        True,
+        id="503",
+    ),
+]
 
 
-def schedule_large(via: str, clock: FakeClock, devices: list[str] = LARGE) -> None:
-    """Schedule ``devices`` to start tomorrow, through the operator or the hook alone, on a
-    connection that retries."""
-    if via == "operator":
-        upgrade_operator(
-            clock,
-            imeis=devices,
-            campaign_start_date=TOMORROW,
-            verizon_thingspace_conn_id=RETRYING_CONN_ID,
-        ).execute(run_context())
-    else:
-        hook = VerizonThingSpaceHook(RETRYING_CONN_ID, clock=clock)
-        schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
+def schedule_large(clock: FakeClock, devices: list[str] = LARGE) -> None:
+    """Schedule ``devices`` to start tomorrow through the hook alone, on a connection that retries."""
+    hook = VerizonThingSpaceHook(RETRYING_CONN_ID, clock=clock)
+    schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
+
+
+def large_upgrade(clock: FakeClock, devices: list[str] = LARGE, **kwargs: Any) -> Any:
+    """The upgrade operator for ``devices``, starting tomorrow, on a connection that retries."""
+    return upgrade_operator(
+        clock,
+        imeis=devices,
+        campaign_start_date=TOMORROW,
+        verizon_thingspace_conn_id=RETRYING_CONN_ID,
+        **kwargs,
+    )
+
+
+def failed_upgrade(
+    operator: VerizonThingSpaceFirmwareUpgradeOperator, requested: list[str], *, try_number: int = 1
+) -> tuple[dict[str, Any], str]:
+    """Run ``operator`` as a task with fail_on_error: it must fail after pushing its outcome under
+    ``outcome``; return that outcome (checked against the documented shape) and the task's error."""
+    context = run_context(try_number=try_number)
+    with pytest.raises(IoTFleetOperationFailedError) as raised:
+        operator.execute(context)
+    outcome = raised.value.outcome
+    assert context["ti"].xcom == {OUTCOME_KEY: outcome}
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=requested)
+    assert set(outcome) == OUTCOME_KEYS | CAMPAIGN_FIELDS
+    return outcome, str(raised.value)
+
+
+def group(
+    error_code: str | None,
+    http_status: int | None,
+    message: str,
+    devices: list[str],
+    *,
+    retryable: bool = False,
+    attempted: bool = True,
+) -> dict[str, Any]:
+    """One ``failed`` error group of an outcome, as XCom carries it (ThingSpace sends no request id)."""
+    return {
+        "status": "failed",
+        "error_code": error_code,
+        "http_status": http_status,
+        "message": message,
+        "request_id": None,
+        "retryable": retryable,
+        "attempted": attempted,
+        "devices": devices,
+    }
+
+
+def cancelled(devices: list[str], left_out: int) -> dict[str, Any]:
+    """The group of the devices that were in campaign c0001 when it was cancelled for ``left_out``
+    others."""
+    return group(
+        "campaign_cancelled",
+        None,
+        f"campaign c0001 was cancelled (CampaignCancelled) because {left_out} of its devices could not "
+        "be added: it never runs with part of its devices",
+        devices,
+    )
+
+
+def nothing_done() -> dict[str, list[str]]:
+    return {"succeeded": [], "unchanged": [], "scheduled": [], "accepted": []}
 
 
 def assert_cancelled_and_nothing_else_left(fake: FakeCampaigns) -> None:
@@ -984,61 +1085,123 @@ def assert_cancelled_and_nothing_else_left(fake: FakeCampaigns) -> None:
     assert [c["status"] for c in fake.campaigns.values()] == ["CampaignCancelled"]
 
 
-@pytest.mark.parametrize("via", ["operator", "hook"])
-@pytest.mark.parametrize(
-    ("status", "body", "adds_sent"),
-    [
-        pytest.param(
-            400,
-            {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
-            1,
-            id="400",
-        ),
-        # lost: the campaign's report is read, the devices it lacks sent once more, lost again
-        pytest.param(500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}, 2, id="500"),
-        # not processed: retried by the connection's max_retries (2), then given up
-        pytest.param(503, {"errorCode": "FOTA.UNAVAILABLE", "errorMessage": "unavailable"}, 3, id="503"),
-    ],
-)
+@pytest.mark.parametrize(("status", "body", "adds_sent", "code", "says", "retryable"), ADD_FAILURES)
 def test_a_campaign_whose_add_fails_is_cancelled_naming_every_device_left_out(
-    fake: FakeCampaigns, clock: FakeClock, via: str, status: int, body: dict[str, str], adds_sent: int
+    fake: FakeCampaigns,
+    clock: FakeClock,
+    status: int,
+    body: dict[str, str],
+    adds_sent: int,
+    code: str,
+    says: str,
+    retryable: bool,
 ) -> None:
     fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (status, body)
 
     with pytest.raises(IoTFleetCampaignDevicesError) as raised:
-        schedule_large(via, clock)
+        schedule_large(clock)
 
     error = raised.value
     assert error.devices == ADDED
     assert error.campaign_status == "CampaignCancelled"
-    assert error.http_status == status
+    assert (error.http_status, error.error_code) == (status, code)
+    assert error.bare_message == says  # what groups these devices in an outcome: no vendor, path or id
     assert "500 of 500 devices could not be added to campaign c0001: " in str(error)
     assert CANCELLED in str(error)
     (post,) = fake.requests("POST", "/campaigns/firmware/")
-    assert post.json()["deviceList"] == LARGE[:MAX_CAMPAIGN_IMEIS]
+    assert post.json()["deviceList"] == SCHEDULED
     assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [ADDED] * adds_sent
     assert_cancelled_and_nothing_else_left(fake)
 
 
-@pytest.mark.parametrize("via", ["operator", "hook"])
+@pytest.mark.parametrize(("status", "body", "adds_sent", "code", "says", "retryable"), ADD_FAILURES)
+def test_an_upgrade_whose_add_fails_fails_every_device_of_its_cancelled_campaign(
+    fake: FakeCampaigns,
+    clock: FakeClock,
+    status: int,
+    body: dict[str, str],
+    adds_sent: int,
+    code: str,
+    says: str,
+    retryable: bool,
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (status, body)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    # The devices left out failed for the add's error; the others were in the campaign, cancelled.
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        group(code, status, says, ADDED, retryable=retryable),
+        cancelled(SCHEDULED, 500),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert message.startswith(
+        f"1500 of 1500 IMEIs not done: 500 failed with {code} (HTTP {status}): {says}; 1000 failed with "
+        "campaign_cancelled: campaign c0001 was cancelled (CampaignCancelled) because 500 of its devices "
+        "could not be added: it never runs with part of its devices. Every IMEI was tried"
+    )
+    assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [ADDED] * adds_sent
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_without_fail_on_error_a_cancelled_campaign_is_the_returned_outcome(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+    context = run_context()
+
+    outcome = large_upgrade(clock, fail_on_error=False).execute(context)
+
+    assert context["ti"].xcom == {}  # returned, not pushed: Airflow pushes it as return_value
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=LARGE)
+    assert outcome["counts"]["failed"] == 1500
+    assert outcome["errors"] == [
+        group(INVALID_DEVICE_LIST["errorCode"], 400, "Invalid device list", ADDED),
+        cancelled(SCHEDULED, 500),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert_cancelled_and_nothing_else_left(fake)
+
+
 def test_a_campaign_whose_add_refuses_some_devices_is_cancelled_naming_them(
-    fake: FakeCampaigns, clock: FakeClock, via: str
+    fake: FakeCampaigns, clock: FakeClock
 ) -> None:
     refused = [ADDED[0], ADDED[250], ADDED[-1]]
-    fake.refuse_devices = dict.fromkeys(refused, "Device not found in account.")
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
 
     with pytest.raises(IoTFleetCampaignDevicesError) as raised:
-        schedule_large(via, clock)
+        schedule_large(clock)
 
     assert raised.value.devices == refused
     assert raised.value.campaign_status == "CampaignCancelled"
     message = str(raised.value)
     assert (
-        f"3 of 500 devices could not be added to campaign c0001: {refused[0]} (Device not found in account.)"
-        in (message)
+        f"3 of 500 devices could not be added to campaign c0001: {refused[0]} ({NOT_IN_ACCOUNT})" in message
     )
     assert all(imei in message for imei in refused)
     assert CANCELLED in message
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_an_upgrade_whose_add_refuses_some_devices_fails_them_and_cancels_the_rest(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refused = [ADDED[0], ADDED[250], ADDED[-1]]
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        group(None, None, REFUSED_NOT_IN_ACCOUNT, refused),
+        cancelled([imei for imei in LARGE if imei not in refused], 3),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert message.startswith(
+        f"1500 of 1500 IMEIs not done: 3 failed with error: {REFUSED_NOT_IN_ACCOUNT}; 1497 failed with "
+        "campaign_cancelled: campaign c0001 was cancelled (CampaignCancelled) because 3 of its devices"
+    )
     assert_cancelled_and_nothing_else_left(fake)
 
 
@@ -1047,10 +1210,10 @@ def test_every_add_is_sent_after_one_refused_devices_so_the_error_names_them_all
 ) -> None:
     devices = imeis(2500)
     refused = [devices[1001], devices[2499]]  # one in each add
-    fake.refuse_devices = dict.fromkeys(refused, "Device not found in account.")
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
 
     with pytest.raises(IoTFleetCampaignDevicesError) as raised:
-        schedule_large("hook", clock, devices)
+        schedule_large(clock, devices)
 
     adds = fake.requests("PUT", ADD_PATH)
     assert [wire.json()["deviceList"] for wire in adds] == [devices[1000:2000], devices[2000:]]
@@ -1058,21 +1221,21 @@ def test_every_add_is_sent_after_one_refused_devices_so_the_error_names_them_all
     assert_cancelled_and_nothing_else_left(fake)
 
 
-@pytest.mark.parametrize("via", ["operator", "hook"])
-def test_when_cancelling_fails_too_the_error_says_the_campaign_is_still_to_cancel(
-    fake: FakeCampaigns, clock: FakeClock, via: str
-) -> None:
-    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
-        400,
-        {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
-    )
+def refuse_to_add_and_to_cancel(fake: FakeCampaigns) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
     fake.refuse[f"DELETE /campaigns/{ACCOUNT}/"] = (
         400,
         {"errorCode": "FOTA.REQUEST_FAILED.Backend", "errorMessage": "cancellation failed"},
     )
 
+
+def test_when_cancelling_fails_too_the_error_says_the_campaign_is_still_to_cancel(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refuse_to_add_and_to_cancel(fake)
+
     with pytest.raises(IoTFleetCampaignDevicesError) as raised:
-        schedule_large(via, clock)
+        schedule_large(clock)
 
     assert raised.value.devices == ADDED
     assert raised.value.campaign_status is None
@@ -1080,8 +1243,31 @@ def test_when_cancelling_fails_too_the_error_says_the_campaign_is_still_to_cance
     assert "cancelling campaign c0001 failed too (" in message
     assert "cancellation failed" in message
     assert "cancel it before it starts, or it upgrades only part of the devices" in message
+    # What groups the devices in an outcome says it too: the campaign still runs with the others.
+    assert raised.value.bare_message == f"Invalid device list; {STILL_TO_CANCEL}"
     assert len(fake.requests("DELETE")) == 1
     assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"  # what the message warns of
+
+
+def test_when_cancelling_fails_too_the_upgrade_leaves_the_rest_scheduled_and_says_to_cancel_it(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refuse_to_add_and_to_cancel(fake)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    # Still in a campaign that will run: scheduled, truly; the devices left out say to cancel it.
+    assert outcome["devices"] == {**nothing_done(), "scheduled": SCHEDULED}
+    assert outcome["errors"] == [
+        group(INVALID_DEVICE_LIST["errorCode"], 400, f"Invalid device list; {STILL_TO_CANCEL}", ADDED)
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", None)
+    assert message.startswith(
+        "500 of 1500 IMEIs not done: 500 failed with FOTA.REQUEST_FAILED.InvalidDeviceList (HTTP 400): "
+        f"Invalid device list; {STILL_TO_CANCEL}. Every IMEI was tried"
+    )
+    assert len(fake.requests("DELETE")) == 1
+    assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"
 
 
 @pytest.mark.parametrize("failure", ["request", "devices"])
@@ -1089,25 +1275,24 @@ def test_a_retry_whose_campaign_lacks_devices_it_cannot_add_cancels_it_naming_th
     fake: FakeCampaigns, clock: FakeClock, failure: str
 ) -> None:
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
-    fake.add_campaign(
-        name, "CampaignScheduled", LARGE[:MAX_CAMPAIGN_IMEIS], startDate=TOMORROW, endDate="2026-11-23"
-    )
+    fake.add_campaign(name, "CampaignScheduled", SCHEDULED, startDate=TOMORROW, endDate="2026-11-23")
     if failure == "request":
-        fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
-            400,
-            {"errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList", "errorMessage": "Invalid device list"},
-        )
+        fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
         left_out = ADDED
+        error = group(INVALID_DEVICE_LIST["errorCode"], 400, "Invalid device list", left_out)
     else:
         left_out = ADDED[:3]
-        fake.refuse_devices = dict.fromkeys(left_out, "Device not found in account.")
+        fake.refuse_devices = dict.fromkeys(left_out, NOT_IN_ACCOUNT)
+        error = group(None, None, REFUSED_NOT_IN_ACCOUNT, left_out)
 
-    retry = upgrade_operator(clock, imeis=LARGE, campaign_start_date=TOMORROW)
-    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
-        retry.execute(run_context(try_number=2))
+    outcome, _ = failed_upgrade(large_upgrade(clock), LARGE, try_number=2)
 
-    assert raised.value.devices == left_out
-    assert CANCELLED in str(raised.value)
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        error,
+        cancelled([imei for imei in LARGE if imei not in left_out], len(left_out)),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
     assert fake.requests("POST") == []  # reused, not scheduled again
     (add,) = fake.requests("PUT", ADD_PATH)
     assert add.json() == {"Type": "append", "deviceList": ADDED}
