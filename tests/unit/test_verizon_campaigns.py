@@ -437,6 +437,34 @@ def test_every_bad_input_is_named_before_any_request(
     assert fake.reads == []
 
 
+def test_schedule_campaign_sends_a_repeated_imei_once(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    first, second = imeis(2)
+    schedule(hook, [first, second, first])
+
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json()["deviceList"] == [first, second]
+
+    # Past the first request too: a repeat in an add would be refused as already in the campaign,
+    # which would cancel it.
+    devices = imeis(MAX_CAMPAIGN_IMEIS + 1, start=100)
+    schedule(
+        hook,
+        [*devices, devices[0], devices[-1]],
+        start_date=TOMORROW,
+        end_date="2026-11-23",
+        campaign_name="large-wave",
+    )
+
+    assert (
+        fake.requests("POST", "/campaigns/firmware/")[1].json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
+    )
+    (add,) = fake.requests("PUT", "/campaigns/firmware/")
+    assert add.json() == {"Type": "append", "deviceList": devices[MAX_CAMPAIGN_IMEIS:]}
+    assert fake.requests("DELETE") == []
+
+
 def test_a_lost_schedule_answer_finds_the_campaign_by_name_instead_of_sending_it_again(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns, events: list[Any]
 ) -> None:
@@ -1297,6 +1325,70 @@ def test_a_retry_whose_campaign_lacks_devices_it_cannot_add_cancels_it_naming_th
     (add,) = fake.requests("PUT", ADD_PATH)
     assert add.json() == {"Type": "append", "deviceList": ADDED}
     assert_cancelled_and_nothing_else_left(fake)
+
+
+# === retries that find their campaign ============================================================
+#
+# A retried task finds the campaign an earlier try scheduled by its name and reuses it. ThingSpace
+# takes added devices only before the start date: once the campaign has started, the devices it
+# lacks cannot join it, and it is not aborted for them (the others may be upgrading already).
+
+RUN_CAMPAIGN = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("status", "start", "end"),
+    [("CampaignScheduled", TODAY, TOMORROW), ("CampaignEnded", "2026-11-18", "2026-11-20")],
+    ids=["starts-today", "ended"],
+)
+def test_a_retry_whose_campaign_started_without_some_devices_fails_them_and_leaves_it_running(
+    fake: FakeCampaigns, clock: FakeClock, status: str, start: str, end: str
+) -> None:
+    campaign_id = fake.add_campaign(RUN_CAMPAIGN, status, imeis(2), startDate=start, endDate=end)
+
+    outcome, message = failed_upgrade(upgrade_operator(clock, imeis=imeis(4)), imeis(4), try_number=2)
+
+    started = (
+        f"campaign {campaign_id} started ({start}) before these devices could be added, and ThingSpace "
+        "adds devices only before the start date; upgrade them in another campaign"
+    )
+    assert outcome["devices"] == {**nothing_done(), "scheduled": imeis(2)}
+    assert outcome["errors"] == [group("campaign_started", None, started, imeis(2, start=2), attempted=False)]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, status)
+    assert (outcome["start_date"], outcome["end_date"]) == (start, end)
+    assert message.startswith(f"2 of 4 IMEIs not done: 2 failed (not sent) with campaign_started: {started}.")
+    # Nothing sent to change it: no add it would refuse, no cancel of the devices it does hold.
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.campaigns[campaign_id]["status"] == status
+    assert sorted(fake.devices[campaign_id]) == imeis(2)
+
+
+def test_a_retry_after_the_window_ended_reuses_its_campaign_where_a_new_one_is_refused(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    window = {"campaign_start_date": "2026-11-18", "campaign_end_date": "2026-11-20"}  # over: today is 11-21
+    campaign_id = fake.add_campaign(
+        RUN_CAMPAIGN, "CampaignEnded", imeis(3), startDate="2026-11-18", endDate="2026-11-20"
+    )
+
+    # The retry of the try that scheduled it in time: the campaign is what the task did, not refused.
+    outcome = upgrade_operator(clock, **window).execute(run_context(try_number=2))
+
+    assert outcome["devices"]["scheduled"] == imeis(3)
+    assert outcome["errors"] == []
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
+    assert (outcome["start_date"], outcome["end_date"]) == ("2026-11-18", "2026-11-20")
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+
+    # The same window for a campaign of another name: none to reuse, and a new one would never run.
+    fake.wires.clear()
+    with pytest.raises(IoTFleetValidationError) as raised:
+        upgrade_operator(clock, campaign_name="another-wave", **window).execute(run_context())
+    assert "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade" in str(
+        raised.value
+    )
+    assert {(wire.method, wire.path) for wire in fake.reads} == {("GET", HISTORY)}  # the look-up only
+    assert list(fake.campaigns) == [campaign_id]
 
 
 # === sensor and trigger ==========================================================================
