@@ -32,6 +32,7 @@ from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
+from airflow_provider_iotfleet.outcome import FleetOutcome
 from tests.fakes import (
     ICCID,
     ICCID_19,
@@ -732,6 +733,46 @@ def test_the_cisco_outcome_matches_the_documented_shape(
         "the answers to the edit were lost again and again (last: Unknown server error.); "
         "Control Center may have applied it: check the device"
     )
+
+
+def test_an_edit_whose_answer_and_read_back_are_both_lost_is_unknown_not_retryable(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    ok, lost = iccids(2)
+    requests_mock.put(f"{API}/devices/{ok}", json={"iccid": ok})
+    edit = requests_mock.put(
+        f"{API}/devices/{lost}", status_code=500, json=LOST, headers={"X-Request-Id": "req-lost"}
+    )
+    read_back = requests_mock.get(f"{API}/devices/{lost}", status_code=500, json=LOST)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[ok, lost], changes={"status": "ACTIVATED"}).execute(ctx)
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}
+    assert_edit_outcome(outcome, [ok, lost])
+    assert outcome["devices"] == done(succeeded=[ok])
+    says = (
+        "the answer to the edit was lost (Unknown server error.) and reading the device back failed too "
+        "(Unknown server error.); check the device"
+    )
+    assert outcome["errors"] == [
+        {
+            "status": "unknown",
+            "error_code": "30000001",
+            "http_status": 500,
+            "message": says,
+            "request_id": "req-lost",  # the edit's, not the read-back's
+            "retryable": False,  # it may have applied: check the device rather than send it again
+            "attempted": True,
+            "devices": [lost],
+        }
+    ]
+    assert FleetOutcome.from_xcom(outcome).ids_to_retry() == []
+    assert str(caught.value).startswith(
+        f"1 of 2 devices not done: 1 unknown with 30000001 (HTTP 500): {says}."
+    )
+    assert edit.call_count == 1  # never sent twice
+    assert read_back.call_count == 4  # the read-back is retried as reads are
 
 
 def test_300_devices_refused_the_same_way_are_one_error_group(
