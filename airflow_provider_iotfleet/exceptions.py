@@ -238,6 +238,8 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         failed, or not sent after it.
     :ivar campaign_status: the campaign's status after it was cancelled because of this (so that it
         never runs with part of its devices), else ``None``.
+    :ivar refused: ``{imei: the vendor's reason}`` for the devices the vendor refused one by one in an
+        answer (the others of :attr:`devices` were in or after a request that failed as a whole).
     """
 
     def __init__(
@@ -247,6 +249,7 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         # A default, because copying (with_message) and pickling rebuild an exception from its
         # message alone before they restore its fields: without one, that raised TypeError.
         devices: Sequence[str] = (),
+        refused: Mapping[str, str] | None = None,
         campaign_status: str | None = None,
         http_status: int | None = None,
         error_code: str | None = None,
@@ -263,4 +266,5 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
             bare_message=bare_message,
         )
         self.devices = list(devices)
+        self.refused = dict(refused or {})
         self.campaign_status = campaign_status

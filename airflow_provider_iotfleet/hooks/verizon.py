@@ -1012,6 +1012,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                     f"{VENDOR}: {len(left_out)} of {len(checked)} devices could not be {done} campaign "
                     f"{campaign_id}: {error.message}",
                     devices=left_out,
+                    refused=refused,
                     http_status=error.http_status,
                     error_code=error.error_code,
                     request_id=error.request_id,
@@ -1025,6 +1026,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 f"{VENDOR}: {len(refused)} of {len(checked)} devices could not be {done} campaign "
                 f"{campaign_id}: {shown}{more}",
                 devices=list(refused),
+                refused=refused,
                 vendor=VENDOR,
                 bare_message=f"refused by ThingSpace: {next(iter(refused.values()))}",
             )

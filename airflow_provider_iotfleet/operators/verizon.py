@@ -333,7 +333,11 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     lists of any size go in as a schedule of the first 1000 and adds of 1000 each, which ThingSpace
     takes only before the start date: a campaign of more than 1000 devices must start after today.
     A campaign is never left running with part of its devices: when some cannot be added, it is
-    cancelled and the task fails naming every device left out.
+    cancelled, and the outcome names the devices left out (``failed`` with the add's error, or with
+    ThingSpace's reason for each device it refused) and the others (``failed`` as
+    ``campaign_cancelled``; still ``scheduled`` if cancelling failed too, which the error then says).
+    A retry that finds its campaign already started does not abort it for devices it lacks: those
+    fail as ``campaign_started``.
 
     Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
     ``"upgrade_firmware"``; the devices are ``scheduled``: in the campaign, to upgrade within its
@@ -353,8 +357,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         default: the logical date's day (UTC), or today if that day has passed (a late run, a
         backfill): a campaign cannot start in the past.
     :param campaign_end_date: the last such day (templated); default: the day after
-        ``campaign_start_date``, so that a run late in the day still gets a whole day. A window that
-        has already ended is refused. (Not ``start_date``/``end_date``: those are every operator's
+        ``campaign_start_date``, so that a run late in the day still gets a whole day. A new campaign
+        whose window has already ended is refused (a retry still reuses its own). (Not ``start_date``/``end_date``: those are every operator's
         own, the task's scheduling dates.)
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
@@ -519,7 +523,11 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         others failed too when the campaign was cancelled (it never runs with part of its devices),
         or stay scheduled in it when cancelling failed."""
         left_out = set(error.devices)
-        outcome.fail([imei for imei in imeis if imei in left_out], error)
+        for imei in imeis:
+            if imei in error.refused:  # refused one by one: grouped by ThingSpace's own reason
+                outcome.refuse([imei], None, f"refused by ThingSpace: {error.refused[imei]}")
+            elif imei in left_out:
+                outcome.fail([imei], error)
         rest = [imei for imei in imeis if imei not in left_out]
         if campaign is not None:
             campaign_id = campaign["campaign_id"]

@@ -1233,6 +1233,21 @@ def test_an_upgrade_whose_add_refuses_some_devices_fails_them_and_cancels_the_re
     assert_cancelled_and_nothing_else_left(fake)
 
 
+def test_devices_refused_for_different_reasons_are_grouped_by_their_own_reason(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    in_another = "Device is in another campaign."
+    fake.refuse_devices = {ADDED[0]: NOT_IN_ACCOUNT, ADDED[1]: in_another, ADDED[2]: NOT_IN_ACCOUNT}
+
+    outcome, _ = failed_upgrade(large_upgrade(clock), LARGE)
+
+    assert outcome["errors"][:2] == [
+        group(None, None, REFUSED_NOT_IN_ACCOUNT, [ADDED[0], ADDED[2]]),
+        group(None, None, f"refused by ThingSpace: {in_another}", [ADDED[1]]),
+    ]
+    assert outcome["errors"][2]["error_code"] == "campaign_cancelled"
+
+
 def test_every_add_is_sent_after_one_refused_devices_so_the_error_names_them_all(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:
