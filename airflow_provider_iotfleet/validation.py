@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 
@@ -94,6 +95,47 @@ def control_character_problem(text: str) -> str | None:
         return None
     bad = sorted({repr(char) for char in text if ord(char) < 32 or ord(char) == 127})
     return f"contains control characters ({', '.join(bad)})" if bad else None
+
+
+#: Characters no identifier placed in a request path holds: each would end the segment, start a
+#: query or fragment, or start a percent escape (``%2e%2e`` is ``..`` to a server that decodes
+#: before it normalises the path); some servers take a backslash for ``/``.
+PATH_SEGMENT_RESERVED = frozenset("/\\?#%")
+_DOT_SEGMENTS = (".", "..")
+
+
+def dot_segment_problem(segment: str) -> str | None:
+    """Return why a URL path segment, as sent, would address another path, or ``None``.
+
+    Servers and the proxies before them normalise ``.`` and ``..`` away, some after decoding
+    ``%2e`` (``%252e`` when they decode twice) or ``%2F`` (so ``a%2F..%2Fb`` is three segments),
+    some after dropping a ``;parameter`` (``..;``). The segment is decoded until it no longer
+    changes, then every piece between slashes or backslashes is checked.
+    """
+    decoded = segment
+    while (once := unquote(decoded)) != decoded:  # each round shortens it: it ends
+        decoded = once
+    for piece in re.split(r"[/\\]", decoded):
+        if piece.split(";", 1)[0] in _DOT_SEGMENTS:
+            return f"is or holds a dot segment ({piece!r}), which would address another path"
+    return None
+
+
+def path_segment_problem(value: str) -> str | None:
+    """Return why ``value`` cannot be sent as one segment of a request path (an account name, a
+    campaign id, a project id), or ``None`` if it can.
+
+    It must be non-empty, without control characters, without any of :data:`PATH_SEGMENT_RESERVED`,
+    and not ``.`` or ``..`` (see :func:`dot_segment_problem`).
+    """
+    if not value:
+        return "is empty"
+    if problem := control_character_problem(value):
+        return problem
+    reserved = sorted(set(value) & PATH_SEGMENT_RESERVED)
+    if reserved:
+        return f"holds {', '.join(repr(char) for char in reserved)}, which a path segment cannot"
+    return dot_segment_problem(value)
 
 
 def luhn_check_digit(body: str) -> str:
@@ -407,11 +449,15 @@ def validate_campaign_name(value: Any) -> str:
 
 
 def validate_campaign_id(value: Any) -> str:
-    """Return a campaign id (ThingSpace's ``id``), or raise if it is empty or not a plain token."""
+    """Return a campaign id (ThingSpace's ``id``), stripped.
+
+    :raises IoTFleetValidationError: naming ``campaign_id`` when it is empty, not a string or
+        number, or not one plain path segment (see :func:`path_segment_problem`).
+    """
     text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text or any(char in text for char in "/?#%") or control_character_problem(text):
+    if problem := path_segment_problem(text):
         raise IoTFleetValidationError(
-            "campaign_id is invalid", [f"{value!r} is not a ThingSpace campaign id"]
+            "campaign_id is invalid", [f"{value!r} is not a ThingSpace campaign id: it {problem}"]
         )
     return text
 

@@ -43,6 +43,7 @@ from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     chunks,
+    path_segment_problem,
     validate_campaign_id,
     validate_campaign_name,
     validate_campaign_schedule,
@@ -531,13 +532,23 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def resolve_account(self, account_name: str | None = None) -> str:
         """Return ``account_name``, or the connection's ``account_name`` extra when it is not given.
 
-        :raises IoTFleetValidationError: when neither is set, or the name is blank or not a string.
+        :raises IoTFleetValidationError: when neither is set, or the name is blank, not a string, or
+            not one plain path segment (``.``, ``..``, a ``/`` or ``%`` would send the request, with
+            its credentials, to another path).
         """
         account = account_name if account_name is not None else self.settings.get_str("account_name")
         if not isinstance(account, str) or not account.strip():
             raise IoTFleetValidationError(
                 "account_name is missing",
                 [f"pass account_name or set the 'account_name' extra of {self.settings.label}"],
+            )
+        if problem := path_segment_problem(account.strip()):
+            source = (
+                "" if account_name is not None else f" (the 'account_name' extra of {self.settings.label})"
+            )
+            raise IoTFleetValidationError(
+                "account_name is invalid",
+                [f"{account!r}{source} is not a ThingSpace account name: it {problem}"],
             )
         return account.strip()
 
