@@ -590,6 +590,49 @@ def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dic
 # --- rendered operator and sensor inputs ---------------------------------------------------------
 
 
+#: How deep a rendered input may nest: a list of devices, each a mapping of fields, is 2 levels;
+#: anything much deeper is a mistake, and would exhaust the stack of whatever reads it.
+MAX_INPUT_NESTING = 32
+
+
+def _parse_literal(text: str, name: str) -> Any:
+    """Return ``text`` parsed as JSON, else as a Python literal, else ``text`` itself.
+
+    :raises IoTFleetValidationError: naming ``name`` when the literal nests too deeply to parse.
+    """
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError):
+            continue
+        except (RecursionError, MemoryError):  # "[[[[...]]]]" thousands deep: json recurses per level
+            raise _too_deep(name) from None
+    return text
+
+
+def _too_deep(name: str) -> IoTFleetValidationError:
+    return IoTFleetValidationError(
+        f"{name} is nested too deeply",
+        [f"it nests lists or mappings more than {MAX_INPUT_NESTING} levels deep; pass a flat list of items"],
+    )
+
+
+def _check_nesting(value: Any, name: str) -> None:
+    """Raise if ``value`` nests lists, tuples or mappings more than :data:`MAX_INPUT_NESTING` deep.
+
+    Iterative, so that the check itself cannot exhaust the stack the way a later ``repr`` would.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        children = current.values() if isinstance(current, Mapping) else current
+        for child in children:
+            if isinstance(child, list | tuple | Mapping):
+                if depth >= MAX_INPUT_NESTING:
+                    raise _too_deep(name)
+                pending.append((child, depth + 1))
+
+
 def as_item_list(value: Any, name: str) -> list[Any]:
     """Return a rendered operator input as a list.
 
@@ -597,17 +640,13 @@ def as_item_list(value: Any, name: str) -> list[Any]:
     the XComArg to a list, or a lazy sequence for mapped upstreams), or a string that renders to a
     list literal (JSON or Python, as Jinja renders a list without ``render_template_as_native_obj``).
 
-    :raises IoTFleetValidationError: for a plain string, a mapping, or anything that is not a list.
+    :raises IoTFleetValidationError: naming ``name`` for a plain string, a mapping, anything that is
+        not a list, or a list nested more than :data:`MAX_INPUT_NESTING` levels deep.
     """
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            for parse in (json.loads, ast.literal_eval):
-                try:
-                    value = parse(text)
-                    break
-                except (ValueError, SyntaxError):
-                    continue
+            value = _parse_literal(text, name)
         if isinstance(value, str):
             raise IoTFleetValidationError(
                 f"{name} must be a list",
@@ -618,22 +657,20 @@ def as_item_list(value: Any, name: str) -> list[Any]:
             )
     if isinstance(value, bytes | Mapping) or not isinstance(value, Iterable):
         raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
-    return list(value)
+    items = list(value)
+    _check_nesting(items, name)
+    return items
 
 
 def as_mapping(value: Any, name: str) -> dict[str, Any]:
     """Return a rendered operator input as a dict: a mapping, or a string that renders to a dict
     literal (JSON or Python, as Jinja renders one without ``render_template_as_native_obj``).
 
-    :raises IoTFleetValidationError: for anything else.
+    :raises IoTFleetValidationError: naming ``name`` for anything else, or a mapping nested more
+        than :data:`MAX_INPUT_NESTING` levels deep.
     """
     if isinstance(value, str) and value.strip().startswith("{"):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                value = parse(value.strip())
-                break
-            except (ValueError, SyntaxError):
-                continue
+        value = _parse_literal(value.strip(), name)
     if not isinstance(value, Mapping):
         raise IoTFleetValidationError(
             f"{name} must be a mapping",
@@ -642,7 +679,9 @@ def as_mapping(value: Any, name: str) -> dict[str, Any]:
                 "(or set render_template_as_native_obj=True on the DAG)"
             ],
         )
-    return dict(value)
+    result = dict(value)
+    _check_nesting(result, name)
+    return result
 
 
 def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:

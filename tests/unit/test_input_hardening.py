@@ -17,7 +17,9 @@ from airflow_provider_iotfleet.exceptions import (
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.http import Call, ErrorMapping, VendorErrorBody, VendorHttpClient
-from tests.fakes import IMEI, FakeClock, luhn_complete
+from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.validation import as_item_list, as_mapping
+from tests.fakes import IMEI, FakeClock, luhn_complete, operator_context
 
 #: Dot segments, plain and in the forms servers and proxies decode or strip before normalising.
 DOT_SEGMENTS = [
@@ -149,3 +151,56 @@ def test_the_core_sends_paths_with_dots_that_are_not_dot_segments(
     route = requests_mock.get(f"https://api.example.test/v1/{path}", json={})
     _client(clock).send(Call("GET", path))
     assert route.call_count == 1
+
+
+# === deeply nested templates ======================================================================
+
+
+def _nested_list(depth: int) -> list[Any]:
+    nested: list[Any] = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 100_000 + "]" * 100_000,  # json recurses per level: RecursionError
+        "[" * 5_000 + "]" * 5_000,
+        "[" * 40 + "]" * 40,  # parses, but nothing reads it safely (repr in a message recurses too)
+        _nested_list(5_000),  # the same, rendered as a native object
+    ],
+    ids=["100000-deep-text", "5000-deep-text", "40-deep-text", "5000-deep-list"],
+)
+def test_a_deeply_nested_list_is_a_validation_error_naming_the_argument(value: Any) -> None:
+    with pytest.raises(IoTFleetValidationError, match="imeis is nested too deeply"):
+        as_item_list(value, "imeis")
+
+
+def test_a_deeply_nested_mapping_template_is_a_validation_error_naming_the_argument() -> None:
+    with pytest.raises(IoTFleetValidationError, match="changes is nested too deeply"):
+        as_mapping('{"a": ' * 5_000 + "1" + "}" * 5_000, "changes")
+
+
+def test_shallow_inputs_still_parse() -> None:
+    edits = '[{"iccid": "89014103211118510720", "status": "ACTIVATED"}]'
+    assert as_item_list(edits, "edits") == [{"iccid": "89014103211118510720", "status": "ACTIVATED"}]
+    assert as_mapping("{'status': 'ACTIVATED'}", "changes") == {"status": "ACTIVATED"}
+
+
+def test_an_operator_given_a_deeply_nested_template_fails_validation_before_any_request(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "huawei_roma_default",
+        "huawei_roma",
+        host="https://roma.cn-north-4.myhuaweicloud.com",
+        login="ak-123",
+        password="sk-secret-456",
+        extra={"project_id": "p1", "instance_id": "i1"},
+    )
+    operator = HuaweiRomaForceOfflineOperator(task_id="t", device_ids="[" * 50_000 + "]" * 50_000)
+    with pytest.raises(IoTFleetValidationError, match="device_ids is nested too deeply"):
+        operator.execute(operator_context())  # type: ignore[arg-type]
+    assert requests_mock.call_count == 0
