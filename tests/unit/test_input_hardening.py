@@ -14,7 +14,9 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetConfigurationError,
     IoTFleetValidationError,
 )
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.http import Call, ErrorMapping, VendorErrorBody, VendorHttpClient
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
@@ -204,3 +206,104 @@ def test_an_operator_given_a_deeply_nested_template_fails_validation_before_any_
     with pytest.raises(IoTFleetValidationError, match="device_ids is nested too deeply"):
         operator.execute(operator_context())  # type: ignore[arg-type]
     assert requests_mock.call_count == 0
+
+
+# === connection URLs that do not parse ============================================================
+
+HOOKS: dict[str, type[Any]] = {
+    "verizon_thingspace": VerizonThingSpaceHook,
+    "cisco_control_center": CiscoControlCenterHook,
+    "paloalto_iot": PaloAltoIoTSecurityHook,
+    "huawei_roma": HuaweiRomaConnectHook,
+}
+PASSWORD = "client-secret-never-shown-1"
+VERIZON_EXTRA = {"m2m_username": "u", "m2m_password": "uws-password-987"}
+ROMA_IAM_EXTRA = {
+    "auth_type": "iam_token",
+    "project_id": "p1",
+    "instance_id": "i1",
+    "domain_name": "d",
+    "region": "cn-north-4",
+}
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "fields", "field"),
+    [
+        ("verizon_thingspace", {"host": "https://[::1", "extra": VERIZON_EXTRA}, "host"),
+        ("cisco_control_center", {"host": "https://[::1:8443/rws"}, "host"),
+        ("cisco_control_center", {"host": "https://[not-an-address]"}, "host"),
+        ("cisco_control_center", {"host": "https://[::1]x"}, "host"),
+        ("paloalto_iot", {"host": "https://tenant.iot.paloaltonetworks.com]"}, "host"),
+        (
+            "verizon_thingspace",
+            {
+                "host": "https://thingspace.verizon.com",
+                "extra": {**VERIZON_EXTRA, "oauth_url": "https://[::1/t"},
+            },
+            "extra 'oauth_url'",
+        ),
+        (
+            "verizon_thingspace",
+            {
+                "host": "https://thingspace.verizon.com",
+                "extra": {**VERIZON_EXTRA, "m2m_login_url": "https://[fe80::1"},
+            },
+            "extra 'm2m_login_url'",
+        ),
+        (
+            "paloalto_iot",
+            {"extra": {"auth_type": "scm", "tsg_id": "1234", "auth_url": "https://[::1/oauth2"}},
+            "extra 'auth_url'",
+        ),
+        (
+            "huawei_roma",
+            {"host": "https://roma.example.com", "extra": {**ROMA_IAM_EXTRA, "iam_endpoint": "https://[::1"}},
+            "extra 'iam_endpoint'",
+        ),
+    ],
+    ids=[
+        "verizon-host",
+        "cisco-host",
+        "cisco-bracketed-name",
+        "cisco-after-bracket",
+        "paloalto-stray-bracket",
+        "verizon-oauth_url",
+        "verizon-m2m_login_url",
+        "paloalto-auth_url",
+        "huawei-iam_endpoint",
+    ],
+)
+def test_a_url_that_does_not_parse_is_a_configuration_error_naming_connection_and_field(
+    set_connection: Callable[..., None],
+    requests_mock: rm.Mocker,
+    conn_type: str,
+    fields: dict[str, Any],
+    field: str,
+) -> None:
+    set_connection("bad_url", conn_type, login="client", password=PASSWORD, **fields)
+    with pytest.raises(IoTFleetConfigurationError) as caught:
+        HOOKS[conn_type]("bad_url").client  # noqa: B018 - building the client reads every URL
+    message = str(caught.value)
+    assert message.startswith("Connection 'bad_url' (")
+    assert f": {field} " in message
+    ok, said = HOOKS[conn_type]("bad_url").test_connection()  # the UI's Test button: no raw ValueError
+    assert not ok and field in said
+    assert PASSWORD not in message + said
+    assert requests_mock.call_count == 0
+
+
+def test_a_password_pasted_into_the_host_is_not_quoted(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker
+) -> None:
+    set_connection(
+        "bad_url",
+        "cisco_control_center",
+        host="https://fleet:hunter2-in-host@[::1",
+        login="u",
+        password=PASSWORD,
+    )
+    with pytest.raises(IoTFleetConfigurationError, match="is not a valid URL") as caught:
+        CiscoControlCenterHook("bad_url").client  # noqa: B018 - building the client reads the host
+    assert "hunter2-in-host" not in str(caught.value)
+    assert "https://***@[::1" in str(caught.value)
