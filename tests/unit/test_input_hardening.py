@@ -13,6 +13,7 @@ import requests_mock as rm
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetConfigurationError,
     IoTFleetValidationError,
+    IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
@@ -307,3 +308,116 @@ def test_a_password_pasted_into_the_host_is_not_quoted(
         CiscoControlCenterHook("bad_url").client  # noqa: B018 - building the client reads the host
     assert "hunter2-in-host" not in str(caught.value)
     assert "https://***@[::1" in str(caught.value)
+
+
+# === ThingSpace listings whose cursor does not move forward =======================================
+
+LISTINGS: dict[str, Callable[[VerizonThingSpaceHook], Any]] = {
+    "iter_fota_devices": lambda hook: list(hook.iter_fota_devices()),
+    "iter_fota_devices(imeis)": lambda hook: list(hook.iter_fota_devices([imei(1), imei(2)])),
+    "firmware_versions": lambda hook: hook.firmware_versions([imei(1), imei(2)]),
+    "iter_campaign_devices": lambda hook: list(hook.iter_campaign_devices(CAMPAIGN)),
+    "campaign_progress": lambda hook: hook.campaign_progress(CAMPAIGN),
+}
+#: More pages than any of these listings may ask for: past it, the fake ends the listing, so that a
+#: listing that would run for ever ends the test (failing it) instead of hanging it.
+PAGE_LIMIT = 50
+
+
+class Pages:
+    """Answers a ThingSpace device listing page by page from ``answer(last_seen, number)``, which
+    returns ``(device ids, next lastSeenDeviceId or None)``; each answer carries a request id."""
+
+    def __init__(self, answer: Callable[[str, int], tuple[list[str], str | None]]) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def __call__(self, request: Any, context: Any) -> dict[str, Any]:
+        last_seen = request.qs["lastseendeviceid"][0]
+        self.asked.append(last_seen)
+        context.headers["X-Request-Id"] = f"req-{len(self.asked)}"
+        ids, cursor = self.answer(last_seen, len(self.asked))
+        more = cursor is not None and len(self.asked) < PAGE_LIMIT
+        return {
+            "hasMoreData": more,
+            "lastSeenDeviceId": cursor if more else None,
+            "deviceList": [
+                {"deviceId": device_id, "status": "Queued", "firmware": "1.0"} for device_id in ids
+            ],
+        }
+
+
+def serve(requests_mock: rm.Mocker, hook: VerizonThingSpaceHook, pages: Pages) -> None:
+    """Answer every device listing of the connection's account, and campaign ``c0001``, with ``pages``."""
+    account = hook.resolve_account()
+    fota = hook.client.url("")
+    requests_mock.get(f"{fota}devices/{account}", json=pages)
+    requests_mock.post(f"{fota}devices/{account}", json=pages)
+    requests_mock.get(f"{fota}reports/{account}/campaigns/{CAMPAIGN}/devices", json=pages)
+    requests_mock.get(
+        f"{fota}campaigns/{account}/{CAMPAIGN}", json={"id": CAMPAIGN, "status": "CampaignScheduled"}
+    )
+
+
+@pytest.mark.parametrize("listing", list(LISTINGS), ids=list(LISTINGS))
+def test_a_cursor_moving_back_over_the_same_devices_stops_at_the_second_page(
+    thingspace_hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, listing: str
+) -> None:
+    first, second = imei(1), imei(2)
+
+    def backwards(last_seen: str, number: int) -> tuple[list[str], str | None]:
+        # Never the same cursor twice, so a listing that only remembered its cursors paged on.
+        return [first, second], second if last_seen == "0" else str(int(last_seen) - 1)
+
+    pages = Pages(backwards)
+    serve(requests_mock, thingspace_hook, pages)
+    with pytest.raises(IoTFleetVendorResponseError, match="the listing does not move forward") as caught:
+        LISTINGS[listing](thingspace_hook)
+    assert pages.asked == ["0", second]
+    assert caught.value.request_id == "req-2"
+
+
+def test_a_cursor_moving_back_over_new_devices_is_an_error(
+    thingspace_hook: VerizonThingSpaceHook, requests_mock: rm.Mocker
+) -> None:
+    def backwards(last_seen: str, number: int) -> tuple[list[str], str | None]:
+        return [imei(number)], imei(100 - number)
+
+    pages = Pages(backwards)
+    serve(requests_mock, thingspace_hook, pages)
+    with pytest.raises(
+        IoTFleetVendorResponseError,
+        match=f"lastSeenDeviceId \\({imei(98)}\\) not past the lastSeenDeviceId \\({imei(99)}\\)",
+    ) as caught:
+        list(thingspace_hook.iter_fota_devices())
+    assert len(pages.asked) == 2
+    assert caught.value.request_id == "req-2"
+
+
+def test_a_page_repeating_a_device_of_the_page_before_is_an_error(
+    thingspace_hook: VerizonThingSpaceHook, requests_mock: rm.Mocker
+) -> None:
+    def overlapping(last_seen: str, number: int) -> tuple[list[str], str | None]:
+        return [imei(number), imei(number + 1)], imei(number + 1)  # the cursor moves, the pages overlap
+
+    pages = Pages(overlapping)
+    serve(requests_mock, thingspace_hook, pages)
+    with pytest.raises(IoTFleetVendorResponseError, match=f"again \\(e.g. {imei(2)}\\)") as caught:
+        list(thingspace_hook.iter_fota_device_pages())
+    assert len(pages.asked) == 2
+    assert caught.value.request_id == "req-2"
+
+
+def test_cursors_are_compared_as_numbers_when_both_are_digits(
+    thingspace_hook: VerizonThingSpaceHook, requests_mock: rm.Mocker
+) -> None:
+    script = {"0": (["98", "99"], "99"), "99": (["100"], "100"), "100": (["101"], None)}
+    pages = Pages(lambda last_seen, number: script[last_seen])
+    serve(requests_mock, thingspace_hook, pages)
+    assert [device["device_id"] for device in thingspace_hook.iter_fota_devices()] == [
+        "98",
+        "99",
+        "100",
+        "101",
+    ]
+    assert pages.asked == ["0", "99", "100"]  # "100" < "99" as text: a text comparison stopped here
