@@ -268,3 +268,15 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         self.devices = list(devices)
         self.refused = dict(refused or {})
         self.campaign_status = campaign_status
+
+
+class IoTFleetOutputError(IoTFleetError):
+    """An operator's output file (the FOTA export) could not be written or put in place; the
+    target is as it was, and the temporary file was removed.
+
+    :ivar path: where the output was to go, as the operator reports it.
+    """
+
+    def __init__(self, message: str, *, path: str, vendor: str | None = None) -> None:
+        super().__init__(message, vendor=vendor)
+        self.path = path

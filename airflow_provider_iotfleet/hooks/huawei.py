@@ -46,6 +46,7 @@ from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
+    path_segment_problem,
     validate_roma_device_ids,
     validate_whole_number,
 )
@@ -384,8 +385,21 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
 
     @cached_property
     def _devices_path(self) -> str:
-        project_id = self.settings.require_str("project_id", "Huawei Cloud project id")
-        instance_id = self.settings.require_str("instance_id", "ROMA Connect instance id")
+        """``v2/{project_id}/link/instances/{instance_id}/devices``, from the connection's extras.
+
+        :raises IoTFleetConfigurationError: when an extra is missing or not one plain path segment
+            (``..`` or a ``/`` would send the signed request to another path).
+        """
+        segments = []
+        for key, what in (
+            ("project_id", "Huawei Cloud project id"),
+            ("instance_id", "ROMA Connect instance id"),
+        ):
+            value = self.settings.require_str(key, what)
+            if problem := path_segment_problem(value):
+                raise self.settings.error(f"extra {key!r} {value!r} is not a {what}: it {problem}")
+            segments.append(quote(value, safe=""))
+        project_id, instance_id = segments
         return f"v2/{project_id}/link/instances/{instance_id}/devices"
 
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:

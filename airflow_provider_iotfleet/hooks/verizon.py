@@ -43,6 +43,7 @@ from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     chunks,
+    path_segment_problem,
     validate_campaign_id,
     validate_campaign_name,
     validate_campaign_schedule,
@@ -342,10 +343,12 @@ def _is_device_id(value: Any) -> bool:
 
 
 def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "lastSeenDeviceId") -> str | None:
-    """The ``lastSeenDeviceId`` (or other ``cursor`` field) to ask for next, or ``None`` after the last page.
+    """The ``cursor`` field to ask for next, or ``None`` after the last page, in a listing whose order
+    ThingSpace does not document (campaigns, by ``lastSeenCampaignId``); device listings, in IMEI
+    order, are checked by :class:`_DevicePages`.
 
-    :param seen: the cursors asked for so far in this listing; one coming back again (a cursor that
-        does not move, or one that cycles) would page forever, so it is an error.
+    :param seen: the cursors asked for so far in this listing (one per page); one coming back again
+        (a cursor that does not move, or one that cycles) would page forever, so it is an error.
     """
     if not reply.field("hasMoreData", bool, required=False):
         return None
@@ -359,6 +362,62 @@ def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "last
             request_id=reply.request_id,
         )
     return next_seen
+
+
+def _cursor_after(cursor: str, previous: str) -> bool:
+    """Whether ``cursor`` comes after ``previous``: as numbers when both are digits (IMEIs, and the
+    ``0`` of the first page), else as text."""
+    if cursor.isascii() and cursor.isdigit() and previous.isascii() and previous.isdigit():
+        return int(cursor) > int(previous)
+    return cursor > previous
+
+
+class _DevicePages:
+    """Where a device listing paged by ``lastSeenDeviceId`` stands, each page checked to move it on.
+
+    ThingSpace lists devices in IMEI order, each page starting after the IMEI it was asked for. A
+    cursor that does not move forward, or a page holding a device of the page before, means the
+    listing would run for ever (one ran 3,000 pages of the same devices with a cursor moving back):
+    both are errors. Only the previous page's ids are kept, so memory stays one page's worth
+    whatever the account's size.
+    """
+
+    def __init__(self) -> None:
+        #: what the next request asks for; ``None`` once the last page has been read.
+        self.last_seen: str | None = "0"
+        self._previous_ids: frozenset[str] = frozenset()
+
+    def turn(self, reply: Reply, items: Sequence[dict[str, Any]]) -> None:
+        """Check the page ``reply`` brought (its ``items``), then move :attr:`last_seen` on.
+
+        :raises IoTFleetVendorResponseError: for a device of the previous page again, or
+            ``hasMoreData`` with a cursor that does not come after the one asked for.
+        """
+        asked = self.last_seen or "0"
+        ids = frozenset(str(item["deviceId"]) for item in items if item.get("deviceId") is not None)
+        repeated = ids & self._previous_ids
+        if repeated:
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"{len(repeated)} devices of the page before again (e.g. {min(repeated)}) after "
+                f"lastSeenDeviceId {asked}: the listing does not move forward",
+                request_id=reply.request_id,
+            )
+        self._previous_ids = ids
+        if not reply.field("hasMoreData", bool, required=False):
+            self.last_seen = None
+            return
+        cursor = str(reply.field("lastSeenDeviceId", (str, int)))
+        if not _cursor_after(cursor, asked):
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"hasMoreData and a lastSeenDeviceId ({cursor}) not past the lastSeenDeviceId ({asked}) "
+                "it had already sent: it would page forever",
+                request_id=reply.request_id,
+            )
+        self.last_seen = cursor
 
 
 def sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
@@ -531,13 +590,23 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def resolve_account(self, account_name: str | None = None) -> str:
         """Return ``account_name``, or the connection's ``account_name`` extra when it is not given.
 
-        :raises IoTFleetValidationError: when neither is set, or the name is blank or not a string.
+        :raises IoTFleetValidationError: when neither is set, or the name is blank, not a string, or
+            not one plain path segment (``.``, ``..``, a ``/`` or ``%`` would send the request, with
+            its credentials, to another path).
         """
         account = account_name if account_name is not None else self.settings.get_str("account_name")
         if not isinstance(account, str) or not account.strip():
             raise IoTFleetValidationError(
                 "account_name is missing",
                 [f"pass account_name or set the 'account_name' extra of {self.settings.label}"],
+            )
+        if problem := path_segment_problem(account.strip()):
+            source = (
+                "" if account_name is not None else f" (the 'account_name' extra of {self.settings.label})"
+            )
+            raise IoTFleetValidationError(
+                "account_name is invalid",
+                [f"{account!r}{source} is not a ThingSpace account name: it {problem}"],
             )
         return account.strip()
 
@@ -577,10 +646,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def _device_pages(
         self, path: str, body: dict[str, Any] | None, protocol: str | None
     ) -> Iterator[list[dict[str, Any]]]:
-        last_seen: str = "0"
-        cursors: set[str] = set()
-        while True:
-            params = {"lastSeenDeviceId": last_seen}
+        pages = _DevicePages()
+        while pages.last_seen is not None:
+            params = {"lastSeenDeviceId": pages.last_seen}
             if protocol:
                 params["protocol"] = protocol.upper()
             reply = self.client.send(
@@ -595,11 +663,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 raise malformed_response(
                     VENDOR, reply.action, "a device without a deviceId", request_id=reply.request_id
                 )
+            pages.turn(reply, items)  # before the page goes out: a repeated page never reaches the caller
             yield [normalise_device(item) for item in items]
-            next_seen = _next_page(reply, last_seen, cursors)
-            if next_seen is None:
-                return
-            last_seen = next_seen
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None
@@ -625,13 +690,13 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         firmware: dict[str, str | None] = {}
         for start in range(0, len(checked), MAX_LIST_IMEIS):
             body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
-            last_seen: str | None = "0"
-            cursors: set[str] = set()
-            while last_seen is not None:
-                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": last_seen}, json=body)]
-                for item in reply.objects("deviceList"):
+            pages = _DevicePages()
+            while pages.last_seen is not None:
+                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": pages.last_seen}, json=body)]
+                items = reply.objects("deviceList")
+                pages.turn(reply, items)
+                for item in items:
                     firmware[str(item.get("deviceId"))] = item.get("firmware")
-                last_seen = _next_page(reply, last_seen, cursors)
         return firmware
 
     def iter_fota_devices(
@@ -1157,12 +1222,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         path = _campaign_report_path(self.resolve_account(account_name), campaign_id)
 
         def pages() -> Iterator[dict[str, Any]]:
-            last_seen: str | None = "0"
-            cursors: set[str] = set()
-            while last_seen is not None:
-                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": last_seen}))
-                yield from (normalise_campaign_device(item) for item in reply.objects("deviceList"))
-                last_seen = _next_page(reply, last_seen, cursors)
+            paging = _DevicePages()
+            while paging.last_seen is not None:
+                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": paging.last_seen}))
+                items = reply.objects("deviceList")
+                paging.turn(reply, items)
+                yield from (normalise_campaign_device(item) for item in items)
 
         return pages()
 
@@ -1182,12 +1247,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         campaign = yield from self._campaign_plan(campaign_id, account)
         path = _campaign_report_path(account, campaign_id)
         devices: list[dict[str, Any]] = []
-        last_seen: str | None = "0"
-        cursors: set[str] = set()
-        while last_seen is not None:
-            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": last_seen})]
-            devices.extend(normalise_campaign_device(item) for item in reply.objects("deviceList"))
-            last_seen = _next_page(reply, last_seen, cursors)
+        pages = _DevicePages()
+        while pages.last_seen is not None:
+            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": pages.last_seen})]
+            items = reply.objects("deviceList")
+            pages.turn(reply, items)
+            devices.extend(normalise_campaign_device(item) for item in items)
         return CampaignProgress(campaign, devices)
 
     def _check_connection(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,7 @@ from airflow.sdk import Asset
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetCampaignDevicesError,
     IoTFleetError,
+    IoTFleetOutputError,
     IoTFleetValidationError,
 )
 from airflow_provider_iotfleet.hooks.verizon import (
@@ -44,7 +46,7 @@ from airflow_provider_iotfleet.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_XCOM_DEVICES = 10_000
 
@@ -57,8 +59,11 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         {"account_name", "device_count", "pages", "devices": [normalised device dicts]}
 
     With ``output_path`` they are streamed to a JSON Lines file as the pages arrive (one page in
-    memory at a time, whatever the fleet size), written under a temporary name and renamed when
-    complete, so a failed or retried task never leaves a partial file or duplicates::
+    memory at a time, whatever the fleet size), written under a temporary name of the try's own and
+    renamed over the target when complete, so the target only ever holds a whole listing, even when
+    tries of one task instance overlap (the last rename wins). A try that fails removes its
+    temporary file; one killed outright leaves it (``.{file name}.*.partial`` beside the target),
+    and no later try removes it, since it could belong to a try still running::
 
         {"account_name", "device_count", "pages", "path"}
 
@@ -70,8 +75,10 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
     :param account_name: the billing account (templated); default: the connection's ``account_name``.
     :param imeis: only these devices (templated, or an upstream task's output).
     :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` (templated).
-    :param output_path: a local path or any ``ObjectStoragePath`` URI (``s3://...``, ``file://...``),
-        templated, e.g. ``"/data/fota/{{ ds }}.jsonl"``.
+    :param output_path: the file to write: a local path (relative ones are taken from the
+        worker's working directory) or any ``ObjectStoragePath`` URI (``s3://...``,
+        ``file:///absolute/path``), templated, e.g. ``"/data/fota/{{ ds }}.jsonl"``. Not an existing
+        directory; ``file://`` URIs must be absolute (``file://data/x`` is refused, not guessed).
     :param max_xcom_devices: the most devices returned in XCom without ``output_path``.
     :param verizon_thingspace_conn_id: the Airflow connection.
     """
@@ -99,6 +106,7 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
 
     def operate(self, context: Context) -> OperationResult:
         account = self.hook.resolve_account(self.account_name)
+        output = _output_target(self.output_path) if self.output_path else None
         requested: list[str] | None = None
         duplicates = 0
         if self.imeis is not None:
@@ -124,8 +132,8 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         )
         listing = _Listing(pages, progress, track_ids=requested is not None)
         outcome: dict[str, Any] = {"account_name": account}
-        if self.output_path:
-            outcome["path"] = self._write_json_lines(listing, str(self.output_path), context)
+        if output is not None:
+            outcome["path"] = self._write_json_lines(listing, *output, context)
         else:
             outcome["devices"] = self._collect(listing)
         outcome.update(device_count=listing.devices, pages=listing.pages)
@@ -159,26 +167,35 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 )
         return devices
 
-    def _write_json_lines(self, listing: _Listing, output_path: str, context: Context) -> str:
-        """Write the devices to ``output_path`` atomically; return where they are."""
-        from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
+    def _write_json_lines(
+        self, listing: _Listing, location: str, target: ObjectStoragePath, context: Context
+    ) -> str:
+        """Stream the devices to ``target`` as JSON Lines under a temporary name of this try's own
+        (:func:`_attempt_key`), then rename that whole file over ``target``.
 
-        is_uri = len(urlsplit(output_path).scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
-        location = output_path if is_uri else os.path.abspath(os.path.expanduser(output_path))
-        target = ObjectStoragePath(location if is_uri else f"file://{location}")
-        # The same name on every try of this task instance: a retry overwrites what a killed try
-        # left, and the target only ever appears complete, by rename.
+        :return: ``location``, how the outcome reports the file.
+        :raises IoTFleetOutputError: naming ``location`` when the file cannot be written or renamed
+            (the temporary file is removed first; the target is as it was).
+        """
         partial = target.parent / f".{target.name}.{_attempt_key(context)}.partial"
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with partial.open("w") as out:
                 # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
                 for page in listing.pages_of_devices():
                     out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
-            partial.replace(target)
+            _rename(partial, target)
+        # The listing raises only IoTFleetErrors (the transport maps requests' OSErrors): an OSError
+        # here is the file's.
+        except OSError as error:
+            _discard(partial)
+            raise IoTFleetOutputError(
+                f"{self.vendor}: could not write the FOTA devices to {location}: {error}",
+                path=location,
+                vendor=self.vendor,
+            ) from error
         except BaseException:
-            with suppress(Exception):
-                partial.unlink()
+            _discard(partial)
             raise
         self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
         return location
@@ -216,9 +233,76 @@ class _Listing:
 
 
 def _attempt_key(context: Context) -> str:
+    """Return what names this try's temporary file: the task instance (hashed), the try number, and
+    this process's id with a random suffix, so that no two tries ever write one file, not even two
+    runs of the same try (a zombie and its replacement)."""
     ti = context["ti"]
     identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'map_index', -1)}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+    task_instance = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{task_instance}.try{getattr(ti, 'try_number', 0)}.{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
+    """Return where the FOTA export goes: ``(location as the outcome reports it, path to write)``.
+
+    A plain path is made absolute (from the working directory); a URI is kept as given.
+
+    :raises IoTFleetValidationError: for a ``file://`` URI that is not absolute, a path that names a
+        directory (an existing one, or one ending in ``/``), before any request.
+    :raises IoTFleetOutputError: when the storage cannot say whether the path is a directory.
+    """
+    from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
+
+    text = str(output_path)
+    parts = urlsplit(text)
+    is_uri = len(parts.scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
+    if is_uri and parts.scheme.lower() == "file" and (parts.netloc or not parts.path.startswith("/")):
+        # ObjectStoragePath reads "file://data/x" from the working directory and "file:data/x" from
+        # the root: neither is what a reader of the DAG would guess.
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [
+                f"{text!r} is not an absolute file:// URI; write file:///absolute/path (three slashes), "
+                "or a plain path"
+            ],
+        )
+    if text.endswith(("/", os.sep)):
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [f"{text!r} names a directory; give the file to write, e.g. {text}fota.jsonl"],
+        )
+    location = text if is_uri else os.path.abspath(os.path.expanduser(text))
+    target = ObjectStoragePath(location if is_uri else f"file://{location}")
+    try:
+        is_directory = target.is_dir()
+    except OSError as error:
+        raise IoTFleetOutputError(
+            f"could not look at output_path {location}: {error}", path=location
+        ) from error
+    if is_directory:
+        # Renamed "over" a directory, the file would land inside it as a hidden dot-file.
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [
+                f"{location!r} is an existing directory; give the file to write, e.g. {location.rstrip('/')}/fota.jsonl"
+            ],
+        )
+    return location, target
+
+
+def _rename(partial: ObjectStoragePath, target: ObjectStoragePath) -> None:
+    """Rename ``partial`` over ``target``. A local file goes by one atomic ``os.replace``, which fails
+    on a directory: fsspec's local move would put the file inside it."""
+    if partial.protocol in ("file", "local"):
+        os.replace(partial.path, target.path)
+    else:
+        partial.replace(target)
+
+
+def _discard(partial: ObjectStoragePath) -> None:
+    """Remove a temporary file, if it is there; what went wrong before matters more than this."""
+    with suppress(Exception):
+        partial.unlink(missing_ok=True)
 
 
 class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):

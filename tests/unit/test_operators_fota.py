@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +24,13 @@ from airflow.sdk import DAG, Asset, ObjectStoragePath
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
+    IoTFleetOutputError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
-from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context
+from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context, pausing_fota_operator
 
 ROOT = "https://thingspace.verizon.com"
 TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
@@ -675,3 +678,112 @@ def test_no_credential_in_logs_errors_xcom_or_file(
     secrets.append(base64.b64encode(f"{KEY}:{SECRET}".encode()).decode())
     for secret in secrets:
         assert secret not in haystack
+
+
+# === where the file goes: refused before listing, typed errors while writing ======================
+
+
+@pytest.mark.parametrize("form", ["path", "file-uri", "trailing-slash"])
+def test_an_existing_directory_as_output_path_is_refused_before_any_request(
+    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, form: str
+) -> None:
+    directory = tmp_path / "exports"
+    directory.mkdir()
+    output_path = {"path": str(directory), "file-uri": directory.as_uri(), "trailing-slash": f"{directory}/"}[
+        form
+    ]
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path)
+    with pytest.raises(IoTFleetValidationError, match="output_path is invalid") as caught:
+        op.execute(operator_context())
+    assert "directory" in str(caught.value)
+    assert requests_mock.call_count == 0
+    assert list(directory.iterdir()) == []  # no data hidden in it
+
+
+@pytest.mark.parametrize(
+    "output_path", ["file://exports/fota.jsonl", "file:exports/fota.jsonl", "file://localhost/tmp/fota.jsonl"]
+)
+def test_a_file_uri_that_is_not_absolute_is_refused_not_guessed(
+    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_path: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path)
+    with pytest.raises(IoTFleetValidationError, match="file:///absolute/path") as caught:
+        op.execute(operator_context())
+    assert repr(output_path) in str(caught.value)
+    assert requests_mock.call_count == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_created_is_a_typed_error_naming_the_path(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    requests_mock.get(DEVICES_URL, json=paged([IMEI, IMEI_2], 5))
+    (tmp_path / "exports").write_text("a file where the directory should be\n")
+    target = tmp_path / "exports" / "fota.jsonl"
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(target))
+    with pytest.raises(IoTFleetOutputError) as caught:
+        op.execute(operator_context())
+    assert not isinstance(caught.value, OSError)
+    assert caught.value.path == str(target)
+    assert str(target) in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
+
+
+def test_a_rename_that_fails_is_a_typed_error_and_removes_the_temporary_file(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    ids = [imei(n) for n in range(4)]
+    target = tmp_path / "fota.jsonl"
+    good = paged(ids, 2)
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        if request.qs["lastseendeviceid"][0] == ids[1]:
+            target.mkdir()  # something else puts a directory where the file is to go, meanwhile
+        return good(request, context)
+
+    requests_mock.get(DEVICES_URL, json=answer)
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(target))
+    with pytest.raises(IoTFleetOutputError, match="could not write the FOTA devices to") as caught:
+        op.execute(operator_context())
+    assert caught.value.path == str(target)
+    assert list(target.iterdir()) == []  # the listing was not moved into it as a hidden file
+    assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]  # no temporary file left
+
+
+def test_overlapping_tries_of_one_task_instance_each_publish_a_whole_file(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    """Two tries of the same task instance (a zombie and its retry) write at once: each writes its
+    own temporary file and renames it whole; the target holds one try's listing, every line whole."""
+    ids = [imei(n) for n in range(6)]
+    good = paged(ids, 2)
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        body = good(request, context)
+        # Each try has its own token, and gets its own firmware: lines of different lengths, so
+        # that two tries writing into one file would garble it.
+        firmware = "A" if request.headers["Authorization"].endswith("-1") else "B" * 40
+        for device in body["deviceList"]:
+            device["firmware"] = firmware
+        return body
+
+    requests_mock.get(DEVICES_URL, json=answer)
+    target = tmp_path / "fota.jsonl"
+    # Both tries have written page 1 before either goes on. The timeout only keeps a broken run from
+    # hanging; tries that overlap as they should never wait it out.
+    both_wrote_page_1 = threading.Barrier(2, timeout=60)
+    operator_class = pausing_fota_operator(both_wrote_page_1.wait)
+
+    def one_try(try_number: int) -> dict[str, Any]:
+        operator = operator_class(task_id="export", output_path=str(target))
+        return operator.execute(operator_context("export", try_number=try_number))  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tries = [pool.submit(one_try, n) for n in (1, 2)]
+        results = [t.result() for t in tries]  # neither raises, an OSError least of all
+    assert results == [{"account_name": ACCOUNT, "path": str(target), "device_count": 6, "pages": 3}] * 2
+    devices = read_json_lines(target)  # every line parses
+    assert [d["device_id"] for d in devices] == ids
+    assert len({d["firmware"] for d in devices}) == 1  # one try's listing, not a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]  # both temporary files renamed
