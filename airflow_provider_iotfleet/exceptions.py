@@ -9,6 +9,7 @@ paths and identifiers only.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
@@ -80,25 +81,20 @@ class IoTFleetError(AirflowException):
 
     def with_hint(self, credential_hint: str) -> Self:
         """Return a copy of this error that says which connection fields hold the refused credential."""
-        clone = self._copy()
+        clone = copy.copy(self)
         clone.credential_hint = credential_hint
         return clone
 
-    def with_message(self, message: str) -> Self:
-        """Return a copy of this error (same class and vendor fields) that says ``message`` instead."""
-        clone = self._copy()
+    def with_message(self, message: str, *, bare_message: str | None = None) -> Self:
+        """Return a copy of this error (same class and vendor fields) that says ``message`` instead,
+        and ``bare_message`` (default: unchanged, or ``message`` if the two were the same)."""
+        clone = copy.copy(self)
         clone.message = redact(message)
         clone.args = (clone.message,)
-        if self.bare_message == self.message:
+        if bare_message is not None:
+            clone.bare_message = redact(bare_message)
+        elif self.bare_message == self.message:
             clone.bare_message = clone.message
-        return clone
-
-    def _copy(self) -> Self:
-        # Not copy.copy, which rebuilds an exception by calling its class with the message alone:
-        # subclasses that need more (the devices of IoTFleetCampaignDevicesError) would raise TypeError.
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.args = self.args
         return clone
 
 
@@ -242,13 +238,18 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         failed, or not sent after it.
     :ivar campaign_status: the campaign's status after it was cancelled because of this (so that it
         never runs with part of its devices), else ``None``.
+    :ivar refused: ``{imei: the vendor's reason}`` for the devices the vendor refused one by one in an
+        answer (the others of :attr:`devices` were in or after a request that failed as a whole).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        devices: Sequence[str],
+        # A default, because copying (with_message) and pickling rebuild an exception from its
+        # message alone before they restore its fields: without one, that raised TypeError.
+        devices: Sequence[str] = (),
+        refused: Mapping[str, str] | None = None,
         campaign_status: str | None = None,
         http_status: int | None = None,
         error_code: str | None = None,
@@ -265,4 +266,17 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
             bare_message=bare_message,
         )
         self.devices = list(devices)
+        self.refused = dict(refused or {})
         self.campaign_status = campaign_status
+
+
+class IoTFleetOutputError(IoTFleetError):
+    """An operator's output file (the FOTA export) could not be written or put in place; the
+    target is as it was, and the temporary file was removed.
+
+    :ivar path: where the output was to go, as the operator reports it.
+    """
+
+    def __init__(self, message: str, *, path: str, vendor: str | None = None) -> None:
+        super().__init__(message, vendor=vendor)
+        self.path = path

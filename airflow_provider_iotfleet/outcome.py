@@ -206,10 +206,11 @@ class FleetOutcome:
             more = f" and {len(error.devices) - examples} more" if len(error.devices) > examples else ""
             never = " (not sent)" if not error.attempted else ""
             request = f" (request id {error.request_id})" if error.request_id else ""
-            lines.append(
+            text = (
                 f"{error.status}{never}: {_devices(len(error.devices))}, {error.label}: "
-                f"{error.message.rstrip('.')}{request}. e.g. {shown}{more}"
+                f"{error.message}{request}"
             )
+            lines.append(f"{ended(text)} e.g. {shown}{more}")
         return lines
 
     def summary(self) -> str:
@@ -356,6 +357,10 @@ class OutcomeBuilder:
         else:
             group.devices.extend(error.devices)
 
+    def refused_devices(self) -> list[DeviceId]:
+        """The devices recorded as failed or unknown so far."""
+        return [device for group in self._groups.values() for device in group.devices]
+
     def build(self, *, dry_run: bool = False, **details: Any) -> FleetOutcome:
         """The outcome; ``details`` are the operation-specific fields."""
         return FleetOutcome(
@@ -401,6 +406,11 @@ def _combined_details(parts: Sequence[FleetOutcome]) -> dict[str, Any]:
         else:
             combined[key] = values
     return combined
+
+
+def ended(text: str) -> str:
+    """``text`` ending a sentence: with a period, unless it has one ("Invalid ICCID." stays as is)."""
+    return text if text.endswith(".") else f"{text}."
 
 
 def _devices(count: int) -> str:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 
@@ -94,6 +95,47 @@ def control_character_problem(text: str) -> str | None:
         return None
     bad = sorted({repr(char) for char in text if ord(char) < 32 or ord(char) == 127})
     return f"contains control characters ({', '.join(bad)})" if bad else None
+
+
+#: Characters no identifier placed in a request path holds: each would end the segment, start a
+#: query or fragment, or start a percent escape (``%2e%2e`` is ``..`` to a server that decodes
+#: before it normalises the path); some servers take a backslash for ``/``.
+PATH_SEGMENT_RESERVED = frozenset("/\\?#%")
+_DOT_SEGMENTS = (".", "..")
+
+
+def dot_segment_problem(segment: str) -> str | None:
+    """Return why a URL path segment, as sent, would address another path, or ``None``.
+
+    Servers and the proxies before them normalise ``.`` and ``..`` away, some after decoding
+    ``%2e`` (``%252e`` when they decode twice) or ``%2F`` (so ``a%2F..%2Fb`` is three segments),
+    some after dropping a ``;parameter`` (``..;``). The segment is decoded until it no longer
+    changes, then every piece between slashes or backslashes is checked.
+    """
+    decoded = segment
+    while (once := unquote(decoded)) != decoded:  # each round shortens it: it ends
+        decoded = once
+    for piece in re.split(r"[/\\]", decoded):
+        if piece.split(";", 1)[0] in _DOT_SEGMENTS:
+            return f"is or holds a dot segment ({piece!r}), which would address another path"
+    return None
+
+
+def path_segment_problem(value: str) -> str | None:
+    """Return why ``value`` cannot be sent as one segment of a request path (an account name, a
+    campaign id, a project id), or ``None`` if it can.
+
+    It must be non-empty, without control characters, without any of :data:`PATH_SEGMENT_RESERVED`,
+    and not ``.`` or ``..`` (see :func:`dot_segment_problem`).
+    """
+    if not value:
+        return "is empty"
+    if problem := control_character_problem(value):
+        return problem
+    reserved = sorted(set(value) & PATH_SEGMENT_RESERVED)
+    if reserved:
+        return f"holds {', '.join(repr(char) for char in reserved)}, which a path segment cannot"
+    return dot_segment_problem(value)
 
 
 def luhn_check_digit(body: str) -> str:
@@ -407,11 +449,15 @@ def validate_campaign_name(value: Any) -> str:
 
 
 def validate_campaign_id(value: Any) -> str:
-    """Return a campaign id (ThingSpace's ``id``), or raise if it is empty or not a plain token."""
+    """Return a campaign id (ThingSpace's ``id``), stripped.
+
+    :raises IoTFleetValidationError: naming ``campaign_id`` when it is empty, not a string or
+        number, or not one plain path segment (see :func:`path_segment_problem`).
+    """
     text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text or any(char in text for char in "/?#%") or control_character_problem(text):
+    if problem := path_segment_problem(text):
         raise IoTFleetValidationError(
-            "campaign_id is invalid", [f"{value!r} is not a ThingSpace campaign id"]
+            "campaign_id is invalid", [f"{value!r} is not a ThingSpace campaign id: it {problem}"]
         )
     return text
 
@@ -544,6 +590,49 @@ def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dic
 # --- rendered operator and sensor inputs ---------------------------------------------------------
 
 
+#: How deep a rendered input may nest: a list of devices, each a mapping of fields, is 2 levels;
+#: anything much deeper is a mistake, and would exhaust the stack of whatever reads it.
+MAX_INPUT_NESTING = 32
+
+
+def _parse_literal(text: str, name: str) -> Any:
+    """Return ``text`` parsed as JSON, else as a Python literal, else ``text`` itself.
+
+    :raises IoTFleetValidationError: naming ``name`` when the literal nests too deeply to parse.
+    """
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError):
+            continue
+        except (RecursionError, MemoryError):  # "[[[[...]]]]" thousands deep: json recurses per level
+            raise _too_deep(name) from None
+    return text
+
+
+def _too_deep(name: str) -> IoTFleetValidationError:
+    return IoTFleetValidationError(
+        f"{name} is nested too deeply",
+        [f"it nests lists or mappings more than {MAX_INPUT_NESTING} levels deep; pass a flat list of items"],
+    )
+
+
+def _check_nesting(value: Any, name: str) -> None:
+    """Raise if ``value`` nests lists, tuples or mappings more than :data:`MAX_INPUT_NESTING` deep.
+
+    Iterative, so that the check itself cannot exhaust the stack the way a later ``repr`` would.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        children = current.values() if isinstance(current, Mapping) else current
+        for child in children:
+            if isinstance(child, list | tuple | Mapping):
+                if depth >= MAX_INPUT_NESTING:
+                    raise _too_deep(name)
+                pending.append((child, depth + 1))
+
+
 def as_item_list(value: Any, name: str) -> list[Any]:
     """Return a rendered operator input as a list.
 
@@ -551,17 +640,13 @@ def as_item_list(value: Any, name: str) -> list[Any]:
     the XComArg to a list, or a lazy sequence for mapped upstreams), or a string that renders to a
     list literal (JSON or Python, as Jinja renders a list without ``render_template_as_native_obj``).
 
-    :raises IoTFleetValidationError: for a plain string, a mapping, or anything that is not a list.
+    :raises IoTFleetValidationError: naming ``name`` for a plain string, a mapping, anything that is
+        not a list, or a list nested more than :data:`MAX_INPUT_NESTING` levels deep.
     """
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            for parse in (json.loads, ast.literal_eval):
-                try:
-                    value = parse(text)
-                    break
-                except (ValueError, SyntaxError):
-                    continue
+            value = _parse_literal(text, name)
         if isinstance(value, str):
             raise IoTFleetValidationError(
                 f"{name} must be a list",
@@ -572,22 +657,20 @@ def as_item_list(value: Any, name: str) -> list[Any]:
             )
     if isinstance(value, bytes | Mapping) or not isinstance(value, Iterable):
         raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
-    return list(value)
+    items = list(value)
+    _check_nesting(items, name)
+    return items
 
 
 def as_mapping(value: Any, name: str) -> dict[str, Any]:
     """Return a rendered operator input as a dict: a mapping, or a string that renders to a dict
     literal (JSON or Python, as Jinja renders one without ``render_template_as_native_obj``).
 
-    :raises IoTFleetValidationError: for anything else.
+    :raises IoTFleetValidationError: naming ``name`` for anything else, or a mapping nested more
+        than :data:`MAX_INPUT_NESTING` levels deep.
     """
     if isinstance(value, str) and value.strip().startswith("{"):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                value = parse(value.strip())
-                break
-            except (ValueError, SyntaxError):
-                continue
+        value = _parse_literal(value.strip(), name)
     if not isinstance(value, Mapping):
         raise IoTFleetValidationError(
             f"{name} must be a mapping",
@@ -596,7 +679,9 @@ def as_mapping(value: Any, name: str) -> dict[str, Any]:
                 "(or set render_template_as_native_obj=True on the DAG)"
             ],
         )
-    return dict(value)
+    result = dict(value)
+    _check_nesting(result, name)
+    return result
 
 
 def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:

@@ -7,7 +7,12 @@ Control Center holds scheduled changes, so they come due. Then a short table per
 changed on which devices. Exits non-zero if any DAG run failed.
 
 ``make airflow`` (``--ui``) instead starts ``airflow standalone`` wired to the simulator and the
-example DAGs, to watch the same DAGs in the UI with the real scheduler and triggerer.
+example DAGs, to watch the same DAGs in the UI with the real scheduler and triggerer, in
+``.airflow-demo/`` (kept from one run to the next; ``IOTFLEET_DEMO_HOME`` names another folder). The
+api-server listens on 8080 when that port is free, else on a free port (``AIRFLOW__API__PORT`` chooses
+it). Once every part of Airflow is up, the script prints the UI's address and the admin's login; it
+exits non-zero, saying which part failed and where its output is, if a part does not start. Ctrl-C
+(or SIGTERM, SIGHUP) stops standalone and every process it started.
 """
 
 from __future__ import annotations
@@ -16,17 +21,24 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psutil  # an Airflow dependency
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = ROOT / "example_dags"
@@ -41,6 +53,21 @@ DAG_IDS = (
     "iotfleet_fleet_scale_out",
 )
 SCALE_OUT_LABEL = "demo-wave-1"
+#: ``make airflow``: Airflow's own port for the UI, taken when it is free.
+UI_PORT = 8080
+#: How long ``airflow standalone`` may take until the api-server answers and the scheduler,
+#: dag-processor and triggerer heartbeat: 30 to 60 s on an idle machine, over 150 s on two busy cores.
+STARTUP_TIMEOUT = 300.0
+#: Seconds standalone's processes get to end on SIGTERM, and as long again to be gone, before SIGKILL.
+STOP_GRACE = 15.0
+#: How often the script looks at standalone while it starts and runs, s.
+POLL_INTERVAL = 0.5
+#: The parts ``airflow standalone`` starts, each as ``airflow <part>`` (its output prefixed "<part> | ").
+PARTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+#: The parts that heartbeat, and their names in the api-server's health report.
+HEARTBEATS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+#: Where the simple auth manager (which standalone uses) keeps the passwords it generates.
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 from airflow_provider_iotfleet.outcome import STATUSES, FleetOutcome  # noqa: E402
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig  # noqa: E402
@@ -56,6 +83,9 @@ def airflow_env(home: Path, simulator: Simulator) -> dict[str, str]:
     connections["cisco_control_center_default"]["extra"] = {"requests_per_second": 100, "max_concurrency": 4}
     return {
         **os.environ,
+        # What Airflow starts runs `airflow` from PATH (standalone starts each of its parts so): this venv's
+        # first, also from a shell where the venv is not activated.
+        "PATH": os.pathsep.join(filter(None, (str(AIRFLOW.parent), os.environ.get("PATH")))),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -307,33 +337,357 @@ def scale_out_pool() -> tuple[str, int]:
     return module.POOL, module.PARALLEL_TASKS
 
 
-def ui() -> int:
-    home = ROOT / ".airflow-demo"
-    home.mkdir(exist_ok=True)
-    with simulator_running() as simulator:
-        env = airflow_env(home, simulator)
-        # iotfleet_fleet_scale_out's tasks wait for a pool that does not exist until it is created.
-        pool, slots = scale_out_pool()
-        print(f"airflow db migrate, and the pool {pool} ...", flush=True)
-        for command in (
-            ["db", "migrate"],
-            ["pools", "set", pool, str(slots), "Cisco Control Center account: tasks at once"],
-        ):
-            if run([str(AIRFLOW), *command], env, home / "setup.log", 300):
-                print(f"airflow {' '.join(command[:2])} failed: see {home / 'setup.log'}")
-                return 1
-        stop = threading.Event()
-        threading.Thread(target=advance_past_pending, args=(simulator, stop), daemon=True).start()
-        print(
-            f"airflow standalone with AIRFLOW_HOME={home}: the UI is at http://localhost:8080 "
-            "(the admin password is printed below and kept in simple_auth_manager_passwords.json.generated)"
-        )
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing listens on ``port``, on any interface (the api-server listens on all of them)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            return subprocess.run([str(AIRFLOW), "standalone"], env=env).returncode
-        except KeyboardInterrupt:
-            return 0
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def ui_env(home: Path, simulator: Simulator, port: int) -> dict[str, str]:
+    """The environment of ``airflow standalone`` and its parts: :func:`airflow_env`, the api-server on
+    ``port``, the log servers on free ports (another Airflow on this machine may hold their defaults),
+    the generated password where :func:`login` reads it, and output unbuffered so it shows as it comes."""
+    return {
+        **airflow_env(home, simulator),
+        "AIRFLOW__API__PORT": str(port),
+        # Also where tasks reach the execution API ({base_url}/execution/; Airflow's default is port 8080).
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / PASSWORDS_FILE),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def login(env: dict[str, str]) -> list[str]:
+    """How to log in to the UI: the users and passwords the simple auth manager generated (standalone
+    prints them only when it generates them, on the first run over an Airflow home)."""
+    if env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").lower() == "true":
+        return ["  no login: the simple auth manager lets everyone in as admin"]
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    try:
+        passwords = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        passwords = {}
+    if not passwords:
+        return [f"  the simple auth manager keeps its users' passwords in {path}"]
+    return [
+        f"  user {user}, password {password} (the simple auth manager keeps it in {path})"
+        for user, password in passwords.items()
+    ]
+
+
+@contextmanager
+def interrupting(*signums: int) -> Iterator[None]:
+    """Meanwhile, these signals stop the script as Ctrl-C does (KeyboardInterrupt)."""
+    previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+#: "<part> | <line>": a line of a part's output, as standalone shows it.
+PART_LINE = re.compile(r"^(\S+)\s*\| ?(.*)$")
+#: Python's report of an exception that ended a thread: standalone starts each part's process from a
+#: thread named after the part, which ends so when the process cannot be started. The reports of
+#: parts that fail at once come interleaved, even within a line.
+THREAD_FAILED = "Exception in thread"
+THREAD_FAILED_NAMED = re.compile(rf"{THREAD_FAILED} ({'|'.join(PARTS)})\b")
+#: The exception itself, the last line of a traceback ("FileNotFoundError: [Errno 2] ...").
+EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w+(: .*)?$")
+#: Signals that stop ``make airflow`` as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _and(names: list[str]) -> str:
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+
+
+class Standalone:
+    """``airflow standalone`` in a session of its own: its output shown here and kept (all of it, and
+    each part's), its start watched, and stopped with every process it started.
+
+    :param command: the command (``airflow standalone``).
+    :param env: its environment (:func:`ui_env`).
+    :param logs: the folder for its output: ``output.log`` and ``<part>.log``.
+    :param port: the api-server's port.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str], logs: Path, port: int) -> None:
+        self.command = command
+        self.env = env
+        self.logs = logs
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        #: Whether a part's process could not be started; the parts named so, and the exceptions.
+        self.start_failed = False
+        self.failed: set[str] = set()
+        self.exceptions: list[str] = []
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self._health = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def log(self, part: str = "output") -> Path:
+        return self.logs / f"{part}.log"
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C reaches this script, which stops standalone with all it started.
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, name="standalone-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        """Show standalone's output and keep it, each part's also in its own log; note the parts that
+        could not be started, and why."""
+        assert self.process is not None
+        assert self.process.stdout is not None
+        parts = {part: self.log(part).open("w") for part in PARTS}
+        with self.log().open("w") as everything:
+            for raw in self.process.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                print(line, flush=True)
+                everything.write(line + "\n")
+                everything.flush()
+                if (match := PART_LINE.match(line)) and match.group(1) in parts:
+                    parts[match.group(1)].write(match.group(2) + "\n")
+                    parts[match.group(1)].flush()
+                elif THREAD_FAILED in line:
+                    with self._lock:
+                        self.start_failed = True
+                        self.failed.update(THREAD_FAILED_NAMED.findall(line))
+                elif self.start_failed and EXCEPTION_LINE.match(line):
+                    with self._lock:
+                        self.exceptions.append(line)
+        for log in parts.values():
+            log.close()
+
+    def problem(self) -> str | None:
+        """What went wrong, and where to read more: parts that could not be started, or standalone's
+        exit. None while neither happened."""
+        assert self.process is not None
+        if self.start_failed:
+            time.sleep(1.0)  # the rest of the tracebacks, and the other parts' processes, are on their way
+            with self._lock:
+                named = set(self.failed)
+                # Interleaving garbles some of the reports: the exception most of them end with.
+                exception = max(self.exceptions, key=self.exceptions.count, default="see the traceback")
+            # A part's name can be cut in two by another's report: a part with no process failed too.
+            failed = [part for part in PARTS if part in named or part not in self.running_parts()]
+            # The tracebacks are in standalone's own output, not in the parts'.
+            return f"the {_and(failed or ['a part'])} could not be started ({exception}): see {self.log()}"
+        code = self.process.poll()
+        if code is not None:
+            return f"airflow standalone exited with code {code}: see {self.log()}"
+        return None
+
+    def running_parts(self) -> set[str]:
+        """The parts whose process runs (as standalone's child, "airflow <part> ...")."""
+        assert self.process is not None
+        running = set()
+        with suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children():
+                with suppress(psutil.Error):
+                    # The api-server calls itself "airflow api_server -- host:... port:...".
+                    words = " ".join(child.cmdline()).replace("_", "-").split()
+                    running.update(part for part in PARTS if part in words)
+        return running
+
+    def health(self) -> dict[str, Any] | None:
+        """The api-server's health report, or None while it does not answer it."""
+        url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
+        try:
+            with self._health.open(url, timeout=5.0) as answer:
+                report = json.load(answer)
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
+    @staticmethod
+    def not_beating(report: dict[str, Any], since: datetime) -> list[str]:
+        """The parts with no heartbeat in the health ``report`` since ``since``; an earlier run of
+        Airflow over the same home leaves its own heartbeats in the metadata DB."""
+        late = []
+        for part, name in HEARTBEATS.items():
+            status = report.get(name) or {}
+            beat = status.get(f"latest_{name}_heartbeat")
+            when = datetime.fromisoformat(beat) if isinstance(beat, str) else None
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            if status.get("status") != "healthy" or when is None or when < since:
+                late.append(part)
+        return late
+
+    def wait_until_up(self, since: datetime, timeout: float) -> str | None:
+        """Wait until the api-server answers and every part that heartbeats has done so since ``since``;
+        return None then, or what failed (:meth:`problem`, or what was not up after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if problem := self.problem():
+                return problem
+            report = self.health()
+            late = list(HEARTBEATS) if report is None else self.not_beating(report, since)
+            if not late:
+                return None
+            if time.monotonic() >= deadline:
+                if report is None:
+                    return (
+                        f"the api-server did not answer on port {self.port} within {timeout:.0f} s: "
+                        f"see {self.log('api-server')}"
+                    )
+                return "; ".join(
+                    f"the {part} did not start within {timeout:.0f} s (no heartbeat): see {self.log(part)}"
+                    for part in late
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def watch(self) -> str:
+        """Wait until something goes wrong (:meth:`problem`); return what."""
+        while (problem := self.problem()) is None:
+            time.sleep(POLL_INTERVAL)
+        return problem
+
+    def stop(self) -> None:
+        """End standalone and every process it started: SIGTERM to its process group and to every
+        process below it (the task processes run in process groups of their own); after
+        :data:`STOP_GRACE` s for standalone to end and as long again for the rest, SIGKILL."""
+        if self.process is None:
+            return
+        # A second Ctrl-C does not cut the cleanup short; it is bounded anyway.
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        try:
+            tree = self._tree()
+            self._signal(tree, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_GRACE)
+            deadline = time.monotonic() + STOP_GRACE
+            while self._running(tree) and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL)
+            self._signal(tree + self._tree(), signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_GRACE)
+            if self._reader is not None:
+                self._reader.join(timeout=STOP_GRACE)
         finally:
-            stop.set()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _tree(self) -> list[psutil.Process]:
+        """Standalone and every process below it."""
+        assert self.process is not None
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _signal(self, tree: list[psutil.Process], signum: int) -> None:
+        assert self.process is not None
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+        for process in tree:
+            with suppress(psutil.Error):
+                process.send_signal(signum)  # psutil checks that the pid is still that process's
+
+    @staticmethod
+    def _running(tree: list[psutil.Process]) -> bool:
+        for process in tree:
+            with suppress(psutil.Error):
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    return True
+        return False
+
+
+def serve(
+    command: list[str], env: dict[str, str], home: Path, port: int, startup_timeout: float = STARTUP_TIMEOUT
+) -> int:
+    """Run ``command`` (``airflow standalone``) until Ctrl-C, SIGTERM or SIGHUP, and return 0 then; once
+    it is up, print the UI's address and login. Return 1 as soon as a part of it could not be started,
+    it exited, or it was not up within ``startup_timeout`` s, saying what failed and where its output is.
+    Whatever happens, no process it started is left running."""
+    standalone = Standalone(command, env, home / "logs" / "standalone", port)
+    started = time.monotonic()
+    since = datetime.now(UTC)
+    try:
+        with interrupting(signal.SIGTERM, signal.SIGHUP):
+            standalone.start()
+            problem = standalone.wait_until_up(since, startup_timeout)
+            if problem is None:
+                print(
+                    f"\nairflow standalone is up after {time.monotonic() - started:.0f} s: "
+                    f"the UI is at http://localhost:{port} (Ctrl-C stops it)"
+                )
+                print("\n".join(login(env)), flush=True)
+                problem = standalone.watch()
+    except KeyboardInterrupt:
+        print("\nstopping airflow standalone ...", flush=True)
+        problem = None
+    finally:
+        standalone.stop()
+    if problem is None:
+        print("airflow standalone stopped", flush=True)
+        return 0
+    print(f"\nairflow standalone failed: {problem}", flush=True)
+    return 1
+
+
+def ui() -> int:
+    home = Path(os.environ.get("IOTFLEET_DEMO_HOME") or ROOT / ".airflow-demo").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if chosen := os.environ.get("AIRFLOW__API__PORT"):
+        port = int(chosen)
+        if not port_free(port):
+            print(f"port {port} (AIRFLOW__API__PORT) is in use: choose another one")
+            return 1
+    else:
+        port = UI_PORT if port_free(UI_PORT) else free_port()
+    try:
+        with interrupting(signal.SIGTERM, signal.SIGHUP), simulator_running() as simulator:
+            env = ui_env(home, simulator, port)
+            # iotfleet_fleet_scale_out's tasks wait for a pool that does not exist until it is created.
+            pool, slots = scale_out_pool()
+            print(f"airflow db migrate, and the pool {pool} ...", flush=True)
+            for command in (
+                ["db", "migrate"],
+                ["pools", "set", pool, str(slots), "Cisco Control Center account: tasks at once"],
+            ):
+                if run([str(AIRFLOW), *command], env, home / "setup.log", 300):
+                    print(f"airflow {' '.join(command[:2])} failed: see {home / 'setup.log'}")
+                    return 1
+            stop = threading.Event()
+            threading.Thread(target=advance_past_pending, args=(simulator, stop), daemon=True).start()
+            print(
+                f"airflow standalone with AIRFLOW_HOME={home}, on port {port} (its output is also kept in "
+                f"{home / 'logs' / 'standalone'}); the UI's address and login follow once every part is up",
+                flush=True,
+            )
+            try:
+                return serve([str(AIRFLOW), "standalone"], env, home, port)
+            finally:
+                stop.set()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+        return 0
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +189,29 @@ class Wire:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def pausing_fota_operator(wait: Callable[[], None], after_pages: int = 1) -> type[Any]:
+    """A ``VerizonThingSpaceFotaDevicesOperator`` whose listing calls ``wait()`` once the operator
+    has taken ``after_pages`` pages (and written them), before it asks for the next one: how a test
+    holds tries of one task instance side by side without sleeping. Not inside a request: the
+    requests-mock transport lets one request through at a time."""
+    from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+    from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
+
+    class PausingHook(VerizonThingSpaceHook):
+        def iter_fota_device_pages(self, *args: Any, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+            pages = super().iter_fota_device_pages(*args, **kwargs)
+
+            def paused() -> Iterator[list[dict[str, Any]]]:
+                for number, page in enumerate(pages, 1):
+                    yield page
+                    if number == after_pages:
+                        wait()
+
+            return paused()
+
+    class PausingFotaDevicesOperator(VerizonThingSpaceFotaDevicesOperator):
+        hook_class = PausingHook
+
+    return PausingFotaDevicesOperator

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
+    IoTFleetNotFoundError,
     IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -432,6 +433,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 f"({error.message}) and Control Center may have applied it; check the device before "
                 "sending it again",
                 http_status=error.http_status,
+                error_code=error.error_code,
                 request_id=error.request_id,
                 vendor=VENDOR,
                 bare_message=f"the answer to the {'scheduled ' if effective_date else ''}edit was lost "
@@ -440,8 +442,20 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         for _ in range(self.client.retry.max_retries + 1):
             try:
                 current = self.client.send(_device_call(iccid)).object()
+            except IoTFleetNotFoundError:
+                raise  # Control Center knows no such device: no edit of it can have applied
             except IoTFleetError as unreadable:
-                raise error from unreadable  # what happened to the edit is the better message
+                raise IoTFleetOutcomeUnknownError(
+                    f"{VENDOR}: the answer to the edit of {iccid} was lost ({error.message}) and reading the "
+                    f"device back failed too ({unreadable.message}); Control Center may have applied it: "
+                    "check the device before sending it again",
+                    http_status=error.http_status,
+                    error_code=error.error_code,
+                    request_id=error.request_id,
+                    vendor=VENDOR,
+                    bare_message=f"the answer to the edit was lost ({error.bare_message}) and reading the "
+                    f"device back failed too ({unreadable.bare_message}); check the device",
+                ) from unreadable
             if all(current.get(READ_BACK_FIELDS[key]) == value for key, value in readable.items()):
                 self.log.warning(
                     "%s: the answer to the edit of %s was lost; reading it back shows it applied",
@@ -468,6 +482,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             f"{VENDOR}: the answers to the edit of {iccid} were lost again and again (last: {error.message}); "
             "Control Center may have applied it: check the device before sending it again",
             http_status=error.http_status,
+            error_code=error.error_code,
             request_id=error.request_id,
             vendor=VENDOR,
             bare_message=f"the answers to the edit were lost again and again (last: {error.bare_message}); "

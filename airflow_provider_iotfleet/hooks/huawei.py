@@ -20,7 +20,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
+    IoTFleetNotAttemptedError,
     IoTFleetNotFoundError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
@@ -39,11 +41,13 @@ from airflow_provider_iotfleet.http import (
     text_or_none,
 )
 from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost, is_transient
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
+    path_segment_problem,
     validate_roma_device_ids,
     validate_whole_number,
 )
@@ -383,8 +387,21 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
 
     @cached_property
     def _devices_path(self) -> str:
-        project_id = self.settings.require_str("project_id", "Huawei Cloud project id")
-        instance_id = self.settings.require_str("instance_id", "ROMA Connect instance id")
+        """``v2/{project_id}/link/instances/{instance_id}/devices``, from the connection's extras.
+
+        :raises IoTFleetConfigurationError: when an extra is missing or not one plain path segment
+            (``..`` or a ``/`` would send the signed request to another path).
+        """
+        segments = []
+        for key, what in (
+            ("project_id", "Huawei Cloud project id"),
+            ("instance_id", "ROMA Connect instance id"),
+        ):
+            value = self.settings.require_str(key, what)
+            if problem := path_segment_problem(value):
+                raise self.settings.error(f"extra {key!r} {value!r} is not a {what}: it {problem}")
+            segments.append(quote(value, safe=""))
+        project_id, instance_id = segments
         return f"v2/{project_id}/link/instances/{instance_id}/devices"
 
     def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
@@ -437,12 +454,19 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
+        :raises IoTFleetNotAttemptedError: with ``read_first``, when the read failed: nothing was sent.
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
         if not read_first:
             return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
-        statuses = self._offline_or_not(ids)
+        try:
+            statuses = self._offline_or_not(ids)
+        except IoTFleetError as error:
+            if affects_every_item(error):
+                raise  # refused credentials and the like: the run stops on it, as on any call
+            # The force-offline was not sent: say so, or the outcome would call it attempted.
+            raise IoTFleetNotAttemptedError.after(error) from error
         unchanged = [device_id for device_id in ids if statuses.get(device_id) == OFFLINE]
         never = [
             _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
@@ -554,7 +578,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         try:
             statuses = self._offline_or_not(ids)
         except IoTFleetError as unreadable:
-            raise error from unreadable  # what happened to the force-offline is the better message
+            raise IoTFleetOutcomeUnknownError(
+                f"{VENDOR}: the answer to a force-offline of {len(ids)} devices was lost ({error.message}) and "
+                f"reading their status back failed too ({unreadable.message}); ROMA may have forced them "
+                "offline: check them before sending again",
+                http_status=error.http_status,
+                error_code=error.error_code,
+                request_id=error.request_id,
+                vendor=VENDOR,
+                bare_message=f"the answer to the force-offline was lost ({error.bare_message}) and reading "
+                f"the devices back failed too ({unreadable.bare_message})",
+            ) from unreadable
         succeeded = [
             {"id": device_id, "device_name": None} for device_id in ids if statuses.get(device_id) == OFFLINE
         ]

@@ -8,7 +8,7 @@ never repeated within one hook.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +43,7 @@ from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     chunks,
+    path_segment_problem,
     validate_campaign_id,
     validate_campaign_name,
     validate_campaign_schedule,
@@ -342,10 +343,12 @@ def _is_device_id(value: Any) -> bool:
 
 
 def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "lastSeenDeviceId") -> str | None:
-    """The ``lastSeenDeviceId`` (or other ``cursor`` field) to ask for next, or ``None`` after the last page.
+    """The ``cursor`` field to ask for next, or ``None`` after the last page, in a listing whose order
+    ThingSpace does not document (campaigns, by ``lastSeenCampaignId``); device listings, in IMEI
+    order, are checked by :class:`_DevicePages`.
 
-    :param seen: the cursors asked for so far in this listing; one coming back again (a cursor that
-        does not move, or one that cycles) would page forever, so it is an error.
+    :param seen: the cursors asked for so far in this listing (one per page); one coming back again
+        (a cursor that does not move, or one that cycles) would page forever, so it is an error.
     """
     if not reply.field("hasMoreData", bool, required=False):
         return None
@@ -359,6 +362,62 @@ def _next_page(reply: Reply, last_seen: str, seen: set[str], cursor: str = "last
             request_id=reply.request_id,
         )
     return next_seen
+
+
+def _cursor_after(cursor: str, previous: str) -> bool:
+    """Whether ``cursor`` comes after ``previous``: as numbers when both are digits (IMEIs, and the
+    ``0`` of the first page), else as text."""
+    if cursor.isascii() and cursor.isdigit() and previous.isascii() and previous.isdigit():
+        return int(cursor) > int(previous)
+    return cursor > previous
+
+
+class _DevicePages:
+    """Where a device listing paged by ``lastSeenDeviceId`` stands, each page checked to move it on.
+
+    ThingSpace lists devices in IMEI order, each page starting after the IMEI it was asked for. A
+    cursor that does not move forward, or a page holding a device of the page before, means the
+    listing would run for ever (one ran 3,000 pages of the same devices with a cursor moving back):
+    both are errors. Only the previous page's ids are kept, so memory stays one page's worth
+    whatever the account's size.
+    """
+
+    def __init__(self) -> None:
+        #: what the next request asks for; ``None`` once the last page has been read.
+        self.last_seen: str | None = "0"
+        self._previous_ids: frozenset[str] = frozenset()
+
+    def turn(self, reply: Reply, items: Sequence[dict[str, Any]]) -> None:
+        """Check the page ``reply`` brought (its ``items``), then move :attr:`last_seen` on.
+
+        :raises IoTFleetVendorResponseError: for a device of the previous page again, or
+            ``hasMoreData`` with a cursor that does not come after the one asked for.
+        """
+        asked = self.last_seen or "0"
+        ids = frozenset(str(item["deviceId"]) for item in items if item.get("deviceId") is not None)
+        repeated = ids & self._previous_ids
+        if repeated:
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"{len(repeated)} devices of the page before again (e.g. {min(repeated)}) after "
+                f"lastSeenDeviceId {asked}: the listing does not move forward",
+                request_id=reply.request_id,
+            )
+        self._previous_ids = ids
+        if not reply.field("hasMoreData", bool, required=False):
+            self.last_seen = None
+            return
+        cursor = str(reply.field("lastSeenDeviceId", (str, int)))
+        if not _cursor_after(cursor, asked):
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"hasMoreData and a lastSeenDeviceId ({cursor}) not past the lastSeenDeviceId ({asked}) "
+                "it had already sent: it would page forever",
+                request_id=reply.request_id,
+            )
+        self.last_seen = cursor
 
 
 def sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
@@ -531,13 +590,23 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def resolve_account(self, account_name: str | None = None) -> str:
         """Return ``account_name``, or the connection's ``account_name`` extra when it is not given.
 
-        :raises IoTFleetValidationError: when neither is set, or the name is blank or not a string.
+        :raises IoTFleetValidationError: when neither is set, or the name is blank, not a string, or
+            not one plain path segment (``.``, ``..``, a ``/`` or ``%`` would send the request, with
+            its credentials, to another path).
         """
         account = account_name if account_name is not None else self.settings.get_str("account_name")
         if not isinstance(account, str) or not account.strip():
             raise IoTFleetValidationError(
                 "account_name is missing",
                 [f"pass account_name or set the 'account_name' extra of {self.settings.label}"],
+            )
+        if problem := path_segment_problem(account.strip()):
+            source = (
+                "" if account_name is not None else f" (the 'account_name' extra of {self.settings.label})"
+            )
+            raise IoTFleetValidationError(
+                "account_name is invalid",
+                [f"{account!r}{source} is not a ThingSpace account name: it {problem}"],
             )
         return account.strip()
 
@@ -577,10 +646,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
     def _device_pages(
         self, path: str, body: dict[str, Any] | None, protocol: str | None
     ) -> Iterator[list[dict[str, Any]]]:
-        last_seen: str = "0"
-        cursors: set[str] = set()
-        while True:
-            params = {"lastSeenDeviceId": last_seen}
+        pages = _DevicePages()
+        while pages.last_seen is not None:
+            params = {"lastSeenDeviceId": pages.last_seen}
             if protocol:
                 params["protocol"] = protocol.upper()
             reply = self.client.send(
@@ -595,11 +663,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 raise malformed_response(
                     VENDOR, reply.action, "a device without a deviceId", request_id=reply.request_id
                 )
+            pages.turn(reply, items)  # before the page goes out: a repeated page never reaches the caller
             yield [normalise_device(item) for item in items]
-            next_seen = _next_page(reply, last_seen, cursors)
-            if next_seen is None:
-                return
-            last_seen = next_seen
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None
@@ -625,13 +690,13 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         firmware: dict[str, str | None] = {}
         for start in range(0, len(checked), MAX_LIST_IMEIS):
             body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
-            last_seen: str | None = "0"
-            cursors: set[str] = set()
-            while last_seen is not None:
-                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": last_seen}, json=body)]
-                for item in reply.objects("deviceList"):
+            pages = _DevicePages()
+            while pages.last_seen is not None:
+                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": pages.last_seen}, json=body)]
+                items = reply.objects("deviceList")
+                pages.turn(reply, items)
+                for item in items:
                     firmware[str(item.get("deviceId"))] = item.get("firmware")
-                last_seen = _next_page(reply, last_seen, cursors)
         return firmware
 
     def iter_fota_devices(
@@ -774,6 +839,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         account_name: str | None = None,
         auto_assign_license: bool = True,
         auto_add_devices: bool = False,
+        on_scheduled: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Schedule a firmware upgrade campaign (``POST /campaigns/firmware/{acc}``).
 
@@ -792,6 +858,9 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :param end_date: the last such day, not before ``start_date``.
         :param time_windows: hours of the day (UTC) within which devices upgrade, e.g.
             ``[(0, 4), (22, 24)]``; ``None`` for any time of day.
+        :param on_scheduled: called with the campaign as soon as ThingSpace has it, before any device
+            is added: where a caller keeps its id, to cancel it if the caller is killed (or times
+            out) while the rest of the devices are added.
         :return: the campaign as :func:`normalise_campaign` returns it (its status is
             ``CampaignRequestPending`` at first).
         :raises IoTFleetValidationError: naming every bad IMEI, date, window or firmware field.
@@ -801,7 +870,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             (the campaign is then cancelled).
         """
         account = self.resolve_account(account_name)
-        checked = validate_imeis(imeis)
+        # A repeat in an add would be refused as already in the campaign, and cancel it.
+        checked = list(dict.fromkeys(validate_imeis(imeis)))
         name, source, target = validate_firmware_choice(firmware_name, firmware_from, firmware_to)
         if name is None or source is None or target is None:
             raise IoTFleetValidationError(
@@ -849,6 +919,8 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             campaign = found
         if campaign["campaign_id"] is None:
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
+        if on_scheduled is not None:
+            on_scheduled(campaign)
         if len(checked) > MAX_CAMPAIGN_IMEIS:
             self.add_campaign_devices(
                 campaign["campaign_id"],
@@ -953,11 +1025,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: naming every bad IMEI, before any request.
         :raises IoTFleetCampaignDevicesError: naming every device not added, after cancelling the
             campaign when asked (its ``campaign_status`` then says how it ended).
-        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too.
+        :raises IoTFleetOutcomeUnknownError: when that second answer is lost too (with
+            ``cancel_on_failure``, the campaign is cancelled and the error is the one above).
         """
         account = self.resolve_account(account_name)
         try:
-            self._change_campaign_devices(campaign_id, imeis, "append", account)
+            self._change_campaign_devices(
+                campaign_id, imeis, "append", account, unknown_is_left_out=cancel_on_failure
+            )
         except IoTFleetCampaignDevicesError as error:
             if not cancel_on_failure:
                 raise
@@ -970,8 +1045,20 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self._change_campaign_devices(campaign_id, imeis, "remove", self.resolve_account(account_name))
 
     def _change_campaign_devices(
-        self, campaign_id: str, imeis: Sequence[str], change: str, account: str
+        self,
+        campaign_id: str,
+        imeis: Sequence[str],
+        change: str,
+        account: str,
+        *,
+        unknown_is_left_out: bool = False,
     ) -> None:
+        """Send every batch; raise :class:`IoTFleetCampaignDevicesError` naming the devices not changed.
+
+        :param unknown_is_left_out: count the devices of a batch whose answers were lost twice as
+            not changed (true once the campaign is cancelled for it); else that batch's
+            :class:`IoTFleetOutcomeUnknownError` is raised as it is, since some may be changed.
+        """
         checked = validate_imeis(imeis)
         path = _campaign_path(account, campaign_id, prefix="campaigns/firmware")
         done = "added to" if change == "append" else "removed from"
@@ -983,11 +1070,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
             except IoTFleetCampaignDevicesError:
                 raise
             except IoTFleetError as error:
+                if isinstance(error, IoTFleetOutcomeUnknownError) and not unknown_is_left_out:
+                    raise
                 left_out = [*refused, *(imei for later in batches[position:] for imei in later)]
                 raise IoTFleetCampaignDevicesError(
                     f"{VENDOR}: {len(left_out)} of {len(checked)} devices could not be {done} campaign "
                     f"{campaign_id}: {error.message}",
                     devices=left_out,
+                    refused=refused,
                     http_status=error.http_status,
                     error_code=error.error_code,
                     request_id=error.request_id,
@@ -1001,6 +1091,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 f"{VENDOR}: {len(refused)} of {len(checked)} devices could not be {done} campaign "
                 f"{campaign_id}: {shown}{more}",
                 devices=list(refused),
+                refused=refused,
                 vendor=VENDOR,
                 bare_message=f"refused by ThingSpace: {next(iter(refused.values()))}",
             )
@@ -1022,7 +1113,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                         f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
                         f"{campaign_id} were lost twice ({error.message}); some may be changed",
                         http_status=error.http_status,
+                        error_code=error.error_code,
+                        request_id=error.request_id,
                         vendor=VENDOR,
+                        # What groups these devices in an outcome: no vendor, path or count.
+                        bare_message=f"the answers to {change!r} were lost twice ({error.bare_message}); "
+                        "some may be changed",
                     ) from error
                 held = {
                     device["device_id"]
@@ -1040,6 +1136,7 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         self, campaign_id: str, account: str, error: IoTFleetCampaignDevicesError
     ) -> IoTFleetCampaignDevicesError:
         """Cancel a campaign some devices could not join, and say so in the error to raise."""
+        bare: str | None = None  # cancelled: the devices left out failed for the add's error alone
         try:
             status = self.cancel_campaign(campaign_id, account_name=account)["status"]
             what = f"campaign {campaign_id} was cancelled ({status}) so that it never runs with part of its devices"
@@ -1049,7 +1146,14 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                 f"cancelling campaign {campaign_id} failed too ({cancel_error.message}): cancel it before it "
                 "starts, or it upgrades only part of the devices"
             )
-        clone = error.with_message(f"{error.message}; {what}")
+            # The warning goes into the bare message too: it is what an outcome's error group (and the
+            # task's failure message) says, and the campaign stays scheduled with the other devices.
+            bare = (
+                f"{error.bare_message}; cancelling campaign {campaign_id} failed too "
+                f"({cancel_error.bare_message}): cancel it before it starts, or it upgrades only part of "
+                "the devices"
+            )
+        clone = error.with_message(f"{error.message}; {what}", bare_message=bare)
         clone.campaign_status = status
         return clone
 
@@ -1118,12 +1222,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         path = _campaign_report_path(self.resolve_account(account_name), campaign_id)
 
         def pages() -> Iterator[dict[str, Any]]:
-            last_seen: str | None = "0"
-            cursors: set[str] = set()
-            while last_seen is not None:
-                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": last_seen}))
-                yield from (normalise_campaign_device(item) for item in reply.objects("deviceList"))
-                last_seen = _next_page(reply, last_seen, cursors)
+            paging = _DevicePages()
+            while paging.last_seen is not None:
+                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": paging.last_seen}))
+                items = reply.objects("deviceList")
+                paging.turn(reply, items)
+                yield from (normalise_campaign_device(item) for item in items)
 
         return pages()
 
@@ -1143,12 +1247,12 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         campaign = yield from self._campaign_plan(campaign_id, account)
         path = _campaign_report_path(account, campaign_id)
         devices: list[dict[str, Any]] = []
-        last_seen: str | None = "0"
-        cursors: set[str] = set()
-        while last_seen is not None:
-            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": last_seen})]
-            devices.extend(normalise_campaign_device(item) for item in reply.objects("deviceList"))
-            last_seen = _next_page(reply, last_seen, cursors)
+        pages = _DevicePages()
+        while pages.last_seen is not None:
+            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": pages.last_seen})]
+            items = reply.objects("deviceList")
+            pages.turn(reply, items)
+            devices.extend(normalise_campaign_device(item) for item in items)
         return CampaignProgress(campaign, devices)
 
     def _check_connection(self) -> str:

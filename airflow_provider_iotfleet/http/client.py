@@ -173,29 +173,33 @@ class ClientCore:
         """Add where to look to errors whose fix is in the connection rather than in the request."""
         connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
         hint = error.credential_hint or auth.credential_hint
-        # The hint goes into the bare message too: it names the connection, not the request, and an
-        # outcome's error groups (and the task's failure message) show only the bare message.
+        # The advice goes into the bare message too: it names no device, and the outcome's error
+        # groups and failure lines show only the bare message.
         if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
-            explained = error.with_message(f"{error.message.rstrip('.')}. Check {hint} of {connection}")
-            explained.bare_message = f"{error.bare_message.rstrip('.')}. Check {hint} of {connection}"
-            return explained
+            advice = f"Check {hint} of {connection}"
+            return error.with_message(
+                f"{error.message.rstrip('.')}. {advice}",
+                bare_message=f"{error.bare_message.rstrip('.')}. {advice}",
+            )
         if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
-            explained = error.with_message(f"{error.message} (host of {connection})")
-            explained.bare_message = f"{error.bare_message} (host of {connection})"
-            return explained
+            return error.with_message(
+                f"{error.message} (host of {connection})",
+                bare_message=f"{error.bare_message} (host of {connection})",
+            )
         return error
 
     def too_large(
         self, request: Request, status: int, headers: Mapping[str, str] | None = None
     ) -> IoTFleetVendorResponseError:
+        limit = f"more than {self.max_answer_bytes / 2**20:g} MiB; the answer was not read further"
         return IoTFleetVendorResponseError(
-            f"{self.errors.vendor} answered {request.action} with more than "
-            f"{self.max_answer_bytes / 2**20:g} MiB; the answer was not read further",
+            f"{self.errors.vendor} answered {request.action} with {limit}",
             http_status=status,
             request_id=request_id_in(headers) if headers is not None else None,
             vendor=self.errors.vendor,
-            # Without the request, whose path names the device: the same on many devices is one error.
-            bare_message=f"an answer of more than {self.max_answer_bytes / 2**20:g} MiB, not read further",
+            # Without the path, which names the device (Cisco): the same error on many devices is
+            # one error group in an outcome, as malformed_response's bare message makes it.
+            bare_message=f"an answer with {limit}",
         )
 
     def check_length(self, request: Request, status: int, headers: Mapping[str, str]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow_provider_iotfleet.exceptions import IoTFleetConfigurationError
+from airflow_provider_iotfleet.validation import dot_segment_problem
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -28,38 +30,85 @@ def is_loopback_host(hostname: str | None) -> bool:
         return False
 
 
-def normalise_base_url(host: str, port: int | None, connection: str) -> str:
+def normalise_base_url(host: str, port: int | None, connection: str, *, field: str = "host") -> str:
     """Return ``host`` as an absolute base URL without a trailing slash.
 
     The scheme must be written out: guessing ``https`` for a simulator on ``127.0.0.1:8765`` would
     only fail later, slowly, with retried TLS errors. Plain ``http`` is accepted only for loopback
-    hosts (the local simulator): credentials must never cross a network in clear text.
+    hosts (the local simulator): credentials must never cross a network in clear text. Messages
+    quote the URL without any ``user:password@`` in it.
 
     :param connection: how errors name the connection ("Connection 'cisco_default' (Cisco ...)").
-    :raises IoTFleetConfigurationError: for a missing or other scheme, or plain http to a remote host.
+    :param field: how errors name the connection field ``host`` came from (``extra 'oauth_url'``).
+    :raises IoTFleetConfigurationError: for a missing or other scheme, a URL that does not parse (an
+        unclosed ``[`` of an IPv6 address), a bad port or host name, a dot segment in the path, or
+        plain http to a remote host.
     """
     url = host.strip().rstrip("/")
+    shown = _without_userinfo(url)
     if "://" not in url:
         raise IoTFleetConfigurationError(
-            f"{connection}: host {url!r} has no scheme; write it as https://{url} "
+            f"{connection}: {field} {shown!r} has no scheme; write it as https://{shown} "
             "(in a URI-form connection, percent-encode it: https%3A%2F%2F...)"
         )
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
-    except ValueError:
-        raise IoTFleetConfigurationError(f"{connection}: host {url!r} has an invalid port") from None
-    if not parts.hostname or any(char.isspace() or char in '\\<>"{}|^`' for char in parts.netloc):
-        raise IoTFleetConfigurationError(f"{connection}: host {url!r} is not a valid host name")
+    where = f"{connection}: {field} {shown!r}"
+    parts = _split(url, where)
     if port and parts.port is None:
         url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
-        parts = urlsplit(url)
+        where = f"{connection}: {field} {_without_userinfo(url)!r}"
+        parts = _split(url, where)
+    if any(dot_segment_problem(segment) for segment in parts.path.split("/")):
+        raise IoTFleetConfigurationError(f"{where} has a '.' or '..' segment in its path; write the path out")
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
         return url
     raise IoTFleetConfigurationError(
-        f"{connection}: host {parts.scheme}://{parts.hostname} must use https "
+        f"{connection}: {field} {parts.scheme}://{parts.hostname} must use https "
         "(plain http is allowed only for localhost, where the simulator runs)"
     )
+
+
+def _split(url: str, where: str) -> SplitResult:
+    """``urlsplit(url)`` with its host and port checked; every ``ValueError`` becomes a typed error.
+
+    :param where: how errors start: the connection, the field and the URL as it may be shown.
+    """
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # "[::1" (Invalid IPv6 URL), "[foo]": the host is not a URL host at all
+        raise IoTFleetConfigurationError(
+            f"{where} is not a valid URL (an IPv6 address is written in "
+            "closed brackets: https://[2001:db8::1]:8443)"
+        ) from None
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise IoTFleetConfigurationError(f"{where} has an invalid port") from None
+    host_and_port = parts.netloc.rpartition("@")[2]
+    if (
+        not hostname
+        or any(char.isspace() or char in '\\<>"{}|^`' for char in parts.netloc)
+        # urlsplit takes "[::1]x" and "[::1]]": nothing but a port may follow the closing bracket
+        or (host_and_port.startswith("[") and not _BRACKETED_HOST.fullmatch(host_and_port))
+        or (not host_and_port.startswith("[") and ("[" in host_and_port or "]" in host_and_port))
+    ):
+        raise IoTFleetConfigurationError(f"{where} is not a valid host name")
+    return parts
+
+
+#: A bracketed IPv6 host, with an optional port: what may stand after ``https://`` when it starts with ``[``.
+_BRACKETED_HOST = re.compile(r"\[[0-9A-Fa-f:.]+(?:%25[^\]]+)?\](?::[0-9]*)?")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with whatever stands before its last ``@`` (after the scheme) replaced by ``***``: a
+    password pasted into a URL field must not reach an error message."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +166,7 @@ class ConnectionSettings:
     def url(self, key: str, default: str) -> str:
         """Return extra ``key`` (an endpoint such as a token URL) or ``default``, checked like ``host``:
         credentials sent there must not cross a network in clear text either."""
-        return normalise_base_url(self.get_str(key) or default, None, f"{self.label}, extra {key!r},")
+        return normalise_base_url(self.get_str(key) or default, None, self.label, field=f"extra {key!r}")
 
     def ca_bundle(self) -> str | None:
         """The ``ca_bundle`` extra: a readable PEM file, or ``None`` (the system's trust store)."""

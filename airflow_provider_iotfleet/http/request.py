@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.validation import dot_segment_problem
+
 #: When a call may be sent again after a failed attempt:
 #: ``always`` (reads, and writes whose repetition changes nothing), ``if-not-received`` (only when
 #: the vendor surely did not get it: a refused connection, a 429), ``never`` (logins that count
@@ -122,11 +125,17 @@ class Response:
 
 
 def build_request(call: Call, base_url: str, default_headers: Mapping[str, str]) -> Request:
-    """Return the wire form of ``call``: URL joined to ``base_url`` with the query, headers, body."""
+    """Return the wire form of ``call``: URL joined to ``base_url`` with the query, headers, body.
+
+    :raises IoTFleetValidationError: when a segment of the URL's path is a dot segment, plain or
+        percent-encoded (see :func:`~airflow_provider_iotfleet.validation.dot_segment_problem`):
+        normalised away on the way, it would send the credentials to another path. Nothing is sent.
+    """
     if call.path.startswith(("https://", "http://")):
         url = call.path
     else:
         url = f"{base_url.rstrip('/')}/{call.path.lstrip('/')}"
+    _refuse_dot_segments(call.method, url)
     if call.params:
         query = urlencode({key: str(value) for key, value in call.params.items()})
         url = f"{url}{'&' if '?' in url else '?'}{query}"
@@ -140,3 +149,15 @@ def build_request(call: Call, base_url: str, default_headers: Mapping[str, str])
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     request = Request(method=call.method.upper(), url=url, headers=headers, body=body, call=call)
     return request.with_headers(call.headers) if call.headers else request
+
+
+def _refuse_dot_segments(method: str, url: str) -> None:
+    """Raise if a segment of ``url``'s path is a dot segment; the last guard, whatever built the path."""
+    path = urlsplit(url).path
+    problems = [
+        f"path segment {segment!r} {problem}"
+        for segment in path.split("/")
+        if (problem := dot_segment_problem(segment))
+    ]
+    if problems:
+        raise IoTFleetValidationError(f"refusing to send {method.upper()} {path}", problems)

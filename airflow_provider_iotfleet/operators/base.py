@@ -22,7 +22,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
-from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, ended
 from airflow_provider_iotfleet.validation import plural, validate_share
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ def _failure_message(outcome: FleetOutcome, unit: str) -> str:
     )
     all_tried = all(error.attempted for error in outcome.errors)
     return (
-        f"{outcome.not_done} of {plural(outcome.requested, unit)} not done: {groups}. "
+        f"{outcome.not_done} of {plural(outcome.requested, unit)} not done: {ended(groups)} "
         + (f"Every {unit} was tried; " if all_tried else f"Every {unit} not marked 'not sent' was tried; ")
         + f"the outcome is in XCom key {OUTCOME_KEY!r} (set fail_on_error=False to succeed with failures)"
     )

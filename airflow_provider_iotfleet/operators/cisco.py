@@ -116,7 +116,8 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         elif self.skip_unchanged:
             detail += ", reading each device first to skip what is already as asked"
         progress = self.start("editing", len(edits), detail=detail, duplicates=duplicates)
-        progress.advance(len(status_of))
+        if status_of:  # advancing by nothing would log a "0/n devices" line
+            progress.advance(len(status_of))
         fingerprints = {edit["iccid"]: _fingerprint(edit, effective_date) for edit in to_send}
 
         def on_outcome(result: Outcome[str, CiscoEditResult]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,7 @@ from airflow.sdk import Asset
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetCampaignDevicesError,
     IoTFleetError,
+    IoTFleetOutputError,
     IoTFleetValidationError,
 )
 from airflow_provider_iotfleet.hooks.verizon import (
@@ -31,7 +33,7 @@ from airflow_provider_iotfleet.operators.base import (
     OperationResult,
     Progress,
 )
-from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     chunks,
@@ -44,7 +46,7 @@ from airflow_provider_iotfleet.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_XCOM_DEVICES = 10_000
 
@@ -57,8 +59,11 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         {"account_name", "device_count", "pages", "devices": [normalised device dicts]}
 
     With ``output_path`` they are streamed to a JSON Lines file as the pages arrive (one page in
-    memory at a time, whatever the fleet size), written under a temporary name and renamed when
-    complete, so a failed or retried task never leaves a partial file or duplicates::
+    memory at a time, whatever the fleet size), written under a temporary name of the try's own and
+    renamed over the target when complete, so the target only ever holds a whole listing, even when
+    tries of one task instance overlap (the last rename wins). A try that fails removes its
+    temporary file; one killed outright leaves it (``.{file name}.*.partial`` beside the target),
+    and no later try removes it, since it could belong to a try still running::
 
         {"account_name", "device_count", "pages", "path"}
 
@@ -70,8 +75,10 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
     :param account_name: the billing account (templated); default: the connection's ``account_name``.
     :param imeis: only these devices (templated, or an upstream task's output).
     :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` (templated).
-    :param output_path: a local path or any ``ObjectStoragePath`` URI (``s3://...``, ``file://...``),
-        templated, e.g. ``"/data/fota/{{ ds }}.jsonl"``.
+    :param output_path: the file to write: a local path (relative ones are taken from the
+        worker's working directory) or any ``ObjectStoragePath`` URI (``s3://...``,
+        ``file:///absolute/path``), templated, e.g. ``"/data/fota/{{ ds }}.jsonl"``. Not an existing
+        directory; ``file://`` URIs must be absolute (``file://data/x`` is refused, not guessed).
     :param max_xcom_devices: the most devices returned in XCom without ``output_path``.
     :param verizon_thingspace_conn_id: the Airflow connection.
     """
@@ -99,6 +106,7 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
 
     def operate(self, context: Context) -> OperationResult:
         account = self.hook.resolve_account(self.account_name)
+        output = _output_target(self.output_path) if self.output_path else None
         requested: list[str] | None = None
         duplicates = 0
         if self.imeis is not None:
@@ -124,8 +132,8 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         )
         listing = _Listing(pages, progress, track_ids=requested is not None)
         outcome: dict[str, Any] = {"account_name": account}
-        if self.output_path:
-            outcome["path"] = self._write_json_lines(listing, str(self.output_path), context)
+        if output is not None:
+            outcome["path"] = self._write_json_lines(listing, *output, context)
         else:
             outcome["devices"] = self._collect(listing)
         outcome.update(device_count=listing.devices, pages=listing.pages)
@@ -159,26 +167,35 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 )
         return devices
 
-    def _write_json_lines(self, listing: _Listing, output_path: str, context: Context) -> str:
-        """Write the devices to ``output_path`` atomically; return where they are."""
-        from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
+    def _write_json_lines(
+        self, listing: _Listing, location: str, target: ObjectStoragePath, context: Context
+    ) -> str:
+        """Stream the devices to ``target`` as JSON Lines under a temporary name of this try's own
+        (:func:`_attempt_key`), then rename that whole file over ``target``.
 
-        is_uri = len(urlsplit(output_path).scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
-        location = output_path if is_uri else os.path.abspath(os.path.expanduser(output_path))
-        target = ObjectStoragePath(location if is_uri else f"file://{location}")
-        # The same name on every try of this task instance: a retry overwrites what a killed try
-        # left, and the target only ever appears complete, by rename.
+        :return: ``location``, how the outcome reports the file.
+        :raises IoTFleetOutputError: naming ``location`` when the file cannot be written or renamed
+            (the temporary file is removed first; the target is as it was).
+        """
         partial = target.parent / f".{target.name}.{_attempt_key(context)}.partial"
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with partial.open("w") as out:
                 # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
                 for page in listing.pages_of_devices():
                     out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
-            partial.replace(target)
+            _rename(partial, target)
+        # The listing raises only IoTFleetErrors (the transport maps requests' OSErrors): an OSError
+        # here is the file's.
+        except OSError as error:
+            _discard(partial)
+            raise IoTFleetOutputError(
+                f"{self.vendor}: could not write the FOTA devices to {location}: {error}",
+                path=location,
+                vendor=self.vendor,
+            ) from error
         except BaseException:
-            with suppress(Exception):
-                partial.unlink()
+            _discard(partial)
             raise
         self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
         return location
@@ -216,9 +233,76 @@ class _Listing:
 
 
 def _attempt_key(context: Context) -> str:
+    """Return what names this try's temporary file: the task instance (hashed), the try number, and
+    this process's id with a random suffix, so that no two tries ever write one file, not even two
+    runs of the same try (a zombie and its replacement)."""
     ti = context["ti"]
     identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'map_index', -1)}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+    task_instance = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{task_instance}.try{getattr(ti, 'try_number', 0)}.{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
+    """Return where the FOTA export goes: ``(location as the outcome reports it, path to write)``.
+
+    A plain path is made absolute (from the working directory); a URI is kept as given.
+
+    :raises IoTFleetValidationError: for a ``file://`` URI that is not absolute, a path that names a
+        directory (an existing one, or one ending in ``/``), before any request.
+    :raises IoTFleetOutputError: when the storage cannot say whether the path is a directory.
+    """
+    from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
+
+    text = str(output_path)
+    parts = urlsplit(text)
+    is_uri = len(parts.scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
+    if is_uri and parts.scheme.lower() == "file" and (parts.netloc or not parts.path.startswith("/")):
+        # ObjectStoragePath reads "file://data/x" from the working directory and "file:data/x" from
+        # the root: neither is what a reader of the DAG would guess.
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [
+                f"{text!r} is not an absolute file:// URI; write file:///absolute/path (three slashes), "
+                "or a plain path"
+            ],
+        )
+    if text.endswith(("/", os.sep)):
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [f"{text!r} names a directory; give the file to write, e.g. {text}fota.jsonl"],
+        )
+    location = text if is_uri else os.path.abspath(os.path.expanduser(text))
+    target = ObjectStoragePath(location if is_uri else f"file://{location}")
+    try:
+        is_directory = target.is_dir()
+    except OSError as error:
+        raise IoTFleetOutputError(
+            f"could not look at output_path {location}: {error}", path=location
+        ) from error
+    if is_directory:
+        # Renamed "over" a directory, the file would land inside it as a hidden dot-file.
+        raise IoTFleetValidationError(
+            "output_path is invalid",
+            [
+                f"{location!r} is an existing directory; give the file to write, e.g. {location.rstrip('/')}/fota.jsonl"
+            ],
+        )
+    return location, target
+
+
+def _rename(partial: ObjectStoragePath, target: ObjectStoragePath) -> None:
+    """Rename ``partial`` over ``target``. A local file goes by one atomic ``os.replace``, which fails
+    on a directory: fsspec's local move would put the file inside it."""
+    if partial.protocol in ("file", "local"):
+        os.replace(partial.path, target.path)
+    else:
+        partial.replace(target)
+
+
+def _discard(partial: ObjectStoragePath) -> None:
+    """Remove a temporary file, if it is there; what went wrong before matters more than this."""
+    with suppress(Exception):
+        partial.unlink(missing_ok=True)
 
 
 class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):
@@ -333,7 +417,11 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     lists of any size go in as a schedule of the first 1000 and adds of 1000 each, which ThingSpace
     takes only before the start date: a campaign of more than 1000 devices must start after today.
     A campaign is never left running with part of its devices: when some cannot be added, it is
-    cancelled and the task fails naming every device left out.
+    cancelled, and the outcome names the devices left out (``failed`` with the add's error, or with
+    ThingSpace's reason for each device it refused) and the others (``failed`` as
+    ``campaign_cancelled``; still ``scheduled`` if cancelling failed too, which the error then says).
+    A retry that finds its campaign already started does not abort it for devices it lacks: those
+    fail as ``campaign_started``.
 
     Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
     ``"upgrade_firmware"``; the devices are ``scheduled``: in the campaign, to upgrade within its
@@ -353,8 +441,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         default: the logical date's day (UTC), or today if that day has passed (a late run, a
         backfill): a campaign cannot start in the past.
     :param campaign_end_date: the last such day (templated); default: the day after
-        ``campaign_start_date``, so that a run late in the day still gets a whole day. A window that
-        has already ended is refused. (Not ``start_date``/``end_date``: those are every operator's
+        ``campaign_start_date``, so that a run late in the day still gets a whole day. A new campaign
+        whose window has already ended is refused (a retry still reuses its own). (Not ``start_date``/``end_date``: those are every operator's
         own, the task's scheduling dates.)
     :param time_windows: hours of the day (UTC) within which devices upgrade (templated), e.g.
         ``[[0, 4], [22, 24]]``; default: any time of day.
@@ -428,16 +516,9 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         end = self.campaign_end_date
         if end is None:
             end = _day_after(start)
-        # The format and order now; whether the start is in the past only when scheduling (a retried
-        # task reusing its campaign may run after the campaign started). An ended window never upgrades.
+        # The format and order now; whether the window is in the past only when scheduling (a retried
+        # task reusing its campaign may run after the campaign started, or ended).
         start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)
-        if end_date < today.isoformat():
-            raise IoTFleetValidationError(
-                "the campaign's window has already ended",
-                [
-                    f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device would upgrade"
-                ],
-            )
         name = validate_campaign_name(self.campaign_name or default_campaign_name(context))
         outcome = self.new_outcome(len(imeis))
         details: dict[str, Any] = {
@@ -459,28 +540,49 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             "scheduling a firmware upgrade of", len(imeis), detail=f"campaign {name!r}", duplicates=duplicates
         )
         campaign = self.hook.find_campaign(name, account_name=account)
-        if campaign is not None:
-            _check_same_firmware(campaign, *wanted)
-            self.log.info(
-                "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
-                self.vendor,
-                name,
-                campaign["campaign_id"],
-                campaign["status"],
-            )
-            self._add_missing(campaign["campaign_id"], imeis, account)
-        else:
-            self.hook.check_campaign_size(len(imeis), start_date)
-            firmware = self._firmware(account, *wanted)
-            try:
-                campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
-            except IoTFleetCampaignDevicesError:
-                raise  # the hook cancelled the campaign already, and the error says so
-            except BaseException:
-                if self.cancel_on_failure and self._scheduled is not None:
-                    self._cancel("the task failed after scheduling it")
-                raise
-        outcome.add_many("scheduled", imeis)
+        try:
+            if campaign is not None:
+                _check_same_firmware(campaign, *wanted)
+                self.log.info(
+                    "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
+                    self.vendor,
+                    name,
+                    campaign["campaign_id"],
+                    campaign["status"],
+                )
+                too_late = self._add_missing(campaign, imeis, account, today)
+                if too_late:
+                    outcome.refuse(
+                        too_late,
+                        "campaign_started",
+                        f"campaign {campaign['campaign_id']} started ({campaign['start_date']}) before these "
+                        "devices could be added, and ThingSpace adds devices only before the start date; "
+                        "upgrade them in another campaign",
+                        attempted=False,
+                    )
+            else:
+                if end_date < today.isoformat():
+                    raise IoTFleetValidationError(
+                        "the campaign's window has already ended",
+                        [
+                            f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device "
+                            "would upgrade"
+                        ],
+                    )
+                self.hook.check_campaign_size(len(imeis), start_date)
+                firmware = self._firmware(account, *wanted)
+                try:
+                    campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
+                except IoTFleetCampaignDevicesError:
+                    raise  # the hook cancelled the campaign already, and the error says so
+                except BaseException:
+                    if self.cancel_on_failure and self._scheduled is not None:
+                        self._cancel("the task failed after scheduling it")
+                    raise
+        except IoTFleetCampaignDevicesError as error:
+            return self._incomplete(outcome, details, imeis, campaign, error)
+        refused = set(outcome.refused_devices())
+        outcome.add_many("scheduled", (imei for imei in imeis if imei not in refused))
         details.update(
             campaign_id=campaign["campaign_id"],
             campaign_name=campaign["campaign_name"] or name,
@@ -491,6 +593,40 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             start_date=campaign["start_date"] or start_date,
             end_date=campaign["end_date"] or end_date,
         )
+        return outcome.build(**details)
+
+    def _incomplete(
+        self,
+        outcome: OutcomeBuilder,
+        details: dict[str, Any],
+        imeis: list[str],
+        campaign: dict[str, Any] | None,
+        error: IoTFleetCampaignDevicesError,
+    ) -> FleetOutcome:
+        """The outcome of a campaign some devices could not join: those failed with the error; the
+        others failed too when the campaign was cancelled (it never runs with part of its devices),
+        or stay scheduled in it when cancelling failed."""
+        left_out = set(error.devices)
+        for imei in imeis:
+            if imei in error.refused:  # refused one by one: grouped by ThingSpace's own reason
+                outcome.refuse([imei], None, f"refused by ThingSpace: {error.refused[imei]}")
+            elif imei in left_out:
+                outcome.fail([imei], error)
+        rest = [imei for imei in imeis if imei not in left_out]
+        if campaign is not None:
+            campaign_id = campaign["campaign_id"]
+        else:  # scheduled by this try, then cancelled: known from the hook's on_scheduled
+            campaign_id = self._scheduled[1] if self._scheduled is not None else None
+        if error.campaign_status is not None:
+            outcome.refuse(
+                rest,
+                "campaign_cancelled",
+                f"campaign {campaign_id} was cancelled ({error.campaign_status}) because "
+                f"{len(left_out)} of its devices could not be added: it never runs with part of its devices",
+            )
+        else:
+            outcome.add_many("scheduled", rest)
+        details.update(campaign_id=campaign_id, campaign_status=error.campaign_status)
         return outcome.build(**details)
 
     def _firmware(
@@ -549,8 +685,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             campaign_name=name,
             protocol=self.protocol,
             account_name=account,
+            # Known before the devices past the first 1000 are added, so that on_kill and
+            # cancel_on_failure can cancel a campaign the task leaves half-filled.
+            on_scheduled=lambda scheduled: self._remember(account, scheduled["campaign_id"]),
         )
-        self._scheduled = (account, campaign["campaign_id"])
         self.log.info(
             "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
             self.vendor,
@@ -563,17 +701,39 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         )
         return campaign
 
-    def _add_missing(self, campaign_id: str, imeis: list[str], account: str) -> None:
+    def _remember(self, account: str, campaign_id: str) -> None:
+        self._scheduled = (account, campaign_id)
+
+    def _add_missing(
+        self, campaign: dict[str, Any], imeis: list[str], account: str, today: date
+    ) -> list[str]:
+        """Add the devices a reused campaign lacks; return those it is too late to add (the
+        campaign has started: ThingSpace adds devices only before the start date, and a running
+        campaign is not aborted for them).
+
+        :raises IoTFleetCampaignDevicesError: when devices cannot be added; the campaign is then
+            cancelled.
+        """
+        campaign_id = campaign["campaign_id"]
         held = {
             device["device_id"]
             for device in self.hook.iter_campaign_devices(campaign_id, account_name=account)
         }
         missing = [imei for imei in imeis if imei not in held]
-        if missing:
-            self.log.info(
-                "%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id
+        if not missing:
+            return []
+        if (campaign["start_date"] or "") <= today.isoformat():
+            self.log.warning(
+                "%s: campaign %s started on %s without %d of the devices; too late to add them",
+                self.vendor,
+                campaign_id,
+                campaign["start_date"],
+                len(missing),
             )
-            self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
+            return missing
+        self.log.info("%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id)
+        self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
+        return []
 
     def _cancel(self, why: str) -> None:
         if self._scheduled is None:

@@ -260,7 +260,7 @@ def test_a_campaign_whose_devices_cannot_all_be_added_is_cancelled(
     """1,500 devices: the first 1,000 go in with the schedule, the other 500 as an add. When the
     add leaves devices out (ThingSpace refuses one, or its answers are lost twice), the campaign is
     cancelled before its start, so that it never upgrades part of the devices, and the task fails
-    with an error that names every device left out."""
+    with an outcome that names every device left out, and why, and the others as cancelled."""
     upgrade, _ = campaign_devices(simulator)
     imeis = [imei_of(i) for i in range(LARGE_CAMPAIGN)]
     if failure == "refused-device":
@@ -275,23 +275,29 @@ def test_a_campaign_whose_devices_cannot_all_be_added_is_cancelled(
     operator = VerizonThingSpaceFirmwareUpgradeOperator(
         task_id="upgrade", imeis=imeis, firmware_name=upgrade.name, campaign_start_date=tomorrow
     )
-    context = operator_context("upgrade")
 
-    with pytest.raises(IoTFleetCampaignDevicesError) as caught:
-        operator.execute(context)
+    outcome, succeeded = run_task(operator)
 
+    assert not succeeded
     (campaign_id,) = simulator.state.snapshot()["campaigns"]
-    error = caught.value
-    assert error.devices == left_out
-    assert error.campaign_status == "CampaignCancelled"
-    message = str(error)
-    assert f"{len(left_out)} of 500 devices could not be added to campaign {campaign_id}" in message
-    assert f"campaign {campaign_id} was cancelled (CampaignCancelled)" in message
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignCancelled")
+    status = accounted_once(outcome, operation="upgrade_firmware", requested=imeis)
+    assert set(status.values()) == {"failed"}  # none scheduled: the campaign will upgrade nobody
+    left, cancelled = outcome["errors"]
+    assert left["devices"] == left_out
     if failure == "refused-device":
-        assert f"{unknown} (Device not found in account.)" in message
+        assert left["message"] == "refused by ThingSpace: Device not found in account."
     else:
+        assert (left["http_status"], left["error_code"]) == (500, "FOTA.REQUEST_FAILED.InternalError")
+        assert "were lost twice" in left["message"]
         # Lost, read back (the campaign held none of them), sent once more, lost again: no third try.
         assert [record["status"] for record in faulted] == [500, 500]
+    assert cancelled["devices"] == [imei for imei in imeis if imei not in left_out]
+    assert cancelled["error_code"] == "campaign_cancelled"
+    assert cancelled["message"] == (
+        f"campaign {campaign_id} was cancelled (CampaignCancelled) because {len(left_out)} of its "
+        "devices could not be added: it never runs with part of its devices"
+    )
     held = simulator.state.snapshot()["campaigns"][campaign_id]
     assert held["status"] == "CampaignCancelled"
     assert len(held["devices"]) == LARGE_CAMPAIGN - len(left_out)  # the ones added before it stopped

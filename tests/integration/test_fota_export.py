@@ -248,7 +248,7 @@ def test_killed_export_retried_leaves_one_complete_file(
     assert first.process.returncode == -signal.SIGKILL
     assert not first.report.exists()
 
-    # Killed halfway: the target is as it was; the partial file is left for the retry to overwrite.
+    # Killed halfway: the target is as it was; the killed try's temporary file is left behind.
     if previous:
         assert target.read_bytes() == previous_export
     else:
@@ -257,8 +257,8 @@ def test_killed_export_retried_leaves_one_complete_file(
     written = complete_lines(leftover)
     assert 3 * page_size <= written < devices, written
 
-    # The retry: the same task instance (so the same temporary name), run to completion.
-    context = operator_context(DEFAULT_TASK_ID)
+    # The retry: the same task instance, its second try (a temporary file of its own), run to completion.
+    context = operator_context(DEFAULT_TASK_ID, try_number=2)
     operator = VerizonThingSpaceFotaDevicesOperator(task_id=DEFAULT_TASK_ID, output_path=uri)
     outcome = operator.execute(context)
     assert context["ti"].xcom == {}  # type: ignore[attr-defined]  # a read only returns its value
@@ -270,5 +270,62 @@ def test_killed_export_retried_leaves_one_complete_file(
     }
     ids = [device["device_id"] for device in read_json_lines(target)]
     assert ids == [imei_of(i) for i in range(devices)]  # complete, each once
-    # The retry wrote under the killed try's temporary name and renamed it: nothing is left over.
-    assert [p.name for p in target.parent.iterdir()] == [target.name]
+    # The retry renamed its own temporary file; the killed try's is left alone (a try still running
+    # could own it), and is never mistaken for the export.
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, leftover.name])
+    assert complete_lines(leftover) == written
+
+
+def test_overlapping_tries_each_rename_a_whole_file_over_the_target(
+    start_simulator: SimulatorFactory, tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    """Two tries of one task instance (a zombie try and its retry), in processes of their own, both
+    writing at once: each writes a temporary file of its own and renames it whole over the target."""
+    devices, page_size = 200, 50
+    simulator = start_simulator(devices=devices, verizon_page_size=page_size)
+    target = tmp_path / "exports" / "fota.jsonl"
+    resume = tmp_path / "resume"
+    tries = [
+        start_child(
+            f"file://{target}",
+            tmp_path,
+            f"try-{number}",
+            child_env,
+            *("--try-number", str(number), "--pause-after-pages", "1", "--resume-when", str(resume)),
+            simulator=simulator,
+        )
+        for number in (1, 2)
+    ]
+    try:
+        # Both have written their first page, and wait: they overlap, whatever the machine's speed.
+        wait_until(
+            lambda: all(
+                Path(f"{child.report}.paused").exists() or child.process.poll() is not None for child in tries
+            ),
+            CHILD_TIMEOUT,
+            "both tries have written a page",
+        )
+        for child in tries:
+            assert child.process.poll() is None, (
+                f"a try ended before the other had begun:\n{child.log_tail()}"
+            )
+        partials = sorted(target.parent.glob(f".{target.name}.*.partial"))
+        assert len(partials) == 2, partials  # a temporary file per try, never a shared one
+        assert not target.exists()
+        resume.touch()
+        reports = [child.finish() for child in tries]  # both succeed: no raw OSError, no error at all
+    finally:
+        for child in tries:
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait(timeout=10)
+    for report in reports:
+        assert report["outcome"] == {
+            "account_name": simulator.config.credentials.verizon_account,
+            "device_count": devices,
+            "pages": devices // page_size,
+            "path": f"file://{target}",
+        }
+    ids = [device["device_id"] for device in read_json_lines(target)]  # every line whole
+    assert ids == [imei_of(i) for i in range(devices)]
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # both renamed, nothing left

@@ -65,10 +65,43 @@ LOG_TAIL_LINES = 200
 TASK_LOG_TAIL_LINES = 80
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def signal_group(group: int, signum: int) -> None:
+    """Send ``signum`` to every process of the process group ``group``, if any is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the process group ``group`` is left."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def api_health(port: int) -> dict[str, Any] | None:
+    """The api-server's health report on ``port`` (``/api/v2/monitor/health``), or None while it does
+    not answer it."""
+    try:
+        # A bare connection first: httpx would log every refused attempt at debug level.
+        socket.create_connection(("127.0.0.1", port), timeout=5.0).close()
+    except OSError:
+        return None
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0, trust_env=False) as client:
+            answer = client.get("/api/v2/monitor/health")
+    except httpx.TransportError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -94,7 +127,7 @@ class AirflowStandalone:
         self.output_path = home / "standalone.out"
         self.logs = home / "logs"
         self.bin = Path(sys.executable).parent
-        self.api_port = _free_port()
+        self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.passwords_file = home / "passwords.json"
         self._password = secrets.token_urlsafe(16)
@@ -137,8 +170,8 @@ class AirflowStandalone:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 # Free ports, so that another Airflow on this machine cannot collide with this one.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 # Short loops: the scheduler and the triggerer (which looks for new triggers every
                 # loop, about once a second) heartbeat every second.
@@ -179,33 +212,18 @@ class AirflowStandalone:
             return
         group = self.process.pid
         try:
-            self._signal_group(group, signal.SIGTERM)
+            signal_group(group, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_GRACE)
             deadline = time.monotonic() + STOP_GRACE
-            while self._group_alive(group) and time.monotonic() < deadline:
+            while group_alive(group) and time.monotonic() < deadline:
                 time.sleep(POLL_INTERVAL)
         finally:
-            self._signal_group(group, signal.SIGKILL)
+            signal_group(group, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_GRACE)
             if self._output is not None:
                 self._output.close()
-
-    @staticmethod
-    def _signal_group(group: int, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signum)
-
-    @staticmethod
-    def _group_alive(group: int) -> bool:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
     # --- the REST API -----------------------------------------------------------------------------
 
@@ -224,16 +242,7 @@ class AirflowStandalone:
 
     def api_ready(self) -> bool:
         """Whether the api-server answers its health check yet."""
-        try:
-            # A bare connection first: httpx would log every refused attempt at debug level.
-            socket.create_connection(("127.0.0.1", self.api_port), timeout=5.0).close()
-        except OSError:
-            return False
-        try:
-            with httpx.Client(base_url=self.api_url, timeout=5.0, trust_env=False) as client:
-                return client.get("/api/v2/monitor/health").status_code == 200
-        except httpx.TransportError:
-            return False
+        return api_health(self.api_port) is not None
 
     # --- the metadata DB, read-only -------------------------------------------------------------
 

@@ -151,7 +151,21 @@ def test_simulator_bound_figures_are_named_in_the_headroom_figure() -> None:
 
 
 def test_every_figure_group_of_the_issue_is_run() -> None:
-    assert set(run.GROUPS) == {"headroom", "imports", "edits", "rate_limit", "fota", "bulk", "triggers"}
+    assert set(run.GROUPS) == {
+        "headroom",
+        "imports",
+        "edits",
+        "rate_limit",
+        "fota",
+        "bulk",
+        "triggers",
+        "sizes",
+    }
+
+
+def test_the_xcom_size_counts_every_key_as_airflow_serialises_it() -> None:
+    pushed = {"outcome": {"devices": ["89014103211118510720"] * 3}, "return_value": [1, 2]}
+    assert run.xcom_bytes(pushed) == len(json.dumps(pushed["outcome"])) + len("[1, 2]")
 
 
 def test_the_children_the_runner_starts_exist() -> None:

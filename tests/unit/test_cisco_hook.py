@@ -198,6 +198,75 @@ def test_a_lost_answer_to_a_scheduled_edit_is_reported_unknown(
     assert put.call_count == 1  # a scheduled change is never scheduled twice
 
 
+#: What a read-back of a device says when its connection is reset on every try.
+READ_BACK_RESET = (
+    "could not be completed: ConnectionError: Connection reset by peer "
+    "(host of connection 'cisco_control_center_default')"
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "http_status", "error_code", "request_id", "lost"),
+    [
+        pytest.param(
+            {
+                "status_code": 500,
+                "json": {"errorCode": "30000001", "errorMessage": "Unknown server error."},
+                "headers": {"X-Request-Id": "cc-rid-500"},
+            },
+            500,
+            "30000001",
+            "cc-rid-500",
+            "Unknown server error.",
+            id="5xx",
+        ),
+        pytest.param(
+            {"exc": requests.exceptions.ReadTimeout("read timed out")},
+            None,
+            None,
+            None,
+            "could not be completed: ReadTimeout: read timed out "
+            "(host of connection 'cisco_control_center_default')",
+            id="dropped",
+        ),
+        pytest.param(
+            {"status_code": 200, "text": "{not json", "headers": {"X-Request-Id": "cc-rid-200"}},
+            200,
+            None,
+            "cc-rid-200",
+            "an answer with a body that is not JSON",
+            id="garbled-2xx",
+        ),
+    ],
+)
+def test_a_lost_answer_whose_read_back_fails_too_is_unknown_and_not_sent_again(
+    hook: CiscoControlCenterHook,
+    requests_mock: rm.Mocker,
+    answer: dict[str, object],
+    http_status: int | None,
+    error_code: str | None,
+    request_id: str | None,
+    lost: str,
+) -> None:
+    put = requests_mock.put(f"{API}/devices/{ICCID}", **answer)
+    read = requests_mock.get(
+        f"{API}/devices/{ICCID}", exc=requests.exceptions.ConnectionError("Connection reset by peer")
+    )
+    with pytest.raises(IoTFleetOutcomeUnknownError) as caught:
+        hook.edit_device(ICCID, {"status": "ACTIVATED"})
+    error = caught.value
+    # The edit's own status, code and request id: what to quote to Control Center's support desk.
+    assert (error.http_status, error.error_code, error.request_id) == (http_status, error_code, request_id)
+    assert error.bare_message == (
+        f"the answer to the edit was lost ({lost}) and reading the device back failed too "
+        f"({READ_BACK_RESET}); check the device"
+    )
+    assert f"the answer to the edit of {ICCID} was lost" in error.message
+    assert isinstance(error.__cause__, IoTFleetTransportError)  # the read-back's failure
+    assert put.call_count == 1  # it may have applied: never sent twice
+    assert read.call_count == 4  # the read-back, retried as reads are (max_retries 3)
+
+
 def test_unauthenticated_401_has_message_without_code(
     hook: CiscoControlCenterHook, requests_mock: rm.Mocker
 ) -> None:

@@ -2,20 +2,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import requests_mock as rm
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
+    IoTFleetNotAttemptedError,
     IoTFleetNotFoundError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.huawei import (
+    NEVER_CONNECTED_MESSAGE,
     NOT_FORCED_OFFLINE,
     HuaweiRomaConnectHook,
     sign,
@@ -99,6 +104,30 @@ def _authorization(request: rm.request._RequestObjectProxy) -> tuple[str, list[s
     return fields["Access"], fields["SignedHeaders"].split(";"), fields["Signature"]
 
 
+def refused(
+    device_id: int, error_code: str = "not_forced_offline", message: str = NOT_FORCED_OFFLINE, **fields: Any
+) -> dict[str, Any]:
+    """A ``failed`` entry of a force-offline result."""
+    return {
+        "id": device_id,
+        "device_name": None,
+        "error_code": error_code,
+        "message": message,
+        "attempted": True,
+        **fields,
+    }
+
+
+def online_statuses(requests_mock: rm.Mocker, statuses: dict[int, int]) -> Any:
+    """Answer ``GET .../devices/{id}`` with ``online_status`` (0 never connected, 1 online, 2 offline)."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        device_id = int(request.path.rsplit("/", 1)[1])
+        return {"device_id": device_id, "online_status": statuses[device_id]}
+
+    return requests_mock.get(re.compile(rf"{DEVICES}/\d+$"), json=answer)
+
+
 def test_force_offline_is_signed_with_aksk(hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker) -> None:
     route = requests_mock.post(
         f"{DEVICES}/force-offline",
@@ -107,9 +136,13 @@ def test_force_offline_is_signed_with_aksk(hook: HuaweiRomaConnectHook, requests
             "failed": [{"id": 711555, "device_name": "meter-2"}],
         },
     )
+    reads = online_statuses(requests_mock, {711555: 1})  # refused though online: truly refused
     result = hook.force_offline([711554, "711555"])
     assert result.succeeded == [{"id": 711554, "device_name": "meter-1"}]
-    assert result.failed == [{"id": 711555, "device_name": "meter-2", "message": NOT_FORCED_OFFLINE}]
+    assert result.failed == [refused(711555, device_name="meter-2")]
+    assert result.unchanged == []
+    _, signed, signature = _authorization(reads.last_request)  # the read-back is signed too
+    assert signature == _expected_signature(reads.last_request, signed)
     request = route.last_request
     assert request.json() == {"device_ids": [711554, 711555]}
     assert request.headers["X-Sdk-Date"] == "20261121T120000Z"
@@ -195,7 +228,9 @@ def test_temporary_credentials_add_the_security_token(
                 "error_msg": "The instance does not exist. project_id: 397cd10b30544c588b2f4a56d83856c4, instance_id: f3bb386a-23ec-47aa-9943-4c60ac658611",
                 "request_id": "c8c06d0a-be92-4fdf-9d10-bc20131ab158-1619593104919-cnnorth7a-P-romalink-service01",
             },
-            IoTFleetVendorResponseError,
+            # A 500 may hide an applied force-offline, and the read-back fails too: unknown, with
+            # the force-offline's own status, code and request id.
+            IoTFleetOutcomeUnknownError,
             "c8c06d0a-be92-4fdf-9d10-bc20131ab158-1619593104919-cnnorth7a-P-romalink-service01",
         ),
     ],
@@ -210,7 +245,7 @@ def test_documented_errors(
 ) -> None:
     requests_mock.post(f"{DEVICES}/force-offline", status_code=status, json=body)
     # After a 5xx the force-offline is read back rather than sent again; the instance is gone for
-    # reads too, and the force-offline's own error is the one raised.
+    # reads too, so whether it applied is unknown.
     requests_mock.get(f"{DEVICES}/1", status_code=status, json=body)
     with pytest.raises(error_class) as caught:
         hook.force_offline([1])
@@ -382,12 +417,110 @@ def test_force_offline_accounts_every_requested_id_once(
             "failed": [{"id": 2, "device_name": "b"}],
         },
     )
+    online_statuses(requests_mock, {2: 1})
     result = hook.force_offline([1, 2, 3])
     assert result.succeeded == [{"id": 1, "device_name": "a"}]
     assert result.failed == [
-        {"id": 2, "device_name": "b", "message": NOT_FORCED_OFFLINE},
-        {"id": 3, "device_name": None, "message": "missing from Huawei ROMA Connect's answer"},
+        refused(2, device_name="b"),
+        refused(3, "missing_from_answer", "missing from Huawei ROMA Connect's answer"),
     ]
+    assert result.unchanged == []
+
+
+def test_refused_devices_are_read_back_before_they_count_as_failed(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    """ROMA refuses a device that is not online: already offline is as asked, never connected
+    cannot be forced, online but refused stays refused. Each id lands in exactly one list."""
+    post = requests_mock.post(
+        f"{DEVICES}/force-offline",
+        json={"success": [{"id": 1, "device_name": "a"}], "failed": [{"id": i} for i in (2, 3, 4)]},
+    )
+    reads = online_statuses(requests_mock, {2: 2, 3: 0, 4: 1})
+    result = hook.force_offline([1, 2, 3, 4])
+    assert result.succeeded == [{"id": 1, "device_name": "a"}]
+    assert result.unchanged == [2]
+    assert result.failed == [refused(3, "never_connected", NEVER_CONNECTED_MESSAGE), refused(4)]
+    assert post.call_count == 1
+    assert sorted(r.path.rsplit("/", 1)[1] for r in reads.request_history) == ["2", "3", "4"]
+
+
+def test_a_read_back_that_fails_keeps_the_devices_refused(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(
+        f"{DEVICES}/force-offline", json={"success": [{"id": 1, "device_name": "a"}], "failed": [{"id": 2}]}
+    )
+    reads = requests_mock.get(
+        f"{DEVICES}/2",
+        status_code=404,
+        json={"error_code": "ROMA.00110006", "error_msg": "The resource does not exist."},
+    )
+    result = hook.force_offline([1, 2])
+    assert result.succeeded == [{"id": 1, "device_name": "a"}]
+    assert result.unchanged == []
+    assert result.failed == [refused(2)]
+    assert reads.call_count == 1
+
+
+def test_read_first_sends_only_the_devices_not_offline(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    post = requests_mock.post(
+        f"{DEVICES}/force-offline", json={"success": [{"id": 1}, {"id": 4}], "failed": []}
+    )
+    online_statuses(requests_mock, {1: 1, 2: 2, 3: 0, 4: 1})
+    result = hook.force_offline([1, 2, 3, 4], read_first=True)
+    assert [r.json() for r in post.request_history] == [{"device_ids": [1, 4]}]
+    assert result.succeeded == [{"id": 1, "device_name": None}, {"id": 4, "device_name": None}]
+    assert result.unchanged == [2]
+    # Never sent: ROMA would refuse a device that never connected.
+    assert result.failed == [refused(3, "never_connected", NEVER_CONNECTED_MESSAGE, attempted=False)]
+
+
+def test_read_first_sends_nothing_when_every_device_is_offline(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    post = requests_mock.post(f"{DEVICES}/force-offline", json={"success": [], "failed": []})
+    online_statuses(requests_mock, {1: 2, 2: 2})
+    result = hook.force_offline([1, 2], read_first=True)
+    assert post.call_count == 0
+    assert (result.succeeded, result.unchanged, result.failed) == ([], [1, 2], [])
+
+
+def test_read_first_that_fails_sends_nothing_and_says_so(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    """A read that fails before a retry's force-offline leaves the devices not attempted (the
+    outcome must not call them sent), carrying the read's error as the cause."""
+    post = requests_mock.post(f"{DEVICES}/force-offline", json={"success": [], "failed": []})
+    body = {"error_code": "ROMA.00110002", "error_msg": "The instance does not exist.", "request_id": "r-5"}
+    requests_mock.get(re.compile(rf"{DEVICES}/\d+$"), status_code=500, json=body)
+    with pytest.raises(IoTFleetNotAttemptedError) as caught:
+        hook.force_offline([1, 2], read_first=True)
+    assert post.call_count == 0
+    assert (caught.value.http_status, caught.value.error_code, caught.value.request_id) == (
+        500,
+        "ROMA.00110002",
+        "r-5",
+    )
+    assert caught.value.bare_message == "not attempted after an earlier error: The instance does not exist."
+    assert isinstance(caught.value.cause, IoTFleetVendorResponseError)
+
+
+def test_read_first_refused_credentials_are_raised_as_they_are(
+    hook: HuaweiRomaConnectHook, requests_mock: rm.Mocker
+) -> None:
+    """Refused credentials stop a run whatever the call: they are not hidden as "not attempted"."""
+    post = requests_mock.post(f"{DEVICES}/force-offline", json={"success": [], "failed": []})
+    requests_mock.get(
+        re.compile(rf"{DEVICES}/\d+$"),
+        status_code=401,
+        json={"error_code": "APIGW.0301", "error_msg": "verify aksk signature fail"},
+    )
+    with pytest.raises(IoTFleetAuthError):
+        hook.force_offline([1], read_first=True)
+    assert post.call_count == 0
 
 
 def test_a_gateway_ignoring_offset_is_an_error_not_an_endless_listing(

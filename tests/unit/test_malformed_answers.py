@@ -1,17 +1,21 @@
 """Malformed vendor answers through each operator's ``execute``, as a task runs it.
 
 Whatever a vendor (or a proxy in front of it) answers, the task ends with a typed error, an
-:class:`IoTFleetError`, that names the vendor, the endpoint and the vendor's request id; never a bare
-``KeyError``, ``TypeError`` or ``JSONDecodeError``, and never an XCom that says devices were done when
-they were not.
+:class:`IoTFleetError`; never a bare ``KeyError``, ``TypeError`` or ``JSONDecodeError``, and never an
+XCom that says devices were done when they were not. A write operator's outcome (see
+airflow_provider_iotfleet/outcome.py) puts the devices under one error group that says what was
+wrong with the answer, keeps the vendor's request id, and names no device in its message (the
+vendor is the outcome's ``vendor``); a read operator's error names the vendor, the endpoint and the
+request id.
 
 ``tests/unit/test_transport.py`` and ``test_hardening.py`` prove the bare client turns a non-JSON 2xx,
 a mistyped field, JSON nested 100,000 deep and a huge error page into typed errors; here each of the
 five operators meets an HTML error page, an HTML page sent as a 200, truncated JSON, an empty 200, a
 body over the 16 MiB the client reads, and answers with missing or mistyped fields. Every answer
 carries an ``X-Request-Id``, which the error must keep. A write whose answer was unusable is never
-sent again blindly: Control Center and ROMA read back, a firmware sync is reported as outcome unknown
-(Palo Alto's bulk update, an idempotent PUT, is the exception: it is sent again).
+sent again blindly: Control Center and ROMA read back; Palo Alto's bulk update (absolute values) and
+ThingSpace's firmware sync (it only reads the devices) are idempotent, so they are sent again like
+reads.
 """
 
 from __future__ import annotations
@@ -44,21 +48,18 @@ RID = "rid-malformed-0001"
 MAX_RETRIES = 2
 
 PAN_HOST = "https://acme.iot.paloaltonetworks.com"
-PAN_VENDOR, PAN_ACTION = "Palo Alto Networks IoT Security", "PUT /pub/v4.0/device/bulkUpdate"
+PAN_VENDOR = "Palo Alto Networks IoT Security"
 CC_HOST = "https://cc.example.com"
 CC_VENDOR = "Cisco IoT Control Center"
 ROMA_HOST, PROJECT, INSTANCE = "https://roma.example.com", "p1", "i1"
 ROMA_DEVICES = f"{ROMA_HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
-ROMA_VENDOR, ROMA_ACTION = (
-    "Huawei ROMA Connect",
-    f"POST /v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline",
-)
+#: The operator's display name of the platform (its outcome's ``vendor``).
+ROMA_VENDOR_NAME = "Huawei Cloud ROMA Connect"
 TS_ROOT, ACCOUNT = "https://ts.example.com", "0000123456-00001"
 TS_VENDOR = "Verizon ThingSpace"
 TS_TOKEN, TS_LOGIN = f"{TS_ROOT}/api/ts/v1/oauth2/token", f"{TS_ROOT}/api/m2m/v1/session/login"
 TS_LIST_ACTION = f"GET /api/fota/v3/devices/{ACCOUNT}"
 TS_SYNC_URL = f"{TS_ROOT}/api/fota/v3/firmware/{ACCOUNT}/devices"
-TS_SYNC_ACTION = f"PUT /api/fota/v3/firmware/{ACCOUNT}/devices"
 
 HTML = (
     "<html><head><title>502 Bad Gateway</title></head>"
@@ -72,7 +73,7 @@ MALFORMED: dict[str, dict[str, Any]] = {
     "empty 200": {"status_code": 200, "content": b""},
     "huge body": {"status_code": 200},  # content: see _huge
 }
-#: What each malformed answer becomes, in the error's message.
+#: What each malformed answer becomes, in a read's error message.
 SAYS = {
     "html error page": "rejected",
     "html page as a 200": "a body that is not JSON",
@@ -80,6 +81,16 @@ SAYS = {
     "empty 200": "an empty body",
     "huge body": "with more than 16 MiB",
 }
+#: What each malformed answer becomes, in the message of an outcome's error group.
+GROUP_SAYS = {
+    "html error page": "502 Bad Gateway",  # the page's text, as the vendor's message
+    "html page as a 200": "an answer with a body that is not JSON",
+    "truncated json": "an answer with a body that is not JSON",
+    "empty 200": "an answer with an empty body",
+    "huge body": "an answer with more than 16 MiB",
+}
+#: Done statuses: no device of a failed answer may be in any of them.
+DONE = ("succeeded", "unchanged", "scheduled", "accepted")
 
 
 def _tries(kind: str) -> int:
@@ -182,6 +193,32 @@ def _assert_names(message: str, vendor: str, action: str, says: str) -> None:
     assert says in message
 
 
+def _one_group(
+    outcome: dict[str, Any],
+    vendor: str,
+    devices: list[Any],
+    says: str,
+    *,
+    names_no_device: bool = True,
+    status: str = "failed",
+) -> dict[str, Any]:
+    """Every device of ``outcome`` ended ``status`` under one error group that says ``says``, keeps
+    the request id and (unless the error is about a device id) names none of the devices."""
+    assert outcome["vendor"] == vendor
+    assert all(outcome["devices"][status] == [] for status in DONE)
+    (group,) = outcome["errors"]
+    assert (group["status"], group["devices"], group["request_id"]) == (status, devices, RID)
+    assert says in group["message"]
+    if names_no_device:
+        assert not any(str(device) in group["message"] for device in devices)
+    return group
+
+
+def _retryable(kind: str) -> bool:
+    """A 5xx may pass later; a 2xx whose body was unusable, after its retries, is not expected to."""
+    return kind == "html error page"
+
+
 # --- HTML error pages, truncated JSON, empty 200s, huge bodies -------------------------------------
 
 
@@ -194,16 +231,15 @@ def test_paloalto_bulk_update(requests_mock: rm.Mocker, kind: str) -> None:
         PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=[{"imei": IMEI}, {"imei": IMEI_2}])
     )
     assert (outcome["requested"], outcome["updated"], outcome["batches"]) == (2, 0, 1)
-    (failed,) = outcome["failed_batches"]
-    assert (failed["index"], failed["size"], failed["request_id"]) == (0, 2, RID)
-    _assert_names(failed["message"], PAN_VENDOR, PAN_ACTION, SAYS[kind])
+    group = _one_group(outcome, PAN_VENDOR, [IMEI, IMEI_2], GROUP_SAYS[kind])
+    assert group["retryable"] is _retryable(kind)
     assert bulk.call_count == _tries(kind)
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
-    """Each edit fails with the vendor, endpoint and request id of its own answer; after an unusable
-    answer the device is read back (here unreadable too), and the edit is never sent twice."""
+    """After an unusable answer the edit may have applied: the device is read back (here unreadable
+    too), so the edit ends unknown, with the request id of its answer, and is never sent twice."""
     edits = requests_mock.put(re.compile(rf"{CC_HOST}/rws/api/v1/devices/\d+$"), **_answer(kind))
     reads = requests_mock.get(re.compile(rf"{CC_HOST}/rws/api/v1/devices/\d+$"), **_answer(kind))
     outcome = _failed_outcome(
@@ -211,11 +247,10 @@ def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
             task_id="cisco", iccids=[ICCID, ICCID_19], changes={"accountCustom1": "x"}
         )
     )
-    assert outcome["updated"] == outcome["scheduled"] == outcome["unchanged"] == []
-    assert [f["iccid"] for f in outcome["failed"]] == [ICCID, ICCID_19]
-    for failed in outcome["failed"]:
-        assert failed["request_id"] == RID
-        _assert_names(failed["message"], CC_VENDOR, f"PUT /rws/api/v1/devices/{failed['iccid']}", SAYS[kind])
+    # The same error on both devices is one group, although each had its own request and path.
+    group = _one_group(outcome, CC_VENDOR, [ICCID, ICCID_19], GROUP_SAYS[kind], status="unknown")
+    assert group["retryable"] is False  # it may have applied: check before sending again
+    assert "reading the device back failed too" in group["message"]
     assert edits.call_count == 2  # once per device
     # A 502 to a PUT, like a 2xx whose body is unusable, may hide an applied edit: each device is
     # read back (and the read, unusable too, retried) instead.
@@ -224,33 +259,28 @@ def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_huawei_force_offline(requests_mock: rm.Mocker, kind: str) -> None:
-    """Every device of the request fails with the vendor, endpoint and request id; the devices are
-    read back (unreadable here) rather than forced offline a second time."""
+    """The devices are read back (unreadable here) rather than forced offline a second time, so
+    every device of the request ends unknown, with the request id of the answer."""
     force = requests_mock.post(f"{ROMA_DEVICES}/force-offline", **_answer(kind))
     requests_mock.get(re.compile(rf"{ROMA_DEVICES}/\d+$"), **_answer(kind))
     outcome = _failed_outcome(HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=[700001, 700002]))
-    assert outcome["succeeded"] == []
-    assert [f["id"] for f in outcome["failed"]] == [700001, 700002]
-    for failed in outcome["failed"]:
-        assert failed["request_id"] == RID
-        _assert_names(failed["message"], ROMA_VENDOR, ROMA_ACTION, SAYS[kind])
+    group = _one_group(outcome, ROMA_VENDOR_NAME, [700001, 700002], GROUP_SAYS[kind], status="unknown")
+    assert group["retryable"] is False
+    assert "reading the devices back failed too" in group["message"]
     assert force.call_count == 1
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
 @pytest.mark.usefixtures("thingspace_logins")
 def test_verizon_sync_firmware(requests_mock: rm.Mocker, kind: str) -> None:
-    """An unusable answer to a sync may hide an applied sync: its devices are reported as outcome
-    unknown, naming the vendor and endpoint, never as synced, and the sync is not sent again."""
+    """A sync only makes ThingSpace read the devices, so an unusable answer is retried like a read's;
+    then its devices fail under one group, never as synced (nor as an outcome unknown)."""
     sync = requests_mock.put(TS_SYNC_URL, **_answer(kind))
     outcome = _failed_outcome(VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=[IMEI, IMEI_2]))
-    assert outcome["synced"] == []
-    assert [f["device_id"] for f in outcome["failed"]] == [IMEI, IMEI_2]
-    for failed in outcome["failed"]:
-        assert failed["status"] is None
-        assert "the answer to a firmware sync was lost" in failed["reason"]
-        _assert_names(failed["reason"], TS_VENDOR, TS_SYNC_ACTION, SAYS[kind])
-    assert sync.call_count == 1
+    assert outcome["firmware"] == {}
+    group = _one_group(outcome, TS_VENDOR, [IMEI, IMEI_2], GROUP_SAYS[kind])
+    assert group["retryable"] is _retryable(kind)
+    assert sync.call_count == _tries(kind)
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
@@ -291,9 +321,7 @@ def test_paloalto_answer_with_missing_or_mistyped_fields(
         PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=[{"imei": IMEI}, {"imei": IMEI_2}])
     )
     assert outcome["updated"] == 0
-    (failed,) = outcome["failed_batches"]
-    assert failed["request_id"] == RID
-    _assert_names(failed["message"], PAN_VENDOR, PAN_ACTION, says)
+    _one_group(outcome, PAN_VENDOR, [IMEI, IMEI_2], says)
 
 
 @pytest.mark.parametrize(
@@ -313,10 +341,8 @@ def test_cisco_answer_with_missing_or_mistyped_fields(requests_mock: rm.Mocker, 
             task_id="cisco", iccids=[ICCID], changes={"accountCustom1": "x"}
         )
     )
-    assert outcome["updated"] == []
-    (failed,) = outcome["failed"]
-    assert failed["request_id"] == RID
-    _assert_names(failed["message"], CC_VENDOR, f"PUT /rws/api/v1/devices/{ICCID}", says)
+    # An answer about another ICCID can only be told by naming both.
+    _one_group(outcome, CC_VENDOR, [ICCID], says, names_no_device=ICCID not in says)
 
 
 @pytest.mark.parametrize(
@@ -336,11 +362,7 @@ def test_huawei_answer_with_missing_or_mistyped_fields(
     """Every device of the request fails with a message naming the field, endpoint and request id."""
     requests_mock.post(f"{ROMA_DEVICES}/force-offline", **_json(body))
     outcome = _failed_outcome(HuaweiRomaForceOfflineOperator(task_id="roma", device_ids=[700001, 700002]))
-    assert outcome["succeeded"] == []
-    assert [f["id"] for f in outcome["failed"]] == [700001, 700002]
-    for failed in outcome["failed"]:
-        assert failed["request_id"] == RID
-        _assert_names(failed["message"], ROMA_VENDOR, ROMA_ACTION, says)
+    _one_group(outcome, ROMA_VENDOR_NAME, [700001, 700002], says)
 
 
 @pytest.mark.parametrize(
@@ -363,13 +385,11 @@ def test_huawei_answer_with_missing_or_mistyped_fields(
 def test_verizon_sync_answer_with_missing_or_mistyped_fields(
     requests_mock: rm.Mocker, body: Any, says: str
 ) -> None:
-    """No device is claimed synced: each fails with a reason naming the field and the endpoint."""
+    """No device is claimed synced: both fail under one group naming the field."""
     requests_mock.put(TS_SYNC_URL, **_json(body))
     outcome = _failed_outcome(VerizonThingSpaceSyncFirmwareOperator(task_id="sync", imeis=[IMEI, IMEI_2]))
-    assert outcome["synced"] == []
-    assert [(f["device_id"], f["status"]) for f in outcome["failed"]] == [(IMEI, None), (IMEI_2, None)]
-    for failed in outcome["failed"]:
-        _assert_names(failed["reason"], TS_VENDOR, TS_SYNC_ACTION, says)
+    assert outcome["firmware"] == {}
+    _one_group(outcome, TS_VENDOR, [IMEI, IMEI_2], says)
 
 
 @pytest.mark.parametrize(

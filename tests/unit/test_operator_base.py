@@ -1,11 +1,15 @@
-"""The fleet operators' shared plumbing: input lists, batching helpers, progress lines, failure groups.
+"""The fleet operators' shared plumbing: input lists, batching helpers, progress lines, the outcome
+every write operator returns (error groups, its helpers, where it is pushed), and the journal retries
+read.
 
-Everything here goes through the base module's public helpers, or through ``execute`` of a minimal
-operator built on :class:`IoTFleetBaseOperator` the way a vendor operator is.
+Everything here goes through the public helpers of the base module and of outcome.py, or through
+``execute`` of minimal operators built on :class:`IoTFleetBaseOperator` and
+:class:`IoTFleetWriteOperator` the way a vendor operator is.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, overload
@@ -20,6 +24,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
     IoTFleetNotAttemptedError,
     IoTFleetNotFoundError,
+    IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetTransportError,
     IoTFleetValidationError,
@@ -28,14 +33,16 @@ from airflow_provider_iotfleet.exceptions import (
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.operators.base import (
     OUTCOME_KEY,
-    Failure,
     IoTFleetBaseOperator,
     IoTFleetOperationFailedError,
+    IoTFleetWriteOperator,
     OperationResult,
     Progress,
+    TaskJournal,
 )
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, pull_outcome
 from airflow_provider_iotfleet.validation import as_item_list, chunks, distinct, validate_batch_size
-from tests.fakes import ICCID, ICCID_19, FakeClock, operator_context
+from tests.fakes import ICCID, ICCID_19, FakeClock, FakeTaskStateStore, operator_context
 
 HOST = "https://rws.example.com"
 CONN_ID = "fleet_base_cisco"
@@ -312,74 +319,339 @@ def test_progress_counts_advances_from_many_threads(clock: FakeClock) -> None:
     assert (progress.done, progress.failed, progress.batches) == (4000, 4000, 4000)
 
 
-# --- Failure.from_error ---------------------------------------------------------------------------
+# --- error groups: what OutcomeBuilder.fail makes of an error --------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
+    ("error", "label", "retryable"),
     [
         pytest.param(
             IoTFleetVendorResponseError("Invalid status.", http_status=400, error_code="10000005"),
-            "10000005",
-            id="vendor-code-wins-over-status",
+            "10000005 (HTTP 400)",
+            False,
+            id="vendor-code-and-status",
         ),
-        pytest.param(IoTFleetNotFoundError("no such device", http_status=404), "HTTP 404", id="http-status"),
-        pytest.param(IoTFleetTransportError("Connection refused"), "transport", id="kind-transport"),
-        pytest.param(IoTFleetRateLimitError("throttled"), "ratelimit", id="kind-rate-limit"),
-        pytest.param(IoTFleetVendorResponseError("garbled"), "vendorresponse", id="kind-vendor-response"),
-        pytest.param(IoTFleetError("odd"), "error", id="kind-base"),
+        pytest.param(IoTFleetNotFoundError("no such device", http_status=404), "HTTP 404", False, id="404"),
+        pytest.param(IoTFleetVendorResponseError("Bad gateway", http_status=502), "HTTP 502", True, id="5xx"),
+        pytest.param(IoTFleetRateLimitError("throttled", http_status=429), "HTTP 429", True, id="throttled"),
+        pytest.param(IoTFleetTransportError("Connection refused"), "error", True, id="transport"),
+        pytest.param(IoTFleetVendorResponseError("garbled", error_code="FW.404"), "FW.404", False, id="code"),
+        pytest.param(IoTFleetError("odd"), "error", False, id="base"),
     ],
 )
-def test_failure_groups_by_vendor_code_else_status_else_kind(error: IoTFleetError, code: str) -> None:
-    failure = Failure.from_error(ICCID, error)
-    assert failure.code == code
-    assert (failure.item, failure.message, failure.items) == (ICCID, error.message, 1)
-    assert failure.http_status == error.http_status
+def test_an_error_group_carries_the_error_its_label_and_whether_to_retry(
+    error: IoTFleetError, label: str, retryable: bool
+) -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
+    builder.fail([ICCID, ICCID_19], error)
+    (group,) = builder.build().errors
+    assert (group.status, group.label, group.retryable, group.attempted) == ("failed", label, retryable, True)
+    assert (group.error_code, group.http_status) == (error.error_code, error.http_status)
+    assert group.devices == [ICCID, ICCID_19]
 
 
-def test_failure_keeps_status_request_id_and_item_count() -> None:
-    error = IoTFleetVendorResponseError(
-        "Bad gateway", http_status=502, error_code=None, request_id="req-7", vendor="Huawei"
-    )
-    failure = Failure.from_error("batch 3", error, items=50)
-    assert failure == Failure(
-        item="batch 3", message="Bad gateway", code="HTTP 502", items=50, http_status=502, request_id="req-7"
-    )
+def test_the_group_message_is_the_bare_message_so_the_same_error_is_one_group() -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 3)
+    for iccid, request_id in ((ICCID, "r-1"), (ICCID_19, "r-2")):
+        builder.fail(
+            [iccid],
+            IoTFleetNotFoundError(
+                f"Cisco IoT Control Center rejected PUT /devices/{iccid}: Invalid ICCID.",
+                http_status=404,
+                error_code="20000001",
+                request_id=request_id,
+                bare_message="Invalid ICCID.",
+            ),
+        )
+    builder.fail(["8901"], IoTFleetNotFoundError("Invalid ICCID.", http_status=404, error_code="20000002"))
+    first, other = builder.build().errors
+    assert (first.message, first.request_id, first.devices) == ("Invalid ICCID.", "r-1", [ICCID, ICCID_19])
+    assert (other.error_code, other.devices) == ("20000002", ["8901"])  # another code: another group
+
+
+def test_an_outcome_unknown_error_is_unknown_and_never_retryable() -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 1)
+    builder.fail([ICCID], IoTFleetOutcomeUnknownError("the answer was lost", http_status=500))
+    (group,) = builder.build().errors
+    assert (group.status, group.retryable) == ("unknown", False)
+    assert builder.build().counts["unknown"] == 1
 
 
 @pytest.mark.parametrize(
-    "cause",
+    ("cause", "retryable"),
     [
         pytest.param(
             IoTFleetAuthError(
                 "Invalid credentials.", http_status=401, error_code="10000001", request_id="r-1"
             ),
-            id="vendor-code",
+            False,
+            id="refused-credentials",
         ),
-        pytest.param(IoTFleetAuthError("Authentication required", http_status=401), id="http-status"),
+        pytest.param(IoTFleetAuthError("Authentication required", http_status=401), False, id="status-only"),
+        pytest.param(
+            IoTFleetConfigurationError("Connection 'x' (Cisco): password is empty; set it to the API key"),
+            False,
+            id="no-code-or-status",
+        ),
+        pytest.param(IoTFleetTransportError("Connection reset"), True, id="broken-connection"),
     ],
 )
-def test_not_attempted_items_group_under_their_cause(cause: IoTFleetError) -> None:
-    first = Failure.from_error(ICCID, cause)
-    skipped = Failure.from_error(ICCID_19, IoTFleetNotAttemptedError.after(cause))
-    assert skipped.code == first.code
-    assert skipped.request_id == cause.request_id
-    assert skipped.message == f"not attempted after an earlier error: {cause.message}"
+def test_devices_not_sent_group_under_their_cause_as_not_attempted(
+    cause: IoTFleetError, retryable: bool
+) -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 3)
+    builder.fail([ICCID], cause)
+    builder.fail([ICCID_19], IoTFleetNotAttemptedError.after(cause))
+    builder.fail(["8944"], IoTFleetNotAttemptedError.after(cause))
+    tried, not_sent = builder.build().errors
+    assert (tried.attempted, tried.devices) == (True, [ICCID])
+    assert (not_sent.attempted, not_sent.devices) == (False, [ICCID_19, "8944"])
+    for group in (tried, not_sent):
+        assert (group.label, group.request_id, group.retryable) == (
+            tried.label,
+            cause.request_id,
+            retryable,  # not sent because of a transient error: as retryable as that error
+        )
+    assert not_sent.message == f"not attempted after an earlier error: {cause.message}"
 
 
-def test_not_attempted_items_group_under_a_cause_without_code_or_status() -> None:
-    cause = IoTFleetConfigurationError("Connection 'x' (Cisco): password is empty; set it to the API key")
-    first = Failure.from_error(ICCID, cause)
-    skipped = Failure.from_error(ICCID_19, IoTFleetNotAttemptedError.after(cause))
-    assert first.code == "configuration"
-    assert skipped.code == first.code
+# --- FleetOutcome helpers --------------------------------------------------------------------------
 
 
-# --- execute, through a minimal operator built on the base -----------------------------------------
+def _outcome() -> FleetOutcome:
+    """Eight devices, one in each done status and four failed or unknown three ways."""
+    builder = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 8)
+    for status, device in (("succeeded", 1), ("unchanged", 2), ("scheduled", 3), ("accepted", 4)):
+        builder.add(status, device)  # type: ignore[arg-type]
+    unavailable = IoTFleetVendorResponseError("Service unavailable", http_status=503, request_id="r-5")
+    builder.fail([5], unavailable)
+    builder.fail([6], IoTFleetOutcomeUnknownError("the answer was lost", http_status=500))
+    builder.fail([7], IoTFleetNotAttemptedError.after(unavailable))
+    builder.refuse([8], "never_connected", "never connected", attempted=False)
+    return builder.build(account="0042")
+
+
+def test_ids_to_go_on_are_the_done_devices_and_ids_to_retry_the_retryable_errors() -> None:
+    outcome = _outcome()
+    assert outcome.ids_to_go_on() == [1, 2, 3, 4]
+    assert outcome.ids_to_retry() == [5, 7]  # not 6 (may have applied) nor 8 (will not pass)
+    assert outcome.counts == {
+        "succeeded": 1,
+        "unchanged": 1,
+        "scheduled": 1,
+        "accepted": 1,
+        "failed": 3,
+        "unknown": 1,
+    }
+    assert outcome.summary() == "1 succeeded, 1 unchanged, 1 scheduled, 1 accepted, 3 failed, 1 unknown"
+
+
+def test_an_outcome_survives_its_trip_through_xcom() -> None:
+    outcome = _outcome()
+    xcom = json.loads(json.dumps(outcome.to_xcom()))
+    assert xcom["account"] == "0042"  # operation-specific fields at the top level
+    assert FleetOutcome.from_xcom(xcom) == outcome
+    with pytest.raises(ValueError, match="not a fleet outcome"):
+        FleetOutcome.from_xcom({"requested": 3, "updated": [ICCID]})  # the shape before the contract
+
+
+def test_failure_lines_give_one_line_per_error_naming_a_few_devices() -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 9)
+    missing = list(range(1, 8))
+    builder.fail(missing, IoTFleetNotFoundError("Invalid ICCID", http_status=404, error_code="20000001"))
+    cause = IoTFleetAuthError("Invalid credentials", http_status=401, error_code="10000001", request_id="r-9")
+    builder.fail([8], cause)
+    builder.fail([9], IoTFleetNotAttemptedError.after(cause))
+    outcome = builder.build()
+    assert outcome.failure_lines() == [
+        "failed: 7 devices, 20000001 (HTTP 404): Invalid ICCID. e.g. 1, 2, 3, 4, 5 and 2 more",
+        "failed: 1 device, 10000001 (HTTP 401): Invalid credentials (request id r-9). e.g. 8",
+        "failed (not sent): 1 device, 10000001 (HTTP 401): not attempted after an earlier error: "
+        "Invalid credentials (request id r-9). e.g. 9",
+    ]
+    assert outcome.failure_lines(examples=1)[0].endswith("e.g. 1 and 6 more")
+    assert OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 0).build().failure_lines() == []
+
+
+def test_a_message_ending_a_sentence_is_not_followed_by_a_second_period() -> None:
+    # As the docstring shows: "failed: 2 devices, 20000001 (HTTP 404): Invalid ICCID. e.g. ..."
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
+    builder.fail([1, 2], IoTFleetNotFoundError("Invalid ICCID.", http_status=404, error_code="20000001"))
+    assert builder.build().failure_lines() == [
+        "failed: 2 devices, 20000001 (HTTP 404): Invalid ICCID. e.g. 1, 2"
+    ]
+
+
+def test_combine_adds_up_the_parts_and_merges_the_same_error() -> None:
+    def batch(devices: list[int], missing: list[int], request_id: str, campaign: str) -> dict[str, Any]:
+        builder = OutcomeBuilder("upgrade_firmware", "Verizon ThingSpace", len(devices) + len(missing))
+        builder.add_many("scheduled", devices)
+        builder.fail(
+            missing,
+            IoTFleetNotFoundError(
+                "Device not found", http_status=404, error_code="DEV.404", request_id=request_id
+            ),
+        )
+        return builder.build(campaign_id=campaign, batches=1, firmware_to="2.0").to_xcom()
+
+    first, second = batch([1, 2], [3], "r-1", "c-1"), batch([4], [5, 6], "r-2", "c-2")
+    second["errors"].append(
+        {
+            "status": "failed",
+            "error_code": None,
+            "http_status": 503,
+            "message": "Service unavailable",
+            "request_id": None,
+            "retryable": True,
+            "attempted": True,
+            "devices": [7],
+        }
+    )
+    second["requested"] += 1
+    combined = FleetOutcome.combine([first, FleetOutcome.from_xcom(second)])
+    assert combined.requested == 7
+    assert combined.devices["scheduled"] == [1, 2, 4]
+    assert [(e.error_code, e.http_status, e.request_id, e.devices) for e in combined.errors] == [
+        ("DEV.404", 404, "r-1", [3, 5, 6]),  # one group: the request id does not make another error
+        (None, 503, None, [7]),
+    ]
+    assert combined.details == {"campaign_id": ["c-1", "c-2"], "batches": 2, "firmware_to": "2.0"}
+    assert combined.ids_to_retry() == [7]
+
+
+def test_combine_refuses_nothing_and_different_operations() -> None:
+    with pytest.raises(ValueError, match="no outcomes to combine"):
+        FleetOutcome.combine([])
+    parts = [OutcomeBuilder(operation, "V", 0).build() for operation in ("force_offline", "edit_devices")]
+    with pytest.raises(ValueError, match="different operations"):
+        FleetOutcome.combine(parts)
+
+
+class XComTaskInstance:
+    """A downstream task's ``ti``: ``xcom_pull`` answers from what the upstream task left, and
+    records what it was asked."""
+
+    def __init__(self, left: dict[tuple[str, str, int | None], Any]) -> None:
+        self.left = left
+        self.pulls: list[tuple[str, str, int | None]] = []
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
+        self.pulls.append((task_ids, key, map_indexes))
+        return self.left.get((task_ids, key, map_indexes))
+
+
+def test_pull_outcome_finds_the_outcome_of_a_failed_task_under_outcome() -> None:
+    pushed = _outcome().to_xcom()
+    ti = XComTaskInstance({("force_offline", OUTCOME_KEY, None): pushed})
+    outcome = pull_outcome(ti, "force_offline")
+    assert outcome is not None and outcome.to_xcom() == pushed
+
+
+def test_pull_outcome_finds_the_outcome_of_a_successful_task_as_its_return_value() -> None:
+    returned = _outcome().to_xcom()
+    ti = XComTaskInstance({("force_offline", "return_value", None): returned})
+    outcome = pull_outcome(ti, "force_offline")
+    assert outcome is not None and outcome.to_xcom() == returned
+    assert ti.pulls == [("force_offline", OUTCOME_KEY, None), ("force_offline", "return_value", None)]
+
+
+def test_pull_outcome_of_one_mapped_task_instance_and_of_a_task_that_pushed_none() -> None:
+    returned = _outcome().to_xcom()
+    ti = XComTaskInstance({("force_offline", "return_value", 2): returned})
+    outcome = pull_outcome(ti, "force_offline", map_index=2)
+    assert outcome is not None and outcome.to_xcom() == returned
+    assert pull_outcome(ti, "force_offline", map_index=1) is None
+    assert pull_outcome(ti, "never_ran") is None
+
+
+# --- TaskJournal: what earlier tries did ------------------------------------------------------------
+
+
+def test_a_journal_writes_a_chunk_only_when_something_new_was_recorded(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    journal = TaskJournal(store, "iotfleet.j", LineLog(), clock=clock.monotonic)
+    journal.flush()
+    assert store.writes == 0
+    journal.record("a", 1)
+    journal.record("b", 2)
+    assert store.writes == 0  # not due yet: written at the next flush
+    journal.flush()
+    assert store.writes == 2  # the chunk, and the number of chunks
+    journal.flush()
+    assert store.writes == 2
+    journal.record("c", 3)
+    journal.flush()
+    assert store.writes == 4
+    assert (store.get("iotfleet.j.0"), store.get("iotfleet.j.1")) == ({"a": 1, "b": 2}, {"c": 3})
+    assert store.get("iotfleet.j.chunks") == 2
+
+
+def test_load_merges_the_chunks_of_every_earlier_try(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    first = TaskJournal(store, "iotfleet.j", LineLog(), clock=clock.monotonic)
+    assert first.load() == {}
+    first.record("a", 1)
+    first.record("b", 1)
+    first.flush()
+    # The second try records before loading: it still adds a chunk rather than overwrite the first.
+    second = TaskJournal(store, "iotfleet.j", LineLog(), clock=clock.monotonic)
+    second.record("b", 2)
+    second.record("c", 1)
+    second.flush()
+    third = TaskJournal(store, "iotfleet.j", LineLog(), clock=clock.monotonic)
+    assert third.load() == {"a": 1, "b": 2, "c": 1}  # later chunks win
+    assert TaskJournal(store, "iotfleet.other", LineLog()).load() == {}  # each name its own
+
+
+def test_a_journal_without_a_task_state_store_is_off(clock: FakeClock) -> None:
+    journal = TaskJournal(None, "iotfleet.j", LineLog(), flush_every=0, clock=clock.monotonic)
+    assert not journal.available
+    journal.record("a", 1)
+    journal.flush()
+    assert journal.load() == {}
+
+
+def test_record_writes_on_its_own_every_flush_every_seconds(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    journal = TaskJournal(store, "iotfleet.j", LineLog(), flush_every=5, clock=clock.monotonic)
+    journal.record("a", 1)
+    clock.advance(4.9)
+    journal.record("b", 1)
+    assert store.writes == 0
+    clock.advance(0.1)
+    journal.record("c", 1)  # 5 s since the journal started: everything so far, one chunk
+    assert (store.writes, store.get("iotfleet.j.0")) == (2, {"a": 1, "b": 1, "c": 1})
+    clock.advance(4)
+    journal.record("d", 1)
+    assert store.writes == 2
+    clock.advance(1)
+    journal.record("e", 1)  # 5 s since the last write
+    assert (store.writes, store.get("iotfleet.j.1")) == (4, {"d": 1, "e": 1})
+
+
+def test_a_journal_takes_records_from_many_threads(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    journal = TaskJournal(store, "iotfleet.j", LineLog(), flush_every=0, clock=clock.monotonic)
+
+    def work(worker: int) -> None:
+        for n in range(100):
+            journal.record(f"{worker}.{n}", n)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.flush()
+    assert len(TaskJournal(store, "iotfleet.j", LineLog()).load()) == 800
+    assert store.writes == 2 * store.get("iotfleet.j.chunks")
+
+
+# --- execute, through minimal operators built on the bases ----------------------------------------
 
 
 class StubOperator(IoTFleetBaseOperator[CiscoControlCenterHook]):
-    """A vendor operator reduced to its contract: log the start, hand back a prepared result."""
+    """A read operator reduced to its contract: log the start, hand back a prepared result."""
 
     hook_class = CiscoControlCenterHook
     unit = "IMEI"
@@ -401,6 +673,21 @@ class StubOperator(IoTFleetBaseOperator[CiscoControlCenterHook]):
         return self.result
 
 
+class StubWriteOperator(IoTFleetWriteOperator[CiscoControlCenterHook]):
+    """A write operator reduced to its contract: hand back a prepared outcome."""
+
+    hook_class = CiscoControlCenterHook
+    operation = "sync_firmware"
+    unit = "IMEI"
+
+    def __init__(self, *, outcome: FleetOutcome, **kwargs: Any) -> None:
+        super().__init__(conn_id=CONN_ID, **kwargs)
+        self.outcome = outcome
+
+    def operate(self, context: Any) -> FleetOutcome:
+        return self.outcome
+
+
 @pytest.fixture
 def events(set_connection: Callable[..., None]) -> Iterator[list[MutableMapping[str, Any]]]:
     """Every structlog event (operators and hooks log through structlog), formatted."""
@@ -413,10 +700,17 @@ def _lines(events: list[MutableMapping[str, Any]], level: str | None = None) -> 
     return [str(e["event"]) for e in events if level is None or e["log_level"] == level]
 
 
-def _batch_failure(index: int, items: int = 10) -> Failure:
-    return Failure.from_error(
-        f"batch {index}", IoTFleetVendorResponseError("Bad gateway", http_status=502), items=items
-    )
+def _sync_outcome() -> FleetOutcome:
+    """80 IMEIs: 29 synced, 50 in five batches the vendor answered 502, one unknown firmware."""
+    builder = OutcomeBuilder("sync_firmware", "Cisco IoT Control Center", 80)
+    builder.add_many("succeeded", range(1, 30))
+    for batch in range(5):
+        devices = list(range(30 + 10 * batch, 40 + 10 * batch))
+        builder.fail(
+            devices, IoTFleetVendorResponseError("Bad gateway", http_status=502, request_id=f"r-{batch}")
+        )
+    builder.fail([80], IoTFleetVendorResponseError("No such firmware", error_code="FW.404"))
+    return builder.build()
 
 
 def test_start_line_names_vendor_count_batches_duplicates_and_connection(
@@ -453,52 +747,115 @@ def test_summary_line_shows_the_first_count_always_and_others_when_not_zero(
         task_id="stub",
         result=OperationResult(outcome={"requested": 3}, counts={"synced": 0, "skipped": 0, "pending": 3}),
     )
-    assert op.execute(operator_context()) == {"requested": 3}
+    ctx = operator_context()
+    assert op.execute(ctx) == {"requested": 3}
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]  # a read operator pushes nothing itself
     (summary,) = [line for line in _lines(events, "info") if " done in " in line]
     assert summary.startswith("Cisco IoT Control Center: done in ")
     assert summary.endswith(": 0 synced, 3 pending")
 
 
-def test_failed_batches_count_all_their_items_and_are_logged_once_per_code(
+def test_a_write_that_fails_logs_each_error_once_pushes_the_outcome_once_and_fails(
     events: list[MutableMapping[str, Any]],
 ) -> None:
-    failures = [_batch_failure(i) for i in range(5)] + [
-        Failure.from_error("batch 7", IoTFleetVendorResponseError("No such firmware", error_code="FW.404"))
-    ]
-    outcome = {"requested": 80, "failed_batches": [{"index": i} for i in (0, 1, 2, 3, 4, 7)]}
+    outcome = _sync_outcome()
     ctx = operator_context()
-    op = StubOperator(
-        task_id="stub", result=OperationResult(outcome=outcome, counts={"ok": 29}, failures=failures)
-    )
     with pytest.raises(IoTFleetOperationFailedError) as caught:
-        op.execute(ctx)
+        StubWriteOperator(task_id="stub", outcome=outcome).execute(ctx)
     assert str(caught.value) == (
-        "51 of 80 IMEIs failed: 50 x HTTP 502 (Bad gateway); 1 x FW.404 (No such firmware). "
-        "Every IMEI was tried; the outcome is in XCom key 'outcome' (set fail_on_error=False to "
+        "51 of 80 IMEIs not done: 50 failed with HTTP 502: Bad gateway; 1 failed with FW.404: No such "
+        "firmware. Every IMEI was tried; the outcome is in XCom key 'outcome' (set fail_on_error=False to "
         "succeed with failures)"
     )
-    assert caught.value.outcome == outcome
-    assert ctx["ti"].xcom == {OUTCOME_KEY: outcome}  # type: ignore[attr-defined]
+    assert caught.value.outcome == outcome.to_xcom()
+    assert ctx["ti"].xcom == {OUTCOME_KEY: outcome.to_xcom()}  # type: ignore[attr-defined]
     assert _lines(events, "error") == [
-        "Cisco IoT Control Center: 50 failed with HTTP 502: Bad gateway "
-        "(e.g. batch 0, batch 1, batch 2 and 2 more)",
-        "Cisco IoT Control Center: 1 failed with FW.404: No such firmware (e.g. batch 7)",
+        "Cisco IoT Control Center: failed: 50 devices, HTTP 502: Bad gateway (request id r-0). "
+        "e.g. 30, 31, 32 and 47 more",
+        "Cisco IoT Control Center: failed: 1 device, FW.404: No such firmware. e.g. 80",
     ]
+    (summary,) = [line for line in _lines(events, "info") if " done in " in line]
+    assert summary.endswith(": 29 succeeded, 51 failed")
 
 
-def test_fail_on_error_false_returns_the_outcome_with_its_failures(
+def test_a_write_with_devices_not_sent_does_not_claim_every_device_was_tried() -> None:
+    cause = IoTFleetAuthError("Invalid credentials.", http_status=401, error_code="10000001")
+    builder = OutcomeBuilder("sync_firmware", "Cisco IoT Control Center", 3)
+    builder.fail([1], cause)
+    builder.fail([2, 3], IoTFleetNotAttemptedError.after(cause))
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        StubWriteOperator(task_id="stub", outcome=builder.build()).execute(operator_context())
+    message = str(caught.value)
+    assert message.startswith(
+        "3 of 3 IMEIs not done: 1 failed with 10000001 (HTTP 401): Invalid credentials.; 2 failed (not sent) "
+        "with 10000001 (HTTP 401): not attempted after an earlier error: Invalid credentials. Every IMEI "
+    )
+    assert "Every IMEI was tried" not in message
+    assert "Every IMEI not marked 'not sent' was tried" in message
+
+
+def test_a_write_with_only_unknown_outcomes_fails_too() -> None:
+    builder = OutcomeBuilder("sync_firmware", "Cisco IoT Control Center", 2)
+    builder.add("succeeded", 1)
+    builder.fail([2], IoTFleetOutcomeUnknownError("the answer was lost", http_status=500))
+    with pytest.raises(
+        IoTFleetOperationFailedError, match=r"^1 of 2 IMEIs not done: 1 unknown with HTTP 500: "
+    ):
+        StubWriteOperator(task_id="stub", outcome=builder.build()).execute(operator_context())
+
+
+def test_a_write_with_fail_on_error_false_returns_the_outcome_and_pushes_nothing_itself(
     events: list[MutableMapping[str, Any]],
 ) -> None:
-    outcome = {"requested": 20, "failed_batches": [{"index": 1}]}
+    outcome = _sync_outcome()
     ctx = operator_context()
-    op = StubOperator(
-        task_id="stub",
-        fail_on_error=False,
-        result=OperationResult(outcome=outcome, counts={"ok": 10}, failures=[_batch_failure(1)]),
+    assert StubWriteOperator(task_id="stub", outcome=outcome, fail_on_error=False).execute(ctx) == (
+        outcome.to_xcom()
     )
-    assert op.execute(ctx) == outcome
-    assert ctx["ti"].xcom == {OUTCOME_KEY: outcome}  # type: ignore[attr-defined]
-    assert len(_lines(events, "error")) == 1
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]  # Airflow pushes the return value
+    assert len(_lines(events, "error")) == 2
+
+
+def test_a_write_that_succeeds_returns_the_outcome_and_pushes_nothing_itself(
+    events: list[MutableMapping[str, Any]],
+) -> None:
+    builder = OutcomeBuilder("sync_firmware", "Cisco IoT Control Center", 3)
+    builder.add_many("succeeded", [1, 2])
+    builder.add("unchanged", 3)
+    ctx = operator_context()
+    result = StubWriteOperator(task_id="stub", outcome=builder.build()).execute(ctx)
+    assert result["counts"] == {
+        "succeeded": 2,
+        "unchanged": 1,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 0,
+        "unknown": 0,
+    }
+    assert ctx["ti"].xcom == {}  # type: ignore[attr-defined]
+    assert _lines(events, "error") == []
+    assert _lines(events, "info")[-1].endswith(": 2 succeeded, 1 unchanged")
+
+
+@pytest.mark.parametrize(("try_number", "retrying"), [(1, False), (2, True), (5, True)])
+def test_retrying_is_any_try_after_the_first(try_number: int, retrying: bool) -> None:
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    assert op.retrying(operator_context(try_number=try_number)) is retrying  # type: ignore[arg-type]
+    assert op.retrying({}) is False  # type: ignore[arg-type]  # outside a task
+
+
+def test_journal_uses_the_task_state_store_of_the_context() -> None:
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    store = FakeTaskStateStore()
+    journal = op.journal(operator_context(state_store=store), "sync")  # type: ignore[arg-type]
+    assert journal.available
+    journal.record("imei-1", "done")
+    journal.flush()
+    # A later try of the same task instance reads it back.
+    later = op.journal(operator_context(try_number=2, state_store=store), "sync")  # type: ignore[arg-type]
+    assert later.load() == {"imei-1": "done"}
+    # Airflow 3.2 has no task state store: the journal is off.
+    assert not op.journal(operator_context(), "sync").available  # type: ignore[arg-type]
 
 
 def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_credentials(

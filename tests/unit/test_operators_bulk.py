@@ -2,7 +2,9 @@
 
 PaloAltoIoTBulkUpdateOperator, HuaweiRomaForceOfflineOperator and VerizonThingSpaceSyncFirmwareOperator
 share the base's batching, validation and outcome accounting; each test asserts what a DAG author
-sees: the returned XCom, the ``outcome`` XCom, the error raised, the log lines and the requests sent.
+sees: the returned outcome (see airflow_provider_iotfleet/outcome.py), the ``outcome`` XCom pushed
+before the task fails, the error raised, the log lines and the requests sent. A retry is the same
+operator run again with ``try_number=2`` and, on Airflow 3.3+, the same task state store.
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ from airflow.sdk import DAG
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
-from airflow_provider_iotfleet.hooks.huawei import NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.hooks.huawei import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
-from tests.fakes import ICCID, IMEI, IMEI_2, FakeClock, luhn_complete, operator_context
+from tests.fakes import (
+    ICCID,
+    IMEI,
+    IMEI_2,
+    FakeClock,
+    FakeTaskStateStore,
+    assert_outcome_shape,
+    luhn_complete,
+    operator_context,
+)
 
 # --- Palo Alto Networks IoT Security (as in test_paloalto_hook.py) ---------------------------------
 TENANT_HOST = "https://acme-iot.iot.paloaltonetworks.com"
@@ -50,6 +61,11 @@ PAN_403 = {
     "msg": "Forbidden access. Either the provided API key is invalid or it does not have the required "
     "RBAC permissions to run this API.",
 }
+#: What the outcome adds to a refused key: which fields of which connection to check.
+PAN_403_HINT = (
+    " Check the login (key id), password (access key) and the key's API role of connection "
+    "'paloalto_iot_default'"
+)
 
 # --- Huawei ROMA Connect (as in test_huawei_hook.py) ---------------------------------------------
 ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
@@ -75,6 +91,10 @@ ROMA_401 = {
     "error_msg": "Incorrect IAM authentication information: verify aksk signature fail",
     "request_id": "r-401",
 }
+ROMA_401_HINT = (
+    ". Check the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
+    "refuses signatures more than 15 minutes off) of connection 'huawei_roma_default'"
+)
 
 # --- Verizon ThingSpace (as in test_verizon_hook.py) ---------------------------------------------
 ROOT = "https://thingspace.verizon.com"
@@ -278,6 +298,116 @@ def assert_json_safe(outcome: dict[str, Any]) -> None:
     assert json.loads(json.dumps(outcome)) == outcome
 
 
+# --- expected outcomes, written out as outcome.py documents them ----------------------------------
+
+PAN_VENDOR = "Palo Alto Networks IoT Security"
+ROMA_VENDOR = "Huawei Cloud ROMA Connect"
+VZ_VENDOR = "Verizon ThingSpace"
+DONE = ("succeeded", "unchanged", "scheduled", "accepted")
+
+
+def error(
+    error_code: str | None,
+    http_status: int | None,
+    message: str,
+    devices: list[Any],
+    *,
+    request_id: str | None = None,
+    retryable: bool = False,
+    attempted: bool = True,
+    status: str = "failed",
+) -> dict[str, Any]:
+    """One error group of an outcome, as XCom carries it."""
+    return {
+        "status": status,
+        "error_code": error_code,
+        "http_status": http_status,
+        "message": message,
+        "request_id": request_id,
+        "retryable": retryable,
+        "attempted": attempted,
+        "devices": devices,
+    }
+
+
+def outcome(
+    operation: str,
+    vendor: str,
+    requested: int,
+    errors: list[dict[str, Any]] | None = None,
+    *,
+    details: dict[str, Any],
+    **done: list[Any],
+) -> dict[str, Any]:
+    """A whole outcome: ``done`` maps statuses to devices, ``errors`` lists the error groups."""
+    errors = errors or []
+    counts = {status: len(done.get(status, [])) for status in DONE}
+    for status in ("failed", "unknown"):
+        counts[status] = sum(len(group["devices"]) for group in errors if group["status"] == status)
+    return {
+        "operation": operation,
+        "vendor": vendor,
+        "requested": requested,
+        "dry_run": False,
+        "counts": counts,
+        "devices": {status: done.get(status, []) for status in DONE},
+        "errors": errors,
+        **details,
+    }
+
+
+def pan_outcome(
+    requested: int,
+    accepted: list[str],
+    errors: list[dict[str, Any]] | None = None,
+    *,
+    updated: int,
+    batches: int,
+) -> dict[str, Any]:
+    return outcome(
+        "bulk_update",
+        PAN_VENDOR,
+        requested,
+        errors,
+        accepted=accepted,
+        details={"updated": updated, "batches": batches},
+    )
+
+
+def roma_outcome(
+    requested: int,
+    succeeded: list[int],
+    errors: list[dict[str, Any]] | None = None,
+    unchanged: list[int] | None = None,
+) -> dict[str, Any]:
+    return outcome(
+        "force_offline",
+        ROMA_VENDOR,
+        requested,
+        errors,
+        succeeded=succeeded,
+        unchanged=unchanged or [],
+        details={},
+    )
+
+
+def vz_outcome(
+    requested: int,
+    firmware: dict[str, str],
+    errors: list[dict[str, Any]] | None = None,
+    *,
+    account: str = ACCOUNT,
+) -> dict[str, Any]:
+    return outcome(
+        "sync_firmware",
+        VZ_VENDOR,
+        requested,
+        errors,
+        succeeded=list(firmware),
+        details={"account_name": account, "firmware": firmware},
+    )
+
+
 # === construction ================================================================================
 
 
@@ -342,8 +472,9 @@ def test_pan_batch_boundaries(pan_conn: None, requests_mock: rm.Mocker, count: i
     devices = [pan_device(n) for n in range(count)]
     ctx = operator_context()
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=4).execute(ctx)
-    assert result == {"requested": count, "updated": count, "batches": len(sizes), "failed_batches": []}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    ids = [d["imei"] for d in devices]
+    assert result == pan_outcome(count, ids, updated=count, batches=len(sizes))
+    assert ctx["ti"].xcom == {}  # the outcome is the return value; nothing else is pushed
     assert pan_sizes(requests_mock) == sizes
     sent = [d for r in requests_mock.request_history for d in r.json()["devicelist"]]
     assert sent == devices  # in order, each once
@@ -359,6 +490,7 @@ def test_pan_default_batch_is_the_vendor_maximum(pan_conn: None, requests_mock: 
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
     assert pan_sizes(requests_mock) == [1000, 1]
     assert (result["requested"], result["updated"], result["batches"]) == (1001, 1001, 2)
+    assert result["devices"]["accepted"] == [d["imei"] for d in devices]
 
 
 def test_pan_devices_are_validated_once_not_again_per_batch(
@@ -433,7 +565,7 @@ def test_pan_duplicates_are_sent_once(pan_conn: None, requests_mock: rm.Mocker, 
         {"imei": IMEI_2},
     ]
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
-    assert result["requested"] == 2
+    assert result == pan_outcome(2, [IMEI, IMEI_2], updated=2, batches=1)
     assert requests_mock.call_count == 1
     assert requests_mock.last_request.json() == {
         "devicelist": [{"imei": IMEI, "SessionEvtType": "Start"}, {"imei": IMEI_2}]
@@ -446,15 +578,15 @@ def test_pan_duplicates_are_sent_once(pan_conn: None, requests_mock: rm.Mocker, 
 def test_pan_empty_input_is_a_logged_no_op(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
     ctx = operator_context()
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[]).execute(ctx)
-    assert result == {"requested": 0, "updated": 0, "batches": 0, "failed_batches": []}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == pan_outcome(0, [], updated=0, batches=0)
+    assert ctx["ti"].xcom == {}
     assert requests_mock.call_count == 0
     assert any("devices is empty; nothing to do" in line for line in logs.lines("warning"))
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "attempts"),
-    [(500, PAN_500, 4), (400, PAN_400, 1)],
+    ("status", "body", "attempts", "retryable"),
+    [(500, PAN_500, 4, True), (400, PAN_400, 1, False)],
     ids=["500-after-retries", "400-vendor-body"],
 )
 def test_pan_failed_middle_batch_keeps_the_others(
@@ -464,29 +596,22 @@ def test_pan_failed_middle_batch_keeps_the_others(
     status: int,
     body: dict[str, Any],
     attempts: int,
+    retryable: bool,
 ) -> None:
     devices = [pan_device(n) for n in range(6)]
+    ids = [d["imei"] for d in devices]
     requests_mock.put(BULK_URL, json=pan_answer({devices[2]["imei"]: (status, body)}))
     ctx = operator_context()
     op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2, fail_on_error=False)
     result = op.execute(ctx)
-    assert result == {
-        "requested": 6,
-        "updated": 4,
-        "batches": 3,
-        "failed_batches": [
-            {
-                "index": 1,
-                "size": 2,
-                "http_status": status,
-                "error_code": str(body["code"]),
-                "message": f"Palo Alto Networks IoT Security rejected PUT /pub/v4.0/device/bulkUpdate: "
-                f"{body['msg']}",
-                "request_id": None,
-            }
-        ],
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == pan_outcome(
+        6,
+        ids[:2] + ids[4:],
+        [error(str(body["code"]), status, body["msg"], ids[2:4], retryable=retryable)],
+        updated=4,
+        batches=3,
+    )
+    assert ctx["ti"].xcom == {}  # fail_on_error=False: the failures are in the return value only
     assert_json_safe(result)
     # The failing batch was retried as the policy says, then the last batch still went out.
     assert pan_sizes(requests_mock) == [2] + [2] * attempts + [2]
@@ -511,7 +636,8 @@ def test_pan_code_and_count_as_number_or_string(
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2).execute(
         operator_context()
     )
-    assert result == {"requested": 4, "updated": 2 * updated, "batches": 2, "failed_batches": []}
+    # Accepted whatever the count: IoT Security counts devices it knows, and does not say which.
+    assert result == pan_outcome(4, [d["imei"] for d in devices], updated=2 * updated, batches=2)
 
 
 def test_pan_success_status_without_code_1_fails_the_batch(pan_conn: None, requests_mock: rm.Mocker) -> None:
@@ -520,8 +646,11 @@ def test_pan_success_status_without_code_1_fails_the_batch(pan_conn: None, reque
         json={"api": "device/bulkUpdate", "code": "0", "message": "partial failure", "updatedDeviceNum": 0},
     )
     op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[pan_device(0)], fail_on_error=False)
-    (failed,) = op.execute(operator_context())["failed_batches"]
-    assert (failed["index"], failed["size"], failed["http_status"], failed["error_code"]) == (0, 1, 200, "0")
+    result = op.execute(operator_context())
+    assert result["devices"]["accepted"] == []
+    (failed,) = result["errors"]
+    assert (failed["devices"], failed["http_status"], failed["error_code"]) == ([imei(0)], 200, "0")
+    assert (failed["status"], failed["retryable"], failed["attempted"]) == ("failed", False, True)
     assert "partial failure" in failed["message"]
 
 
@@ -547,22 +676,32 @@ def test_pan_fail_on_error_tries_every_batch_then_raises_grouped_by_code(
     assert [r.json()["devicelist"][0]["imei"] for r in requests_mock.request_history] == [
         devices[n]["imei"] for n in (0, 2, 4, 4, 4, 4, 6)
     ]
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert caught.value.outcome == outcome
-    assert outcome["updated"] == 2
-    assert [(b["index"], b["error_code"]) for b in outcome["failed_batches"]] == [
-        (0, "400"),
-        (2, "500"),
-        (3, "400"),
-    ]
+    ids = [d["imei"] for d in devices]
+    assert ctx["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}  # pushed once, before failing
+    # The two 400 batches are one group: the same error, listed once with all its devices.
+    assert caught.value.outcome == pan_outcome(
+        8,
+        ids[2:4],
+        [
+            error("400", 400, PAN_400["msg"], ids[0:2] + ids[6:8]),
+            error("500", 500, PAN_500["msg"], ids[4:6], retryable=True),
+        ],
+        updated=2,
+        batches=4,
+    )
     message = str(caught.value)
-    assert message.startswith("6 of 8 devices failed: 4 x 400 (")
-    assert "; 2 x 500 (" in message
-    assert message.count("x 400") == 1  # grouped, not one entry per batch
+    assert message.startswith(f"6 of 8 devices not done: 4 failed with 400 (HTTP 400): {PAN_400['msg']}; ")
+    assert f"; 2 failed with 500 (HTTP 500): {PAN_500['msg']}" in message
+    assert message.count("with 400") == 1  # grouped, not one entry per batch
+    assert "Every device was tried" in message
     assert "fail_on_error=False" in message
-    errors = logs.lines("error")
-    assert any(line.startswith("Palo Alto Networks IoT Security: 4 failed with 400") for line in errors)
-    assert any(line.startswith("Palo Alto Networks IoT Security: 2 failed with 500") for line in errors)
+    # One error line per group, naming a few of its devices.
+    examples_400 = f"{ids[0]}, {ids[1]}, {ids[6]} and 1 more"
+    examples_500 = f"{ids[4]}, {ids[5]}"
+    assert logs.lines("error") == [
+        f"{PAN_VENDOR}: failed: 4 devices, 400 (HTTP 400): {PAN_400['msg']} e.g. {examples_400}",
+        f"{PAN_VENDOR}: failed: 2 devices, 500 (HTTP 500): {PAN_500['msg']} e.g. {examples_500}",
+    ]
 
 
 def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker) -> None:
@@ -573,17 +712,27 @@ def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker)
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     assert requests_mock.call_count == 1  # the later batches were not sent
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert outcome["updated"] == 0
-    assert [
-        (b["index"], b["size"], b["http_status"], b["error_code"]) for b in outcome["failed_batches"]
-    ] == [
-        (0, 2, 403, "403"),
-        (1, 2, 403, "403"),
-        (2, 1, 403, "403"),
-    ]
-    assert all(b["message"].startswith("not attempted") for b in outcome["failed_batches"][1:])
-    assert str(caught.value).startswith("5 of 5 devices failed: 5 x 403 (")
+    ids = [imei(n) for n in range(5)]
+    assert ctx["ti"].xcom[OUTCOME_KEY] == pan_outcome(
+        5,
+        [],
+        [
+            error("403", 403, PAN_403["msg"] + PAN_403_HINT, ids[:2]),
+            error(
+                "403",
+                403,
+                f"not attempted after an earlier error: {PAN_403['msg']}{PAN_403_HINT}",
+                ids[2:],
+                attempted=False,
+            ),
+        ],
+        updated=0,
+        batches=3,
+    )
+    message = str(caught.value)
+    assert message.startswith("5 of 5 devices not done: 2 failed with 403 (HTTP 403): ")
+    assert "; 3 failed (not sent) with 403 (HTTP 403): not attempted after an earlier error: " in message
+    assert "Every device not marked 'not sent' was tried" in message
 
 
 def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(
@@ -599,7 +748,14 @@ def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(
     with pytest.raises(IoTFleetOperationFailedError):
         op.execute(ctx)
     assert requests_mock.call_count == 1
-    assert [b["error_code"] for b in ctx["ti"].xcom[OUTCOME_KEY]["failed_batches"]] == ["429"] * 3
+    ids = [imei(n) for n in range(5)]
+    # Throttling passes with time: every device is one to retry, the ones not sent too.
+    assert ctx["ti"].xcom[OUTCOME_KEY]["errors"] == [
+        error("429", 429, "slow", ids[:2], retryable=True),
+        error(
+            "429", 429, "not attempted after an earlier error: slow", ids[2:], retryable=True, attempted=False
+        ),
+    ]
     assert clock.sleeps == []
 
 
@@ -609,11 +765,14 @@ def test_roma_unreachable_host_stops_the_run(roma_conn: None, requests_mock: rm.
     op = HuaweiRomaForceOfflineOperator(
         task_id="t", device_ids=list(range(1, 6)), batch_size=2, fail_on_error=False
     )
-    outcome = op.execute(ctx)
+    result = op.execute(ctx)
     assert requests_mock.call_count == 4  # the first batch, retried; never the others
-    assert [entry["message"].startswith("not attempted") for entry in outcome["failed"]] == [False] * 2 + [
-        True
-    ] * 3
+    assert result["devices"]["succeeded"] == []
+    first, rest = result["errors"]
+    assert (first["devices"], first["attempted"], first["retryable"]) == ([1, 2], True, True)
+    assert (rest["devices"], rest["attempted"], rest["retryable"]) == ([3, 4, 5], False, True)
+    assert "connect timed out" in first["message"]
+    assert rest["message"] == f"not attempted after an earlier error: {first['message']}"
 
 
 def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_mock: rm.Mocker) -> None:
@@ -627,7 +786,7 @@ def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_m
     op.render_template_fields({**ctx, "params": {"devices": devices, "tenant": "other-tenant"}})
     assert op.devices == devices
     result = op.execute(ctx)
-    assert (result["requested"], result["updated"], result["batches"]) == (3, 3, 2)
+    assert result == pan_outcome(3, [d["imei"] for d in devices], updated=3, batches=2)
     assert pan_sizes(requests_mock) == [2, 1]
     assert requests_mock.last_request.qs["customerid"] == ["other-tenant"]
 
@@ -681,6 +840,135 @@ def test_pan_api_key_never_leaks(pan_conn: None, requests_mock: rm.Mocker, logs:
     assert ACCESS_KEY not in haystack
 
 
+def test_paloalto_outcome_matches_the_documented_shape(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    devices = [pan_device(0), {"iccid": ICCID}, {"ipAddress": "10.0.0.7", "imei": IMEI}]
+    requests_mock.put(BULK_URL, json=pan_answer({devices[0]["imei"]: (400, PAN_400)}))
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=1, fail_on_error=False)
+    result = op.execute(operator_context())
+    # A device's id is its first identifier among ipAddress, ipv6Address, imei, iccid, imsi, msisdn.
+    assert_outcome_shape(result, operation="bulk_update", requested=[imei(0), ICCID, "10.0.0.7"])
+    assert result["devices"]["accepted"] == [ICCID, "10.0.0.7"]
+    assert [group["devices"] for group in result["errors"]] == [[imei(0)]]
+    assert (result["updated"], result["batches"]) == (2, 3)
+
+
+def test_pan_failed_request_is_one_error_group_with_its_request_id(
+    pan_conn: None, requests_mock: rm.Mocker
+) -> None:
+    devices = [pan_device(n) for n in range(6)]
+    ids = [d["imei"] for d in devices]
+    requests_mock.put(
+        BULK_URL,
+        [
+            {"json": pan_answer()},
+            {"status_code": 400, "json": PAN_400, "headers": {"X-Request-Id": "pan-rid-2"}},
+            {"json": pan_answer()},
+        ],
+    )
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError):
+        op.execute(ctx)
+    assert ctx["ti"].xcom[OUTCOME_KEY]["errors"] == [
+        error("400", 400, PAN_400["msg"], ids[2:4], request_id="pan-rid-2")
+    ]
+
+
+def _pan_try(
+    devices: list[dict[str, str]], try_number: int, store: FakeTaskStateStore | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one try of a bulk update of ``devices`` in batches of 2; return its outcome and XCom."""
+    ctx = operator_context(try_number=try_number, state_store=store)
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2)
+    try:
+        return op.execute(ctx), ctx["ti"].xcom
+    except IoTFleetOperationFailedError as failed:
+        return failed.outcome, ctx["ti"].xcom
+
+
+def test_pan_retry_sends_only_the_requests_an_earlier_try_did_not_get_accepted(
+    pan_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Airflow 3.3+: accepted requests are recorded in the task's state; try 2 sends only the rest."""
+    devices = [pan_device(n) for n in range(6)]
+    ids = [d["imei"] for d in devices]
+    store = FakeTaskStateStore()
+    route = requests_mock.put(BULK_URL, json=pan_answer({ids[2]: (400, PAN_400)}))
+    first, _ = _pan_try(devices, 1, store)
+    assert first["devices"]["accepted"] == ids[:2] + ids[4:]
+    assert [group["devices"] for group in first["errors"]] == [ids[2:4]]
+
+    route = requests_mock.put(BULK_URL, json=pan_answer())  # whatever was wrong is fixed
+    second, xcom = _pan_try(devices, 2, store)
+    assert [r.json()["devicelist"] for r in route.request_history] == [devices[2:4]]
+    # Every device is accepted, and IoT Security's counts of both tries add up.
+    assert second == pan_outcome(6, ids, updated=6, batches=3)
+    assert xcom == {}
+
+
+def test_pan_retry_without_a_task_state_store_sends_every_request_again(
+    pan_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Airflow 3.2 keeps no task state: a retry cannot know what was accepted and sends it all again,
+    which the bulk update (absolute values) takes without harm. Pinned, as the operator documents."""
+    devices = [pan_device(n) for n in range(6)]
+    ids = [d["imei"] for d in devices]
+    requests_mock.put(BULK_URL, json=pan_answer({ids[2]: (400, PAN_400)}))
+    _pan_try(devices, 1, None)
+    route = requests_mock.put(BULK_URL, json=pan_answer())
+    second, _ = _pan_try(devices, 2, None)
+    assert [r.json()["devicelist"] for r in route.request_history] == [
+        devices[0:2],
+        devices[2:4],
+        devices[4:6],
+    ]
+    assert second == pan_outcome(6, ids, updated=6, batches=3)
+
+
+def test_pan_journal_is_kept_per_request_content(pan_conn: None, requests_mock: rm.Mocker) -> None:
+    """A retry with other devices in a batch (the upstream list changed) sends that batch again."""
+    devices = [pan_device(n) for n in range(4)]
+    store = FakeTaskStateStore()
+    requests_mock.put(BULK_URL, json=pan_answer())
+    _pan_try(devices, 1, store)
+    route = requests_mock.put(BULK_URL, json=pan_answer())
+    changed = [*devices[:3], pan_device(9)]
+    second, _ = _pan_try(changed, 2, store)
+    assert [r.json()["devicelist"] for r in route.request_history] == [changed[2:4]]
+    assert second["devices"]["accepted"] == [d["imei"] for d in changed]
+
+
+# === Size: 100,000 devices that fail the same way ================================================
+
+
+def iccid(n: int) -> str:
+    return luhn_complete(f"8901410321{n:09d}")
+
+
+def test_100k_devices_failing_alike_make_one_small_error_group(
+    pan_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    """One error and its devices once, not 100,000 messages: the XCom stays within a few MiB."""
+    iccids = [iccid(n) for n in range(100_000)]
+    requests_mock.put(BULK_URL, status_code=400, json=PAN_400, headers={"X-Request-Id": "pan-rid"})
+    ctx = operator_context()
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[{"iccid": i} for i in iccids])
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert requests_mock.call_count == 100  # 1000 per request, every one tried
+    pushed = ctx["ti"].xcom[OUTCOME_KEY]
+    assert pushed == caught.value.outcome
+    assert pushed["errors"] == [error("400", 400, PAN_400["msg"], iccids, request_id="pan-rid")]
+    assert pushed["counts"]["failed"] == 100_000
+    text = json.dumps(pushed)
+    assert len(text.encode()) <= 3 * 2**20
+    for n in (0, 1, 49_999, 99_999):
+        assert text.count(iccids[n]) == 1
+    # The failure message and the log name a few examples, not all of them.
+    assert len(str(caught.value)) < 1000
+    assert all(len(line) < 1000 for line in logs.lines("error"))
+
+
 # === Huawei ROMA Connect =========================================================================
 
 
@@ -692,12 +980,8 @@ def test_roma_batch_boundaries(
     ids = list(range(711_001, 711_001 + count))
     ctx = operator_context()
     result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3).execute(ctx)
-    assert result == {
-        "requested": count,
-        "succeeded": [{"id": i, "device_name": f"meter-{i}"} for i in ids],
-        "failed": [],
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == roma_outcome(count, ids)
+    assert ctx["ti"].xcom == {}
     assert roma_sizes(requests_mock) == sizes
     assert [i for r in requests_mock.request_history for i in r.json()["device_ids"]] == ids
 
@@ -708,7 +992,7 @@ def test_roma_default_batch_is_the_vendor_maximum(roma_conn: None, requests_mock
         operator_context()
     )
     assert roma_sizes(requests_mock) == [1000, 1]
-    assert (result["requested"], len(result["succeeded"])) == (1001, 1001)
+    assert result == roma_outcome(1001, list(range(1, 1002)))
 
 
 def test_roma_every_bad_id_is_named_before_any_request(roma_conn: None, requests_mock: rm.Mocker) -> None:
@@ -729,8 +1013,7 @@ def test_roma_duplicates_are_sent_once(roma_conn: None, requests_mock: rm.Mocker
     result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[7, "7", 8, 8, 7]).execute(
         operator_context()
     )
-    assert result["requested"] == 2
-    assert [entry["id"] for entry in result["succeeded"]] == [7, 8]
+    assert result == roma_outcome(2, [7, 8])
     assert requests_mock.call_count == 1
     assert requests_mock.last_request.json() == {"device_ids": [7, 8]}
     assert any(
@@ -741,8 +1024,8 @@ def test_roma_duplicates_are_sent_once(roma_conn: None, requests_mock: rm.Mocker
 def test_roma_empty_input_is_a_logged_no_op(roma_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
     ctx = operator_context()
     result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[]).execute(ctx)
-    assert result == {"requested": 0, "succeeded": [], "failed": []}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == roma_outcome(0, [])
+    assert ctx["ti"].xcom == {}
     assert requests_mock.call_count == 0
     assert any("device_ids is empty; nothing to do" in line for line in logs.lines("warning"))
 
@@ -760,65 +1043,76 @@ def test_roma_answer_quirks_account_for_every_id_once(roma_conn: None, requests_
             "failed": [{"id": 4, "device_name": "d", "device_id": 4}, {"id": 98}],
         },
     )
+    reads = requests_mock.get(f"{DEVICES_URL}/4", json={"device_id": 4, "online_status": 1})  # online
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4, 5], fail_on_error=False)
     result = op.execute(ctx)
-    assert result == {
-        "requested": 5,
-        "succeeded": [
-            {"id": 1, "device_name": "a"},
-            {"id": 2, "device_name": "b"},
-            {"id": 3, "device_name": "c"},
+    assert result == roma_outcome(
+        5,
+        [1, 2, 3],
+        [
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [4]),
+            error("missing_from_answer", None, "missing from Huawei ROMA Connect's answer", [5]),
         ],
-        "failed": [
-            {"id": 4, "device_name": "d", "message": NOT_FORCED_OFFLINE},
-            {"id": 5, "device_name": None, "message": "missing from Huawei ROMA Connect's answer"},
-        ],
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    )
+    assert reads.call_count == 1  # the refused device was read back: online, so truly refused
+    assert ctx["ti"].xcom == {}
+
+
+#: What a ROMA.00110002 500 to a force-offline, whose read-back fails the same way, is in an outcome.
+ROMA_500_UNKNOWN = (
+    "the answer to the force-offline was lost (The instance does not exist.) and reading the devices "
+    "back failed too (The instance does not exist.)"
+)
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "request_id", "attempts"),
+    ("status", "body", "request_id", "attempts", "group_status", "message"),
     [
-        (500, ROMA_500, ROMA_500["request_id"], 1),
-        (400, ROMA_400, ROMA_400["requestId"], 1),
+        # A 500 may hide an applied force-offline; the read-back fails too, so nobody can tell.
+        (500, ROMA_500, ROMA_500["request_id"], 1, "unknown", ROMA_500_UNKNOWN),
+        # A 400 was refused: nothing applied, nothing read back.
+        (400, ROMA_400, ROMA_400["requestId"], 1, "failed", ROMA_400["error_msg"]),
     ],
     ids=["500-not-repeated", "400-requestId"],
 )
-def test_roma_failed_middle_batch_puts_each_of_its_ids_in_failed(
+def test_roma_failed_middle_batch_puts_each_of_its_ids_in_one_error_group(
     roma_conn: None,
     requests_mock: rm.Mocker,
     status: int,
     body: dict[str, Any],
     request_id: str,
     attempts: int,
+    group_status: str,
+    message: str,
 ) -> None:
     ids = list(range(100, 109))
     requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({104: (status, body)}))
     # After a 500 the force-offline is read back, not sent again; the instance is gone for reads too.
-    requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=status, json=body)
+    reads = requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=status, json=body)
     ctx = operator_context()
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=3, fail_on_error=False)
     result = op.execute(ctx)
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert_json_safe(result)
     assert roma_sizes(requests_mock) == [3] + [3] * attempts + [3]
-    assert [e["id"] for e in result["succeeded"]] == [100, 101, 102, 106, 107, 108]
-    assert result["failed"] == [
-        {
-            "id": device_id,
-            "device_name": None,
-            "message": f"Huawei ROMA Connect rejected POST "
-            f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline: {body['error_msg']}",
-            "error_code": body["error_code"],
-            "request_id": request_id,
-        }
-        for device_id in (103, 104, 105)
-    ]
-    accounted = [e["id"] for e in result["succeeded"]] + [e["id"] for e in result["failed"]]
-    assert sorted(accounted) == ids
-    assert result["requested"] == len(ids)
+    assert reads.called is (status >= 500)
+    assert result == roma_outcome(
+        9,
+        [100, 101, 102, 106, 107, 108],
+        [
+            error(
+                body["error_code"],
+                status,
+                message,
+                [103, 104, 105],
+                request_id=request_id,
+                # Neither is to be sent again as it is: an unknown one may have applied.
+                retryable=False,
+                status=group_status,
+            )
+        ],
+    )
 
 
 def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
@@ -841,19 +1135,37 @@ def test_roma_fail_on_error_tries_every_batch_then_raises_grouped(
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     # A force-offline is not sent again once it may have reached the vendor: it is read back (here the
-    # read fails too, so the 500 is what the outcome says).
+    # read fails too, so whether batch [4, 5, 6] went offline is unknown).
     assert roma_sizes(requests_mock) == [3, 3, 3]
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert caught.value.outcome == outcome
-    assert [e["id"] for e in outcome["succeeded"]] == [2, 3, 7, 8, 9]
-    assert [e["id"] for e in outcome["failed"]] == [1, 4, 5, 6]
+    assert ctx["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}
+    # Device 1 was refused, and reading it back failed too: it stays refused, no more.
+    assert caught.value.outcome == roma_outcome(
+        9,
+        [2, 3, 7, 8, 9],
+        [
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [1]),
+            error(
+                "ROMA.00110002",
+                500,
+                ROMA_500_UNKNOWN,
+                [4, 5, 6],
+                request_id=ROMA_500["request_id"],
+                retryable=False,  # it may have applied: check the devices, do not just send it again
+                status="unknown",
+            ),
+        ],
+    )
     message = str(caught.value)
-    assert message.startswith(f"4 of 9 devices failed: 1 x {NOT_FORCED_OFFLINE}; 3 x ROMA.00110002 (")
-    assert "; 3 x ROMA.00110002 (Huawei ROMA Connect rejected POST /v2/" in message
-    # The full vendor message is in the error log line and in the outcome.
-    assert any("The instance does not exist." in line for line in logs.lines("error"))
-    assert all(e["message"].endswith("The instance does not exist.") for e in outcome["failed"][1:])
-    assert any("3 failed with ROMA.00110002" in line for line in logs.lines("error"))
+    assert message.startswith(
+        f"4 of 9 devices not done: 1 failed with not_forced_offline: {NOT_FORCED_OFFLINE}; "
+        f"3 unknown with ROMA.00110002 (HTTP 500): {ROMA_500_UNKNOWN}. Every device was tried"
+    )
+    errors = logs.lines("error")
+    assert f"{ROMA_VENDOR}: failed: 1 device, not_forced_offline: {NOT_FORCED_OFFLINE}. e.g. 1" in errors
+    assert (
+        f"{ROMA_VENDOR}: unknown: 3 devices, ROMA.00110002 (HTTP 500): {ROMA_500_UNKNOWN} "
+        f"(request id {ROMA_500['request_id']}). e.g. 4, 5, 6" in errors
+    )
 
 
 def test_roma_lost_answer_is_read_back_not_sent_again(roma_conn: None, requests_mock: rm.Mocker) -> None:
@@ -865,22 +1177,16 @@ def test_roma_lost_answer_is_read_back_not_sent_again(roma_conn: None, requests_
         operator_context()
     )
     assert post.call_count == 1
-    assert [e["id"] for e in result["succeeded"]] == [101]
-    assert result["failed"] == [
-        {"id": 102, "device_name": None, "message": "never after a force-offline whose answer was lost"}
-    ]
+    assert result == roma_outcome(2, [101], [error("never_connected", None, NEVER_CONNECTED_MESSAGE, [102])])
 
 
 def test_roma_fail_on_error_false_returns_the_failures(roma_conn: None, requests_mock: rm.Mocker) -> None:
     requests_mock.post(FORCE_OFFLINE_URL, json={"success": [], "failed": [{"id": 1, "device_name": "m1"}]})
+    requests_mock.get(f"{DEVICES_URL}/1", json={"device_id": 1, "online_status": 1})
     ctx = operator_context()
     result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1], fail_on_error=False).execute(ctx)
-    assert result == {
-        "requested": 1,
-        "succeeded": [],
-        "failed": [{"id": 1, "device_name": "m1", "message": NOT_FORCED_OFFLINE}],
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == roma_outcome(1, [], [error("not_forced_offline", None, NOT_FORCED_OFFLINE, [1])])
+    assert ctx["ti"].xcom == {}
 
 
 def test_roma_refused_signature_stops_the_run(roma_conn: None, requests_mock: rm.Mocker) -> None:
@@ -890,12 +1196,22 @@ def test_roma_refused_signature_stops_the_run(roma_conn: None, requests_mock: rm
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     assert requests_mock.call_count == 1
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert outcome["succeeded"] == []
-    assert [e["id"] for e in outcome["failed"]] == list(range(1, 8))
-    assert {(e["error_code"], e["request_id"]) for e in outcome["failed"]} == {("APIGW.0301", "r-401")}
-    assert all(e["message"].startswith("not attempted") for e in outcome["failed"][3:])
-    assert str(caught.value).startswith("7 of 7 devices failed: 7 x APIGW.0301 (")
+    assert ctx["ti"].xcom[OUTCOME_KEY] == roma_outcome(
+        7,
+        [],
+        [
+            error("APIGW.0301", 401, ROMA_401["error_msg"] + ROMA_401_HINT, [1, 2, 3], request_id="r-401"),
+            error(
+                "APIGW.0301",
+                401,
+                f"not attempted after an earlier error: {ROMA_401['error_msg']}{ROMA_401_HINT}",
+                [4, 5, 6, 7],
+                request_id="r-401",
+                attempted=False,
+            ),
+        ],
+    )
+    assert str(caught.value).startswith("7 of 7 devices not done: 3 failed with APIGW.0301 (HTTP 401): ")
 
 
 def test_roma_device_ids_template_rendered_as_native_list(roma_conn: None, requests_mock: rm.Mocker) -> None:
@@ -906,7 +1222,7 @@ def test_roma_device_ids_template_rendered_as_native_list(roma_conn: None, reque
     op.render_template_fields({**ctx, "params": {"ids": [11, 12, 13]}})
     assert op.device_ids == [11, 12, 13]
     result = op.execute(ctx)
-    assert [e["id"] for e in result["succeeded"]] == [11, 12, 13]
+    assert result == roma_outcome(3, [11, 12, 13])
     assert roma_sizes(requests_mock) == [2, 1]
 
 
@@ -918,7 +1234,7 @@ def test_roma_device_ids_template_rendered_as_a_string(roma_conn: None, requests
     op.render_template_fields({**ctx, "params": {"ids": [11, 12, 13]}})
     assert op.device_ids == "[11, 12, 13]"
     result = op.execute(ctx)
-    assert result["requested"] == 3
+    assert result == roma_outcome(3, [11, 12, 13])
     assert requests_mock.last_request.json() == {"device_ids": [11, 12, 13]}
 
 
@@ -961,7 +1277,7 @@ def test_roma_iam_password_and_token_never_leak(
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     assert requests_mock.last_request.headers["X-Auth-Token"] == IAM_TOKEN
-    assert [e["id"] for e in ctx["ti"].xcom[OUTCOME_KEY]["succeeded"]] == [1, 2]
+    assert ctx["ti"].xcom[OUTCOME_KEY]["devices"]["succeeded"] == [1, 2]
     haystack = "\n".join([logs.text(), str(caught.value), repr(caught.value), json.dumps(ctx["ti"].xcom)])
     for secret in (IAM_PASSWORD, IAM_TOKEN):
         assert secret not in haystack
@@ -980,7 +1296,169 @@ def test_roma_long_runs_log_progress(roma_conn: None, requests_mock: rm.Mocker, 
     ]
     assert all(line.endswith("; 1 failed so far") for line in progress)
     assert "Huawei Cloud ROMA Connect: done in" in logs.lines("info")[-1]
-    assert logs.lines("info")[-1].endswith(": 24 forced offline, 1 failed")
+    assert logs.lines("info")[-1].endswith(": 24 succeeded, 1 failed")
+
+
+def roma_reads(requests_mock: rm.Mocker, statuses: dict[int, int]) -> Any:
+    """Answer ``GET .../devices/{id}`` with each device's ``online_status`` (0 never, 1 on, 2 off)."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        device_id = int(request.path.rsplit("/", 1)[1])
+        return {"device_id": device_id, "online_status": statuses[device_id]}
+
+    return requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+$"), json=answer)
+
+
+def roma_refuses(refused: set[int]) -> Callable[[Any, Any], dict[str, Any]]:
+    """Answer force-offline: the ids in ``refused`` fail (as ROMA answers a device not online)."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        ids = request.json()["device_ids"]
+        return {
+            "success": [{"id": i, "device_name": f"meter-{i}"} for i in ids if i not in refused],
+            "failed": [{"id": i, "device_name": f"meter-{i}"} for i in ids if i in refused],
+        }
+
+    return answer
+
+
+def test_huawei_outcome_matches_the_documented_shape(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_refuses({700002, 700003}))
+    roma_reads(requests_mock, {700002: 2, 700003: 0})
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[700001, 700002, 700003], fail_on_error=False)
+    result = op.execute(operator_context())
+    assert_outcome_shape(result, operation="force_offline", requested=[700001, 700002, 700003])
+    assert result["devices"]["succeeded"] == [700001]
+    assert result["devices"]["unchanged"] == [700002]
+    assert [(group["error_code"], group["devices"]) for group in result["errors"]] == [
+        ("never_connected", [700003])
+    ]
+
+
+def test_roma_refused_devices_are_read_back_offline_is_unchanged_never_connected_fails(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """ROMA refuses every device that is not online. One already offline is as asked (unchanged,
+    not failed); one that never connected cannot be forced; one online but refused stays refused."""
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_refuses({2, 3, 4}))
+    reads = roma_reads(requests_mock, {2: 2, 3: 0, 4: 1})
+    ctx = operator_context()
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4])
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert caught.value.outcome == roma_outcome(
+        4,
+        [1],
+        [
+            error("never_connected", None, NEVER_CONNECTED_MESSAGE, [3]),
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [4]),
+        ],
+        unchanged=[2],
+    )
+    assert post.call_count == 1
+    assert sorted(r.path.rsplit("/", 1)[1] for r in reads.request_history) == ["2", "3", "4"]
+
+
+def test_roma_refused_devices_all_offline_succeed_the_task(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_refuses({2}))
+    roma_reads(requests_mock, {2: 2})
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2]).execute(ctx)
+    assert result == roma_outcome(2, [1], unchanged=[2])
+    assert ctx["ti"].xcom == {}
+
+
+def test_roma_retry_reads_first_and_sends_only_the_devices_still_online(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Try 2 starts from what is true now: what try 1 took offline is unchanged and not sent again;
+    a device that never connected is not sent at all."""
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {1: 1, 2: 2, 3: 0, 4: 1})
+    ctx = operator_context(try_number=2)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4], fail_on_error=False)
+    result = op.execute(ctx)
+    assert [r.json() for r in post.request_history] == [{"device_ids": [1, 4]}]
+    assert reads.call_count == 4
+    assert result == roma_outcome(
+        4,
+        [1, 4],
+        [error("never_connected", None, NEVER_CONNECTED_MESSAGE, [3], attempted=False)],
+        unchanged=[2],
+    )
+
+
+def test_roma_first_try_sends_without_reading(roma_conn: None, requests_mock: rm.Mocker) -> None:
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {1: 1, 2: 2})
+    HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2]).execute(operator_context(try_number=1))
+    assert [r.json() for r in post.request_history] == [{"device_ids": [1, 2]}]
+    assert reads.call_count == 0
+
+
+def test_roma_retry_whose_read_fails_reports_the_devices_not_sent(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """A retry reads before it writes; when that read fails, nothing was forced offline, and the
+    outcome says so (not sent, retryable), and the other batches still go."""
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {2: 1, 3: 1, 4: 1})
+    requests_mock.get(f"{DEVICES_URL}/1", status_code=500, json=ROMA_500)
+    ctx = operator_context(try_number=2)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4], batch_size=2)
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        op.execute(ctx)
+    assert [r.json() for r in post.request_history] == [{"device_ids": [3, 4]}]
+    assert {"3", "4"} <= {r.path.rsplit("/", 1)[1] for r in reads.request_history}
+    assert caught.value.outcome == roma_outcome(
+        4,
+        [3, 4],
+        [
+            error(
+                "ROMA.00110002",
+                500,
+                f"not attempted after an earlier error: {ROMA_500['error_msg']}",
+                [1, 2],
+                request_id=ROMA_500["request_id"],
+                retryable=True,
+                attempted=False,
+            )
+        ],
+    )
+    assert "2 failed (not sent) with ROMA.00110002 (HTTP 500)" in str(caught.value)
+
+
+def test_roma_retry_of_many_devices_reads_the_offline_listing(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Beyond ten devices a retry reads the instance's offline devices (one page here) instead of
+    each device; the others are sent."""
+    ids = list(range(1, 13))
+    listing = requests_mock.get(
+        DEVICES_URL,
+        json={"total": 3, "size": 3, "items": [{"device_id": 2}, {"device_id": 5}, {"device_id": 999}]},
+    )
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids).execute(
+        operator_context(try_number=2)
+    )
+    assert listing.call_count == 1
+    assert listing.last_request.qs["online_status"] == ["2"]
+    sent = [i for i in ids if i not in (2, 5)]
+    assert [r.json() for r in post.request_history] == [{"device_ids": sent}]
+    assert result == roma_outcome(12, sent, unchanged=[2, 5])
+
+
+def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
+    roma_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_refuses({2}))
+    reads = requests_mock.get(f"{DEVICES_URL}/2", status_code=500, json=ROMA_500)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2], fail_on_error=False)
+    result = op.execute(operator_context())
+    assert result == roma_outcome(2, [1], [error("not_forced_offline", None, NOT_FORCED_OFFLINE, [2])])
+    assert reads.call_count == 4  # a read: retried, then given up
+    assert any("could not read back the 1 devices ROMA refused" in line for line in logs.lines("warning"))
 
 
 # === Verizon ThingSpace firmware sync ============================================================
@@ -995,15 +1473,8 @@ def test_vz_sync_batch_boundaries_at_the_vendor_cap(
     ctx = operator_context()
     result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis).execute(ctx)
     assert [len(r.json()["deviceList"]) for r in route.request_history] == sizes
-    assert (result["account_name"], result["requested"], result["failed"]) == (ACCOUNT, count, [])
-    assert [d["device_id"] for d in result["synced"]] == imeis
-    assert result["synced"][0] == {
-        "device_id": imeis[0],
-        "firmware_version": "SR1.2.0.0-10657",
-        "version_update_time": "2022-02-04T06:10:01.441Z",
-        "status": SUCCESS,
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == vz_outcome(count, dict.fromkeys(imeis, "SR1.2.0.0-10657"))
+    assert ctx["ti"].xcom == {}
 
 
 def test_vz_sync_smaller_batches(vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker) -> None:
@@ -1034,8 +1505,7 @@ def test_vz_sync_duplicates_are_sent_once(
     result = VerizonThingSpaceSyncFirmwareOperator(
         task_id="t", imeis=[IMEI, IMEI_2, int(IMEI), f" {IMEI_2} "]
     ).execute(operator_context())
-    assert result["requested"] == 2
-    assert [d["device_id"] for d in result["synced"]] == [IMEI, IMEI_2]
+    assert result == vz_outcome(2, dict.fromkeys([IMEI, IMEI_2], "SR1.2.0.0-10657"))
     assert route.call_count == 1
     assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
 
@@ -1043,8 +1513,8 @@ def test_vz_sync_duplicates_are_sent_once(
 def test_vz_sync_empty_input_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
     ctx = operator_context()
     result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[]).execute(ctx)
-    assert result == {"account_name": ACCOUNT, "requested": 0, "synced": [], "failed": []}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert result == vz_outcome(0, {})
+    assert ctx["ti"].xcom == {}
     assert requests_mock.call_count == 0
     assert any("imeis is empty; nothing to do" in line for line in logs.lines("warning"))
 
@@ -1079,45 +1549,19 @@ def test_vz_sync_per_device_failures_and_answer_quirks(
     ctx = operator_context()
     op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, fail_on_error=False)
     result = op.execute(ctx)
-    assert result == {
-        "account_name": ACCOUNT,
-        "requested": 5,
-        "synced": [
-            {
-                "device_id": imeis[0],
-                "firmware_version": "SR1.2",
-                "version_update_time": "2022-02-04T06:10:01.441Z",
-                "status": SUCCESS,
-            }
+    # Each refusal is grouped by ThingSpace's status and reason; a device left out of the answer
+    # is missing_from_answer, never synced.
+    assert result == vz_outcome(
+        5,
+        {imeis[0]: "SR1.2"},
+        [
+            error("FirmwareVersionUpdateFailed", None, "Device unreachable", [imeis[1]]),
+            error("FirmwareVersionUpdateFailed", None, "No response", [imeis[2]]),
+            error("DeviceNotFound", None, "Unknown device", [imeis[3]]),
+            error("missing_from_answer", None, "missing from ThingSpace's answer", [imeis[4]]),
         ],
-        "failed": [
-            {
-                "device_id": imeis[1],
-                "status": "FirmwareVersionUpdateFailed",
-                "reason": "Device unreachable",
-                "error_code": None,
-            },
-            {
-                "device_id": imeis[2],
-                "status": "FirmwareVersionUpdateFailed",
-                "reason": "No response",
-                "error_code": None,
-            },
-            {
-                "device_id": imeis[3],
-                "status": "DeviceNotFound",
-                "reason": "Unknown device",
-                "error_code": None,
-            },
-            {
-                "device_id": imeis[4],
-                "status": None,
-                "reason": "missing from ThingSpace's answer",
-                "error_code": None,
-            },
-        ],
-    }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    )
+    assert ctx["ti"].xcom == {}
 
 
 def test_vz_sync_account_defaults_to_the_connection_and_can_be_given(
@@ -1147,8 +1591,15 @@ def test_vz_sync_account_defaults_to_the_connection_and_can_be_given(
             "Try later",
             4,
         ),
+        (
+            500,
+            {"errorCode": "FOTA.REQUEST_FAILED.Internal", "errorMessage": "Internal error"},
+            "FOTA.REQUEST_FAILED.Internal",
+            "Internal error",
+            4,  # a sync is idempotent: a 500 is retried like a read's
+        ),
     ],
-    ids=["400-vendor-body", "503-after-retries"],
+    ids=["400-vendor-body", "503-after-retries", "500-after-retries"],
 )
 def test_vz_sync_failed_middle_batch_keeps_the_others(
     vz_conn: None,
@@ -1165,16 +1616,14 @@ def test_vz_sync_failed_middle_batch_keeps_the_others(
     ctx = operator_context()
     op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=3, fail_on_error=False)
     result = op.execute(ctx)
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert_json_safe(result)
     assert [len(r.json()["deviceList"]) for r in route.request_history] == [3] + [3] * attempts + [3]
-    assert [d["device_id"] for d in result["synced"]] == imeis[:3] + imeis[6:]
-    assert [d["device_id"] for d in result["failed"]] == imeis[3:6]
-    assert {(d["status"], d["error_code"]) for d in result["failed"]} == {(None, error_code)}
-    assert all(reason in d["reason"] for d in result["failed"])
-    accounted = [d["device_id"] for d in result["synced"]] + [d["device_id"] for d in result["failed"]]
-    assert sorted(accounted) == sorted(imeis)
-    assert result["requested"] == 9
+    assert result == vz_outcome(
+        9,
+        dict.fromkeys(imeis[:3] + imeis[6:], "SR1.2.0.0-10657"),
+        [error(error_code, status, reason, imeis[3:6], retryable=status >= 500)],
+    )
 
 
 def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
@@ -1202,16 +1651,25 @@ def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     assert route.call_count == 3
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert caught.value.outcome == outcome
-    assert [d["device_id"] for d in outcome["synced"]] == [imeis[1], imeis[4], imeis[5]]
+    assert ctx["ti"].xcom == {OUTCOME_KEY: caught.value.outcome}
+    assert caught.value.outcome == vz_outcome(
+        6,
+        dict.fromkeys([imeis[1], imeis[4], imeis[5]], "SR1.2"),
+        [
+            error("FirmwareVersionUpdateFailed", None, "Device unreachable", [imeis[0]]),
+            error("FOTA.REQUEST_FAILED.InvalidBody", 400, VZ_400["errorMessage"], imeis[2:4]),
+        ],
+    )
     message = str(caught.value)
     assert message.startswith(
-        "3 of 6 IMEIs failed: 1 x FirmwareVersionUpdateFailed (Device unreachable); "
-        "2 x FOTA.REQUEST_FAILED.InvalidBody ("
+        "3 of 6 IMEIs not done: 1 failed with FirmwareVersionUpdateFailed: Device unreachable; "
+        f"2 failed with FOTA.REQUEST_FAILED.InvalidBody (HTTP 400): {VZ_400['errorMessage']} "
     )
     assert "Every IMEI was tried" in message
-    assert any("2 failed with FOTA.REQUEST_FAILED.InvalidBody" in line for line in logs.lines("error"))
+    assert (
+        f"{VZ_VENDOR}: failed: 2 devices, FOTA.REQUEST_FAILED.InvalidBody (HTTP 400): "
+        f"{VZ_400['errorMessage']} e.g. {imeis[2]}, {imeis[3]}" in logs.lines("error")
+    )
 
 
 def test_vz_sync_refused_credentials_stop_the_run(
@@ -1228,11 +1686,14 @@ def test_vz_sync_refused_credentials_stop_the_run(
     assert route.request_history[0].json()["deviceList"] == imeis[:2]
     assert route.request_history[1].json()["deviceList"] == imeis[:2]
     assert (token.call_count, login.call_count) == (2, 1)
-    outcome = ctx["ti"].xcom[OUTCOME_KEY]
-    assert outcome["synced"] == []
-    assert [d["device_id"] for d in outcome["failed"]] == imeis
-    assert {(d["status"], d["error_code"]) for d in outcome["failed"]} == {(None, "900901")}
-    assert str(caught.value).startswith("5 of 5 IMEIs failed: 5 x 900901 (")
+    pushed = ctx["ti"].xcom[OUTCOME_KEY]
+    assert (pushed["devices"]["succeeded"], pushed["firmware"]) == ([], {})
+    assert [(g["error_code"], g["http_status"], g["attempted"], g["devices"]) for g in pushed["errors"]] == [
+        ("900901", 401, True, imeis[:2]),
+        ("900901", 401, False, imeis[2:]),
+    ]
+    assert not any(group["retryable"] for group in pushed["errors"])
+    assert str(caught.value).startswith("5 of 5 IMEIs not done: 2 failed with 900901 (HTTP 401): ")
 
 
 def test_vz_sync_refused_m2m_login_is_not_repeated_for_later_batches(
@@ -1247,10 +1708,12 @@ def test_vz_sync_refused_m2m_login_is_not_repeated_for_later_batches(
     route = requests_mock.put(SYNC_URL, json=vz_answer())
     ctx = operator_context()
     op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[imei(n) for n in range(5)], batch_size=2)
-    with pytest.raises(IoTFleetOperationFailedError, match=r"5 x REQUEST_FAILED\.UnexpectedError"):
+    with pytest.raises(IoTFleetOperationFailedError, match=r"2 failed with REQUEST_FAILED\.UnexpectedError"):
         op.execute(ctx)
     assert (login.call_count, route.call_count) == (1, 0)
-    assert len(ctx["ti"].xcom[OUTCOME_KEY]["failed"]) == 5
+    pushed = ctx["ti"].xcom[OUTCOME_KEY]
+    assert pushed["counts"]["failed"] == 5
+    assert [group["attempted"] for group in pushed["errors"]] == [True, False]
 
 
 def test_vz_sync_imeis_template_rendered_as_native_list(
@@ -1265,7 +1728,9 @@ def test_vz_sync_imeis_template_rendered_as_native_list(
     op.render_template_fields({**ctx, "params": {"imeis": [IMEI, IMEI_2], "account": "0000777777-00001"}})
     assert op.imeis == [IMEI, IMEI_2]
     result = op.execute(ctx)
-    assert (result["account_name"], result["requested"]) == ("0000777777-00001", 2)
+    assert result == vz_outcome(
+        2, dict.fromkeys([IMEI, IMEI_2], "SR1.2.0.0-10657"), account="0000777777-00001"
+    )
     assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
 
 
@@ -1279,8 +1744,142 @@ def test_vz_sync_imeis_template_rendered_as_a_string(
     op.render_template_fields({**ctx, "params": {"imeis": [IMEI, IMEI_2]}})
     assert op.imeis == f"['{IMEI}', '{IMEI_2}']"
     result = op.execute(ctx)
-    assert [d["device_id"] for d in result["synced"]] == [IMEI, IMEI_2]
+    assert result["devices"]["succeeded"] == [IMEI, IMEI_2]
     assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
+
+
+def test_verizon_outcome_matches_the_documented_shape(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(
+        SYNC_URL,
+        json={
+            "accountName": ACCOUNT,
+            "deviceFirmwarVersionList": [
+                {"deviceId": IMEI, "status": SUCCESS, "firmwareVersion": "SR1.2"},
+                {"deviceId": IMEI_2, "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"},
+            ],
+        },
+    )
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[IMEI, IMEI_2], fail_on_error=False)
+    result = op.execute(operator_context())
+    assert_outcome_shape(result, operation="sync_firmware", requested=[IMEI, IMEI_2])
+    assert (result["account_name"], result["firmware"]) == (ACCOUNT, {IMEI: "SR1.2"})
+    assert result["devices"]["succeeded"] == [IMEI]
+    assert [(group["error_code"], group["devices"]) for group in result["errors"]] == [
+        ("FirmwareVersionUpdateFailed", [IMEI_2])
+    ]
+
+
+VZ_500 = {"errorCode": "FOTA.REQUEST_FAILED.Internal", "errorMessage": "Internal error"}
+
+
+def test_vz_sync_500_then_200_on_the_same_batch_ends_synced(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    """A sync is idempotent (ThingSpace reads the devices' firmware again): a 5xx is retried like a
+    read's, not reported as an outcome unknown."""
+    imeis = [imei(n) for n in range(3)]
+    route = requests_mock.put(SYNC_URL, [{"status_code": 500, "json": VZ_500}, {"json": vz_answer()}])
+    ctx = operator_context()
+    result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis).execute(ctx)
+    assert [r.json() for r in route.request_history] == [{"deviceList": imeis}] * 2
+    assert result == vz_outcome(3, dict.fromkeys(imeis, "SR1.2.0.0-10657"))
+
+
+def test_vz_sync_5xx_after_every_retry_is_one_retryable_error_group(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    imeis = [imei(n) for n in range(5)]
+    route = requests_mock.put(SYNC_URL, json=vz_answer({imeis[3]: (500, VZ_500)}))
+    ctx = operator_context()
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=3)
+    with pytest.raises(IoTFleetOperationFailedError):
+        op.execute(ctx)
+    assert [len(r.json()["deviceList"]) for r in route.request_history] == [3, 2, 2, 2, 2]
+    assert ctx["ti"].xcom[OUTCOME_KEY] == vz_outcome(
+        5,
+        dict.fromkeys(imeis[:3], "SR1.2.0.0-10657"),
+        [error("FOTA.REQUEST_FAILED.Internal", 500, "Internal error", imeis[3:], retryable=True)],
+    )
+
+
+def _vz_try(
+    imeis: list[str], try_number: int, store: FakeTaskStateStore | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one try of a sync of ``imeis`` in batches of 2; return its outcome and XCom."""
+    ctx = operator_context(try_number=try_number, state_store=store)
+    op = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=2)
+    try:
+        return op.execute(ctx), ctx["ti"].xcom
+    except IoTFleetOperationFailedError as failed:
+        return failed.outcome, ctx["ti"].xcom
+
+
+def vz_versions(version: str, refused: set[str]) -> Callable[[Any, Any], dict[str, Any]]:
+    """Answer syncs: each IMEI on ``version``, those in ``refused`` not synced."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        return {
+            "accountName": ACCOUNT,
+            "deviceFirmwarVersionList": [
+                {"deviceId": d, "status": "FirmwareVersionUpdateFailed", "reason": "Device unreachable"}
+                if d in refused
+                else {"deviceId": d, "status": SUCCESS, "firmwareVersion": version}
+                for d in request.json()["deviceList"]
+            ],
+        }
+
+    return answer
+
+
+def test_vz_sync_retry_syncs_only_the_devices_an_earlier_try_did_not(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    """Airflow 3.3+: synced devices are recorded in the task's state, so try 2 sends only the rest,
+    and its outcome still has every device's firmware, the earlier try's included."""
+    imeis = [imei(n) for n in range(6)]
+    store = FakeTaskStateStore()
+    requests_mock.put(SYNC_URL, json=vz_versions("SR1.2", {imeis[1], imeis[4]}))
+    first, xcom = _vz_try(imeis, 1, store)
+    assert first["devices"]["succeeded"] == [imeis[0], imeis[2], imeis[3], imeis[5]]
+    assert xcom == {OUTCOME_KEY: first}
+
+    route = requests_mock.put(SYNC_URL, json=vz_versions("SR1.3", set()))
+    second, xcom = _vz_try(imeis, 2, store)
+    assert [r.json() for r in route.request_history] == [{"deviceList": [imeis[1], imeis[4]]}]
+    firmware = {d: "SR1.3" if d in (imeis[1], imeis[4]) else "SR1.2" for d in imeis}
+    assert second == vz_outcome(6, firmware)
+    assert xcom == {}
+
+
+def test_vz_sync_retry_without_a_task_state_store_syncs_everything_again(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    imeis = [imei(n) for n in range(4)]
+    requests_mock.put(SYNC_URL, json=vz_versions("SR1.2", {imeis[1]}))
+    _vz_try(imeis, 1, None)
+    route = requests_mock.put(SYNC_URL, json=vz_versions("SR1.3", set()))
+    second, _ = _vz_try(imeis, 2, None)
+    assert [r.json()["deviceList"] for r in route.request_history] == [imeis[:2], imeis[2:]]
+    assert second == vz_outcome(4, dict.fromkeys(imeis, "SR1.3"))
+
+
+def test_vz_sync_journal_is_kept_per_account(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
+    """What was synced in one account is not taken as synced in another."""
+    other = "0000999999-00001"
+    store = FakeTaskStateStore()
+    requests_mock.put(SYNC_URL, json=vz_answer())
+    VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[IMEI]).execute(
+        operator_context(state_store=store)
+    )
+    other_route = requests_mock.put(f"{FOTA}/firmware/{other}/devices", json=vz_answer())
+    VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[IMEI], account_name=other).execute(
+        operator_context(try_number=2, state_store=store)
+    )
+    assert other_route.call_count == 1
 
 
 def test_vz_sync_never_leaks_secrets_or_tokens(

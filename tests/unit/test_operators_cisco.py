@@ -1,7 +1,9 @@
 """CiscoControlCenterEditDevicesOperator as a DAG author sees it: its XCom, its errors and its logs.
 
 Requests go to requests-mock; the operator's hook is replaced by one on a fake clock (so rate-limit
-waits and retries take no time, and effective dates are checked against a known "now").
+waits and retries take no time, and effective dates are checked against a known "now"). The XCom is
+the outcome every write operator returns (airflow_provider_iotfleet/outcome.py): devices per status,
+errors grouped by error with the devices they hit.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -29,7 +32,19 @@ from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
-from tests.fakes import ICCID, ICCID_19, FakeClock, FakeTaskInstance, luhn_complete, operator_context
+from airflow_provider_iotfleet.outcome import FleetOutcome
+from tests.fakes import (
+    ICCID,
+    ICCID_19,
+    OUTCOME_KEYS,
+    OUTCOME_STATUSES,
+    FakeClock,
+    FakeTaskInstance,
+    FakeTaskStateStore,
+    assert_outcome_shape,
+    luhn_complete,
+    operator_context,
+)
 
 HOST = "https://rws.example.com"
 API = f"{HOST}/rws/api/v1"
@@ -56,22 +71,32 @@ def iccids(count: int) -> list[str]:
     return [luhn_complete(f"89011234567890{n:05d}") for n in range(count)]
 
 
-def outcome_of(ctx: dict[str, Any]) -> Any:
+def pushed(ctx: dict[str, Any]) -> dict[str, object]:
+    """What the operator pushed to XCom itself (Airflow pushes the return value)."""
     ti: FakeTaskInstance = ctx["ti"]
-    return ti.xcom["outcome"]
+    return ti.xcom
 
 
-def assert_accounts_for_every_device(outcome: dict[str, Any], expected: list[str]) -> None:
-    """Every distinct ICCID is in exactly one of updated/scheduled/unchanged/failed."""
-    listed = (
-        outcome["updated"]
-        + outcome["scheduled"]
-        + outcome["unchanged"]
-        + [failure["iccid"] for failure in outcome["failed"]]
-    )
-    assert outcome["requested"] == len(listed) == len(set(listed))
-    assert sorted(listed) == sorted(set(expected))
-    json.dumps(outcome)  # JSON-safe, as XCom needs
+def counts(**nonzero: int) -> dict[str, int]:
+    """An outcome's ``counts``: every status, 0 unless given."""
+    return {status: nonzero.get(status, 0) for status in OUTCOME_STATUSES}
+
+
+def done(**lists: list[str]) -> dict[str, list[str]]:
+    """An outcome's ``devices``: the done statuses, empty unless given."""
+    return {status: lists.get(status, []) for status in OUTCOME_STATUSES[:4]}
+
+
+def groups(outcome: dict[str, Any]) -> list[tuple[str, str | None, int | None, list[str]]]:
+    """Each error group as (status, error code, HTTP status, devices)."""
+    return [(e["status"], e["error_code"], e["http_status"], e["devices"]) for e in outcome["errors"]]
+
+
+def assert_edit_outcome(outcome: dict[str, Any], requested: list[str]) -> None:
+    """The documented outcome shape, every distinct ICCID once, plus the edit's ``effective_date``."""
+    assert_outcome_shape(outcome, operation="edit_devices", requested=list(dict.fromkeys(requested)))
+    assert outcome.keys() == OUTCOME_KEYS | {"effective_date"}
+    assert outcome["vendor"] == VENDOR
 
 
 @pytest.fixture
@@ -120,7 +145,7 @@ def test_rate_limit_share_divides_the_connections_rate_not_its_concurrency(
         cisco_control_center_conn_id="cisco_shared",
         rate_limit_share=0.25,
     )
-    assert quarter.execute(operator_context())["updated"] == devices
+    assert quarter.execute(operator_context())["devices"]["succeeded"] == devices
     assert quarter.hook.client.rate_limiter is not None
     # Calls in flight are per task: a pool's slots bound how many tasks run at once.
     assert (quarter.hook.client.rate_limiter.rate, quarter.hook.max_concurrency) == (10.0 * RATE_HEADROOM, 8)
@@ -138,8 +163,17 @@ def test_iccids_and_changes_send_one_put_each(
     op = make_operator(iccids=devices, changes={"status": "ACTIVATED", "accountCustom1": "site-7"})
     ctx = operator_context()
     result = op.execute(ctx)
-    assert result == {"requested": 3, "updated": devices, "scheduled": [], "unchanged": [], "failed": []}
-    assert outcome_of(ctx) == result
+    assert result == {
+        "operation": "edit_devices",
+        "vendor": VENDOR,
+        "requested": 3,
+        "dry_run": False,
+        "counts": counts(succeeded=3),
+        "devices": done(succeeded=devices),
+        "errors": [],
+        "effective_date": None,
+    }
+    assert pushed(ctx) == {}  # the outcome is the return value, pushed by Airflow, once
     assert [(r.method, r.path) for r in requests_mock.request_history] == [
         ("PUT", f"/rws/api/v1/devices/{iccid}") for iccid in devices
     ]
@@ -162,7 +196,8 @@ def test_edits_give_each_device_its_own_change(
         ]
     )
     result = op.execute(operator_context())
-    assert result["updated"] == [ICCID, ICCID_19]  # an int ICCID comes back as its digit string
+    # an int ICCID comes back as its digit string
+    assert result["devices"] == done(succeeded=[ICCID, ICCID_19])
     assert put_a.request_history[-1].json() == {"ratePlan": "IOT-1GB"}
     assert put_b.request_history[-1].json() == {"status": "DEACTIVATED", "customerCustom2": "returned"}
 
@@ -176,7 +211,7 @@ def test_default_connection_id_and_a_lazily_built_hook(
     requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
     op = Operator(task_id="edit", iccids=[ICCID], changes={"ratePlan": "IOT-1GB"})
     assert op.hook.conn_id == "cisco_control_center_default"
-    assert op.execute(operator_context())["updated"] == [ICCID]
+    assert op.execute(operator_context())["devices"]["succeeded"] == [ICCID]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +259,7 @@ def test_changes_rendered_as_a_dict_string_are_read(
     # What Jinja gives for a dict without render_template_as_native_obj.
     put = requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
     op = make_operator(iccids=[ICCID], changes="{'ratePlan': 'IOT-1GB'}")
-    assert op.execute(operator_context())["updated"] == [ICCID]
+    assert op.execute(operator_context())["devices"]["succeeded"] == [ICCID]
     assert put.last_request.json() == {"ratePlan": "IOT-1GB"}
 
 
@@ -310,9 +345,9 @@ def test_duplicate_iccids_are_sent_once(
     op = make_operator(iccids=given, changes={"ratePlan": "IOT-1GB"})
     result = op.execute(operator_context())
     assert result["requested"] == 3
-    assert result["updated"] == devices
+    assert result["devices"] == done(succeeded=devices)
     assert [put.call_count for put in puts.values()] == [1, 1, 1]
-    assert_accounts_for_every_device(result, devices)
+    assert_edit_outcome(result, devices)
     assert f"{VENDOR}: editing 3 devices (3 duplicates dropped), effective now" in lines(events, "info")[0]
 
 
@@ -366,8 +401,17 @@ def test_an_empty_list_is_a_logged_no_op(
 ) -> None:
     ctx = operator_context()
     result = make_operator(**arguments).execute(ctx)
-    assert result == {"requested": 0, "updated": [], "scheduled": [], "unchanged": [], "failed": []}
-    assert outcome_of(ctx) == result
+    assert result == {
+        "operation": "edit_devices",
+        "vendor": VENDOR,
+        "requested": 0,
+        "dry_run": False,
+        "counts": counts(),
+        "devices": done(),
+        "errors": [],
+        "effective_date": None,
+    }
+    assert pushed(ctx) == {}
     assert lines(events, "warning")[-1] == f"{VENDOR}: {name} is empty; nothing to do"
     assert requests_mock.call_count == 0
 
@@ -401,13 +445,9 @@ def test_effective_date_is_sent_and_202_lands_in_scheduled(
         iccids=[ICCID, ICCID_19], changes={"status": "DEACTIVATED"}, effective_date=effective_date
     )
     result = op.execute(operator_context())
-    assert result == {
-        "requested": 2,
-        "updated": [],
-        "scheduled": [ICCID, ICCID_19],
-        "unchanged": [],
-        "failed": [],
-    }
+    assert result["devices"] == done(scheduled=[ICCID, ICCID_19])
+    assert (result["counts"], result["errors"]) == (counts(scheduled=2), [])
+    assert result["effective_date"] == sent  # as sent: UTC, to the second
     assert put.request_history[-1].json() == {"status": "DEACTIVATED", "effectiveDate": sent}
     assert f"effective {sent}" in lines(events, "info")[0]
 
@@ -449,13 +489,8 @@ def test_already_activated_is_unchanged_not_failed(
     requests_mock.put(f"{API}/devices/{ICCID_19}", json={"iccid": ICCID_19})
     ctx = operator_context()
     result = make_operator(iccids=[ICCID, ICCID_19], changes={"status": "ACTIVATED"}).execute(ctx)
-    assert result == {
-        "requested": 2,
-        "updated": [ICCID_19],
-        "scheduled": [],
-        "unchanged": [ICCID],
-        "failed": [],
-    }
+    assert result["devices"] == done(succeeded=[ICCID_19], unchanged=[ICCID])
+    assert (result["counts"], result["errors"]) == (counts(succeeded=1, unchanged=1), [])
 
 
 def test_already_activated_for_another_change_is_a_failure(
@@ -466,8 +501,19 @@ def test_already_activated_for_another_change_is_a_failure(
     result = make_operator(iccids=[ICCID], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False).execute(
         operator_context()
     )
-    assert [f["error_code"] for f in result["failed"]] == ["10030000"]
-    assert result["unchanged"] == []
+    assert result["errors"] == [
+        {
+            "status": "failed",
+            "error_code": "10030000",
+            "http_status": 400,
+            "message": "Cannot activate a SIM which is already activated.",
+            "request_id": None,
+            "retryable": False,
+            "attempted": True,
+            "devices": [ICCID],
+        }
+    ]
+    assert result["devices"] == done()
 
 
 def test_skip_unchanged_reads_first_and_skips_or_trims_the_put(
@@ -488,13 +534,8 @@ def test_skip_unchanged_reads_first_and_skips_or_trims_the_put(
         skip_unchanged=True,
     )
     result = op.execute(operator_context())
-    assert result == {
-        "requested": 2,
-        "updated": [differs],
-        "scheduled": [],
-        "unchanged": [as_asked],
-        "failed": [],
-    }
+    assert result["devices"] == done(succeeded=[differs], unchanged=[as_asked])
+    assert result["errors"] == []
     assert put_as_asked.call_count == 0
     assert put_differs.request_history[-1].json() == {"ratePlan": "IOT-1GB"}
     assert [r.method for r in requests_mock.request_history] == ["GET", "GET", "PUT"]
@@ -510,35 +551,7 @@ def test_without_skip_unchanged_nothing_is_read(
     assert [r.method for r in requests_mock.request_history] == ["PUT"]
 
 
-def test_refused_credentials_stop_the_run_and_the_rest_fail_under_the_same_code(
-    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
-) -> None:
-    devices = iccids(4)
-    put = requests_mock.put(
-        rm.ANY, status_code=401, json=INVALID_CREDENTIALS, headers={"X-Request-Id": "req-auth-1"}
-    )
-    ctx = operator_context()
-    with pytest.raises(IoTFleetOperationFailedError) as caught:
-        make_operator(iccids=devices, changes={"status": "ACTIVATED"}).execute(ctx)
-    assert put.call_count == 1
-    outcome = caught.value.outcome
-    assert outcome_of(ctx) == outcome
-    assert_accounts_for_every_device(outcome, devices)
-    assert [f["iccid"] for f in outcome["failed"]] == devices
-    assert {(f["http_status"], f["error_code"]) for f in outcome["failed"]} == {(401, "10000001")}
-    assert outcome["failed"][0]["message"].endswith(
-        f"Invalid credentials. Check the login (user name) and password (API key) of connection '{CONN_ID}'"
-    )
-    assert all(
-        f["message"].startswith("not attempted after an earlier error: ") for f in outcome["failed"][1:]
-    )
-    assert str(caught.value).startswith("4 of 4 devices failed: 4 x 10000001 (")
-    (error_line,) = lines(events, "error")
-    assert error_line.startswith(f"{VENDOR}: 4 failed with 10000001: ")
-    assert error_line.endswith("; request id req-auth-1")
-
-
-# --- fail_on_error --------------------------------------------------------------------------------
+# --- fail_on_error: every device tried, the outcome pushed once ----------------------------------
 
 
 @pytest.fixture
@@ -572,54 +585,62 @@ def test_fail_on_error_tries_every_device_pushes_outcome_then_raises(
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         op.execute(ctx)
     assert requests_mock.call_count == 5  # every device was tried
-    outcome = outcome_of(ctx)
-    assert caught.value.outcome == outcome
-    assert outcome["updated"] == [ok, ok_2]
-    assert outcome["failed"] == [
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}  # once, under "outcome": the task has no return value
+    assert_edit_outcome(outcome, mixed_answers)
+    assert outcome["devices"] == done(succeeded=[ok, ok_2])
+    assert outcome["counts"] == counts(succeeded=2, failed=3)
+    # One group per distinct error, its devices in input order; the request id is the first one's.
+    assert outcome["errors"] == [
         {
-            "iccid": missing_1,
-            "http_status": 404,
+            "status": "failed",
             "error_code": "20000001",
-            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{missing_1}: Resource not found - Invalid ICCID.",
+            "http_status": 404,
+            "message": "Resource not found - Invalid ICCID.",
             "request_id": "req-m1",
+            "retryable": False,
+            "attempted": True,
+            "devices": [missing_1, missing_2],
         },
         {
-            "iccid": bad_plan,
-            "http_status": 404,
+            "status": "failed",
             "error_code": "10000013",
-            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{bad_plan}: Invalid ratePlan.",
-            "request_id": "req-p",
-        },
-        {
-            "iccid": missing_2,
             "http_status": 404,
-            "error_code": "20000001",
-            "message": f"{VENDOR} rejected PUT /rws/api/v1/devices/{missing_2}: Resource not found - Invalid ICCID.",
-            "request_id": "req-m2",
+            "message": "Invalid ratePlan.",
+            "request_id": "req-p",
+            "retryable": False,
+            "attempted": True,
+            "devices": [bad_plan],
         },
     ]
-    assert_accounts_for_every_device(outcome, mixed_answers)
     message = str(caught.value)
-    assert message.startswith("3 of 5 devices failed: 2 x 20000001 (")
-    assert "; 1 x 10000013 (" in message and "Invalid ratePlan." in message
-    assert "the outcome is in XCom key 'outcome'" in message
+    assert message.startswith(
+        "3 of 5 devices not done: 2 failed with 20000001 (HTTP 404): Resource not found - Invalid ICCID.; "
+        "1 failed with 10000013 (HTTP 404): Invalid ratePlan."
+    )
+    assert "Every device was tried; the outcome is in XCom key 'outcome'" in message
     assert "fail_on_error=False" in message
 
 
 def test_fail_on_error_false_returns_the_outcome_without_raising(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, mixed_answers: list[str]
 ) -> None:
+    ok, missing_1, bad_plan, missing_2, ok_2 = mixed_answers
     ctx = operator_context()
     result = make_operator(
         iccids=mixed_answers, changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
     ).execute(ctx)
-    assert outcome_of(ctx) == result
-    assert [f["error_code"] for f in result["failed"]] == ["20000001", "10000013", "20000001"]
-    assert_accounts_for_every_device(result, mixed_answers)
+    assert pushed(ctx) == {}  # a task that succeeds has its outcome as return value only
+    assert groups(result) == [
+        ("failed", "20000001", 404, [missing_1, missing_2]),
+        ("failed", "10000013", 404, [bad_plan]),
+    ]
+    assert result["devices"] == done(succeeded=[ok, ok_2])
+    assert_edit_outcome(result, mixed_answers)
     assert requests_mock.call_count == 5
 
 
-def test_failures_are_logged_once_per_error_code_with_request_ids(
+def test_failures_are_logged_once_per_error_with_the_first_request_id(
     make_operator: Callable[..., Operator], mixed_answers: list[str], events: Events
 ) -> None:
     _, missing_1, bad_plan, missing_2, _ = mixed_answers
@@ -627,10 +648,9 @@ def test_failures_are_logged_once_per_error_code_with_request_ids(
         operator_context()
     )
     assert lines(events, "error") == [
-        f"{VENDOR}: 2 failed with 20000001: {VENDOR} rejected PUT /rws/api/v1/devices/{missing_1}: "
-        f"Resource not found - Invalid ICCID. (e.g. {missing_1}, {missing_2}); request id req-m1, req-m2",
-        f"{VENDOR}: 1 failed with 10000013: {VENDOR} rejected PUT /rws/api/v1/devices/{bad_plan}: "
-        f"Invalid ratePlan. (e.g. {bad_plan}); request id req-p",
+        f"{VENDOR}: failed: 2 devices, 20000001 (HTTP 404): Resource not found - Invalid ICCID. "
+        f"(request id req-m1). e.g. {missing_1}, {missing_2}",
+        f"{VENDOR}: failed: 1 device, 10000013 (HTTP 404): Invalid ratePlan. (request id req-p). e.g. {bad_plan}",
     ]
 
 
@@ -643,12 +663,13 @@ def test_a_large_failure_group_names_a_few_examples(
         operator_context()
     )
     (line,) = lines(events, "error")
-    assert f"(e.g. {devices[0]}, {devices[1]}, {devices[2]} and 2 more)" in line
+    assert line.startswith(f"{VENDOR}: failed: 5 devices, 20000001 (HTTP 404): Resource not found")
+    assert line.endswith(f"e.g. {devices[0]}, {devices[1]}, {devices[2]} and 2 more")
     assert devices[3] not in line
     assert "request id" not in line  # none was sent
 
 
-def test_a_server_error_is_retried_then_reported_by_status(
+def test_a_server_error_is_retried_then_reported_as_retryable(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
     put = requests_mock.put(f"{API}/devices/{ICCID}", status_code=503, text="Service Unavailable")
@@ -656,7 +677,369 @@ def test_a_server_error_is_retried_then_reported_by_status(
         operator_context()
     )
     assert put.call_count == 4  # the first attempt and three retries, on the fake clock
-    assert [(f["http_status"], f["error_code"]) for f in result["failed"]] == [(503, None)]
+    assert result["errors"] == [
+        {
+            "status": "failed",
+            "error_code": None,
+            "http_status": 503,
+            "message": "Service Unavailable",
+            "request_id": None,
+            "retryable": True,  # a later try may well pass
+            "attempted": True,
+            "devices": [ICCID],
+        }
+    ]
+
+
+# --- the outcome contract ------------------------------------------------------------------------
+
+
+LOST = {"errorCode": "30000001", "errorMessage": "Unknown server error."}
+
+
+def test_the_cisco_outcome_matches_the_documented_shape(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    ok, active, missing, lost = iccids(4)
+    requests_mock.put(f"{API}/devices/{ok}", json={"iccid": ok})
+    requests_mock.put(f"{API}/devices/{active}", status_code=400, json=ALREADY_ACTIVATED)
+    requests_mock.put(f"{API}/devices/{missing}", status_code=404, json=NOT_FOUND)
+    # Every answer to this edit is lost, and each read back shows it not (yet) applied.
+    requests_mock.put(f"{API}/devices/{lost}", status_code=500, json=LOST)
+    requests_mock.get(f"{API}/devices/{lost}", json={"iccid": lost, "status": "DEACTIVATED"})
+    result = make_operator(
+        iccids=[ok, active, missing, lost], changes={"status": "ACTIVATED"}, fail_on_error=False
+    ).execute(operator_context())
+    assert_outcome_shape(result, operation="edit_devices", requested=[ok, active, missing, lost])
+    assert result["counts"] == {
+        "succeeded": 1,
+        "unchanged": 1,
+        "scheduled": 0,
+        "accepted": 0,
+        "failed": 1,
+        "unknown": 1,
+    }
+    assert result["devices"] == done(succeeded=[ok], unchanged=[active])
+    not_found, unknown = result["errors"]
+    assert (not_found["status"], not_found["error_code"], not_found["devices"]) == (
+        "failed",
+        "20000001",
+        [missing],
+    )
+    assert (unknown["status"], unknown["http_status"], unknown["devices"]) == ("unknown", 500, [lost])
+    # It may have applied: not one to send again blindly, and the message says to check the device.
+    assert (unknown["retryable"], unknown["attempted"]) == (False, True)
+    assert unknown["message"] == (
+        "the answers to the edit were lost again and again (last: Unknown server error.); "
+        "Control Center may have applied it: check the device"
+    )
+
+
+def test_an_edit_whose_answer_and_read_back_are_both_lost_is_unknown_not_retryable(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    ok, lost = iccids(2)
+    requests_mock.put(f"{API}/devices/{ok}", json={"iccid": ok})
+    edit = requests_mock.put(
+        f"{API}/devices/{lost}", status_code=500, json=LOST, headers={"X-Request-Id": "req-lost"}
+    )
+    read_back = requests_mock.get(f"{API}/devices/{lost}", status_code=500, json=LOST)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[ok, lost], changes={"status": "ACTIVATED"}).execute(ctx)
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}
+    assert_edit_outcome(outcome, [ok, lost])
+    assert outcome["devices"] == done(succeeded=[ok])
+    says = (
+        "the answer to the edit was lost (Unknown server error.) and reading the device back failed too "
+        "(Unknown server error.); check the device"
+    )
+    assert outcome["errors"] == [
+        {
+            "status": "unknown",
+            "error_code": "30000001",
+            "http_status": 500,
+            "message": says,
+            "request_id": "req-lost",  # the edit's, not the read-back's
+            "retryable": False,  # it may have applied: check the device rather than send it again
+            "attempted": True,
+            "devices": [lost],
+        }
+    ]
+    assert FleetOutcome.from_xcom(outcome).ids_to_retry() == []
+    assert str(caught.value).startswith(
+        f"1 of 2 devices not done: 1 unknown with 30000001 (HTTP 500): {says}."
+    )
+    assert edit.call_count == 1  # never sent twice
+    assert read_back.call_count == 4  # the read-back is retried as reads are
+
+
+def test_300_devices_refused_the_same_way_are_one_error_group(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(300)
+    request_ids = iter(range(1, 301))
+
+    def not_found(request: Any, context: Any) -> dict[str, str]:
+        context.status_code = 404
+        context.headers["X-Request-Id"] = f"req-{next(request_ids)}"
+        return NOT_FOUND
+
+    requests_mock.put(rm.ANY, json=not_found)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=devices, changes={"ratePlan": "IOT-1GB"}).execute(ctx)
+    outcome = caught.value.outcome
+    assert requests_mock.call_count == 300
+    # One group: the request ids differ, the error does not; the message names no device.
+    assert outcome["errors"] == [
+        {
+            "status": "failed",
+            "error_code": "20000001",
+            "http_status": 404,
+            "message": "Resource not found - Invalid ICCID.",
+            "request_id": "req-1",
+            "retryable": False,
+            "attempted": True,
+            "devices": devices,
+        }
+    ]
+    assert outcome["counts"] == counts(failed=300)
+    assert str(caught.value).startswith("300 of 300 devices not done: 300 failed with 20000001 (HTTP 404): ")
+    (line,) = lines(events, "error")
+    assert line.startswith(f"{VENDOR}: failed: 300 devices, 20000001 (HTTP 404): ")
+    assert line.endswith(f"e.g. {devices[0]}, {devices[1]}, {devices[2]} and 297 more")
+
+
+def test_a_wrong_api_key_gives_the_refusal_and_the_devices_not_sent_as_two_groups(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    devices = iccids(4)
+    put = requests_mock.put(
+        rm.ANY, status_code=401, json=INVALID_CREDENTIALS, headers={"X-Request-Id": "req-auth-1"}
+    )
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=devices, changes={"status": "ACTIVATED"}).execute(ctx)
+    assert put.call_count == 1  # refused credentials stop the run
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}
+    assert_edit_outcome(outcome, devices)
+    # Where to look is part of what a DAG author reads, in the XCom and in the task's error.
+    check = f"Check the login (user name) and password (API key) of connection '{CONN_ID}'"
+    refusal = {
+        "status": "failed",
+        "error_code": "10000001",
+        "http_status": 401,
+        "request_id": "req-auth-1",
+        "retryable": False,
+    }
+    assert outcome["errors"] == [
+        {**refusal, "message": f"Invalid credentials. {check}", "attempted": True, "devices": devices[:1]},
+        {
+            **refusal,
+            "message": f"not attempted after an earlier error: Invalid credentials. {check}",
+            "attempted": False,
+            "devices": devices[1:],
+        },
+    ]
+    message = str(caught.value)
+    assert message.startswith(
+        f"4 of 4 devices not done: 1 failed with 10000001 (HTTP 401): Invalid credentials. {check}; "
+        "3 failed (not sent) with 10000001 (HTTP 401): not attempted after an earlier error: "
+    )
+    assert "Every device was tried" not in message  # three were not sent
+    assert "Every device not marked 'not sent' was tried" in message
+    assert [line.split(": ")[1] for line in lines(events, "error")] == ["failed", "failed (not sent)"]
+
+
+def test_only_errors_that_may_pass_later_are_retryable(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    unavailable, missing = ICCID, ICCID_19
+    requests_mock.put(f"{API}/devices/{unavailable}", status_code=503, text="Service Unavailable")
+    requests_mock.put(f"{API}/devices/{missing}", status_code=404, json=NOT_FOUND)
+    result = make_operator(
+        iccids=[unavailable, missing], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
+    ).execute(operator_context())
+    assert [(e["http_status"], e["retryable"], e["devices"]) for e in result["errors"]] == [
+        (503, True, [unavailable]),
+        (404, False, [missing]),
+    ]
+
+
+def test_a_task_that_succeeds_has_its_outcome_as_return_value_only(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=404, json=NOT_FOUND)
+    ctx = operator_context()
+    # Failures with fail_on_error=False: the task succeeds, and its failures are in the return value.
+    result = make_operator(
+        iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}, fail_on_error=False
+    ).execute(ctx)
+    assert pushed(ctx) == {}  # nothing under "outcome": Airflow pushes the return value
+    assert result["counts"] == counts(succeeded=1, failed=1)
+
+
+def test_a_task_that_fails_pushes_its_outcome_once_under_outcome(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    requests_mock.put(f"{API}/devices/{ICCID_19}", status_code=404, json=NOT_FOUND)
+    ctx = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}).execute(ctx)
+    assert pushed(ctx) == {"outcome": caught.value.outcome}
+    assert caught.value.outcome["counts"] == counts(succeeded=1, failed=1)
+    assert "Every device was tried" in str(caught.value)  # both were sent
+
+
+# --- retries: a try after the first starts from what is true now ---------------------------------
+
+
+class FakeControlCenter:
+    """Control Center's device endpoints on requests-mock, with state: a PUT applies its fields (or,
+    with an effective date, is scheduled and answered 202), a GET reads the device back, and a
+    device in :attr:`refusing` answers that error instead."""
+
+    def __init__(self, requests_mock: rm.Mocker, devices: dict[str, dict[str, str]]) -> None:
+        self.devices = {iccid: {"iccid": iccid, **fields} for iccid, fields in devices.items()}
+        self.scheduled: list[tuple[str, dict[str, str]]] = []
+        self.refusing: dict[str, tuple[int, dict[str, str]]] = {}
+        self.history = requests_mock.request_history
+        path = re.compile(rf"^{re.escape(API)}/devices/(\d+)$")
+        requests_mock.get(path, json=self._get)
+        requests_mock.put(path, json=self._put)
+
+    def _get(self, request: Any, context: Any) -> dict[str, str]:
+        return self.devices[request.path.rsplit("/", 1)[1]]
+
+    def _put(self, request: Any, context: Any) -> dict[str, str]:
+        iccid = request.path.rsplit("/", 1)[1]
+        if iccid in self.refusing:
+            context.status_code, body = self.refusing[iccid]
+            return body
+        changes = request.json()
+        if "effectiveDate" in changes:
+            self.scheduled.append((iccid, changes))
+            context.status_code = 202
+        else:
+            self.devices[iccid].update(changes)
+        return {"iccid": iccid}
+
+    def calls(self, since: int = 0) -> list[tuple[str, str]]:
+        """(method, ICCID) of each request from the ``since``-th on."""
+        return [(r.method, r.path.rsplit("/", 1)[1]) for r in self.history[since:]]
+
+
+UNAVAILABLE = (503, {"errorMessage": "Service temporarily unavailable."})
+WHEN = "2026-12-01T00:00:00+00:00"
+
+
+@pytest.fixture
+def three_deactivated(requests_mock: rm.Mocker) -> tuple[FakeControlCenter, list[str]]:
+    devices = iccids(3)
+    return FakeControlCenter(requests_mock, {iccid: {"status": "DEACTIVATED"} for iccid in devices}), devices
+
+
+def test_a_retry_reads_each_device_and_sends_only_what_is_still_different(
+    make_operator: Callable[..., Operator],
+    three_deactivated: tuple[FakeControlCenter, list[str]],
+    events: Events,
+) -> None:
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    store = FakeTaskStateStore()
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(iccids=[first, second, third], changes={"status": "ACTIVATED"}).execute(
+            operator_context(state_store=store)
+        )
+    assert caught.value.outcome["devices"] == done(succeeded=[first, second])
+    assert groups(caught.value.outcome) == [("failed", None, 503, [third])]
+    assert caught.value.outcome["errors"][0]["retryable"]
+    # Airflow retries the task once the outage is over: a fresh operator, the next try number.
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    ctx = operator_context(try_number=2, state_store=store)
+    result = make_operator(iccids=[first, second, third], changes={"status": "ACTIVATED"}).execute(ctx)
+    assert fleet.calls(before) == [("GET", first), ("GET", second), ("GET", third), ("PUT", third)]
+    assert result["devices"] == done(succeeded=[third], unchanged=[first, second])
+    assert result["counts"] == counts(succeeded=1, unchanged=2)
+    assert pushed(ctx) == {}
+    assert all(device["status"] == "ACTIVATED" for device in fleet.devices.values())
+    first_start, retry_start = [line for line in lines(events, "info") if ": editing 3 devices" in line]
+    assert "reading each device" not in first_start
+    assert "effective now, try 2: reading each device first to skip what is done" in retry_start
+
+
+def test_a_retry_does_not_schedule_again_what_an_earlier_try_scheduled(
+    make_operator: Callable[..., Operator],
+    three_deactivated: tuple[FakeControlCenter, list[str]],
+    events: Events,
+) -> None:
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    store = FakeTaskStateStore()
+    edit = {"iccids": [first, second, third], "changes": {"status": "ACTIVATED"}, "effective_date": WHEN}
+    with pytest.raises(IoTFleetOperationFailedError) as caught:
+        make_operator(**edit).execute(operator_context(state_store=store))
+    assert caught.value.outcome["devices"] == done(scheduled=[first, second])
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    result = make_operator(**edit).execute(operator_context(try_number=2, state_store=store))
+    # Control Center shows no pending change; the task state store says what try 1 scheduled.
+    assert fleet.calls(before) == [("GET", third), ("PUT", third)]
+    assert result["devices"] == done(scheduled=[first, second, third])
+    assert [iccid for iccid, _ in fleet.scheduled] == [first, second, third]  # each once
+    retry_start = [line for line in lines(events, "info") if ": editing 3 devices" in line][1]
+    assert (
+        "try 2: reading each device first to skip what is done (2 scheduled by an earlier try, not sent again)"
+        in retry_start
+    )
+
+
+def test_a_retry_sends_an_edit_that_differs_from_what_an_earlier_try_scheduled(
+    make_operator: Callable[..., Operator], three_deactivated: tuple[FakeControlCenter, list[str]]
+) -> None:
+    fleet, (first, *_) = three_deactivated
+    store = FakeTaskStateStore()
+    make_operator(iccids=[first], changes={"status": "ACTIVATED"}, effective_date=WHEN).execute(
+        operator_context(state_store=store)
+    )
+    before = len(fleet.history)
+    later = "2026-12-02T00:00:00+00:00"
+    result = make_operator(iccids=[first], changes={"status": "ACTIVATED"}, effective_date=later).execute(
+        operator_context(try_number=2, state_store=store)
+    )
+    assert fleet.calls(before) == [("GET", first), ("PUT", first)]
+    assert result["devices"] == done(scheduled=[first])
+    assert [changes["effectiveDate"] for _, changes in fleet.scheduled] == [WHEN, later]
+
+
+def test_without_a_task_state_store_a_retry_schedules_again(
+    make_operator: Callable[..., Operator], three_deactivated: tuple[FakeControlCenter, list[str]]
+) -> None:
+    # Airflow 3.2 has no task state store: the documented limitation (give such tasks retries=0).
+    fleet, (first, second, third) = three_deactivated
+    fleet.refusing[third] = UNAVAILABLE
+    edit = {"iccids": [first, second, third], "changes": {"status": "ACTIVATED"}, "effective_date": WHEN}
+    with pytest.raises(IoTFleetOperationFailedError):
+        make_operator(**edit).execute(operator_context())
+    del fleet.refusing[third]
+    before = len(fleet.history)
+    result = make_operator(**edit).execute(operator_context(try_number=2))
+    assert fleet.calls(before) == [
+        ("GET", first),
+        ("PUT", first),
+        ("GET", second),
+        ("PUT", second),
+        ("GET", third),
+        ("PUT", third),
+    ]
+    assert result["devices"] == done(scheduled=[first, second, third])
+    assert [iccid for iccid, _ in fleet.scheduled] == [first, second, first, second, third]
 
 
 # --- logs ----------------------------------------------------------------------------------------
@@ -675,7 +1058,7 @@ def test_start_and_summary_lines(
     )
     (summary,) = [line for line in info if " done in " in line]
     assert summary.startswith(f"{VENDOR}: done in ")
-    assert summary.endswith(": 2 updated, 3 failed")
+    assert summary.endswith(": 2 succeeded, 3 failed")
 
 
 def test_start_line_says_when_devices_are_read_first(
@@ -686,7 +1069,7 @@ def test_start_line_says_when_devices_are_read_first(
         operator_context()
     )
     assert "reading each device first to skip what is already as asked" in lines(events, "info")[0]
-    assert lines(events, "info")[-1].endswith(": 0 updated, 1 unchanged")
+    assert lines(events, "info")[-1].endswith(": 1 unchanged")
 
 
 def test_progress_lines_on_a_long_run(
@@ -737,7 +1120,7 @@ def test_no_credential_in_any_log_line_error_or_xcom(
         "stdout": captured.out,
         "stderr": captured.err,
     }
-    assert any("failed with" in line for line in lines(events, "error"))
+    assert any(line.startswith(f"{VENDOR}: failed: ") for line in lines(events, "error"))
     assert any(
         request.headers.get("Authorization") == f"Basic {basic}" for request in requests_mock.request_history
     )
@@ -799,7 +1182,7 @@ def test_iccids_from_params(
     if not native:
         assert isinstance(op.iccids, str)  # Jinja rendered the list as its literal
     result = op.execute(context)
-    assert result["updated"] == two_devices
+    assert result["devices"]["succeeded"] == two_devices
     assert requests_mock.request_history[-1].json() == {"status": "ACTIVATED", "accountCustom1": "site-7"}
 
 
@@ -815,8 +1198,8 @@ def test_iccids_from_an_upstream_xcom(
         changes={"ratePlan": "IOT-1GB"},
     )
     result = op.execute(context)
-    assert result["updated"] == two_devices
-    assert context["ti"].xcom["outcome"] == result
+    assert result["devices"]["succeeded"] == two_devices
+    assert context["ti"].xcom == {}  # the outcome is the return value only
     assert requests_mock.call_count == 2
 
 
@@ -835,7 +1218,8 @@ def test_edits_and_effective_date_from_params(
         effective_date="{{ params.when }}",
     )
     result = op.execute(context)
-    assert result["scheduled"] == [ICCID, ICCID_19]
+    assert result["devices"]["scheduled"] == [ICCID, ICCID_19]
+    assert result["effective_date"] == "2026-12-01T00:00:00+00:00"
     assert [r.json() for r in requests_mock.request_history] == [
         {"status": "DEACTIVATED", "effectiveDate": "2026-12-01T00:00:00+00:00"},
         {"ratePlan": "IOT-1GB", "effectiveDate": "2026-12-01T00:00:00+00:00"},
@@ -888,25 +1272,41 @@ def test_concurrent_edits_keep_input_order_and_account_for_every_device(
     )
     op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
     result = op.execute(operator_context())
-    assert result["updated"] == [iccid for n, iccid in enumerate(devices) if n % 3 != 2]
-    assert [f["iccid"] for f in result["failed"]] == [iccid for n, iccid in enumerate(devices) if n % 3 == 2]
-    assert_accounts_for_every_device(result, devices)
+    assert result["devices"] == done(succeeded=[iccid for n, iccid in enumerate(devices) if n % 3 != 2])
+    assert groups(result) == [
+        ("failed", "20000001", 404, [iccid for n, iccid in enumerate(devices) if n % 3 == 2])
+    ]
+    assert_edit_outcome(result, devices)
     assert requests_mock.call_count == 12
 
 
-def test_an_unreachable_host_fails_each_device_grouped_as_transport(
+def test_an_unreachable_host_stops_the_run_and_says_which_connection_to_check(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
 ) -> None:
     refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
-    requests_mock.put(rm.ANY, exc=requests.ConnectionError(MaxRetryError(None, HOST, refused)))  # type: ignore[arg-type]
+    put = requests_mock.put(rm.ANY, exc=requests.ConnectionError(MaxRetryError(None, HOST, refused)))  # type: ignore[arg-type]
     ctx = operator_context()
     with pytest.raises(IoTFleetOperationFailedError) as caught:
         make_operator(iccids=[ICCID, ICCID_19], changes={"ratePlan": "IOT-1GB"}).execute(ctx)
-    assert str(caught.value).startswith("2 of 2 devices failed: 2 x transport (")
-    assert "Connection refused" in str(caught.value)
-    assert [(f["http_status"], f["error_code"]) for f in outcome_of(ctx)["failed"]] == [(None, None)] * 2
-    (line,) = lines(events, "error")
-    assert line.startswith(f"{VENDOR}: 2 failed with transport: ")
+    assert put.call_count == 4  # the first device, retried; the second is not sent
+    outcome = caught.value.outcome
+    assert pushed(ctx) == {"outcome": outcome}
+    assert groups(outcome) == [("failed", None, None, [ICCID]), ("failed", None, None, [ICCID_19])]
+    sent, not_sent = outcome["errors"]
+    assert (sent["attempted"], not_sent["attempted"]) == (True, False)
+    assert sent["retryable"] and not_sent["retryable"]  # both may well pass once the host answers
+    for error in outcome["errors"]:
+        assert "Connection refused" in error["message"]
+        assert error["message"].endswith(f"(host of connection '{CONN_ID}')")
+        assert ICCID not in error["message"] and ICCID_19 not in error["message"]
+    assert str(caught.value).startswith(
+        "2 of 2 devices not done: 1 failed with error: could not be completed: "
+    )
+    assert "Every device was tried" not in str(caught.value)
+    assert [line.split(", e")[0] for line in lines(events, "error")] == [
+        f"{VENDOR}: failed: 1 device",
+        f"{VENDOR}: failed (not sent): 1 device",
+    ]
 
 
 def test_a_connection_without_api_key_fails_before_any_request(

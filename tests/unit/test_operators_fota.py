@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +24,13 @@ from airflow.sdk import DAG, Asset, ObjectStoragePath
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
+    IoTFleetOutputError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
-from airflow_provider_iotfleet.operators.base import OUTCOME_KEY
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
-from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context
+from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context, pausing_fota_operator
 
 ROOT = "https://thingspace.verizon.com"
 TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
@@ -226,7 +228,9 @@ def test_devices_go_to_xcom_normalised(
         "device_count": 5,
         "pages": 3,
     }
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    # A read operator returns its listing (Airflow pushes it as return_value) and pushes nothing
+    # itself: no copy under the write operators' "outcome" key.
+    assert ctx["ti"].xcom == {}
     assert json.loads(json.dumps(result)) == result
     assert [r.qs["lastseendeviceid"][0] for r in route.request_history] == ["0", ids[1], ids[3]]
     assert all("protocol" not in r.qs for r in route.request_history)
@@ -274,7 +278,7 @@ def test_refusal_past_max_xcom_devices_stops_listing(
     with pytest.raises(IoTFleetError, match="set output_path to stream them to a file"):
         op.execute(ctx)
     assert route.call_count == 2  # the fourth device came on page 2: pages 3 to 5 never asked for
-    assert "return_value" not in ctx["ti"].xcom
+    assert ctx["ti"].xcom == {}
 
 
 def test_account_name_given_and_missing(
@@ -353,7 +357,7 @@ def test_empty_imeis_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, 
     assert requests_mock.call_count == 0  # above all, not the whole account
     assert (result["account_name"], result["device_count"]) == (ACCOUNT, 0)
     assert (result["requested"], result["missing"]) == (0, [])
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert any("imeis is empty; nothing to do" in line for line in logs.lines("warning"))
 
 
@@ -386,7 +390,7 @@ def test_imeis_subset_is_listed_with_post_at_most_1000_per_body(
     assert result["device_count"] == 999
     assert result["pages"] == 2
     assert [d["device_id"] for d in result["devices"]] == [i for i in wanted if i not in not_in_account]
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert any("2 of 1001 IMEIs are not in account" in line for line in logs.lines("warning"))
 
 
@@ -422,7 +426,7 @@ def test_devices_are_written_as_json_lines(
     ctx = operator_context()
     result = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path).execute(ctx)
     assert result == {"account_name": ACCOUNT, "path": reported, "device_count": 5, "pages": 3}
-    assert ctx["ti"].xcom[OUTCOME_KEY] == result
+    assert ctx["ti"].xcom == {}
     assert read_json_lines(target) == [normalised(device_id) for device_id in ids]
     assert sorted(p.name for p in target.parent.iterdir()) == ["fota.jsonl"]  # no temporary file left
 
@@ -479,7 +483,7 @@ def test_listing_failing_on_page_3_leaves_no_partial_file(
     else:
         assert target.read_text() == previous  # the earlier complete file is untouched
         assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]
-    assert OUTCOME_KEY not in ctx["ti"].xcom
+    assert ctx["ti"].xcom == {}
 
 
 def test_listing_failing_after_retries_leaves_no_partial_file(
@@ -660,6 +664,7 @@ def test_no_credential_in_logs_errors_xcom_or_file(
             logs.text(),
             str(caught.value),
             repr(caught.value),
+            json.dumps(result),  # the XCom Airflow pushes as return_value
             json.dumps(ctx["ti"].xcom),
             json.dumps(failing["ti"].xcom),
             target.read_text(),
@@ -673,3 +678,112 @@ def test_no_credential_in_logs_errors_xcom_or_file(
     secrets.append(base64.b64encode(f"{KEY}:{SECRET}".encode()).decode())
     for secret in secrets:
         assert secret not in haystack
+
+
+# === where the file goes: refused before listing, typed errors while writing ======================
+
+
+@pytest.mark.parametrize("form", ["path", "file-uri", "trailing-slash"])
+def test_an_existing_directory_as_output_path_is_refused_before_any_request(
+    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, form: str
+) -> None:
+    directory = tmp_path / "exports"
+    directory.mkdir()
+    output_path = {"path": str(directory), "file-uri": directory.as_uri(), "trailing-slash": f"{directory}/"}[
+        form
+    ]
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path)
+    with pytest.raises(IoTFleetValidationError, match="output_path is invalid") as caught:
+        op.execute(operator_context())
+    assert "directory" in str(caught.value)
+    assert requests_mock.call_count == 0
+    assert list(directory.iterdir()) == []  # no data hidden in it
+
+
+@pytest.mark.parametrize(
+    "output_path", ["file://exports/fota.jsonl", "file:exports/fota.jsonl", "file://localhost/tmp/fota.jsonl"]
+)
+def test_a_file_uri_that_is_not_absolute_is_refused_not_guessed(
+    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_path: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path)
+    with pytest.raises(IoTFleetValidationError, match="file:///absolute/path") as caught:
+        op.execute(operator_context())
+    assert repr(output_path) in str(caught.value)
+    assert requests_mock.call_count == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_created_is_a_typed_error_naming_the_path(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    requests_mock.get(DEVICES_URL, json=paged([IMEI, IMEI_2], 5))
+    (tmp_path / "exports").write_text("a file where the directory should be\n")
+    target = tmp_path / "exports" / "fota.jsonl"
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(target))
+    with pytest.raises(IoTFleetOutputError) as caught:
+        op.execute(operator_context())
+    assert not isinstance(caught.value, OSError)
+    assert caught.value.path == str(target)
+    assert str(target) in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
+
+
+def test_a_rename_that_fails_is_a_typed_error_and_removes_the_temporary_file(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    ids = [imei(n) for n in range(4)]
+    target = tmp_path / "fota.jsonl"
+    good = paged(ids, 2)
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        if request.qs["lastseendeviceid"][0] == ids[1]:
+            target.mkdir()  # something else puts a directory where the file is to go, meanwhile
+        return good(request, context)
+
+    requests_mock.get(DEVICES_URL, json=answer)
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(target))
+    with pytest.raises(IoTFleetOutputError, match="could not write the FOTA devices to") as caught:
+        op.execute(operator_context())
+    assert caught.value.path == str(target)
+    assert list(target.iterdir()) == []  # the listing was not moved into it as a hidden file
+    assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]  # no temporary file left
+
+
+def test_overlapping_tries_of_one_task_instance_each_publish_a_whole_file(
+    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    """Two tries of the same task instance (a zombie and its retry) write at once: each writes its
+    own temporary file and renames it whole; the target holds one try's listing, every line whole."""
+    ids = [imei(n) for n in range(6)]
+    good = paged(ids, 2)
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        body = good(request, context)
+        # Each try has its own token, and gets its own firmware: lines of different lengths, so
+        # that two tries writing into one file would garble it.
+        firmware = "A" if request.headers["Authorization"].endswith("-1") else "B" * 40
+        for device in body["deviceList"]:
+            device["firmware"] = firmware
+        return body
+
+    requests_mock.get(DEVICES_URL, json=answer)
+    target = tmp_path / "fota.jsonl"
+    # Both tries have written page 1 before either goes on. The timeout only keeps a broken run from
+    # hanging; tries that overlap as they should never wait it out.
+    both_wrote_page_1 = threading.Barrier(2, timeout=60)
+    operator_class = pausing_fota_operator(both_wrote_page_1.wait)
+
+    def one_try(try_number: int) -> dict[str, Any]:
+        operator = operator_class(task_id="export", output_path=str(target))
+        return operator.execute(operator_context("export", try_number=try_number))  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tries = [pool.submit(one_try, n) for n in (1, 2)]
+        results = [t.result() for t in tries]  # neither raises, an OSError least of all
+    assert results == [{"account_name": ACCOUNT, "path": str(target), "device_count": 6, "pages": 3}] * 2
+    devices = read_json_lines(target)  # every line parses
+    assert [d["device_id"] for d in devices] == ids
+    assert len({d["firmware"] for d in devices}) == 1  # one try's listing, not a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]  # both temporary files renamed

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests_mock as rm
 
-from airflow_provider_iotfleet.exceptions import IoTFleetTransportError
+from airflow_provider_iotfleet.exceptions import IoTFleetOutcomeUnknownError, IoTFleetTransportError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.http import (
     BackoffPolicy,
@@ -77,10 +77,15 @@ def test_a_broken_gzip_answer_is_a_typed_error_and_the_next_call_does_not_hang(
         extra={"max_concurrency": 1, "max_retries": 0, "requests_per_second": 1000},
     )
     with CiscoControlCenterHook() as hook:
-        for _ in range(3):
+        for _ in range(3):  # each call gets the slot back: none waits for one the last call leaked
             (outcome,) = hook.edit_devices([{"iccid": ICCID, "status": "ACTIVATED"}])
-            assert isinstance(outcome.error, IoTFleetTransportError)
-            assert "ContentDecodingError" in outcome.error.message
+            # The edit's answer is garbled and so is the read-back's: whether it applied is unknown,
+            # and the cause is still the typed transport error, not a ContentDecodingError.
+            error = outcome.error
+            assert isinstance(error, IoTFleetOutcomeUnknownError)
+            assert "ContentDecodingError" in error.message
+            assert isinstance(error.__cause__, IoTFleetTransportError)
+            assert "ContentDecodingError" in error.__cause__.message
 
 
 def _client(clock: FakeClock, **kwargs: Any) -> VendorHttpClient:

@@ -13,16 +13,17 @@ import importlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests_mock as rm
 import structlog
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowTaskTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import (
     OUTCOME_KEY,
+    IoTFleetCampaignDevicesError,
     IoTFleetOperationFailedError,
     IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
@@ -39,9 +40,16 @@ from airflow_provider_iotfleet.operators.verizon import (
 )
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
-from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
-from tests.unit.test_sensors import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeVerizon
-from tests.unit.test_triggers import serve
+from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeThingSpace, serve
+from tests.fakes import (
+    OUTCOME_KEYS,
+    FakeClock,
+    FakeTaskInstance,
+    Wire,
+    assert_outcome_shape,
+    luhn_complete,
+    operator_context,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,6 +57,8 @@ ROOT = "https://thingspace.verizon.com"
 FOTA = "/api/fota/v3"
 ACCOUNT = "0000123456-00001"
 CONN_ID = "verizon_campaigns"
+#: The same connection with retries (their backoff sleeps on the test's FakeClock).
+RETRYING_CONN_ID = "verizon_campaigns_retrying"
 CONNECTION = {
     "conn_type": "verizon_thingspace",
     "host": ROOT,
@@ -64,6 +74,8 @@ CONNECTION = {
 }
 #: The FakeClock's day: campaigns may not start before it.
 TODAY = "2026-11-21"
+#: The first day a campaign of more than MAX_CAMPAIGN_IMEIS devices may start (adds go in before it).
+TOMORROW = "2026-11-22"
 FIRMWARE = [
     {
         "firmwareName": "FOTA_Verizon_Upgrade_SR1.2_to_SR1.3",
@@ -103,20 +115,24 @@ def imeis(count: int, start: int = 0) -> list[str]:
     return [luhn_complete(f"35693803{n:06d}") for n in range(start, start + count)]
 
 
-class FakeCampaigns(FakeVerizon):
+class FakeCampaigns(FakeThingSpace):
     """The FOTA v3 campaign endpoints of one account, answering from ``campaigns``.
 
     ``lose`` names requests ("POST campaigns", "PUT devices", "DELETE") whose next answer is a 500
-    after the change was applied (ThingSpace did it; the answer is lost).
+    after the change was applied (ThingSpace did it; the answer is lost). ``refuse`` answers requests
+    (``"METHOD path"`` prefixes) with a status and body, changing nothing. ``refuse_devices`` are
+    IMEIs an add answers 200 for but refuses one by one (``status: Failure``), as ThingSpace does for
+    a device not in the account.
     """
 
     def __init__(self, page_size: int = 1000) -> None:
-        super().__init__({})
+        super().__init__()
         self.page_size = page_size
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.devices: dict[str, dict[str, dict[str, Any]]] = {}
         self.lose: list[str] = []
         self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
+        self.refuse_devices: dict[str, str] = {}
 
     def add_campaign(self, name: str, status: str, members: list[str], **fields: Any) -> str:
         campaign_id = f"c{len(self.campaigns) + 1:04d}"
@@ -175,14 +191,20 @@ class FakeCampaigns(FakeVerizon):
         if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)", path):
             body = wire.json()
             members = self.devices[match[1]]
+            results = []
             for imei in body["deviceList"]:
-                if body["Type"] == "append":
+                adding = body["Type"] == "append"
+                reason = self.refuse_devices.get(imei, "") if adding else ""
+                if adding and not reason:
                     members.setdefault(imei, {"deviceId": imei, "status": "RequestPending"})
-                else:
+                elif not adding:
                     members.pop(imei, None)
+                results.append(
+                    {"deviceId": imei, "status": "Failure" if reason else "Success", "Reason": reason}
+                )
             if self._lost("PUT devices"):
                 return 502, {"errorCode": "FOTA.BAD_GATEWAY", "errorMessage": "bad gateway"}
-            return 200, {"success": True}
+            return 200, {"accountName": ACCOUNT, "campaignId": match[1], "deviceList": results}
         if match := re.fullmatch(rf"/campaigns/firmware/{ACCOUNT}/(\w+)/dates", path):
             self.campaigns[match[1]].update(
                 {key: value for key, value in wire.json().items() if key != "campaignTimeWindowList"},
@@ -222,6 +244,8 @@ class FakeCampaigns(FakeVerizon):
 @pytest.fixture(autouse=True)
 def connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(CONNECTION))
+    retrying = {**CONNECTION, "extra": {**CONNECTION["extra"], "max_retries": 2}}  # type: ignore[dict-item]
+    monkeypatch.setenv(f"AIRFLOW_CONN_{RETRYING_CONN_ID.upper()}", json.dumps(retrying))
 
 
 @pytest.fixture
@@ -328,14 +352,58 @@ def test_a_large_device_list_is_scheduled_then_added_in_batches(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns
 ) -> None:
     devices = imeis(2 * MAX_CAMPAIGN_IMEIS + 500)
-    campaign = schedule(hook, devices)
+    campaign = schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
 
     (post,) = fake.requests("POST", "/campaigns/firmware/")
     adds = fake.requests("PUT", r"/campaigns/firmware/[^/]+/\w+$")
     assert post.json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
     assert [wire.json()["Type"] for wire in adds] == ["append", "append"]
-    assert [len(wire.json()["deviceList"]) for wire in adds] == [MAX_CAMPAIGN_IMEIS, 500]
+    assert [wire.json()["deviceList"] for wire in adds] == [
+        devices[MAX_CAMPAIGN_IMEIS : 2 * MAX_CAMPAIGN_IMEIS],
+        devices[2 * MAX_CAMPAIGN_IMEIS :],
+    ]
     assert sorted(fake.devices[campaign["campaign_id"]]) == sorted(devices)
+    assert fake.requests("DELETE") == []
+    assert fake.campaigns[campaign["campaign_id"]]["status"] == "CampaignRequestPending"
+
+
+@pytest.mark.parametrize(
+    ("devices", "start", "refused"),
+    [
+        (MAX_CAMPAIGN_IMEIS + 1, TODAY, True),  # the adds would come after the campaign started
+        (MAX_CAMPAIGN_IMEIS + 1, "2026-11-20", True),
+        (MAX_CAMPAIGN_IMEIS, TODAY, False),  # one request holds them all: nothing to add
+        (MAX_CAMPAIGN_IMEIS + 1, TOMORROW, False),  # added today, before it starts
+    ],
+)
+def test_check_campaign_size_refuses_more_than_one_request_of_devices_starting_today(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns, devices: int, start: str, refused: bool
+) -> None:
+    if not refused:
+        hook.check_campaign_size(devices, start)
+    else:
+        with pytest.raises(IoTFleetValidationError) as raised:
+            hook.check_campaign_size(devices, start)
+        message = str(raised.value)
+        assert f"a campaign of {devices} devices must start after today" in message
+        assert (
+            f"campaign_start_date {start}: devices beyond the first {MAX_CAMPAIGN_IMEIS} are added" in message
+        )
+        assert "start it tomorrow or later, or split the devices into campaigns of at most 1000" in message
+    assert fake.wires == []
+
+
+def test_schedule_campaign_and_the_operator_check_the_size_before_scheduling(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    too_many = imeis(MAX_CAMPAIGN_IMEIS + 1)
+    with pytest.raises(IoTFleetValidationError, match="a campaign of 1001 devices must start after today"):
+        schedule(hook, too_many)
+    assert fake.wires == []  # the hook alone: before any request
+    with pytest.raises(IoTFleetValidationError, match="a campaign of 1001 devices must start after today"):
+        upgrade_operator(clock, imeis=too_many).execute(run_context(None))
+    # the operator looks for its campaign by name first (a retry reuses it), then refuses
+    assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == fake.requests("POST") == []
 
 
 def test_every_bad_input_is_named_before_any_request(
@@ -367,6 +435,34 @@ def test_every_bad_input_is_named_before_any_request(
     with pytest.raises(IoTFleetValidationError, match="campaign_name contains control characters"):
         schedule(hook, imeis(1), campaign_name="wave\n2")
     assert fake.reads == []
+
+
+def test_schedule_campaign_sends_a_repeated_imei_once(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    first, second = imeis(2)
+    schedule(hook, [first, second, first])
+
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json()["deviceList"] == [first, second]
+
+    # Past the first request too: a repeat in an add would be refused as already in the campaign,
+    # which would cancel it.
+    devices = imeis(MAX_CAMPAIGN_IMEIS + 1, start=100)
+    schedule(
+        hook,
+        [*devices, devices[0], devices[-1]],
+        start_date=TOMORROW,
+        end_date="2026-11-23",
+        campaign_name="large-wave",
+    )
+
+    assert (
+        fake.requests("POST", "/campaigns/firmware/")[1].json()["deviceList"] == devices[:MAX_CAMPAIGN_IMEIS]
+    )
+    (add,) = fake.requests("PUT", "/campaigns/firmware/")
+    assert add.json() == {"Type": "append", "deviceList": devices[MAX_CAMPAIGN_IMEIS:]}
+    assert fake.requests("DELETE") == []
 
 
 def test_a_lost_schedule_answer_finds_the_campaign_by_name_instead_of_sending_it_again(
@@ -440,6 +536,7 @@ def test_an_add_whose_answers_are_lost_twice_is_an_unknown_outcome(
     with pytest.raises(IoTFleetOutcomeUnknownError, match="were lost twice"):
         hook.add_campaign_devices(campaign_id, imeis(2, start=5))
     assert len(fake.requests("PUT", "/campaigns/firmware/")) == 2
+    assert fake.requests("DELETE") == []  # not asked to cancel: the campaign is the caller's to judge
 
 
 def test_remove_devices_and_change_dates(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
@@ -533,12 +630,14 @@ def upgrade_operator(clock: FakeClock, **kwargs: Any) -> VerizonThingSpaceFirmwa
         **kwargs,
     }
     operator = VerizonThingSpaceFirmwareUpgradeOperator(**arguments)
-    operator.__dict__["hook"] = VerizonThingSpaceHook(CONN_ID, clock=clock)
+    operator.__dict__["hook"] = VerizonThingSpaceHook(arguments["verizon_thingspace_conn_id"], clock=clock)
     return operator
 
 
-def run_context(logical_date: datetime | None = datetime(2026, 11, 23, 6, tzinfo=UTC)) -> dict[str, Any]:
-    context = operator_context("upgrade")
+def run_context(
+    logical_date: datetime | None = datetime(2026, 11, 23, 6, tzinfo=UTC), *, try_number: int = 1
+) -> dict[str, Any]:
+    context = operator_context("upgrade", try_number=try_number)
     context["logical_date"] = logical_date
     return context
 
@@ -549,38 +648,153 @@ def test_the_operator_schedules_a_named_campaign_on_the_logical_dates_day(
     context = run_context()
     outcome = upgrade_operator(clock, imeis=imeis(3) + imeis(1)).execute(context)
 
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
     assert outcome == {
+        "operation": "upgrade_firmware",
+        "vendor": "Verizon ThingSpace",
+        "requested": 3,  # the repeated IMEI counts once
+        "dry_run": False,
+        "counts": {"succeeded": 0, "unchanged": 0, "scheduled": 3, "accepted": 0, "failed": 0, "unknown": 0},
+        "devices": {"succeeded": [], "unchanged": [], "scheduled": imeis(3), "accepted": []},
+        "errors": [],
         "account_name": ACCOUNT,
         "campaign_id": "c0001",
-        "status": "CampaignRequestPending",
-        "requested": 3,
+        "campaign_name": name,
+        "campaign_status": "CampaignRequestPending",
+        "firmware_name": UPGRADE["firmwareName"],
         "firmware_from": "SR1.2.0.0-10657",
         "firmware_to": "SR1.3.0.0-11020",
         "start_date": "2026-11-23",
-        "end_date": "2026-11-23",
+        "end_date": "2026-11-24",
     }
-    assert context["ti"].xcom[OUTCOME_KEY] == outcome
+    assert context["ti"].xcom == {}  # returned, not pushed: Airflow pushes it as return_value
     (post,) = fake.requests("POST", "/campaigns/firmware/")
-    assert post.json()["campaignName"] == "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    assert post.json()["campaignName"] == name
     assert post.json()["deviceList"] == imeis(3)
+    assert (post.json()["startDate"], post.json()["endDate"]) == ("2026-11-23", "2026-11-24")
 
 
 @pytest.mark.parametrize(
-    ("logical_date", "start"),
+    ("logical_date", "start", "end"),
     [
-        (datetime(2026, 11, 3, 6, tzinfo=UTC), TODAY),  # a late run or a backfill: today, not the past
-        (None, TODAY),  # a manual run without a logical date
-        (datetime(2026, 11, 25, 6, tzinfo=UTC), "2026-11-25"),  # a day ahead stays that day
+        # a late run or a backfill: today, not the past
+        (datetime(2026, 11, 3, 6, tzinfo=UTC), TODAY, TOMORROW),
+        (None, TODAY, TOMORROW),  # a manual run without a logical date
+        (datetime(2026, 11, 25, 6, tzinfo=UTC), "2026-11-25", "2026-11-26"),  # a day ahead stays that day
     ],
 )
 def test_the_default_start_is_the_logical_day_or_today_when_that_has_passed(
-    fake: FakeCampaigns, clock: FakeClock, logical_date: datetime | None, start: str
+    fake: FakeCampaigns, clock: FakeClock, logical_date: datetime | None, start: str, end: str
 ) -> None:
     outcome = upgrade_operator(clock).execute(run_context(logical_date))
 
-    assert (outcome["start_date"], outcome["end_date"]) == (start, start)
+    assert (outcome["start_date"], outcome["end_date"]) == (start, end)
     (post,) = fake.requests("POST", "/campaigns/firmware/")
-    assert (post.json()["startDate"], post.json()["endDate"]) == (start, start)
+    assert (post.json()["startDate"], post.json()["endDate"]) == (start, end)
+
+
+#: What the upgrade outcome adds to the common shape.
+CAMPAIGN_FIELDS = {
+    "account_name",
+    "campaign_id",
+    "campaign_name",
+    "campaign_status",
+    "firmware_name",
+    "firmware_from",
+    "firmware_to",
+    "start_date",
+    "end_date",
+}
+
+
+@pytest.mark.parametrize("case", ["scheduled", "reused", "empty"])
+def test_the_upgrade_outcome_matches_the_documented_shape(
+    fake: FakeCampaigns, clock: FakeClock, case: str
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    devices = [] if case == "empty" else imeis(3)
+    # reused: a retry finds the campaign an earlier try scheduled (not started yet), lacking a device
+    if case == "reused":
+        fake.add_campaign(name, "CampaignScheduled", devices[:2], startDate=TOMORROW, endDate="2026-11-25")
+
+    context = run_context(try_number=2 if case == "reused" else 1)
+    outcome = upgrade_operator(clock, imeis=[*devices, *devices[:1]]).execute(context)
+
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=devices)
+    assert set(outcome) == OUTCOME_KEYS | CAMPAIGN_FIELDS  # the campaign's fields, and no others
+    assert outcome["vendor"] == "Verizon ThingSpace"
+    assert outcome["dry_run"] is False
+    assert outcome["devices"]["scheduled"] == devices
+    assert outcome["counts"]["scheduled"] == len(devices)
+    assert outcome["errors"] == []
+    expected = {
+        "account_name": ACCOUNT,
+        "campaign_id": None if case == "empty" else "c0001",
+        "campaign_name": name,
+        "campaign_status": {
+            "scheduled": "CampaignRequestPending",
+            "reused": "CampaignScheduled",
+            "empty": None,
+        }[case],
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": None if case == "empty" else UPGRADE["firmwareFrom"],  # only the name was given
+        "firmware_to": None if case == "empty" else UPGRADE["firmwareTo"],
+        # a reused campaign's own dates, not the ones this try would have asked for
+        "start_date": TOMORROW if case == "reused" else "2026-11-23",
+        "end_date": "2026-11-25" if case == "reused" else "2026-11-24",
+    }
+    assert {field: outcome[field] for field in CAMPAIGN_FIELDS} == expected
+    assert context["ti"].xcom == {}
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 11, 21, 23, 50, tzinfo=UTC),
+        datetime(2026, 11, 22, 1, 50, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=["utc", "utc+2"],
+)
+@pytest.mark.parametrize(
+    "logical_date", [None, datetime(2026, 11, 21, tzinfo=UTC)], ids=["manual", "scheduled"]
+)
+def test_a_run_late_in_the_day_gets_a_window_of_today_and_tomorrow(
+    fake: FakeCampaigns, now: datetime, logical_date: datetime | None
+) -> None:
+    outcome = upgrade_operator(FakeClock(now)).execute(run_context(logical_date))
+
+    assert (outcome["start_date"], outcome["end_date"]) == (TODAY, TOMORROW)
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert (post.json()["startDate"], post.json()["endDate"]) == (TODAY, TOMORROW)
+
+
+#: The one read an upgrade makes before it refuses to schedule: is there a campaign of its name?
+HISTORY = f"{FOTA}/reports/{ACCOUNT}/firmware/campaigns"
+
+
+@pytest.mark.parametrize(
+    ("start", "expected", "reads"),
+    [
+        # Well formed, but over: refused only once no campaign of the task's name is found (a retry
+        # reuses its own campaign, ended or not), so only that look-up was sent.
+        (
+            "2026-11-18",
+            "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade",
+            {("GET", HISTORY)},
+        ),
+        (None, "end_date 2026-11-20 is before start_date 2026-11-21", set()),  # the default start: today
+    ],
+    ids=["explicit-start", "default-start"],
+)
+def test_a_window_that_has_already_ended_is_refused_before_any_change(
+    fake: FakeCampaigns, clock: FakeClock, start: str | None, expected: str, reads: set[tuple[str, str]]
+) -> None:
+    operator = upgrade_operator(clock, campaign_start_date=start, campaign_end_date="2026-11-20")
+    with pytest.raises(IoTFleetValidationError) as raised:
+        operator.execute(run_context(None))
+    assert expected in str(raised.value)
+    assert {(wire.method, wire.path) for wire in fake.reads} == reads
+    assert fake.campaigns == {}
 
 
 def test_the_firmware_is_found_by_from_and_to_or_the_error_lists_what_there_is(
@@ -617,11 +831,14 @@ def test_a_retried_task_reuses_its_campaign_and_adds_what_it_lacks(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
-    campaign_id = fake.add_campaign(name, "CampaignScheduled", imeis(2))
+    # Not started yet (ThingSpace takes added devices only before the start date).
+    campaign_id = fake.add_campaign(name, "CampaignScheduled", imeis(2), startDate=TOMORROW, endDate=TOMORROW)
 
-    outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context())
+    outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context(try_number=2))
 
     assert outcome["campaign_id"] == campaign_id
+    assert outcome["devices"]["scheduled"] == imeis(4)
+    assert outcome["errors"] == []
     assert fake.requests("POST", "/campaigns/") == []
     (add,) = fake.requests("PUT", "/campaigns/firmware/")
     assert add.json() == {"Type": "append", "deviceList": imeis(2, start=2)}
@@ -645,22 +862,65 @@ def test_a_retry_long_after_the_start_still_reuses_its_campaign(
     name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
     campaign_id = fake.add_campaign(name, "CampaignEnded", imeis(3))
     outcome = upgrade_operator(clock).execute(run_context(datetime(2026, 11, 1, tzinfo=UTC)))
-    assert (outcome["campaign_id"], outcome["status"]) == (campaign_id, "CampaignEnded")
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
+    assert outcome["devices"]["scheduled"] == imeis(3)
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
-def test_cancel_on_failure_cancels_the_campaign_it_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
-    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (
-        400,
-        {"errorCode": "FOTA.REQUEST_FAILED.CampaignStarted", "errorMessage": "campaign already started"},
+def time_out_while_adding(fake: FakeCampaigns) -> None:
+    """The task's execution_timeout passes while devices are added: Airflow raises
+    AirflowTaskTimeout wherever the task is, here in the middle of the add request."""
+
+    def read(wire: Wire) -> tuple[int, Any]:
+        if wire.method == "PUT":
+            raise AirflowTaskTimeout("Timeout, PID: 4242")
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = read  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("cancel_on_failure", "status"), [(True, "CampaignCancelled"), (False, "CampaignRequestPending")]
+)
+def test_cancel_on_failure_cancels_the_campaign_when_the_task_fails_while_adding_devices(
+    fake: FakeCampaigns, clock: FakeClock, cancel_on_failure: bool, status: str
+) -> None:
+    time_out_while_adding(fake)
+    operator = upgrade_operator(
+        clock,
+        imeis=imeis(MAX_CAMPAIGN_IMEIS + 1),
+        campaign_start_date=TOMORROW,
+        cancel_on_failure=cancel_on_failure,
     )
-    too_many = imeis(MAX_CAMPAIGN_IMEIS + 1)
-    with pytest.raises(IoTFleetVendorResponseError, match="campaign already started"):
-        upgrade_operator(clock, imeis=too_many, cancel_on_failure=True).execute(run_context())
+    with pytest.raises(AirflowTaskTimeout):
+        operator.execute(run_context())
+    assert fake.campaigns["c0001"]["status"] == status  # left as it is by default (on_kill aside)
+
+
+def test_a_task_timing_out_while_its_devices_are_added_cancels_its_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    time_out_while_adding(fake)
+    operator = upgrade_operator(clock, imeis=imeis(MAX_CAMPAIGN_IMEIS + 1), campaign_start_date=TOMORROW)
+    with pytest.raises(AirflowTaskTimeout):
+        operator.execute(run_context())
+    operator.on_kill()  # what Airflow does after a timeout
     assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
 
-    with pytest.raises(IoTFleetVendorResponseError):
-        upgrade_operator(clock, imeis=too_many, campaign_name="other").execute(run_context())
-    assert fake.campaigns["c0002"]["status"] == "CampaignRequestPending"  # left as it is by default
+
+def test_a_task_killed_while_its_devices_are_added_cancels_its_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    operator = upgrade_operator(clock, imeis=imeis(MAX_CAMPAIGN_IMEIS + 1), campaign_start_date=TOMORROW)
+
+    def killed_while_adding(wire: Wire) -> tuple[int, Any]:
+        if wire.method == "PUT" and not fake.requests("DELETE"):
+            operator.on_kill()  # Airflow's SIGTERM handler calls it in the middle of the add
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = killed_while_adding  # type: ignore[method-assign]
+    operator.execute(run_context())  # until the supervisor stops the process
+    assert fake.campaigns["c0001"]["status"] == "CampaignCancelled"
 
 
 def test_on_kill_cancels_only_a_campaign_this_try_scheduled(fake: FakeCampaigns, clock: FakeClock) -> None:
@@ -716,6 +976,434 @@ def test_the_operator_templates_its_inputs() -> None:
         "campaign_name",
         "account_name",
     }
+
+
+# === campaigns whose devices cannot all go in =====================================================
+#
+# 1,500 devices: the schedule takes the first 1,000, one add the last 500. When that add fails, the
+# campaign must not run with part of its devices: it is cancelled. Hook users (@task functions) get
+# IoTFleetCampaignDevicesError naming every device left out; the operator returns an outcome where
+# those failed with the add's error and the others failed as campaign_cancelled, pushed under
+# ``outcome`` before the task fails.
+
+LARGE = imeis(1500)
+#: the devices that go in by the schedule request, and those that go in by the add.
+SCHEDULED, ADDED = LARGE[:MAX_CAMPAIGN_IMEIS], LARGE[MAX_CAMPAIGN_IMEIS:]
+ADD_PATH = rf"^{FOTA}/campaigns/firmware/{ACCOUNT}/\w+$"
+CANCELLED = "campaign c0001 was cancelled (CampaignCancelled) so that it never runs with part of its devices"
+INVALID_DEVICE_LIST = {
+    "errorCode": "FOTA.REQUEST_FAILED.InvalidDeviceList",
+    "errorMessage": "Invalid device list",
+}
+NOT_IN_ACCOUNT = "Device not found in account."
+#: What an outcome says of devices an add answered 200 for but refused one by one.
+REFUSED_NOT_IN_ACCOUNT = f"refused by ThingSpace: {NOT_IN_ACCOUNT}"
+STILL_TO_CANCEL = (
+    "cancelling campaign c0001 failed too (cancellation failed): cancel it before it starts, or it upgrades "
+    "only part of the devices"
+)
+#: The adds fail so (status and body), are sent so many times, and the outcome says so
+#: (error code, bare message, retryable).
+ADD_FAILURES = [
+    pytest.param(
+        400,
+        INVALID_DEVICE_LIST,
+        1,
+        INVALID_DEVICE_LIST["errorCode"],
+        "Invalid device list",
+        False,
+        id="400",
+    ),
+    # lost: the campaign's report is read, the devices it lacks sent once more, lost again
+    pytest.param(
+        500,
+        {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"},
+        2,
+        "FOTA.INTERNAL",
+        "the answers to 'append' were lost twice (internal error); some may be changed",
+        True,
+        id="500",
+    ),
+    # not processed: retried by the connection's max_retries (2), then given up
+    pytest.param(
+        503,
+        {"errorCode": "FOTA.UNAVAILABLE", "errorMessage": "unavailable"},
+        3,
+        "FOTA.UNAVAILABLE",
+        "unavailable",
+        True,
+        id="503",
+    ),
+]
+
+
+def schedule_large(clock: FakeClock, devices: list[str] = LARGE) -> None:
+    """Schedule ``devices`` to start tomorrow through the hook alone, on a connection that retries."""
+    hook = VerizonThingSpaceHook(RETRYING_CONN_ID, clock=clock)
+    schedule(hook, devices, start_date=TOMORROW, end_date="2026-11-23")
+
+
+def large_upgrade(clock: FakeClock, devices: list[str] = LARGE, **kwargs: Any) -> Any:
+    """The upgrade operator for ``devices``, starting tomorrow, on a connection that retries."""
+    return upgrade_operator(
+        clock,
+        imeis=devices,
+        campaign_start_date=TOMORROW,
+        verizon_thingspace_conn_id=RETRYING_CONN_ID,
+        **kwargs,
+    )
+
+
+def failed_upgrade(
+    operator: VerizonThingSpaceFirmwareUpgradeOperator, requested: list[str], *, try_number: int = 1
+) -> tuple[dict[str, Any], str]:
+    """Run ``operator`` as a task with fail_on_error: it must fail after pushing its outcome under
+    ``outcome``; return that outcome (checked against the documented shape) and the task's error."""
+    context = run_context(try_number=try_number)
+    with pytest.raises(IoTFleetOperationFailedError) as raised:
+        operator.execute(context)
+    outcome = raised.value.outcome
+    assert context["ti"].xcom == {OUTCOME_KEY: outcome}
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=requested)
+    assert set(outcome) == OUTCOME_KEYS | CAMPAIGN_FIELDS
+    return outcome, str(raised.value)
+
+
+def group(
+    error_code: str | None,
+    http_status: int | None,
+    message: str,
+    devices: list[str],
+    *,
+    retryable: bool = False,
+    attempted: bool = True,
+) -> dict[str, Any]:
+    """One ``failed`` error group of an outcome, as XCom carries it (ThingSpace sends no request id)."""
+    return {
+        "status": "failed",
+        "error_code": error_code,
+        "http_status": http_status,
+        "message": message,
+        "request_id": None,
+        "retryable": retryable,
+        "attempted": attempted,
+        "devices": devices,
+    }
+
+
+def cancelled(devices: list[str], left_out: int) -> dict[str, Any]:
+    """The group of the devices that were in campaign c0001 when it was cancelled for ``left_out``
+    others."""
+    return group(
+        "campaign_cancelled",
+        None,
+        f"campaign c0001 was cancelled (CampaignCancelled) because {left_out} of its devices could not "
+        "be added: it never runs with part of its devices",
+        devices,
+    )
+
+
+def nothing_done() -> dict[str, list[str]]:
+    return {"succeeded": [], "unchanged": [], "scheduled": [], "accepted": []}
+
+
+def assert_cancelled_and_nothing_else_left(fake: FakeCampaigns) -> None:
+    (cancel,) = fake.requests("DELETE")
+    assert cancel.path == f"{FOTA}/campaigns/{ACCOUNT}/c0001"
+    assert [c["status"] for c in fake.campaigns.values()] == ["CampaignCancelled"]
+
+
+@pytest.mark.parametrize(("status", "body", "adds_sent", "code", "says", "retryable"), ADD_FAILURES)
+def test_a_campaign_whose_add_fails_is_cancelled_naming_every_device_left_out(
+    fake: FakeCampaigns,
+    clock: FakeClock,
+    status: int,
+    body: dict[str, str],
+    adds_sent: int,
+    code: str,
+    says: str,
+    retryable: bool,
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (status, body)
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(clock)
+
+    error = raised.value
+    assert error.devices == ADDED
+    assert error.campaign_status == "CampaignCancelled"
+    assert (error.http_status, error.error_code) == (status, code)
+    assert error.bare_message == says  # what groups these devices in an outcome: no vendor, path or id
+    assert "500 of 500 devices could not be added to campaign c0001: " in str(error)
+    assert CANCELLED in str(error)
+    (post,) = fake.requests("POST", "/campaigns/firmware/")
+    assert post.json()["deviceList"] == SCHEDULED
+    assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [ADDED] * adds_sent
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+@pytest.mark.parametrize(("status", "body", "adds_sent", "code", "says", "retryable"), ADD_FAILURES)
+def test_an_upgrade_whose_add_fails_fails_every_device_of_its_cancelled_campaign(
+    fake: FakeCampaigns,
+    clock: FakeClock,
+    status: int,
+    body: dict[str, str],
+    adds_sent: int,
+    code: str,
+    says: str,
+    retryable: bool,
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (status, body)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    # The devices left out failed for the add's error; the others were in the campaign, cancelled.
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        group(code, status, says, ADDED, retryable=retryable),
+        cancelled(SCHEDULED, 500),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert message.startswith(
+        f"1500 of 1500 IMEIs not done: 500 failed with {code} (HTTP {status}): {says}; 1000 failed with "
+        "campaign_cancelled: campaign c0001 was cancelled (CampaignCancelled) because 500 of its devices "
+        "could not be added: it never runs with part of its devices. Every IMEI was tried"
+    )
+    assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [ADDED] * adds_sent
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_without_fail_on_error_a_cancelled_campaign_is_the_returned_outcome(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+    context = run_context()
+
+    outcome = large_upgrade(clock, fail_on_error=False).execute(context)
+
+    assert context["ti"].xcom == {}  # returned, not pushed: Airflow pushes it as return_value
+    assert_outcome_shape(outcome, operation="upgrade_firmware", requested=LARGE)
+    assert outcome["counts"]["failed"] == 1500
+    assert outcome["errors"] == [
+        group(INVALID_DEVICE_LIST["errorCode"], 400, "Invalid device list", ADDED),
+        cancelled(SCHEDULED, 500),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_a_campaign_whose_add_refuses_some_devices_is_cancelled_naming_them(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refused = [ADDED[0], ADDED[250], ADDED[-1]]
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(clock)
+
+    assert raised.value.devices == refused
+    assert raised.value.campaign_status == "CampaignCancelled"
+    message = str(raised.value)
+    assert (
+        f"3 of 500 devices could not be added to campaign c0001: {refused[0]} ({NOT_IN_ACCOUNT})" in message
+    )
+    assert all(imei in message for imei in refused)
+    assert CANCELLED in message
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_an_upgrade_whose_add_refuses_some_devices_fails_them_and_cancels_the_rest(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refused = [ADDED[0], ADDED[250], ADDED[-1]]
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        group(None, None, REFUSED_NOT_IN_ACCOUNT, refused),
+        cancelled([imei for imei in LARGE if imei not in refused], 3),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert message.startswith(
+        f"1500 of 1500 IMEIs not done: 3 failed with error: {REFUSED_NOT_IN_ACCOUNT}; 1497 failed with "
+        "campaign_cancelled: campaign c0001 was cancelled (CampaignCancelled) because 3 of its devices"
+    )
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_devices_refused_for_different_reasons_are_grouped_by_their_own_reason(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    in_another = "Device is in another campaign."
+    fake.refuse_devices = {ADDED[0]: NOT_IN_ACCOUNT, ADDED[1]: in_another, ADDED[2]: NOT_IN_ACCOUNT}
+
+    outcome, _ = failed_upgrade(large_upgrade(clock), LARGE)
+
+    assert outcome["errors"][:2] == [
+        group(None, None, REFUSED_NOT_IN_ACCOUNT, [ADDED[0], ADDED[2]]),
+        group(None, None, f"refused by ThingSpace: {in_another}", [ADDED[1]]),
+    ]
+    assert outcome["errors"][2]["error_code"] == "campaign_cancelled"
+
+
+def test_every_add_is_sent_after_one_refused_devices_so_the_error_names_them_all(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(2500)
+    refused = [devices[1001], devices[2499]]  # one in each add
+    fake.refuse_devices = dict.fromkeys(refused, NOT_IN_ACCOUNT)
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(clock, devices)
+
+    adds = fake.requests("PUT", ADD_PATH)
+    assert [wire.json()["deviceList"] for wire in adds] == [devices[1000:2000], devices[2000:]]
+    assert raised.value.devices == refused
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def refuse_to_add_and_to_cancel(fake: FakeCampaigns) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+    fake.refuse[f"DELETE /campaigns/{ACCOUNT}/"] = (
+        400,
+        {"errorCode": "FOTA.REQUEST_FAILED.Backend", "errorMessage": "cancellation failed"},
+    )
+
+
+def test_when_cancelling_fails_too_the_error_says_the_campaign_is_still_to_cancel(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refuse_to_add_and_to_cancel(fake)
+
+    with pytest.raises(IoTFleetCampaignDevicesError) as raised:
+        schedule_large(clock)
+
+    assert raised.value.devices == ADDED
+    assert raised.value.campaign_status is None
+    message = str(raised.value)
+    assert "cancelling campaign c0001 failed too (" in message
+    assert "cancellation failed" in message
+    assert "cancel it before it starts, or it upgrades only part of the devices" in message
+    # What groups the devices in an outcome says it too: the campaign still runs with the others.
+    assert raised.value.bare_message == f"Invalid device list; {STILL_TO_CANCEL}"
+    assert len(fake.requests("DELETE")) == 1
+    assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"  # what the message warns of
+
+
+def test_when_cancelling_fails_too_the_upgrade_leaves_the_rest_scheduled_and_says_to_cancel_it(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refuse_to_add_and_to_cancel(fake)
+
+    outcome, message = failed_upgrade(large_upgrade(clock), LARGE)
+
+    # Still in a campaign that will run: scheduled, truly; the devices left out say to cancel it.
+    assert outcome["devices"] == {**nothing_done(), "scheduled": SCHEDULED}
+    assert outcome["errors"] == [
+        group(INVALID_DEVICE_LIST["errorCode"], 400, f"Invalid device list; {STILL_TO_CANCEL}", ADDED)
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", None)
+    assert message.startswith(
+        "500 of 1500 IMEIs not done: 500 failed with FOTA.REQUEST_FAILED.InvalidDeviceList (HTTP 400): "
+        f"Invalid device list; {STILL_TO_CANCEL}. Every IMEI was tried"
+    )
+    assert len(fake.requests("DELETE")) == 1
+    assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"
+
+
+@pytest.mark.parametrize("failure", ["request", "devices"])
+def test_a_retry_whose_campaign_lacks_devices_it_cannot_add_cancels_it_naming_them(
+    fake: FakeCampaigns, clock: FakeClock, failure: str
+) -> None:
+    name = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+    fake.add_campaign(name, "CampaignScheduled", SCHEDULED, startDate=TOMORROW, endDate="2026-11-23")
+    if failure == "request":
+        fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+        left_out = ADDED
+        error = group(INVALID_DEVICE_LIST["errorCode"], 400, "Invalid device list", left_out)
+    else:
+        left_out = ADDED[:3]
+        fake.refuse_devices = dict.fromkeys(left_out, NOT_IN_ACCOUNT)
+        error = group(None, None, REFUSED_NOT_IN_ACCOUNT, left_out)
+
+    outcome, _ = failed_upgrade(large_upgrade(clock), LARGE, try_number=2)
+
+    assert outcome["devices"] == nothing_done()
+    assert outcome["errors"] == [
+        error,
+        cancelled([imei for imei in LARGE if imei not in left_out], len(left_out)),
+    ]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
+    assert fake.requests("POST") == []  # reused, not scheduled again
+    (add,) = fake.requests("PUT", ADD_PATH)
+    assert add.json() == {"Type": "append", "deviceList": ADDED}
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+# === retries that find their campaign ============================================================
+#
+# A retried task finds the campaign an earlier try scheduled by its name and reuses it. ThingSpace
+# takes added devices only before the start date: once the campaign has started, the devices it
+# lacks cannot join it, and it is not aborted for them (the others may be upgrading already).
+
+RUN_CAMPAIGN = "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("status", "start", "end"),
+    [("CampaignScheduled", TODAY, TOMORROW), ("CampaignEnded", "2026-11-18", "2026-11-20")],
+    ids=["starts-today", "ended"],
+)
+def test_a_retry_whose_campaign_started_without_some_devices_fails_them_and_leaves_it_running(
+    fake: FakeCampaigns, clock: FakeClock, status: str, start: str, end: str
+) -> None:
+    campaign_id = fake.add_campaign(RUN_CAMPAIGN, status, imeis(2), startDate=start, endDate=end)
+
+    outcome, message = failed_upgrade(upgrade_operator(clock, imeis=imeis(4)), imeis(4), try_number=2)
+
+    started = (
+        f"campaign {campaign_id} started ({start}) before these devices could be added, and ThingSpace "
+        "adds devices only before the start date; upgrade them in another campaign"
+    )
+    assert outcome["devices"] == {**nothing_done(), "scheduled": imeis(2)}
+    assert outcome["errors"] == [group("campaign_started", None, started, imeis(2, start=2), attempted=False)]
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, status)
+    assert (outcome["start_date"], outcome["end_date"]) == (start, end)
+    assert message.startswith(f"2 of 4 IMEIs not done: 2 failed (not sent) with campaign_started: {started}.")
+    # Nothing sent to change it: no add it would refuse, no cancel of the devices it does hold.
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.campaigns[campaign_id]["status"] == status
+    assert sorted(fake.devices[campaign_id]) == imeis(2)
+
+
+def test_a_retry_after_the_window_ended_reuses_its_campaign_where_a_new_one_is_refused(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    window = {"campaign_start_date": "2026-11-18", "campaign_end_date": "2026-11-20"}  # over: today is 11-21
+    campaign_id = fake.add_campaign(
+        RUN_CAMPAIGN, "CampaignEnded", imeis(3), startDate="2026-11-18", endDate="2026-11-20"
+    )
+
+    # The retry of the try that scheduled it in time: the campaign is what the task did, not refused.
+    outcome = upgrade_operator(clock, **window).execute(run_context(try_number=2))
+
+    assert outcome["devices"]["scheduled"] == imeis(3)
+    assert outcome["errors"] == []
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
+    assert (outcome["start_date"], outcome["end_date"]) == ("2026-11-18", "2026-11-20")
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+
+    # The same window for a campaign of another name: none to reuse, and a new one would never run.
+    fake.wires.clear()
+    with pytest.raises(IoTFleetValidationError) as raised:
+        upgrade_operator(clock, campaign_name="another-wave", **window).execute(run_context())
+    assert "campaign_end_date 2026-11-20 is before today (2026-11-21): no device would upgrade" in str(
+        raised.value
+    )
+    assert {(wire.method, wire.path) for wire in fake.reads} == {("GET", HISTORY)}  # the look-up only
+    assert list(fake.campaigns) == [campaign_id]
 
 
 # === sensor and trigger ==========================================================================
@@ -792,10 +1480,12 @@ def test_a_cancelled_campaign_is_over_and_fails_the_wait(fake: FakeCampaigns, cl
 
 def test_poke_mode_timeout_says_where_the_campaign_stands(fake: FakeCampaigns, clock: FakeClock) -> None:
     campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(2))
+    # timeout=0: one poke, then the timeout, without waiting on the wall clock
     with pytest.raises(
-        AirflowSensorTimeout, match=rf"campaign {campaign_id} is CampaignScheduled: 0 finished"
+        AirflowSensorTimeout,
+        match=rf"campaign {campaign_id} is CampaignScheduled: 0 finished, 0 failed, 2 pending",
     ):
-        campaign_sensor(clock, campaign_id, timeout=0.05, poke_interval=0.01).execute(operator_context())
+        campaign_sensor(clock, campaign_id, timeout=0).execute(operator_context())
 
 
 def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
@@ -803,7 +1493,7 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
 ) -> None:
     devices = imeis(2)
     campaign_id = fake.add_campaign("wave", "CampaignScheduled", devices)
-    sensor = campaign_sensor(clock, campaign_id, deferrable=True, poke_interval=0.01)
+    sensor = campaign_sensor(clock, campaign_id, deferrable=True)  # poke_interval 0: no waiting
 
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(operator_context())
@@ -817,22 +1507,26 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
     assert wire == kwargs
     assert (wire["ids"], wire["options"], wire["seen"]) == ([campaign_id], {"account_name": ACCOUNT}, [])
 
-    # The triggerer: the same fake behind an async transport; the campaign finishes after a few reads.
-    fake.after_reads(len(fake.reads) + 4, {})
+    # The triggerer: the same fake behind an async transport; the devices finish once the trigger
+    # has read the report twice, so its third poll sees them done.
     serve(monkeypatch, fake)
     rebuilt = VerizonThingSpaceCampaignTrigger(**wire)
+    report = f"/reports/{ACCOUNT}/campaigns/{campaign_id}/devices$"
+    polled_before = len(fake.requests("GET", report))
 
-    async def finish_later() -> list[dict[str, Any]]:
-        async def upgrade() -> None:
-            await asyncio.sleep(0.05)
+    def finish_after_two_polls(request: Wire) -> tuple[int, Any]:
+        answer = FakeCampaigns.read(fake, request)
+        if len(fake.requests("GET", report)) == polled_before + 2 and request.path.endswith("/devices"):
             fake.set_devices(campaign_id, "Finished", devices)
+        return answer
 
-        background = asyncio.create_task(upgrade())
-        payloads = [event.payload async for event in rebuilt.run()]
-        await background
-        return payloads
+    fake.read = finish_after_two_polls  # type: ignore[method-assign]
 
-    (payload,) = asyncio.run(finish_later())
+    async def drain() -> list[dict[str, Any]]:
+        return [event.payload async for event in rebuilt.run()]
+
+    (payload,) = asyncio.run(drain())
+    assert len(fake.requests("GET", report)) == polled_before + 3
     assert payload["status"] == "success"
     assert (
         payload["description"]

@@ -504,7 +504,7 @@ def test_subset_listing_sends_at_most_1000_imeis_per_body(
 def test_a_cursor_that_comes_back_is_an_error_not_an_endless_listing(
     hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
 ) -> None:
-    a, b = IMEI, IMEI_2
+    a, b = sorted([IMEI, IMEI_2])
     pages = {
         "0": {"deviceList": [_device(a)], "hasMoreData": True, "lastSeenDeviceId": a},
         a: {"deviceList": [_device(b)], "hasMoreData": True, "lastSeenDeviceId": b},
@@ -513,7 +513,10 @@ def test_a_cursor_that_comes_back_is_an_error_not_an_endless_listing(
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
     )
-    with pytest.raises(IoTFleetVendorResponseError, match=f"lastSeenDeviceId \\({a}\\) it had already sent"):
+    with pytest.raises(
+        IoTFleetVendorResponseError,
+        match=f"lastSeenDeviceId \\({a}\\) not past the lastSeenDeviceId \\({b}\\)",
+    ):
         list(hook.iter_fota_devices(account_name=ACCOUNT))
     assert route.call_count == 3
 
