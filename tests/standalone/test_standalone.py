@@ -143,6 +143,23 @@ def _deferred_then_resumed(task_log: str) -> bool:
     return deferred >= 0 and task_log.find("every device reports", deferred) > deferred
 
 
+def _outcome(operation: str, vendor: str, **done: Any) -> dict[str, Any]:
+    """A write operator's outcome (DESIGN.md, "Outcome contract") where every device is done:
+    ``done`` gives the devices per status (``succeeded=[...]``), then any operation-specific field."""
+    statuses = ("succeeded", "unchanged", "scheduled", "accepted")
+    devices = {status: done.pop(status, []) for status in statuses}
+    return {
+        "operation": operation,
+        "vendor": vendor,
+        "requested": sum(map(len, devices.values())),
+        "dry_run": False,
+        "counts": {**{status: len(ids) for status, ids in devices.items()}, "failed": 0, "unknown": 0},
+        "devices": devices,
+        "errors": [],
+        **done,
+    }
+
+
 def _eventually(read: Callable[[], str], check: Callable[[str], bool], what: str) -> None:
     """Until ``check(read())`` holds (bounded): a log line may reach its file after the run ends."""
     deadline = time.monotonic() + LOG_TIMEOUT
@@ -274,22 +291,19 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
 
         # The XCom return values, with exactly the devices asked for (DESIGN.md's shapes).
         xcoms = airflow.xcoms(DAG_ID, run_id)
-        assert xcoms[("cisco_schedule_deactivation", "return_value")] == {
-            "requested": 3,
-            "updated": [],
-            "scheduled": iccids,
-            "unchanged": [],
-            "failed": [],
-        }
+        assert xcoms[("cisco_schedule_deactivation", "return_value")] == _outcome(
+            "edit_devices",
+            "Cisco IoT Control Center",
+            scheduled=iccids,
+            effective_date=conf["cisco_effective_date"],
+        )
         assert xcoms[("cisco_wait_deactivated", "return_value")] == {
             "matched": iccids,
             "statuses": dict.fromkeys(iccids, test_dag.CISCO_TARGET_STATUS),
         }
-        assert xcoms[("roma_force_offline", "return_value")] == {
-            "requested": 3,
-            "succeeded": [{"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in roma],
-            "failed": [],
-        }
+        assert xcoms[("roma_force_offline", "return_value")] == _outcome(
+            "force_offline", "Huawei Cloud ROMA Connect", succeeded=roma_ids
+        )
         assert xcoms[("roma_wait_offline", "return_value")] == {
             "matched": roma_ids,
             "statuses": dict.fromkeys(map(str, roma_ids), "offline"),
