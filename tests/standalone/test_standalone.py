@@ -440,7 +440,15 @@ def test_mapped_batches_share_the_accounts_rate_limit_across_workers(
 
         # Every SIM labelled, each with exactly one PUT.
         report = airflow.xcoms(SCALE_OUT_DAG_ID, run_id)[("report", "return_value")]
-        assert report == {"batches": batches, "requested": FLEET_SIZE, "updated": FLEET_SIZE, "failed": 0}
+        assert report == {
+            "batches": batches,
+            "succeeded": FLEET_SIZE,
+            "unchanged": 0,
+            "scheduled": 0,
+            "accepted": 0,
+            "failed": 0,
+            "unknown": 0,
+        }
         writes = account.state.per_device_writes("cisco", applied_only=True)
         writes.subtract(writes_before)
         assert +writes == Counter({iccid_of(i): 1 for i in range(FLEET_SIZE)})
