@@ -311,10 +311,12 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         try_number = getattr(context.get("ti"), "try_number", 1)
         return isinstance(try_number, int) and try_number > 1
 
-    def journal(self, context: Context, name: str) -> TaskJournal:
+    def journal(self, context: Context, name: str, *, flush_every: float = 5.0) -> TaskJournal:
         """What earlier tries of this task instance recorded under ``name``, and where this try
-        records what it does (see :class:`TaskJournal`)."""
-        return TaskJournal(context.get("task_state_store"), f"iotfleet.{name}", self.log)
+        records what it does (see :class:`TaskJournal`; ``flush_every=0`` writes each record at once)."""
+        return TaskJournal(
+            context.get("task_state_store"), f"iotfleet.{name}", self.log, flush_every=flush_every
+        )
 
     def _log_outcome(self, outcome: FleetOutcome, elapsed: float) -> None:
         self.log.info("%s: done in %s: %s", self.vendor, _duration(elapsed), outcome.summary())
@@ -327,7 +329,9 @@ class TaskJournal:
     on another worker, after the earlier try was killed) knows it.
 
     Entries are ``key -> JSON value``; they are written in chunks, only what is new since the last
-    :meth:`flush`, so a long run costs each entry once. Without a task state store (Airflow before
+    :meth:`flush`, so a long run costs each entry once. A try that is killed (out of memory, a lost
+    worker) flushes nothing more: its retry does not know what it recorded in its last
+    ``flush_every`` seconds. Without a task state store (Airflow before
     3.3, or a hook used outside a task) the journal is off: :meth:`load` finds nothing and
     :meth:`flush` keeps nothing, so a retry sends again what only the journal could have told.
 

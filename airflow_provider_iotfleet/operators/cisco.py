@@ -45,8 +45,10 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     Safe under Airflow's retries: a try after the first reads each device before writing (as
     ``skip_unchanged`` does), so what an earlier try changed is ``unchanged`` and not sent again.
     Control Center shows no pending scheduled change, so scheduled edits are also recorded in the
-    task's own state (Airflow 3.3+) and a retry does not schedule them twice; on Airflow 3.2 a retry
-    schedules again what an earlier try scheduled (give such tasks ``retries=0`` there).
+    task's own state (Airflow 3.3+), each as soon as Control Center accepted it, and a retry does not
+    schedule them twice, even after a killed try (all but the edits in flight when it was killed,
+    whose answer nothing could record); on Airflow 3.2 a retry schedules again what an earlier try
+    scheduled (give such tasks ``retries=0`` there).
 
     :param iccids: ICCIDs to change (templated; a list, an upstream task's output, or a template
         rendering a list).
@@ -99,8 +101,10 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
             self.nothing_to_do("edits" if self.edits is not None else "iccids")
             return outcome.build(effective_date=effective_date)
         retrying = self.retrying(context)
-        # Control Center shows no pending change: what earlier tries scheduled is in the journal.
-        journal = self.journal(context, "cisco.scheduled") if effective_date else None
+        # Control Center shows no pending change: what earlier tries scheduled is in the journal,
+        # each edit written as soon as its 202 is in, so that a killed try leaves all but the edits
+        # in flight (two small writes to the task state store per edit, at Control Center's pace).
+        journal = self.journal(context, "cisco.scheduled", flush_every=0) if effective_date else None
         scheduled_before = journal.load() if journal is not None else {}
         status_of: dict[str, Status] = {
             edit["iccid"]: "scheduled"

@@ -11,6 +11,8 @@ Start it from Python::
         sim.state.snapshot()                  # what changed
         sim.state.requests                    # who sent what (sim.state.per_device_writes(): how often)
         sim.state.revoke("verizon", "session")  # every ThingSpace session expires now
+        sim.state.inject_faults(Faults(server_error=0.6), ["cisco"], writes_only=True)  # an outage...
+        sim.state.clear_faults()              # ...until now
         sim.state.snapshot()["campaigns"]     # ThingSpace firmware campaigns and their devices
 
 or from a shell: ``python -m airflow_provider_iotfleet.simulator --port 8765``.

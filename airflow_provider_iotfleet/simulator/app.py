@@ -139,7 +139,7 @@ class KnobsMiddleware:
             retry_after = state.retry_after(max(1, math.ceil(wait)))
             await _send_json(send, 429, _throttled_body(vendor, state), {"retry-after": retry_after})
             return
-        fault = None if login else state.roll_fault()
+        fault = None if login else state.roll_fault(vendor, write=record["write"])
         if fault is not None:
             state.count(f"faults.{fault}")
         if fault in IN_PLACE_FAULTS:

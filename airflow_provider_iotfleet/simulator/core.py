@@ -7,6 +7,7 @@ import random
 import threading
 import uuid
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -197,6 +198,8 @@ class SimulatorState:
         self.requests_seen = 0
         self._writes: dict[str, Counter[str]] = defaultdict(Counter)
         self._applied_writes: dict[str, Counter[str]] = defaultdict(Counter)
+        # vendor -> (faults, writes only): what inject_faults set, in place of config.faults.
+        self._injected: dict[str, tuple[Faults, bool]] = {}
 
     def now(self) -> datetime:
         """The simulator's clock: real UTC time plus however far tests have advanced it."""
@@ -409,12 +412,46 @@ class SimulatorState:
             window.append(now)
             return None
 
-    def roll_fault(self) -> str | None:
-        """Return the fault this request meets, if any (repeatable for a given seed and order)."""
+    def inject_faults(
+        self, faults: Faults, vendors: Iterable[str] = VENDORS, *, writes_only: bool = False
+    ) -> None:
+        """From now on, ``vendors``' API requests meet ``faults`` instead of the configured ones, until
+        :meth:`clear_faults`: an outage for one stretch of a test, on the vendors it concerns, while the
+        others (and the same vendor's reads, with ``writes_only``) are served as configured.
+
+        :param writes_only: only the requests that ask for a change (``write`` in the request log:
+            a Control Center edit, a force-offline, a bulk update, a ThingSpace sync or campaign).
+        :raises ValueError: for an unknown vendor.
+        """
+        chosen = _vendors(vendors)
         with self.lock:
+            for vendor in chosen:
+                self._injected[vendor] = (faults, writes_only)
+
+    def clear_faults(self, vendors: Iterable[str] = VENDORS) -> None:
+        """Undo :meth:`inject_faults` for ``vendors``: their requests meet the configured faults again.
+
+        :raises ValueError: for an unknown vendor.
+        """
+        chosen = _vendors(vendors)
+        with self.lock:
+            for vendor in chosen:
+                self._injected.pop(vendor, None)
+
+    def roll_fault(self, vendor: str | None = None, write: bool = False) -> str | None:
+        """Return the fault this request meets, if any (repeatable for a given seed and order).
+
+        :param vendor: the vendor the request is for, and ``write`` whether it asks for a change:
+            what decides whether faults set by :meth:`inject_faults` apply.
+        """
+        faults = self.config.faults
+        with self.lock:
+            injected = self._injected.get(vendor or "")
+            if injected is not None and (write or not injected[1]):
+                faults = injected[0]
             roll = self.dice.random()
         threshold = 0.0
-        for name, probability in asdict(self.config.faults).items():
+        for name, probability in asdict(faults).items():
             threshold += probability
             if roll < threshold:
                 return str(name)
@@ -441,6 +478,14 @@ class SimulatorState:
                 "counters": dict(self.counters),
                 "login_failures": dict(self.login_failures),
             }
+
+
+def _vendors(vendors: Iterable[str]) -> list[str]:
+    chosen = [vendors] if isinstance(vendors, str) else list(vendors)
+    unknown = sorted(set(chosen) - set(VENDORS))
+    if unknown:
+        raise ValueError(f"unknown vendors {', '.join(unknown)} (vendors: {', '.join(VENDORS)})")
+    return chosen
 
 
 def device_json(device: dict[str, Any]) -> dict[str, Any]:

@@ -655,3 +655,36 @@ def test_cli_refuses_bad_new_knobs_with_a_usage_error(
     error = capsys.readouterr().err
     assert error.startswith("usage:")
     assert "Traceback" not in error
+
+
+@pytest.mark.slow
+def test_faults_injected_for_a_while_on_one_vendors_writes(start_simulator: SimulatorFactory) -> None:
+    sim = start_simulator(devices=50)
+    online = [i for i in range(20) if sim.state.fleet.device(i)["online_status"] == ONLINE][:2]
+    token = _huawei_token(sim)
+    sim.state.inject_faults(Faults(server_error=1.0), ["cisco"], writes_only=True)
+
+    refused = _cisco_edit(sim, 1, "during")
+    assert refused.status_code == 500
+    assert refused.json() == {"errorCode": "30000001", "errorMessage": "Unknown server error."}
+    assert _last(sim, "cisco")["fault"] == "server_error"
+    assert _custom(sim, 1) == {}  # not applied
+    assert _cisco_get(sim, 1).status_code == 200  # reads are served
+    assert _huawei_force_offline(sim, token, [ROMA_ID_BASE + online[0]]).status_code == 200  # other vendors
+
+    sim.state.inject_faults(Faults(server_error=1.0), ["cisco"])  # reads too, now
+    assert _cisco_get(sim, 1).status_code == 500
+    sim.state.clear_faults(["cisco"])
+    assert _cisco_edit(sim, 1, "after").status_code == 200
+    assert _custom(sim, 1) == {"accountCustom1": "after"}
+    assert sim.state.per_device_writes("cisco") == {iccid_of(1): 2}
+    assert sim.state.per_device_writes("cisco", applied_only=True) == {iccid_of(1): 1}
+
+    # Every vendor by default; the configured faults (none here) again once cleared.
+    sim.state.inject_faults(Faults(server_error=1.0))
+    assert _huawei_force_offline(sim, token, [ROMA_ID_BASE + online[1]]).status_code == 500
+    sim.state.clear_faults()
+    assert _huawei_force_offline(sim, token, [ROMA_ID_BASE + online[1]]).status_code == 200
+    assert sim.state.fleet.device(online[1])["online_status"] == OFFLINE
+    with pytest.raises(ValueError, match="unknown vendors nokia"):
+        sim.state.inject_faults(Faults(server_error=1.0), ["nokia"])

@@ -38,12 +38,14 @@ import httpx
 import pytest
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
+from tests.standalone.dags import iotfleet_standalone_retries as retries_dags
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The DAG files the one ``airflow standalone`` of the session runs (booting it costs a minute).
 DAG_FILES = (
     Path(__file__).parent / "dags" / "iotfleet_standalone_triggerer.py",
     ROOT / "example_dags" / "iotfleet_fleet_scale_out.py",
+    Path(__file__).parent / "dags" / "iotfleet_standalone_retries.py",
 )
 #: Devices in the simulated fleet: the scale-out labels them all; the other test picks a few.
 FLEET_SIZE = 20_000
@@ -225,6 +227,24 @@ class AirflowStandalone:
             if self._output is not None:
                 self._output.close()
 
+    def kill_task(self, pid: int) -> None:
+        """SIGKILL a task's process (``task_instance.pid``), as an out-of-memory kill or a lost worker
+        would end it, after checking that it is one of this Airflow's processes.
+
+        :raises AssertionError: when ``pid`` is not a running process this ``airflow standalone`` started.
+        """
+        assert self.process is not None, "airflow standalone was not started"
+        ancestor = pid
+        while ancestor not in (self.process.pid, 0, 1):
+            try:
+                # /proc/<pid>/stat: "pid (name) state ppid ...", and the name may hold spaces.
+                stat = Path(f"/proc/{ancestor}/stat").read_text()
+            except OSError:
+                break
+            ancestor = int(stat.rpartition(")")[2].split()[1])
+        assert ancestor == self.process.pid, f"process {pid} is not (or no longer) one of this airflow's"
+        os.kill(pid, signal.SIGKILL)
+
     # --- the REST API -----------------------------------------------------------------------------
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
@@ -341,6 +361,10 @@ def airflow_standalone(
         "requests_per_second": CISCO_CONNECTION_RATE,
         "max_concurrency": CISCO_MAX_CONCURRENCY,
     }
+    # The retries DAGs' own connections: default ones with other extras (see that DAG file).
+    for conn_id, (default_id, extra) in retries_dags.CONNECTIONS.items():
+        default = connections[default_id]
+        connections[conn_id] = {**default, "extra": {**default.get("extra", {}), **extra}}
     env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}
     airflow = AirflowStandalone(home / "airflow-home", env, dags_folder=dags)
     try:

@@ -1,5 +1,5 @@
 """A real Airflow: ``airflow standalone`` (scheduler with the LocalExecutor, triggerer, dag-processor,
-api-server, SQLite) against the simulator, booted once for the two tests here (``conftest.py``).
+api-server, SQLite) against the simulator, booted once for all the tests here (``conftest.py``).
 
 Deferrable sensors handed to and resumed by the real triggerer: ``dags/iotfleet_standalone_triggerer.py``
 runs, and the test plays the outside world: once a sensor is ``deferred`` it makes that sensor's devices
@@ -10,24 +10,29 @@ succeed through its trigger, polled in the triggerer.
 Scale-out: ``example_dags/iotfleet_fleet_scale_out.py`` labels 20,000 SIMs in mapped batches on four
 worker processes, under the simulated account's rate limit (see its section below).
 
-Both share one simulator: each checks what changed during its own run.
+Retries: ``dags/iotfleet_standalone_retries.py``, write tasks failed part-way by 5xx answers or
+killed, and retried by Airflow itself, write each device once (see its section below).
+
+All share one simulator: each checks what changed during its own run.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
 
-from airflow_provider_iotfleet.simulator import Simulator
+from airflow_provider_iotfleet.simulator import Faults, Simulator
 from airflow_provider_iotfleet.simulator.fleet import (
     FIRMWARE_VERSIONS,
+    OFFLINE,
     ONLINE,
     ROMA_ID_BASE,
     iccid_of,
@@ -41,6 +46,7 @@ from tests.standalone.conftest import (
     POLL_INTERVAL,
     AirflowStandalone,
 )
+from tests.standalone.dags import iotfleet_standalone_retries as retries_dags
 from tests.standalone.dags import iotfleet_standalone_triggerer as test_dag
 
 pytestmark = pytest.mark.slow
@@ -113,19 +119,31 @@ class RunWatcher:
         return "deferred" in self.seen.get(task_id, [])
 
 
-def _wait_until_ready(airflow: AirflowStandalone) -> None:
+def _wait_until_ready(airflow: AirflowStandalone, dag_id: str = DAG_ID) -> None:
     """Until the dag-processor has put the DAG into the metadata DB and the api-server answers."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not (
-        airflow.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID) and airflow.api_ready()
+        airflow.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", dag_id) and airflow.api_ready()
     ):
         airflow.check_alive()
         errors = airflow.query("SELECT filename, stacktrace FROM import_error")
         assert not errors, f"the DAG file does not import: {errors}"
         assert time.monotonic() < deadline, (
-            f"within {STARTUP_TIMEOUT:g} s, {DAG_ID} was not parsed or the api-server did not answer"
+            f"within {STARTUP_TIMEOUT:g} s, {dag_id} was not parsed or the api-server did not answer"
         )
         time.sleep(POLL_INTERVAL)
+
+
+def _defer_exit_taken_in(airflow: AirflowStandalone, run_id: str, task_id: str) -> bool:
+    """Whether the scheduler has taken in the executor's report that the task's process ended as it
+    deferred. The world must not move before: a trigger firing first gets the task resumed and
+    running by the time that late "success" is taken in, and Airflow 3.3 then fails the task as a
+    "state mismatch" (apache/airflow#72716, seen here on a busy machine)."""
+    event = (
+        "Received executor event with state success for task instance "
+        f"TaskInstanceKey(dag_id='{DAG_ID}', task_id='{task_id}', run_id='{run_id}', try_number=1"
+    )
+    return event in airflow.output_path.read_text(errors="replace")
 
 
 def _task_log(airflow: AirflowStandalone, run_id: str, task_id: str, trigger: bool = False) -> str:
@@ -141,6 +159,23 @@ def _deferred_then_resumed(task_log: str) -> bool:
     """Whether the sensor's log says it deferred, and later that every device matched."""
     deferred = task_log.find("Pausing task as DEFERRED")
     return deferred >= 0 and task_log.find("every device reports", deferred) > deferred
+
+
+def _outcome(operation: str, vendor: str, **done: Any) -> dict[str, Any]:
+    """A write operator's outcome (DESIGN.md, "Outcome contract") where every device is done:
+    ``done`` gives the devices per status (``succeeded=[...]``), then any operation-specific field."""
+    statuses = ("succeeded", "unchanged", "scheduled", "accepted")
+    devices = {status: done.pop(status, []) for status in statuses}
+    return {
+        "operation": operation,
+        "vendor": vendor,
+        "requested": sum(map(len, devices.values())),
+        "dry_run": False,
+        "counts": {**{status: len(ids) for status, ids in devices.items()}, "failed": 0, "unknown": 0},
+        "devices": devices,
+        "errors": [],
+        **done,
+    }
 
 
 def _eventually(read: Callable[[], str], check: Callable[[str], bool], what: str) -> None:
@@ -222,7 +257,11 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
             airflow.check_alive()
             assert time.monotonic() < deadline, f"the run did not end within {RUN_TIMEOUT:g} s ({state})"
             for task_id, act in world.items():
-                if task_id not in watcher.acted and watcher.deferred(task_id):
+                if (
+                    task_id not in watcher.acted
+                    and watcher.deferred(task_id)
+                    and _defer_exit_taken_in(airflow, run_id, task_id)
+                ):
                     act()
                     watcher.acted.append(task_id)
             time.sleep(POLL_INTERVAL)
@@ -274,22 +313,19 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
 
         # The XCom return values, with exactly the devices asked for (DESIGN.md's shapes).
         xcoms = airflow.xcoms(DAG_ID, run_id)
-        assert xcoms[("cisco_schedule_deactivation", "return_value")] == {
-            "requested": 3,
-            "updated": [],
-            "scheduled": iccids,
-            "unchanged": [],
-            "failed": [],
-        }
+        assert xcoms[("cisco_schedule_deactivation", "return_value")] == _outcome(
+            "edit_devices",
+            "Cisco IoT Control Center",
+            scheduled=iccids,
+            effective_date=conf["cisco_effective_date"],
+        )
         assert xcoms[("cisco_wait_deactivated", "return_value")] == {
             "matched": iccids,
             "statuses": dict.fromkeys(iccids, test_dag.CISCO_TARGET_STATUS),
         }
-        assert xcoms[("roma_force_offline", "return_value")] == {
-            "requested": 3,
-            "succeeded": [{"id": ROMA_ID_BASE + i, "device_name": f"sim-device-{i:06d}"} for i in roma],
-            "failed": [],
-        }
+        assert xcoms[("roma_force_offline", "return_value")] == _outcome(
+            "force_offline", "Huawei Cloud ROMA Connect", succeeded=roma_ids
+        )
         assert xcoms[("roma_wait_offline", "return_value")] == {
             "matched": roma_ids,
             "statuses": dict.fromkeys(map(str, roma_ids), "offline"),
@@ -426,7 +462,15 @@ def test_mapped_batches_share_the_accounts_rate_limit_across_workers(
 
         # Every SIM labelled, each with exactly one PUT.
         report = airflow.xcoms(SCALE_OUT_DAG_ID, run_id)[("report", "return_value")]
-        assert report == {"batches": batches, "requested": FLEET_SIZE, "updated": FLEET_SIZE, "failed": 0}
+        assert report == {
+            "batches": batches,
+            "succeeded": FLEET_SIZE,
+            "unchanged": 0,
+            "scheduled": 0,
+            "accepted": 0,
+            "failed": 0,
+            "unknown": 0,
+        }
         writes = account.state.per_device_writes("cisco", applied_only=True)
         writes.subtract(writes_before)
         assert +writes == Counter({iccid_of(i): 1 for i in range(FLEET_SIZE)})
@@ -466,3 +510,353 @@ def test_mapped_batches_share_the_accounts_rate_limit_across_workers(
     except BaseException as error:
         error.add_note(airflow.diagnostics(SCALE_OUT_DAG_ID, run_id))
         raise
+
+
+# --- Retries: a write task failed part-way, or killed, and retried by Airflow itself ---------------
+#
+# ``dags/iotfleet_standalone_retries.py`` under the real scheduler. A write task's try ends part-way,
+# failed by the vendor's 5xx answers or killed (SIGKILL, as an out-of-memory kill or a lost worker
+# would end it), and Airflow retries it after ``retry_delay``. What a user must see: the task succeeds
+# on a later try, every device is at its target, the last outcome names each device once (done by
+# that try, ``succeeded``, or by an earlier one, ``unchanged``), and the vendor was never asked twice
+# for a change it made: the simulator applied exactly one write per device (a write answered 5xx was
+# not applied, and does not count).
+#
+# The faults are the simulator's, switched on for this test only, on the writes of the two vendors
+# the DAG uses: 60% of them answer HTTP 500 during each task's first FAULTY_TRIES tries, none after,
+# so that the run can end. Left on for all four tries, both tasks would succeed in 4% of runs at best,
+# on any code: a ROMA batch gets one request per try (no transport retries on its connection), so one
+# of the 20 batches fails all four tries 94% of the time (1 - (1 - 0.6**4)**20); a SIM gets two PUTs
+# per try (a lost edit is read back and sent once more), so one of 30 fails all four 40% of the time.
+#
+# Killed: a Cisco edit of 30 SIMs, paced at four a second, is killed once some have landed. Effective
+# now, the retry reads each SIM and sends only what is left; scheduled (Control Center shows no
+# pending change), it skips what the killed try recorded in the task's state.
+#
+# The simulator and the ``airflow standalone`` are the session's, shared with the tests above: the
+# devices are picked among those in the wanted state now, and what is checked is what changed since.
+
+RETRIES_RUN_TIMEOUT = 300.0
+FAULT_SHARE = 0.6
+FAULTY_TRIES = 2
+ROMA_DEVICES = 200
+CISCO_SIMS = 30
+#: The task is killed once this many of its SIMs' PUTs have landed (it sends about four a second).
+KILL_AFTER = 8
+#: The vendor each write task writes to, as the simulator's request log names it.
+VENDOR_OF = {"roma_force_offline": "huawei", "cisco_deactivate": "cisco"}
+
+
+class TaskRow(NamedTuple):
+    state: str | None
+    try_number: int
+    pid: int | None
+
+
+class TriesWatcher:
+    """Follows a run's task instances in the metadata DB: each one's state, try and process."""
+
+    def __init__(self, airflow: AirflowStandalone, dag_id: str, run_id: str) -> None:
+        self.airflow = airflow
+        self.dag_id = dag_id
+        self.run_id = run_id
+        #: task id -> its row at the last look
+        self.rows: dict[str, TaskRow] = {}
+        #: task id -> every (try number, state) it was seen in, in order
+        self.seen: dict[str, list[tuple[int, str | None]]] = {}
+
+    def look(self) -> str | None:
+        """Record the task instances now; return the run's state."""
+        for task_id, state, try_number, pid in self.airflow.query(
+            "SELECT task_id, state, try_number, pid FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            self.dag_id,
+            self.run_id,
+        ):
+            self.rows[task_id] = TaskRow(state, try_number, pid)
+            seen = self.seen.setdefault(task_id, [])
+            if not seen or seen[-1] != (try_number, state):
+                seen.append((try_number, state))
+        rows = self.airflow.query(
+            "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", self.dag_id, self.run_id
+        )
+        return rows[0][0] if rows else None
+
+    def failed_tries(self, task_id: str) -> int:
+        """How many of the task's tries have failed so far (Airflow counts a try up as it queues it)."""
+        row = self.rows.get(task_id)
+        if row is None:
+            return 0
+        return row.try_number if row.state == "up_for_retry" else max(row.try_number - 1, 0)
+
+    def earlier_tries(self) -> dict[str, list[tuple[int, str]]]:
+        """The tries before the last, per task, as Airflow keeps them (what the UI lists per try)."""
+        tries: dict[str, list[tuple[int, str]]] = {}
+        for task_id, try_number, state in self.airflow.query(
+            "SELECT task_id, try_number, state FROM task_instance_history "
+            "WHERE dag_id = ? AND run_id = ? ORDER BY task_id, try_number",
+            self.dag_id,
+            self.run_id,
+        ):
+            tries.setdefault(task_id, []).append((try_number, state))
+        return tries
+
+    def run(self, timeout: float, each_look: Callable[[], None] = lambda: None) -> str | None:
+        """Look until the run ends (bounded by ``timeout``), calling ``each_look`` after every look;
+        return the run's last state."""
+        deadline = time.monotonic() + timeout
+        state = self.look()
+        while state not in ("success", "failed"):
+            self.airflow.check_alive()
+            assert time.monotonic() < deadline, f"the run did not end within {timeout:g} s ({state})"
+            each_look()
+            time.sleep(POLL_INTERVAL)
+            state = self.look()
+        return state
+
+
+def _pick_now(simulator: Simulator, count: int, key: str, value: Any) -> list[int]:
+    """The last ``count`` fleet indices whose ``key`` is ``value`` now: from the fleet's end, away from
+    the devices the tests above pick, and never one an earlier test has changed away from ``value``."""
+    found = simulator.state.fleet.indices_where(key, value)[-count:]
+    assert len(found) == count, f"the fleet has fewer than {count} devices with {key} {value!r}"
+    return found
+
+
+def _since(counts: Counter[str], before: Counter[str]) -> Counter[str]:
+    """``counts`` less ``before``, devices at 0 left out."""
+    later = Counter(counts)
+    later.subtract(before)
+    return +later
+
+
+def _trigger(airflow: AirflowStandalone, dag_id: str, run_id: str, conf: dict[str, Any]) -> None:
+    airflow.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    airflow.api(
+        "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    )
+
+
+def _each_device_once(outcome: dict[str, Any], devices: list[Any]) -> dict[str, list[Any]]:
+    """Check that the outcome accounts for every device exactly once, as done (no error); return
+    the devices in each status that has any."""
+    assert outcome["errors"] == []
+    assert outcome["requested"] == len(devices)
+    done = {status: ids for status, ids in outcome["devices"].items() if ids}
+    assert outcome["counts"] == {
+        **{status: len(ids) for status, ids in outcome["devices"].items()},
+        "failed": 0,
+        "unknown": 0,
+    }
+    assert sorted(device for ids in done.values() for device in ids) == sorted(devices)
+    return done
+
+
+@pytest.mark.timeout(STARTUP_TIMEOUT + RETRIES_RUN_TIMEOUT + 60)
+def test_write_tasks_failed_part_way_by_5xx_are_retried_without_writing_twice(
+    airflow_standalone: AirflowStandalone, simulator: Simulator
+) -> None:
+    airflow, state = airflow_standalone, simulator.state
+    dag_id = retries_dags.DAG_ID
+    roma = _pick_now(simulator, ROMA_DEVICES, "online_status", ONLINE)
+    cisco = _pick_now(simulator, CISCO_SIMS, "status", "ACTIVATED")
+    devices: dict[str, list[Any]] = {
+        "roma_force_offline": [ROMA_ID_BASE + i for i in roma],
+        "cisco_deactivate": [iccid_of(i) for i in cisco],
+    }
+    run_id = f"retries_{uuid.uuid4().hex[:12]}"
+    vendors = list(VENDOR_OF.values())
+    sent_before = {vendor: state.per_device_writes(vendor) for vendor in vendors}
+    applied_before = {vendor: state.per_device_writes(vendor, applied_only=True) for vendor in vendors}
+    faulty = dict(VENDOR_OF)  # the tasks whose vendor's writes still meet faults
+    faults_until: dict[str, int] = {}  # task id -> the last try that met faults
+    watcher = TriesWatcher(airflow, dag_id, run_id)
+
+    def end_faults_after_enough_failed_tries() -> None:
+        for task_id in [task_id for task_id in faulty if watcher.failed_tries(task_id) >= FAULTY_TRIES]:
+            state.clear_faults([faulty.pop(task_id)])
+            faults_until[task_id] = watcher.rows[task_id].try_number
+
+    try:
+        _wait_until_ready(airflow, dag_id)
+        started = time.monotonic()
+        state.inject_faults(Faults(server_error=FAULT_SHARE), vendors, writes_only=True)
+        faulted_from = state.now()
+        _trigger(
+            airflow,
+            dag_id,
+            run_id,
+            {"roma_ids": devices["roma_force_offline"], "cisco_iccids": devices["cisco_deactivate"]},
+        )
+        run_state = watcher.run(RETRIES_RUN_TIMEOUT, end_faults_after_enough_failed_tries)
+        took = time.monotonic() - started
+        state.clear_faults(vendors)
+
+        # Airflow: each write task failed part-way, was retried, and ended in success.
+        assert run_state == "success"
+        assert {task_id: row.state for task_id, row in watcher.rows.items()} == dict.fromkeys(
+            retries_dags.TASKS, "success"
+        )
+        tries = {task_id: row.try_number for task_id, row in watcher.rows.items()}
+        assert tries["report"] == 1
+        assert all(tries[task_id] > 1 for task_id in VENDOR_OF), tries
+        earlier = watcher.earlier_tries()
+        for task_id in VENDOR_OF:
+            assert earlier[task_id] == [(n, "failed") for n in range(1, tries[task_id])]
+
+        # The simulator: every device at its target, each changed by exactly one applied write.
+        assert [i for i in roma if state.fleet.device(i)["online_status"] != OFFLINE] == []
+        assert [i for i in cisco if state.fleet.device(i)["status"] != retries_dags.CISCO_TARGET_STATUS] == []
+        faulted: dict[str, int] = {}
+        for task_id, vendor in VENDOR_OF.items():
+            ids = [str(device) for device in devices[task_id]]
+            applied = _since(state.per_device_writes(vendor, applied_only=True), applied_before[vendor])
+            assert {device: n for device, n in applied.items() if n > 1} == {}, f"{vendor}: applied twice"
+            assert sorted(applied) == sorted(ids)
+            # The faults did their part: writes refused with a 500 were sent again, on another try
+            # or within one (the hook reads a lost edit back and sends it once more).
+            sent = _since(state.per_device_writes(vendor), sent_before[vendor])
+            assert sent.total() > len(ids)
+            faulted[vendor] = sum(
+                1
+                for request in state.request_log(vendor)
+                if request["write"] and request["fault"] == "server_error" and request["time"] >= faulted_from
+            )
+            assert faulted[vendor] > 0
+
+        # The outcome a user's report reads (pull_outcome): the last try's, each device once, done
+        # by that try or found done (what the failed tries did); no failed try's outcome left over.
+        xcoms = airflow.xcoms(dag_id, run_id)
+        report = xcoms[("report", "return_value")]
+        split: dict[str, tuple[int, int]] = {}
+        for task_id, ids in devices.items():
+            assert report[task_id] == xcoms[(task_id, "return_value")]
+            assert (task_id, "outcome") not in xcoms
+            done = _each_device_once(report[task_id], ids)
+            # The last try did what the failed ones left, and found the rest done.
+            assert done.keys() == {"succeeded", "unchanged"}
+            split[task_id] = (len(done["succeeded"]), len(done["unchanged"]))
+        print(
+            f"\n{FAULT_SHARE:.0%} of writes answered 5xx for {FAULTY_TRIES} tries; tries: "
+            + ", ".join(
+                f"{task_id} {tries[task_id]} (faults until try {faults_until.get(task_id)})"
+                for task_id in VENDOR_OF
+            )
+            + f"; 5xx answers: {faulted}; last try succeeded/unchanged: {split}; the run took {took:.0f} s"
+        )
+    except BaseException as error:
+        error.add_note(f"tries seen: {watcher.seen}")
+        error.add_note(airflow.diagnostics(dag_id, run_id))
+        raise
+    finally:
+        state.clear_faults(vendors)
+
+
+@pytest.mark.timeout(STARTUP_TIMEOUT + RETRIES_RUN_TIMEOUT + 60)
+@pytest.mark.parametrize("scheduled", [False, True], ids=["effective_now", "scheduled"])
+def test_a_killed_write_task_is_retried_without_writing_twice(
+    airflow_standalone: AirflowStandalone, simulator: Simulator, scheduled: bool
+) -> None:
+    airflow, state = airflow_standalone, simulator.state
+    dag_id, task_id = retries_dags.KILLED_DAG_ID, "cisco_deactivate"
+    cisco = _pick_now(simulator, CISCO_SIMS, "status", "ACTIVATED")
+    iccids = [iccid_of(i) for i in cisco]
+    conf: dict[str, Any] = {"cisco_iccids": iccids}
+    if scheduled:
+        # A little in the simulator's future: Control Center accepts each edit with a 202, and shows
+        # no pending change, so only the task's own state can tell a retry what was scheduled.
+        conf["effective_date"] = (state.now() + CISCO_DELAY).isoformat(timespec="seconds")
+    run_id = f"killed_{uuid.uuid4().hex[:12]}"
+    applied_before = state.per_device_writes("cisco", applied_only=True)
+    watcher = TriesWatcher(airflow, dag_id, run_id)
+    landed_when_killed: set[str] = set()
+    #: what the killed try left: the SIMs Control Center took, and those its task state names
+    left: dict[str, set[str]] = {}
+
+    def landed() -> set[str]:
+        return set(_since(state.per_device_writes("cisco", applied_only=True), applied_before))
+
+    def kill_part_way_then_see_what_is_left() -> None:
+        row = watcher.rows.get(task_id)
+        if not landed_when_killed:
+            assert row is None or row.state != "success", "the task ended before it could be killed"
+            done = landed()
+            if row is not None and row.state == "running" and row.pid and len(done) >= KILL_AFTER:
+                assert row.try_number == 1
+                assert len(done) < len(iccids), "every SIM was done before the task could be killed"
+                airflow.kill_task(row.pid)
+                landed_when_killed.update(done)
+        elif not left and row is not None and (row.state == "up_for_retry" or row.try_number > 1):
+            # Between the tries (the retry reads every SIM before its first edit): what it starts from.
+            left.update(landed=landed(), recorded=_in_task_state(airflow, dag_id, run_id, task_id))
+
+    try:
+        _wait_until_ready(airflow, dag_id)
+        started = time.monotonic()
+        _trigger(airflow, dag_id, run_id, conf)
+        run_state = watcher.run(RETRIES_RUN_TIMEOUT, kill_part_way_then_see_what_is_left)
+        took = time.monotonic() - started
+
+        # Airflow: the killed try failed, and the one retry succeeded.
+        assert landed_when_killed
+        assert run_state == "success"
+        assert {task: row.state for task, row in watcher.rows.items()} == dict.fromkeys(
+            retries_dags.KILLED_TASKS, "success"
+        )
+        assert {task: row.try_number for task, row in watcher.rows.items()} == {task_id: 2, "report": 1}
+        assert watcher.earlier_tries() == {task_id: [(1, "failed")]}
+
+        # The simulator: every SIM deactivated (or scheduled to be), each by one applied PUT...
+        applied = _since(state.per_device_writes("cisco", applied_only=True), applied_before)
+        assert sorted(applied) == sorted(iccids)
+        twice = {iccid for iccid, n in applied.items() if n > 1}
+        if scheduled:
+            # ...but the edit in flight when the process died, if one was (they go one at a time): it
+            # may have been scheduled, and nothing could record its answer, so the retry sends it
+            # again. Every edit the killed try saw accepted was in its task state, and not sent again.
+            unrecorded = left["landed"] - left["recorded"]
+            assert len(unrecorded) <= 1, (
+                f"the killed try's task state names {len(left['landed'] & left['recorded'])} of the "
+                f"{len(left['landed'])} edits Control Center scheduled: its retry schedules the others again"
+            )
+            assert twice == unrecorded
+            state.advance(CLOCK_ADVANCE.total_seconds())
+        else:
+            assert twice == set(), "a SIM was deactivated twice"
+        assert [i for i in cisco if state.fleet.device(i)["status"] != retries_dags.CISCO_TARGET_STATUS] == []
+
+        # The outcome: what the killed try did is unchanged (or scheduled), the rest done by the retry.
+        xcoms = airflow.xcoms(dag_id, run_id)
+        outcome = xcoms[("report", "return_value")][task_id]
+        assert outcome == xcoms[(task_id, "return_value")]
+        done = _each_device_once(outcome, iccids)
+        if scheduled:
+            assert done == {"scheduled": iccids}
+        else:
+            assert done.keys() == {"succeeded", "unchanged"}
+            assert landed_when_killed <= set(done["unchanged"])
+        print(
+            f"\nkilled with {len(landed_when_killed)} of {len(iccids)} SIMs "
+            f"{'scheduled' if scheduled else 'deactivated'}; the retry's outcome: "
+            f"{ {status: len(ids) for status, ids in done.items()} }; sent twice: {len(twice)}; "
+            f"the run took {took:.0f} s"
+        )
+    except BaseException as error:
+        error.add_note(f"tries seen: {watcher.seen}\nSIMs done when killed: {len(landed_when_killed)}")
+        error.add_note(airflow.diagnostics(dag_id, run_id))
+        raise
+
+
+def _in_task_state(airflow: AirflowStandalone, dag_id: str, run_id: str, task_id: str) -> set[str]:
+    """The device ids Airflow keeps in the task's state store (in any JSON object there): read as
+    Airflow stores it, whatever the operator's layout."""
+    named: set[str] = set()
+    for (value,) in airflow.query(
+        "SELECT value FROM task_state_store WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+        dag_id,
+        run_id,
+        task_id,
+    ):
+        entries = json.loads(value)
+        if isinstance(entries, dict):
+            named.update(entries)
+    return named

@@ -908,6 +908,8 @@ class FakeControlCenter:
         self.devices = {iccid: {"iccid": iccid, **fields} for iccid, fields in devices.items()}
         self.scheduled: list[tuple[str, dict[str, str]]] = []
         self.refusing: dict[str, tuple[int, dict[str, str]]] = {}
+        #: called with the ICCID of each PUT as it arrives
+        self.on_put: Callable[[str], None] = lambda iccid: None
         self.history = requests_mock.request_history
         path = re.compile(rf"^{re.escape(API)}/devices/(\d+)$")
         requests_mock.get(path, json=self._get)
@@ -918,6 +920,7 @@ class FakeControlCenter:
 
     def _put(self, request: Any, context: Any) -> dict[str, str]:
         iccid = request.path.rsplit("/", 1)[1]
+        self.on_put(iccid)
         if iccid in self.refusing:
             context.status_code, body = self.refusing[iccid]
             return body
@@ -998,6 +1001,24 @@ def test_a_retry_does_not_schedule_again_what_an_earlier_try_scheduled(
         "try 2: reading each device first to skip what is done (2 scheduled by an earlier try, not sent again)"
         in retry_start
     )
+
+
+def test_a_retry_after_a_kill_does_not_schedule_again_what_the_killed_try_scheduled(
+    make_operator: Callable[..., Operator], three_deactivated: tuple[FakeControlCenter, list[str]]
+) -> None:
+    # A killed try (out of memory, a lost worker) runs no cleanup: its retry knows only what the
+    # task state store held when the process died, here as the third edit was being sent.
+    fleet, (first, second, third) = three_deactivated
+    store, at_the_kill = FakeTaskStateStore(), FakeTaskStateStore()
+    fleet.on_put = lambda iccid: at_the_kill.values.update(store.values) if iccid == third else None
+    edit = {"iccids": [first, second, third], "changes": {"status": "ACTIVATED"}, "effective_date": WHEN}
+    make_operator(**edit).execute(operator_context(state_store=store))
+    before = len(fleet.history)
+    result = make_operator(**edit).execute(operator_context(try_number=2, state_store=at_the_kill))
+    assert fleet.calls(before) == [("GET", third), ("PUT", third)]
+    assert result["devices"] == done(scheduled=[first, second, third])
+    # The edit in flight when the process died is sent again: nothing could record its answer.
+    assert [iccid for iccid, _ in fleet.scheduled] == [first, second, third, third]
 
 
 def test_a_retry_sends_an_edit_that_differs_from_what_an_earlier_try_scheduled(

@@ -74,7 +74,7 @@ def iotfleet_standalone_triggerer() -> None:
     )
     cisco_wait = CiscoControlCenterDeviceStatusSensor(
         task_id="cisco_wait_deactivated",
-        iccids="{{ ti.xcom_pull(task_ids='cisco_schedule_deactivation')['scheduled'] }}",
+        iccids="{{ ti.xcom_pull(task_ids='cisco_schedule_deactivation')['devices']['scheduled'] }}",
         target_status=CISCO_TARGET_STATUS,
         **sensor_args,
     )
@@ -83,7 +83,7 @@ def iotfleet_standalone_triggerer() -> None:
     force_offline = HuaweiRomaForceOfflineOperator(
         task_id="roma_force_offline", device_ids="{{ params.roma_ids }}"
     )
-    forced = "{{ ti.xcom_pull(task_ids='roma_force_offline')['succeeded'] | map(attribute='id') | list }}"
+    forced = "{{ ti.xcom_pull(task_ids='roma_force_offline')['devices']['succeeded'] }}"
     wait_offline = HuaweiRomaDeviceStatusSensor(
         task_id="roma_wait_offline", device_ids=forced, target_online_status="offline", **sensor_args
     )
