@@ -1,4 +1,4 @@
-"""The deferrable triggers, driven with ``asyncio.run`` against the vendor fakes of ``test_sensors``
+"""The deferrable triggers, driven with ``asyncio.run`` against the vendor fakes of ``watch_fakes``
 served through an ``httpx.MockTransport``: their events, their serialisation, their error handling,
 that they never block the event loop, and that triggers on one connection share one hook.
 """
@@ -26,7 +26,7 @@ from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError
 from airflow_provider_iotfleet.triggers import base as triggers_base
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
 from tests.fakes import FakeClock, luhn_complete, operator_context
-from tests.unit.test_sensors import (
+from tests.watch_fakes import (
     ACCOUNT,
     CASES,
     CISCO,
