@@ -285,12 +285,19 @@ class Case:
         sensor.__dict__["hook"] = self.hook_class(self.conn_id, clock=clock)  # type: ignore[call-arg]
         return sensor
 
-    def xcom(self, values: Mapping[Any, str | None], ids: Sequence[Any] | None = None) -> dict[str, Any]:
-        """The XCom value DESIGN.md gives: matched ids in input order, every id's last value."""
+    def xcom(
+        self,
+        values: Mapping[Any, str | None],
+        ids: Sequence[Any] | None = None,
+        unreachable: Mapping[Any, str] | None = None,
+    ) -> dict[str, Any]:
+        """The XCom value DESIGN.md gives: matched ids in input order, every id's last value, and
+        the devices that can never match with the reason why."""
         ids = list(self.ids[:3] if ids is None else ids)
         return {
             "matched": [i for i in ids if values.get(i) == self.target],
             self.values_key: {str(i): values.get(i) for i in ids},
+            "unreachable": {str(i): reason for i, reason in (unreachable or {}).items()},
         }
 
 
@@ -383,3 +390,131 @@ CASES = (CISCO, ROMA, VERIZON)
 
 def define_connection(monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{case.conn_id.upper()}", json.dumps(case.connection))
+
+
+# --- Waits in which some devices can never reach the target -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One situation in which devices settle without reaching the target, as a row of a table.
+
+    Devices are positions in ``case.ids``. The vendor knows the devices in ``fleet`` (position ->
+    value) and not the others; after the first poll the fleet changes by ``later``, and the devices
+    in ``leaves`` leave it. The wait must end with ``matched`` matched, ``unreachable`` settled with
+    their reasons at once (never read again after the poll that settled them), and ``values`` as
+    every device's last value.
+    """
+
+    name: str
+    case: Case
+    target: str
+    fleet: Mapping[int, str]
+    waited: Sequence[int]
+    matched: Sequence[int]
+    unreachable: Mapping[int, str]
+    values: Mapping[int, str | None]
+    later: Mapping[int, str] = field(default_factory=dict)
+    leaves: Sequence[int] = ()
+
+    def ids(self, positions: Sequence[int] | None = None) -> list[Any]:
+        return [self.case.ids[p] for p in (self.waited if positions is None else positions)]
+
+    def fake(self) -> FakeVendor:
+        return self.case.fake({self.case.ids[p]: value for p, value in self.fleet.items()})
+
+    def change(self, fake: FakeVendor) -> None:
+        """What happens to the fleet after the first poll."""
+        fake.set({self.case.ids[p]: value for p, value in self.later.items()})
+        for p in self.leaves:
+            fake.remove(self.case.ids[p])
+
+    def xcom(self) -> dict[str, Any]:
+        """The sensor's XCom value at the end of this wait."""
+        return {
+            "matched": self.ids(self.matched),
+            self.case.values_key: {str(self.case.ids[p]): self.values[p] for p in self.waited},
+            "unreachable": {str(self.case.ids[p]): reason for p, reason in self.unreachable.items()},
+        }
+
+
+_TWELVE = range(12)
+SETTLED = (
+    Settled(
+        "cisco-unknown-iccid",
+        CISCO,
+        "ACTIVATED",
+        fleet={0: "DEACTIVATED"},
+        waited=(0, 1),
+        later={0: "ACTIVATED"},
+        matched=(0,),
+        unreachable={1: "not_found"},
+        values={0: "ACTIVATED", 1: None},
+    ),
+    Settled(
+        "roma-unknown-id",
+        ROMA,
+        "offline",
+        fleet={0: "online"},
+        waited=(0, 1),
+        later={0: "offline"},
+        matched=(0,),
+        unreachable={1: "not_found"},
+        values={0: "offline", 1: None},
+    ),
+    Settled(
+        "roma-never-connected-counts-as-offline",
+        ROMA,
+        "offline",
+        fleet={0: "online", 1: "never"},
+        waited=(0, 1),
+        later={0: "offline"},
+        matched=(0, 1),
+        unreachable={},
+        values={0: "offline", 1: "never"},
+    ),
+    Settled(
+        "roma-listing-sees-never-connected-devices",
+        ROMA,
+        "offline",
+        fleet=dict.fromkeys(_TWELVE, "online") | {3: "never", 7: "never"},
+        waited=tuple(_TWELVE),
+        later={p: "offline" for p in _TWELVE if p not in (3, 7)},
+        matched=tuple(_TWELVE),
+        unreachable={},
+        values={p: "never" if p in (3, 7) else "offline" for p in _TWELVE},
+    ),
+    Settled(
+        "roma-connected-device-can-never-be-never-connected",
+        ROMA,
+        "never",
+        fleet={0: "never", 1: "online"},
+        waited=(0, 1),
+        matched=(0,),
+        unreachable={1: "connected_before"},
+        values={0: "never", 1: "online"},
+    ),
+    Settled(
+        "verizon-imei-not-in-the-account",
+        VERIZON,
+        VERIZON.target,
+        fleet={0: VERIZON.other},
+        waited=(0, 1),
+        later={0: VERIZON.target},
+        matched=(0,),
+        unreachable={1: "not_in_account"},
+        values={0: VERIZON.target, 1: None},
+    ),
+    Settled(
+        "verizon-imei-leaving-the-account",
+        VERIZON,
+        VERIZON.target,
+        fleet={0: VERIZON.other, 1: VERIZON.other},
+        waited=(0, 1),
+        later={0: VERIZON.target},
+        leaves=(1,),
+        matched=(0,),
+        unreachable={1: "not_in_account"},
+        values={0: VERIZON.target, 1: VERIZON.other},
+    ),
+)

@@ -18,10 +18,10 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetError, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.retry import is_transient
-from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger
+from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger, describe_unreachable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -35,6 +35,13 @@ class IoTFleetSensorError(IoTFleetError):
     """A device-status wait ended without every device matching (a timeout, or a lasting vendor error)."""
 
 
+class IoTFleetUnreachableDevicesError(IoTFleetSensorError, IoTFleetOperationFailedError):
+    """A device-status wait ended with devices that can never reach the target (``fail_on_unreachable``).
+
+    :ivar outcome: the sensor's XCom value, also pushed under XCom key ``outcome`` before raising.
+    """
+
+
 class DeviceWatchSensor(BaseSensorOperator):
     """Base of the device-status sensors.
 
@@ -43,12 +50,23 @@ class DeviceWatchSensor(BaseSensorOperator):
         (default: the ``[operators] default_deferrable`` setting).
     :param max_transient_errors: polls in a row that may fail transiently (throttling, 5xx, dropped
         connections, after the client's own retries) before the sensor fails.
+    :param fail_on_unreachable: when some devices can never reach the target (see the vendor
+        sensor), fail the task once every other device matched, naming each of them and why, after
+        pushing the XCom value under XCom key ``outcome`` (as the operators' ``fail_on_error``
+        does); ``False`` succeeds, with them in the XCom value's ``unreachable``.
 
     ``poke_interval`` is the time between polls in every mode, and ``timeout`` bounds the wait in
     every mode; a timeout names the devices still not matched and what they last reported.
+
+    XCom: ``{"matched": [id], <values_key>: {id: last value}, "unreachable": {id: reason}}``, ids in
+    input order. A device that can never reach the target (the vendor does not know it, say) is
+    settled at once as unreachable with a reason (``not_found``, ``not_in_account``,
+    ``connected_before``) and not read again; the wait goes on for the others.
     """
 
     trigger_class: ClassVar[type[DeviceWatchTrigger]]
+    #: the name of the sensor's (templated) target argument, for messages.
+    target_field: ClassVar[str] = ""
     ui_color = "#fdf3e8"
 
     def __init__(
@@ -57,12 +75,14 @@ class DeviceWatchSensor(BaseSensorOperator):
         conn_id: str,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_transient_errors: int = 5,
+        fail_on_unreachable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.deferrable = deferrable
         self.max_transient_errors = max_transient_errors
+        self.fail_on_unreachable = fail_on_unreachable
         self._watch: DeviceWatch | None = None
         self._transient_failures = 0
 
@@ -118,6 +138,7 @@ class DeviceWatchSensor(BaseSensorOperator):
                 max_transient_errors=self.max_transient_errors,
                 options=self.trigger_options(),
                 seen=watch.seen(),
+                unreachable=watch.settled(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
@@ -155,9 +176,32 @@ class DeviceWatchSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def finish(self, context: Context, xcom: Any) -> Any:
-        """Return the XCom value of a wait that ended well, in every mode; a subclass may still fail
-        the task here, after looking at what the wait found."""
-        return xcom
+        """Return the XCom value of a wait that ended, in every mode: every device matched or
+        unreachable.
+
+        :raises IoTFleetUnreachableDevicesError: with ``fail_on_unreachable``, when devices were
+            unreachable, after pushing ``xcom`` under XCom key ``outcome``.
+        """
+        unreachable = xcom.get("unreachable") if isinstance(xcom, dict) else None
+        if not unreachable:
+            return xcom
+        watch_class = self.trigger_class.watch_class
+        message = f"{self.vendor}: " + describe_unreachable(
+            unreachable,
+            len(xcom.get(watch_class.values_key) or {}),
+            watch_class.unit,
+            watch_class.value_name,
+            str(getattr(self, self.target_field, "") or "the target"),
+        )
+        if not self.fail_on_unreachable:
+            self.log.warning("%s (fail_on_unreachable=False)", message)
+            return xcom
+        context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)
+        raise IoTFleetUnreachableDevicesError(
+            f"{message}. The XCom value is in XCom key {OUTCOME_KEY!r} (set fail_on_unreachable=False to "
+            "succeed with them left out)",
+            xcom,
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Turn the trigger's event into the XCom value poke mode returns, or the task's failure."""

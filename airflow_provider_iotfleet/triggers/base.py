@@ -20,15 +20,46 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.reads import NOT_FOUND
 from airflow_provider_iotfleet.http.retry import is_transient
 from airflow_provider_iotfleet.validation import plural
 
 #: How many unmatched devices a log line or message names.
 SAMPLE_SIZE = 5
 
+#: Why a device can never reach the target, as the XCom value's ``unreachable`` says it: the vendor
+#: does not know the device (Control Center ICCIDs and ROMA ids read one by one); the ThingSpace
+#: account does not have the IMEI; a ROMA device waited on for ``never`` has connected before.
+NOT_IN_ACCOUNT = "not_in_account"
+CONNECTED_BEFORE = "connected_before"
+REASONS = {
+    NOT_FOUND: "the vendor does not know it",
+    NOT_IN_ACCOUNT: "the account does not have it",
+    CONNECTED_BEFORE: "it has connected before",
+}
+
+
+def describe_unreachable(
+    unreachable: Mapping[Any, str], total: int, unit: str, value_name: str, target: str
+) -> str:
+    """``"1 of 10 devices can never report status ACTIVATED: 8901... (not_found: the vendor does not
+    know it)"``: a count and a short sample."""
+    sample = ", ".join(
+        f"{device_id} ({reason}: {REASONS.get(reason, reason)})"
+        for device_id, reason in list(unreachable.items())[:SAMPLE_SIZE]
+    )
+    more = f" and {len(unreachable) - SAMPLE_SIZE} more" if len(unreachable) > SAMPLE_SIZE else ""
+    return (
+        f"{len(unreachable)} of {plural(total, unit)} can never report {value_name} {target}: {sample}{more}"
+    )
+
 
 class DeviceWatch:
     """Devices waited on until each reports ``target``; a device once matched stays matched.
+
+    A device that can never report the target (the vendor does not know it, say) is settled at once
+    as *unreachable*, with a reason (:data:`REASONS`): it is not read again, and the wait is over
+    when every device is matched or unreachable.
 
     :param ids: the devices, validated, in the order the user gave them.
     :param target: the value each must report.
@@ -46,6 +77,7 @@ class DeviceWatch:
         self.target = target
         self.values: dict[Hashable, str | None] = {}
         self.matched: set[Hashable] = set()
+        self.unreachable: dict[Hashable, str] = {}
         self.polls = 0
 
     # --- vendor reads: one line each, the same read in both worlds ------------------------------
@@ -58,17 +90,32 @@ class DeviceWatch:
         """Read the unmatched devices with the hook's async methods and absorb what they report."""
         raise NotImplementedError
 
+    # --- what a value means: the target, or never --------------------------------------------------
+
+    def reaches(self, value: str | None) -> bool:
+        """Whether a device reporting ``value`` has reached the target."""
+        return value == self.target
+
+    def cannot_reach(self, value: str | None) -> str | None:
+        """The reason a device reporting ``value`` can never reach the target, or ``None``."""
+        return None
+
     # --- shared state ---------------------------------------------------------------------------
 
-    def absorb(self, values: Mapping[Any, str | None]) -> None:
-        """Record what the devices reported in one poll."""
+    def absorb(self, values: Mapping[Any, str | None], unreachable: Mapping[Any, str] | None = None) -> None:
+        """Record what the devices reported in one poll, and those found unreachable (id -> reason)."""
         self.polls += 1
         for device_id, value in values.items():
-            if device_id in self.matched:
+            if device_id in self.matched or device_id in self.unreachable:
                 continue
             self.values[device_id] = value
-            if value == self.target:
+            if self.reaches(value):
                 self.matched.add(device_id)
+            elif (reason := self.cannot_reach(value)) is not None:
+                self.unreachable[device_id] = reason
+        for device_id, reason in (unreachable or {}).items():
+            if device_id not in self.matched:
+                self.unreachable.setdefault(device_id, reason)
 
     def seen(self) -> list[list[Any]]:
         """``[[id, value], ...]`` for the matched devices: what a trigger must start from."""
@@ -76,25 +123,49 @@ class DeviceWatch:
             [device_id, self.values.get(device_id)] for device_id in self.ids if device_id in self.matched
         ]
 
-    def restore(self, seen: Sequence[Sequence[Any]]) -> None:
-        """Start from what an earlier check already matched (see :meth:`seen`)."""
+    def settled(self) -> list[list[Any]]:
+        """``[[id, reason, last value], ...]`` for the unreachable devices: what a trigger must start
+        from too."""
+        return [
+            [device_id, self.unreachable[device_id], self.values.get(device_id)]
+            for device_id in self.ids
+            if device_id in self.unreachable
+        ]
+
+    def restore(self, seen: Sequence[Sequence[Any]], settled: Sequence[Sequence[Any]] = ()) -> None:
+        """Start from what an earlier check already matched and settled (see :meth:`seen` and
+        :meth:`settled`)."""
         for device_id, value in seen:
             self.values[device_id] = value
             self.matched.add(device_id)
+        for device_id, reason, value in settled:
+            self.values[device_id] = value
+            self.unreachable[device_id] = reason
 
     @property
     def unmatched(self) -> list[Hashable]:
-        return [device_id for device_id in self.ids if device_id not in self.matched]
+        """The devices still waited on (neither matched nor unreachable): what a poll reads."""
+        return [
+            device_id
+            for device_id in self.ids
+            if device_id not in self.matched and device_id not in self.unreachable
+        ]
 
     @property
     def done(self) -> bool:
-        return len(self.matched) == len(self.ids)
+        return len(self.matched) + len(self.unreachable) == len(self.ids)
 
     def xcom(self) -> dict[str, Any]:
-        """The sensor's XCom value: matched ids in input order, and each device's last value."""
+        """The sensor's XCom value: matched ids in input order, each device's last value, and the
+        unreachable devices with their reasons."""
         return {
             "matched": [device_id for device_id in self.ids if device_id in self.matched],
             self.values_key: {str(device_id): self.values.get(device_id) for device_id in self.ids},
+            "unreachable": {
+                str(device_id): self.unreachable[device_id]
+                for device_id in self.ids
+                if device_id in self.unreachable
+            },
         }
 
     def waiting_for(self) -> str:
@@ -102,16 +173,24 @@ class DeviceWatch:
         return f"{plural(len(self.ids), self.unit)} to report {self.value_name} {self.target}"
 
     def describe_unmatched(self) -> str:
-        """``"2 of 10 devices not yet at status ACTIVATED: 8901... (DEACTIVATED), ..."``."""
+        """``"2 of 10 devices not yet at status ACTIVATED: 8901... (DEACTIVATED), ..."``, and the
+        unreachable devices after it, if any."""
         unmatched = self.unmatched
         if not unmatched:
-            return f"every {self.unit} reports {self.value_name} {self.target}"
+            done = f"every {'reachable ' if self.unreachable else ''}{self.unit} reports {self.value_name} {self.target}"
+            return f"{done}; {self.describe_unreachable()}" if self.unreachable else done
         sample = ", ".join(f"{device_id} ({self._shown(device_id)})" for device_id in unmatched[:SAMPLE_SIZE])
         more = f" and {len(unmatched) - SAMPLE_SIZE} more" if len(unmatched) > SAMPLE_SIZE else ""
-        return (
+        waiting = (
             f"{len(unmatched)} of {plural(len(self.ids), self.unit)} not yet at {self.value_name} "
             f"{self.target}: {sample}{more}"
         )
+        return f"{waiting}; {self.describe_unreachable()}" if self.unreachable else waiting
+
+    def describe_unreachable(self) -> str:
+        """The unreachable devices, counted, with a sample and their reasons."""
+        settled = {device_id: reason for device_id, reason, _ in self.settled()}
+        return describe_unreachable(settled, len(self.ids), self.unit, self.value_name, self.target)
 
     def _shown(self, device_id: Hashable) -> str:
         if device_id not in self.values:
@@ -120,12 +199,15 @@ class DeviceWatch:
         return "none reported" if value is None else str(value)
 
     def event(self, status: str, message: str = "") -> dict[str, Any]:
-        """The JSON-safe payload a trigger fires: the XCom value, what is unmatched, and why it ended."""
+        """The JSON-safe payload a trigger fires: the XCom value, what is unmatched and unreachable,
+        and why it ended."""
+        xcom = self.xcom()
         return {
             "status": status,
             "message": message,
-            "xcom": self.xcom(),
+            "xcom": xcom,
             "unmatched": {str(device_id): self.values.get(device_id) for device_id in self.unmatched},
+            "unreachable": xcom.get("unreachable", {}),
             "description": self.describe_unmatched(),
         }
 
@@ -173,6 +255,8 @@ class DeviceWatchTrigger(BaseTrigger):
     :param options: vendor-specific watch arguments, JSON primitives (ThingSpace's account).
     :param seen: ``[[id, value], ...]`` the sensor's first check already found matched, so the
         event's XCom value covers every device, as in poke mode.
+    :param unreachable: ``[[id, reason, last value], ...]`` the sensor's first check already found
+        unreachable: they are not read again.
     """
 
     watch_class: ClassVar[type[DeviceWatch]]
@@ -189,10 +273,12 @@ class DeviceWatchTrigger(BaseTrigger):
         max_transient_errors: int = 5,
         options: Mapping[str, Any] | None = None,
         seen: Sequence[Sequence[Any]] = (),
+        unreachable: Sequence[Sequence[Any]] = (),
     ) -> None:
         super().__init__()
         self.options = dict(options or {})
         self.seen = [list(pair) for pair in seen]
+        self.unreachable = [list(entry) for entry in unreachable]
         self.conn_id = conn_id
         self.ids = list(ids)
         self.target = target
@@ -212,12 +298,13 @@ class DeviceWatchTrigger(BaseTrigger):
                 "max_transient_errors": self.max_transient_errors,
                 "options": self.options,
                 "seen": self.seen,
+                "unreachable": self.unreachable,
             },
         )
 
     def watch(self) -> DeviceWatch:
         watch = self.watch_class(self.ids, self.target, **self.options)
-        watch.restore(self.seen)
+        watch.restore(self.seen, self.unreachable)
         return watch
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

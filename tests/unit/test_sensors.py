@@ -23,7 +23,12 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.sensors import base as sensors_base
-from airflow_provider_iotfleet.sensors.base import DEFERRAL_GRACE, DeviceWatchSensor, IoTFleetSensorError
+from airflow_provider_iotfleet.sensors.base import (
+    DEFERRAL_GRACE,
+    DeviceWatchSensor,
+    IoTFleetSensorError,
+    IoTFleetUnreachableDevicesError,
+)
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from tests.fakes import FakeClock, operator_context
@@ -37,6 +42,7 @@ from tests.watch_fakes import (
     ROMA,
     ROMA_IDS,
     ROMA_PATH,
+    SETTLED,
     VERIZON,
     VZ_LOGIN_PATH,
     VZ_ROOT,
@@ -46,6 +52,7 @@ from tests.watch_fakes import (
     FakeRoma,
     FakeVendor,
     FakeVerizon,
+    Settled,
     define_connection,
 )
 
@@ -101,6 +108,7 @@ def test_poke_is_not_done_then_done_with_the_designed_xcom(
     assert second.xcom_value == {
         "matched": [a, b, c],
         case.values_key: {str(a): case.target, str(b): case.target, str(c): case.target},
+        "unreachable": {},
     }
     json.dumps(second.xcom_value)  # JSON-safe
 
@@ -168,7 +176,7 @@ def test_an_empty_list_is_done_at_once_with_a_warning(
 ) -> None:
     sensor = case.sensor(clock, ids=[], deferrable=deferrable)
 
-    assert sensor.execute(operator_context()) == {"matched": [], case.values_key: {}}
+    assert sensor.execute(operator_context()) == {"matched": [], case.values_key: {}, "unreachable": {}}
 
     assert requests_mock.call_count == 0
     warnings = lines(events, "warning")
@@ -181,7 +189,7 @@ def test_poke_alone_with_an_empty_list_is_done_at_once(
     sensor = case.sensor(clock, ids=[])
     result = sensor.poke(operator_context())
     assert result.is_done is True
-    assert result.xcom_value == {"matched": [], case.values_key: {}}
+    assert result.xcom_value == {"matched": [], case.values_key: {}, "unreachable": {}}
     assert requests_mock.call_count == 0
 
 
@@ -258,20 +266,75 @@ def test_a_permanent_error_after_some_polls_names_the_unmatched_devices_and_thei
     assert f"{a} (" not in message
 
 
-def test_an_unknown_device_fails_the_wait_at_once_naming_it(
+def test_an_unknown_device_ends_its_wait_at_once_and_fails_the_task_once_the_rest_matched(
     case: Case, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
     a, b = case.ids[:2]
-    fake = fake_for(case, requests_mock, {a: case.other})  # b is unknown to the vendor
+    fake = fake_for(case, requests_mock, {a: case.target})  # b is unknown to the vendor
     sensor = case.sensor(clock, ids=[a, b], max_transient_errors=5)
+    context = operator_context()
 
-    with pytest.raises(IoTFleetSensorError) as caught:
-        sensor.execute(operator_context())
+    with pytest.raises(IoTFleetUnreachableDevicesError) as caught:
+        sensor.execute(context)
 
+    reason = "not_in_account" if case is VERIZON else "not_found"
+    expected = case.xcom({a: case.target}, ids=[a, b], unreachable={b: reason})
     message = str(caught.value)
-    assert case.not_found in message
-    assert f"{b} (not read yet)" in message
-    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]
+    assert f"1 of 2 devices can never report {case.value_name} {case.target}: {b} ({reason}" in message
+    assert "XCom key 'outcome'" in message and "fail_on_unreachable=False" in message
+    assert caught.value.outcome == expected
+    assert context["ti"].xcom == {"outcome": expected}  # type: ignore[attr-defined]
+    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]  # one poll
+
+
+def test_with_fail_on_unreachable_off_the_wait_succeeds_and_names_the_unreachable_devices(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events
+) -> None:
+    a, b = case.ids[:2]
+    fake_for(case, requests_mock, {a: case.target})
+    sensor = case.sensor(clock, ids=[a, b], fail_on_unreachable=False)
+    context = operator_context()
+
+    result = sensor.execute(context)
+
+    reason = "not_in_account" if case is VERIZON else "not_found"
+    assert result == case.xcom({a: case.target}, ids=[a, b], unreachable={b: reason})
+    assert context["ti"].xcom == {}  # type: ignore[attr-defined]
+    warnings = lines(events, "warning")
+    assert any(f"{b} ({reason}" in line and "fail_on_unreachable=False" in line for line in warnings), (
+        warnings
+    )
+
+
+def _mentions(wire: Any, device_id: Any) -> bool:
+    return str(device_id) in wire.url or str(device_id).encode() in wire.body
+
+
+@pytest.mark.parametrize("row", SETTLED, ids=[row.name for row in SETTLED])
+def test_devices_that_can_never_reach_the_target_settle_at_once_and_the_rest_wait_on(
+    row: Settled, monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    define_connection(monkeypatch, row.case)
+    fake = row.fake()
+    fake.mount(requests_mock)
+    sensor = row.case.sensor(
+        clock, ids=row.ids(), fail_on_unreachable=False, **{row.case.target_arg: row.target}
+    )
+    context = operator_context()
+
+    polls = [sensor.poke(context)]
+    reads = [list(fake.reads)]
+    row.change(fake)
+    while not polls[-1].is_done and len(polls) < 5:
+        before = len(fake.reads)
+        polls.append(sensor.poke(context))
+        reads.append(fake.reads[before:])
+
+    assert polls[-1].is_done, "the wait went on for devices that can never match"
+    assert polls[-1].xcom_value == row.xcom()
+    for position, device_id in zip(row.unreachable, row.ids(list(row.unreachable)), strict=True):
+        reading = [n for n, wires in enumerate(reads) if any(_mentions(w, device_id) for w in wires)]
+        assert len(reading) <= (2 if position in row.leaves else 1), (device_id, reading)
 
 
 def test_poke_mode_timeout_names_the_unmatched_devices(
@@ -356,7 +419,11 @@ def test_deferral_after_a_transient_first_check_starts_from_nothing_seen(
 
 def test_execute_complete_returns_the_xcom_of_a_success_event(case: Case, clock: FakeClock) -> None:
     a, b = case.ids[:2]
-    xcom = {"matched": [a, b], case.values_key: {str(a): case.target, str(b): case.target}}
+    xcom = {
+        "matched": [a, b],
+        case.values_key: {str(a): case.target, str(b): case.target},
+        "unreachable": {},
+    }
     event = {"status": "success", "message": "", "xcom": xcom, "unmatched": {}, "description": "all"}
     ctx = operator_context()
 
@@ -369,7 +436,11 @@ def test_execute_complete_fails_with_the_events_description(
     case: Case, clock: FakeClock, status: str
 ) -> None:
     a, b = case.ids[:2]
-    xcom = {"matched": [a], case.values_key: {str(a): case.target, str(b): case.other}}
+    xcom = {
+        "matched": [a],
+        case.values_key: {str(a): case.target, str(b): case.other},
+        "unreachable": {},
+    }
     description = f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
     event = {
         "status": status,
@@ -477,6 +548,7 @@ def test_cisco_reads_each_device_first_then_searches_what_changed_since_the_prev
     assert result.xcom_value == {
         "matched": [a, b, c],
         "statuses": {a: "ACTIVATED", b: "ACTIVATED", c: "ACTIVATED"},
+        "unreachable": {},
     }
 
 
@@ -536,13 +608,15 @@ def test_roma_reads_few_devices_one_by_one(roma: Case, requests_mock: rm.Mocker,
     assert sorted(fake.device_reads()) == list(ids)
 
     before = len(fake.reads)
-    fake.set({ids[1]: "offline", ids[2]: "offline"})
+    fake.set({ids[1]: "offline"})
     result = sensor.poke(operator_context())
-    assert sorted(fake.device_reads(fake.reads[before:])) == [ids[1], ids[2]]  # only the unmatched
+    # only the unmatched: the never-connected device is not connected, so it counts as offline
+    assert fake.device_reads(fake.reads[before:]) == [ids[1]]
     assert result.is_done is True
     assert result.xcom_value == {
         "matched": list(ids),
-        "statuses": {str(i): "offline" for i in ids},
+        "statuses": {str(ids[0]): "offline", str(ids[1]): "offline", str(ids[2]): "never"},
+        "unreachable": {},
     }
 
 
@@ -556,9 +630,10 @@ def test_roma_reads_many_devices_from_the_listing_filtered_on_the_target(
 
     first = sensor.poke(operator_context())
     assert first.is_done is False
-    (listing,) = fake.reads
-    assert listing.path == ROMA_PATH
-    assert listing.query == {"offset": ["0"], "limit": ["999"], "online_status": ["2"]}
+    # the offline devices, and the never-connected ones (not connected either)
+    assert [(w.path, w.query) for w in fake.reads] == [
+        (ROMA_PATH, {"offset": ["0"], "limit": ["999"], "online_status": [code]}) for code in ("2", "0")
+    ]
     assert fake.device_reads() == []
 
     assert first.xcom_value is None
@@ -566,9 +641,13 @@ def test_roma_reads_many_devices_from_the_listing_filtered_on_the_target(
     result = sensor.poke(operator_context())
     assert result.is_done is True
     # ten devices were left: few enough to read one by one again
-    assert len(fake.listings()) == 1
+    assert len(fake.listings()) == 2
     assert sorted(fake.device_reads()) == [i for i in ids if i not in (ids[0], ids[5])]
-    assert result.xcom_value == {"matched": list(ids), "statuses": {str(i): "offline" for i in ids}}
+    assert result.xcom_value == {
+        "matched": list(ids),
+        "statuses": {str(i): "offline" for i in ids},
+        "unreachable": {},
+    }
 
 
 def test_roma_listing_says_not_target_about_the_devices_it_does_not_show(
@@ -588,13 +667,19 @@ def test_roma_listing_pages_through_when_that_is_still_cheaper(
     roma: Case, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
     ids = ROMA_IDS[:12]
-    fake = FakeRoma({i: "online" for i in ids}, listing_padding=1500)  # 2 pages of 999
+    # 2 pages of 999 offline devices, and 2 of never-connected ones: 4 requests, cheaper than 12
+    fake = FakeRoma({i: "online" for i in ids}, listing_padding=1500)
     fake.mount(requests_mock)
     sensor = roma.sensor(clock, ids=ids)
 
     assert sensor.poke(operator_context()).is_done is False
 
-    assert [w.query["offset"] for w in fake.listings()] == [["0"], ["999"]]
+    assert [(w.query["online_status"], w.query["offset"]) for w in fake.listings()] == [
+        (["2"], ["0"]),
+        (["0"], ["0"]),
+        (["2"], ["999"]),
+        (["0"], ["999"]),
+    ]
     assert fake.device_reads() == []
 
 
@@ -602,14 +687,14 @@ def test_roma_reads_one_by_one_when_the_listing_would_take_more_requests(
     roma: Case, requests_mock: rm.Mocker, clock: FakeClock, events: Events
 ) -> None:
     ids = ROMA_IDS[:11]
-    # 13 pages of the instance's offline devices cost more than 11 reads.
+    # 13 pages of the instance's offline devices (and 13 of never-connected ones) cost more than 11 reads.
     fake = FakeRoma({i: "online" for i in ids}, listing_padding=12 * 999 + 1)
     fake.mount(requests_mock)
     sensor = roma.sensor(clock, ids=ids)
 
     assert sensor.poke(operator_context()).is_done is False
 
-    assert len(fake.listings()) == 1  # the first page says how many there are
+    assert len(fake.listings()) == 2  # the first page of each says how many there are
     assert sorted(fake.device_reads()) == list(ids)
     (line,) = [line for line in lines(events, "info") if "not yet at" in line]
     assert f"{ids[0]} (online)" in line
@@ -641,7 +726,11 @@ def test_verizon_lists_only_the_unmatched_imeis_and_logs_in_once(
     assert all(w.method == "POST" for w in fake.reads)
     assert (fake.count(VZ_TOKEN_PATH), fake.count(VZ_LOGIN_PATH)) == (1, 1)
     assert result.is_done is True
-    assert result.xcom_value == {"matched": [a, b, c], "firmware": dict.fromkeys((a, b, c), verizon.target)}
+    assert result.xcom_value == {
+        "matched": [a, b, c],
+        "firmware": dict.fromkeys((a, b, c), verizon.target),
+        "unreachable": {},
+    }
 
 
 def test_verizon_account_argument_wins_over_the_connections(
@@ -657,24 +746,6 @@ def test_verizon_account_argument_wins_over_the_connections(
 
     assert sensor.execute(operator_context()) == verizon.xcom({IMEIS[0]: verizon.target}, ids=[IMEIS[0]])
     assert route.call_count == 1
-
-
-def test_verizon_imei_leaving_the_account_fails_naming_it_and_its_last_firmware(
-    verizon: Case, requests_mock: rm.Mocker, clock: FakeClock
-) -> None:
-    a, b, c = IMEIS[:3]
-    fake = fake_for(verizon, requests_mock, {a: verizon.target, b: verizon.other, c: verizon.other})
-    sensor = verizon.sensor(clock)
-    assert sensor.poke(operator_context()).is_done is False
-
-    fake.remove(c)
-    with pytest.raises(IoTFleetSensorError) as caught:
-        sensor.poke(operator_context())
-
-    message = str(caught.value)
-    assert f"1 IMEIs are not in the account, e.g. {c}" in message
-    assert f"2 of 3 devices not yet at firmware {verizon.target}" in message
-    assert f"{b} ({verizon.other})" in message and f"{c} ({verizon.other})" in message
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])

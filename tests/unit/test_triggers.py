@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
-from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError
+from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.triggers import base as triggers_base
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
 from tests.fakes import FakeClock, luhn_complete, operator_context
@@ -31,6 +31,7 @@ from tests.watch_fakes import (
     CASES,
     CISCO,
     ROMA,
+    SETTLED,
     VERIZON,
     VZ_LOGIN_PATH,
     VZ_TOKEN_PATH,
@@ -39,6 +40,7 @@ from tests.watch_fakes import (
     FakeRoma,
     FakeVendor,
     FakeVerizon,
+    Settled,
     define_connection,
 )
 
@@ -187,11 +189,13 @@ def test_success_event_carries_the_poke_mode_xcom_including_devices_already_seen
         "message": "",
         "xcom": poke_xcom,
         "unmatched": {},
+        "unreachable": {},
         "description": f"every device reports {case.value_name} {case.target}",
     }
     assert poke_xcom == {
         "matched": [a, b, c],
         case.values_key: dict.fromkeys(map(str, (a, b, c)), case.target),
+        "unreachable": {},
     }
     assert not any(str(a) in wire.url or str(a).encode() in wire.body for wire in fake.reads)
     assert len(fake.reads) >= 5
@@ -207,7 +211,11 @@ def test_timeout_event_names_the_unmatched_devices_and_what_they_last_reported(
     payload = run(make_trigger(case, ids=[a, b], poll_interval=0.02, deadline_in=0.2))
 
     assert payload["status"] == "timeout"
-    assert payload["xcom"] == {"matched": [a], case.values_key: {str(a): case.target, str(b): case.other}}
+    assert payload["xcom"] == {
+        "matched": [a],
+        case.values_key: {str(a): case.target, str(b): case.other},
+        "unreachable": {},
+    }
     assert payload["unmatched"] == {str(b): case.other}
     assert payload["description"] == (
         f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
@@ -298,15 +306,16 @@ def test_the_trigger_logs_what_it_waits_for_and_each_tolerated_failure(
 
 def test_a_permanent_error_ends_the_wait_at_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = case.ids[:2]
-    fake = case.fake({a: case.other})  # b is unknown to the vendor
+    fake = case.fake({a: case.other, b: case.other})
+    fake.faults = [400]  # the vendor refuses the first read for good
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(case, ids=[a, b], max_transient_errors=5))
 
     assert payload["status"] == "error"
-    assert case.not_found in payload["message"]
-    assert f"{b} (not read yet)" in payload["description"]
-    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]
+    assert "HTTP 400" in payload["message"]
+    assert f"{b} (" in payload["description"]
+    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]  # one poll, not retried
 
 
 def test_a_refused_read_mid_wait_names_each_device_with_its_last_value(
@@ -327,30 +336,55 @@ def test_a_refused_read_mid_wait_names_each_device_with_its_last_value(
     assert payload["xcom"]["matched"] == [a]
 
 
-def test_verizon_trigger_fails_when_an_imei_leaves_the_account(monkeypatch: pytest.MonkeyPatch) -> None:
-    define_connection(monkeypatch, VERIZON)
-    a, b = VERIZON.ids[:2]
-    fake = FakeVerizon({a: VERIZON.other, b: VERIZON.other})
-    fake.after_reads(1, {a: VERIZON.target})
+@pytest.mark.parametrize("row", SETTLED, ids=[row.name for row in SETTLED])
+def test_devices_that_can_never_reach_the_target_settle_at_once_and_the_rest_wait_on(
+    row: Settled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    define_connection(monkeypatch, row.case)
+    fake = row.fake()
     serve(monkeypatch, fake)
-    original_read = fake.read
+    polls: list[list[Any]] = []  # the reads of each poll
+    original = row.case.trigger_class.watch_class.apoll
 
-    def read(wire: Any) -> tuple[int, Any]:
-        if len(fake.reads) == 3:
-            fake.values.pop(b, None)
-        return original_read(wire)
+    async def apoll(watch: Any, hook: Any) -> None:
+        before = len(fake.reads)
+        await original(watch, hook)
+        polls.append(fake.reads[before:])
+        if len(polls) == 1:
+            row.change(fake)
 
-    fake.read = read  # type: ignore[method-assign]
-
-    payload = run(make_trigger(VERIZON, ids=[a, b]))
-
-    assert payload["status"] == "error"
-    assert f"1 IMEIs are not in the account, e.g. {b}" in payload["message"]
-    assert (
-        payload["description"]
-        == f"1 of 2 devices not yet at firmware {VERIZON.target}: {b} ({VERIZON.other})"
+    monkeypatch.setattr(row.case.trigger_class.watch_class, "apoll", apoll)
+    trigger = row.case.trigger_class(
+        conn_id=row.case.conn_id,
+        ids=row.ids(),
+        target=row.target,
+        poll_interval=0.01,
+        deadline=time.time() + 5,
+        options={"account_name": ACCOUNT} if row.case is VERIZON else {},
     )
-    assert fake.bodies() == [[a, b], [a, b], [b]]  # only the unmatched IMEIs are listed
+
+    payload = run(trigger)
+
+    expected = row.xcom()
+    assert payload["status"] == "success"
+    assert payload["xcom"] == expected
+    assert payload["unreachable"] == expected["unreachable"]
+    assert payload["unmatched"] == {}
+    for position, device_id in zip(row.unreachable, row.ids(list(row.unreachable)), strict=True):
+        reading = [
+            n
+            for n, wires in enumerate(polls)
+            if any(str(device_id) in w.url or str(device_id).encode() in w.body for w in wires)
+        ]
+        assert len(reading) <= (2 if position in row.leaves else 1), (device_id, reading)
+
+    sensor = row.case.sensor(FakeClock(), ids=row.ids(), deferrable=True, fail_on_unreachable=False)
+    assert sensor.execute_complete(operator_context(), payload) == expected
+    if row.unreachable:
+        context = operator_context()
+        with pytest.raises(IoTFleetUnreachableDevicesError):
+            row.case.sensor(FakeClock(), ids=row.ids(), deferrable=True).execute_complete(context, payload)
+        assert context["ti"].xcom == {"outcome": expected}  # type: ignore[attr-defined]
 
 
 def test_cisco_trigger_reads_in_full_then_searches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,15 +406,20 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
     define_connection(monkeypatch, ROMA)
     ids = ROMA.ids[:12]
     fake = FakeRoma(dict.fromkeys(ids, "online"))
-    fake.after_reads(2, dict.fromkeys(ids, "offline"))
+    fake.after_reads(4, dict.fromkeys(ids, "offline"))  # seen by the third poll
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(ROMA, ids=ids))
 
     assert payload["status"] == "success"
-    assert payload["xcom"] == {"matched": list(ids), "statuses": {str(i): "offline" for i in ids}}
-    assert len(fake.listings()) == 3 and fake.device_reads() == []
-    assert all(wire.query["online_status"] == ["2"] for wire in fake.listings())
+    assert payload["xcom"] == {
+        "matched": list(ids),
+        "statuses": {str(i): "offline" for i in ids},
+        "unreachable": {},
+    }
+    assert fake.device_reads() == []
+    # each poll: the offline devices, and the never-connected ones (not connected either)
+    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"]] * 3
 
 
 # --- the event loop -----------------------------------------------------------------------------
