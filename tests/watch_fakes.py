@@ -27,11 +27,13 @@ from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareSensor
+from airflow_provider_iotfleet.triggers import handover
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
+from airflow_provider_iotfleet.triggers.handover import XComRef
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
-from tests.fakes import FakeClock, Wire, luhn_complete
+from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
 
 # --- Vendors ------------------------------------------------------------------------------------
 
@@ -518,3 +520,71 @@ SETTLED = (
         values={0: VERIZON.target, 1: VERIZON.other},
     ),
 )
+
+
+# --- Handing a wait to its trigger: XComs, and the deferral of N devices ------------------------------
+
+
+class FakeXComs:
+    """The XComs the tasks of a test pushed, read back by triggers as the Task SDK would: values
+    round-tripped through JSON, ``None`` for an XCom that is not there.
+
+    :meth:`install` makes every trigger read from here instead of the Task SDK (which needs a
+    supervisor); :attr:`reads` counts the reads.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str, str, int, str], Any] = {}
+        self.reads = 0
+
+    def take(self, ti: FakeTaskInstance) -> None:
+        """Keep what ``ti`` pushed."""
+        for key, value in ti.xcom.items():
+            self.values[(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, key)] = json.loads(json.dumps(value))
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeXComs:
+        async def aget_xcom(ref: XComRef) -> Any:
+            await asyncio.sleep(0)  # a read through the supervisor hands the loop to other triggers
+            self.reads += 1
+            return self.values.get((ref.dag_id, ref.run_id, ref.task_id, ref.map_index, ref.key))
+
+        monkeypatch.setattr(handover, "aget_xcom", aget_xcom)
+        return self
+
+
+def iccids(count: int, prefix: str = "8901410") -> list[str]:
+    """``count`` distinct Luhn-valid 20-digit ICCIDs (the longest ids any vendor here takes)."""
+    return [luhn_complete(f"{prefix}{n:012d}") for n in range(count)]
+
+
+def deferral_for_devices(
+    count: int, matched_share: float = 0.5, unreachable_share: float = 0.0
+) -> tuple[DeviceWatchTrigger, FakeTaskInstance]:
+    """The trigger a Cisco status sensor over ``count`` SIMs defers to, and its task instance (with
+    the XComs it pushed), as :meth:`DeviceWatchSensor.execute` builds them after a first check that
+    found ``matched_share`` of the SIMs at the target and ``unreachable_share`` unknown; built
+    without any request or connection, for measuring what a deferral of ``count`` devices costs
+    (``make bench``: :func:`kwargs_bytes` of the trigger).
+    """
+    ids = iccids(count)
+    sensor = CiscoControlCenterDeviceStatusSensor(
+        task_id="wait_sims", iccids=ids, target_status="ACTIVATED", deferrable=True
+    )
+    watch = sensor.new_watch()
+    matched = int(count * matched_share)
+    unreachable = int(count * unreachable_share)
+    watch.absorb(
+        dict.fromkeys(ids[:matched], "ACTIVATED") | dict.fromkeys(ids[matched + unreachable :], "TEST_READY"),
+        dict.fromkeys(ids[matched : matched + unreachable], "not_found"),
+    )
+    context = operator_context(task_id=sensor.task_id)
+    trigger = sensor.deferral_trigger(context, watch)  # type: ignore[arg-type]
+    ti = context["ti"]
+    assert isinstance(ti, FakeTaskInstance)
+    return trigger, ti
+
+
+def kwargs_bytes(trigger: DeviceWatchTrigger) -> int:
+    """The size of ``trigger``'s serialised kwargs, as JSON: what Airflow's trigger table holds
+    (before its encryption, which adds about a third)."""
+    return len(json.dumps(trigger.serialize()[1]).encode())

@@ -22,6 +22,7 @@ from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetError, IoT
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.retry import is_transient
 from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger, describe_unreachable
+from airflow_provider_iotfleet.triggers.handover import WatchState
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -129,19 +130,27 @@ class DeviceWatchSensor(BaseSensorOperator):
         finally:
             self.hook.close()
         self.defer(
-            trigger=self.trigger_class(
-                conn_id=self.conn_id,
-                ids=watch.ids,
-                target=watch.target,
-                poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
-                max_transient_errors=self.max_transient_errors,
-                options=self.trigger_options(),
-                seen=watch.seen(),
-                unreachable=watch.settled(),
-            ),
+            trigger=self.deferral_trigger(context, watch),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+    def deferral_trigger(self, context: Context, watch: DeviceWatch) -> DeviceWatchTrigger:
+        """The trigger this sensor defers to, to go on with ``watch`` after its first check.
+
+        Few devices travel in the trigger's kwargs; more (over 100) are pushed to this task
+        instance's XCom ``iotfleet_watch`` with what the first check matched and found unreachable,
+        and the kwargs refer to it: they stay under 16 KiB whatever the device count.
+        """
+        return self.trigger_class.handing_over(
+            WatchState(list(watch.ids), watch.seen(), watch.settled()),
+            context["ti"],
+            conn_id=self.conn_id,
+            target=watch.target,
+            poll_interval=self.poke_interval,
+            deadline=time.time() + self.timeout,
+            max_transient_errors=self.max_transient_errors,
+            options=self.trigger_options(),
         )
 
     def _poke_until_done(self, context: Context) -> Any:

@@ -22,6 +22,13 @@ from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND
 from airflow_provider_iotfleet.http.retry import is_transient
+from airflow_provider_iotfleet.triggers.handover import (
+    IoTFleetHandoverError,
+    WatchState,
+    XComRef,
+    aread_state,
+    hand_over,
+)
 from airflow_provider_iotfleet.validation import plural
 
 #: How many unmatched devices a log line or message names.
@@ -239,24 +246,33 @@ async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> Async
 
 
 class DeviceWatchTrigger(BaseTrigger):
-    """Polls a :class:`DeviceWatch` until every device matches, the deadline passes, or the vendor
-    fails for good; then fires one event the sensor's ``execute_complete`` turns into its result.
+    """Polls a :class:`DeviceWatch` until every device matches or is unreachable, the deadline passes,
+    or the vendor fails for good; then fires one event the sensor's ``execute_complete`` turns into
+    its result.
 
     Transient failures (throttling, 5xx, dropped connections, after the client's own retries) are
     retried up to ``max_transient_errors`` polls in a row. Everything is awaited: nothing here blocks
     the event loop, and nothing is per-trigger thread.
 
+    The devices come inline (``ids``, ``seen``, ``unreachable``) when there are few, or as
+    ``devices_ref``, a reference to the XCom the sensor pushed them to (see
+    :mod:`~airflow_provider_iotfleet.triggers.handover`): the kwargs stay small whatever the device
+    count, and a trigger the triggerer rebuilds from them reads the same devices again.
+
     :param conn_id: the Airflow connection.
-    :param ids: the devices (JSON primitives).
     :param target: the value each must report.
     :param poll_interval: seconds between polls.
     :param deadline: the epoch second after which the wait ends with a ``timeout`` event.
     :param max_transient_errors: polls in a row that may fail transiently before giving up.
     :param options: vendor-specific watch arguments, JSON primitives (ThingSpace's account).
+    :param ids: the devices (JSON primitives), when inline.
     :param seen: ``[[id, value], ...]`` the sensor's first check already found matched, so the
-        event's XCom value covers every device, as in poke mode.
+        event's XCom value covers every device, as in poke mode (inline only).
     :param unreachable: ``[[id, reason, last value], ...]`` the sensor's first check already found
-        unreachable: they are not read again.
+        unreachable: they are not read again (inline only).
+    :param devices_ref: ``{"dag_id", "run_id", "task_id", "map_index", "key"}``: the XCom holding
+        ``{"ids", "seen", "unreachable"}``, instead of the three above.
+    :raises ValueError: when neither ``ids`` nor ``devices_ref`` is given.
     """
 
     watch_class: ClassVar[type[DeviceWatch]]
@@ -266,49 +282,92 @@ class DeviceWatchTrigger(BaseTrigger):
         self,
         *,
         conn_id: str,
-        ids: Sequence[Any],
         target: str,
         poll_interval: float,
         deadline: float,
         max_transient_errors: int = 5,
         options: Mapping[str, Any] | None = None,
+        ids: Sequence[Any] | None = None,
         seen: Sequence[Sequence[Any]] = (),
         unreachable: Sequence[Sequence[Any]] = (),
+        devices_ref: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if ids is None and devices_ref is None:
+            raise ValueError(f"{type(self).__name__} needs ids or devices_ref")
         self.options = dict(options or {})
+        self.ids = None if ids is None else list(ids)
         self.seen = [list(pair) for pair in seen]
         self.unreachable = [list(entry) for entry in unreachable]
+        self.devices_ref = None if devices_ref is None else dict(devices_ref)
         self.conn_id = conn_id
-        self.ids = list(ids)
         self.target = target
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.max_transient_errors = max_transient_errors
+
+    @classmethod
+    def handing_over(cls, state: WatchState, ti: Any, **kwargs: Any) -> DeviceWatchTrigger:
+        """The trigger for the wait ``state``, its devices inline when few, else pushed to an XCom of
+        ``ti`` (the sensor's task instance) and referred to.
+
+        :param kwargs: the other arguments of the trigger.
+        """
+        inline, ref = hand_over(state, ti)
+        if inline is not None:
+            return cls(ids=inline.ids, seen=inline.seen, unreachable=inline.unreachable, **kwargs)
+        assert ref is not None
+        return cls(devices_ref=ref.to_json(), **kwargs)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "conn_id": self.conn_id,
-                "ids": self.ids,
                 "target": self.target,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "max_transient_errors": self.max_transient_errors,
                 "options": self.options,
+                "ids": self.ids,
                 "seen": self.seen,
                 "unreachable": self.unreachable,
+                "devices_ref": self.devices_ref,
             },
         )
 
-    def watch(self) -> DeviceWatch:
-        watch = self.watch_class(self.ids, self.target, **self.options)
-        watch.restore(self.seen, self.unreachable)
+    async def awatch(self) -> DeviceWatch:
+        """The watch this trigger polls, from its kwargs or from the XCom they refer to.
+
+        :raises IoTFleetHandoverError: when that XCom is gone or holds something else.
+        """
+        if self.devices_ref is not None:
+            state = await aread_state(XComRef.from_json(self.devices_ref))
+        else:
+            state = WatchState(list(self.ids or []), self.seen, self.unreachable)
+        watch = self.watch_class(state.ids, self.target, **self.options)
+        watch.restore(state.seen, state.unreachable)
         return watch
 
+    def _failed_before_start(self, message: str) -> TriggerEvent:
+        """The error event of a trigger that could not start its wait (no devices read back)."""
+        return TriggerEvent(
+            {
+                "status": "error",
+                "message": message,
+                "xcom": None,
+                "unmatched": {},
+                "unreachable": {},
+                "description": "the wait did not start",
+            }
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = self.watch()
+        try:
+            watch = await self.awatch()
+        except IoTFleetHandoverError as error:
+            yield self._failed_before_start(str(error))
+            return
         failures = 0
         async with shared_hook(self.hook_class, self.conn_id) as hook:
             while True:

@@ -31,7 +31,8 @@ from airflow_provider_iotfleet.sensors.base import (
 )
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
-from tests.fakes import FakeClock, operator_context
+from airflow_provider_iotfleet.triggers.handover import INLINE_DEVICES, WATCH_XCOM_KEY
+from tests.fakes import FakeClock, luhn_complete, operator_context
 from tests.watch_fakes import (
     ACCOUNT,
     CASES,
@@ -53,7 +54,9 @@ from tests.watch_fakes import (
     FakeVendor,
     FakeVerizon,
     Settled,
+    deferral_for_devices,
     define_connection,
+    kwargs_bytes,
 )
 
 Events = list[MutableMapping[str, Any]]
@@ -415,6 +418,50 @@ def test_deferral_after_a_transient_first_check_starts_from_nothing_seen(
         sensor.execute(operator_context())
 
     assert caught.value.trigger.serialize()[1]["seen"] == []
+
+
+@pytest.mark.parametrize("count", [10, 1_000, 100_000])
+def test_deferral_kwargs_stay_under_16_kib_whatever_the_device_count(
+    verizon: Case, requests_mock: rm.Mocker, clock: FakeClock, count: int
+) -> None:
+    ids = [luhn_complete(f"35{n:012d}") for n in range(count)]
+    at_target = ids[::2]
+    fake_for(
+        verizon, requests_mock, dict.fromkeys(ids, verizon.other) | dict.fromkeys(at_target, verizon.target)
+    )
+    sensor = verizon.sensor(clock, ids=ids, deferrable=True)
+    context = operator_context(task_id=sensor.task_id)
+
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(context)
+
+    trigger = caught.value.trigger
+    assert kwargs_bytes(trigger) <= 16 * 1024
+    _, kwargs = trigger.serialize()
+    seen = [[imei, verizon.target] for imei in at_target]
+    ti = context["ti"]
+    if count <= INLINE_DEVICES:  # few: inline, no XCom to read back
+        assert (kwargs["ids"], kwargs["seen"], kwargs["devices_ref"]) == (ids, seen, None)
+        assert ti.xcom == {}  # type: ignore[attr-defined]
+    else:  # many: the trigger reads them back from an XCom of this very task instance
+        assert (kwargs["ids"], kwargs["seen"], kwargs["unreachable"]) == (None, [], [])
+        assert kwargs["devices_ref"] == {
+            "dag_id": ti.dag_id,  # type: ignore[attr-defined]
+            "run_id": ti.run_id,  # type: ignore[attr-defined]
+            "task_id": sensor.task_id,
+            "map_index": -1,
+            "key": WATCH_XCOM_KEY,
+        }
+        assert ti.xcom == {WATCH_XCOM_KEY: {"ids": ids, "seen": seen, "unreachable": []}}  # type: ignore[attr-defined]
+
+
+def test_the_deferral_of_100000_devices_measured_by_the_bench_stays_under_16_kib() -> None:
+    trigger, ti = deferral_for_devices(100_000, matched_share=0.5, unreachable_share=0.01)
+
+    assert kwargs_bytes(trigger) <= 16 * 1024
+    handed = ti.xcom[WATCH_XCOM_KEY]
+    assert isinstance(handed, dict)
+    assert (len(handed["ids"]), len(handed["seen"]), len(handed["unreachable"])) == (100_000, 50_000, 1_000)
 
 
 def test_execute_complete_returns_the_xcom_of_a_success_event(case: Case, clock: FakeClock) -> None:

@@ -18,13 +18,16 @@ import pytest
 import requests
 import requests_mock as rm
 import structlog
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow import __version__ as airflow_version
+from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
 from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.triggers import base as triggers_base
+from airflow_provider_iotfleet.triggers import handover
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
+from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
 from tests.fakes import FakeClock, luhn_complete, operator_context
 from tests.watch_fakes import (
     ACCOUNT,
@@ -40,11 +43,13 @@ from tests.watch_fakes import (
     FakeRoma,
     FakeVendor,
     FakeVerizon,
+    FakeXComs,
     Settled,
     define_connection,
 )
 
 Payload = dict[str, Any]
+AIRFLOW_VERSION = tuple(int(part) for part in airflow_version.split(".")[:2])
 
 # A trigger that never ends must fail its test, not stall the run.
 pytestmark = pytest.mark.timeout(30)
@@ -164,6 +169,107 @@ def test_serialize_round_trips_through_json_to_a_trigger_that_behaves_the_same(
         payloads.append(run(one))
     assert payloads[0] == payloads[1]
     assert payloads[0]["status"] == "success"
+
+
+# --- many devices: handed over by XCom reference ---------------------------------------------------
+
+#: More devices than travel inline in the trigger's kwargs.
+HANDED_OVER = 150
+
+
+def handed_over_ids(case: Case) -> list[Any]:
+    if case is CISCO:
+        return [luhn_complete(f"890141032111187{n:04d}") for n in range(HANDED_OVER)]
+    if case is ROMA:
+        return [90_001 + n for n in range(HANDED_OVER)]
+    return [luhn_complete(f"35693803566{n:03d}") for n in range(HANDED_OVER)]
+
+
+def test_many_devices_travel_by_xcom_reference_and_a_rebuilt_trigger_waits_on_exactly_them(
+    case: Case, monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker
+) -> None:
+    ids = handed_over_ids(case)
+    at_target = ids[::3]
+    waiting = [i for i in ids if i not in set(at_target)]
+    fake = case.fake(dict.fromkeys(ids, case.other) | dict.fromkeys(at_target, case.target))
+    fake.mount(requests_mock)
+    xcoms = FakeXComs().install(monkeypatch)
+    sensor = case.sensor(FakeClock(), ids=ids, deferrable=True, poke_interval=0.01)
+    context = operator_context(task_id=sensor.task_id)
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(context)  # the first check: a third of the devices at the target
+    xcoms.take(context["ti"])  # type: ignore[arg-type]
+    _, kwargs = caught.value.trigger.serialize()
+    assert (kwargs["ids"], kwargs["seen"], kwargs["devices_ref"]["key"]) == (None, [], WATCH_XCOM_KEY)
+    assert len(json.dumps(kwargs)) < 1024
+
+    # The triggerer restarts: it builds the trigger again from its class path and JSON kwargs alone.
+    # Meanwhile the devices the first check matched went back (a trigger reading them again would
+    # wait for them), and the others reach the target after the trigger's first poll.
+    rebuilt = case.trigger_class(**json.loads(json.dumps(kwargs)))
+    fake.set(dict.fromkeys(at_target, case.other))
+    fake.after_reads(len(fake.reads) + 1, dict.fromkeys(waiting, case.target))
+    first_trigger_read = len(fake.reads)
+    serve(monkeypatch, fake)
+
+    payload = run(rebuilt)
+
+    assert payload["status"] == "success", payload["message"]
+    assert payload["xcom"] == case.xcom(dict.fromkeys(ids, case.target), ids=ids)
+    assert xcoms.reads == 1
+    trigger_reads = fake.reads[first_trigger_read:]
+    assert not any(
+        str(i) in wire.url or str(i).encode() in wire.body for wire in trigger_reads for i in at_target
+    )
+
+
+def test_a_trigger_whose_devices_are_gone_from_xcom_fires_an_error_naming_the_xcom(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeXComs().install(monkeypatch)  # nothing pushed: the task instance was cleared, say
+    fake = case.fake({})
+    serve(monkeypatch, fake)
+    ref = {"dag_id": "fleet", "run_id": "manual_1", "task_id": "wait", "map_index": 3, "key": WATCH_XCOM_KEY}
+    trigger = case.trigger_class(
+        conn_id=case.conn_id,
+        target=case.target,
+        poll_interval=0.01,
+        deadline=time.time() + 5,
+        options={"account_name": ACCOUNT} if case is VERIZON else {},
+        devices_ref=ref,
+    )
+
+    payload = run(trigger)
+
+    assert payload["status"] == "error"
+    assert "XCom 'iotfleet_watch' of task wait[3] (DAG fleet, run manual_1)" in payload["message"]
+    assert fake.reads == []
+    with pytest.raises(IoTFleetSensorError, match=r"XCom 'iotfleet_watch' of task wait\[3\]"):
+        case.sensor(FakeClock(), deferrable=True).execute_complete(operator_context(), payload)
+
+
+def test_the_task_sdk_names_the_xcom_read_relies_on_are_where_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handover reads XComs through public Task SDK names, and tells whether it may await the
+    supervisor channel through one private name: if Airflow moves any of them, this fails."""
+    from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
+    from airflow.sdk import BaseXCom
+    from airflow.sdk.execution_time import task_runner  # the private module handover looks into
+
+    assert callable(BaseXCom.get_one)
+    assert callable(getattr(TriggerCommsDecoder, "asend", None))  # the triggerer's channel is async
+    if AIRFLOW_VERSION >= (3, 3):
+        assert callable(getattr(BaseXCom, "aget_one", None))
+    assert handover.xcom_backend() is BaseXCom  # as configured in these tests
+
+    class Channel:
+        async def asend(self, message: Any) -> None: ...
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
+    assert handover.supervisor_channel_is_async() is True
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object())  # dag.test()'s in-process channel
+    assert handover.supervisor_channel_is_async() is False
 
 
 # --- events -------------------------------------------------------------------------------------
