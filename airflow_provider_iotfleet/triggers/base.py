@@ -11,14 +11,17 @@ vendor triggers only name their watch and hook.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, ClassVar
 
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import IoTFleetConfigurationError, IoTFleetError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND
 from airflow_provider_iotfleet.http.retry import is_transient
@@ -219,7 +222,18 @@ class DeviceWatch:
         }
 
 
-_SHARED: dict[tuple[int, type[IoTFleetBaseHook], str], tuple[IoTFleetBaseHook, int]] = {}
+#: (event loop, hook class, connection id, fingerprint of the connection) -> (hook, its users).
+_SHARED: dict[tuple[int, type[IoTFleetBaseHook], str, str], tuple[IoTFleetBaseHook, int]] = {}
+
+#: The connection fields a hook is built from: two reads that agree on all of them may share a hook.
+_CONNECTION_FIELDS = ("conn_type", "host", "schema", "login", "password", "port", "extra")
+
+
+def _fingerprint(connection: Any) -> str:
+    """A digest of the connection's fields, to tell two versions of a connection apart without
+    keeping (or ever logging) its secrets."""
+    fields = [getattr(connection, name, None) for name in _CONNECTION_FIELDS]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @asynccontextmanager
@@ -227,9 +241,22 @@ async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> Async
     """One hook per connection for every trigger in this event loop, closed when the last one ends.
 
     Triggers waiting on the same tenant then share one connection pool, one login and one rate
-    limiter, so 500 waits poll like one client, within the vendor's limits.
+    limiter, so 500 waits poll like one client, within the vendor's limits. Each trigger reads the
+    connection as it is when it starts, and shares a hook only with the triggers that read the
+    same one: a trigger started after the connection was fixed (a new host, a rotated key) uses
+    the fixed connection, while the triggers started before keep theirs.
+
+    :raises IoTFleetConfigurationError: when the connection is not defined (deleted, say), naming it.
     """
-    key = (id(asyncio.get_running_loop()), hook_class, conn_id)
+    try:
+        connection = await hook_class.aget_connection(conn_id)
+    except AirflowNotFoundException:
+        raise IoTFleetConfigurationError(
+            f"Connection {conn_id!r} ({hook_class.hook_name}) is not defined: it was deleted, or never "
+            "created. Define it again (or fix the sensor's connection id) and clear the task",
+            vendor=hook_class.hook_name,
+        ) from None
+    key = (id(asyncio.get_running_loop()), hook_class, conn_id, _fingerprint(connection))
     hook, users = _SHARED.get(key, (None, 0))
     if hook is None:
         hook = hook_class(conn_id)
@@ -258,6 +285,10 @@ class DeviceWatchTrigger(BaseTrigger):
     ``devices_ref``, a reference to the XCom the sensor pushed them to (see
     :mod:`~airflow_provider_iotfleet.triggers.handover`): the kwargs stay small whatever the device
     count, and a trigger the triggerer rebuilds from them reads the same devices again.
+
+    The connection is read when the trigger starts (:func:`shared_hook`): a trigger started after
+    it was fixed uses the fixed one, and one that is gone (deleted, or missing a field the hook
+    needs) ends the wait at once with an ``error`` event whose message names it.
 
     :param conn_id: the Airflow connection.
     :param target: the value each must report.
@@ -368,8 +399,13 @@ class DeviceWatchTrigger(BaseTrigger):
         except IoTFleetHandoverError as error:
             yield self._failed_before_start(str(error))
             return
-        failures = 0
-        async with shared_hook(self.hook_class, self.conn_id) as hook:
+        async with AsyncExitStack() as stack:
+            try:
+                hook = await stack.enter_async_context(shared_hook(self.hook_class, self.conn_id))
+            except IoTFleetConfigurationError as error:  # the connection is gone
+                yield TriggerEvent(watch.event("error", str(error)))
+                return
+            failures = 0
             while True:
                 try:
                     await watch.apoll(hook)

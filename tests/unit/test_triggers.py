@@ -6,13 +6,16 @@ that they never block the event loop, and that triggers on one connection share 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -701,8 +704,14 @@ def test_cancelled_triggers_release_and_close_the_shared_hook(
 
 def test_shared_hook_counts_its_users() -> None:
     class Hook:
+        hook_name = "Test vendor"
+
         def __init__(self, conn_id: str) -> None:
             self.conn_id = conn_id
+
+        @classmethod
+        async def aget_connection(cls, conn_id: str) -> Any:
+            return SimpleNamespace(conn_id=conn_id, conn_type="test", host=f"https://{conn_id}.example")
 
         async def aclose(self) -> None:
             closed.append(self)
@@ -734,6 +743,69 @@ def test_shared_hook_counts_its_users() -> None:
     closed.clear()
     in_another = asyncio.run(main())  # another loop: new hooks, not the closed ones
     assert all(old is not new for old, new in zip(in_one_loop, in_another, strict=True))
+
+
+def _hosts(wires: Sequence[Any]) -> set[str]:
+    return {urlsplit(wire.url).netloc for wire in wires}
+
+
+def test_a_trigger_started_after_the_connection_was_fixed_uses_the_new_connection(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.other, b: case.target})  # a never matches: its trigger runs on
+    serve(monkeypatch, fake)
+    old_host = urlsplit(case.connection["host"]).netloc
+    new_host = f"fixed.{old_host}"
+    fixed = {**case.connection, "host": f"https://{new_host}"}
+    spy = HookSpy(monkeypatch)
+
+    async def main() -> list[Payload]:
+        running = asyncio.create_task(drain(make_trigger(case, ids=[a], deadline_in=30)))
+        while not fake.reads:  # the first trigger has read its devices with the old connection
+            await asyncio.sleep(0.005)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{case.conn_id.upper()}", json.dumps(fixed))
+        before = len(fake.wires)
+        started_after = await drain(make_trigger(case, ids=[b]))
+        new_wires = fake.wires[before:]
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert _hosts(new_wires) == {new_host}, "the new trigger used the connection as first read"
+        return started_after
+
+    (payload,) = asyncio.run(main())
+
+    assert payload["status"] == "success"
+    assert _hosts(fake.wires) == {old_host, new_host}
+    assert len(spy.used) == 2 and sorted(spy.closed) == sorted(spy.used)  # one hook per connection seen
+
+
+@pytest.mark.parametrize(
+    ("connection", "says"),
+    [
+        pytest.param(None, "is not defined", id="deleted"),
+        pytest.param({"password": ""}, "password is empty", id="secret-removed"),
+    ],
+)
+def test_a_trigger_whose_connection_is_gone_fires_an_error_naming_it(
+    case: Case, monkeypatch: pytest.MonkeyPatch, connection: dict[str, Any] | None, says: str
+) -> None:
+    variable = f"AIRFLOW_CONN_{case.conn_id.upper()}"
+    if connection is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, json.dumps({**case.connection, **connection}))
+    fake = case.fake(dict.fromkeys(case.ids[:2], case.target))
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=case.ids[:2]))
+
+    assert payload["status"] == "error"
+    assert f"Connection {case.conn_id!r}" in payload["message"] and says in payload["message"]
+    assert fake.reads == []
+    with pytest.raises(IoTFleetSensorError, match=rf"Connection '{case.conn_id}'.*{says}"):
+        case.sensor(FakeClock(), deferrable=True).execute_complete(operator_context(), payload)
 
 
 def test_triggers_starting_together_on_one_connection_share_one_client(
