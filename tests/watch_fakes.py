@@ -81,6 +81,10 @@ class FakeVendor:
         self.faults: list[int | None] = []
         self.wires: list[Wire] = []
         self._later: list[tuple[int, dict[str, str | None]]] = []
+        #: read requests beyond this many are never answered (the async transport only).
+        self.answer_only: int | None = None
+        #: read requests that came in and were never answered.
+        self.stalled = 0
         self._lock = threading.Lock()
 
     # --- what tests do to the fleet -------------------------------------------------------------
@@ -156,6 +160,10 @@ class FakeVendor:
             wire = Wire(request.method, str(request.url), await request.aread())
             for _ in range(turns):
                 await asyncio.sleep(0)
+            unanswered = self.answer_only is not None and len(self.reads) >= self.answer_only
+            if unanswered and wire.path not in self.auth_paths:  # a vendor that no longer answers
+                self.stalled += 1
+                await asyncio.Event().wait()
             status, answer = self.respond(wire)
             return httpx.Response(status, json=answer)
 

@@ -57,7 +57,10 @@ class DeviceWatchSensor(BaseSensorOperator):
         does); ``False`` succeeds, with them in the XCom value's ``unreachable``.
 
     ``poke_interval`` is the time between polls in every mode, and ``timeout`` bounds the wait in
-    every mode; a timeout names the devices still not matched and what they last reported.
+    every mode; a timeout names the devices still not matched and what they last reported. The
+    trigger bounds each poll by what is left of it; in poke and reschedule mode Airflow checks it
+    between pokes, and one poke's reads are bounded by the connection's ``timeout`` and
+    ``max_retries`` (and the task's ``execution_timeout``, if set).
 
     XCom: ``{"matched": [id], <values_key>: {id: last value}, "unreachable": {id: reason}}``, ids in
     input order. A device that can never reach the target (the vendor does not know it, say) is

@@ -222,6 +222,11 @@ class DeviceWatch:
         }
 
 
+#: Seconds a trigger that starts after its deadline (its triggerer was down or busy) still polls
+#: once, so that devices which reached the target meanwhile are not reported as timed out: well
+#: within the two minutes Airflow waits beyond the sensor's timeout (``DEFERRAL_GRACE``).
+LATE_START_LOOK = 30.0
+
 #: (event loop, hook class, connection id, fingerprint of the connection) -> (hook, its users).
 _SHARED: dict[tuple[int, type[IoTFleetBaseHook], str, str], tuple[IoTFleetBaseHook, int]] = {}
 
@@ -278,8 +283,9 @@ class DeviceWatchTrigger(BaseTrigger):
     its result.
 
     Transient failures (throttling, 5xx, dropped connections, after the client's own retries) are
-    retried up to ``max_transient_errors`` polls in a row. Everything is awaited: nothing here blocks
-    the event loop, and nothing is per-trigger thread.
+    retried up to ``max_transient_errors`` polls in a row. Each poll is bounded by what is left of
+    the deadline: slow answers end the wait with the ``timeout`` event at the deadline, not after
+    it. Everything is awaited: nothing here blocks the event loop, and nothing is per-trigger thread.
 
     The devices come inline (``ids``, ``seen``, ``unreachable``) when there are few, or as
     ``devices_ref``, a reference to the XCom the sensor pushed them to (see
@@ -406,10 +412,21 @@ class DeviceWatchTrigger(BaseTrigger):
                 yield TriggerEvent(watch.event("error", str(error)))
                 return
             failures = 0
+            # Each poll is bounded by what is left of the deadline; a trigger that starts after it
+            # (a triggerer that was down or busy) still takes one look, bounded by LATE_START_LOOK.
+            late_start = self.deadline <= time.time()
             while True:
+                bound = asyncio.timeout(LATE_START_LOOK if late_start else self.deadline - time.time())
+                late_start = False
                 try:
-                    await watch.apoll(hook)
+                    async with bound:
+                        await watch.apoll(hook)
                     failures = 0
+                except TimeoutError:
+                    if not bound.expired():  # not the deadline: some library's own timeout
+                        raise
+                    yield TriggerEvent(watch.event("timeout", "the sensor's timeout passed during a poll"))
+                    return
                 except IoTFleetError as error:
                     failures += 1
                     if not is_transient(error) or failures > self.max_transient_errors:

@@ -337,6 +337,39 @@ def test_timeout_event_names_the_unmatched_devices_and_what_they_last_reported(
         sensor.execute_complete(operator_context(), payload)
 
 
+def test_a_poll_that_outlasts_the_deadline_ends_the_wait_at_the_deadline(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.target, b: case.other})
+    fake.answer_only = 1 if case is VERIZON else 2  # the first poll is answered, the second never
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a, b], poll_interval=0.01, deadline_in=0.3))
+
+    assert payload["status"] == "timeout"
+    assert fake.stalled >= 1  # it ended during the unanswered poll, not between polls
+    assert payload["xcom"]["matched"] == [a]
+    assert payload["description"] == (
+        f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
+    )
+
+
+def test_a_trigger_started_after_its_deadline_looks_once_within_a_bound(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = case.ids[0]
+    fake = case.fake({a: case.target})
+    fake.answer_only = 0  # the vendor answers nothing
+    serve(monkeypatch, fake)
+    monkeypatch.setattr(triggers_base, "LATE_START_LOOK", 0.05)
+
+    payload = run(make_trigger(case, ids=[a], deadline_in=-1))
+
+    assert payload["status"] == "timeout"
+    assert fake.stalled == 1
+
+
 def test_a_deadline_already_passed_still_reads_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     a = case.ids[0]
     fake = case.fake({a: case.target})
