@@ -33,7 +33,14 @@ from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import XComRef
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
-from tests.fakes import FakeClock, FakeTaskInstance, Wire, luhn_complete, operator_context
+from tests.fakes import (
+    FakeClock,
+    FakeTaskInstance,
+    FakeTaskStateStore,
+    Wire,
+    luhn_complete,
+    operator_context,
+)
 
 # --- Vendors ------------------------------------------------------------------------------------
 
@@ -596,3 +603,25 @@ def kwargs_bytes(trigger: DeviceWatchTrigger) -> int:
     """The size of ``trigger``'s serialised kwargs, as JSON: what Airflow's trigger table holds
     (before its encryption, which adds about a third)."""
     return len(json.dumps(trigger.serialize()[1]).encode())
+
+
+# --- Reschedule mode: each poke a new run of the task ------------------------------------------------
+
+
+class RescheduledTaskInstance(FakeTaskInstance):
+    """A task instance in ``mode="reschedule"``: Airflow asks it when its first poke was."""
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None  # no earlier reschedule in the database: the sensor's timeout counts from now
+
+
+def reschedule_context(
+    task_id: str, store: FakeTaskStateStore | None, try_number: int = 1
+) -> dict[str, object]:
+    """The context of one reschedule-mode poke (each runs the task anew, with a fresh operator);
+    ``store`` is the task's state store, kept across them (``None``: Airflow 3.2, which has none)."""
+    context = operator_context(task_id, try_number=try_number, state_store=store)
+    ti = RescheduledTaskInstance(task_id)
+    ti.try_number = try_number
+    context["ti"] = ti
+    return context

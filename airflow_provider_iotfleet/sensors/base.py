@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 #: How much longer than the sensor's timeout Airflow waits for a deferred trigger: the trigger ends
 #: the wait itself at the timeout, with a message naming the devices still not matched.
 DEFERRAL_GRACE = timedelta(minutes=2)
+#: The task state store key (Airflow 3.3+) holding, in reschedule mode, the transiently failed polls
+#: in a row: ``{"try": try number, "failures": n}``.
+SENSOR_FAILURES_KEY = "iotfleet.sensor.transient_failures"
 
 
 class IoTFleetSensorError(IoTFleetError):
@@ -50,7 +53,11 @@ class DeviceWatchSensor(BaseSensorOperator):
     :param deferrable: hand the polling to the triggerer instead of holding a worker slot
         (default: the ``[operators] default_deferrable`` setting).
     :param max_transient_errors: polls in a row that may fail transiently (throttling, 5xx, dropped
-        connections, after the client's own retries) before the sensor fails.
+        connections, after the client's own retries) before the sensor fails. In
+        ``mode="reschedule"`` each poke is a new run of the task, so the count is kept in the task
+        instance's own state (``context["task_state_store"]``, Airflow 3.3+), per try, reset by a
+        good poll and cleared when the sensor ends; Airflow 3.2 has no such store, so there each
+        reschedule starts the count afresh and only poke and deferrable mode enforce the limit.
     :param fail_on_unreachable: when some devices can never reach the target (see the vendor
         sensor), fail the task once every other device matched, naming each of them and why, after
         pushing the XCom value under XCom key ``outcome`` (as the operators' ``fail_on_error``
@@ -175,17 +182,45 @@ class DeviceWatchSensor(BaseSensorOperator):
         try:
             watch.poll(self.hook)
         except IoTFleetError as error:
-            self._transient_failures += 1
-            if is_transient(error) and self._transient_failures <= self.max_transient_errors:
+            failures = self._count_failure(context)
+            if is_transient(error) and failures <= self.max_transient_errors:
                 self.log.warning("%s (poll failed; trying again at the next poke)", error)
                 return PokeReturnValue(is_done=False)
+            self._forget_failures(context)
             raise IoTFleetSensorError(f"{error}. {watch.describe_unmatched()}") from error
-        self._transient_failures = 0
+        self._forget_failures(context)
         if watch.done:
             self.log.info("%s: %s", self.vendor, watch.describe_unmatched())
             return PokeReturnValue(is_done=True, xcom_value=watch.xcom())
         self.log.info("%s: %s", self.vendor, watch.describe_unmatched())
         return PokeReturnValue(is_done=False)
+
+    def _failure_store(self, context: Context) -> Any:
+        """Where the failed polls are counted across reschedules: the task state store in
+        reschedule mode (Airflow 3.3+), else ``None`` (this sensor object, which lives as long as
+        the wait in poke mode)."""
+        return context.get("task_state_store") if self.reschedule else None
+
+    def _count_failure(self, context: Context) -> int:
+        """Count one more transiently failed poll in a row; return how many there are now."""
+        store = self._failure_store(context)
+        if store is None:
+            self._transient_failures += 1
+            return self._transient_failures
+        try_number = getattr(context.get("ti"), "try_number", None)
+        kept = store.get(SENSOR_FAILURES_KEY)
+        # A count left by an earlier try (killed mid-wait, say) does not count against this one.
+        earlier = kept.get("failures", 0) if isinstance(kept, dict) and kept.get("try") == try_number else 0
+        failures = (earlier if isinstance(earlier, int) else 0) + 1
+        store.set(SENSOR_FAILURES_KEY, {"try": try_number, "failures": failures})
+        return failures
+
+    def _forget_failures(self, context: Context) -> None:
+        """A good poll, or the end of the wait: the count starts again from zero."""
+        self._transient_failures = 0
+        store = self._failure_store(context)
+        if store is not None:
+            store.delete(SENSOR_FAILURES_KEY)
 
     def finish(self, context: Context, xcom: Any) -> Any:
         """Return the XCom value of a wait that ended, in every mode: every device matched or

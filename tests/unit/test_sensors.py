@@ -19,12 +19,13 @@ import pytest
 import requests_mock as rm
 import structlog
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.sensors import base as sensors_base
 from airflow_provider_iotfleet.sensors.base import (
     DEFERRAL_GRACE,
+    SENSOR_FAILURES_KEY,
     DeviceWatchSensor,
     IoTFleetSensorError,
     IoTFleetUnreachableDevicesError,
@@ -32,7 +33,7 @@ from airflow_provider_iotfleet.sensors.base import (
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import INLINE_DEVICES, WATCH_XCOM_KEY
-from tests.fakes import FakeClock, luhn_complete, operator_context
+from tests.fakes import FakeClock, FakeTaskStateStore, luhn_complete, operator_context
 from tests.watch_fakes import (
     ACCOUNT,
     CASES,
@@ -57,6 +58,7 @@ from tests.watch_fakes import (
     deferral_for_devices,
     define_connection,
     kwargs_bytes,
+    reschedule_context,
 )
 
 Events = list[MutableMapping[str, Any]]
@@ -245,6 +247,80 @@ def test_the_transient_error_count_restarts_after_a_good_poll(
 
     assert sensor.execute(operator_context()) == case.xcom({a: case.target}, ids=[a])
     assert len(fake.reads) == 6
+
+
+# --- Reschedule mode: every poke a new run of the task --------------------------------------------
+
+
+def poke_rescheduled(
+    case: Case, clock: FakeClock, store: FakeTaskStateStore | None, try_number: int = 1
+) -> Any:
+    """One reschedule-mode run of the task: a fresh sensor, one poke; returns the XCom value or raises
+    (``AirflowRescheduleException`` when it is to poke again later)."""
+    sensor = case.sensor(clock, ids=case.ids[:1], mode="reschedule", max_transient_errors=2)
+    return sensor.execute(reschedule_context(sensor.task_id, store, try_number))
+
+
+def test_in_reschedule_mode_transient_failures_count_across_reschedules(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    fake = fake_for(case, requests_mock, {case.ids[0]: case.other})
+    fake.faults = [503] * 3
+    store = FakeTaskStateStore()
+
+    for _ in range(2):  # two failed polls in a row are tolerated (max_transient_errors=2) ...
+        with pytest.raises(AirflowRescheduleException):
+            poke_rescheduled(case, clock, store)
+    with pytest.raises(IoTFleetSensorError, match="HTTP 503"):  # ... the third fails the task
+        poke_rescheduled(case, clock, store)
+
+    assert len(fake.reads) == 3
+    assert store.values == {}  # the count is cleared when the sensor ends
+
+
+def test_in_reschedule_mode_a_good_poll_restarts_the_count_and_the_end_clears_it(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    a = case.ids[0]
+    fake = fake_for(case, requests_mock, {a: case.other})
+    fake.faults = [503, 503, None, 503, 503]
+    fake.after_reads(5, {a: case.target})  # the sixth read sees it matched
+    store = FakeTaskStateStore()
+
+    for _ in range(5):
+        with pytest.raises(AirflowRescheduleException):
+            poke_rescheduled(case, clock, store)
+    assert store.get(SENSOR_FAILURES_KEY) == {"try": 1, "failures": 2}
+    assert poke_rescheduled(case, clock, store) == case.xcom({a: case.target}, ids=[a])
+
+    assert store.values == {}
+
+
+def test_in_reschedule_mode_a_new_try_starts_counting_afresh(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    fake = fake_for(case, requests_mock, {case.ids[0]: case.other})
+    fake.faults = [503] * 4
+    store = FakeTaskStateStore()
+    store.set(SENSOR_FAILURES_KEY, {"try": 1, "failures": 2})  # left by a first try that was killed
+
+    for _ in range(2):
+        with pytest.raises(AirflowRescheduleException):
+            poke_rescheduled(case, clock, store, try_number=2)
+    with pytest.raises(IoTFleetSensorError):
+        poke_rescheduled(case, clock, store, try_number=2)
+
+
+def test_in_reschedule_mode_without_a_task_state_store_each_reschedule_counts_afresh(
+    case: Case, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    """Airflow 3.2 has no task state store: what a sensor knows ends with each reschedule."""
+    fake = fake_for(case, requests_mock, {case.ids[0]: case.other})
+    fake.faults = [503] * 4
+
+    for _ in range(4):
+        with pytest.raises(AirflowRescheduleException):
+            poke_rescheduled(case, clock, None)
 
 
 def test_a_permanent_error_after_some_polls_names_the_unmatched_devices_and_their_last_value(
