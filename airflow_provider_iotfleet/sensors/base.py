@@ -4,7 +4,9 @@ A vendor sensor says which ids and target it takes and how to validate them
 (:meth:`DeviceWatchSensor.new_watch`); this base runs the wait. In poke and reschedule mode each poke
 polls the watch with the sync hook; with ``deferrable=True`` the sensor checks once, then defers to
 the vendor trigger (the same watch, polled with the async hook in the triggerer), whose event
-:meth:`execute_complete` turns into the same XCom value as poke mode.
+:meth:`execute_complete` turns into the same XCom value as poke mode. Over 100 devices travel to
+the trigger through an XCom of the sensor's own task instance (``iotfleet_watch``), so the
+trigger's kwargs stay small whatever the device count.
 """
 
 from __future__ import annotations
@@ -173,7 +175,12 @@ class DeviceWatchSensor(BaseSensorOperator):
             ) from None
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Poll the devices not matched yet; done when every device reports the target."""
+        """Poll the devices still waited on; done when every device matched or is unreachable.
+
+        :return: not done, or done with the XCom value.
+        :raises IoTFleetSensorError: for a vendor error that is not transient, or the
+            ``max_transient_errors + 1``-th transient one in a row.
+        """
         watch = self._watch
         if watch is None:  # poke called on its own, as tests and Airflow's test command may
             watch = self._watch = self.new_watch()
@@ -251,7 +258,14 @@ class DeviceWatchSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Turn the trigger's event into the XCom value poke mode returns, or the task's failure."""
+        """Turn the trigger's event into the XCom value poke mode returns, or the task's failure.
+
+        :return: the XCom value (see the class), as :meth:`finish` returns it.
+        :raises AirflowSensorTimeout: for a ``timeout`` event, naming the devices still not matched.
+        :raises IoTFleetSensorError: for an ``error`` event: a lasting vendor error, a connection
+            that is gone (the message names it), or devices no longer found in XCom.
+        :raises IoTFleetUnreachableDevicesError: see :meth:`finish`.
+        """
         status = event.get("status")
         if status == "success":
             self.log.info("%s: %s", self.vendor, event.get("description", ""))

@@ -1,11 +1,13 @@
 """What every device-status wait shares, in the sensor's poke and in its deferrable trigger.
 
 A :class:`DeviceWatch` is the vendor-neutral state of one wait: the devices, the value each must
-reach, the last value seen, and which are matched. A vendor subclass says how to read the devices
-still unmatched, once with the sync hook (:meth:`DeviceWatch.poll`, for ``poke``) and once with its
-async twin (:meth:`DeviceWatch.apoll`, for the trigger); everything else, including the XCom value
-and the messages, is written here once. :class:`DeviceWatchTrigger` is the trigger template: the
-vendor triggers only name their watch and hook.
+reach, the last value seen, which are matched, and which can never match (unreachable, with a
+reason). A vendor subclass says how to read the devices still waited on, once with the sync hook
+(:meth:`DeviceWatch.poll`, for ``poke``) and once with its async twin (:meth:`DeviceWatch.apoll`,
+for the trigger); everything else, including the XCom value and the messages, is written here once.
+:class:`DeviceWatchTrigger` is the trigger template: the vendor triggers only name their watch and
+hook. Its devices come inline or by XCom reference (:mod:`.handover`), and it reads its connection
+when it starts (:func:`shared_hook`).
 """
 
 from __future__ import annotations
