@@ -34,6 +34,7 @@ from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStat
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import INLINE_DEVICES, WATCH_XCOM_KEY
 from tests.fakes import FakeClock, FakeTaskStateStore, luhn_complete, operator_context
+from tests.trigger_kwargs import deferral_for_devices, kwargs_bytes
 from tests.watch_fakes import (
     ACCOUNT,
     CASES,
@@ -55,9 +56,7 @@ from tests.watch_fakes import (
     FakeVendor,
     FakeVerizon,
     Settled,
-    deferral_for_devices,
     define_connection,
-    kwargs_bytes,
     reschedule_context,
 )
 
