@@ -16,6 +16,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Call,
@@ -30,7 +31,7 @@ from airflow_provider_iotfleet.http import (
 )
 from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
-from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.validation import (
     CISCO_CUSTOM_FIELDS,
@@ -120,23 +121,38 @@ def _search_page(reply: Reply) -> tuple[list[dict[str, Any]], bool]:
     return reply.objects("devices"), bool(reply.field("lastPage", bool, required=False) is not False)
 
 
-def _statuses_plan(iccids: Sequence[str], changed_since: datetime | None) -> Plan[dict[str, str]]:
+def _statuses_plan(
+    iccids: Sequence[str], changed_since: datetime | None, *, settle_missing: bool = False
+) -> SettlingPlan[DeviceReads[str]]:
+    """Each device read in full (``GET /devices/{iccid}``), or Search Devices since ``changed_since``.
+
+    :param settle_missing: an ICCID Control Center does not know (404) is reported in ``missing``
+        and the other devices' statuses are kept; otherwise its error ends the read.
+    """
     wanted = validate_iccids(iccids)
     if changed_since is None:
-        replies = yield [_device_call(iccid) for iccid in wanted]
-        return {iccid: reply.field("status", str) for iccid, reply in zip(wanted, replies, strict=True)}
+        calls = [_device_call(iccid) for iccid in wanted]
+        answers = yield (Each(calls) if settle_missing else calls)
+        statuses: dict[str, str | None] = {}
+        missing: dict[str, str] = {}
+        for iccid, answer in zip(wanted, answers, strict=True):
+            if isinstance(answer, IoTFleetError):
+                missing[iccid] = NOT_FOUND
+            else:
+                statuses[iccid] = answer.field("status", str)
+        return DeviceReads(statuses, missing)
     since = _search_since(changed_since)
-    statuses: dict[str, str] = {}
+    changed: dict[str, str | None] = {}
     members = set(wanted)
     page = 1
     while True:
-        (reply,) = yield [_search_call(since, None, page)]
+        (reply,) = replies((yield [_search_call(since, None, page)]))
         devices, last = _search_page(reply)
         for device in devices:
             if device.get("iccid") in members and isinstance(device.get("status"), str):
-                statuses[device["iccid"]] = device["status"]
+                changed[device["iccid"]] = device["status"]
         if last:
-            return statuses
+            return DeviceReads(changed)
         page += 1
 
 
@@ -325,14 +341,39 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
 
         :raises IoTFleetNotFoundError: when Control Center does not know an ICCID (full read only).
         """
-        return run_plan(self.client, _statuses_plan(iccids, changed_since), self.max_concurrency)
+        reads = run_plan(self.client, _statuses_plan(iccids, changed_since), self.max_concurrency)
+        return {iccid: status for iccid, status in reads.values.items() if status is not None}
 
     async def adevice_statuses(
         self, iccids: Sequence[str], changed_since: datetime | None = None
     ) -> dict[str, str]:
         """:meth:`device_statuses` for triggers: the same reads, without blocking the event loop."""
         client = await self.aclient()
-        return await arun_plan(client, _statuses_plan(iccids, changed_since), self.max_concurrency)
+        reads = await arun_plan(client, _statuses_plan(iccids, changed_since), self.max_concurrency)
+        return {iccid: status for iccid, status in reads.values.items() if status is not None}
+
+    def read_device_statuses(
+        self, iccids: Sequence[str], changed_since: datetime | None = None
+    ) -> DeviceReads[str]:
+        """Read the devices as :meth:`device_statuses` does, keeping the others' statuses when Control
+        Center does not know an ICCID (what a status sensor polls with).
+
+        :return: ``values``: the SIM status of each device read; ``missing``: the ICCIDs Control
+            Center answered 404 for, each with the reason ``"not_found"`` (full reads only: Search
+            Devices reports only what changed).
+        :raises IoTFleetValidationError: for a bad ICCID, before any request.
+        :raises IoTFleetError: for any other failed call (refused credentials, throttling, 5xx).
+        """
+        plan = _statuses_plan(iccids, changed_since, settle_missing=True)
+        return run_plan(self.client, plan, self.max_concurrency)
+
+    async def aread_device_statuses(
+        self, iccids: Sequence[str], changed_since: datetime | None = None
+    ) -> DeviceReads[str]:
+        """:meth:`read_device_statuses` for triggers: the same reads, without blocking the event loop."""
+        client = await self.aclient()
+        plan = _statuses_plan(iccids, changed_since, settle_missing=True)
+        return await arun_plan(client, plan, self.max_concurrency)
 
     def check_effective_date(self, effective_date: datetime | str | None) -> str | None:
         """Return ``effective_date`` as the ISO 8601 string Control Center takes (``None`` stays ``None``).

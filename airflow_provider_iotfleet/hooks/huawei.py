@@ -28,6 +28,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     Auth,
@@ -43,7 +44,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
 from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.http.errors import malformed_response
-from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost, is_transient
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
@@ -704,14 +705,42 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             others.
         :raises IoTFleetNotFoundError: when a device read one by one does not exist.
         """
-        return run_plan(self.client, self._online_statuses_plan(device_ids, online_status))
+        reads = run_plan(self.client, self._online_statuses_plan(device_ids, online_status))
+        return {device_id: str(status) for device_id, status in reads.values.items()}
 
     async def aonline_statuses(
         self, device_ids: Sequence[int | str], online_status: int | str
     ) -> dict[int, str]:
         """:meth:`online_statuses` for triggers."""
         client = await self.aclient()
-        return await arun_plan(client, self._online_statuses_plan(device_ids, online_status))
+        reads = await arun_plan(client, self._online_statuses_plan(device_ids, online_status))
+        return {device_id: str(status) for device_id, status in reads.values.items()}
+
+    def read_online_statuses(
+        self, device_ids: Sequence[int | str], online_status: int | str
+    ) -> DeviceReads[int]:
+        """Read the devices as :meth:`online_statuses` does, for a wait on ``online_status``: a device
+        ROMA does not know no longer fails the read, and waiting for ``offline``, the listing of
+        never-connected devices is paged too, so that they show as ``"never"`` rather than
+        ``"not offline"`` (what a status sensor polls with).
+
+        :return: ``values``: ``{id: "online" | "offline" | "never"}`` for devices read one by one;
+            from the listings, ``"offline"``/``"never"``/... for the devices found in them and
+            ``"not <status>"`` for the others. ``missing``: the ids ROMA answered 404 for when read
+            one by one, each with the reason ``"not_found"`` (an unknown id is simply absent from a
+            listing, so it shows as ``"not <status>"`` until few enough devices are left to read
+            them one by one).
+        :raises IoTFleetValidationError: for a bad id or status, before any request.
+        :raises IoTFleetError: for any other failed call.
+        """
+        return run_plan(self.client, self._online_statuses_plan(device_ids, online_status, watching=True))
+
+    async def aread_online_statuses(
+        self, device_ids: Sequence[int | str], online_status: int | str
+    ) -> DeviceReads[int]:
+        """:meth:`read_online_statuses` for triggers."""
+        client = await self.aclient()
+        return await arun_plan(client, self._online_statuses_plan(device_ids, online_status, watching=True))
 
     def _device_call(self, device_id: int | str) -> Call:
         (checked_id,) = validate_roma_device_ids([device_id], "device_id")
@@ -722,34 +751,54 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         return Call("GET", self._devices_path, params=params)
 
     def _online_statuses_plan(
-        self, device_ids: Sequence[int | str], online_status: int | str
-    ) -> Plan[dict[int, str]]:
+        self, device_ids: Sequence[int | str], online_status: int | str, *, watching: bool = False
+    ) -> SettlingPlan[DeviceReads[int]]:
+        """Per-device reads, or the listing(s) filtered on the status, whichever takes fewer requests.
+
+        :param watching: for a wait: unknown ids read one by one are reported in ``missing`` instead
+            of failing the read, and for ``offline`` the never-connected listing is paged too.
+        """
         ids = validate_roma_device_ids(device_ids)
         code = self._online_status_code(online_status)
         target = STATUS_NAMES[code]
+        # A device that never connected is not connected either: for a wait on "offline" it is
+        # found in its own listing (online_status=0), or it would show as "not offline" forever.
+        codes = [code, ONLINE_STATUS[NEVER]] if watching and target == OFFLINE else [code]
         if len(ids) > PER_DEVICE_READS:
-            (first,) = yield [self._listing_call(code, 0)]
-            total = first.field("total", int, required=False) or 0
-            pages = math.ceil(total / MAX_PAGE_SIZE)
-            if pages <= len(ids):
+            firsts = replies((yield [self._listing_call(listed, 0) for listed in codes]))
+            pages = [
+                math.ceil((first.field("total", int, required=False) or 0) / MAX_PAGE_SIZE)
+                for first in firsts
+            ]
+            if sum(pages) <= len(ids):
+                later = [
+                    (listed, page)
+                    for listed, count in zip(codes, pages, strict=True)
+                    for page in range(1, count)
+                ]
+                more = [self._listing_call(listed, page * MAX_PAGE_SIZE) for listed, page in later]
+                rest = replies((yield more)) if more else []
                 members = set(ids)
-                in_target: set[int] = set()
-                replies = [first]
-                if pages > 1:
-                    replies += yield [
-                        self._listing_call(code, page * MAX_PAGE_SIZE) for page in range(1, pages)
-                    ]
-                for reply in replies:
+                found: dict[int, str] = {}
+                for listed, reply in [
+                    *zip(codes, firsts, strict=True),
+                    *zip((c for c, _ in later), rest, strict=True),
+                ]:
                     for item in reply.objects("items"):
                         device_id = _answered_id({"id": item.get("device_id", item.get("id"))})
                         if device_id in members:
-                            in_target.add(device_id)
-                return {device_id: target if device_id in in_target else f"not {target}" for device_id in ids}
-        replies = yield [self._device_call(device_id) for device_id in ids]
-        return {
-            device_id: STATUS_NAMES.get(reply.field("online_status", int), "unknown")
-            for device_id, reply in zip(ids, replies, strict=True)
-        }
+                            found[device_id] = STATUS_NAMES[listed]
+                return DeviceReads({device_id: found.get(device_id, f"not {target}") for device_id in ids})
+        calls = [self._device_call(device_id) for device_id in ids]
+        answers = yield (Each(calls) if watching else calls)
+        statuses: dict[int, str | None] = {}
+        missing: dict[int, str] = {}
+        for device_id, answer in zip(ids, answers, strict=True):
+            if isinstance(answer, IoTFleetError):
+                missing[device_id] = NOT_FOUND
+            else:
+                statuses[device_id] = STATUS_NAMES.get(answer.field("online_status", int), "unknown")
+        return DeviceReads(statuses, missing)
 
     def iter_devices(
         self, online_status: int | str | None = None, page_size: int = MAX_PAGE_SIZE

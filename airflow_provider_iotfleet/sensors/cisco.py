@@ -17,9 +17,11 @@ class CiscoControlCenterDeviceStatusSensor(DeviceWatchSensor):
 
     The first poll reads each device; later ones ask Search Devices what changed since, so a poll
     costs what changed rather than the fleet. Both respect the connection's rate limit and
-    concurrency.
+    concurrency. An ICCID Control Center does not know (404 when read in full) can never match: it
+    is unreachable (``not_found``) at once and the wait goes on for the others (see
+    ``fail_on_unreachable``).
 
-    XCom: ``{"matched": [iccid], "statuses": {iccid: last status}}``.
+    XCom: ``{"matched": [iccid], "statuses": {iccid: last status}, "unreachable": {iccid: reason}}``.
 
     :param iccids: the SIMs (templated, or an upstream task's output).
     :param target_status: the SIM status to wait for, e.g. ``ACTIVATED`` (templated).
@@ -27,6 +29,7 @@ class CiscoControlCenterDeviceStatusSensor(DeviceWatchSensor):
     """
 
     trigger_class = CiscoDeviceStatusTrigger
+    target_field = "target_status"
     template_fields = ("iccids", "target_status")
 
     def __init__(

@@ -18,8 +18,15 @@ class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):
     Few devices are read one by one; more are found in the instance's listing filtered on the
     target status, whichever takes fewer requests.
 
-    XCom: ``{"matched": [id], "statuses": {id: last status}}`` (statuses ``online``, ``offline``,
-    ``never``, or ``not <target>`` when read from the listing).
+    Waiting for ``offline``, a device that never connected counts as offline (it is not connected;
+    its status reads ``never``); for more than 10 devices the never-connected listing is read too.
+    Devices that can never match are unreachable at once, and the wait goes on for the others (see
+    ``fail_on_unreachable``): an id ROMA does not know when read one by one (``not_found``; with
+    the listing, once few enough devices are left to read one by one), and, waiting for ``never``,
+    a device that reports ``online`` or ``offline`` (``connected_before``).
+
+    XCom: ``{"matched": [id], "statuses": {id: last status}, "unreachable": {id: reason}}``
+    (statuses ``online``, ``offline``, ``never``, or ``not <target>`` when read from the listing).
 
     :param device_ids: ROMA device ids (templated, or an upstream task's output).
     :param target_online_status: ``offline``, ``online`` or ``never`` (templated).
@@ -27,6 +34,7 @@ class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):
     """
 
     trigger_class = HuaweiRomaDeviceStatusTrigger
+    target_field = "target_online_status"
     template_fields = ("device_ids", "target_online_status")
 
     def __init__(

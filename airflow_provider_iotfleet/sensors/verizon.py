@@ -34,9 +34,10 @@ class VerizonThingSpaceFirmwareSensor(DeviceWatchSensor):
     """Wait until every IMEI reports ``target_firmware`` (after a firmware sync or an upgrade).
 
     Only the devices not matched yet are read, with the subset listing (1000 IMEIs per request).
-    An IMEI the account does not have fails the wait at once: it could never match.
+    An IMEI the account does not have (or no longer has) could never match: it is unreachable
+    (``not_in_account``) at once, and the wait goes on for the others (see ``fail_on_unreachable``).
 
-    XCom: ``{"matched": [imei], "firmware": {imei: last firmware}}``.
+    XCom: ``{"matched": [imei], "firmware": {imei: last firmware}, "unreachable": {imei: reason}}``.
 
     :param imeis: the devices (templated, or an upstream task's output).
     :param target_firmware: the firmware version to wait for (templated).
@@ -45,6 +46,7 @@ class VerizonThingSpaceFirmwareSensor(DeviceWatchSensor):
     """
 
     trigger_class = VerizonThingSpaceFirmwareTrigger
+    target_field = "target_firmware"
     template_fields = ("imeis", "target_firmware", "account_name")
 
     def __init__(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger
 
 #: Search Devices is asked from this long before the previous poll, so that a clock difference
@@ -20,6 +21,8 @@ class CiscoDeviceStatusWatch(DeviceWatch):
 
     The first poll reads each device (``GET /devices/{iccid}``); later polls ask Search Devices only
     for what changed since the previous one, so a poll costs what changed rather than the fleet.
+    An ICCID Control Center does not know (404 when read in full: the first poll, and every
+    :data:`FULL_READ_EVERY` polls) is unreachable (``not_found``); the others go on.
     """
 
     unit = "device"
@@ -31,17 +34,17 @@ class CiscoDeviceStatusWatch(DeviceWatch):
     def _since(self) -> datetime | None:
         return None if self.since is None or self.polls % FULL_READ_EVERY == 0 else self.since
 
-    def _seen(self, statuses: Mapping[str, str], started: datetime) -> None:
-        self.absorb(statuses)
+    def _seen(self, reads: DeviceReads[str], started: datetime) -> None:
+        self.absorb(reads.values, reads.missing)
         self.since = started - SEARCH_OVERLAP
 
     def poll(self, hook: CiscoControlCenterHook) -> None:
         started = hook.clock.now()
-        self._seen(hook.device_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
+        self._seen(hook.read_device_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
 
     async def apoll(self, hook: CiscoControlCenterHook) -> None:
         started = hook.clock.now()
-        self._seen(await hook.adevice_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
+        self._seen(await hook.aread_device_statuses(self.unmatched, changed_since=self._since()), started)  # type: ignore[arg-type]
 
 
 class CiscoDeviceStatusTrigger(DeviceWatchTrigger):

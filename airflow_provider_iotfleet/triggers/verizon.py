@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetNotFoundError
-from airflow_provider_iotfleet.hooks.verizon import VENDOR, CampaignProgress, VerizonThingSpaceHook
-from airflow_provider_iotfleet.triggers.base import SAMPLE_SIZE, DeviceWatch, DeviceWatchTrigger
+from airflow_provider_iotfleet.hooks.verizon import CampaignProgress, VerizonThingSpaceHook
+from airflow_provider_iotfleet.triggers.base import NOT_IN_ACCOUNT, DeviceWatch, DeviceWatchTrigger
 from airflow_provider_iotfleet.validation import plural
 
 
 class FirmwareWatch(DeviceWatch):
     """IMEIs waited on until each reports a firmware version, read with the subset listing (POST,
-    1000 IMEIs per body). An IMEI the account does not have can never match: the wait fails.
+    1000 IMEIs per body). An IMEI the account does not have (or no longer has) can never match: it
+    is unreachable (``not_in_account``), keeping the last firmware it reported; the others go on.
 
     :param account_name: the billing account; default: the connection's.
     """
@@ -25,24 +25,21 @@ class FirmwareWatch(DeviceWatch):
         super().__init__(ids, target)
         self.account_name = account_name
 
-    def _seen(self, firmware: Mapping[str, str | None]) -> None:
-        self.absorb(firmware)
-        missing = [imei for imei in self.unmatched if imei not in firmware]
-        if missing:
-            raise IoTFleetNotFoundError(
-                f"{VENDOR}: {len(missing)} IMEIs are not in the account, e.g. {', '.join(map(str, missing[:SAMPLE_SIZE]))}",
-                vendor=VENDOR,
-            )
+    def _seen(self, polled: Sequence[Hashable], firmware: Mapping[str, str | None]) -> None:
+        self.absorb(firmware, {imei: NOT_IN_ACCOUNT for imei in polled if imei not in firmware})
 
     def poll(self, hook: VerizonThingSpaceHook) -> None:
-        self._seen(hook.firmware_versions(self.unmatched, account_name=self.account_name))  # type: ignore[arg-type]
+        polled = self.unmatched
+        self._seen(polled, hook.firmware_versions(polled, account_name=self.account_name))  # type: ignore[arg-type]
 
     async def apoll(self, hook: VerizonThingSpaceHook) -> None:
-        self._seen(await hook.afirmware_versions(self.unmatched, account_name=self.account_name))  # type: ignore[arg-type]
+        polled = self.unmatched
+        self._seen(polled, await hook.afirmware_versions(polled, account_name=self.account_name))  # type: ignore[arg-type]
 
 
 class VerizonThingSpaceFirmwareTrigger(DeviceWatchTrigger):
-    """Fires when every IMEI reports ``target`` firmware (or on timeout, or a lasting error)."""
+    """Fires when every IMEI reports ``target`` firmware or is not in the account (or on timeout, or a
+    lasting error)."""
 
     watch_class = FirmwareWatch
     hook_class = VerizonThingSpaceHook

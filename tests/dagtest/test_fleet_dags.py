@@ -13,6 +13,7 @@ from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.dagtest.conftest import DAGS_FOLDER, FLEET_SIZE, VERIZON_PAGE_SIZE, RunDag
 from tests.dagtest.dags import iotfleet_dagtest_all_operators as all_ops
+from tests.dagtest.dags import iotfleet_dagtest_deferred_sensors as deferred
 from tests.dagtest.dags import iotfleet_dagtest_mapped_upstream as mapped
 from tests.dagtest.dags import iotfleet_dagtest_partial_failure as partial
 from tests.fakes import assert_outcome_shape
@@ -30,10 +31,11 @@ def test_the_dag_files_parse_quickly_and_without_errors(airflow_db: None, dags_b
     bag = DagBag(dag_folder=str(dags_bundle))
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {all_ops.DAG_ID, mapped.DAG_ID, partial.DAG_ID}
+    assert set(bag.dag_ids) == {all_ops.DAG_ID, deferred.DAG_ID, mapped.DAG_ID, partial.DAG_ID}
     parse_seconds = {Path(stat.file).name: stat.duration.total_seconds() for stat in bag.dagbag_stats}
     assert sorted(parse_seconds) == [
         "iotfleet_dagtest_all_operators.py",
+        "iotfleet_dagtest_deferred_sensors.py",
         "iotfleet_dagtest_mapped_upstream.py",
         "iotfleet_dagtest_partial_failure.py",
     ]

@@ -584,6 +584,7 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     assert result.xcom("wait_sim_change") == {
         "matched": conf["iccids"],
         "statuses": dict.fromkeys(conf["iccids"], "DEACTIVATED"),
+        "unreachable": {},
     }
 
     # Verizon: one campaign upgraded every device, a sync read the new firmware, and the sensor saw it.
@@ -620,6 +621,7 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     assert result.xcom("wait_firmware") == {
         "matched": conf["imeis"],
         "firmware": dict.fromkeys(conf["imeis"], upgrade.target),
+        "unreachable": {},
     }
 
     report = result.xcom("report")

@@ -5,32 +5,48 @@ simulator's clock is moved past a scheduled Cisco edit, or ROMA devices are forc
 thread, and the trigger must fire its event only then, with exactly those devices matched. Each
 sensor also runs once in poke mode, and the deferrable path is followed from ``execute`` through
 the trigger (rebuilt from its serialised form, as the triggerer does) to ``execute_complete``.
+
+Then the waits at fleet scale: devices that can never reach the target settle at once; many
+devices travel to the trigger by XCom reference; a trigger reads the connection as it is when it
+starts; a poll the vendor never answers ends at the deadline; and in reschedule mode failed polls
+count across reschedules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
-from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError
+from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.huawei import HuaweiRomaDeviceStatusSensor
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceFirmwareSensor
-from airflow_provider_iotfleet.simulator import Simulator
-from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
+from airflow_provider_iotfleet.simulator import Faults, Simulator
+from airflow_provider_iotfleet.simulator.fleet import (
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    ROMA_ID_BASE,
+    iccid_of,
+    imei_of,
+)
 from airflow_provider_iotfleet.triggers import base as triggers_base
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
+from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
-from tests.fakes import operator_context
+from tests.fakes import FakeTaskStateStore, operator_context
 from tests.integration.conftest import PollCounter, SimulatorFactory, one_event, rebuilt, run_while
+from tests.watch_fakes import FakeXComs, reschedule_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -88,13 +104,15 @@ def test_cisco_deferred_wait_matches_a_scheduled_edit_only_once_it_is_due(
 
     counter = PollCounter(monkeypatch, CiscoDeviceStatusTrigger.watch_class)
     since: list[object] = []
-    original_statuses = CiscoControlCenterHook.adevice_statuses
+    original_statuses = CiscoControlCenterHook.aread_device_statuses
 
-    async def adevice_statuses(hook: CiscoControlCenterHook, iccids: Any, changed_since: Any = None) -> Any:
+    async def aread_device_statuses(
+        hook: CiscoControlCenterHook, iccids: Any, changed_since: Any = None
+    ) -> Any:
         since.append(changed_since)
         return await original_statuses(hook, iccids, changed_since=changed_since)
 
-    monkeypatch.setattr(CiscoControlCenterHook, "adevice_statuses", adevice_statuses)
+    monkeypatch.setattr(CiscoControlCenterHook, "aread_device_statuses", aread_device_statuses)
 
     async def advance_past_the_effective_date() -> None:
         await asyncio.to_thread(simulator.state.advance, 2 * DAY + 60)
@@ -108,6 +126,7 @@ def test_cisco_deferred_wait_matches_a_scheduled_edit_only_once_it_is_due(
     assert xcom == {
         "matched": [scheduled, already],
         "statuses": dict.fromkeys((scheduled, already), "DEACTIVATED"),
+        "unreachable": {},
     }
     assert simulator.state.snapshot()["scheduled"] == []
     assert triggers_base._SHARED == {}
@@ -135,6 +154,7 @@ def test_cisco_sensor_in_poke_mode(simulator: Simulator) -> None:
     assert result == {
         "matched": [scheduled, now_edited],
         "statuses": dict.fromkeys((scheduled, now_edited), "DEACTIVATED"),
+        "unreachable": {},
     }
     with pytest.raises(AirflowSensorTimeout, match=rf"{untouched} \(ACTIVATED\)"):
         CiscoControlCenterDeviceStatusSensor(
@@ -186,12 +206,16 @@ def test_roma_trigger_fires_with_exactly_the_devices_forced_offline(
 
     assert forced == [sorted(targets)]
     assert payload["status"] == "success"
-    assert payload["xcom"] == {"matched": targets, "statuses": {str(i): "offline" for i in targets}}
+    assert payload["xcom"] == {
+        "matched": targets,
+        "statuses": {str(i): "offline" for i in targets},
+        "unreachable": {},
+    }
     assert payload["unmatched"] == {}
     assert counter.polls > at_change
     assert simulator.state.fleet.device(bystander)["online_status"] == ONLINE
-    if count > 10:  # many devices: the listing filtered on "offline" (the fleet's fit on one page)
-        assert (calls["listing"], calls["device"]) == (counter.polls, 0)
+    if count > 10:  # many devices: the listings of offline and never-connected devices (one page each)
+        assert (calls["listing"], calls["device"]) == (2 * counter.polls, 0)
     else:  # few: each read one by one, every poll
         assert (calls["listing"], calls["device"]) == (0, count * counter.polls)
     assert triggers_base._SHARED == {}
@@ -214,12 +238,11 @@ def test_roma_sensor_in_poke_mode(simulator: Simulator) -> None:
         hook.force_offline(online)
     result = sensor.execute(operator_context())
 
-    assert result == {"matched": online + offline, "statuses": {str(i): "offline" for i in online + offline}}
-    unknown = ROMA_ID_BASE + simulator.config.devices + 1
-    with pytest.raises(IoTFleetSensorError, match=rf"{unknown} \(not read yet\)"):
-        HuaweiRomaDeviceStatusSensor(
-            task_id="poke_roma_unknown", device_ids=[unknown], poke_interval=0, timeout=20
-        ).execute(operator_context())
+    assert result == {
+        "matched": online + offline,
+        "statuses": {str(i): "offline" for i in online + offline},
+        "unreachable": {},
+    }
 
 
 # --- Verizon: firmware -------------------------------------------------------------------------
@@ -252,7 +275,7 @@ def test_firmware_sensor_already_at_target_finishes_in_execute_without_deferring
 
     result = sensor.execute(operator_context())  # raises TaskDeferred if it deferred
 
-    assert result == {"matched": imeis, "firmware": dict.fromkeys(imeis, firmware)}
+    assert result == {"matched": imeis, "firmware": dict.fromkeys(imeis, firmware), "unreachable": {}}
 
 
 def test_firmware_sensor_deferred_wait_times_out_naming_the_device_behind(simulator: Simulator) -> None:
@@ -291,14 +314,276 @@ def test_firmware_sensor_in_poke_mode(simulator: Simulator) -> None:
     assert sensor.execute(operator_context()) == {
         "matched": imeis,
         "firmware": dict.fromkeys(imeis, firmware),
+        "unreachable": {},
     }
 
+
+# --- Devices that can never reach the target ------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [3, 12], ids=["one-by-one", "listing"])
+def test_roma_never_connected_devices_count_as_offline(simulator: Simulator, count: int) -> None:
+    never = [ROMA_ID_BASE + i for i in indices(simulator, count, online_status=NEVER_CONNECTED)]
+    sensor = HuaweiRomaDeviceStatusSensor(
+        task_id="never_connected_are_offline", device_ids=never, poke_interval=0, timeout=20
+    )
+
+    first = sensor.poke(operator_context())
+
+    assert first.is_done is True  # at once: they could never be forced offline, and are not online
+    assert first.xcom_value == {
+        "matched": never,
+        "statuses": dict.fromkeys(map(str, never), "never"),
+        "unreachable": {},
+    }
+
+
+def test_unknown_devices_end_their_wait_at_once_and_fail_the_task_naming_them(simulator: Simulator) -> None:
+    known_roma = ROMA_ID_BASE + indices(simulator, 1, online_status=OFFLINE)[0]
+    unknown_roma = ROMA_ID_BASE + simulator.config.devices + 1
+    context = operator_context()
+    with pytest.raises(IoTFleetUnreachableDevicesError, match=rf"{unknown_roma} \(not_found: "):
+        HuaweiRomaDeviceStatusSensor(
+            task_id="poke_roma_unknown", device_ids=[known_roma, unknown_roma], poke_interval=0, timeout=20
+        ).execute(context)
+    assert context["ti"].xcom["outcome"] == {  # type: ignore[attr-defined]
+        "matched": [known_roma],
+        "statuses": {str(known_roma): "offline", str(unknown_roma): None},
+        "unreachable": {str(unknown_roma): "not_found"},
+    }
+
+    activated = iccid_of(indices(simulator, 1, status="ACTIVATED")[0])
+    unknown_iccid = iccid_of(simulator.config.devices + 5)
+    assert CiscoControlCenterDeviceStatusSensor(
+        task_id="poke_cisco_unknown",
+        iccids=[activated, unknown_iccid],
+        target_status="ACTIVATED",
+        fail_on_unreachable=False,
+        poke_interval=0,
+        timeout=20,
+    ).execute(operator_context()) == {
+        "matched": [activated],
+        "statuses": {activated: "ACTIVATED", unknown_iccid: None},
+        "unreachable": {unknown_iccid: "not_found"},
+    }
+
+    firmware, imeis, _ = _firmware_devices(simulator, 1)
     outsider = imei_of(simulator.config.devices + 5)  # a valid IMEI the account does not have
-    with pytest.raises(IoTFleetSensorError, match=rf"not in the account, e\.g\. {outsider}"):
-        VerizonThingSpaceFirmwareSensor(
-            task_id="poke_firmware_outsider",
-            imeis=[imeis[0], outsider],
-            target_firmware=firmware,
-            poke_interval=0,
-            timeout=20,
-        ).execute(operator_context())
+    assert VerizonThingSpaceFirmwareSensor(
+        task_id="poke_firmware_outsider",
+        imeis=[imeis[0], outsider],
+        target_firmware=firmware,
+        fail_on_unreachable=False,
+        poke_interval=0,
+        timeout=20,
+    ).execute(operator_context()) == {
+        "matched": imeis,
+        "firmware": {imeis[0]: firmware, outsider: None},
+        "unreachable": {outsider: "not_in_account"},
+    }
+
+
+def test_an_unknown_device_does_not_hold_a_deferred_wait(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    online = [ROMA_ID_BASE + i for i in indices(simulator, 2, online_status=ONLINE)]
+    unknown = ROMA_ID_BASE + simulator.config.devices + 7
+    sensor = HuaweiRomaDeviceStatusSensor(
+        task_id="wait_roma_with_unknown",
+        device_ids=[*online, unknown],
+        fail_on_unreachable=False,
+        deferrable=True,
+        poke_interval=0.05,
+        timeout=30,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(operator_context())
+    trigger = rebuilt(deferred.value.trigger)
+    assert trigger.unreachable == [[unknown, "not_found", None]]  # settled by the first check
+    counter = PollCounter(monkeypatch, HuaweiRomaDeviceStatusTrigger.watch_class)
+
+    async def force_offline() -> None:
+        def force() -> None:
+            with HuaweiRomaConnectHook() as hook:
+                hook.force_offline(online)
+
+        await asyncio.to_thread(force)
+
+    payload, _ = run_while(trigger, counter, 2, force_offline)
+
+    assert payload["status"] == "success"
+    assert payload["unreachable"] == {str(unknown): "not_found"}
+    assert sensor.execute_complete(operator_context(), payload)["matched"] == online
+
+
+# --- Many devices: handed to the trigger by XCom reference -----------------------------------------
+
+
+def test_many_devices_travel_by_reference_and_the_rebuilt_trigger_waits_on_exactly_them(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = indices(simulator, 151, online_status=ONLINE)
+    targets, bystander = [ROMA_ID_BASE + i for i in found[:150]], found[150]
+    xcoms = FakeXComs().install(monkeypatch)
+    sensor = HuaweiRomaDeviceStatusSensor(
+        task_id="wait_many_offline", device_ids=targets, deferrable=True, poke_interval=0.05, timeout=30
+    )
+    context = operator_context(task_id=sensor.task_id)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    xcoms.take(context["ti"])  # type: ignore[arg-type]
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["ids"] is None and kwargs["devices_ref"]["key"] == WATCH_XCOM_KEY
+    assert len(json.dumps(kwargs)) < 1024
+    trigger = rebuilt(deferred.value.trigger)  # as the triggerer builds it, after a restart too
+    counter = PollCounter(monkeypatch, HuaweiRomaDeviceStatusTrigger.watch_class)
+
+    async def force_them_offline() -> None:
+        def force() -> None:
+            with HuaweiRomaConnectHook() as hook:
+                hook.force_offline(targets)
+
+        await asyncio.to_thread(force)
+
+    payload, _ = run_while(trigger, counter, 2, force_them_offline)
+
+    assert payload["status"] == "success"
+    assert payload["xcom"] == {
+        "matched": targets,
+        "statuses": dict.fromkeys(map(str, targets), "offline"),
+        "unreachable": {},
+    }
+    assert xcoms.reads == 1
+    assert simulator.state.fleet.device(bystander)["online_status"] == ONLINE
+
+
+# --- The connection, read when a trigger starts ---------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_trigger_started_after_the_connection_was_fixed_reaches_the_vendor(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offline = [ROMA_ID_BASE + i for i in indices(simulator, 2, online_status=OFFLINE)]
+    good = simulator.connections()["huawei_roma_default"]
+    variable = "AIRFLOW_CONN_HUAWEI_ROMA_DEFAULT"
+    # Nothing listens there: every poll fails to connect.
+    dead = {
+        **good,
+        "host": f"http://127.0.0.1:{_free_port()}/huawei",
+        "extra": {**good["extra"], "max_retries": 0},
+    }
+    monkeypatch.setenv(variable, json.dumps(dead))
+
+    def trigger(device_id: int) -> HuaweiRomaDeviceStatusTrigger:
+        return HuaweiRomaDeviceStatusTrigger(
+            conn_id="huawei_roma_default",
+            ids=[device_id],
+            target="offline",
+            poll_interval=0.05,
+            deadline=time.time() + 20,
+            max_transient_errors=1000,
+        )
+
+    async def main() -> dict[str, Any]:
+        stuck = asyncio.create_task(one_event(trigger(offline[0])))
+        while not triggers_base._SHARED:  # it has read the dead connection and holds its hook
+            await asyncio.sleep(0.01)
+        monkeypatch.setenv(variable, json.dumps(good))  # the connection is fixed
+        try:
+            return await one_event(trigger(offline[1]))
+        finally:
+            stuck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stuck
+
+    payload = asyncio.run(main())
+
+    assert payload["status"] == "success"
+    assert payload["xcom"]["matched"] == [offline[1]]
+    assert triggers_base._SHARED == {}
+
+
+def test_a_trigger_whose_connection_was_deleted_fires_an_error_naming_it(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_HUAWEI_ROMA_DEFAULT")
+    device = ROMA_ID_BASE + indices(simulator, 1, online_status=OFFLINE)[0]
+    trigger = HuaweiRomaDeviceStatusTrigger(
+        conn_id="huawei_roma_default",
+        ids=[device],
+        target="offline",
+        poll_interval=0.05,
+        deadline=time.time() + 20,
+    )
+
+    payload = asyncio.run(one_event(trigger))
+
+    assert payload["status"] == "error"
+    assert "Connection 'huawei_roma_default' (Huawei Cloud ROMA Connect) is not defined" in payload["message"]
+    sensor = HuaweiRomaDeviceStatusSensor(task_id="wait_deleted", device_ids=[device], deferrable=True)
+    with pytest.raises(IoTFleetSensorError, match="Connection 'huawei_roma_default'"):
+        sensor.execute_complete(operator_context(), payload)
+
+
+# --- The deadline bounds each poll ------------------------------------------------------------------
+
+
+def test_a_poll_the_vendor_never_answers_ends_at_the_deadline(
+    start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every answer is held five minutes, and the client would wait ten for it: only the trigger's
+    # deadline can end the wait in time.
+    slow = start_simulator(devices=100, faults=Faults(applied_then_delayed=1.0), slow_answer_seconds=300)
+    connection = slow.connections()["huawei_roma_default"]
+    connection["extra"] = {**connection["extra"], "timeout": 600, "max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_HUAWEI_ROMA_DEFAULT", json.dumps(connection))
+    trigger = HuaweiRomaDeviceStatusTrigger(
+        conn_id="huawei_roma_default",
+        ids=[ROMA_ID_BASE + 1],
+        target="offline",
+        poll_interval=0.05,
+        deadline=time.time() + 1,
+    )
+
+    payload = asyncio.run(one_event(trigger))
+
+    assert payload["status"] == "timeout"
+    assert payload["unmatched"] == {str(ROMA_ID_BASE + 1): None}
+    assert "timeout passed during a poll" in payload["message"]
+
+
+# --- Reschedule mode -------------------------------------------------------------------------------
+
+
+def test_in_reschedule_mode_failed_polls_count_across_reschedules(
+    start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = start_simulator(devices=100, faults=Faults(server_error=1.0))
+    connection = failing.connections()["huawei_roma_default"]
+    connection["extra"] = {**connection["extra"], "max_retries": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_HUAWEI_ROMA_DEFAULT", json.dumps(connection))
+    store = FakeTaskStateStore()
+
+    def poke() -> Any:  # each reschedule: a new run of the task, a fresh sensor
+        sensor = HuaweiRomaDeviceStatusSensor(
+            task_id="wait_rescheduled",
+            device_ids=[ROMA_ID_BASE + 1],
+            mode="reschedule",
+            max_transient_errors=2,
+            poke_interval=5,
+            timeout=600,
+        )
+        return sensor.execute(reschedule_context(sensor.task_id, store))
+
+    for _ in range(2):
+        with pytest.raises(AirflowRescheduleException):
+            poke()
+    with pytest.raises(IoTFleetSensorError, match="HTTP 500"):
+        poke()
+    assert store.values == {}

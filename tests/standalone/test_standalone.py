@@ -67,7 +67,10 @@ TRIGGERS = {
     "cisco_wait_deactivated": "airflow_provider_iotfleet.triggers.cisco.CiscoDeviceStatusTrigger",
     "roma_wait_online": "airflow_provider_iotfleet.triggers.huawei.HuaweiRomaDeviceStatusTrigger",
     "verizon_wait_firmware": "airflow_provider_iotfleet.triggers.verizon.VerizonThingSpaceFirmwareTrigger",
+    "roma_wait_many_online": "airflow_provider_iotfleet.triggers.huawei.HuaweiRomaDeviceStatusTrigger",
 }
+#: Devices ``roma_wait_many_online`` waits on: more than travel in a trigger's kwargs.
+MANY = 150
 assert set(TRIGGERS) == set(test_dag.DEFERRING_SENSORS)
 
 
@@ -96,6 +99,8 @@ class RunWatcher:
         self.triggers: dict[str, set[str]] = {}
         #: the sensors whose devices the test moved to the target, in order
         self.acted: list[str] = []
+        #: task id -> the length of its trigger's (encrypted) kwargs in the trigger table
+        self.kwargs_length: dict[str, int] = {}
 
     def look(self) -> str | None:
         """Record the task states and triggers now; return the run's state."""
@@ -103,13 +108,14 @@ class RunWatcher:
             states = self.seen.setdefault(task_id, [])
             if not states or states[-1] != state:
                 states.append(state)
-        for task_id, classpath in self.airflow.query(
-            "SELECT ti.task_id, t.classpath FROM task_instance ti "
+        for task_id, classpath, kwargs in self.airflow.query(
+            "SELECT ti.task_id, t.classpath, t.kwargs FROM task_instance ti "
             "JOIN trigger t ON t.id = ti.trigger_id WHERE ti.dag_id = ? AND ti.run_id = ?",
             DAG_ID,
             self.run_id,
         ):
             self.triggers.setdefault(task_id, set()).add(classpath)
+            self.kwargs_length[task_id] = len(kwargs)
         rows = self.airflow.query(
             "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", DAG_ID, self.run_id
         )
@@ -204,6 +210,8 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
         *_pick(simulator, 1, taken, firmware=FIRMWARE_VERSIONS[1]),
     ]
     verizon = verizon_done + verizon_later
+    many = _pick(simulator, MANY, taken, online_status=OFFLINE)
+    many_ids = [ROMA_ID_BASE + i for i in many]
     iccids = [iccid_of(i) for i in cisco]
     roma_ids = [ROMA_ID_BASE + i for i in roma]
     imeis = [imei_of(i) for i in verizon]
@@ -223,12 +231,17 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
         for index in verizon_later:
             fleet.update(index, {"firmware": TARGET_FIRMWARE, "reported_firmware": TARGET_FIRMWARE})
 
+    def reconnect_many() -> None:
+        for index in many:
+            fleet.update(index, {"online_status": ONLINE})
+
     # The outside world moves only once the sensor waiting for it has deferred: from then on only
     # its trigger, polling in the triggerer, can see the devices reach the target.
     world: dict[str, Callable[[], None]] = {
         "cisco_wait_deactivated": advance_clock,
         "roma_wait_online": reconnect,
         "verizon_wait_firmware": report_firmware,
+        "roma_wait_many_online": reconnect_many,
     }
     # The simulator is the session's: what this run changed is what differs from now.
     before = simulator.state.snapshot()
@@ -244,6 +257,7 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
             "roma_ids": roma_ids,
             "verizon_imeis": imeis,
             "verizon_firmware": TARGET_FIRMWARE,
+            "roma_many_ids": many_ids,
         }
         airflow.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
         airflow.api(
@@ -322,6 +336,7 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
         assert xcoms[("cisco_wait_deactivated", "return_value")] == {
             "matched": iccids,
             "statuses": dict.fromkeys(iccids, test_dag.CISCO_TARGET_STATUS),
+            "unreachable": {},
         }
         assert xcoms[("roma_force_offline", "return_value")] == _outcome(
             "force_offline", "Huawei Cloud ROMA Connect", succeeded=roma_ids
@@ -329,14 +344,31 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
         assert xcoms[("roma_wait_offline", "return_value")] == {
             "matched": roma_ids,
             "statuses": dict.fromkeys(map(str, roma_ids), "offline"),
+            "unreachable": {},
         }
         assert xcoms[("roma_wait_online", "return_value")] == {
             "matched": roma_ids,
             "statuses": dict.fromkeys(map(str, roma_ids), "online"),
+            "unreachable": {},
         }
         assert xcoms[("verizon_wait_firmware", "return_value")] == {
             "matched": imeis,
             "firmware": dict.fromkeys(imeis, TARGET_FIRMWARE),
+            "unreachable": {},
+        }
+        # Many devices: handed to the trigger through the sensor's own XCom, its kwargs small (the
+        # trigger table holds them encrypted: a third more), and the trigger in the real triggerer
+        # read them back and waited on exactly them.
+        assert xcoms[("roma_wait_many_online", "iotfleet_watch")] == {
+            "ids": many_ids,
+            "seen": [],
+            "unreachable": [],
+        }
+        assert watcher.kwargs_length["roma_wait_many_online"] < 4096
+        assert xcoms[("roma_wait_many_online", "return_value")] == {
+            "matched": many_ids,
+            "statuses": dict.fromkeys(map(str, many_ids), "online"),
+            "unreachable": {},
         }
         # A sensor pushes "last_seen" only when its wait fails.
         assert [key for key in xcoms if key[1] == "last_seen"] == []
@@ -347,7 +379,7 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
         newly_changed = {
             index for index, device in changed.items() if device != before["changed"].get(str(index))
         }
-        assert sorted(newly_changed) == sorted(cisco + roma + verizon_later)
+        assert sorted(newly_changed) == sorted(cisco + roma + verizon_later + many)
         assert snapshot["scheduled"] == []
         assert all(changed[i]["status"] == test_dag.CISCO_TARGET_STATUS for i in cisco)
         assert all(changed[i]["online_status"] == ONLINE for i in roma)

@@ -1,4 +1,4 @@
-"""The deferrable triggers, driven with ``asyncio.run`` against the vendor fakes of ``test_sensors``
+"""The deferrable triggers, driven with ``asyncio.run`` against the vendor fakes of ``watch_fakes``
 served through an ``httpx.MockTransport``: their events, their serialisation, their error handling,
 that they never block the event loop, and that triggers on one connection share one hook.
 """
@@ -6,31 +6,38 @@ that they never block the event loop, and that triggers on one connection share 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import requests_mock as rm
 import structlog
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow import __version__ as airflow_version
+from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
-from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError
+from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.triggers import base as triggers_base
+from airflow_provider_iotfleet.triggers import handover
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
+from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
 from tests.fakes import FakeClock, luhn_complete, operator_context
-from tests.unit.test_sensors import (
+from tests.watch_fakes import (
     ACCOUNT,
     CASES,
     CISCO,
     ROMA,
+    SETTLED,
     VERIZON,
     VZ_LOGIN_PATH,
     VZ_TOKEN_PATH,
@@ -39,10 +46,13 @@ from tests.unit.test_sensors import (
     FakeRoma,
     FakeVendor,
     FakeVerizon,
+    FakeXComs,
+    Settled,
     define_connection,
 )
 
 Payload = dict[str, Any]
+AIRFLOW_VERSION = tuple(int(part) for part in airflow_version.split(".")[:2])
 
 # A trigger that never ends must fail its test, not stall the run.
 pytestmark = pytest.mark.timeout(30)
@@ -164,6 +174,107 @@ def test_serialize_round_trips_through_json_to_a_trigger_that_behaves_the_same(
     assert payloads[0]["status"] == "success"
 
 
+# --- many devices: handed over by XCom reference ---------------------------------------------------
+
+#: More devices than travel inline in the trigger's kwargs.
+HANDED_OVER = 150
+
+
+def handed_over_ids(case: Case) -> list[Any]:
+    if case is CISCO:
+        return [luhn_complete(f"890141032111187{n:04d}") for n in range(HANDED_OVER)]
+    if case is ROMA:
+        return [90_001 + n for n in range(HANDED_OVER)]
+    return [luhn_complete(f"35693803566{n:03d}") for n in range(HANDED_OVER)]
+
+
+def test_many_devices_travel_by_xcom_reference_and_a_rebuilt_trigger_waits_on_exactly_them(
+    case: Case, monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker
+) -> None:
+    ids = handed_over_ids(case)
+    at_target = ids[::3]
+    waiting = [i for i in ids if i not in set(at_target)]
+    fake = case.fake(dict.fromkeys(ids, case.other) | dict.fromkeys(at_target, case.target))
+    fake.mount(requests_mock)
+    xcoms = FakeXComs().install(monkeypatch)
+    sensor = case.sensor(FakeClock(), ids=ids, deferrable=True, poke_interval=0.01)
+    context = operator_context(task_id=sensor.task_id)
+    with pytest.raises(TaskDeferred) as caught:
+        sensor.execute(context)  # the first check: a third of the devices at the target
+    xcoms.take(context["ti"])  # type: ignore[arg-type]
+    _, kwargs = caught.value.trigger.serialize()
+    assert (kwargs["ids"], kwargs["seen"], kwargs["devices_ref"]["key"]) == (None, [], WATCH_XCOM_KEY)
+    assert len(json.dumps(kwargs)) < 1024
+
+    # The triggerer restarts: it builds the trigger again from its class path and JSON kwargs alone.
+    # Meanwhile the devices the first check matched went back (a trigger reading them again would
+    # wait for them), and the others reach the target after the trigger's first poll.
+    rebuilt = case.trigger_class(**json.loads(json.dumps(kwargs)))
+    fake.set(dict.fromkeys(at_target, case.other))
+    fake.after_reads(len(fake.reads) + 1, dict.fromkeys(waiting, case.target))
+    first_trigger_read = len(fake.reads)
+    serve(monkeypatch, fake)
+
+    payload = run(rebuilt)
+
+    assert payload["status"] == "success", payload["message"]
+    assert payload["xcom"] == case.xcom(dict.fromkeys(ids, case.target), ids=ids)
+    assert xcoms.reads == 1
+    trigger_reads = fake.reads[first_trigger_read:]
+    assert not any(
+        str(i) in wire.url or str(i).encode() in wire.body for wire in trigger_reads for i in at_target
+    )
+
+
+def test_a_trigger_whose_devices_are_gone_from_xcom_fires_an_error_naming_the_xcom(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeXComs().install(monkeypatch)  # nothing pushed: the task instance was cleared, say
+    fake = case.fake({})
+    serve(monkeypatch, fake)
+    ref = {"dag_id": "fleet", "run_id": "manual_1", "task_id": "wait", "map_index": 3, "key": WATCH_XCOM_KEY}
+    trigger = case.trigger_class(
+        conn_id=case.conn_id,
+        target=case.target,
+        poll_interval=0.01,
+        deadline=time.time() + 5,
+        options={"account_name": ACCOUNT} if case is VERIZON else {},
+        devices_ref=ref,
+    )
+
+    payload = run(trigger)
+
+    assert payload["status"] == "error"
+    assert "XCom 'iotfleet_watch' of task wait[3] (DAG fleet, run manual_1)" in payload["message"]
+    assert fake.reads == []
+    with pytest.raises(IoTFleetSensorError, match=r"XCom 'iotfleet_watch' of task wait\[3\]"):
+        case.sensor(FakeClock(), deferrable=True).execute_complete(operator_context(), payload)
+
+
+def test_the_task_sdk_names_the_xcom_read_relies_on_are_where_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handover reads XComs through public Task SDK names, and tells whether it may await the
+    supervisor channel through one private name: if Airflow moves any of them, this fails."""
+    from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
+    from airflow.sdk import BaseXCom
+    from airflow.sdk.execution_time import task_runner  # the private module handover looks into
+
+    assert callable(BaseXCom.get_one)
+    assert callable(getattr(TriggerCommsDecoder, "asend", None))  # the triggerer's channel is async
+    if AIRFLOW_VERSION >= (3, 3):
+        assert callable(getattr(BaseXCom, "aget_one", None))
+    assert handover.xcom_backend() is BaseXCom  # as configured in these tests
+
+    class Channel:
+        async def asend(self, message: Any) -> None: ...
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
+    assert handover.supervisor_channel_is_async() is True
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object())  # dag.test()'s in-process channel
+    assert handover.supervisor_channel_is_async() is False
+
+
 # --- events -------------------------------------------------------------------------------------
 
 
@@ -187,11 +298,13 @@ def test_success_event_carries_the_poke_mode_xcom_including_devices_already_seen
         "message": "",
         "xcom": poke_xcom,
         "unmatched": {},
+        "unreachable": {},
         "description": f"every device reports {case.value_name} {case.target}",
     }
     assert poke_xcom == {
         "matched": [a, b, c],
         case.values_key: dict.fromkeys(map(str, (a, b, c)), case.target),
+        "unreachable": {},
     }
     assert not any(str(a) in wire.url or str(a).encode() in wire.body for wire in fake.reads)
     assert len(fake.reads) >= 5
@@ -207,7 +320,11 @@ def test_timeout_event_names_the_unmatched_devices_and_what_they_last_reported(
     payload = run(make_trigger(case, ids=[a, b], poll_interval=0.02, deadline_in=0.2))
 
     assert payload["status"] == "timeout"
-    assert payload["xcom"] == {"matched": [a], case.values_key: {str(a): case.target, str(b): case.other}}
+    assert payload["xcom"] == {
+        "matched": [a],
+        case.values_key: {str(a): case.target, str(b): case.other},
+        "unreachable": {},
+    }
     assert payload["unmatched"] == {str(b): case.other}
     assert payload["description"] == (
         f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
@@ -218,6 +335,39 @@ def test_timeout_event_names_the_unmatched_devices_and_what_they_last_reported(
     sensor = case.sensor(FakeClock(), deferrable=True, timeout=900)
     with pytest.raises(AirflowSensorTimeout, match=rf"{b} \({case.other}\)"):
         sensor.execute_complete(operator_context(), payload)
+
+
+def test_a_poll_that_outlasts_the_deadline_ends_the_wait_at_the_deadline(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.target, b: case.other})
+    fake.answer_only = 1 if case is VERIZON else 2  # the first poll is answered, the second never
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=[a, b], poll_interval=0.01, deadline_in=0.3))
+
+    assert payload["status"] == "timeout"
+    assert fake.stalled >= 1  # it ended during the unanswered poll, not between polls
+    assert payload["xcom"]["matched"] == [a]
+    assert payload["description"] == (
+        f"1 of 2 devices not yet at {case.value_name} {case.target}: {b} ({case.other})"
+    )
+
+
+def test_a_trigger_started_after_its_deadline_looks_once_within_a_bound(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = case.ids[0]
+    fake = case.fake({a: case.target})
+    fake.answer_only = 0  # the vendor answers nothing
+    serve(monkeypatch, fake)
+    monkeypatch.setattr(triggers_base, "LATE_START_LOOK", 0.05)
+
+    payload = run(make_trigger(case, ids=[a], deadline_in=-1))
+
+    assert payload["status"] == "timeout"
+    assert fake.stalled == 1
 
 
 def test_a_deadline_already_passed_still_reads_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,15 +448,16 @@ def test_the_trigger_logs_what_it_waits_for_and_each_tolerated_failure(
 
 def test_a_permanent_error_ends_the_wait_at_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = case.ids[:2]
-    fake = case.fake({a: case.other})  # b is unknown to the vendor
+    fake = case.fake({a: case.other, b: case.other})
+    fake.faults = [400]  # the vendor refuses the first read for good
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(case, ids=[a, b], max_transient_errors=5))
 
     assert payload["status"] == "error"
-    assert case.not_found in payload["message"]
-    assert f"{b} (not read yet)" in payload["description"]
-    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]
+    assert "HTTP 400" in payload["message"]
+    assert f"{b} (" in payload["description"]
+    assert len(fake.reads) == {"cisco": 2, "huawei": 2, "verizon": 1}[case.name]  # one poll, not retried
 
 
 def test_a_refused_read_mid_wait_names_each_device_with_its_last_value(
@@ -327,30 +478,55 @@ def test_a_refused_read_mid_wait_names_each_device_with_its_last_value(
     assert payload["xcom"]["matched"] == [a]
 
 
-def test_verizon_trigger_fails_when_an_imei_leaves_the_account(monkeypatch: pytest.MonkeyPatch) -> None:
-    define_connection(monkeypatch, VERIZON)
-    a, b = VERIZON.ids[:2]
-    fake = FakeVerizon({a: VERIZON.other, b: VERIZON.other})
-    fake.after_reads(1, {a: VERIZON.target})
+@pytest.mark.parametrize("row", SETTLED, ids=[row.name for row in SETTLED])
+def test_devices_that_can_never_reach_the_target_settle_at_once_and_the_rest_wait_on(
+    row: Settled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    define_connection(monkeypatch, row.case)
+    fake = row.fake()
     serve(monkeypatch, fake)
-    original_read = fake.read
+    polls: list[list[Any]] = []  # the reads of each poll
+    original = row.case.trigger_class.watch_class.apoll
 
-    def read(wire: Any) -> tuple[int, Any]:
-        if len(fake.reads) == 3:
-            fake.values.pop(b, None)
-        return original_read(wire)
+    async def apoll(watch: Any, hook: Any) -> None:
+        before = len(fake.reads)
+        await original(watch, hook)
+        polls.append(fake.reads[before:])
+        if len(polls) == 1:
+            row.change(fake)
 
-    fake.read = read  # type: ignore[method-assign]
-
-    payload = run(make_trigger(VERIZON, ids=[a, b]))
-
-    assert payload["status"] == "error"
-    assert f"1 IMEIs are not in the account, e.g. {b}" in payload["message"]
-    assert (
-        payload["description"]
-        == f"1 of 2 devices not yet at firmware {VERIZON.target}: {b} ({VERIZON.other})"
+    monkeypatch.setattr(row.case.trigger_class.watch_class, "apoll", apoll)
+    trigger = row.case.trigger_class(
+        conn_id=row.case.conn_id,
+        ids=row.ids(),
+        target=row.target,
+        poll_interval=0.01,
+        deadline=time.time() + 5,
+        options={"account_name": ACCOUNT} if row.case is VERIZON else {},
     )
-    assert fake.bodies() == [[a, b], [a, b], [b]]  # only the unmatched IMEIs are listed
+
+    payload = run(trigger)
+
+    expected = row.xcom()
+    assert payload["status"] == "success"
+    assert payload["xcom"] == expected
+    assert payload["unreachable"] == expected["unreachable"]
+    assert payload["unmatched"] == {}
+    for position, device_id in zip(row.unreachable, row.ids(list(row.unreachable)), strict=True):
+        reading = [
+            n
+            for n, wires in enumerate(polls)
+            if any(str(device_id) in w.url or str(device_id).encode() in w.body for w in wires)
+        ]
+        assert len(reading) <= (2 if position in row.leaves else 1), (device_id, reading)
+
+    sensor = row.case.sensor(FakeClock(), ids=row.ids(), deferrable=True, fail_on_unreachable=False)
+    assert sensor.execute_complete(operator_context(), payload) == expected
+    if row.unreachable:
+        context = operator_context()
+        with pytest.raises(IoTFleetUnreachableDevicesError):
+            row.case.sensor(FakeClock(), ids=row.ids(), deferrable=True).execute_complete(context, payload)
+        assert context["ti"].xcom == {"outcome": expected}  # type: ignore[attr-defined]
 
 
 def test_cisco_trigger_reads_in_full_then_searches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,15 +548,20 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
     define_connection(monkeypatch, ROMA)
     ids = ROMA.ids[:12]
     fake = FakeRoma(dict.fromkeys(ids, "online"))
-    fake.after_reads(2, dict.fromkeys(ids, "offline"))
+    fake.after_reads(4, dict.fromkeys(ids, "offline"))  # seen by the third poll
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(ROMA, ids=ids))
 
     assert payload["status"] == "success"
-    assert payload["xcom"] == {"matched": list(ids), "statuses": {str(i): "offline" for i in ids}}
-    assert len(fake.listings()) == 3 and fake.device_reads() == []
-    assert all(wire.query["online_status"] == ["2"] for wire in fake.listings())
+    assert payload["xcom"] == {
+        "matched": list(ids),
+        "statuses": {str(i): "offline" for i in ids},
+        "unreachable": {},
+    }
+    assert fake.device_reads() == []
+    # each poll: the offline devices, and the never-connected ones (not connected either)
+    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"]] * 3
 
 
 # --- the event loop -----------------------------------------------------------------------------
@@ -556,8 +737,14 @@ def test_cancelled_triggers_release_and_close_the_shared_hook(
 
 def test_shared_hook_counts_its_users() -> None:
     class Hook:
+        hook_name = "Test vendor"
+
         def __init__(self, conn_id: str) -> None:
             self.conn_id = conn_id
+
+        @classmethod
+        async def aget_connection(cls, conn_id: str) -> Any:
+            return SimpleNamespace(conn_id=conn_id, conn_type="test", host=f"https://{conn_id}.example")
 
         async def aclose(self) -> None:
             closed.append(self)
@@ -589,6 +776,69 @@ def test_shared_hook_counts_its_users() -> None:
     closed.clear()
     in_another = asyncio.run(main())  # another loop: new hooks, not the closed ones
     assert all(old is not new for old, new in zip(in_one_loop, in_another, strict=True))
+
+
+def _hosts(wires: Sequence[Any]) -> set[str]:
+    return {urlsplit(wire.url).netloc for wire in wires}
+
+
+def test_a_trigger_started_after_the_connection_was_fixed_uses_the_new_connection(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.other, b: case.target})  # a never matches: its trigger runs on
+    serve(monkeypatch, fake)
+    old_host = urlsplit(case.connection["host"]).netloc
+    new_host = f"fixed.{old_host}"
+    fixed = {**case.connection, "host": f"https://{new_host}"}
+    spy = HookSpy(monkeypatch)
+
+    async def main() -> list[Payload]:
+        running = asyncio.create_task(drain(make_trigger(case, ids=[a], deadline_in=30)))
+        while not fake.reads:  # the first trigger has read its devices with the old connection
+            await asyncio.sleep(0.005)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{case.conn_id.upper()}", json.dumps(fixed))
+        before = len(fake.wires)
+        started_after = await drain(make_trigger(case, ids=[b]))
+        new_wires = fake.wires[before:]
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert _hosts(new_wires) == {new_host}, "the new trigger used the connection as first read"
+        return started_after
+
+    (payload,) = asyncio.run(main())
+
+    assert payload["status"] == "success"
+    assert _hosts(fake.wires) == {old_host, new_host}
+    assert len(spy.used) == 2 and sorted(spy.closed) == sorted(spy.used)  # one hook per connection seen
+
+
+@pytest.mark.parametrize(
+    ("connection", "says"),
+    [
+        pytest.param(None, "is not defined", id="deleted"),
+        pytest.param({"password": ""}, "password is empty", id="secret-removed"),
+    ],
+)
+def test_a_trigger_whose_connection_is_gone_fires_an_error_naming_it(
+    case: Case, monkeypatch: pytest.MonkeyPatch, connection: dict[str, Any] | None, says: str
+) -> None:
+    variable = f"AIRFLOW_CONN_{case.conn_id.upper()}"
+    if connection is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, json.dumps({**case.connection, **connection}))
+    fake = case.fake(dict.fromkeys(case.ids[:2], case.target))
+    serve(monkeypatch, fake)
+
+    payload = run(make_trigger(case, ids=case.ids[:2]))
+
+    assert payload["status"] == "error"
+    assert f"Connection {case.conn_id!r}" in payload["message"] and says in payload["message"]
+    assert fake.reads == []
+    with pytest.raises(IoTFleetSensorError, match=rf"Connection '{case.conn_id}'.*{says}"):
+        case.sensor(FakeClock(), deferrable=True).execute_complete(operator_context(), payload)
 
 
 def test_triggers_starting_together_on_one_connection_share_one_client(

@@ -13,6 +13,9 @@ DAG holds no assumption about the fleet's seed:
 * Verizon: ``verizon_wait_firmware`` waits for IMEIs to report ``verizon_firmware``. The first
   IMEI already reports it (matched by the sensor's own first check, then carried into the
   trigger); the others do not until the test has them report it, after the sensor deferred.
+* Many devices: ``roma_wait_many_online`` waits for more ROMA devices than travel in a trigger's
+  kwargs to be online: the sensor pushes them to its own XCom and the trigger, in the real
+  triggerer, reads them back through the Task SDK. The test brings them online once it deferred.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ POKE_INTERVAL = 1
 SENSOR_TIMEOUT = 200
 
 #: The sensors that must defer and be resumed by the triggerer.
-DEFERRING_SENSORS = ("cisco_wait_deactivated", "roma_wait_online", "verizon_wait_firmware")
+DEFERRING_SENSORS = (
+    "cisco_wait_deactivated",
+    "roma_wait_online",
+    "verizon_wait_firmware",
+    "roma_wait_many_online",
+)
 #: The sensor that finds its devices matched on its first check and so never defers.
 FIRST_CHECK_SENSOR = "roma_wait_offline"
 TASKS = (
@@ -44,6 +52,7 @@ TASKS = (
     "roma_wait_offline",
     "roma_wait_online",
     "verizon_wait_firmware",
+    "roma_wait_many_online",
 )
 
 sensor_args = {"deferrable": True, "poke_interval": POKE_INTERVAL, "timeout": SENSOR_TIMEOUT}
@@ -62,6 +71,7 @@ sensor_args = {"deferrable": True, "poke_interval": POKE_INTERVAL, "timeout": SE
         "roma_ids": [],
         "verizon_imeis": [],
         "verizon_firmware": "set verizon_firmware in the run conf",
+        "roma_many_ids": [],
     },
     tags=["iotfleet", "standalone"],
 )
@@ -96,6 +106,13 @@ def iotfleet_standalone_triggerer() -> None:
         task_id="verizon_wait_firmware",
         imeis="{{ params.verizon_imeis }}",
         target_firmware="{{ params.verizon_firmware }}",
+        **sensor_args,
+    )
+
+    HuaweiRomaDeviceStatusSensor(
+        task_id="roma_wait_many_online",
+        device_ids="{{ params.roma_many_ids }}",
+        target_online_status="online",
         **sensor_args,
     )
 
