@@ -69,8 +69,8 @@ def fault_where(
         matched[0] = record if where(record) else None
         return record
 
-    def rolling() -> str | None:
-        rolled = roll_fault()  # the dice roll on, so other requests meet what they would have
+    def rolling(*args: Any, **kwargs: Any) -> str | None:
+        rolled = roll_fault(*args, **kwargs)  # the dice roll on, so other requests meet what they would have
         if matched[0] is None:
             return rolled
         faulted.append(matched[0])
