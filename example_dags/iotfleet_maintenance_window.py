@@ -147,7 +147,9 @@ def iotfleet_maintenance_window() -> None:
         outcomes = {task_id: pull_outcome(ti, task_id) for task_id in operators}
         waits = {
             "wait_offline": ti.xcom_pull(task_ids="wait_offline"),
-            "wait_upgrade": ti.xcom_pull(task_ids="wait_upgrade", key="outcome"),
+            # The campaign sensor's result, under "outcome" had it failed the task.
+            "wait_upgrade": ti.xcom_pull(task_ids="wait_upgrade", key="outcome")
+            or ti.xcom_pull(task_ids="wait_upgrade"),
             "wait_firmware": ti.xcom_pull(task_ids="wait_firmware"),
             "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
         }

@@ -261,8 +261,9 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
                 if task_id in OPERATOR_STEPS:
                     lines = [outcome.summary() for outcome in results.outcomes(dag_id, task_id)]
                 else:
-                    key = "outcome" if task_id == "wait_upgrade" else "return_value"
-                    lines = [_wait_summary(value) for value in results.xcom(dag_id, task_id, key)]
+                    # The campaign sensor pushes under "outcome" only when it failed the task.
+                    values = results.xcom(dag_id, task_id, "outcome") or results.xcom(dag_id, task_id)
+                    lines = [_wait_summary(value) for value in values]
                 for line in lines:
                     print(f"  {task_id:<20} {line}")
             for upgrade in results.outcomes(dag_id, "upgrade_firmware"):

@@ -81,14 +81,14 @@ class VerizonThingSpaceCampaignSensor(DeviceWatchSensor):
     """Wait until a firmware upgrade campaign is over: ended (or cancelled, aborted, failed), or every
     device in it Finished or UpgradeFailed. Each poll reads the campaign and its device report.
 
-    XCom (``return_value``, and ``outcome``)::
+    XCom (``return_value``; under ``outcome`` instead when the task fails)::
 
         {"campaign_id", "status", "finished": [imei],
          "failed": [{"device_id", "status", "reason"}], "pending": [imei]}
 
     With ``fail_on_error`` (the default), the task then fails if any device failed, or the campaign
-    ended with devices never upgraded, or was cancelled, aborted or failed; the outcome is pushed
-    first, as the operators do.
+    ended with devices never upgraded, or was cancelled, aborted or failed; the value is pushed under
+    ``outcome`` first, once, as the write operators do.
 
     :param campaign_id: the campaign (templated, e.g. from the upgrade operator's XCom:
         ``"{{ ti.xcom_pull('upgrade')['campaign_id'] }}"``).
@@ -122,7 +122,6 @@ class VerizonThingSpaceCampaignSensor(DeviceWatchSensor):
         return {"account_name": self.hook.resolve_account(self.account_name)}  # type: ignore[attr-defined]
 
     def finish(self, context: Context, xcom: Any) -> Any:
-        context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)
         problems = []
         if xcom["failed"]:
             sample = ", ".join(
@@ -141,6 +140,7 @@ class VerizonThingSpaceCampaignSensor(DeviceWatchSensor):
         if not self.fail_on_error:
             self.log.warning("%s: %s (fail_on_error=False)", self.vendor, message)
             return xcom
+        context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)  # pushed once: the task returns nothing
         raise IoTFleetOperationFailedError(
             f"{self.vendor}: {message}. The outcome is in XCom key {OUTCOME_KEY!r} (set fail_on_error=False "
             "to succeed with failures)",

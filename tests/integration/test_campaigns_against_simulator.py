@@ -156,7 +156,7 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(
         ],
         "pending": [],
     }
-    assert sensor_context["ti"].xcom["outcome"] == result  # type: ignore[attr-defined]
+    assert "outcome" not in sensor_context["ti"].xcom  # type: ignore[attr-defined]  # succeeded: pushed once
     fleet = simulator.state.fleet
     for imei in imeis:
         expected = upgrade.target if imei in result["finished"] else upgrade.source

@@ -1474,8 +1474,12 @@ def test_execute_fails_on_failed_devices_after_pushing_the_outcome(
 
 def test_a_cancelled_campaign_is_over_and_fails_the_wait(fake: FakeCampaigns, clock: FakeClock) -> None:
     campaign_id = fake.add_campaign("wave", "CampaignCancelled", imeis(2))
-    with pytest.raises(IoTFleetOperationFailedError, match="the campaign is CampaignCancelled"):
-        campaign_sensor(clock, campaign_id).execute(operator_context())
+    context = operator_context()
+    with pytest.raises(IoTFleetOperationFailedError, match="the campaign is CampaignCancelled") as failed:
+        campaign_sensor(clock, campaign_id).execute(context)
+    # Pushed once, under "outcome", before failing.
+    assert context["ti"].xcom == {OUTCOME_KEY: failed.value.outcome}  # type: ignore[attr-defined]
+    assert failed.value.outcome["status"] == "CampaignCancelled"
 
 
 def test_poke_mode_timeout_says_where_the_campaign_stands(fake: FakeCampaigns, clock: FakeClock) -> None:
@@ -1541,7 +1545,7 @@ def test_deferrable_checks_once_then_defers_to_a_trigger_that_round_trips(
         "failed": [],
         "pending": [],
     }
-    assert context["ti"].xcom[OUTCOME_KEY] == result
+    assert OUTCOME_KEY not in context["ti"].xcom  # succeeded: its return value only, pushed once
 
 
 def test_execute_complete_of_a_timeout_event_raises_the_sensor_timeout(clock: FakeClock) -> None:
