@@ -850,7 +850,10 @@ def test_a_killed_write_task_is_retried_without_writing_twice(
                 f"the killed try's task state names {len(left['landed'] & left['recorded'])} of the "
                 f"{len(left['landed'])} edits Control Center scheduled: its retry schedules the others again"
             )
-            assert twice == unrecorded
+            # Nothing the task state recorded was sent again; the one edit in flight at the kill may
+            # have been applied after the look above (the simulator's latency), unrecorded, and resent.
+            assert twice & left["recorded"] == set()
+            assert len(twice) <= 1, f"SIMs scheduled twice: {sorted(twice)}"
             state.advance(CLOCK_ADVANCE.total_seconds())
         else:
             assert twice == set(), "a SIM was deactivated twice"
