@@ -441,7 +441,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         }
 
     def force_offline(
-        self, device_ids: Sequence[int | str], *, read_first: bool = False
+        self, device_ids: Sequence[int | str], *, read_first: bool = False, read_back: bool = True
     ) -> ForceOfflineResult:
         """Bring devices offline in one request (``POST .../devices/force-offline``).
 
@@ -452,6 +452,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :param read_first: read the devices' online status before sending, and send only those not
             offline yet (a never-connected device is not sent: ROMA would refuse it). What a retried
             task does, so that a retry costs what is left.
+        :param read_back: read back the devices ROMA refused (see :meth:`read_back_refused`). A
+            caller sending many batches passes ``False`` and reads them all back once, since a read
+            of many devices pages the instance's listing, whatever their number.
         :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
@@ -459,8 +462,38 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        if not read_first:
-            return self._force_offline(ids, rounds_left=self.client.retry.max_retries)
+        unchanged, never, to_send = self.split_offline(ids) if read_first else ([], [], ids)
+        sent = (
+            self._force_offline(to_send, rounds_left=self.client.retry.max_retries)
+            if to_send
+            else ForceOfflineResult(succeeded=[], failed=[])
+        )
+        if read_back:
+            sent = self.read_back_refused(sent)
+        result = ForceOfflineResult(
+            succeeded=sent.succeeded, failed=sent.failed + never, unchanged=sent.unchanged + unchanged
+        )
+        self.log.debug(
+            "%s: %d of %d devices forced offline, %d already offline, %d failed",
+            VENDOR,
+            len(result.succeeded),
+            len(ids),
+            len(result.unchanged),
+            len(result.failed),
+        )
+        return _in_order(ids, result)
+
+    def split_offline(
+        self, device_ids: Sequence[int | str]
+    ) -> tuple[list[int], list[dict[str, Any]], list[int]]:
+        """Read the devices' online status before a force-offline: return those already offline, a
+        ``failed`` entry (``never_connected``, not sent) for each that never connected, and those to
+        send. One read for any number of devices (the listing is paged once).
+
+        :raises IoTFleetNotAttemptedError: when the read failed (refused credentials and the like
+            are raised as they are, as by any call).
+        """
+        ids = validate_roma_device_ids(device_ids)
         try:
             statuses = self._offline_or_not(ids)
         except IoTFleetError as error:
@@ -483,17 +516,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             len(never),
             len(to_send),
         )
-        sent = (
-            self._force_offline(to_send, rounds_left=self.client.retry.max_retries)
-            if to_send
-            else ForceOfflineResult(succeeded=[], failed=[])
-        )
-        return _in_order(
-            ids,
-            ForceOfflineResult(
-                succeeded=sent.succeeded, failed=sent.failed + never, unchanged=sent.unchanged + unchanged
-            ),
-        )
+        return unchanged, never, to_send
 
     def _force_offline(self, ids: list[int], rounds_left: int) -> ForceOfflineResult:
         # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline, which
@@ -507,23 +530,15 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             if not answer_lost(error):
                 raise
             return self._after_lost_answer(ids, error, rounds_left)
-        result = self._reconcile(
+        return self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
-        result = self._read_back_refused(ids, result)
-        self.log.debug(
-            "%s: %d of %d devices forced offline, %d already offline, %d failed",
-            VENDOR,
-            len(result.succeeded),
-            len(ids),
-            len(result.unchanged),
-            len(result.failed),
-        )
-        return result
 
-    def _read_back_refused(self, ids: list[int], result: ForceOfflineResult) -> ForceOfflineResult:
-        """Read the devices ROMA refused: an offline one was already as asked (``unchanged``), a
-        never-connected one can never be forced; the rest stay refused."""
+    def read_back_refused(self, result: ForceOfflineResult) -> ForceOfflineResult:
+        """Read the devices ROMA refused in ``result`` (one read, for any number: the listing is
+        paged once): an offline one was already as asked (``unchanged``), a never-connected one can
+        never be forced (``never_connected``); the rest stay refused. A read that fails leaves them
+        refused, with a warning."""
         refused = [entry["id"] for entry in result.failed if entry["error_code"] == NOT_FORCED]
         if not refused:
             return result
@@ -557,9 +572,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 failed.append({**entry, "error_code": NEVER_CONNECTED, "message": NEVER_CONNECTED_MESSAGE})
             else:
                 failed.append(entry)
-        return _in_order(
-            ids, ForceOfflineResult(succeeded=result.succeeded, failed=failed, unchanged=unchanged)
-        )
+        return ForceOfflineResult(succeeded=result.succeeded, failed=failed, unchanged=unchanged)
 
     def _after_lost_answer(
         self, ids: list[int], error: IoTFleetError, rounds_left: int

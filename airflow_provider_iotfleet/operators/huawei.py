@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.exceptions import IoTFleetNotAttemptedError
+from airflow_provider_iotfleet.hooks.huawei import (
+    DEFAULT_MAX_DEVICES_PER_REQUEST,
+    ForceOfflineResult,
+    HuaweiRomaConnectHook,
+)
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.outcome import FleetOutcome, Status
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     chunks,
@@ -32,7 +37,9 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
     request. Nothing to roll back: devices reconnect by themselves.
 
     Safe under Airflow's retries: a try after the first reads the devices' online status first and
-    sends only those still online, so what an earlier try did is ``unchanged``.
+    sends only those still online, so what an earlier try did is ``unchanged``. Both that read and the
+    read-back of refused devices are one read for the whole run (the instance's listing paged once),
+    not one per batch.
 
     :param device_ids: ROMA device ids (integers; templated, or an upstream task's output).
     :param batch_size: ids per request, at most 1000.
@@ -64,37 +71,64 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             return self.new_outcome(0).build()
         ids, duplicates = distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
         outcome = self.new_outcome(len(ids))
-        batches = list(chunks(ids, self.batch_size))
         read_first = self.retrying(context)
+        detail = ""
+        unchanged: list[int] = []
+        done = ForceOfflineResult(succeeded=[], failed=[])
+        to_send = ids
+        read_per_batch = False
+        if read_first:
+            detail = (
+                f"try {context['ti'].try_number}: reading every device's status first to skip what is done"
+            )
+            try:
+                unchanged, never, to_send = self.hook.split_offline(ids)
+                done = ForceOfflineResult(succeeded=[], failed=never)
+            except IoTFleetNotAttemptedError as error:
+                # One read for the whole run failed: read per batch instead, so that one bad read
+                # holds back only its batch (its devices then fail as not sent, retryable).
+                self.log.warning("%s: %s; reading each batch's devices before sending it", self.vendor, error)
+                read_per_batch = True
+        batches = list(chunks(to_send, self.batch_size))
         progress = self.start(
-            "forcing offline",
-            len(ids),
-            duplicates=duplicates,
-            batches=len(batches),
-            detail=f"try {context['ti'].try_number}: reading each device's status first to skip what is done"
-            if read_first
-            else "",
+            "forcing offline", len(ids), duplicates=duplicates, batches=len(batches), detail=detail
         )
+        progress.advance(len(ids) - len(to_send))
         results = self.run_batches(
             batches,
-            lambda batch: self.hook.force_offline(batch, read_first=read_first),
+            # Refused devices are read back once for the whole run below, not once per batch: a read
+            # of many devices pages the instance's whole listing.
+            lambda batch: self.hook.force_offline(batch, read_first=read_per_batch, read_back=False),
             progress,
             lambda result: len(result.failed),
         )
-        for batch in results:
-            if batch.error is not None:
-                outcome.fail(batch.items, batch.error)
-            if batch.result is None:
-                continue
-            outcome.add_many("succeeded", (entry["id"] for entry in batch.result.succeeded))
-            outcome.add_many("unchanged", batch.result.unchanged)
-            for entry in batch.result.failed:
+        sent = ForceOfflineResult(
+            succeeded=[entry for batch in results if batch.result for entry in batch.result.succeeded],
+            failed=[entry for batch in results if batch.result for entry in batch.result.failed],
+            unchanged=[
+                device_id for batch in results if batch.result for device_id in batch.result.unchanged
+            ],
+        )
+        sent = self.hook.read_back_refused(sent)
+        # Every device once, in input order (so are the error groups: by their first device).
+        errors = {device_id: batch.error for batch in results if batch.error for device_id in batch.items}
+        refused = {entry["id"]: entry for entry in [*done.failed, *sent.failed]}
+        status: dict[int, Status] = dict.fromkeys(unchanged, "unchanged")
+        status.update(dict.fromkeys(sent.unchanged, "unchanged"))
+        status.update((entry["id"], "succeeded") for entry in sent.succeeded)
+        for device_id in ids:
+            if device_id in errors:
+                outcome.fail([device_id], errors[device_id])
+            elif device_id in refused:
+                entry = refused[device_id]
                 outcome.refuse(
-                    [entry["id"]],
+                    [device_id],
                     entry["error_code"],
                     entry["message"],
                     attempted=entry["attempted"],
                     http_status=entry.get("http_status"),
                     retryable=entry.get("retryable", False),
                 )
+            else:
+                outcome.add(status[device_id], device_id)
         return outcome.build()

@@ -1449,6 +1449,27 @@ def test_roma_retry_of_many_devices_reads_the_offline_listing(
     assert result == roma_outcome(12, sent, unchanged=[2, 5])
 
 
+def test_roma_refused_devices_of_every_batch_are_read_back_once_per_run(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Many refused devices are read back with the instance's listing: once for the whole run, not
+    once per batch (each read pages the whole listing, whatever the batch)."""
+    ids = list(range(1, 61))
+    offline = [i for i in ids if i % 2 == 0]
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_refuses(set(offline)))
+
+    def listing(request: Any, context: Any) -> dict[str, Any]:
+        items = [{"device_id": i} for i in offline] if request.qs["online_status"] == ["2"] else []
+        return {"total": len(items), "size": len(items), "items": items}
+
+    reads = requests_mock.get(DEVICES_URL, json=listing)
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, batch_size=15).execute(
+        operator_context()
+    )
+    assert result == roma_outcome(60, [i for i in ids if i % 2], unchanged=offline)
+    assert [r.qs["online_status"] for r in reads.request_history] == [["2"]]  # 4 batches, 1 read
+
+
 def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
     roma_conn: None, requests_mock: rm.Mocker, logs: Logs
 ) -> None:
