@@ -543,16 +543,13 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         if not refused:
             return result
         try:
-            statuses = self._offline_or_not(refused)
-            # The filtered listing tells only "offline" from "not offline": which of the others never
-            # connected takes one more read.
-            not_offline = [device_id for device_id in refused if statuses.get(device_id) == f"not {OFFLINE}"]
-            if not_offline:
-                statuses.update(
-                    (device_id, NEVER)
-                    for device_id, status in self._offline_or_not(not_offline, NEVER).items()
-                    if status == NEVER
-                )
+            # Never-connected devices first: usually few, so their listing is short, and a refusal is
+            # often one of them. A filtered listing tells only "never" from "not never": which of the
+            # others are offline takes one more read (of those alone, when few).
+            statuses = self._offline_or_not(refused, NEVER)
+            undecided = [device_id for device_id in refused if statuses.get(device_id) == f"not {NEVER}"]
+            if undecided:
+                statuses.update(self._offline_or_not(undecided))
         except IoTFleetError as error:
             self.log.warning(
                 "%s: could not read back the %d devices ROMA refused to force offline (%s); reporting them "

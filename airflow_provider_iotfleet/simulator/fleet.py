@@ -84,6 +84,8 @@ class Fleet:
     _order: Iterator[int] = field(default_factory=itertools.count)
     lock: Any = field(default_factory=threading.RLock)
     _base_matches: dict[tuple[str, Any], list[int]] = field(default_factory=dict)
+    #: The last answer of :meth:`indices_where` per ``(key, value)``, with the change count it saw.
+    _matches: dict[tuple[str, Any], tuple[int, list[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_DEVICES:
@@ -188,9 +190,9 @@ class Fleet:
     def indices_where(self, key: str, value: Any) -> list[int]:
         """Return, in index order, the devices whose ``key`` is ``value`` now.
 
-        Start-up values never change, so their matches are computed once per ``(key, value)``; each
-        call then only revisits the changed devices, which keeps filtered listings of a big fleet
-        cheap.
+        Start-up values never change, so their matches are computed once per ``(key, value)``; a
+        call then only revisits the changed devices, and only when something changed since the last
+        call, which keeps filtered listings of a big fleet cheap.
         """
         with self.lock:
             self.apply_due()
@@ -200,9 +202,14 @@ class Fleet:
                 self._base_matches[(key, value)] = base
             if not self.changed:
                 return list(base)
-            unchanged = (i for i in base if i not in self.changed)
-            changed = sorted(i for i in self.changed if self.device(i)[key] == value)
-            return list(heapq.merge(unchanged, changed))
+            # The pages of one listing ask the same question with nothing changed in between.
+            seen, matches = self._matches.get((key, value), (-1, []))
+            if seen != self.changes_recorded:
+                unchanged = (i for i in base if i not in self.changed)
+                changed = sorted(i for i in self.changed if self.device(i)[key] == value)
+                matches = list(heapq.merge(unchanged, changed))
+                self._matches[(key, value)] = (self.changes_recorded, matches)
+            return list(matches)
 
     def schedule(self, due: datetime, index: int, changes: dict[str, Any]) -> None:
         """Apply ``changes`` to device ``index`` once the simulator clock reaches ``due``."""

@@ -1467,7 +1467,8 @@ def test_roma_refused_devices_of_every_batch_are_read_back_once_per_run(
         operator_context()
     )
     assert result == roma_outcome(60, [i for i in ids if i % 2], unchanged=offline)
-    assert [r.qs["online_status"] for r in reads.request_history] == [["2"]]  # 4 batches, 1 read
+    # 4 batches, one read-back: never-connected devices first, then which of the rest are offline.
+    assert [r.qs["online_status"] for r in reads.request_history] == [["0"], ["2"]]
 
 
 def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
