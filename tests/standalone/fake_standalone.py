@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,7 +35,10 @@ from typing import Any
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 PASSWORD = "fake-password"
 #: A process that waits forever; the HOME argument marks it.
-WAITER = "import signal, sys, time\nif sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(3600)"
+WAITER = (
+    "import signal, sys\nif sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "while True: signal.pause()"
+)
 
 
 def health_report(triggerer: str) -> dict[str, Any]:
@@ -92,8 +94,8 @@ def standalone(behaviour: str, home: str, port: int) -> int:
         )
         answer_health(port, "healthy")
         print("scheduler  | Starting the scheduler", flush=True)
-    while True:
-        time.sleep(1)
+    while True:  # up until a signal ends it, as standalone is
+        signal.pause()
 
 
 def serve(behaviour: str, home: str, port: int, startup_timeout: float, stop_grace: float) -> int:
