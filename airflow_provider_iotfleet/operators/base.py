@@ -296,6 +296,10 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         started = time.monotonic()
         outcome: FleetOutcome = self._operate(context)
         self._log_outcome(outcome, time.monotonic() - started)
+        if not outcome.not_done:
+            # Everything is done: a later run of this task instance (cleared, re-run) starts afresh.
+            for journal in self.__dict__.pop("_journals", []):
+                journal.clear()
         xcom = outcome.to_xcom()
         if outcome.not_done and self.fail_on_error:
             context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)
@@ -314,9 +318,11 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
     def journal(self, context: Context, name: str, *, flush_every: float = 5.0) -> TaskJournal:
         """What earlier tries of this task instance recorded under ``name``, and where this try
         records what it does (see :class:`TaskJournal`; ``flush_every=0`` writes each record at once)."""
-        return TaskJournal(
+        journal = TaskJournal(
             context.get("task_state_store"), f"iotfleet.{name}", self.log, flush_every=flush_every
         )
+        self.__dict__.setdefault("_journals", []).append(journal)
+        return journal
 
     def _log_outcome(self, outcome: FleetOutcome, elapsed: float) -> None:
         self.log.info("%s: done in %s: %s", self.vendor, _duration(elapsed), outcome.summary())
@@ -328,17 +334,22 @@ class TaskJournal:
     """What a task instance's tries did, kept in Airflow's task state store so that a retry (even
     on another worker, after the earlier try was killed) knows it.
 
-    Entries are ``key -> JSON value``; they are written in chunks, only what is new since the last
-    :meth:`flush`, so a long run costs each entry once. A try that is killed (out of memory, a lost
-    worker) flushes nothing more: its retry does not know what it recorded in its last
-    ``flush_every`` seconds. Without a task state store (Airflow before
-    3.3, or a hook used outside a task) the journal is off: :meth:`load` finds nothing and
-    :meth:`flush` keeps nothing, so a retry sends again what only the journal could have told.
+    Entries are ``key -> JSON value``, written in chunks of up to ``chunk_size`` entries: a flush
+    rewrites the chunk being filled with what is new, so a retry loads a few chunks, not one per
+    flush. A try that is killed (out of memory, a lost worker) flushes nothing more: its retry does
+    not know what it recorded in its last ``flush_every`` seconds. The write operators clear the
+    journal when a try leaves nothing undone, so a cleared and re-run task starts afresh.
+
+    The journal is off (:meth:`load` finds nothing, :meth:`flush` keeps nothing, and a retry sends
+    again what only the journal could have told) without a task state store (Airflow before 3.3, or
+    a hook used outside a task), and from the first time the store fails: a journal helps a retry,
+    it must never fail the run.
 
     Thread-safe: per-device operations record from their worker threads.
 
     :param store: ``context["task_state_store"]``, or ``None``.
-    :param flush_every: seconds between the writes :meth:`record` makes on its own.
+    :param flush_every: seconds between the writes :meth:`record` makes on its own (0: each record).
+    :param chunk_size: entries per chunk.
     """
 
     def __init__(
@@ -348,35 +359,42 @@ class TaskJournal:
         log: Any,
         *,
         flush_every: float = 5.0,
+        chunk_size: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._name = name
         self._log = log
         self._flush_every = flush_every
+        self._chunk_size = chunk_size
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
+        #: the chunks written before this try (known after the first look at the store)
         self._chunks: int | None = None
+        #: the chunk this try is filling: its index and its entries so far
+        self._open: dict[str, Any] = {}
         self._last_flush = clock()
 
     @property
     def available(self) -> bool:
-        """Whether this Airflow keeps task state across tries."""
+        """Whether the journal is on: this Airflow keeps task state across tries, and it answers."""
         return self._store is not None
 
     def load(self) -> dict[str, Any]:
-        """Every entry earlier tries recorded (later chunks win), ``{}`` without a store."""
-        if self._store is None:
-            return {}
+        """Every entry earlier tries recorded (later chunks win), ``{}`` when the journal is off."""
         with self._lock:
-            chunks = self._store.get(f"{self._name}.chunks", 0)
-            self._chunks = chunks if isinstance(chunks, int) else 0
+            if self._store is None:
+                return {}
             entries: dict[str, Any] = {}
-            for index in range(self._chunks):
-                chunk = self._store.get(f"{self._name}.{index}", {})
-                if isinstance(chunk, dict):
-                    entries.update(chunk)
+            try:
+                for index in range(self._count()):
+                    chunk = self._store.get(f"{self._name}.{index}", {})
+                    if isinstance(chunk, dict):
+                        entries.update(chunk)
+            except Exception as error:  # any failure of the store turns the journal off
+                self._off("read", error)
+                return {}
             return entries
 
     def record(self, key: str, value: Any) -> None:
@@ -391,20 +409,53 @@ class TaskJournal:
             self.flush()
 
     def flush(self) -> None:
-        """Write what was recorded since the last flush, as one more chunk."""
-        if self._store is None:
-            return
+        """Write what was recorded since the last flush into the chunk being filled."""
         with self._lock:
-            if not self._pending:
+            if self._store is None or not self._pending:
                 return
             pending, self._pending = self._pending, {}
-            if self._chunks is None:
-                chunks = self._store.get(f"{self._name}.chunks", 0)
-                self._chunks = chunks if isinstance(chunks, int) else 0
-            self._store.set(f"{self._name}.{self._chunks}", pending)
-            self._chunks += 1
-            self._store.set(f"{self._name}.chunks", self._chunks)
+            try:
+                index = self._count()
+                self._open.update(pending)
+                self._store.set(f"{self._name}.{index}", self._open)
+                self._store.set(f"{self._name}.chunks", index + 1)
+                if len(self._open) >= self._chunk_size:
+                    self._chunks, self._open = index + 1, {}
+            except Exception as error:  # any failure of the store turns the journal off
+                self._off("write", error)
             self._last_flush = self._clock()
+
+    def clear(self) -> None:
+        """Forget every entry (the work is done: a cleared and re-run task starts afresh)."""
+        with self._lock:
+            if self._store is None:
+                return
+            try:
+                chunks = self._store.get(f"{self._name}.chunks", 0)
+                for index in range(chunks if isinstance(chunks, int) else 0):
+                    self._store.delete(f"{self._name}.{index}")
+                self._store.delete(f"{self._name}.chunks")
+            except Exception as error:  # any failure of the store turns the journal off
+                self._off("clear", error)
+            self._chunks, self._open, self._pending = 0, {}, {}
+
+    def _count(self) -> int:
+        """The chunks earlier tries wrote; this try fills the next one (the store is read once)."""
+        if self._chunks is None:
+            chunks = self._store.get(f"{self._name}.chunks", 0)
+            self._chunks = chunks if isinstance(chunks, int) else 0
+        return self._chunks
+
+    def _off(self, doing: str, error: Exception) -> None:
+        self._log.warning(
+            "the task state store failed to %s %s (%s: %s); a retry of this task will send again what "
+            "this one did",
+            doing,
+            self._name,
+            type(error).__name__,
+            error,
+        )
+        self._store = None
 
 
 def _counts(counts: dict[str, int]) -> str:

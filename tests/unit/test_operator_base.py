@@ -57,6 +57,8 @@ class LineLog:
     def info(self, msg: str, *args: Any) -> None:
         self.lines.append(msg % args)
 
+    warning = info
+
 
 class LazySequence(Sequence[str]):
     """Like the lazy sequence Airflow hands over for a mapped upstream's output: not a list."""
@@ -581,9 +583,49 @@ def test_a_journal_writes_a_chunk_only_when_something_new_was_recorded(clock: Fa
     assert store.writes == 2
     journal.record("c", 3)
     journal.flush()
-    assert store.writes == 4
-    assert (store.get("iotfleet.j.0"), store.get("iotfleet.j.1")) == ({"a": 1, "b": 2}, {"c": 3})
-    assert store.get("iotfleet.j.chunks") == 2
+    assert store.writes == 4  # the chunk being filled, rewritten with what is new
+    assert store.get("iotfleet.j.0") == {"a": 1, "b": 2, "c": 3}
+    assert store.get("iotfleet.j.chunks") == 1
+
+
+def test_a_full_chunk_is_left_as_it_is_and_the_next_one_filled(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    journal = TaskJournal(store, "iotfleet.j", LineLog(), flush_every=0, chunk_size=2, clock=clock.monotonic)
+    for key in "abcde":
+        journal.record(key, 1)
+    assert [store.get(f"iotfleet.j.{n}") for n in range(3)] == [{"a": 1, "b": 1}, {"c": 1, "d": 1}, {"e": 1}]
+    assert store.get("iotfleet.j.chunks") == 3
+    assert TaskJournal(store, "iotfleet.j", LineLog()).load() == dict.fromkeys("abcde", 1)
+
+
+def test_a_cleared_journal_finds_nothing(clock: FakeClock) -> None:
+    store = FakeTaskStateStore()
+    journal = TaskJournal(store, "iotfleet.j", LineLog(), flush_every=0, chunk_size=2, clock=clock.monotonic)
+    for key in "abc":
+        journal.record(key, 1)
+    journal.clear()
+    assert store.values == {}
+    assert TaskJournal(store, "iotfleet.j", LineLog()).load() == {}
+
+
+class BrokenStore(FakeTaskStateStore):
+    """A task state store whose every call fails, as when the API server is unreachable."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("task state store unreachable")
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        raise RuntimeError("task state store unreachable")
+
+
+def test_a_failing_store_turns_the_journal_off_without_failing_the_run(clock: FakeClock) -> None:
+    log = LineLog()
+    journal = TaskJournal(BrokenStore(), "iotfleet.j", log, flush_every=0, clock=clock.monotonic)
+    assert journal.load() == {}
+    assert not journal.available
+    journal.record("a", 1)  # nothing raised, nothing kept
+    journal.flush()
+    assert any("task state store failed to read iotfleet.j" in line for line in log.lines)
 
 
 def test_load_merges_the_chunks_of_every_earlier_try(clock: FakeClock) -> None:
@@ -619,14 +661,14 @@ def test_record_writes_on_its_own_every_flush_every_seconds(clock: FakeClock) ->
     journal.record("b", 1)
     assert store.writes == 0
     clock.advance(0.1)
-    journal.record("c", 1)  # 5 s since the journal started: everything so far, one chunk
+    journal.record("c", 1)  # 5 s since the journal started: everything so far
     assert (store.writes, store.get("iotfleet.j.0")) == (2, {"a": 1, "b": 1, "c": 1})
     clock.advance(4)
     journal.record("d", 1)
     assert store.writes == 2
     clock.advance(1)
     journal.record("e", 1)  # 5 s since the last write
-    assert (store.writes, store.get("iotfleet.j.1")) == (4, {"d": 1, "e": 1})
+    assert (store.writes, store.get("iotfleet.j.0")) == (4, {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1})
 
 
 def test_a_journal_takes_records_from_many_threads(clock: FakeClock) -> None:
@@ -644,7 +686,7 @@ def test_a_journal_takes_records_from_many_threads(clock: FakeClock) -> None:
         thread.join()
     journal.flush()
     assert len(TaskJournal(store, "iotfleet.j", LineLog()).load()) == 800
-    assert store.writes == 2 * store.get("iotfleet.j.chunks")
+    assert store.get("iotfleet.j.chunks") == 1  # 800 records, one chunk (of up to 1000)
 
 
 # --- execute, through minimal operators built on the bases ----------------------------------------

@@ -927,15 +927,30 @@ def test_pan_retry_without_a_task_state_store_sends_every_request_again(
 
 def test_pan_journal_is_kept_per_request_content(pan_conn: None, requests_mock: rm.Mocker) -> None:
     """A retry with other devices in a batch (the upstream list changed) sends that batch again."""
-    devices = [pan_device(n) for n in range(4)]
+    devices = [pan_device(n) for n in range(6)]
     store = FakeTaskStateStore()
-    requests_mock.put(BULK_URL, json=pan_answer())
+    # Try 1 leaves the third request failed, so its journal stays for the retry.
+    requests_mock.put(BULK_URL, json=pan_answer({devices[4]["imei"]: (400, PAN_400)}))
     _pan_try(devices, 1, store)
     route = requests_mock.put(BULK_URL, json=pan_answer())
-    changed = [*devices[:3], pan_device(9)]
+    changed = [*devices[:3], pan_device(9), *devices[4:]]
     second, _ = _pan_try(changed, 2, store)
-    assert [r.json()["devicelist"] for r in route.request_history] == [changed[2:4]]
+    assert [r.json()["devicelist"] for r in route.request_history] == [changed[2:4], changed[4:6]]
     assert second["devices"]["accepted"] == [d["imei"] for d in changed]
+
+
+def test_a_try_that_leaves_nothing_undone_clears_its_journal(
+    pan_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Task state outlives a successful run: a task cleared and run again must send everything again,
+    not report the earlier run's requests as accepted."""
+    devices = [pan_device(n) for n in range(4)]
+    store = FakeTaskStateStore()
+    route = requests_mock.put(BULK_URL, json=pan_answer())
+    _pan_try(devices, 1, store)
+    assert store.values == {}
+    _pan_try(devices, 1, store)  # cleared in the UI and run again
+    assert len(route.request_history) == 4
 
 
 # === Size: 100,000 devices that fail the same way ================================================
