@@ -21,7 +21,6 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotAttemptedError,
-    IoTFleetNotFoundError,
     IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
@@ -548,8 +547,8 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             # others are offline takes one more read (of those alone, when few).
             statuses = self._offline_or_not(refused, NEVER)
             undecided = [device_id for device_id in refused if statuses.get(device_id) == f"not {NEVER}"]
-            if undecided:
-                statuses.update(self._offline_or_not(undecided))
+            if undecided:  # none of them is never connected: no need to page that listing again
+                statuses.update(self._offline_or_not(undecided, with_never=False))
         except IoTFleetError as error:
             self.log.warning(
                 "%s: could not read back the %d devices ROMA refused to force offline (%s); reporting them "
@@ -634,26 +633,16 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             ]
         return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))
 
-    def _offline_or_not(self, ids: list[int], online_status: str = OFFLINE) -> dict[int, str]:
-        """:meth:`online_statuses` for a force-offline's reads, where a device ROMA does not know is
-        left out of the answer rather than failing the read of every other device.
-
-        Read one by one (a few devices), a device ROMA does not know fails its read with a 404, and
-        with it the whole read: the others are then read alone, and the unknown ones left out (the
-        caller treats them as neither offline nor never connected: ROMA refuses them, and they fail
-        so). Not past :data:`PER_DEVICE_READS`: a 404 there is more likely a missing instance.
-        """
-        try:
-            return self.online_statuses(ids, online_status)
-        except IoTFleetNotFoundError:
-            if len(ids) > PER_DEVICE_READS:
-                raise
-            if len(ids) == 1:
-                return {}
-        statuses: dict[int, str] = {}
-        for device_id in ids:
-            statuses.update(self._offline_or_not([device_id], online_status))
-        return statuses
+    def _offline_or_not(
+        self, ids: list[int], online_status: str = OFFLINE, *, with_never: bool = True
+    ) -> dict[int, str]:
+        """:meth:`read_online_statuses` for a force-offline's reads: waiting for ``offline``, the
+        never-connected devices show as ``"never"`` (their listing is paged too); a device ROMA does
+        not know is left out rather than failing the read of every other device (the caller treats
+        it as neither offline nor never connected: ROMA refuses it, and it fails so)."""
+        plan = self._online_statuses_plan(ids, online_status, watching=True, with_never=with_never)
+        values = run_plan(self.client, plan).values
+        return {device_id: value for device_id, value in values.items() if value is not None}
 
     def _reconcile(
         self, ids: list[int], success: list[dict[str, Any]], failure: list[dict[str, Any]]
@@ -761,19 +750,25 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         return Call("GET", self._devices_path, params=params)
 
     def _online_statuses_plan(
-        self, device_ids: Sequence[int | str], online_status: int | str, *, watching: bool = False
+        self,
+        device_ids: Sequence[int | str],
+        online_status: int | str,
+        *,
+        watching: bool = False,
+        with_never: bool = True,
     ) -> SettlingPlan[DeviceReads[int]]:
         """Per-device reads, or the listing(s) filtered on the status, whichever takes fewer requests.
 
         :param watching: for a wait: unknown ids read one by one are reported in ``missing`` instead
-            of failing the read, and for ``offline`` the never-connected listing is paged too.
+            of failing the read, and for ``offline`` the never-connected listing is paged too (unless
+            ``with_never`` is ``False``: the caller knows none of the devices is never connected).
         """
         ids = validate_roma_device_ids(device_ids)
         code = self._online_status_code(online_status)
         target = STATUS_NAMES[code]
         # A device that never connected is not connected either: for a wait on "offline" it is
         # found in its own listing (online_status=0), or it would show as "not offline" forever.
-        codes = [code, ONLINE_STATUS[NEVER]] if watching and target == OFFLINE else [code]
+        codes = [code, ONLINE_STATUS[NEVER]] if watching and with_never and target == OFFLINE else [code]
         if len(ids) > PER_DEVICE_READS:
             firsts = replies((yield [self._listing_call(listed, 0) for listed in codes]))
             pages = [

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
@@ -78,6 +78,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             self.nothing_to_do("devices")
             return self.new_outcome(0).build(updated=0, batches=0)
         devices, duplicates = distinct(validate_cellular_devices(raw), key=lambda d: tuple(sorted(d.items())))
+        _refuse_conflicts(devices)
         outcome = self.new_outcome(len(devices))
         batches = list(chunks(devices, self.batch_size))
         journal = self.journal(context, "paloalto.accepted")
@@ -119,6 +120,26 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             else:
                 outcome.add_many("accepted", ids)
         return outcome.build(updated=sum(updated.values()), batches=len(batches))
+
+
+def _refuse_conflicts(devices: list[dict[str, str]]) -> None:
+    """One device, one update: two different entries under the same id (its first identifier) would
+    both be sent, the later one winning, and the outcome would name the device twice.
+
+    :raises IoTFleetValidationError: naming every such pair.
+    """
+    first: dict[str, int] = {}
+    problems = []
+    for index, device in enumerate(devices):
+        key = device_id(device)
+        if key in first:
+            problems.append(
+                f"devices {first[key]} and {index} (of the distinct ones) both update {key} differently"
+            )
+        else:
+            first[key] = index
+    if problems:
+        raise IoTFleetValidationError("the same device is given two different updates", problems)
 
 
 def device_id(device: dict[str, str]) -> str:

@@ -939,6 +939,16 @@ def test_pan_journal_is_kept_per_request_content(pan_conn: None, requests_mock: 
     assert second["devices"]["accepted"] == [d["imei"] for d in changed]
 
 
+def test_pan_two_different_updates_of_one_device_are_refused_before_any_request(
+    pan_conn: None, requests_mock: rm.Mocker
+) -> None:
+    devices = [{"imei": IMEI, "apn": "a"}, {"imei": IMEI, "apn": "b"}, {"imei": IMEI, "apn": "a"}]
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices)
+    with pytest.raises(IoTFleetValidationError, match=rf"devices 0 and 1 .* both update {IMEI} differently"):
+        op.execute(operator_context())
+    assert requests_mock.call_count == 0
+
+
 def test_a_try_that_leaves_nothing_undone_clears_its_journal(
     pan_conn: None, requests_mock: rm.Mocker
 ) -> None:
@@ -1449,16 +1459,18 @@ def test_roma_retry_of_many_devices_reads_the_offline_listing(
     """Beyond ten devices a retry reads the instance's offline devices (one page here) instead of
     each device; the others are sent."""
     ids = list(range(1, 13))
-    listing = requests_mock.get(
-        DEVICES_URL,
-        json={"total": 3, "size": 3, "items": [{"device_id": 2}, {"device_id": 5}, {"device_id": 999}]},
-    )
+    offline = {"total": 3, "size": 3, "items": [{"device_id": 2}, {"device_id": 5}, {"device_id": 999}]}
+
+    def listing_of(request: Any, context: Any) -> dict[str, Any]:
+        return offline if request.qs["online_status"] == ["2"] else {"total": 0, "size": 0, "items": []}
+
+    listing = requests_mock.get(DEVICES_URL, json=listing_of)
     post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
     result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids).execute(
         operator_context(try_number=2)
     )
-    assert listing.call_count == 1
-    assert listing.last_request.qs["online_status"] == ["2"]
+    # The offline devices, and the never-connected ones (none here): one page each.
+    assert sorted(r.qs["online_status"][0] for r in listing.request_history) == ["0", "2"]
     sent = [i for i in ids if i not in (2, 5)]
     assert [r.json() for r in post.request_history] == [{"device_ids": sent}]
     assert result == roma_outcome(12, sent, unchanged=[2, 5])
@@ -1484,6 +1496,27 @@ def test_roma_refused_devices_of_every_batch_are_read_back_once_per_run(
     assert result == roma_outcome(60, [i for i in ids if i % 2], unchanged=offline)
     # 4 batches, one read-back: never-connected devices first, then which of the rest are offline.
     assert [r.qs["online_status"] for r in reads.request_history] == [["0"], ["2"]]
+
+
+def test_roma_retry_of_many_devices_does_not_send_the_never_connected_ones(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """The retry's read pages the never-connected listing too: those devices are not sent."""
+    ids = list(range(1, 13))
+    listings = {"2": [2], "0": [7]}
+
+    def listing_of(request: Any, context: Any) -> dict[str, Any]:
+        items = [{"device_id": i} for i in listings[request.qs["online_status"][0]]]
+        return {"total": len(items), "size": len(items), "items": items}
+
+    requests_mock.get(DEVICES_URL, json=listing_of)
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, fail_on_error=False)
+    result = op.execute(operator_context(try_number=2))
+    sent = [i for i in ids if i not in (2, 7)]
+    assert [r.json() for r in post.request_history] == [{"device_ids": sent}]
+    never = [e for e in result["errors"] if e["error_code"] == "never_connected"]
+    assert [(e["devices"], e["attempted"]) for e in never] == [([7], False)]
 
 
 def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
