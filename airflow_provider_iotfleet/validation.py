@@ -603,7 +603,7 @@ def _parse_literal(text: str, name: str) -> Any:
     for parse in (json.loads, ast.literal_eval):
         try:
             return parse(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError):  # TypeError: "{[1]: 2}", an unhashable key
             continue
         except (RecursionError, MemoryError):  # "[[[[...]]]]" thousands deep: json recurses per level
             raise _too_deep(name) from None

@@ -41,8 +41,8 @@ def normalise_base_url(host: str, port: int | None, connection: str, *, field: s
     :param connection: how errors name the connection ("Connection 'cisco_default' (Cisco ...)").
     :param field: how errors name the connection field ``host`` came from (``extra 'oauth_url'``).
     :raises IoTFleetConfigurationError: for a missing or other scheme, a URL that does not parse (an
-        unclosed ``[`` of an IPv6 address), a bad port or host name, a dot segment in the path, or
-        plain http to a remote host.
+        unclosed ``[`` of an IPv6 address), a bad port or host name, a ``user:password@`` part, a
+        dot segment in the path, or plain http to a remote host.
     """
     url = host.strip().rstrip("/")
     shown = _without_userinfo(url)
@@ -57,6 +57,11 @@ def normalise_base_url(host: str, port: int | None, connection: str, *, field: s
         url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
         where = f"{connection}: {field} {_without_userinfo(url)!r}"
         parts = _split(url, where)
+    if "@" in parts.netloc:
+        # It would be sent to the vendor and logged with every start line: credentials have fields.
+        raise IoTFleetConfigurationError(
+            f"{where} holds a user name or password; put them in the connection's login and password"
+        )
     if any(dot_segment_problem(segment) for segment in parts.path.split("/")):
         raise IoTFleetConfigurationError(f"{where} has a '.' or '..' segment in its path; write the path out")
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):

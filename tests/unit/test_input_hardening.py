@@ -181,6 +181,11 @@ def test_a_deeply_nested_list_is_a_validation_error_naming_the_argument(value: A
         as_item_list(value, "imeis")
 
 
+def test_a_literal_with_an_unhashable_key_is_a_validation_error_not_a_type_error() -> None:
+    with pytest.raises(IoTFleetValidationError, match="devices must be a list"):
+        as_item_list("[{[1]: 2}]", "devices")
+
+
 def test_a_deeply_nested_mapping_template_is_a_validation_error_naming_the_argument() -> None:
     with pytest.raises(IoTFleetValidationError, match="changes is nested too deeply"):
         as_mapping('{"a": ' * 5_000 + "1" + "}" * 5_000, "changes")
@@ -308,6 +313,27 @@ def test_a_password_pasted_into_the_host_is_not_quoted(
         CiscoControlCenterHook("bad_url").client  # noqa: B018 - building the client reads the host
     assert "hunter2-in-host" not in str(caught.value)
     assert "https://***@[::1" in str(caught.value)
+
+
+def test_a_password_in_a_valid_host_url_is_refused_and_never_logged(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that parses but carries ``user:password@`` would go to the vendor and into every
+    operator's start line (it names the base URL): refused, pointing at the login and password."""
+    set_connection(
+        "bad_url",
+        "cisco_control_center",
+        host="https://fleet:hunter2-in-host@rws.example.com",
+        login="u",
+        password=PASSWORD,
+    )
+    with pytest.raises(
+        IoTFleetConfigurationError, match="put them in the connection's login and password"
+    ) as caught:
+        CiscoControlCenterHook("bad_url").client  # noqa: B018 - building the client reads the host
+    assert "hunter2-in-host" not in str(caught.value)
+    assert "hunter2-in-host" not in caplog.text
+    assert requests_mock.call_count == 0
 
 
 # === ThingSpace listings whose cursor does not move forward =======================================
