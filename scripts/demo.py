@@ -173,9 +173,19 @@ class Results:
         return [_decode(value) for (value,) in rows]
 
     def outcomes(self, dag_id: str, task_id: str) -> list[FleetOutcome]:
-        """A write operator's outcome per (mapped) task: under "outcome" when it failed, else its return value."""
-        values = self.xcom(dag_id, task_id, "outcome") or self.xcom(dag_id, task_id)
-        return [FleetOutcome.from_xcom(value) for value in values]
+        """A write operator's outcome per (mapped) task instance: under "outcome" when it failed,
+        else its return value."""
+        rows = self._db.execute(
+            "SELECT x.map_index, x.key, x.value FROM xcom x JOIN dag_run dr ON x.dag_run_id = dr.id WHERE dr.id ="
+            " (SELECT MAX(id) FROM dag_run WHERE dag_id = ?) AND x.task_id = ? AND x.key IN ('outcome', 'return_value')"
+            " ORDER BY x.map_index",
+            (dag_id, task_id),
+        ).fetchall()
+        by_index: dict[int, Any] = {}
+        for map_index, key, value in rows:
+            if key == "outcome" or map_index not in by_index:
+                by_index[map_index] = value
+        return [FleetOutcome.from_xcom(_decode(value)) for value in by_index.values()]
 
 
 def _decode(value: Any) -> Any:

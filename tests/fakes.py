@@ -215,3 +215,18 @@ def pausing_fota_operator(wait: Callable[[], None], after_pages: int = 1) -> typ
         hook_class = PausingHook
 
     return PausingFotaDevicesOperator
+
+
+def load_demo_script() -> Any:
+    """``scripts/demo.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "iotfleet_demo", Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1120,10 +1120,21 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
                         bare_message=f"the answers to {change!r} were lost twice ({error.bare_message}); "
                         "some may be changed",
                     ) from error
-                held = {
-                    device["device_id"]
-                    for device in self.campaign_progress(campaign_id, account_name=account).devices
-                }
+                try:
+                    progress = self.campaign_progress(campaign_id, account_name=account)
+                except IoTFleetError as unreadable:
+                    raise IoTFleetOutcomeUnknownError(
+                        f"{VENDOR}: the answer to {change!r} of {len(batch)} devices in campaign "
+                        f"{campaign_id} was lost ({error.message}) and reading the campaign back failed "
+                        f"too ({unreadable.message}); some may be changed",
+                        http_status=error.http_status,
+                        error_code=error.error_code,
+                        request_id=error.request_id,
+                        vendor=VENDOR,
+                        bare_message=f"the answer to {change!r} was lost ({error.bare_message}) and reading "
+                        f"the campaign back failed too ({unreadable.bare_message}); some may be changed",
+                    ) from unreadable
+                held = {device["device_id"] for device in progress.devices}
                 batch = [imei for imei in batch if (imei in held) != (change == "append")]
                 if not batch:
                     return {}

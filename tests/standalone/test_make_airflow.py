@@ -18,7 +18,6 @@ group (what Ctrl-C in a terminal does) and checks that no process make started, 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ import httpx
 import psutil
 import pytest
 
+from tests.fakes import load_demo_script
 from tests.standalone.conftest import (
     LOG_TAIL_LINES,
     POLL_INTERVAL,
@@ -64,11 +64,7 @@ FAKE_RUN_TIMEOUT = 30.0
 
 
 def _load_demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("iotfleet_demo", ROOT / "scripts" / "demo.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module: ModuleType = load_demo_script()
     return module
 
 

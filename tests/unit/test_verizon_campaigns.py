@@ -539,6 +539,24 @@ def test_an_add_whose_answers_are_lost_twice_is_an_unknown_outcome(
     assert fake.requests("DELETE") == []  # not asked to cancel: the campaign is the caller's to judge
 
 
+def test_an_add_whose_answer_is_lost_and_whose_read_back_fails_is_an_unknown_outcome(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    """The add may have applied: not "not added", even when the campaign cannot be read back."""
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(1))
+
+    def lose_everything(wire: Wire) -> tuple[int, Any]:
+        if wire.method in ("PUT", "GET"):
+            return 500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = lose_everything  # type: ignore[method-assign]
+    with pytest.raises(IoTFleetOutcomeUnknownError, match="reading the campaign back failed too") as raised:
+        hook.add_campaign_devices(campaign_id, imeis(2, start=5))
+    assert raised.value.bare_message.startswith("the answer to 'append' was lost (internal error)")
+    assert len(fake.requests("PUT", "/campaigns/firmware/")) == 1  # not sent again blindly
+
+
 def test_remove_devices_and_change_dates(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:
     campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(3))
     hook.remove_campaign_devices(campaign_id, imeis(1))
