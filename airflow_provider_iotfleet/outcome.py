@@ -22,7 +22,10 @@ entry's first identifier among ``ipAddress``, ``ipv6Address``, ``imei``, ``iccid
     changed now, as asked.
 ``unchanged``
     already as asked: nothing was sent, or the vendor said so ("already activated", "already
-    offline"). An earlier try of the same task that did the work is seen so on a retry.
+    offline"). What an earlier try of the same task did is seen so on a retry where the retry reads
+    the devices (Cisco edits, ROMA force-offline); where it knows it from the task's own state, it
+    keeps the status the earlier try saw (a sync ``succeeded``, a Palo Alto request ``accepted``, a
+    Cisco edit ``scheduled``).
 ``scheduled``
     accepted for later (a Cisco edit with an effective date, a device in a firmware campaign).
 ``accepted``

@@ -146,18 +146,20 @@ def iotfleet_maintenance_window() -> None:
         operators = ("force_offline", "upgrade_firmware", "sync_firmware", "schedule_sim_change")
         outcomes = {task_id: pull_outcome(ti, task_id) for task_id in operators}
         waits = {
-            "wait_offline": ti.xcom_pull(task_ids="wait_offline"),
-            # The campaign sensor's result, under "outcome" had it failed the task.
-            "wait_upgrade": ti.xcom_pull(task_ids="wait_upgrade", key="outcome")
-            or ti.xcom_pull(task_ids="wait_upgrade"),
-            "wait_firmware": ti.xcom_pull(task_ids="wait_firmware"),
-            "wait_sim_change": ti.xcom_pull(task_ids="wait_sim_change"),
+            # A sensor's result, under "outcome" had it failed the task (an unreachable device, a
+            # campaign that left devices behind), else its return value.
+            name: ti.xcom_pull(task_ids=name, key="outcome") or ti.xcom_pull(task_ids=name)
+            for name in ("wait_offline", "wait_upgrade", "wait_firmware", "wait_sim_change")
         }
         failed = {task_id: outcome.failure_lines() for task_id, outcome in outcomes.items() if outcome}
         upgrade = waits["wait_upgrade"] or {}
         failed["wait_upgrade"] = [
             f"{f['device_id']}: {f['status']} {f['reason']}" for f in upgrade.get("failed", [])
         ] + [f"{imei}: not upgraded ({upgrade['status']})" for imei in upgrade.get("pending", [])]
+        for name in ("wait_offline", "wait_firmware", "wait_sim_change"):
+            unreachable = (waits[name] or {}).get("unreachable") or {}
+            if unreachable:  # devices that could never reach the target, each with why
+                failed[name] = [f"{device}: unreachable ({why})" for device, why in unreachable.items()]
         for task_id, outcome in outcomes.items():
             print(f"{task_id}: {outcome.summary() if outcome else 'no outcome (did not run)'}")
         return {

@@ -194,6 +194,26 @@ def test_the_scale_out_batches_share_the_tenant_through_one_pool(example_bag: An
     assert label_batch.expand_input.value.keys() == {"iccids"}
 
 
+class PulledXComs:
+    """A task instance's ``xcom_pull`` over a dict of ``(task id, key) -> value``."""
+
+    def __init__(self, values: dict[tuple[str, str], Any]) -> None:
+        self.values = values
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value", **_: Any) -> Any:
+        return self.values.get((task_ids, key))
+
+
+def test_the_maintenance_report_names_unreachable_devices_of_a_wait_that_failed(example_bag: Any) -> None:
+    """A wait that failed on an unreachable device pushed its value under "outcome": the report
+    reads it there and names the device and why."""
+    report = example_bag.dags[MAINTENANCE].task_dict["report"].python_callable
+    wait = {"matched": ["1"], "statuses": {"1": "offline"}, "unreachable": {"2": "not_found"}}
+    result = report(ti=PulledXComs({("wait_offline", "outcome"): wait}))
+    assert result["failed"]["wait_offline"] == ["2: unreachable (not_found)"]
+    assert result["waits_done"]["wait_offline"] is True
+
+
 def test_the_scale_out_report_fails_naming_the_sims_not_labelled(example_bag: Any) -> None:
     report = example_bag.dags[SCALE_OUT].task_dict["report"].python_callable
     builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 2)
