@@ -57,19 +57,19 @@ def normalise_base_url(host: str, port: int | None, connection: str, *, field: s
         url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
         where = f"{connection}: {field} {_without_userinfo(url)!r}"
         parts = _split(url, where)
+    if any(dot_segment_problem(segment) for segment in parts.path.split("/")):
+        raise IoTFleetConfigurationError(f"{where} has a '.' or '..' segment in its path; write the path out")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))):
+        raise IoTFleetConfigurationError(
+            f"{connection}: {field} {parts.scheme}://{parts.hostname} must use https "
+            "(plain http is allowed only for localhost, where the simulator runs)"
+        )
     if "@" in parts.netloc:
         # It would be sent to the vendor and logged with every start line: credentials have fields.
         raise IoTFleetConfigurationError(
             f"{where} holds a user name or password; put them in the connection's login and password"
         )
-    if any(dot_segment_problem(segment) for segment in parts.path.split("/")):
-        raise IoTFleetConfigurationError(f"{where} has a '.' or '..' segment in its path; write the path out")
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
-        return url
-    raise IoTFleetConfigurationError(
-        f"{connection}: {field} {parts.scheme}://{parts.hostname} must use https "
-        "(plain http is allowed only for localhost, where the simulator runs)"
-    )
+    return url
 
 
 def _split(url: str, where: str) -> SplitResult:
