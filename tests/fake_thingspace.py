@@ -8,22 +8,27 @@ and through an ``httpx.MockTransport`` (:func:`serve`: triggers), so both worlds
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from typing import Any
 
 import httpx
 import pytest
-import requests_mock as rm
 
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
-from tests.fakes import Wire
+from tests.fakes import RecordingVendor, Wire
 
 VZ_TOKEN_PATH = "/api/ts/v1/oauth2/token"
 VZ_LOGIN_PATH = "/api/m2m/v1/session/login"
 
 
-class FakeThingSpace:
+def thingspace_login(wire: Wire) -> tuple[int, Any]:
+    """ThingSpace's answer to its OAuth token request or its M2M session login."""
+    if wire.path == VZ_TOKEN_PATH:
+        return 200, {"access_token": "access-token-1", "token_type": "Bearer", "expires_in": 3600}
+    return 200, {"sessionToken": "session-token-1"}
+
+
+class FakeThingSpace(RecordingVendor):
     """ThingSpace's logins, and every request recorded in :attr:`wires`.
 
     Answering is re-entrant: a subclass's :meth:`read` may trigger another request (an operator's
@@ -33,16 +38,8 @@ class FakeThingSpace:
     auth_paths = frozenset({VZ_TOKEN_PATH, VZ_LOGIN_PATH})
 
     def __init__(self) -> None:
-        self.wires: list[Wire] = []
+        super().__init__()
         self._lock = threading.RLock()
-
-    @property
-    def reads(self) -> list[Wire]:
-        """Every request but the logins."""
-        return [wire for wire in self.wires if wire.path not in self.auth_paths]
-
-    def count(self, path: str) -> int:
-        return sum(1 for wire in self.wires if wire.path == path)
 
     def respond(self, wire: Wire) -> tuple[int, Any]:
         with self._lock:
@@ -52,26 +49,10 @@ class FakeThingSpace:
             return self.read(wire)
 
     def auth(self, wire: Wire) -> tuple[int, Any]:
-        if wire.path == VZ_TOKEN_PATH:
-            return 200, {"access_token": "access-token-1", "token_type": "Bearer", "expires_in": 3600}
-        return 200, {"sessionToken": "session-token-1"}
+        return thingspace_login(wire)
 
     def read(self, wire: Wire) -> tuple[int, Any]:
         raise NotImplementedError
-
-    def mount(self, requests_mock: rm.Mocker) -> None:
-        """Answer every request requests-mock sees."""
-
-        def callback(request: Any, context: Any) -> bytes:
-            body = request.body or b""
-            status, answer = self.respond(
-                Wire(request.method, request.url, body.encode() if isinstance(body, str) else body)
-            )
-            context.status_code = status
-            context.headers["Content-Type"] = "application/json"
-            return json.dumps(answer).encode()
-
-        requests_mock.register_uri(rm.ANY, rm.ANY, content=callback)
 
     def transport(self, turns: int = 1) -> httpx.MockTransport:
         """An async transport; each answer takes ``turns`` event-loop turns."""

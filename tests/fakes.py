@@ -230,3 +230,40 @@ def load_demo_script() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class RecordingVendor:
+    """What every vendor fake answering through requests-mock shares: each request recorded as a
+    :class:`Wire` in :attr:`wires`, the reads told apart from the logins (:attr:`auth_paths`), and
+    :meth:`mount`. A subclass answers in :meth:`respond`."""
+
+    auth_paths: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.wires: list[Wire] = []
+
+    @property
+    def reads(self) -> list[Wire]:
+        """Every request but the logins."""
+        return [wire for wire in self.wires if wire.path not in self.auth_paths]
+
+    def count(self, path: str) -> int:
+        return sum(1 for wire in self.wires if wire.path == path)
+
+    def respond(self, wire: Wire) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def mount(self, requests_mock: Any) -> None:
+        """Answer every request requests-mock sees."""
+        import requests_mock as rm
+
+        def callback(request: Any, context: Any) -> bytes:
+            body = request.body or b""
+            status, answer = self.respond(
+                Wire(request.method, request.url, body.encode() if isinstance(body, str) else body)
+            )
+            context.status_code = status
+            context.headers["Content-Type"] = "application/json"
+            return json.dumps(answer).encode()
+
+        requests_mock.register_uri(rm.ANY, rm.ANY, content=callback)

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import requests_mock as rm
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
@@ -33,10 +32,12 @@ from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import XComRef
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
+from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, thingspace_login
 from tests.fakes import (
     FakeClock,
     FakeTaskInstance,
     FakeTaskStateStore,
+    RecordingVendor,
     Wire,
     luhn_complete,
     operator_context,
@@ -53,8 +54,6 @@ ROMA_PATH = f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
 ROMA_CODES = {"never": 0, "online": 1, "offline": 2}
 
 VZ_ROOT = "https://thingspace.verizon.com"
-VZ_TOKEN_PATH = "/api/ts/v1/oauth2/token"
-VZ_LOGIN_PATH = "/api/m2m/v1/session/login"
 ACCOUNT = "0000123456-00001"
 VZ_DEVICES_PATH = f"/api/fota/v3/devices/{ACCOUNT}"
 
@@ -71,7 +70,7 @@ def bad_check_digit(identifier: str) -> str:
     return identifier[:-1] + str((int(identifier[-1]) + 1) % 10)
 
 
-class FakeVendor:
+class FakeVendor(RecordingVendor):
     """A vendor's read endpoints answering from ``values`` (device id as text -> current value).
 
     ``faults`` are HTTP statuses the next read requests answer with instead (``None``: answer
@@ -79,14 +78,12 @@ class FakeVendor:
     faulted nor counted as reads.
     """
 
-    auth_paths: frozenset[str] = frozenset()
-
     def __init__(self, values: Mapping[Any, str | None]) -> None:
+        super().__init__()
         self.values: dict[str, str | None] = {str(k): v for k, v in values.items()}
         #: devices whose value changed since the start (what Cisco's Search Devices reports).
         self.changed: set[str] = set()
         self.faults: list[int | None] = []
-        self.wires: list[Wire] = []
         self._later: list[tuple[int, dict[str, str | None]]] = []
         #: read requests beyond this many are never answered (the async transport only).
         self.answer_only: int | None = None
@@ -111,15 +108,6 @@ class FakeVendor:
     def after_reads(self, count: int, changes: Mapping[Any, str | None]) -> None:
         """Apply ``changes`` once ``count`` read requests have been answered."""
         self._later.append((count, {str(k): v for k, v in changes.items()}))
-
-    # --- what tests look at ---------------------------------------------------------------------
-
-    @property
-    def reads(self) -> list[Wire]:
-        return [wire for wire in self.wires if wire.path not in self.auth_paths]
-
-    def count(self, path: str) -> int:
-        return sum(1 for wire in self.wires if wire.path == path)
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -147,18 +135,6 @@ class FakeVendor:
 
     def error_body(self, status: int) -> Any:
         return {"message": f"fault {status}"}
-
-    def mount(self, requests_mock: rm.Mocker) -> None:
-        def callback(request: Any, context: Any) -> bytes:
-            body = request.body or b""
-            status, answer = self.respond(
-                Wire(request.method, request.url, body.encode() if isinstance(body, str) else body)
-            )
-            context.status_code = status
-            context.headers["Content-Type"] = "application/json"
-            return json.dumps(answer).encode()
-
-        requests_mock.register_uri(rm.ANY, rm.ANY, content=callback)
 
     def transport(self, turns: int = 1, calls: list[int] | None = None) -> httpx.MockTransport:
         """An async transport; each answer takes ``turns`` event-loop turns."""
@@ -238,9 +214,7 @@ class FakeVerizon(FakeVendor):
     auth_paths = frozenset({VZ_TOKEN_PATH, VZ_LOGIN_PATH})
 
     def auth(self, wire: Wire) -> tuple[int, Any]:
-        if wire.path == VZ_TOKEN_PATH:
-            return 200, {"access_token": "access-token-1", "token_type": "Bearer", "expires_in": 3600}
-        return 200, {"sessionToken": "session-token-1"}
+        return thingspace_login(wire)
 
     def error_body(self, status: int) -> Any:
         return {"errorCode": f"FOTA.REQUEST_FAILED.{status}", "errorMessage": f"fault {status}"}
