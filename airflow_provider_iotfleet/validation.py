@@ -13,12 +13,13 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.utils import plural
 
 ItemT = TypeVar("ItemT")
 
@@ -61,11 +62,6 @@ PALOALTO_DEVICE_FIELDS = (
 #: No field of a device record is anywhere near this long; longer is a mistake, not a device.
 PALOALTO_FIELD_MAX_LENGTH = 255
 PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
-
-
-def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
-    """Return ``"1 device"`` / ``"3 devices"``."""
-    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
 
 
 class Problems:
@@ -682,27 +678,6 @@ def as_mapping(value: Any, name: str) -> dict[str, Any]:
     result = dict(value)
     _check_nesting(result, name)
     return result
-
-
-def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:
-    """Return the items with repeats (same ``key``) dropped, first occurrence kept, and how many went."""
-    seen: set[Hashable] = set()
-    kept: list[ItemT] = []
-    dropped = 0
-    for item in items:
-        marker = key(item)
-        if marker in seen:
-            dropped += 1
-        else:
-            seen.add(marker)
-            kept.append(item)
-    return kept, dropped
-
-
-def chunks(items: Sequence[ItemT], size: int) -> Iterator[list[ItemT]]:
-    """Yield consecutive slices of ``items`` of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def validate_whole_number(value: Any, name: str, lowest: int, highest: int) -> int:

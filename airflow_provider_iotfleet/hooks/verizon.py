@@ -40,9 +40,9 @@ from airflow_provider_iotfleet.http.concurrency import map_batches
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
+from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
-    chunks,
     path_segment_problem,
     validate_campaign_id,
     validate_campaign_name,

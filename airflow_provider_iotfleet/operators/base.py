@@ -23,7 +23,8 @@ from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationF
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, ended
-from airflow_provider_iotfleet.validation import plural, validate_share
+from airflow_provider_iotfleet.utils import plural
+from airflow_provider_iotfleet.validation import validate_share
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

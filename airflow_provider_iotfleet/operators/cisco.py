@@ -13,12 +13,12 @@ from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoE
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, Status
+from airflow_provider_iotfleet.utils import distinct
 from airflow_provider_iotfleet.validation import (
     Problems,
     as_item_list,
     as_mapping,
     cisco_change_problems,
-    distinct,
     validate_cisco_edits,
     validate_iccids,
 )

@@ -12,13 +12,8 @@ from airflow_provider_iotfleet.hooks.huawei import (
 )
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, Status
-from airflow_provider_iotfleet.validation import (
-    as_item_list,
-    chunks,
-    distinct,
-    validate_batch_size,
-    validate_roma_device_ids,
-)
+from airflow_provider_iotfleet.utils import chunks, distinct
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_roma_device_ids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

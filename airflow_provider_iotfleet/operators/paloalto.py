@@ -10,12 +10,10 @@ from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidati
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.utils import chunks, distinct, plural
 from airflow_provider_iotfleet.validation import (
     PALOALTO_IDENTIFIERS,
     as_item_list,
-    chunks,
-    distinct,
-    plural,
     validate_batch_size,
     validate_cellular_devices,
 )

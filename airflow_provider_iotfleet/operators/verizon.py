@@ -34,10 +34,9 @@ from airflow_provider_iotfleet.operators.base import (
     Progress,
 )
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
+from airflow_provider_iotfleet.utils import chunks, distinct
 from airflow_provider_iotfleet.validation import (
     as_item_list,
-    chunks,
-    distinct,
     validate_batch_size,
     validate_campaign_name,
     validate_campaign_schedule,

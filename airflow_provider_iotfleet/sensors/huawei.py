@@ -9,7 +9,8 @@ from airflow_provider_iotfleet.hooks.huawei import ONLINE_STATUS, HuaweiRomaConn
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
-from airflow_provider_iotfleet.validation import as_item_list, distinct, validate_roma_device_ids
+from airflow_provider_iotfleet.utils import distinct
+from airflow_provider_iotfleet.validation import as_item_list, validate_roma_device_ids
 
 
 class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):

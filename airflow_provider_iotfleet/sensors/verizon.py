@@ -18,13 +18,8 @@ from airflow_provider_iotfleet.triggers.verizon import (
     VerizonThingSpaceCampaignTrigger,
     VerizonThingSpaceFirmwareTrigger,
 )
-from airflow_provider_iotfleet.validation import (
-    as_item_list,
-    distinct,
-    plural,
-    validate_campaign_id,
-    validate_imeis,
-)
+from airflow_provider_iotfleet.utils import distinct, plural
+from airflow_provider_iotfleet.validation import as_item_list, validate_campaign_id, validate_imeis
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

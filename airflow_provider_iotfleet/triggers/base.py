@@ -34,7 +34,7 @@ from airflow_provider_iotfleet.triggers.handover import (
     aread_state,
     hand_over,
 )
-from airflow_provider_iotfleet.validation import plural
+from airflow_provider_iotfleet.utils import plural
 
 #: How many unmatched devices a log line or message names.
 SAMPLE_SIZE = 5

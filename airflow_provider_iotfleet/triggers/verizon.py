@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow_provider_iotfleet.hooks.verizon import CampaignProgress, VerizonThingSpaceHook
 from airflow_provider_iotfleet.triggers.base import NOT_IN_ACCOUNT, DeviceWatch, DeviceWatchTrigger
-from airflow_provider_iotfleet.validation import plural
+from airflow_provider_iotfleet.utils import plural
 
 
 class FirmwareWatch(DeviceWatch):

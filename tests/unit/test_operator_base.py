@@ -41,7 +41,8 @@ from airflow_provider_iotfleet.operators.base import (
     TaskJournal,
 )
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, pull_outcome
-from airflow_provider_iotfleet.validation import as_item_list, chunks, distinct, validate_batch_size
+from airflow_provider_iotfleet.utils import chunks, distinct
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size
 from tests.fakes import ICCID, ICCID_19, FakeClock, FakeTaskStateStore, operator_context
 
 HOST = "https://rws.example.com"
