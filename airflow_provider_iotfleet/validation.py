@@ -214,15 +214,6 @@ def roma_device_id_problem(value: Any) -> str | None:
     return None
 
 
-def _as_list(values: Any, name: str) -> list[Any]:
-    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
-        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(values).__name__}"])
-    items = list(values)
-    if not items:
-        raise IoTFleetValidationError(f"{name} is empty", ["give at least one item"])
-    return items
-
-
 def check_batch_size(size: int, max_size: int, name: str) -> None:
     """Raise if a batch of ``size`` items exceeds what one vendor request may carry."""
     if size > max_size:
@@ -234,7 +225,7 @@ def check_batch_size(size: int, max_size: int, name: str) -> None:
 def _validate_identifiers(
     values: Any, name: str, kind: str, problem_of: Callable[[Any], str | None]
 ) -> list[str]:
-    items = _as_list(values, name)
+    items = as_nonempty_list(values, name)
     problems = Problems()
     for index, value in enumerate(items):
         if problem := problem_of(value):
@@ -256,7 +247,7 @@ def validate_iccids(values: Any, name: str = "iccids") -> list[str]:
 
 def validate_roma_device_ids(values: Any, name: str = "device_ids") -> list[int]:
     """Return the ROMA Connect device ids as ints, or raise listing every invalid one."""
-    items = _as_list(values, name)
+    items = as_nonempty_list(values, name)
     problems = Problems()
     for index, value in enumerate(items):
         if problem := roma_device_id_problem(value):
@@ -515,7 +506,7 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
     Each entry is a mapping of the documented fields (ipAddress, ipv6Address, imei, iccid, imsi, apn,
     msisdn, SessionEvtType) with at least one identifier.
     """
-    items = _as_list(devices, name)
+    items = as_nonempty_list(devices, name)
     problems = Problems()
     cleaned: list[dict[str, str]] = []
     for index, device in enumerate(items):
@@ -564,7 +555,7 @@ def _digits_between(text: str, shortest: int, longest: int) -> bool:
 
 def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dict[str, str]]]:
     """Return ``(iccid, changes)`` pairs from ``[{"iccid": ..., <fields>}, ...]``, or raise listing every problem."""
-    items = _as_list(edits, name)
+    items = as_nonempty_list(edits, name)
     problems = Problems()
     pairs: list[tuple[str, dict[str, str]]] = []
     for index, edit in enumerate(items):
@@ -583,7 +574,7 @@ def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dic
     return pairs
 
 
-# --- rendered operator and sensor inputs ---------------------------------------------------------
+# --- input coercion: rendered operator and sensor inputs, validator arguments ------------------
 
 
 #: How deep a rendered input may nest: a list of devices, each a mapping of fields, is 2 levels;
@@ -630,11 +621,14 @@ def _check_nesting(value: Any, name: str) -> None:
 
 
 def as_item_list(value: Any, name: str) -> list[Any]:
-    """Return a rendered operator input as a list.
+    """Return a rendered operator input as a list, possibly empty.
 
     Accepts what a DAG author passes: a list or tuple, an upstream task's output (Airflow resolves
     the XComArg to a list, or a lazy sequence for mapped upstreams), or a string that renders to a
     list literal (JSON or Python, as Jinja renders a list without ``render_template_as_native_obj``).
+    An empty list comes back empty: an upstream task that found nothing is not an error, and the
+    operator decides what nothing to do means. Validators take their argument with
+    :func:`as_nonempty_list` instead.
 
     :raises IoTFleetValidationError: naming ``name`` for a plain string, a mapping, anything that is
         not a list, or a list nested more than :data:`MAX_INPUT_NESTING` levels deep.
@@ -655,6 +649,24 @@ def as_item_list(value: Any, name: str) -> list[Any]:
         raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
     items = list(value)
     _check_nesting(items, name)
+    return items
+
+
+def as_nonempty_list(values: Any, name: str) -> list[Any]:
+    """Return a validator's argument as a list of at least one item.
+
+    Unlike :func:`as_item_list`, which coerces a rendered operator input, this takes the value as
+    given: a string is refused, not parsed as a list literal, and so is an empty list, since a
+    validator checks what is about to be sent and a request for nothing is a mistake.
+
+    :raises IoTFleetValidationError: naming ``name`` for a string, bytes, a mapping, anything not
+        iterable, or an empty list.
+    """
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(values).__name__}"])
+    items = list(values)
+    if not items:
+        raise IoTFleetValidationError(f"{name} is empty", ["give at least one item"])
     return items
 
 
