@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.utils import plural
 
-ItemT = TypeVar("ItemT")
+IdentifierT = TypeVar("IdentifierT")
 
 ROMA_DEVICE_ID_MAX = 99_999_999_999_999_999
 CISCO_MAX_SCHEDULE_DAYS = 180
@@ -223,8 +223,21 @@ def check_batch_size(size: int, max_size: int, name: str) -> None:
 
 
 def _validate_identifiers(
-    values: Any, name: str, kind: str, problem_of: Callable[[Any], str | None]
-) -> list[str]:
+    values: Any,
+    name: str,
+    kind: str,
+    problem_of: Callable[[Any], str | None],
+    normalise: Callable[[Any], IdentifierT],
+) -> list[IdentifierT]:
+    """Return every identifier in ``values`` normalised, once ``problem_of`` accepts all of them.
+
+    :param name: the argument, as the problems name it (``imeis[2] '123' has 3 digits; ...``).
+    :param kind: the identifiers, plural, for the summary (``"2 of 5 IMEIs are invalid"``).
+    :param problem_of: why one value is not such an identifier, or ``None`` when it is one.
+    :param normalise: one accepted value in the form requests carry it.
+    :raises IoTFleetValidationError: when ``values`` is not a non-empty list (see
+        :func:`as_nonempty_list`), or listing every value ``problem_of`` refuses.
+    """
     items = as_nonempty_list(values, name)
     problems = Problems()
     for index, value in enumerate(items):
@@ -232,29 +245,27 @@ def _validate_identifiers(
             problems.add(f"{name}[{index}] {value!r} {problem}")
     bad = len(problems.items)
     problems.raise_if_any(f"{bad} of {len(items)} {kind} {'is' if bad == 1 else 'are'} invalid")
-    return [_digit_string(value) or "" for value in items]
+    return [normalise(value) for value in items]
+
+
+def _accepted_digits(value: int | str) -> str:
+    """An IMEI or ICCID that passed its check, as the digit string requests carry."""
+    return str(value).strip()
 
 
 def validate_imeis(values: Any, name: str = "imeis") -> list[str]:
     """Return the IMEIs as digit strings, or raise listing every invalid one."""
-    return _validate_identifiers(values, name, "IMEIs", imei_problem)
+    return _validate_identifiers(values, name, "IMEIs", imei_problem, _accepted_digits)
 
 
 def validate_iccids(values: Any, name: str = "iccids") -> list[str]:
     """Return the ICCIDs as digit strings, or raise listing every invalid one."""
-    return _validate_identifiers(values, name, "ICCIDs", iccid_problem)
+    return _validate_identifiers(values, name, "ICCIDs", iccid_problem, _accepted_digits)
 
 
 def validate_roma_device_ids(values: Any, name: str = "device_ids") -> list[int]:
     """Return the ROMA Connect device ids as ints, or raise listing every invalid one."""
-    items = as_nonempty_list(values, name)
-    problems = Problems()
-    for index, value in enumerate(items):
-        if problem := roma_device_id_problem(value):
-            problems.add(f"{name}[{index}] {value!r} {problem}")
-    bad = len(problems.items)
-    problems.raise_if_any(f"{bad} of {len(items)} ROMA device ids {'is' if bad == 1 else 'are'} invalid")
-    return [int(value) for value in items]
+    return _validate_identifiers(values, name, "ROMA device ids", roma_device_id_problem, int)
 
 
 def validate_effective_date(value: datetime | str, now: datetime) -> datetime:
