@@ -49,19 +49,6 @@ CISCO_EDITABLE_FIELDS = CISCO_CUSTOM_FIELDS | {
     "apn",
     "pdpId",
 }
-PALOALTO_DEVICE_FIELDS = (
-    "ipAddress",
-    "ipv6Address",
-    "imei",
-    "iccid",
-    "imsi",
-    "apn",
-    "msisdn",
-    "SessionEvtType",
-)
-#: No field of a device record is anywhere near this long; longer is a mistake, not a device.
-PALOALTO_FIELD_MAX_LENGTH = 255
-PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
 
 
 class Problems:
@@ -509,59 +496,6 @@ def validate_cisco_changes(changes: Any) -> dict[str, str]:
         problems.add(problem)
     problems.raise_if_any("The device changes are invalid")
     return dict(changes)
-
-
-def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[str, str]]:
-    """Return Palo Alto ``devicelist`` entries with values as strings, or raise listing every problem.
-
-    Each entry is a mapping of the documented fields (ipAddress, ipv6Address, imei, iccid, imsi, apn,
-    msisdn, SessionEvtType) with at least one identifier.
-    """
-    items = as_nonempty_list(devices, name)
-    problems = Problems()
-    cleaned: list[dict[str, str]] = []
-    for index, device in enumerate(items):
-        where = f"{name}[{index}]"
-        if not isinstance(device, Mapping):
-            problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
-            continue
-        entry: dict[str, str] = {}
-        for key, value in device.items():
-            if value is None or value == "":
-                continue
-            if not isinstance(key, str) or key not in PALOALTO_DEVICE_FIELDS:
-                problems.add(f"{where}: unknown field {key!r}")
-            elif isinstance(value, bool) or not isinstance(value, str | int):
-                problems.add(f"{where}.{key}: must be a string, got {type(value).__name__}")
-            elif problem := control_character_problem(str(value)):
-                problems.add(f"{where}.{key}: {problem}")
-            elif len(str(value)) > PALOALTO_FIELD_MAX_LENGTH:
-                problems.add(
-                    f"{where}.{key}: {len(str(value))} characters; at most {PALOALTO_FIELD_MAX_LENGTH}"
-                )
-            else:
-                entry[key] = str(value).strip()
-        if not any(key in entry for key in PALOALTO_IDENTIFIERS):
-            problems.add(f"{where}: needs at least one of {', '.join(PALOALTO_IDENTIFIERS)}")
-        checks: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
-            ("imei", imei_problem),
-            ("iccid", iccid_problem),
-            ("ipAddress", lambda v: ip_problem(v, 4)),
-            ("ipv6Address", lambda v: ip_problem(v, 6)),
-        )
-        for key, problem_of in checks:
-            if key in entry and (problem := problem_of(entry[key])):
-                problems.add(f"{where}.{key} {entry[key]!r} {problem}")
-        for key, lengths in (("imsi", (6, 15)), ("msisdn", (5, 15))):
-            if key in entry and not _digits_between(entry[key].lstrip("+"), *lengths):
-                problems.add(f"{where}.{key} {entry[key]!r} is not {lengths[0]}-{lengths[1]} digits")
-        cleaned.append(entry)
-    problems.raise_for(len(items), "device")
-    return cleaned
-
-
-def _digits_between(text: str, shortest: int, longest: int) -> bool:
-    return text.isdigit() and text.isascii() and shortest <= len(text) <= longest
 
 
 def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dict[str, str]]]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_iotfleet.exceptions import MAX_LISTED_PROBLEMS, IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
 from airflow_provider_iotfleet.validation import (
-    validate_cellular_devices,
     validate_cisco_changes,
     validate_cisco_edits,
     validate_effective_date,
