@@ -1,9 +1,12 @@
-"""Validators for device identifiers and request payloads, run before the first request is sent.
+"""Checks every vendor shares, run before the first request is sent: device identifiers (IMEI,
+ICCID, IP address, ROMA device id), path segments and control characters, the :class:`Problems`
+collector, and the coercion of rendered operator inputs (lists, mappings, numbers, batch sizes).
+A vendor's payload rules sit beside its hook (the Palo Alto ``devicelist`` in ``hooks/paloalto.py``).
 
 Each ``validate_*`` function checks every item, then raises one :class:`IoTFleetValidationError`
 whose message lists every bad item with its position, so a DAG author fixes a bad input list in one
 go rather than one failed run per typo. On success they return the values normalised (identifiers as
-digit strings, ROMA ids as ints, dates as aware UTC datetimes).
+digit strings, ROMA ids as ints).
 """
 
 from __future__ import annotations
