@@ -7,16 +7,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
+from airflow_provider_iotfleet.hooks.paloalto import (
+    DEFAULT_MAX_DEVICES_PER_REQUEST,
+    PALOALTO_IDENTIFIERS,
+    PaloAltoIoTSecurityHook,
+    validate_cellular_devices,
+)
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct, plural
-from airflow_provider_iotfleet.validation import (
-    PALOALTO_IDENTIFIERS,
-    as_item_list,
-    validate_batch_size,
-    validate_cellular_devices,
-)
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
