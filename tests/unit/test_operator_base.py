@@ -930,6 +930,25 @@ def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_cr
     assert requests_mock.call_count == 0
 
 
+def test_an_outcome_given_the_input_order_keeps_it_whatever_the_order_of_recording() -> None:
+    builder = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 6, order=[6, 5, 4, 3, 2, 1])
+    builder.add_many("succeeded", [1, 3])
+    builder.refuse([2], "not_forced_offline", "refused")
+    builder.fail([4, 1_000], IoTFleetVendorResponseError("Bad gateway", http_status=502))
+    builder.add("unchanged", 5)
+    builder.refuse([6], "not_forced_offline", "refused")
+    builder.add("succeeded", 999)
+    outcome = builder.build()
+    assert outcome.devices["succeeded"] == [3, 1, 999]  # a device not in the order comes last
+    assert outcome.devices["unchanged"] == [5]
+    # Groups come by their first device in input order, each group's devices in input order.
+    assert [error.devices for error in outcome.errors] == [[6, 2], [4, 1_000]]
+    # Without an order, the order of recording.
+    unordered = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 2)
+    unordered.add_many("succeeded", [2, 1])
+    assert unordered.build().devices["succeeded"] == [2, 1]
+
+
 def test_nothing_to_do_is_a_warning(events: list[MutableMapping[str, Any]]) -> None:
     op = StubOperator(
         task_id="stub",
