@@ -930,6 +930,18 @@ def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_cr
     assert requests_mock.call_count == 0
 
 
+def test_send_in_batches_fails_a_batch_under_the_ids_of_its_items() -> None:
+    def send(batch: list[dict[str, str]]) -> int:
+        raise IoTFleetVendorResponseError("Bad batch", http_status=400)
+
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    outcome = op.new_outcome(2)
+    progress = Progress(LineLog(), "V", 2, "device", interval=3600)
+    batches = [[{"imei": "1"}, {"imei": "2"}]]
+    op.send_in_batches(outcome, batches, send, lambda *_: None, progress, id_of=lambda item: item["imei"])
+    assert outcome.build().errors[0].devices == ["1", "2"]
+
+
 def test_an_outcome_given_the_input_order_keeps_it_whatever_the_order_of_recording() -> None:
     builder = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 6, order=[6, 5, 4, 3, 2, 1])
     builder.add_many("succeeded", [1, 3])
