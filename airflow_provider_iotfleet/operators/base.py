@@ -1,11 +1,12 @@
 """What every fleet operator shares, so that a vendor operator is only its arguments and its calls.
 
 :class:`IoTFleetBaseOperator` owns the plumbing: the hook bound to the operator's connection id,
-progress logs, batching with the vendor's maximum and one summary line. :class:`IoTFleetWriteOperator`
-adds the outcome every write operator returns (a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome`,
-errors grouped), ``fail_on_error``, and what a retry needs: whether this is one, and a journal of what
-earlier tries did (:class:`TaskJournal`). A vendor operator implements ``operate``: validate, send
-through the hook, and return its result.
+progress logs and one summary line. :class:`IoTFleetWriteOperator` adds the outcome every write
+operator returns (a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome`, errors grouped),
+``fail_on_error``, sending in batches with one way of recording what each batch came to
+(:meth:`~IoTFleetWriteOperator.send_in_batches`), and what a retry needs: whether this is one, and a
+journal of what earlier tries did (:class:`TaskJournal`). A vendor operator implements ``operate``:
+validate, send through the hook, and return its result.
 """
 
 from __future__ import annotations
@@ -236,25 +237,6 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
     def nothing_to_do(self, name: str) -> None:
         """Log that an input list is empty, so the run is a visible no-op rather than a silent one."""
         self.log.warning("%s: %s is empty; nothing to do", self.vendor, name)
-
-    def run_batches(
-        self,
-        batches: Sequence[list[ItemT]],
-        send: Callable[[list[ItemT]], ResultT],
-        progress: Progress,
-        failed_in: Callable[[ResultT], int] = lambda result: 0,
-    ) -> list[BatchOutcome[ItemT, ResultT]]:
-        """Send each batch (see :func:`map_batches`: a failed batch stops nothing, refused
-        credentials stop the rest), advancing ``progress`` as each one lands.
-
-        :param failed_in: how many items of a successful batch's result failed, for progress lines.
-        """
-
-        def advance(outcome: BatchOutcome[ItemT, ResultT]) -> None:
-            failed = len(outcome.items) if outcome.result is None else failed_in(outcome.result)
-            progress.advance(len(outcome.items), failed=failed, batch=True)
-
-        return map_batches(send, batches, on_outcome=advance)
 
 
 class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):

@@ -901,7 +901,7 @@ def test_journal_uses_the_task_state_store_of_the_context() -> None:
     assert not op.journal(operator_context(), "sync").available  # type: ignore[arg-type]
 
 
-def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_credentials(
+def test_send_in_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_credentials(
     events: list[MutableMapping[str, Any]], requests_mock: rm.Mocker
 ) -> None:
     sent: list[list[int]] = []
@@ -914,18 +914,26 @@ def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_cr
             raise IoTFleetAuthError("Invalid credentials.", http_status=401, error_code="10000001")
         return len(batch)
 
-    op = StubOperator(task_id="stub", result=OperationResult(outcome={}, counts={}))
+    recorded: list[tuple[list[int], int]] = []
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    outcome = op.new_outcome(10)
     progress = Progress(LineLog(), "V", 10, "device", interval=3600)
-    outcomes = op.run_batches(list(chunks(list(range(1, 11)), 2)), send, progress)
+    op.send_in_batches(
+        outcome,
+        list(chunks(list(range(1, 11)), 2)),
+        send,
+        lambda batch, result: recorded.append((batch, result)),
+        progress,
+    )
     assert sent == [[1, 2], [3, 4], [5, 6], [7, 8]]  # nothing sent after the refusal
-    assert [o.result for o in outcomes] == [2, None, 2, None, None]
-    assert [type(o.error).__name__ for o in outcomes] == [
-        "NoneType",
-        "IoTFleetVendorResponseError",
-        "NoneType",
-        "IoTFleetAuthError",
-        "IoTFleetNotAttemptedError",
+    assert recorded == [([1, 2], 2), ([5, 6], 2)]  # each answered batch's result, once
+    errors = outcome.build().errors
+    assert [(error.devices, error.attempted) for error in errors] == [
+        ([3, 4], True),
+        ([7, 8], True),
+        ([9, 10], False),
     ]
+    assert [error.http_status for error in errors] == [400, 401, 401]
     assert (progress.done, progress.failed, progress.batches) == (10, 6, 5)
     assert requests_mock.call_count == 0
 
