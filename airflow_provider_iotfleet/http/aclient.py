@@ -21,7 +21,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.http.answers import Reply
 from airflow_provider_iotfleet.http.auth import Flow, Mask, Sent, Wait
-from airflow_provider_iotfleet.http.client import Attempts, ClientCore
+from airflow_provider_iotfleet.http.core import Attempts, ClientCore
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
 
 #: How often a coroutine looks whether another one has finished renewing a shared token.
@@ -56,7 +56,7 @@ for _name in ("httpcore.http11", "httpcore.http2"):
 class AsyncVendorHttpClient(ClientCore):
     """One vendor API over one reused ``httpx.AsyncClient``; nothing in it blocks the event loop.
 
-    Takes the options of :class:`~airflow_provider_iotfleet.http.client.ClientCore`, and
+    Takes the options of :class:`~airflow_provider_iotfleet.http.core.ClientCore`, and
     ``transport`` (an ``httpx.MockTransport`` in tests).
     """
 
