@@ -11,14 +11,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_iotfleet._compat import mask_secret
-from airflow_provider_iotfleet.exceptions import (
-    IoTFleetError,
-    IoTFleetTransportError,
-    IoTFleetVendorResponseError,
-)
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetTransportError
 from airflow_provider_iotfleet.http.answers import Reply
-from airflow_provider_iotfleet.http.auth import Flow, Mask, Sent, Wait
-from airflow_provider_iotfleet.http.core import Attempts, ClientCore
+from airflow_provider_iotfleet.http.auth import Flow, Mask, Wait
+from airflow_provider_iotfleet.http.core import ClientCore, Instruction, Pace, Sleep
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
 
 if TYPE_CHECKING:
@@ -68,61 +64,31 @@ class VendorHttpClient(ClientCore):
         self._drive(self.auth.obtain(self.build))
 
     def _drive(self, flow: Flow) -> Reply | None:
-        outcome: Sent = None
-        previous: Request | None = None
-        try:
-            step = next(flow)
-            while True:
-                sent: Sent = None
-                if isinstance(step, Request):
-                    if self.renewing_again(step, previous, outcome):
-                        self.log.info(
-                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
-                        )
-                    outcome = sent = self._exchange(step)
-                    previous = step
-                elif isinstance(step, Wait):
-                    step.cache.wait(self.pool_timeout)
-                elif isinstance(step, Mask):
-                    mask_secret(step.secret)
-                step = flow.send(sent)
-        except StopIteration:
-            pass
-        except IoTFleetError as error:
-            raise self.explained(error, self.auth) from error.__cause__
-        finally:
-            flow.close()
-        if isinstance(outcome, IoTFleetError):
-            raise self.explained(outcome, self.auth)
-        return outcome
+        """Carry out, in this thread, what the conversation of ``flow`` asks for; return its reply."""
+        with self.conversation(flow) as conversation:
+            for instruction in conversation:
+                try:
+                    conversation.report(self._carry_out(instruction))
+                except IoTFleetError as error:
+                    conversation.report(error)
+        return conversation.reply
 
-    def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
-        """Send ``request`` until it succeeds or must not be sent again; return what it came to."""
-        attempts = Attempts(started=self.clock.monotonic())
-        while True:
-            if request.call.rate_limited and self.rate_limiter is not None:
-                self.rate_limiter.acquire()
-            error: IoTFleetError
-            try:
-                outcome, retry_after = self.outcome(request, self._transmit(request))
-            except IoTFleetTransportError as transport_error:
-                error, retry_after = transport_error, None
-            else:
-                if isinstance(outcome, Reply):
-                    return outcome
-                error = outcome
-            delay = self.retry_delay(request, error, attempts, retry_after)
-            if delay is None:
-                if isinstance(error, IoTFleetVendorResponseError):
-                    return error  # back to the flow, which may renew credentials
-                raise error
-            self.clock.sleep(delay)
-            request = self.auth.refresh(request)
+    def _carry_out(self, instruction: Instruction) -> Response | None:
+        if isinstance(instruction, Request):
+            return self._transmit(instruction)
+        if isinstance(instruction, Sleep):
+            self.clock.sleep(instruction.seconds)
+        elif isinstance(instruction, Pace):
+            instruction.limiter.acquire()
+        elif isinstance(instruction, Wait):
+            instruction.cache.wait(self.pool_timeout)
+        elif isinstance(instruction, Mask):
+            mask_secret(instruction.secret)
+        return None
 
     def _transmit(self, request: Request) -> Response:
         import requests
 
-        self.check_sendable(request)
         prepared = requests.PreparedRequest()
         try:
             prepared.prepare(
@@ -140,8 +106,9 @@ class VendorHttpClient(ClientCore):
                     **self._environment_for(request.url),
                 )
                 try:
-                    self.check_length(request, response.status_code, response.headers)
-                    body = self._read(request, response)
+                    body = self.answer_body(request, response.status_code, response.headers)
+                    for chunk in response.iter_content(64 * 1024):
+                        body.add(chunk)
                 finally:
                     # Returns the connection to the pool, or closes it if the body was not read to
                     # the end: a half-read connection must never be reused nor leaked.
@@ -151,20 +118,9 @@ class VendorHttpClient(ClientCore):
         return Response(
             status=response.status_code,
             headers=Headers(response.headers),
-            body=body,
+            body=body.read(),
             reason=response.reason or "",
         )
-
-    def _read(self, request: Request, response: requests.Response) -> bytes:
-        """Read (and decode) the body, at most ``max_answer_bytes`` of it, inside the caller's try."""
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > self.max_answer_bytes:
-                raise self.too_large(request, response.status_code, response.headers)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     @contextmanager
     def _slot(self) -> Iterator[None]:

@@ -14,9 +14,9 @@ import random
 import re
 import ssl
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from airflow_provider_iotfleet import __version__
 from airflow_provider_iotfleet.exceptions import (
@@ -28,7 +28,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.http.answers import Reply, interpret
-from airflow_provider_iotfleet.http.auth import Auth, NoAuth, Sent
+from airflow_provider_iotfleet.http.auth import Auth, Flow, Mask, NoAuth, Sent, Wait
 from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_iotfleet.http.errors import ErrorMapping, request_id_in
 from airflow_provider_iotfleet.http.ratelimit import TokenBucket
@@ -46,6 +46,77 @@ class Logger(Protocol):
     def debug(self, msg: str, *args: Any) -> Any: ...
     def info(self, msg: str, *args: Any) -> Any: ...
     def warning(self, msg: str, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` before the next attempt (a backoff, or the vendor's ``Retry-After``)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Wait for the next free slot of the client's rate ``limiter``."""
+
+    limiter: TokenBucket
+
+
+#: What a driver is asked to do: send a request, sleep, wait for the rate limit, wait for another
+#: caller's credential renewal, or mask a secret just obtained.
+Instruction = Request | Sleep | Pace | Wait | Mask
+#: What a driver reports back after an instruction: the response to a request, or the error sending
+#: it raised; ``None`` after the other instructions.
+Report = Response | IoTFleetError | None
+
+
+class Conversation:
+    """One call's way through its auth flow, retries and waits, as instructions for a driver.
+
+    The core decides and the driver acts (the sans-I/O pattern): the driver iterates over the
+    instructions, carries each out with its own I/O, and hands what came of it to :meth:`report`
+    before asking for the next. Used as a context manager, it closes the auth flow however the driver
+    stops (a cancelled trigger included), so that a login in progress is given up.
+
+    Iterating raises what the call ended with: an
+    :class:`~airflow_provider_iotfleet.exceptions.IoTFleetVendorResponseError` (or a subclass) when
+    the vendor answered with an error, an
+    :class:`~airflow_provider_iotfleet.exceptions.IoTFleetTransportError` when it could not be
+    reached, after every retry and credential renewal, and an
+    :class:`~airflow_provider_iotfleet.exceptions.IoTFleetConfigurationError` for a request whose
+    headers cannot be sent.
+
+    :ivar reply: once the instructions are exhausted, the reply to the flow's last request
+        (``None`` for a flow that sent nothing).
+    """
+
+    def __init__(self, instructions: Generator[Instruction, Response | None, Reply | None]) -> None:
+        self._instructions = instructions
+        self._report: Report = None
+        self.reply: Reply | None = None
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Instruction:
+        report, self._report = self._report, None
+        try:
+            if isinstance(report, IoTFleetError):
+                return self._instructions.throw(report)
+            return self._instructions.send(report)
+        except StopIteration as finished:
+            self.reply = finished.value
+            raise
+
+    def report(self, result: Report) -> None:
+        """Hand over what came of the instruction just carried out, for the next one to follow from."""
+        self._report = result
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._instructions.close()
 
 
 @dataclass
@@ -120,14 +191,85 @@ class ClientCore:
         """Return ``path`` joined to the base URL; absolute URLs pass unchanged."""
         return self.build(Call("GET", path)).url
 
-    def outcome(
+    def conversation(self, flow: Flow) -> Conversation:
+        """Return ``flow`` carried through to its end, as instructions for a driver to carry out."""
+        return Conversation(self._instructions(flow))
+
+    def _instructions(self, flow: Flow) -> Generator[Instruction, Response | None, Reply | None]:
+        """Yield what the driver must do for ``flow``; return the reply to its last request.
+
+        Everything is decided here: retries and their waits, what each answer means, what goes back
+        into the flow, how errors are worded. Raises as :class:`Conversation` says.
+        """
+        outcome: Sent = None
+        previous: Request | None = None
+        try:
+            step = next(flow)
+            while True:
+                sent: Sent = None
+                if isinstance(step, Request):
+                    # The flow sends the same call again: the vendor refused its credentials.
+                    if (
+                        previous is not None
+                        and step.call is previous.call
+                        and isinstance(outcome, IoTFleetError)
+                    ):
+                        self.log.info(
+                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
+                        )
+                    outcome = sent = yield from self._exchange(step)
+                    previous = step
+                else:
+                    yield step
+                step = flow.send(sent)
+        except StopIteration:
+            pass
+        except IoTFleetError as error:
+            raise self._explained(error) from error.__cause__
+        finally:
+            flow.close()
+        if isinstance(outcome, IoTFleetError):
+            raise self._explained(outcome)
+        return outcome
+
+    def _exchange(self, request: Request) -> Generator[Instruction, Response | None, Sent]:
+        """Send ``request`` until it succeeds or must not be sent again; return what it came to.
+
+        A vendor's error goes back to the flow, which may renew credentials; a transport error that
+        may not be retried any more is raised.
+        """
+        attempts = Attempts(started=self.clock.monotonic())
+        while True:
+            if request.call.rate_limited and self.rate_limiter is not None:
+                yield Pace(self.rate_limiter)
+            self._check_sendable(request)
+            error: IoTFleetError
+            try:
+                response = yield request
+            except IoTFleetTransportError as transport_error:
+                error, retry_after = transport_error, None
+            else:
+                assert response is not None  # a driver answers every request with its response
+                outcome, retry_after = self._interpret(request, response)
+                if isinstance(outcome, Reply):
+                    return outcome
+                error = outcome
+            delay = self._retry_delay(request, error, attempts, retry_after)
+            if delay is None:
+                if isinstance(error, IoTFleetVendorResponseError):
+                    return error
+                raise error
+            yield Sleep(delay)
+            request = self.auth.refresh(request)
+
+    def _interpret(
         self, request: Request, response: Response
     ) -> tuple[Reply | IoTFleetVendorResponseError, float | None]:
         """What the vendor's ``response`` means, logged at debug level (never with headers or body)."""
         self.log.debug("%s: %s answered %d", self.errors.vendor, request.action, response.status)
         return interpret(request, response, self.errors, self.clock.now())
 
-    def retry_delay(
+    def _retry_delay(
         self, request: Request, error: IoTFleetError, attempts: Attempts, retry_after: float | None
     ) -> float | None:
         """Return the seconds to wait before sending ``request`` again after ``error``, or ``None``.
@@ -162,10 +304,10 @@ class ClientCore:
         )
         return delay
 
-    def explained(self, error: IoTFleetError, auth: Auth) -> IoTFleetError:
+    def _explained(self, error: IoTFleetError) -> IoTFleetError:
         """Add where to look to errors whose fix is in the connection rather than in the request."""
         connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
-        hint = error.credential_hint or auth.credential_hint
+        hint = error.credential_hint or self.auth.credential_hint
         # The advice goes into the bare message too: it names no device, and the outcome's error
         # groups and failure lines show only the bare message.
         if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
@@ -181,27 +323,7 @@ class ClientCore:
             )
         return error
 
-    def too_large(
-        self, request: Request, status: int, headers: Mapping[str, str] | None = None
-    ) -> IoTFleetVendorResponseError:
-        limit = f"more than {self.max_answer_bytes / 2**20:g} MiB; the answer was not read further"
-        return IoTFleetVendorResponseError(
-            f"{self.errors.vendor} answered {request.action} with {limit}",
-            http_status=status,
-            request_id=request_id_in(headers) if headers is not None else None,
-            vendor=self.errors.vendor,
-            # Without the path, which names the device (Cisco): the same error on many devices is
-            # one error group in an outcome, as malformed_response's bare message makes it.
-            bare_message=f"an answer with {limit}",
-        )
-
-    def check_length(self, request: Request, status: int, headers: Mapping[str, str]) -> None:
-        """Refuse an answer whose announced length is over the limit before reading it."""
-        length = headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.max_answer_bytes:
-            raise self.too_large(request, status, headers)
-
-    def check_sendable(self, request: Request) -> None:
+    def _check_sendable(self, request: Request) -> None:
         """Refuse a request whose headers ``http.client`` would refuse with the value in the message."""
         if bad := request.unsendable_headers():
             raise IoTFleetConfigurationError(
@@ -210,9 +332,21 @@ class ClientCore:
                 vendor=self.errors.vendor,
             )
 
+    def answer_body(self, request: Request, status: int, headers: Mapping[str, str]) -> AnswerBody:
+        """Return the collector for the body of an answer to ``request`` about to be read.
+
+        :raises IoTFleetVendorResponseError: at once when the announced length is over the limit.
+        """
+        return AnswerBody(request, status, headers, limit=self.max_answer_bytes, vendor=self.errors.vendor)
+
     def transport_error(
         self, request: Request, cause: BaseException, *, reached: bool
     ) -> IoTFleetTransportError:
+        """Return the error for ``request`` failing in the HTTP library with ``cause``.
+
+        :param reached: whether the request may have reached the vendor (``False`` only when the
+            connection surely never opened), which decides whether even a write may be resent.
+        """
         if _certificate_failure(cause):
             return IoTFleetCertificateError(
                 f"{self.errors.vendor}: {request.action}: the vendor's TLS certificate could not be verified "
@@ -227,10 +361,53 @@ class ClientCore:
             bare_message=f"could not be completed: {describe(cause)}",
         )
 
-    @staticmethod
-    def renewing_again(step: Request, previous: Request | None, outcome: Sent) -> bool:
-        """Whether a flow sends the same call again after its credentials were rejected."""
-        return previous is not None and step.call is previous.call and isinstance(outcome, IoTFleetError)
+
+class AnswerBody:
+    """The body of one answer as its chunks arrive, refused once it grows past ``limit`` bytes
+    (decoded): a runaway error page is an error at once, not a download repeated on every retry.
+
+    :raises IoTFleetVendorResponseError: at once when the announced length is over ``limit``.
+    """
+
+    def __init__(
+        self, request: Request, status: int, headers: Mapping[str, str], *, limit: int, vendor: str
+    ) -> None:
+        self._request = request
+        self._status = status
+        self._headers = headers
+        self._limit = limit
+        self._vendor = vendor
+        self._chunks: list[bytes] = []
+        self._size = 0
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise self._too_large()
+
+    def add(self, chunk: bytes) -> None:
+        """Keep ``chunk``.
+
+        :raises IoTFleetVendorResponseError: when the body is now over the limit.
+        """
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise self._too_large()
+        self._chunks.append(chunk)
+
+    def read(self) -> bytes:
+        """Return the whole body."""
+        return b"".join(self._chunks)
+
+    def _too_large(self) -> IoTFleetVendorResponseError:
+        limit = f"more than {self._limit / 2**20:g} MiB; the answer was not read further"
+        return IoTFleetVendorResponseError(
+            f"{self._vendor} answered {self._request.action} with {limit}",
+            http_status=self._status,
+            request_id=request_id_in(self._headers),
+            vendor=self._vendor,
+            # Without the path, which names the device (Cisco): the same error on many devices is
+            # one error group in an outcome, as malformed_response's bare message makes it.
+            bare_message=f"an answer with {limit}",
+        )
 
 
 def _certificate_failure(cause: BaseException) -> bool:
