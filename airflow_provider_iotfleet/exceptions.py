@@ -134,6 +134,17 @@ class IoTFleetOperationFailedError(IoTFleetError):
         self.outcome = dict(outcome)
 
 
+class IoTFleetSensorError(IoTFleetError):
+    """A device-status wait ended without every device matching (a timeout, or a lasting vendor error)."""
+
+
+class IoTFleetUnreachableDevicesError(IoTFleetSensorError, IoTFleetOperationFailedError):
+    """A device-status wait ended with devices that can never reach the target (``fail_on_unreachable``).
+
+    :ivar outcome: the sensor's XCom value, also pushed under XCom key ``outcome`` before raising.
+    """
+
+
 class IoTFleetNotAttemptedError(IoTFleetError):
     """An item was not sent because an earlier error made sending it pointless (refused credentials,
     a broken connection): it carries that error's status, code and request id, so failures group
