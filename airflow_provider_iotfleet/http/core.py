@@ -48,14 +48,14 @@ class Logger(Protocol):
     def warning(self, msg: str, *args: Any) -> Any: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait ``seconds`` before the next attempt (a backoff, or the vendor's ``Retry-After``)."""
 
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pace:
     """Wait for the next free slot of the client's rate ``limiter``."""
 
@@ -89,6 +89,8 @@ class Conversation:
     :ivar reply: once the instructions are exhausted, the reply to the flow's last request
         (``None`` for a flow that sent nothing).
     """
+
+    __slots__ = ("_instructions", "_report", "reply")
 
     def __init__(self, instructions: Generator[Instruction, Response | None, Reply | None]) -> None:
         self._instructions = instructions
@@ -368,6 +370,8 @@ class AnswerBody:
 
     :raises IoTFleetVendorResponseError: at once when the announced length is over ``limit``.
     """
+
+    __slots__ = ("_chunks", "_headers", "_limit", "_request", "_size", "_status", "_vendor")
 
     def __init__(
         self, request: Request, status: int, headers: Mapping[str, str], *, limit: int, vendor: str
