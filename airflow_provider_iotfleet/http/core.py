@@ -3,8 +3,10 @@
 :class:`ClientCore` holds everything that decides: how a :class:`~.request.Call` becomes a
 :class:`~.request.Request`, what an answer means (:func:`~.answers.interpret`), whether and when to
 try again (:func:`~.retry.may_repeat`, :class:`~.retry.BackoffPolicy`), and how errors are worded.
-:class:`~.client.VendorHttpClient` (hooks and operators) and :class:`~.aclient.AsyncVendorHttpClient`
-(triggers) only move bytes and wait, each in its own world, around the same auth flows.
+It walks each call's auth flow and retries as a :class:`Conversation` of instructions (send this,
+sleep that long, ...) that :class:`~.client.VendorHttpClient` (hooks and operators) and
+:class:`~.aclient.AsyncVendorHttpClient` (triggers) carry out, each with its own I/O: they only move
+bytes and wait.
 """
 
 from __future__ import annotations
