@@ -1,4 +1,4 @@
-"""Cisco IoT Control Center (formerly Jasper) REST API v1: edit and read device details per ICCID."""
+"""Cisco IoT Control Center REST API v1: edit and read device details per ICCID."""
 
 from __future__ import annotations
 
