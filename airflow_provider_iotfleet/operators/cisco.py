@@ -9,19 +9,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditResult
+from airflow_provider_iotfleet.hooks.cisco import (
+    CiscoControlCenterHook,
+    CiscoEditResult,
+    cisco_change_problems,
+    validate_cisco_edits,
+)
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, Status
 from airflow_provider_iotfleet.utils import distinct
-from airflow_provider_iotfleet.validation import (
-    Problems,
-    as_item_list,
-    as_mapping,
-    cisco_change_problems,
-    validate_cisco_edits,
-    validate_iccids,
-)
+from airflow_provider_iotfleet.validation import Problems, as_item_list, as_mapping, validate_iccids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -1,4 +1,5 @@
-"""Cisco IoT Control Center (formerly Jasper): the hook and what it returns, importable from this one path."""
+"""Cisco IoT Control Center (formerly Jasper): the hook, what it returns and the edit rules it checks,
+importable from this one path."""
 
 from airflow_provider_iotfleet.hooks.cisco.hook import (
     ALREADY_ACTIVATED,
@@ -13,10 +14,28 @@ from airflow_provider_iotfleet.hooks.cisco.hook import (
     CiscoEditResult,
     EditOutcome,
 )
+from airflow_provider_iotfleet.hooks.cisco.rules import (
+    CISCO_CUSTOM_FIELD_MAX_LENGTH,
+    CISCO_CUSTOM_FIELDS,
+    CISCO_EDITABLE_FIELDS,
+    CISCO_KNOWN_STATUSES,
+    CISCO_MAX_SCHEDULE_DAYS,
+    CISCO_OVERAGE_VALUES,
+    cisco_change_problems,
+    validate_cisco_changes,
+    validate_cisco_edits,
+    validate_effective_date,
+)
 
 __all__ = [
     "ALREADY_ACTIVATED",
+    "CISCO_CUSTOM_FIELDS",
+    "CISCO_CUSTOM_FIELD_MAX_LENGTH",
+    "CISCO_EDITABLE_FIELDS",
     "CISCO_ERRORS",
+    "CISCO_KNOWN_STATUSES",
+    "CISCO_MAX_SCHEDULE_DAYS",
+    "CISCO_OVERAGE_VALUES",
     "IP_COMPANION_FIELDS",
     "IP_FIELDS",
     "MAX_CONCURRENCY",
@@ -26,4 +45,8 @@ __all__ = [
     "CiscoControlCenterHook",
     "CiscoEditResult",
     "EditOutcome",
+    "cisco_change_problems",
+    "validate_cisco_changes",
+    "validate_cisco_edits",
+    "validate_effective_date",
 ]

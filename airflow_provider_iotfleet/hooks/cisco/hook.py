@@ -16,6 +16,12 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.cisco.rules import (
+    CISCO_CUSTOM_FIELDS,
+    validate_cisco_changes,
+    validate_cisco_edits,
+    validate_effective_date,
+)
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
@@ -33,14 +39,7 @@ from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
 from airflow_provider_iotfleet.http.retry import answer_lost
-from airflow_provider_iotfleet.validation import (
-    CISCO_CUSTOM_FIELDS,
-    validate_cisco_changes,
-    validate_cisco_edits,
-    validate_effective_date,
-    validate_iccids,
-    validate_whole_number,
-)
+from airflow_provider_iotfleet.validation import validate_iccids, validate_whole_number
 
 VENDOR = "Cisco IoT Control Center"
 MAX_SEARCH_PAGE_SIZE = 50
