@@ -21,12 +21,18 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotAttemptedError,
-    IoTFleetOutcomeUnknownError,
     IoTFleetRateLimitError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.readback import (
+    Applied,
+    LostAnswerWording,
+    NotApplied,
+    Verdict,
+    write_with_read_back,
+)
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
@@ -44,7 +50,7 @@ from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSou
 from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
-from airflow_provider_iotfleet.http.retry import answer_lost, is_transient
+from airflow_provider_iotfleet.http.retry import is_transient
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     path_segment_problem,
@@ -327,6 +333,14 @@ class ForceOfflineResult:
     failed: list[dict[str, Any]]
     unchanged: list[int] = field(default_factory=list)
 
+    def merged(self, other: ForceOfflineResult) -> ForceOfflineResult:
+        """This result and ``other`` (of other devices), list by list."""
+        return ForceOfflineResult(
+            succeeded=self.succeeded + other.succeeded,
+            failed=self.failed + other.failed,
+            unchanged=self.unchanged + other.unchanged,
+        )
+
 
 def _failed(
     device_id: int, error_code: str, message: str, *, name: Any = None, attempted: bool = True
@@ -338,6 +352,38 @@ def _failed(
         "message": message,
         "attempted": attempted,
     }
+
+
+def _still_online(ids: list[int], error: IoTFleetError) -> ForceOfflineResult:
+    """Devices not forced offline because the answers kept being lost (a 5xx, a dropped connection):
+    failed, and retryable when that error is, since the same request may well pass later (what a
+    retry of the task needs to know)."""
+    return ForceOfflineResult(
+        succeeded=[],
+        failed=[
+            {
+                **_failed(
+                    device_id,
+                    error.error_code or NOT_FORCED,
+                    f"still online after the force-offline's answer was lost: {error.bare_message}",
+                ),
+                "http_status": error.http_status,
+                "retryable": is_transient(error),
+            }
+            for device_id in ids
+        ],
+    )
+
+
+_FORCE_OFFLINE_WORDING = LostAnswerWording[list[int]](
+    vendor=VENDOR,
+    write=lambda ids: f"a force-offline of {len(ids)} devices",
+    bare_write="the force-offline",
+    read="their status",
+    bare_read="the devices",
+    risk="ROMA may have forced them offline",
+    advice="check them before sending again",
+)
 
 
 def _in_order(ids: list[int], result: ForceOfflineResult) -> ForceOfflineResult:
@@ -458,15 +504,13 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
         :raises IoTFleetNotAttemptedError: with ``read_first``, when the read failed: nothing was sent.
+        :raises IoTFleetOutcomeUnknownError: when the answer was lost and reading the devices back
+            failed too: ROMA may have forced them offline.
         """
         ids = validate_roma_device_ids(device_ids)
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
         unchanged, never, to_send = self.split_offline(ids) if read_first else ([], [], ids)
-        sent = (
-            self._force_offline(to_send, rounds_left=self.client.retry.max_retries)
-            if to_send
-            else ForceOfflineResult(succeeded=[], failed=[])
-        )
+        sent = self._force_offline(to_send) if to_send else ForceOfflineResult(succeeded=[], failed=[])
         if read_back:
             sent = self.read_back_refused(sent)
         result = ForceOfflineResult(
@@ -517,21 +561,55 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         )
         return unchanged, never, to_send
 
-    def _force_offline(self, ids: list[int], rounds_left: int) -> ForceOfflineResult:
+    def _force_offline(self, ids: list[int]) -> ForceOfflineResult:
+        """Send one force-offline; should its answer be lost, read the devices back rather than send
+        it again (see :func:`~airflow_provider_iotfleet.hooks.readback.write_with_read_back`).
+
+        Devices found offline succeeded (this call, or an earlier event, took them offline), devices
+        that never connected failed, and the others surely were not forced, so they are sent again,
+        a round per try the connection gives any call; still online after the last round, they fail.
+        """
+        return write_with_read_back(
+            ids,
+            send=self._send_force_offline,
+            read_back=self._force_offline_read_back,
+            wording=_FORCE_OFFLINE_WORDING,
+            rounds=self.client.retry.max_retries + 1,
+            log=self.log,
+            merge=ForceOfflineResult.merged,
+            give_up=_still_online,
+        )
+
+    def _send_force_offline(self, ids: list[int]) -> ForceOfflineResult:
         # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline, which
         # the read-back of refused devices then reports as unchanged rather than forced by this call.
         call = Call(
             "POST", f"{self._devices_path}/force-offline", json={"device_ids": ids}, repeat="if-not-received"
         )
-        try:
-            reply = self.client.send(call)
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
-            return self._after_lost_answer(ids, error, rounds_left)
+        reply = self.client.send(call)
         return self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
+
+    def _force_offline_read_back(self, ids: list[int]) -> Verdict[list[int], ForceOfflineResult]:
+        """Offline devices succeeded and never-connected ones failed; the rest is not forced yet."""
+        statuses = self._offline_or_not(ids)
+        settled = ForceOfflineResult(
+            succeeded=[
+                {"id": device_id, "device_name": None}
+                for device_id in ids
+                if statuses.get(device_id) == OFFLINE
+            ],
+            failed=[
+                _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
+                for device_id in ids
+                if statuses.get(device_id) == NEVER
+            ],
+        )
+        # Online, or "not offline" when read from the filtered listing, or unknown to ROMA: not
+        # forced, so sent again; ROMA itself then says which ones cannot be forced.
+        still_online = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
+        return NotApplied(still_online, settled) if still_online else Applied(settled)
 
     def read_back_refused(self, result: ForceOfflineResult) -> ForceOfflineResult:
         """Read the devices ROMA refused in ``result`` (one read, for any number: the listing is
@@ -569,69 +647,6 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             else:
                 failed.append(entry)
         return ForceOfflineResult(succeeded=result.succeeded, failed=failed, unchanged=unchanged)
-
-    def _after_lost_answer(
-        self, ids: list[int], error: IoTFleetError, rounds_left: int
-    ) -> ForceOfflineResult:
-        """The force-offline may have been applied: read the devices back instead of sending it again.
-
-        Devices found offline count as succeeded (this call, or an earlier event, took them offline);
-        devices not offline surely were not forced, so they are sent again (as many rounds as the
-        connection's retries); devices that never connected failed.
-        """
-        self.log.warning(
-            "%s: the answer to a force-offline of %d devices was lost (%s); reading their status back",
-            VENDOR,
-            len(ids),
-            error.message,
-        )
-        try:
-            statuses = self._offline_or_not(ids)
-        except IoTFleetError as unreadable:
-            raise IoTFleetOutcomeUnknownError(
-                f"{VENDOR}: the answer to a force-offline of {len(ids)} devices was lost ({error.message}) and "
-                f"reading their status back failed too ({unreadable.message}); ROMA may have forced them "
-                "offline: check them before sending again",
-                http_status=error.http_status,
-                error_code=error.error_code,
-                request_id=error.request_id,
-                vendor=VENDOR,
-                bare_message=f"the answer to the force-offline was lost ({error.bare_message}) and reading "
-                f"the devices back failed too ({unreadable.bare_message})",
-            ) from unreadable
-        succeeded = [
-            {"id": device_id, "device_name": None} for device_id in ids if statuses.get(device_id) == OFFLINE
-        ]
-        failed = [
-            _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
-            for device_id in ids
-            if statuses.get(device_id) == NEVER
-        ]
-        unchanged: list[int] = []
-        # Online, or "not offline" when read from the filtered listing, or unknown to ROMA: not
-        # forced, so sent again; ROMA itself then says which ones cannot be forced.
-        still_online = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
-        if still_online and rounds_left > 0:
-            again = self._force_offline(still_online, rounds_left - 1)
-            succeeded += again.succeeded
-            failed += again.failed
-            unchanged += again.unchanged
-        elif still_online:
-            # Not forced because the answers kept being lost (a 5xx, a dropped connection): the
-            # same request may well pass later, which is what a retry of the task needs to know.
-            failed += [
-                {
-                    **_failed(
-                        device_id,
-                        error.error_code or NOT_FORCED,
-                        f"still online after the force-offline's answer was lost: {error.bare_message}",
-                    ),
-                    "http_status": error.http_status,
-                    "retryable": is_transient(error),
-                }
-                for device_id in still_online
-            ]
-        return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))
 
     def _offline_or_not(
         self, ids: list[int], online_status: str = OFFLINE, *, with_never: bool = True
