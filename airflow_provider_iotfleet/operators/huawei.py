@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetNotAttemptedError
-from airflow_provider_iotfleet.hooks.huawei import (
-    DEFAULT_MAX_DEVICES_PER_REQUEST,
-    ForceOfflineResult,
-    HuaweiRomaConnectHook,
-)
+from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.answers import ForceOfflineResult
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct

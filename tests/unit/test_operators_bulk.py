@@ -26,7 +26,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
-from airflow_provider_iotfleet.hooks.huawei import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
