@@ -9,12 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.cisco import (
-    CiscoControlCenterHook,
-    CiscoEditResult,
-    cisco_change_problems,
-    validate_cisco_edits,
-)
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditResult
+from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems, validate_cisco_edits
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, Status

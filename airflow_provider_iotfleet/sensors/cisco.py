@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.cisco import CISCO_KNOWN_STATUSES, CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco.rules import CISCO_KNOWN_STATUSES
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
