@@ -72,7 +72,7 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
                 f"try {context['ti'].try_number}: reading every device's status first to skip what is done"
             )
             try:
-                unchanged, never, to_send = self.hook.split_offline(ids)
+                unchanged, never, to_send = self.hook.split_offline(ids, validated=True)
                 _record(outcome, ForceOfflineResult(succeeded=[], failed=never, unchanged=unchanged))
             except IoTFleetNotAttemptedError as error:
                 # One read for the whole run failed: read per batch instead, so that one bad read
@@ -88,7 +88,9 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
         self.send_in_batches(
             outcome,
             batches,
-            lambda batch: self.hook.force_offline(batch, read_first=read_per_batch, read_back=False),
+            lambda batch: self.hook.force_offline(
+                batch, read_first=read_per_batch, read_back=False, validated=True
+            ),
             lambda _batch, result: answered.append(result),
             progress,
             failed_in=lambda result: len(result.failed),

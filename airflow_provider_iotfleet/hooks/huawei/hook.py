@@ -183,7 +183,12 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         }
 
     def force_offline(
-        self, device_ids: Sequence[int | str], *, read_first: bool = False, read_back: bool = True
+        self,
+        device_ids: Sequence[int | str],
+        *,
+        read_first: bool = False,
+        read_back: bool = True,
+        validated: bool = False,
     ) -> ForceOfflineResult:
         """Bring devices offline in one request (``POST .../devices/force-offline``).
 
@@ -197,6 +202,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :param read_back: read back the devices ROMA refused (see :meth:`read_back_refused`). A
             caller sending many batches passes ``False`` and reads them all back once, since a read
             of many devices pages the instance's listing, whatever their number.
+        :param validated: ``device_ids`` are ints that
+            :func:`~airflow_provider_iotfleet.validation.validate_roma_device_ids` returned, not checked
+            again (the operator validates its whole input once, before the first batch).
         :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
@@ -204,9 +212,13 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :raises IoTFleetOutcomeUnknownError: when the answer was lost and reading the devices back
             failed too: ROMA may have forced them offline.
         """
-        ids = validate_roma_device_ids(device_ids)
+        ids = (
+            [int(device_id) for device_id in device_ids]
+            if validated
+            else validate_roma_device_ids(device_ids)
+        )
         check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        unchanged, never, to_send = self.split_offline(ids) if read_first else ([], [], ids)
+        unchanged, never, to_send = self.split_offline(ids, validated=True) if read_first else ([], [], ids)
         sent = self._force_offline(to_send) if to_send else ForceOfflineResult(succeeded=[], failed=[])
         if read_back:
             sent = self.read_back_refused(sent)
@@ -224,16 +236,22 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         return result.in_order(ids)
 
     def split_offline(
-        self, device_ids: Sequence[int | str]
+        self, device_ids: Sequence[int | str], *, validated: bool = False
     ) -> tuple[list[int], list[dict[str, Any]], list[int]]:
         """Read the devices' online status before a force-offline: return those already offline, a
         ``failed`` entry (``never_connected``, not sent) for each that never connected, and those to
         send. One read for any number of devices (the listing is paged once).
 
+        :param validated: ``device_ids`` are already checked ints, as for :meth:`force_offline`.
+        :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotAttemptedError: when the read failed (refused credentials and the like
             are raised as they are, as by any call).
         """
-        ids = validate_roma_device_ids(device_ids)
+        ids = (
+            [int(device_id) for device_id in device_ids]
+            if validated
+            else validate_roma_device_ids(device_ids)
+        )
         try:
             statuses = self._offline_or_not(ids)
         except IoTFleetError as error:
@@ -352,7 +370,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         never-connected devices show as ``"never"`` (their listing is paged too); a device ROMA does
         not know is left out rather than failing the read of every other device (the caller treats
         it as neither offline nor never connected: ROMA refuses it, and it fails so)."""
-        plan = self._online_statuses_plan(ids, online_status, watching=True, with_never=with_never)
+        plan = self._statuses_plan(ids, ONLINE_STATUS[online_status], watching=True, with_never=with_never)
         values = run_plan(self.client, plan).values
         return {device_id: value for device_id, value in values.items() if value is not None}
 
@@ -398,14 +416,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     def get_device(self, device_id: int | str) -> dict[str, Any]:
         """Return one device as ROMA Connect describes it (``online_status``: 0 never, 1 online, 2 offline).
 
+        :raises IoTFleetValidationError: for a bad id, before any request.
         :raises IoTFleetNotFoundError: when the device does not exist.
         """
-        return self.client.send(self._device_call(device_id)).object()
+        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
+        return self.client.send(self._device_call(checked_id)).object()
 
     async def aget_device(self, device_id: int | str) -> dict[str, Any]:
         """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
         client = await self.aclient()
-        return (await client.send(self._device_call(device_id))).object()
+        return (await client.send(self._device_call(checked_id))).object()
 
     def online_statuses(self, device_ids: Sequence[int | str], online_status: int | str) -> dict[int, str]:
         """Return, for the devices in ``device_ids``, which are in ``online_status`` and which not.
@@ -455,30 +476,34 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         client = await self.aclient()
         return await arun_plan(client, self._online_statuses_plan(device_ids, online_status, watching=True))
 
-    def _device_call(self, device_id: int | str) -> Call:
-        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
-        return Call("GET", f"{self._devices_path}/{checked_id}")
+    def _device_call(self, device_id: int) -> Call:
+        return Call("GET", f"{self._devices_path}/{device_id}")
 
     def _listing_call(self, online_status: int, offset: int) -> Call:
         params = {"offset": offset, "limit": MAX_PAGE_SIZE, "online_status": online_status}
         return Call("GET", self._devices_path, params=params)
 
     def _online_statuses_plan(
-        self,
-        device_ids: Sequence[int | str],
-        online_status: int | str,
-        *,
-        watching: bool = False,
-        with_never: bool = True,
+        self, device_ids: Sequence[int | str], online_status: int | str, *, watching: bool = False
+    ) -> SettlingPlan[DeviceReads[int]]:
+        """:meth:`_statuses_plan` for a caller's ids and status, checked first.
+
+        :raises IoTFleetValidationError: for a bad id or status, before any request.
+        """
+        ids = validate_roma_device_ids(device_ids)
+        return self._statuses_plan(ids, self._online_status_code(online_status), watching=watching)
+
+    def _statuses_plan(
+        self, ids: list[int], code: int, *, watching: bool = False, with_never: bool = True
     ) -> SettlingPlan[DeviceReads[int]]:
         """Per-device reads, or the listing(s) filtered on the status, whichever takes fewer requests.
 
+        :param ids: checked device ids.
+        :param code: the online status waited on, as ROMA's integer.
         :param watching: for a wait: unknown ids read one by one are reported in ``missing`` instead
             of failing the read, and for ``offline`` the never-connected listing is paged too (unless
             ``with_never`` is ``False``: the caller knows none of the devices is never connected).
         """
-        ids = validate_roma_device_ids(device_ids)
-        code = self._online_status_code(online_status)
         target = STATUS_NAMES[code]
         # A device that never connected is not connected either: for a wait on "offline" it is
         # found in its own listing (online_status=0), or it would show as "not offline" forever.
