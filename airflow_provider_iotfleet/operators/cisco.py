@@ -130,6 +130,7 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
                 effective_date,
                 skip_unchanged=self.skip_unchanged or retrying,
                 on_outcome=on_outcome,
+                validated=True,
             )
         finally:
             if journal is not None:

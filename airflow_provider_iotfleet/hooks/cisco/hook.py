@@ -93,9 +93,13 @@ EditOutcome = Literal["updated", "scheduled", "unchanged"]
 
 
 def _device_call(iccid: str) -> Call:
-    """``GET /devices/{iccid}``: one device's details (the ICCID is validated first)."""
-    (checked,) = validate_iccids([iccid], "iccid")
-    return Call("GET", f"devices/{checked}")
+    """``GET /devices/{iccid}``: one device's details (the caller checked the ICCID)."""
+    return Call("GET", f"devices/{iccid}")
+
+
+def _edit_pair(edit: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """``(iccid, changes)`` of an edit already checked: what :func:`validate_cisco_edits` returns."""
+    return edit["iccid"], {key: value for key, value in edit.items() if key != "iccid"}
 
 
 def _search_since(value: datetime | str) -> str:
@@ -277,6 +281,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         *,
         skip_unchanged: bool = False,
         on_outcome: Callable[[Outcome[str, CiscoEditResult]], None] | None = None,
+        validated: bool = False,
     ) -> list[Outcome[str, CiscoEditResult]]:
         """Edit many devices, ``max_concurrency`` at a time (default: the connection's).
 
@@ -288,12 +293,21 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             fields whose value differs; a device already as asked is not sent at all.
         :param on_outcome: called with each device's outcome as soon as it is known (from worker
             threads), for progress reports.
+        :param validated: ``edits`` hold ICCIDs and fields already checked (as
+            :func:`~airflow_provider_iotfleet.hooks.cisco.rules.validate_cisco_edits` does) and
+            ``effective_date`` is what :meth:`check_effective_date` returned: neither is checked again
+            (the operator validates its whole input once, before the first request).
         :return: one outcome per edit, in input order; ``outcome.item`` is the ICCID and
             ``outcome.error`` the :class:`IoTFleetError` for a device Control Center refused.
         :raises IoTFleetValidationError: listing every bad ICCID, field, value or date.
         """
-        pairs = validate_cisco_edits(edits)
-        date = self.check_effective_date(effective_date)
+        pairs = [_edit_pair(edit) for edit in edits] if validated else validate_cisco_edits(edits)
+        # A checked date is the string check_effective_date returns; a datetime is checked in any case.
+        date = (
+            effective_date
+            if validated and not isinstance(effective_date, datetime)
+            else self.check_effective_date(effective_date)
+        )
         if max_concurrency is not None:
             validate_whole_number(max_concurrency, "max_concurrency", 1, MAX_CONCURRENCY)
 
@@ -316,12 +330,14 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             other documented fields.
         :raises IoTFleetNotFoundError: when Control Center does not know the ICCID.
         """
-        return self.client.send(_device_call(iccid)).object()
+        (checked,) = validate_iccids([iccid], "iccid")
+        return self.client.send(_device_call(checked)).object()
 
     async def aget_device(self, iccid: str) -> dict[str, Any]:
         """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        (checked,) = validate_iccids([iccid], "iccid")
         client = await self.aclient()
-        return (await client.send(_device_call(iccid))).object()
+        return (await client.send(_device_call(checked))).object()
 
     def search_devices(
         self, modified_since: datetime | str, status: str | None = None, page_size: int = MAX_SEARCH_PAGE_SIZE
