@@ -33,7 +33,8 @@ class Applied(Generic[ResultT]):
 @dataclass(frozen=True)
 class NotApplied(Generic[WriteT, ResultT]):
     """The read-back shows ``rest`` surely not applied (the whole write, or what is left of it), so it
-    may be sent again; ``settled`` is what the read-back settled for the rest of the write."""
+    may be sent again; ``settled`` is what it found of the other part of the write (devices already
+    done, say), when it settled some."""
 
     rest: WriteT
     settled: ResultT | None = None
