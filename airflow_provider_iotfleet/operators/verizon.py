@@ -21,11 +21,13 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetOutputError,
     IoTFleetValidationError,
 )
-from airflow_provider_iotfleet.hooks.verizon import (
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.answers import MISSING_FROM_ANSWER, FirmwareSyncResult
+from airflow_provider_iotfleet.hooks.verizon.rules import (
     MAX_SYNC_IMEIS,
-    MISSING_FROM_ANSWER,
-    FirmwareSyncResult,
-    VerizonThingSpaceHook,
+    validate_campaign_name,
+    validate_campaign_schedule,
+    validate_firmware_choice,
 )
 from airflow_provider_iotfleet.operators.base import (
     IoTFleetBaseOperator,
@@ -35,14 +37,7 @@ from airflow_provider_iotfleet.operators.base import (
 )
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct
-from airflow_provider_iotfleet.validation import (
-    as_item_list,
-    validate_batch_size,
-    validate_campaign_name,
-    validate_campaign_schedule,
-    validate_firmware_choice,
-    validate_imeis,
-)
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_imeis
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
