@@ -24,7 +24,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
     refused_devices,
 )
 from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, segment
-from airflow_provider_iotfleet.hooks.verizon.paging import DevicePages, next_page
+from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager
 from airflow_provider_iotfleet.hooks.verizon.rules import (
     MAX_CAMPAIGN_IMEIS,
     validate_campaign_id,
@@ -46,9 +46,10 @@ def _campaign_path(account: str, campaign_id: str, *, prefix: str = "campaigns",
     return f"{prefix}/{segment(account)}/{segment(validate_campaign_id(campaign_id))}{suffix}"
 
 
-def _campaign_report_path(account: str, campaign_id: str) -> str:
-    """Where a campaign's per-device report pages: ``reports/{account}/campaigns/{id}/devices``."""
-    return f"reports/{segment(account)}/campaigns/{segment(validate_campaign_id(campaign_id))}/devices"
+def _campaign_report(account: str, campaign_id: str) -> CursorPager:
+    """A campaign's per-device report, ``reports/{account}/campaigns/{id}/devices``, the id checked first."""
+    path = f"reports/{segment(account)}/campaigns/{segment(validate_campaign_id(campaign_id))}/devices"
+    return CursorPager(lambda last_seen: Call("GET", path, params={"lastSeenDeviceId": last_seen}))
 
 
 class FirmwareCampaigns(ThingSpaceBaseHook):
@@ -224,16 +225,15 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
             )
         path = f"reports/{segment(self.resolve_account(account_name))}/firmware/campaigns"
 
-        def pages() -> Iterator[dict[str, Any]]:
-            last_seen: str | None = "0"
-            cursors: set[str] = set()
-            while last_seen is not None:
-                params = {"campaignStatus": status, "lastSeenCampaignId": last_seen}
-                reply = self.client.send(Call("GET", path, params=params))
-                yield from (normalise_campaign(item) for item in reply.objects("campaignList"))
-                last_seen = next_page(reply, last_seen, cursors, cursor="lastSeenCampaignId")
-
-        return pages()
+        listing = CursorPager(
+            lambda last_seen: Call(
+                "GET", path, params={"campaignStatus": status, "lastSeenCampaignId": last_seen}
+            ),
+            items="campaignList",
+            cursor="lastSeenCampaignId",
+            in_id_order=False,
+        )
+        return (normalise_campaign(item) for page in listing.pages(self) for item in page)
 
     def find_campaign(
         self,
@@ -479,17 +479,8 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
 
         :return: devices as :func:`normalise_campaign_device` returns them.
         """
-        path = _campaign_report_path(self.resolve_account(account_name), campaign_id)
-
-        def pages() -> Iterator[dict[str, Any]]:
-            paging = DevicePages()
-            while paging.last_seen is not None:
-                reply = self.client.send(Call("GET", path, params={"lastSeenDeviceId": paging.last_seen}))
-                items = reply.objects("deviceList")
-                paging.turn(reply, items)
-                yield from (normalise_campaign_device(item) for item in items)
-
-        return pages()
+        listing = _campaign_report(self.resolve_account(account_name), campaign_id)
+        return (normalise_campaign_device(item) for page in listing.pages(self) for item in page)
 
     def campaign_progress(self, campaign_id: str, *, account_name: str | None = None) -> CampaignProgress:
         """Return the campaign and its whole device report (what the campaign sensor polls)."""
@@ -505,12 +496,5 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
     def _progress_plan(self, campaign_id: str, account_name: str | None) -> Plan[CampaignProgress]:
         account = self.resolve_account(account_name)
         campaign = yield from self._campaign_plan(campaign_id, account)
-        path = _campaign_report_path(account, campaign_id)
-        devices: list[dict[str, Any]] = []
-        pages = DevicePages()
-        while pages.last_seen is not None:
-            (reply,) = yield [Call("GET", path, params={"lastSeenDeviceId": pages.last_seen})]
-            items = reply.objects("deviceList")
-            pages.turn(reply, items)
-            devices.extend(normalise_campaign_device(item) for item in items)
-        return CampaignProgress(campaign, devices)
+        devices = yield from _campaign_report(account, campaign_id).read_all()
+        return CampaignProgress(campaign, [normalise_campaign_device(device) for device in devices])

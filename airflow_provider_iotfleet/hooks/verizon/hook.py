@@ -18,12 +18,13 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
 )
 from airflow_provider_iotfleet.hooks.verizon.base import segment
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
-from airflow_provider_iotfleet.hooks.verizon.paging import DevicePages
+from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
-from airflow_provider_iotfleet.http import SYSTEM_CLOCK, Call, Clock
+from airflow_provider_iotfleet.http import SYSTEM_CLOCK, Call, Clock, Reply
 from airflow_provider_iotfleet.http.concurrency import map_batches
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
+from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 
@@ -79,38 +80,16 @@ class VerizonThingSpaceHook(FirmwareCampaigns):
         if protocol is not None:
             protocol = validate_protocol(protocol)
         path = f"devices/{segment(account)}"
-        if checked is None:
-            return self._device_pages(path, None, protocol)
-        return (
-            page
-            for start in range(0, len(checked), MAX_LIST_IMEIS)
-            for page in self._device_pages(
-                path, {"deviceList": checked[start : start + MAX_LIST_IMEIS]}, protocol
-            )
+        bodies = (
+            [None]
+            if checked is None
+            else [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
         )
-
-    def _device_pages(
-        self, path: str, body: dict[str, Any] | None, protocol: str | None
-    ) -> Iterator[list[dict[str, Any]]]:
-        pages = DevicePages()
-        while pages.last_seen is not None:
-            params = {"lastSeenDeviceId": pages.last_seen}
-            if protocol:
-                params["protocol"] = protocol.upper()
-            reply = self.client.send(
-                Call("POST", path, params=params, json=body)
-                if body is not None
-                else Call("GET", path, params=params)
-            )
-            # Required: an answer without the list is not an empty fleet.
-            items = reply.objects("deviceList")
-            if not all(is_device_id(item.get("deviceId")) for item in items):
-                # A device without its IMEI would go to XCom as a listed device that is none.
-                raise malformed_response(
-                    VENDOR, reply.action, "a device without a deviceId", request_id=reply.request_id
-                )
-            pages.turn(reply, items)  # before the page goes out: a repeated page never reaches the caller
-            yield [normalise_device(item) for item in items]
+        return (
+            [normalise_device(item) for item in page]
+            for body in bodies
+            for page in _device_listing(path, body, protocol, check=_every_device_has_an_id).pages(self)
+        )
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None
@@ -134,15 +113,9 @@ class VerizonThingSpaceHook(FirmwareCampaigns):
         checked = validate_imeis(imeis)
         path = f"devices/{segment(account)}"
         firmware: dict[str, str | None] = {}
-        for start in range(0, len(checked), MAX_LIST_IMEIS):
-            body = {"deviceList": checked[start : start + MAX_LIST_IMEIS]}
-            pages = DevicePages()
-            while pages.last_seen is not None:
-                (reply,) = yield [Call("POST", path, params={"lastSeenDeviceId": pages.last_seen}, json=body)]
-                items = reply.objects("deviceList")
-                pages.turn(reply, items)
-                for item in items:
-                    firmware[str(item.get("deviceId"))] = item.get("firmware")
+        for batch in chunks(checked, MAX_LIST_IMEIS):
+            items = yield from _device_listing(path, {"deviceList": batch}).read_all()
+            firmware.update((str(item.get("deviceId")), item.get("firmware")) for item in items)
         return firmware
 
     def iter_fota_devices(
@@ -246,3 +219,28 @@ class VerizonThingSpaceHook(FirmwareCampaigns):
                     }
                 )
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
+
+
+def _device_listing(
+    path: str, body: dict[str, Any] | None, protocol: str | None = None, *, check: ItemCheck | None = None
+) -> CursorPager:
+    """The FOTA device listing at ``path``: the whole account (``GET``), or the devices a ``body``
+    names (``POST``), filtered on ``protocol`` when given."""
+
+    def ask(last_seen: str) -> Call:
+        params = {"lastSeenDeviceId": last_seen}
+        if protocol:
+            params["protocol"] = protocol
+        if body is None:
+            return Call("GET", path, params=params)
+        return Call("POST", path, params=params, json=body)
+
+    return CursorPager(ask, check=check)
+
+
+def _every_device_has_an_id(reply: Reply, devices: list[dict[str, Any]]) -> None:
+    """Refuse a page with a device without its IMEI: it would go to XCom as a listed device that is none."""
+    if not all(is_device_id(device.get("deviceId")) for device in devices):
+        raise malformed_response(
+            VENDOR, reply.action, "a device without a deviceId", request_id=reply.request_id
+        )
