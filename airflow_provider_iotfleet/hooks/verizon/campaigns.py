@@ -131,6 +131,8 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
             start_date, end_date, time_windows, self.clock.now().astimezone(UTC).date()
         )
         self.check_campaign_size(len(checked), start)
+        # The one place a campaign's devices split: the schedule request carries the first, adds the rest.
+        in_schedule, added_after = checked[:MAX_CAMPAIGN_IMEIS], checked[MAX_CAMPAIGN_IMEIS:]
         label = validate_campaign_name(campaign_name) if campaign_name is not None else None
         body: dict[str, Any] = {
             "firmwareName": name,
@@ -139,7 +141,7 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
             "protocol": validate_protocol(protocol),
             "startDate": start,
             "endDate": end,
-            "deviceList": checked[:MAX_CAMPAIGN_IMEIS],
+            "deviceList": in_schedule,
             "autoAssignLicenseFlag": bool(auto_assign_license),
             "autoAddDevicesFlag": bool(auto_add_devices),
         }
@@ -171,12 +173,9 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
         if on_scheduled is not None:
             on_scheduled(campaign)
-        if len(checked) > MAX_CAMPAIGN_IMEIS:
+        if added_after:
             self.add_campaign_devices(
-                campaign["campaign_id"],
-                checked[MAX_CAMPAIGN_IMEIS:],
-                account_name=account,
-                cancel_on_failure=True,
+                campaign["campaign_id"], added_after, account_name=account, cancel_on_failure=True
             )
         return campaign
 
