@@ -602,6 +602,41 @@ def test_iter_campaigns_and_find_campaign_by_name(hook: VerizonThingSpaceHook, f
         hook.iter_campaigns("Running")
 
 
+def test_the_campaign_history_is_paged_and_a_cursor_sent_again_is_an_error(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    first = fake.add_campaign("one", "CampaignEnded", imeis(1))
+    second = fake.add_campaign("two", "CampaignEnded", imeis(1))
+    # Campaign ids come in no documented order: a cursor is checked only not to come back again.
+    cursors = {"0": (first, "c9"), "c9": (second, "c5"), "c5": (None, None)}
+
+    def paged(wire: Wire) -> tuple[int, Any]:
+        status, answer = FakeCampaigns.read(fake, wire)
+        if wire.path.endswith("/firmware/campaigns"):
+            shown, cursor = cursors[wire.query["lastSeenCampaignId"][0]]
+            answer.update(
+                campaignList=[c for c in answer["campaignList"] if c["id"] == shown],
+                hasMoreData=cursor is not None,
+                lastSeenCampaignId=cursor,
+            )
+        return status, answer
+
+    fake.read = paged  # type: ignore[method-assign]
+    assert [c["campaign_id"] for c in hook.iter_campaigns("CampaignEnded")] == [first, second]
+    assert [w.query["lastSeenCampaignId"] for w in fake.requests("GET", "/firmware/campaigns$")] == [
+        ["0"],
+        ["c9"],
+        ["c5"],
+    ]
+    assert [w.query["campaignStatus"] for w in fake.requests("GET", "/firmware/campaigns$")] == [
+        ["CampaignEnded"]
+    ] * 3
+
+    cursors["c5"] = (None, "c9")  # back to a cursor it had sent: it would page for ever
+    with pytest.raises(IoTFleetVendorResponseError, match=r"a lastSeenCampaignId \(c9\) it had already sent"):
+        list(hook.iter_campaigns("CampaignEnded"))
+
+
 def test_the_device_report_is_paged_and_a_cursor_that_does_not_move_is_an_error(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns
 ) -> None:
