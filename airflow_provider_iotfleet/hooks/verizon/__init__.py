@@ -2,7 +2,8 @@
 
 The parts: :mod:`.auth` (OAuth token and M2M session), :mod:`.answers` (error bodies, normalised
 records, result types), :mod:`.rules` (what a request may carry), :mod:`.paging` (cursor listings),
-:mod:`.base` (connection and account), :mod:`.campaigns` (firmware campaign calls) and :mod:`.hook`.
+:mod:`.base` (connection and account), :mod:`.campaigns` (firmware campaign calls), :mod:`.upgrades`
+(getting devices into a campaign, whatever an earlier try did) and :mod:`.hook`.
 """
 
 from airflow_provider_iotfleet.hooks.verizon.answers import (
@@ -16,6 +17,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
     VENDOR,
     VERIZON_ERRORS,
     CampaignProgress,
+    EnsuredCampaign,
     FirmwareSyncResult,
     normalise_campaign,
     normalise_campaign_device,
@@ -38,6 +40,7 @@ from airflow_provider_iotfleet.hooks.verizon.rules import (
     MAX_LIST_IMEIS,
     MAX_SYNC_IMEIS,
     PROTOCOLS,
+    CampaignRequest,
 )
 
 __all__ = [
@@ -60,6 +63,8 @@ __all__ = [
     "VENDOR",
     "VERIZON_ERRORS",
     "CampaignProgress",
+    "CampaignRequest",
+    "EnsuredCampaign",
     "FirmwareSyncResult",
     "M2MSession",
     "ThingSpaceAuth",

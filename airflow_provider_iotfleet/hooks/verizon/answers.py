@@ -5,11 +5,11 @@ result types the hook builds from them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetError
 from airflow_provider_iotfleet.http import ErrorMapping, Reply, VendorErrorBody, text_or_none
 
 VENDOR = "Verizon ThingSpace"
@@ -272,3 +272,86 @@ class CampaignProgress:
     def over(self) -> bool:
         """Whether nothing more will happen: the campaign is over, or every device is done."""
         return self.status in CAMPAIGN_FINAL_STATUSES or (bool(self.devices) and not self.pending)
+
+
+@dataclass(frozen=True)
+class EnsuredCampaign:
+    """Where :meth:`~airflow_provider_iotfleet.hooks.verizon.VerizonThingSpaceHook.ensure_campaign`
+    left a firmware upgrade campaign and each device asked for.
+
+    :ivar campaign: the campaign found by its name or scheduled, as :func:`normalise_campaign`
+        returns it (as first read: :attr:`status` says whether it was cancelled since).
+    :ivar reused: whether it was found by its name (an earlier try's) rather than scheduled now.
+    :ivar devices: the IMEIs asked for, each once, in order.
+    :ivar too_late: IMEIs the reused campaign lacks and can no longer take: it has started, and
+        ThingSpace adds devices only before the start date. It is left running for the others.
+    :ivar not_added: why IMEIs could not join the campaign: the error names them (``devices``), with
+        ThingSpace's reason for each it refused one by one (``refused``). The campaign was then
+        cancelled, so that it never runs with part of its devices (``campaign_status``); ``None``
+        there means cancelling failed too, and the campaign still runs with the others.
+    """
+
+    campaign: dict[str, Any]
+    reused: bool
+    devices: list[str]
+    too_late: list[str] = field(default_factory=list)
+    not_added: IoTFleetCampaignDevicesError | None = None
+
+    @property
+    def campaign_id(self) -> str:
+        return str(self.campaign["campaign_id"])
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the campaign was cancelled because devices could not join it."""
+        return self.not_added is not None and self.not_added.campaign_status is not None
+
+    @property
+    def status(self) -> str | None:
+        """The campaign's status: how it ended when it was cancelled, else as found or scheduled."""
+        if self.not_added is not None and self.not_added.campaign_status is not None:
+            return self.not_added.campaign_status
+        status: str | None = self.campaign["status"]
+        return status
+
+    @property
+    def scheduled(self) -> list[str]:
+        """IMEIs in the campaign, to upgrade within its dates (none once it is cancelled)."""
+        if self.cancelled:
+            return []
+        left_out = set(self.too_late) | set(self.not_added.devices if self.not_added is not None else ())
+        return [imei for imei in self.devices if imei not in left_out]
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Each IMEI asked for that is not :attr:`scheduled`, with why: ThingSpace's reason for one it
+        refused, the error of the request that failed for the others not added, that the campaign
+        had started (:attr:`started_reason`) or that it was cancelled (:attr:`cancelled_reason`)."""
+        reasons = dict.fromkeys(self.too_late, self.started_reason)
+        error = self.not_added
+        if error is not None:
+            for imei in error.devices:
+                refused = error.refused.get(imei)
+                reasons[imei] = error.bare_message if refused is None else f"refused by ThingSpace: {refused}"
+            if self.cancelled:
+                for imei in self.devices:
+                    reasons.setdefault(imei, self.cancelled_reason)
+        return {imei: reasons[imei] for imei in self.devices if imei in reasons}
+
+    @property
+    def started_reason(self) -> str:
+        """Why the devices in :attr:`too_late` are not in the campaign."""
+        return (
+            f"campaign {self.campaign_id} started ({self.campaign['start_date']}) before these devices could "
+            "be added, and ThingSpace adds devices only before the start date; upgrade them in another "
+            "campaign"
+        )
+
+    @property
+    def cancelled_reason(self) -> str:
+        """Why the devices that were in the campaign will not upgrade, once it is cancelled."""
+        not_added = len(self.not_added.devices) if self.not_added is not None else 0
+        return (
+            f"campaign {self.campaign_id} was cancelled ({self.status}) because {not_added} of its devices "
+            "could not be added: it never runs with part of its devices"
+        )

@@ -1,5 +1,6 @@
 """Verizon ThingSpace FOTA v3: the hook. Device firmware listing (paginated) and firmware sync here;
-firmware campaigns in :mod:`.campaigns`, credentials in :mod:`.auth`."""
+the connection in :mod:`.base`, campaign calls in :mod:`.campaigns`, their orchestration in
+:mod:`.upgrades`."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
     normalise_timestamp,
     sync_failure,
 )
-from airflow_provider_iotfleet.hooks.verizon.base import segment
+from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, segment
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
 from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
+from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK, Call, Clock, Reply
 from airflow_provider_iotfleet.http.concurrency import map_batches
 from airflow_provider_iotfleet.http.errors import malformed_response
@@ -28,8 +30,10 @@ from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 
-class VerizonThingSpaceHook(FirmwareCampaigns):
-    """List FOTA devices and sync their firmware on Verizon ThingSpace.
+class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
+    """List FOTA devices and sync their firmware on Verizon ThingSpace; schedule, follow and cancel
+    firmware upgrade campaigns (the calls of :class:`.campaigns.FirmwareCampaigns`), or get devices
+    into one in a single call (:meth:`ensure_campaign`).
 
     Connection: ``host`` is the ThingSpace root (default ``https://thingspace.verizon.com``; the FOTA,
     OAuth and M2M paths are appended), ``login`` / ``password`` the OAuth key and secret. Extras:

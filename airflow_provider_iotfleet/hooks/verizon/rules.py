@@ -1,5 +1,6 @@
 """What ThingSpace takes in a FOTA request, checked before the first one is sent: request sizes,
-protocols, and a firmware campaign's firmware, name, id, dates and time windows.
+protocols, and a firmware campaign's firmware, name, id, dates and time windows (together, a
+:class:`CampaignRequest`).
 
 Like :mod:`airflow_provider_iotfleet.validation`, each check names every problem at once in one
 :class:`IoTFleetValidationError`.
@@ -8,6 +9,7 @@ Like :mod:`airflow_provider_iotfleet.validation`, each check names every problem
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -184,3 +186,54 @@ def validate_campaign_id(value: Any) -> str:
             "campaign_id is invalid", [f"{value!r} is not a ThingSpace campaign id: it {problem}"]
         )
     return text
+
+
+@dataclass(frozen=True)
+class CampaignRequest:
+    """A firmware upgrade campaign as asked for, every field checked: what
+    :meth:`~airflow_provider_iotfleet.hooks.verizon.VerizonThingSpaceHook.ensure_campaign` takes.
+    Build it with :meth:`checked`.
+
+    :ivar name: the campaign's name, by which a retried task finds the campaign it scheduled.
+    :ivar firmware_name: the upgrade's name in the account's firmware list, or ``None``.
+    :ivar firmware_from: the firmware the devices run now, or ``None``.
+    :ivar firmware_to: the firmware to upgrade to, or ``None`` (the name, or from and to, is given).
+    :ivar start_date: the first day devices may upgrade, ``yyyy-mm-dd``.
+    :ivar end_date: the last such day, ``yyyy-mm-dd``.
+    :ivar time_windows: hours of the day (UTC) in ThingSpace's form,
+        ``[{"startTime": 0, "endTime": 4}]``; empty for any time of day.
+    """
+
+    name: str
+    firmware_name: str | None
+    firmware_from: str | None
+    firmware_to: str | None
+    start_date: str
+    end_date: str
+    time_windows: list[dict[str, int]]
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        name: Any,
+        firmware_name: Any = None,
+        firmware_from: Any = None,
+        firmware_to: Any = None,
+        start_date: Any,
+        end_date: Any,
+        time_windows: Any = None,
+    ) -> CampaignRequest:
+        """Return the request with every field checked and normalised, as
+        :func:`validate_firmware_choice`, :func:`validate_campaign_schedule` and
+        :func:`validate_campaign_name` do.
+
+        Whether the dates have passed is left to the hook: a retried task may find its campaign
+        started, or ended, and reuse it all the same.
+
+        :raises IoTFleetValidationError: naming the firmware's problems, else the schedule's, else
+            the name's.
+        """
+        firmware = validate_firmware_choice(firmware_name, firmware_from, firmware_to)
+        start, end, windows = validate_campaign_schedule(start_date, end_date, time_windows, date.min)
+        return cls(validate_campaign_name(name), *firmware, start, end, windows)
