@@ -84,11 +84,10 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
         if protocol is not None:
             protocol = validate_protocol(protocol)
         path = f"devices/{segment(account)}"
-        bodies = (
-            [None]
-            if checked is None
-            else [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
-        )
+        # The whole account in one listing (GET), or a listing (POST) per body of the IMEIs asked for.
+        bodies: list[dict[str, Any] | None] = [None]
+        if checked is not None:
+            bodies = [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
         return (
             [normalise_device(item) for item in page]
             for body in bodies
