@@ -2,7 +2,8 @@
 ICCID, IP address, ROMA device id), path segments and control characters, the :class:`Problems`
 collector, and the coercion of rendered operator inputs (lists, mappings, numbers, batch sizes).
 A vendor's payload rules sit beside its hook (the Palo Alto ``devicelist`` in ``hooks/paloalto.py``,
-Control Center's edits in ``hooks/cisco/rules.py``).
+Control Center's edits in ``hooks/cisco/rules.py``, ThingSpace's campaign dates, firmware and
+names in ``hooks/verizon/rules.py``).
 
 Each ``validate_*`` function checks every item, then raises one :class:`IoTFleetValidationError`
 whose message lists every bad item with its position, so a DAG author fixes a bad input list in one
