@@ -4,45 +4,31 @@ schedule firmware upgrade campaigns."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import Asset
 
-from airflow_provider_iotfleet.exceptions import (
-    IoTFleetCampaignDevicesError,
-    IoTFleetError,
-    IoTFleetOutputError,
-    IoTFleetValidationError,
-)
-from airflow_provider_iotfleet.hooks.verizon import (
-    MAX_SYNC_IMEIS,
+from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.answers import (
     MISSING_FROM_ANSWER,
+    EnsuredCampaign,
     FirmwareSyncResult,
-    VerizonThingSpaceHook,
 )
+from airflow_provider_iotfleet.hooks.verizon.rules import MAX_SYNC_IMEIS, CampaignRequest
 from airflow_provider_iotfleet.operators.base import (
     IoTFleetBaseOperator,
     IoTFleetWriteOperator,
     OperationResult,
     Progress,
 )
-from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
+from airflow_provider_iotfleet.operators.fota_export import output_target, write_json_lines
+from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct
-from airflow_provider_iotfleet.validation import (
-    as_item_list,
-    validate_batch_size,
-    validate_campaign_name,
-    validate_campaign_schedule,
-    validate_firmware_choice,
-    validate_imeis,
-)
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_imeis
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -105,7 +91,7 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
 
     def operate(self, context: Context) -> OperationResult:
         account = self.hook.resolve_account(self.account_name)
-        output = _output_target(self.output_path) if self.output_path else None
+        output = output_target(self.output_path) if self.output_path else None
         requested: list[str] | None = None
         duplicates = 0
         if self.imeis is not None:
@@ -169,33 +155,11 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
     def _write_json_lines(
         self, listing: _Listing, location: str, target: ObjectStoragePath, context: Context
     ) -> str:
-        """Stream the devices to ``target`` as JSON Lines under a temporary name of this try's own
-        (:func:`_attempt_key`), then rename that whole file over ``target``.
+        """Stream the devices to ``target`` (see :func:`.fota_export.write_json_lines`).
 
         :return: ``location``, how the outcome reports the file.
-        :raises IoTFleetOutputError: naming ``location`` when the file cannot be written or renamed
-            (the temporary file is removed first; the target is as it was).
         """
-        partial = target.parent / f".{target.name}.{_attempt_key(context)}.partial"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with partial.open("w") as out:
-                # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
-                for page in listing.pages_of_devices():
-                    out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
-            _rename(partial, target)
-        # The listing raises only IoTFleetErrors (the transport maps requests' OSErrors): an OSError
-        # here is the file's.
-        except OSError as error:
-            _discard(partial)
-            raise IoTFleetOutputError(
-                f"{self.vendor}: could not write the FOTA devices to {location}: {error}",
-                path=location,
-                vendor=self.vendor,
-            ) from error
-        except BaseException:
-            _discard(partial)
-            raise
+        write_json_lines(listing.pages_of_devices(), location, target, context, self.vendor)
         self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
         return location
 
@@ -229,79 +193,6 @@ class _Listing:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for page in self.pages_of_devices():
             yield from page
-
-
-def _attempt_key(context: Context) -> str:
-    """Return what names this try's temporary file: the task instance (hashed), the try number, and
-    this process's id with a random suffix, so that no two tries ever write one file, not even two
-    runs of the same try (a zombie and its replacement)."""
-    ti = context["ti"]
-    identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'map_index', -1)}"
-    task_instance = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    return f"{task_instance}.try{getattr(ti, 'try_number', 0)}.{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
-    """Return where the FOTA export goes: ``(location as the outcome reports it, path to write)``.
-
-    A plain path is made absolute (from the working directory); a URI is kept as given.
-
-    :raises IoTFleetValidationError: for a ``file://`` URI that is not absolute, a path that names a
-        directory (an existing one, or one ending in ``/``), before any request.
-    :raises IoTFleetOutputError: when the storage cannot say whether the path is a directory.
-    """
-    from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
-
-    text = str(output_path)
-    parts = urlsplit(text)
-    is_uri = len(parts.scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
-    if is_uri and parts.scheme.lower() == "file" and (parts.netloc or not parts.path.startswith("/")):
-        # ObjectStoragePath reads "file://data/x" from the working directory and "file:data/x" from
-        # the root: neither is what a reader of the DAG would guess.
-        raise IoTFleetValidationError(
-            "output_path is invalid",
-            [
-                f"{text!r} is not an absolute file:// URI; write file:///absolute/path (three slashes), "
-                "or a plain path"
-            ],
-        )
-    if text.endswith(("/", os.sep)):
-        raise IoTFleetValidationError(
-            "output_path is invalid",
-            [f"{text!r} names a directory; give the file to write, e.g. {text}fota.jsonl"],
-        )
-    location = text if is_uri else os.path.abspath(os.path.expanduser(text))
-    target = ObjectStoragePath(location if is_uri else f"file://{location}")
-    try:
-        is_directory = target.is_dir()
-    except OSError as error:
-        raise IoTFleetOutputError(
-            f"could not look at output_path {location}: {error}", path=location
-        ) from error
-    if is_directory:
-        # Renamed "over" a directory, the file would land inside it as a hidden dot-file.
-        raise IoTFleetValidationError(
-            "output_path is invalid",
-            [
-                f"{location!r} is an existing directory; give the file to write, e.g. {location.rstrip('/')}/fota.jsonl"
-            ],
-        )
-    return location, target
-
-
-def _rename(partial: ObjectStoragePath, target: ObjectStoragePath) -> None:
-    """Rename ``partial`` over ``target``. A local file goes by one atomic ``os.replace``, which fails
-    on a directory: fsspec's local move would put the file inside it."""
-    if partial.protocol in ("file", "local"):
-        os.replace(partial.path, target.path)
-    else:
-        partial.replace(target)
-
-
-def _discard(partial: ObjectStoragePath) -> None:
-    """Remove a temporary file, if it is there; what went wrong before matters more than this."""
-    with suppress(Exception):
-        partial.unlink(missing_ok=True)
 
 
 class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):
@@ -420,7 +311,9 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     ``firmware_name``, ``firmware_from``, ``firmware_to``, ``start_date`` and ``end_date`` added.
     Rolling back is cancelling the campaign (``VerizonThingSpaceHook.cancel_campaign``) before its
     devices upgrade. Wait for the upgrades with
-    :class:`~airflow_provider_iotfleet.sensors.verizon.VerizonThingSpaceCampaignSensor`.
+    :class:`~airflow_provider_iotfleet.sensors.verizon.VerizonThingSpaceCampaignSensor`. The campaign
+    work is ``VerizonThingSpaceHook.ensure_campaign``, which a ``@task`` can call itself; this
+    operator adds the task's own: its default dates and name, cancelling on kill, the outcome.
 
     :param imeis: the devices (templated, or an upstream task's output); repeats are sent once. An
         empty list schedules nothing (``campaign_id`` ``None``).
@@ -499,232 +392,108 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
-        wanted = validate_firmware_choice(self.firmware_name, self.firmware_from, self.firmware_to)
-        today = self.hook.clock.now().astimezone(UTC).date()
+        request = self._campaign_request(context)
+        if not imeis:
+            self.nothing_to_do("imeis")
+            return self._outcome(account, request, [], None)
+        self.start(
+            "scheduling a firmware upgrade of",
+            len(imeis),
+            detail=f"campaign {request.name!r}",
+            duplicates=duplicates,
+        )
+        try:
+            ensured = self.hook.ensure_campaign(
+                imeis,
+                request,
+                protocol=self.protocol,
+                account_name=account,
+                # Known before the devices past the first 1000 are added, so that on_kill and
+                # cancel_on_failure can cancel a campaign the task leaves half-filled.
+                on_scheduled=lambda campaign: self._remember(account, campaign["campaign_id"]),
+            )
+        except BaseException:
+            if self.cancel_on_failure:
+                self._cancel("the task failed after scheduling it")
+            raise
+        return self._outcome(account, request, imeis, ensured)
+
+    def _campaign_request(self, context: Context) -> CampaignRequest:
+        """The campaign the task asks for, its dates defaulting to the run's day and the day after.
+
+        The dates are checked for their format and order only: whether they have passed matters
+        only when scheduling (a retried task reusing its campaign may run after it started, or ended).
+        """
         start = self.campaign_start_date
         if start is None:
             start = _run_day(context, self.hook.clock.now())
         end = self.campaign_end_date
         if end is None:
             end = _day_after(start)
-        # The format and order now; whether the window is in the past only when scheduling (a retried
-        # task reusing its campaign may run after the campaign started, or ended).
-        start_date, end_date, windows = validate_campaign_schedule(start, end, self.time_windows, date.min)
-        name = validate_campaign_name(self.campaign_name or default_campaign_name(context))
+        return CampaignRequest.checked(
+            name=self.campaign_name or default_campaign_name(context),
+            firmware_name=self.firmware_name,
+            firmware_from=self.firmware_from,
+            firmware_to=self.firmware_to,
+            start_date=start,
+            end_date=end,
+            time_windows=self.time_windows,
+        )
+
+    def _outcome(
+        self, account: str, request: CampaignRequest, imeis: list[str], ensured: EnsuredCampaign | None
+    ) -> FleetOutcome:
+        """The outcome of the devices ``ensured`` says where they stand, with the campaign's fields:
+        the campaign's own once it is scheduled (or reused), else those the task asked for."""
         outcome = self.new_outcome(len(imeis))
         details: dict[str, Any] = {
             "account_name": account,
             "campaign_id": None,
-            "campaign_name": name,
+            "campaign_name": request.name,
             "campaign_status": None,
-            "firmware_name": wanted[0],
-            "firmware_from": wanted[1],
-            "firmware_to": wanted[2],
-            "start_date": start_date,
-            "end_date": end_date,
+            "firmware_name": request.firmware_name,
+            "firmware_from": request.firmware_from,
+            "firmware_to": request.firmware_to,
+            "start_date": request.start_date,
+            "end_date": request.end_date,
         }
-        if not imeis:
-            self.nothing_to_do("imeis")
+        if ensured is None:
             return outcome.build(**details)
-
-        self.start(
-            "scheduling a firmware upgrade of", len(imeis), detail=f"campaign {name!r}", duplicates=duplicates
-        )
-        campaign = self.hook.find_campaign(name, account_name=account)
-        try:
-            if campaign is not None:
-                _check_same_firmware(campaign, *wanted)
-                self.log.info(
-                    "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
-                    self.vendor,
-                    name,
-                    campaign["campaign_id"],
-                    campaign["status"],
-                )
-                too_late = self._add_missing(campaign, imeis, account, today)
-                if too_late:
-                    outcome.refuse(
-                        too_late,
-                        "campaign_started",
-                        f"campaign {campaign['campaign_id']} started ({campaign['start_date']}) before these "
-                        "devices could be added, and ThingSpace adds devices only before the start date; "
-                        "upgrade them in another campaign",
-                        attempted=False,
-                    )
-            else:
-                if end_date < today.isoformat():
-                    raise IoTFleetValidationError(
-                        "the campaign's window has already ended",
-                        [
-                            f"campaign_end_date {end_date} is before today ({today.isoformat()}): no device "
-                            "would upgrade"
-                        ],
-                    )
-                self.hook.check_campaign_size(len(imeis), start_date)
-                firmware = self._firmware(account, *wanted)
-                try:
-                    campaign = self._schedule(account, imeis, firmware, name, start_date, end_date, windows)
-                except IoTFleetCampaignDevicesError:
-                    raise  # the hook cancelled the campaign already, and the error says so
-                except BaseException:
-                    if self.cancel_on_failure and self._scheduled is not None:
-                        self._cancel("the task failed after scheduling it")
-                    raise
-        except IoTFleetCampaignDevicesError as error:
-            return self._incomplete(outcome, details, imeis, campaign, error)
-        refused = set(outcome.refused_devices())
-        outcome.add_many("scheduled", (imei for imei in imeis if imei not in refused))
-        details.update(
-            campaign_id=campaign["campaign_id"],
-            campaign_name=campaign["campaign_name"] or name,
-            campaign_status=campaign["status"],
-            firmware_name=campaign["firmware_name"] or details["firmware_name"],
-            firmware_from=campaign["firmware_from"] or details["firmware_from"],
-            firmware_to=campaign["firmware_to"] or details["firmware_to"],
-            start_date=campaign["start_date"] or start_date,
-            end_date=campaign["end_date"] or end_date,
-        )
-        return outcome.build(**details)
-
-    def _incomplete(
-        self,
-        outcome: OutcomeBuilder,
-        details: dict[str, Any],
-        imeis: list[str],
-        campaign: dict[str, Any] | None,
-        error: IoTFleetCampaignDevicesError,
-    ) -> FleetOutcome:
-        """The outcome of a campaign some devices could not join: those failed with the error; the
-        others failed too when the campaign was cancelled (it never runs with part of its devices),
-        or stay scheduled in it when cancelling failed."""
-        left_out = set(error.devices)
-        for imei in imeis:
-            if imei in error.refused:  # refused one by one: grouped by ThingSpace's own reason
-                outcome.refuse([imei], None, f"refused by ThingSpace: {error.refused[imei]}")
-            elif imei in left_out:
-                outcome.fail([imei], error)
-        rest = [imei for imei in imeis if imei not in left_out]
-        if campaign is not None:
-            campaign_id = campaign["campaign_id"]
-        else:  # scheduled by this try, then cancelled: known from the hook's on_scheduled
-            campaign_id = self._scheduled[1] if self._scheduled is not None else None
-        if error.campaign_status is not None:
-            outcome.refuse(
-                rest,
-                "campaign_cancelled",
-                f"campaign {campaign_id} was cancelled ({error.campaign_status}) because "
-                f"{len(left_out)} of its devices could not be added: it never runs with part of its devices",
+        error = ensured.not_added
+        if error is None:
+            if ensured.too_late:
+                outcome.refuse(ensured.too_late, "campaign_started", ensured.started_reason, attempted=False)
+            campaign = ensured.campaign
+            details.update(
+                campaign_id=campaign["campaign_id"],
+                campaign_name=campaign["campaign_name"] or request.name,
+                campaign_status=campaign["status"],
+                firmware_name=campaign["firmware_name"] or request.firmware_name,
+                firmware_from=campaign["firmware_from"] or request.firmware_from,
+                firmware_to=campaign["firmware_to"] or request.firmware_to,
+                start_date=campaign["start_date"] or request.start_date,
+                end_date=campaign["end_date"] or request.end_date,
             )
         else:
-            outcome.add_many("scheduled", rest)
-        details.update(campaign_id=campaign_id, campaign_status=error.campaign_status)
+            # Devices left out fail with the add's error, or ThingSpace's own reason for each it
+            # refused; the others fail too when the campaign was cancelled (it never runs with part
+            # of its devices), or stay scheduled in it when cancelling failed.
+            reasons = ensured.left_out
+            not_added = set(error.devices)
+            for imei in imeis:
+                if imei in error.refused:
+                    outcome.refuse([imei], None, reasons[imei])
+                elif imei in not_added:
+                    outcome.fail([imei], error)
+            if ensured.cancelled:
+                rest = [imei for imei in imeis if imei not in not_added]
+                outcome.refuse(rest, "campaign_cancelled", ensured.cancelled_reason)
+            details.update(campaign_id=ensured.campaign_id, campaign_status=error.campaign_status)
+        outcome.add_many("scheduled", ensured.scheduled)
         return outcome.build(**details)
-
-    def _firmware(
-        self, account: str, name: str | None, source: str | None, target: str | None
-    ) -> dict[str, Any]:
-        """The one entry of the account's firmware list that matches what the task names."""
-        available = self.hook.list_firmware(account_name=account, protocol=self.protocol)
-        matches = [
-            firmware
-            for firmware in available
-            if (name is None or firmware["firmware_name"] == name)
-            and (source is None or firmware["firmware_from"] == source)
-            and (target is None or firmware["firmware_to"] == target)
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        asked = ", ".join(
-            f"{label} {value!r}"
-            for label, value in (("firmware_name", name), ("firmware_from", source), ("firmware_to", target))
-            if value is not None
-        )
-        listed = [
-            f"{firmware['firmware_name']} ({firmware['firmware_from']} -> {firmware['firmware_to']}, "
-            f"{firmware['make']} {firmware['model']})"
-            for firmware in (matches or available)
-        ]
-        shown = "; ".join(listed[:10]) + (f"; and {len(listed) - 10} more" if len(listed) > 10 else "")
-        if matches:
-            raise IoTFleetValidationError(
-                f"{len(matches)} firmware upgrades match {asked}",
-                [f"name one of them with firmware_name: {shown}"],
-            )
-        raise IoTFleetValidationError(
-            f"no firmware upgrade available to account {account} ({self.protocol}) matches {asked}",
-            [f"available: {shown}" if listed else "the account has no firmware upgrades available"],
-        )
-
-    def _schedule(
-        self,
-        account: str,
-        imeis: list[str],
-        firmware: dict[str, Any],
-        name: str,
-        start_date: str,
-        end_date: str,
-        windows: list[dict[str, int]],
-    ) -> dict[str, Any]:
-        campaign = self.hook.schedule_campaign(
-            imeis,
-            firmware_name=firmware["firmware_name"],
-            firmware_from=firmware["firmware_from"],
-            firmware_to=firmware["firmware_to"],
-            start_date=start_date,
-            end_date=end_date,
-            time_windows=windows or None,
-            campaign_name=name,
-            protocol=self.protocol,
-            account_name=account,
-            # Known before the devices past the first 1000 are added, so that on_kill and
-            # cancel_on_failure can cancel a campaign the task leaves half-filled.
-            on_scheduled=lambda scheduled: self._remember(account, scheduled["campaign_id"]),
-        )
-        self.log.info(
-            "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
-            self.vendor,
-            campaign["campaign_id"],
-            firmware["firmware_from"],
-            firmware["firmware_to"],
-            start_date,
-            end_date,
-            len(imeis),
-        )
-        return campaign
 
     def _remember(self, account: str, campaign_id: str) -> None:
         self._scheduled = (account, campaign_id)
-
-    def _add_missing(
-        self, campaign: dict[str, Any], imeis: list[str], account: str, today: date
-    ) -> list[str]:
-        """Add the devices a reused campaign lacks; return those it is too late to add (the
-        campaign has started: ThingSpace adds devices only before the start date, and a running
-        campaign is not aborted for them).
-
-        :raises IoTFleetCampaignDevicesError: when devices cannot be added; the campaign is then
-            cancelled.
-        """
-        campaign_id = campaign["campaign_id"]
-        held = {
-            device["device_id"]
-            for device in self.hook.iter_campaign_devices(campaign_id, account_name=account)
-        }
-        missing = [imei for imei in imeis if imei not in held]
-        if not missing:
-            return []
-        if (campaign["start_date"] or "") <= today.isoformat():
-            self.log.warning(
-                "%s: campaign %s started on %s without %d of the devices; too late to add them",
-                self.vendor,
-                campaign_id,
-                campaign["start_date"],
-                len(missing),
-            )
-            return missing
-        self.log.info("%s: adding the %d devices campaign %s lacks", self.vendor, len(missing), campaign_id)
-        self.hook.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
-        return []
 
     def _cancel(self, why: str) -> None:
         if self._scheduled is None:
@@ -744,27 +513,6 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     def on_kill(self) -> None:
         """Cancel the campaign this try scheduled: a killed task should not leave devices upgrading."""
         self._cancel("the task was killed")
-
-
-def _check_same_firmware(
-    campaign: dict[str, Any], name: str | None, source: str | None, target: str | None
-) -> None:
-    """A campaign found by name is reused only if it upgrades to what the task asks for now."""
-    differences = [
-        f"{label} {theirs!r}, not {ours!r}"
-        for label, ours, theirs in (
-            ("firmware_name", name, campaign["firmware_name"]),
-            ("firmware_from", source, campaign["firmware_from"]),
-            ("firmware_to", target, campaign["firmware_to"]),
-        )
-        if ours is not None and theirs != ours
-    ]
-    if differences:
-        raise IoTFleetValidationError(
-            f"campaign {campaign['campaign_name']!r} ({campaign['campaign_id']}, {campaign['status']}) exists "
-            "with other firmware",
-            [*differences, "cancel it, or give this task another campaign_name"],
-        )
 
 
 def _run_day(context: Context, now: datetime) -> date:

@@ -9,7 +9,9 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetOperationFailedError,
     IoTFleetValidationError,
 )
-from airflow_provider_iotfleet.hooks.verizon import CAMPAIGN_FINAL_STATUSES, VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.answers import CAMPAIGN_FINAL_STATUSES
+from airflow_provider_iotfleet.hooks.verizon.rules import validate_campaign_id
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import SAMPLE_SIZE, DeviceWatch
 from airflow_provider_iotfleet.triggers.verizon import (
@@ -19,7 +21,7 @@ from airflow_provider_iotfleet.triggers.verizon import (
     VerizonThingSpaceFirmwareTrigger,
 )
 from airflow_provider_iotfleet.utils import distinct, plural
-from airflow_provider_iotfleet.validation import as_item_list, validate_campaign_id, validate_imeis
+from airflow_provider_iotfleet.validation import as_item_list, validate_imeis
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_iotfleet.hooks.verizon import CampaignProgress, VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.answers import CampaignProgress
 from airflow_provider_iotfleet.triggers.base import NOT_IN_ACCOUNT, DeviceWatch, DeviceWatchTrigger
 from airflow_provider_iotfleet.utils import plural
 

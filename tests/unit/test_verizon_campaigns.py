@@ -13,7 +13,7 @@ import importlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -30,8 +30,11 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.verizon import (
+    CAMPAIGN_REUSABLE_STATUSES,
     MAX_CAMPAIGN_IMEIS,
     CampaignProgress,
+    CampaignRequest,
+    EnsuredCampaign,
     VerizonThingSpaceHook,
 )
 from airflow_provider_iotfleet.operators.verizon import (
@@ -600,6 +603,41 @@ def test_iter_campaigns_and_find_campaign_by_name(hook: VerizonThingSpaceHook, f
     assert hook.find_campaign("old") is None  # cancelled ones are not reused
     with pytest.raises(IoTFleetValidationError, match="'Running' is not one of"):
         hook.iter_campaigns("Running")
+
+
+def test_the_campaign_history_is_paged_and_a_cursor_sent_again_is_an_error(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    first = fake.add_campaign("one", "CampaignEnded", imeis(1))
+    second = fake.add_campaign("two", "CampaignEnded", imeis(1))
+    # Campaign ids come in no documented order: a cursor is checked only not to come back again.
+    cursors = {"0": (first, "c9"), "c9": (second, "c5"), "c5": (None, None)}
+
+    def paged(wire: Wire) -> tuple[int, Any]:
+        status, answer = FakeCampaigns.read(fake, wire)
+        if wire.path.endswith("/firmware/campaigns"):
+            shown, cursor = cursors[wire.query["lastSeenCampaignId"][0]]
+            answer.update(
+                campaignList=[c for c in answer["campaignList"] if c["id"] == shown],
+                hasMoreData=cursor is not None,
+                lastSeenCampaignId=cursor,
+            )
+        return status, answer
+
+    fake.read = paged  # type: ignore[method-assign]
+    assert [c["campaign_id"] for c in hook.iter_campaigns("CampaignEnded")] == [first, second]
+    assert [w.query["lastSeenCampaignId"] for w in fake.requests("GET", "/firmware/campaigns$")] == [
+        ["0"],
+        ["c9"],
+        ["c5"],
+    ]
+    assert [w.query["campaignStatus"] for w in fake.requests("GET", "/firmware/campaigns$")] == [
+        ["CampaignEnded"]
+    ] * 3
+
+    cursors["c5"] = (None, "c9")  # back to a cursor it had sent: it would page for ever
+    with pytest.raises(IoTFleetVendorResponseError, match=r"a lastSeenCampaignId \(c9\) it had already sent"):
+        list(hook.iter_campaigns("CampaignEnded"))
 
 
 def test_the_device_report_is_paged_and_a_cursor_that_does_not_move_is_an_error(
@@ -1422,6 +1460,224 @@ def test_a_retry_after_the_window_ended_reuses_its_campaign_where_a_new_one_is_r
     )
     assert {(wire.method, wire.path) for wire in fake.reads} == {("GET", HISTORY)}  # the look-up only
     assert list(fake.campaigns) == [campaign_id]
+
+
+# === ensure_campaign: what a @task gets from the hook alone ======================================
+#
+# The upgrade operator's whole work, one hook call: find the campaign by name and reuse it, or
+# schedule it (the first 1,000 devices, then adds), cancel it when it cannot take all its devices,
+# and say where each device stands.
+
+
+def wave(**fields: Any) -> CampaignRequest:
+    """The campaign a @task asks for: named, the SR1.2 -> SR1.3 upgrade by name, starting tomorrow."""
+    arguments: dict[str, Any] = {
+        "name": "wave-7",
+        "firmware_name": UPGRADE["firmwareName"],
+        "start_date": TOMORROW,
+        "end_date": "2026-11-23",
+        **fields,
+    }
+    return CampaignRequest.checked(**arguments)
+
+
+def ensure(
+    clock: FakeClock, devices: list[str], request: CampaignRequest | None = None, **kwargs: Any
+) -> Any:
+    """ensure_campaign on a connection that retries, as a @task would call it."""
+    with VerizonThingSpaceHook(RETRYING_CONN_ID, clock=clock) as hook:
+        return hook.ensure_campaign(devices, request or wave(), **kwargs)
+
+
+def test_ensure_campaign_schedules_a_new_campaign_with_the_first_devices_then_adds_the_rest(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    seen_when_scheduled: list[tuple[str, int]] = []
+
+    def on_scheduled(campaign: dict[str, Any]) -> None:
+        seen_when_scheduled.append((campaign["campaign_id"], len(fake.requests("PUT"))))
+
+    ensured = ensure(clock, [*LARGE, LARGE[0]], on_scheduled=on_scheduled)
+
+    assert isinstance(ensured, EnsuredCampaign)
+    assert (ensured.campaign_id, ensured.reused, ensured.status) == ("c0001", False, "CampaignRequestPending")
+    assert ensured.devices == ensured.scheduled == LARGE  # the repeat goes once
+    assert (ensured.too_late, ensured.not_added, ensured.cancelled, ensured.left_out) == ([], None, False, {})
+    assert ensured.campaign["campaign_name"] == "wave-7"
+    assert seen_when_scheduled == [("c0001", 0)]  # told before any device was added
+    # Looked for by name (in each status a campaign may be reused in), the firmware chosen from the
+    # account's list, scheduled, the rest added.
+    assert [(w.method, w.path) for w in fake.reads] == [
+        *[("GET", HISTORY)] * len(CAMPAIGN_REUSABLE_STATUSES),
+        ("GET", f"{FOTA}/firmware/{ACCOUNT}"),
+        ("POST", f"{FOTA}/campaigns/firmware/{ACCOUNT}"),
+        ("PUT", f"{FOTA}/campaigns/firmware/{ACCOUNT}/c0001"),
+    ]
+    (post,) = fake.requests("POST")
+    assert post.json()["deviceList"] == SCHEDULED
+    assert (
+        post.json()["firmwareTo"] == UPGRADE["firmwareTo"]
+    )  # from the list: the request named only the name
+    (add,) = fake.requests("PUT")
+    assert add.json() == {"Type": "append", "deviceList": ADDED}
+
+
+def test_ensure_campaign_reuses_a_campaign_of_its_name_adding_only_what_it_lacks(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    campaign_id = fake.add_campaign("wave-7", "CampaignScheduled", imeis(2), startDate=TOMORROW)
+
+    ensured = ensure(clock, imeis(4))
+
+    assert (ensured.campaign_id, ensured.reused, ensured.status) == (campaign_id, True, "CampaignScheduled")
+    assert ensured.scheduled == imeis(4)
+    assert ensured.left_out == {}
+    assert fake.requests("POST") == []
+    (add,) = fake.requests("PUT")
+    assert add.json() == {"Type": "append", "deviceList": imeis(2, start=2)}
+    assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == []  # a reused campaign's firmware is its own
+
+
+def test_ensure_campaign_leaves_a_started_campaign_running_and_says_which_devices_it_lacks(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    campaign_id = fake.add_campaign("wave-7", "CampaignScheduled", imeis(2), startDate=TODAY)
+
+    ensured = ensure(clock, imeis(4))
+
+    started = (
+        f"campaign {campaign_id} started ({TODAY}) before these devices could be added, and ThingSpace "
+        "adds devices only before the start date; upgrade them in another campaign"
+    )
+    assert (ensured.reused, ensured.cancelled, ensured.status) == (True, False, "CampaignScheduled")
+    assert ensured.too_late == imeis(2, start=2)
+    assert ensured.scheduled == imeis(2)
+    assert ensured.left_out == dict.fromkeys(imeis(2, start=2), started)
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+
+
+def test_ensure_campaign_cancels_a_campaign_whose_add_fails_and_says_why_each_device_is_out(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+
+    ensured = ensure(clock, LARGE)  # no exception: the result says what happened
+
+    assert (ensured.campaign_id, ensured.reused) == ("c0001", False)
+    assert (ensured.cancelled, ensured.status, ensured.scheduled) == (True, "CampaignCancelled", [])
+    assert ensured.not_added is not None
+    assert ensured.not_added.devices == ADDED
+    assert ensured.not_added.error_code == INVALID_DEVICE_LIST["errorCode"]
+    cancelled_because = (
+        "campaign c0001 was cancelled (CampaignCancelled) because 500 of its devices could not be added: "
+        "it never runs with part of its devices"
+    )
+    assert ensured.left_out == {
+        **dict.fromkeys(SCHEDULED, cancelled_because),
+        **dict.fromkeys(ADDED, "Invalid device list"),
+    }
+    assert list(ensured.left_out) == LARGE  # in the order asked
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_ensure_campaign_names_thingspaces_reason_for_each_device_it_refused(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    in_another = "Device is in another campaign."
+    fake.refuse_devices = {ADDED[0]: NOT_IN_ACCOUNT, ADDED[7]: in_another}
+
+    ensured = ensure(clock, LARGE)
+
+    assert ensured.cancelled is True
+    assert ensured.not_added is not None
+    assert ensured.not_added.refused == {ADDED[0]: NOT_IN_ACCOUNT, ADDED[7]: in_another}
+    assert ensured.left_out[ADDED[0]] == REFUSED_NOT_IN_ACCOUNT
+    assert ensured.left_out[ADDED[7]] == f"refused by ThingSpace: {in_another}"
+    assert ensured.left_out[ADDED[1]].startswith(
+        "campaign c0001 was cancelled (CampaignCancelled) because 2 "
+    )
+    assert_cancelled_and_nothing_else_left(fake)
+
+
+def test_ensure_campaign_whose_cancel_fails_too_keeps_the_others_scheduled_and_says_to_cancel_it(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    refuse_to_add_and_to_cancel(fake)
+
+    ensured = ensure(clock, LARGE)
+
+    assert (ensured.cancelled, ensured.status) == (False, "CampaignRequestPending")
+    assert ensured.scheduled == SCHEDULED
+    assert ensured.left_out == dict.fromkeys(ADDED, f"Invalid device list; {STILL_TO_CANCEL}")
+    assert fake.campaigns["c0001"]["status"] == "CampaignRequestPending"
+
+
+@pytest.mark.parametrize(
+    ("existing", "request_fields", "says", "reads"),
+    [
+        # No campaign of that name to reuse, and a new one would never run.
+        (
+            None,
+            {"start_date": "2026-11-18", "end_date": "2026-11-20"},
+            "campaign_end_date 2026-11-20 is before today",
+            1,
+        ),
+        (
+            None,
+            {"end_date": "2026-11-25", "start_date": TODAY},
+            "a campaign of 1500 devices must start after today",
+            1,
+        ),
+        (None, {"firmware_name": "SR9"}, "no firmware upgrade available to account", 2),
+        ("FOTA_other", {}, "campaign 'wave-7' (c0001, CampaignScheduled) exists with other firmware", 1),
+    ],
+    ids=["window-ended", "too-large-for-today", "no-such-firmware", "other-firmware"],
+)
+def test_ensure_campaign_refuses_what_it_cannot_do_before_any_change(
+    fake: FakeCampaigns,
+    clock: FakeClock,
+    existing: str | None,
+    request_fields: dict[str, Any],
+    says: str,
+    reads: int,
+) -> None:
+    if existing is not None:
+        fake.add_campaign("wave-7", "CampaignScheduled", imeis(1), firmwareName=existing)
+
+    with pytest.raises(IoTFleetValidationError, match=re.escape(says)):
+        ensure(clock, LARGE, wave(**request_fields))
+
+    assert len({(w.method, w.path) for w in fake.reads}) == reads  # the look-up (and the firmware list)
+    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+
+
+def test_a_campaign_request_names_every_problem_before_any_request(fake: FakeCampaigns) -> None:
+    with pytest.raises(IoTFleetValidationError, match="give firmware_name, or firmware_from and firmware_to"):
+        CampaignRequest.checked(name="wave", firmware_from="SR1", start_date=TODAY, end_date=TODAY)
+    with pytest.raises(IoTFleetValidationError) as raised:
+        CampaignRequest.checked(
+            name="wave",
+            firmware_name="x",
+            start_date="2026-11-23",
+            end_date="2026-11-22",
+            time_windows=[(4, 2)],
+        )
+    assert "end_date 2026-11-22 is before start_date 2026-11-23" in str(raised.value)
+    assert "time_windows[0] starts at 4 h and ends at 2 h" in str(raised.value)
+    with pytest.raises(IoTFleetValidationError, match="campaign_name contains control characters"):
+        CampaignRequest.checked(name="wave\n2", firmware_name="x", start_date=TODAY, end_date=TODAY)
+    # Past dates are the hook's to judge: a retry may reuse its campaign after it ended.
+    past = CampaignRequest.checked(
+        name=" wave ",
+        firmware_name=" x ",
+        start_date=date(2026, 11, 1),
+        end_date="2026-11-02",
+        time_windows=[[0, 4]],
+    )
+    assert past == CampaignRequest(
+        "wave", "x", None, None, "2026-11-01", "2026-11-02", [{"startTime": 0, "endTime": 4}]
+    )
+    assert fake.reads == []
 
 
 # === sensor and trigger ==========================================================================

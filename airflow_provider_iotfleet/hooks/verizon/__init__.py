@@ -1,0 +1,78 @@
+"""Verizon ThingSpace FOTA v3: the hook and what it returns, importable from this one path.
+
+The parts: :mod:`.auth` (OAuth token and M2M session), :mod:`.answers` (error bodies, normalised
+records, result types), :mod:`.rules` (what a request may carry), :mod:`.paging` (cursor listings),
+:mod:`.base` (connection and account), :mod:`.campaigns` (firmware campaign calls), :mod:`.upgrades`
+(getting devices into a campaign, whatever an earlier try did) and :mod:`.hook`.
+"""
+
+from airflow_provider_iotfleet.hooks.verizon.answers import (
+    CAMPAIGN_FINAL_STATUSES,
+    CAMPAIGN_REUSABLE_STATUSES,
+    CAMPAIGN_STATUSES,
+    DEVICE_FAILED_STATUSES,
+    DEVICE_FINISHED,
+    MISSING_FROM_ANSWER,
+    SYNC_SUCCESS,
+    VENDOR,
+    VERIZON_ERRORS,
+    CampaignProgress,
+    EnsuredCampaign,
+    FirmwareSyncResult,
+    normalise_campaign,
+    normalise_campaign_device,
+    normalise_device,
+    normalise_firmware,
+    normalise_timestamp,
+    sync_failure,
+)
+from airflow_provider_iotfleet.hooks.verizon.auth import (
+    LOGIN_PATH,
+    OAUTH_PATH,
+    SESSION_EXPIRED_SUFFIX,
+    M2MSession,
+    ThingSpaceAuth,
+)
+from airflow_provider_iotfleet.hooks.verizon.base import DEFAULT_HOST, FOTA_PATH
+from airflow_provider_iotfleet.hooks.verizon.hook import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.rules import (
+    MAX_CAMPAIGN_IMEIS,
+    MAX_LIST_IMEIS,
+    MAX_SYNC_IMEIS,
+    PROTOCOLS,
+    CampaignRequest,
+)
+
+__all__ = [
+    "CAMPAIGN_FINAL_STATUSES",
+    "CAMPAIGN_REUSABLE_STATUSES",
+    "CAMPAIGN_STATUSES",
+    "DEFAULT_HOST",
+    "DEVICE_FAILED_STATUSES",
+    "DEVICE_FINISHED",
+    "FOTA_PATH",
+    "LOGIN_PATH",
+    "MAX_CAMPAIGN_IMEIS",
+    "MAX_LIST_IMEIS",
+    "MAX_SYNC_IMEIS",
+    "MISSING_FROM_ANSWER",
+    "OAUTH_PATH",
+    "PROTOCOLS",
+    "SESSION_EXPIRED_SUFFIX",
+    "SYNC_SUCCESS",
+    "VENDOR",
+    "VERIZON_ERRORS",
+    "CampaignProgress",
+    "CampaignRequest",
+    "EnsuredCampaign",
+    "FirmwareSyncResult",
+    "M2MSession",
+    "ThingSpaceAuth",
+    "VerizonThingSpaceHook",
+    "normalise_campaign",
+    "normalise_campaign_device",
+    "normalise_device",
+    "normalise_firmware",
+    "normalise_timestamp",
+    "sync_failure",
+]

@@ -1,0 +1,357 @@
+"""What ThingSpace answers, read: its error bodies, its vocabulary of statuses, and the device,
+firmware and campaign records it returns, normalised to the provider's snake_case contract; and the
+result types the hook builds from them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetError
+from airflow_provider_iotfleet.http import ErrorMapping, Reply, VendorErrorBody, text_or_none
+
+VENDOR = "Verizon ThingSpace"
+SYNC_SUCCESS = "FirmwareVersionUpdateSuccess"
+#: The reason given for a device a sync request named but ThingSpace's answer left out.
+MISSING_FROM_ANSWER = "missing from ThingSpace's answer"
+
+#: Campaign statuses after which nothing changes any more.
+CAMPAIGN_FINAL_STATUSES = frozenset(
+    {"CampaignEnded", "CampaignCancelled", "CampaignAborted", "CampaignFailed", "CampaignRequestFailed"}
+)
+#: Every campaign status ThingSpace reports.
+CAMPAIGN_STATUSES = (
+    "CampaignRequestPending",
+    "CampaignRequestQueued",
+    "CampaignScheduled",
+    "CampaignRequestFailed",
+    "CampaignCancelled",
+    "CampaignAborted",
+    "CampaignFailed",
+    "CampaignEnded",
+)
+#: Statuses of a campaign a retried task may find and reuse: scheduled or running, or already ended.
+CAMPAIGN_REUSABLE_STATUSES = (
+    "CampaignRequestPending",
+    "CampaignRequestQueued",
+    "CampaignScheduled",
+    "CampaignEnded",
+)
+#: Per-device campaign statuses: done well, done badly; anything else is still pending.
+DEVICE_FINISHED = "Finished"
+DEVICE_FAILED_STATUSES = frozenset({"UpgradeFailed", "RequestFailed"})
+
+
+def _parse_error(body: Any) -> VendorErrorBody:
+    # API errors: {"errorCode": "FOTA.REQUEST_FAILED.X", "errorMessage": "..."};
+    # gateway auth failures: {"fault": {"code": "900901", "message": "Invalid Credentials"}}.
+    if not isinstance(body, dict):
+        return VendorErrorBody()
+    if isinstance(body.get("fault"), dict):
+        fault = body["fault"]
+        return VendorErrorBody(
+            code=text_or_none(fault.get("code")), message=text_or_none(fault.get("message"))
+        )
+    return VendorErrorBody(
+        code=text_or_none(body.get("errorCode")), message=text_or_none(body.get("errorMessage"))
+    )
+
+
+VERIZON_ERRORS = ErrorMapping(vendor=VENDOR, parse_body=_parse_error)
+
+
+# --- Normalisation -----------------------------------------------------------------------------
+
+_TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z")
+# ThingSpace's usual shape, which fromisoformat (C, ~20x faster than strptime) reads once the space
+# before the offset is gone. Anything else takes the strptime path, so results never differ.
+_COMMON_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?(?= [+-]\d{4}$)")
+
+
+def _parse_timestamp(text: str) -> datetime | None:
+    if match := _COMMON_TIMESTAMP.match(text):
+        try:
+            return datetime.fromisoformat(match.group() + text[match.end() + 1 :])
+        except ValueError:
+            pass  # out-of-range fields: let the general path decide, as it always did
+    for pattern in _TIMESTAMP_FORMATS:
+        try:
+            return datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def normalise_timestamp(value: Any) -> str | None:
+    """Return a ThingSpace timestamp (``2020-11-10 15:35:00.122 +0000 UTC``) as ISO 8601 UTC.
+
+    ``"N/A"``, empty and unreadable values become ``None``.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip().removesuffix(" UTC")
+    if not text or text.upper() == "N/A":
+        return None
+    parsed = _parse_timestamp(text)
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
+    """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
+    files = item.get("filesList", item.get("fileList")) or []
+    if not isinstance(files, list):  # one file named on its own, not a list of its characters
+        files = [files]
+    software_list = item.get("softwareList") or []
+    if not isinstance(software_list, list):  # one entry on its own; anything else is no entry
+        software_list = [software_list]
+    return {
+        "device_id": item.get("deviceId"),
+        "mdn": item.get("mdn"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "firmware": item.get("firmware"),
+        "fota_eligible": item.get("fotaEligible"),
+        "license_assigned": item.get("licenseAssigned"),
+        "status": item.get("status"),
+        "protocol": item.get("protocol"),
+        "software": [
+            {
+                "name": software.get("name"),
+                "version": software.get("version"),
+                "upgrade_time": normalise_timestamp(software.get("upgradeTime")),
+            }
+            for software in software_list
+            if isinstance(software, dict)
+        ],
+        "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files],
+        "create_time": normalise_timestamp(item.get("createTime")),
+        "upgrade_time": normalise_timestamp(item.get("upgradeTime")),
+        "status_time": normalise_timestamp(item.get("statusTime")),
+        "refresh_time": normalise_timestamp(item.get("refreshTime")),
+        "last_connection_time": normalise_timestamp(item.get("lastConnectionTime")),
+    }
+
+
+def refused_devices(reply: Reply) -> dict[str, str]:
+    """The devices an add or remove answered 200 for but refused (``status: Failure`` in its
+    per-device ``deviceList``), each with the vendor's reason."""
+    body = reply.data if isinstance(reply.data, dict) else {}
+    results = body.get("deviceList")
+    if not isinstance(results, list):
+        return {}  # an answer without per-device results: nothing refused
+    return {
+        str(entry.get("deviceId")): str(entry.get("Reason") or entry.get("reason") or "no reason given")
+        for entry in results
+        if isinstance(entry, dict) and str(entry.get("status", "")).lower() == "failure"
+    }
+
+
+def is_device_id(value: Any) -> bool:
+    """Whether a listed device's ``deviceId`` can be one: a non-blank string or a number (not a bool)."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sync_failure(imei: str, error: IoTFleetError) -> dict[str, Any]:
+    """The ``failed`` entry of a device whose sync request failed as a whole."""
+    return {"device_id": imei, "status": None, "reason": error.message, "error_code": error.error_code}
+
+
+@dataclass(frozen=True)
+class FirmwareSyncResult:
+    """Per-device outcome of a firmware sync.
+
+    :ivar synced: ``{"device_id", "firmware_version", "version_update_time", "status"}`` per success.
+    :ivar failed: ``{"device_id", "status", "reason", "error_code"}`` per device ThingSpace did not
+        sync: its per-device ``status`` and reason, or (``status`` ``None``) the error of the whole
+        request, or a device missing from its answer.
+    """
+
+    account_name: str
+    synced: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+
+
+def normalise_firmware(item: dict[str, Any]) -> dict[str, Any]:
+    """Return an entry of the account's firmware list with snake_case keys."""
+    return {
+        "firmware_name": item.get("firmwareName"),
+        "firmware_from": item.get("firmwareFrom"),
+        "firmware_to": item.get("firmwareTo"),
+        "launch_date": item.get("launchDate"),
+        "release_note": item.get("releaseNote"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "protocol": item.get("protocol"),
+    }
+
+
+def normalise_campaign(item: dict[str, Any]) -> dict[str, Any]:
+    """Return a ThingSpace campaign with snake_case keys; ``time_windows`` as ``[[start, end]]`` hours."""
+    windows = item.get("campaignTimeWindowList") or []
+    return {
+        "campaign_id": None if item.get("id") is None else str(item["id"]),
+        "account_name": item.get("accountName"),
+        "campaign_name": item.get("campaignName"),
+        "firmware_name": item.get("firmwareName"),
+        "firmware_from": item.get("firmwareFrom"),
+        "firmware_to": item.get("firmwareTo"),
+        "protocol": item.get("protocol"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "start_date": item.get("startDate"),
+        "end_date": item.get("endDate"),
+        "time_windows": [
+            [window.get("startTime"), window.get("endTime")] for window in windows if isinstance(window, dict)
+        ],
+        "status": item.get("status"),
+    }
+
+
+def normalise_campaign_device(item: dict[str, Any]) -> dict[str, Any]:
+    """Return one device of a campaign's report with snake_case keys and ISO 8601 UTC times."""
+    return {
+        "device_id": None if item.get("deviceId") is None else str(item["deviceId"]),
+        "status": item.get("status"),
+        "reason": item.get("resultReason"),
+        "updated_time": normalise_timestamp(item.get("updatedTime")),
+        "recent_attempt_time": normalise_timestamp(item.get("recentAttemptTime")),
+        "next_attempt_time": normalise_timestamp(item.get("nextAttemptTime")),
+    }
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign and where each of its devices stands.
+
+    :ivar campaign: the campaign, as :func:`normalise_campaign` returns it.
+    :ivar devices: its report, as :func:`normalise_campaign_device` returns each device, in IMEI order.
+    """
+
+    campaign: dict[str, Any]
+    devices: list[dict[str, Any]]
+
+    @property
+    def status(self) -> str | None:
+        return self.campaign.get("status")
+
+    @property
+    def finished(self) -> list[str]:
+        """IMEIs upgraded."""
+        return [device["device_id"] for device in self.devices if device["status"] == DEVICE_FINISHED]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """``{"device_id", "status", "reason"}`` of each device whose upgrade failed."""
+        return [
+            {"device_id": device["device_id"], "status": device["status"], "reason": device["reason"]}
+            for device in self.devices
+            if device["status"] in DEVICE_FAILED_STATUSES
+        ]
+
+    @property
+    def pending(self) -> list[str]:
+        """IMEIs neither upgraded nor failed yet."""
+        return [
+            device["device_id"]
+            for device in self.devices
+            if device["status"] != DEVICE_FINISHED and device["status"] not in DEVICE_FAILED_STATUSES
+        ]
+
+    @property
+    def over(self) -> bool:
+        """Whether nothing more will happen: the campaign is over, or every device is done."""
+        return self.status in CAMPAIGN_FINAL_STATUSES or (bool(self.devices) and not self.pending)
+
+
+@dataclass(frozen=True)
+class EnsuredCampaign:
+    """Where :meth:`~airflow_provider_iotfleet.hooks.verizon.VerizonThingSpaceHook.ensure_campaign`
+    left a firmware upgrade campaign and each device asked for.
+
+    :ivar campaign: the campaign found by its name or scheduled, as :func:`normalise_campaign`
+        returns it (as first read: :attr:`status` says whether it was cancelled since).
+    :ivar reused: whether it was found by its name (an earlier try's) rather than scheduled now.
+    :ivar devices: the IMEIs asked for, each once, in order.
+    :ivar too_late: IMEIs the reused campaign lacks and can no longer take: it has started, and
+        ThingSpace adds devices only before the start date. It is left running for the others.
+    :ivar not_added: why IMEIs could not join the campaign: the error names them (``devices``), with
+        ThingSpace's reason for each it refused one by one (``refused``). The campaign was then
+        cancelled, so that it never runs with part of its devices (``campaign_status``); ``None``
+        there means cancelling failed too, and the campaign still runs with the others.
+    """
+
+    campaign: dict[str, Any]
+    reused: bool
+    devices: list[str]
+    too_late: list[str] = field(default_factory=list)
+    not_added: IoTFleetCampaignDevicesError | None = None
+
+    @property
+    def campaign_id(self) -> str:
+        return str(self.campaign["campaign_id"])
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the campaign was cancelled because devices could not join it."""
+        return self.not_added is not None and self.not_added.campaign_status is not None
+
+    @property
+    def status(self) -> str | None:
+        """The campaign's status: how it ended when it was cancelled, else as found or scheduled."""
+        if self.not_added is not None and self.not_added.campaign_status is not None:
+            return self.not_added.campaign_status
+        status: str | None = self.campaign["status"]
+        return status
+
+    @property
+    def scheduled(self) -> list[str]:
+        """IMEIs in the campaign, to upgrade within its dates (none once it is cancelled)."""
+        if self.cancelled:
+            return []
+        left_out = set(self.too_late) | set(self.not_added.devices if self.not_added is not None else ())
+        return [imei for imei in self.devices if imei not in left_out]
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Each IMEI asked for that is not :attr:`scheduled`, with why: ThingSpace's reason for one it
+        refused, the error of the request that failed for the others not added, that the campaign
+        had started (:attr:`started_reason`) or that it was cancelled (:attr:`cancelled_reason`)."""
+        reasons = dict.fromkeys(self.too_late, self.started_reason)
+        error = self.not_added
+        if error is not None:
+            for imei in error.devices:
+                refused = error.refused.get(imei)
+                reasons[imei] = error.bare_message if refused is None else f"refused by ThingSpace: {refused}"
+            if self.cancelled:
+                for imei in self.devices:
+                    reasons.setdefault(imei, self.cancelled_reason)
+        return {imei: reasons[imei] for imei in self.devices if imei in reasons}
+
+    @property
+    def started_reason(self) -> str:
+        """Why the devices in :attr:`too_late` are not in the campaign."""
+        return (
+            f"campaign {self.campaign_id} started ({self.campaign['start_date']}) before these devices could "
+            "be added, and ThingSpace adds devices only before the start date; upgrade them in another "
+            "campaign"
+        )
+
+    @property
+    def cancelled_reason(self) -> str:
+        """Why the devices that were in the campaign will not upgrade, once it is cancelled."""
+        not_added = len(self.not_added.devices) if self.not_added is not None else 0
+        return (
+            f"campaign {self.campaign_id} was cancelled ({self.status}) because {not_added} of its devices "
+            "could not be added: it never runs with part of its devices"
+        )

@@ -1,0 +1,138 @@
+"""How ThingSpace listings page: each request names the last item seen (``lastSeenDeviceId``,
+``lastSeenCampaignId``; ``0`` at first), each answer says ``hasMoreData`` and where to go on.
+:class:`CursorPager` is every listing's loop: devices, campaigns and a campaign's device report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.verizon.answers import VENDOR
+from airflow_provider_iotfleet.http import Call, Reply
+from airflow_provider_iotfleet.http.errors import malformed_response
+from airflow_provider_iotfleet.http.plans import Plan
+
+#: What a listing checks of a page's items before they go out (raising for one it cannot list).
+ItemCheck = Callable[[Reply, list[dict[str, Any]]], None]
+
+
+def _cursor_after(cursor: str, previous: str) -> bool:
+    """Whether ``cursor`` comes after ``previous``: as numbers when both are digits (IMEIs, and the
+    ``0`` of the first page), else as text."""
+    if cursor.isascii() and cursor.isdigit() and previous.isascii() and previous.isdigit():
+        return int(cursor) > int(previous)
+    return cursor > previous
+
+
+class CursorPager:
+    """One ThingSpace listing, page by page: the request for the next page, and each answer checked
+    to move the listing on before its items go out.
+
+    A listing that does not move on would run for ever (one ran 3,000 pages of the same devices
+    with a cursor moving back), so each way it can fail to is an error. Device listings are in IMEI
+    order, each page starting after the IMEI asked for: a cursor that does not come after the one
+    asked for, or a page holding a device of the page before, is an error. Only the previous
+    page's ids are kept, so memory stays one page's worth whatever the account's size. Listings
+    whose order ThingSpace does not document (campaigns) only may not send a cursor again.
+
+    A pager reads its listing once; :meth:`pages` (sync, lazy) and :meth:`read_all` (a plan, for
+    either client) drive it.
+
+    :param ask: the request for the page after a cursor.
+    :param items: the answer's field that lists the page's items (required: an answer without
+        it is not an empty listing).
+    :param cursor: the answer's field that says where the next page starts.
+    :param in_id_order: whether the listing is in device id order (see above).
+    :param check: what else to check of each page's items, first.
+    """
+
+    def __init__(
+        self,
+        ask: Callable[[str], Call],
+        *,
+        items: str = "deviceList",
+        cursor: str = "lastSeenDeviceId",
+        in_id_order: bool = True,
+        check: ItemCheck | None = None,
+    ) -> None:
+        self._ask = ask
+        self._items = items
+        self._cursor = cursor
+        self._in_id_order = in_id_order
+        self._check = check
+        #: what the next request asks for; ``None`` once the last page has been read.
+        self.last_seen: str | None = "0"
+        #: in id order: the device ids of the page before.
+        self._previous_ids: frozenset[str] = frozenset()
+        #: in no documented order: every cursor asked for so far, one per page.
+        self._asked: set[str] = set()
+
+    def next_call(self) -> Call | None:
+        """Return the request for the next page, or ``None`` once the last page has been read."""
+        return None if self.last_seen is None else self._ask(self.last_seen)
+
+    def turn(self, reply: Reply) -> list[dict[str, Any]]:
+        """Return the items of the page ``reply`` brought, once checked, and move :attr:`last_seen` on.
+
+        :raises IoTFleetVendorResponseError: for an answer without its list of items, one the
+            ``check`` refuses, a device of the previous page again, or ``hasMoreData`` with a cursor
+            that would not move the listing on.
+        """
+        items = reply.objects(self._items)
+        if self._check is not None:
+            self._check(reply, items)
+        asked = self.last_seen or "0"
+        if self._in_id_order:
+            self._refuse_repeated_devices(reply, items, asked)
+        if not reply.field("hasMoreData", bool, required=False):
+            self.last_seen = None
+            return items
+        cursor = str(reply.field(self._cursor, (str, int)))
+        if self._in_id_order:
+            if not _cursor_after(cursor, asked):
+                raise malformed_response(
+                    VENDOR,
+                    reply.action,
+                    f"hasMoreData and a {self._cursor} ({cursor}) not past the {self._cursor} ({asked}) "
+                    "it had already sent: it would page forever",
+                    request_id=reply.request_id,
+                )
+        else:
+            self._asked.add(asked)
+            if cursor in self._asked:  # one that does not move, or that cycles
+                raise malformed_response(
+                    VENDOR,
+                    reply.action,
+                    f"hasMoreData and a {self._cursor} ({cursor}) it had already sent: it would page forever",
+                    request_id=reply.request_id,
+                )
+        self.last_seen = cursor
+        return items
+
+    def _refuse_repeated_devices(self, reply: Reply, items: list[dict[str, Any]], asked: str) -> None:
+        ids = frozenset(str(item["deviceId"]) for item in items if item.get("deviceId") is not None)
+        repeated = ids & self._previous_ids
+        if repeated:
+            raise malformed_response(
+                VENDOR,
+                reply.action,
+                f"{len(repeated)} devices of the page before again (e.g. {min(repeated)}) after "
+                f"{self._cursor} {asked}: the listing does not move forward",
+                request_id=reply.request_id,
+            )
+        self._previous_ids = ids
+
+    def pages(self, hook: IoTFleetBaseHook) -> Iterator[list[dict[str, Any]]]:
+        """Return an iterator over the listing's pages, sent with ``hook``'s client, each page
+        requested only once the one before has been consumed."""
+        while (call := self.next_call()) is not None:
+            yield self.turn(hook.client.send(call))
+
+    def read_all(self) -> Plan[list[dict[str, Any]]]:
+        """A plan that reads every page and returns all their items."""
+        items: list[dict[str, Any]] = []
+        while (call := self.next_call()) is not None:
+            (reply,) = yield [call]
+            items.extend(self.turn(reply))
+        return items

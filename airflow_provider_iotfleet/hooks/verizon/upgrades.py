@@ -1,0 +1,215 @@
+"""Getting devices into a firmware upgrade campaign, whatever an earlier try of the task did: the one
+call an upgrade needs, for the operator and ``@task`` functions alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date
+from typing import Any
+
+from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.verizon.answers import VENDOR, EnsuredCampaign
+from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
+from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest
+from airflow_provider_iotfleet.validation import validate_imeis
+
+
+class FirmwareUpgrades(FirmwareCampaigns):
+    """The upgrade orchestration of :class:`~airflow_provider_iotfleet.hooks.verizon.VerizonThingSpaceHook`,
+    built on its campaign calls."""
+
+    def ensure_campaign(
+        self,
+        imeis: Sequence[str],
+        request: CampaignRequest,
+        *,
+        protocol: str = "LWM2M",
+        account_name: str | None = None,
+        on_scheduled: Callable[[dict[str, Any]], None] | None = None,
+    ) -> EnsuredCampaign:
+        """Get ``imeis`` into the firmware upgrade campaign ``request`` names: the one of that name an
+        earlier try scheduled, or a new one.
+
+        A campaign of that name that is scheduled, running or ended is reused (cancelled, aborted
+        and failed ones are not looked at), provided it upgrades the firmware asked for: the
+        devices it lacks are added, unless it has started, since ThingSpace adds devices only
+        before the start date (those are ``too_late``; the campaign is not aborted for them).
+        Otherwise the campaign is scheduled: its dates must not have passed, a campaign of more
+        than 1,000 devices must start after today, and the firmware must match exactly one entry
+        of the account's firmware list; the schedule carries the first 1,000 devices, adds the
+        rest (see :meth:`schedule_campaign`). A campaign some devices cannot join is cancelled, so
+        that it never runs with part of its devices: ``not_added`` says which, and why.
+
+        :param imeis: the devices, 15-digit IMEIs; repeats are sent once.
+        :param request: the campaign, built by :meth:`CampaignRequest.checked`.
+        :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP``: which firmware list to choose from.
+        :param account_name: the billing account; default: the connection's.
+        :param on_scheduled: called with a campaign this call schedules as soon as ThingSpace has it,
+            before any device is added: where a caller keeps its id, to cancel it if the caller is
+            killed (or times out) while the rest of the devices are added.
+        :return: the campaign and where each device stands in it.
+        :raises IoTFleetValidationError: for a bad IMEI, before any request; for a campaign of that
+            name with other firmware; for a new one, dates that have passed, too many devices to
+            start today, or firmware that matches no entry of the account's list, or several.
+        :raises IoTFleetOutcomeUnknownError: when the schedule's answer was lost and no campaign of
+            that name can be found.
+        """
+        account = self.resolve_account(account_name)
+        devices = list(dict.fromkeys(validate_imeis(imeis)))
+        today = self.clock.now().astimezone(UTC).date()
+        campaign = self.find_campaign(request.name, account_name=account)
+        if campaign is not None:
+            return self._reuse(campaign, devices, request, account, today)
+        return self._schedule(devices, request, protocol, account, today, on_scheduled)
+
+    def _reuse(
+        self,
+        campaign: dict[str, Any],
+        devices: list[str],
+        request: CampaignRequest,
+        account: str,
+        today: date,
+    ) -> EnsuredCampaign:
+        """Add the devices a campaign found by name lacks, unless it has started."""
+        _check_same_firmware(campaign, request)
+        campaign_id = campaign["campaign_id"]
+        self.log.info(
+            "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
+            VENDOR,
+            request.name,
+            campaign_id,
+            campaign["status"],
+        )
+        held = {
+            device["device_id"] for device in self.iter_campaign_devices(campaign_id, account_name=account)
+        }
+        missing = [imei for imei in devices if imei not in held]
+        if not missing:
+            return EnsuredCampaign(campaign, reused=True, devices=devices)
+        if (campaign["start_date"] or "") <= today.isoformat():
+            self.log.warning(
+                "%s: campaign %s started on %s without %d of the devices; too late to add them",
+                VENDOR,
+                campaign_id,
+                campaign["start_date"],
+                len(missing),
+            )
+            return EnsuredCampaign(campaign, reused=True, devices=devices, too_late=missing)
+        self.log.info("%s: adding the %d devices campaign %s lacks", VENDOR, len(missing), campaign_id)
+        try:
+            self.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
+        except IoTFleetCampaignDevicesError as error:
+            return EnsuredCampaign(campaign, reused=True, devices=devices, not_added=error)
+        return EnsuredCampaign(campaign, reused=True, devices=devices)
+
+    def _schedule(
+        self,
+        devices: list[str],
+        request: CampaignRequest,
+        protocol: str,
+        account: str,
+        today: date,
+        on_scheduled: Callable[[dict[str, Any]], None] | None,
+    ) -> EnsuredCampaign:
+        """Schedule a new campaign, once its dates, size and firmware are known to be right."""
+        if request.end_date < today.isoformat():
+            raise IoTFleetValidationError(
+                "the campaign's window has already ended",
+                [
+                    f"campaign_end_date {request.end_date} is before today ({today.isoformat()}): no device "
+                    "would upgrade"
+                ],
+            )
+        self.check_campaign_size(len(devices), request.start_date)
+        firmware = self._choose_firmware(request, protocol, account)
+        scheduled: list[dict[str, Any]] = []
+
+        def keep(campaign: dict[str, Any]) -> None:
+            scheduled.append(campaign)
+            if on_scheduled is not None:
+                on_scheduled(campaign)
+
+        try:
+            campaign = self.schedule_campaign(
+                devices,
+                firmware_name=firmware["firmware_name"],
+                firmware_from=firmware["firmware_from"],
+                firmware_to=firmware["firmware_to"],
+                start_date=request.start_date,
+                end_date=request.end_date,
+                time_windows=request.time_windows or None,
+                campaign_name=request.name,
+                protocol=protocol,
+                account_name=account,
+                on_scheduled=keep,
+            )
+        except IoTFleetCampaignDevicesError as error:
+            # Raised only by the adds, which come after the campaign was scheduled (and kept).
+            return EnsuredCampaign(scheduled[0], reused=False, devices=devices, not_added=error)
+        self.log.info(
+            "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
+            VENDOR,
+            campaign["campaign_id"],
+            firmware["firmware_from"],
+            firmware["firmware_to"],
+            request.start_date,
+            request.end_date,
+            len(devices),
+        )
+        return EnsuredCampaign(campaign, reused=False, devices=devices)
+
+    def _choose_firmware(self, request: CampaignRequest, protocol: str, account: str) -> dict[str, Any]:
+        """The one entry of the account's firmware list that matches what ``request`` names.
+
+        :raises IoTFleetValidationError: listing the entries when none matches, or several do.
+        """
+        name, source, target = request.firmware_name, request.firmware_from, request.firmware_to
+        available = self.list_firmware(account_name=account, protocol=protocol)
+        matches = [
+            firmware
+            for firmware in available
+            if (name is None or firmware["firmware_name"] == name)
+            and (source is None or firmware["firmware_from"] == source)
+            and (target is None or firmware["firmware_to"] == target)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        asked = ", ".join(
+            f"{label} {value!r}"
+            for label, value in (("firmware_name", name), ("firmware_from", source), ("firmware_to", target))
+            if value is not None
+        )
+        listed = [
+            f"{firmware['firmware_name']} ({firmware['firmware_from']} -> {firmware['firmware_to']}, "
+            f"{firmware['make']} {firmware['model']})"
+            for firmware in (matches or available)
+        ]
+        shown = "; ".join(listed[:10]) + (f"; and {len(listed) - 10} more" if len(listed) > 10 else "")
+        if matches:
+            raise IoTFleetValidationError(
+                f"{len(matches)} firmware upgrades match {asked}",
+                [f"name one of them with firmware_name: {shown}"],
+            )
+        raise IoTFleetValidationError(
+            f"no firmware upgrade available to account {account} ({protocol}) matches {asked}",
+            [f"available: {shown}" if listed else "the account has no firmware upgrades available"],
+        )
+
+
+def _check_same_firmware(campaign: dict[str, Any], request: CampaignRequest) -> None:
+    """A campaign found by name is reused only if it upgrades to what is asked for now."""
+    differences = [
+        f"{label} {theirs!r}, not {ours!r}"
+        for label, ours, theirs in (
+            ("firmware_name", request.firmware_name, campaign["firmware_name"]),
+            ("firmware_from", request.firmware_from, campaign["firmware_from"]),
+            ("firmware_to", request.firmware_to, campaign["firmware_to"]),
+        )
+        if ours is not None and theirs != ours
+    ]
+    if differences:
+        raise IoTFleetValidationError(
+            f"campaign {campaign['campaign_name']!r} ({campaign['campaign_id']}, {campaign['status']}) exists "
+            "with other firmware",
+            [*differences, "cancel it, or give this task another campaign_name"],
+        )
