@@ -1,9 +1,11 @@
-"""Small helpers over lists and words that every layer uses: batching, de-duplication, counting nouns."""
+"""Small helpers every layer uses: batching, de-duplication, counting nouns, a package's lazy exports."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from importlib import import_module
+from typing import Any, TypeVar
 
 ItemT = TypeVar("ItemT")
 
@@ -32,3 +34,28 @@ def chunks(items: Sequence[ItemT], size: int) -> Iterator[list[ItemT]]:
     """Yield consecutive slices of ``items`` of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def exports_of(package: str, parts: Sequence[str]) -> Callable[[str], Any]:
+    """Return the module ``__getattr__`` (PEP 562) of a vendor package that exports its parts' names
+    (the package's ``__all__``) without importing them up front.
+
+    Airflow imports ``<vendor>.connection`` while it is itself being imported (provider discovery
+    reads the connection forms), so a vendor package must import nothing heavy until a name is asked
+    for: then ``parts`` (submodule names) are searched in order, and the name is cached on the package.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = sys.modules[package]
+        if name in getattr(module, "__all__", ()):
+            for part in parts:
+                value = getattr(import_module(f"{package}.{part}"), name, _MISSING)
+                if value is not _MISSING:
+                    setattr(module, name, value)
+                    return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+_MISSING = object()

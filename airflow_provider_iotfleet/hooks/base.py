@@ -11,6 +11,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_iotfleet._compat import amask_secret, mask_secret
 from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.forms import ConnectionForm
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
     AsyncVendorHttpClient,
@@ -38,8 +39,8 @@ class IoTFleetBaseHook(BaseHook):
     :meth:`aclient`, built from the same options (same auth and its token caches, same rate limiter)
     after reading the connection with ``aget_connection``; they release it with :meth:`aclose`.
 
-    Subclasses set the Airflow class attributes, say which connection fields are secrets, and give
-    their client's options (base URL, error mapping, auth) in :meth:`_client_options`.
+    Subclasses set the Airflow class attributes, declare their connection form, say which connection
+    fields are secrets, and give their client's options (base URL, error mapping, auth) in :meth:`_client_options`.
 
     :param conn_id: the Airflow connection id.
     :param clock: time source for sleeps, token expiry and signatures; tests pass a fake.
@@ -55,6 +56,8 @@ class IoTFleetBaseHook(BaseHook):
     hook_name: ClassVar[str]
     #: connection extras that hold secrets, masked in logs as soon as they are read.
     secret_extras: ClassVar[tuple[str, ...]] = ()
+    #: the connection form Airflow draws for :attr:`conn_type` (assembled by ``get_provider_info``).
+    connection_form: ClassVar[ConnectionForm]
 
     def __init__(self, conn_id: str, *, clock: Clock = SYSTEM_CLOCK, rate_limit_share: float = 1.0) -> None:
         super().__init__()

@@ -500,7 +500,7 @@ def test_pan_devices_are_validated_once_not_again_per_batch(
     pan_conn: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Validation must not dominate a bulk run: the operator checks its input once, the hook trusts it."""
-    from airflow_provider_iotfleet.hooks import paloalto as paloalto_hook
+    from airflow_provider_iotfleet.hooks.paloalto import hook as paloalto_hook
     from airflow_provider_iotfleet.operators import paloalto as paloalto_operator
 
     calls: list[int] = []

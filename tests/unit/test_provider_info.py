@@ -224,3 +224,30 @@ def test_every_extra_a_hook_reads_is_on_the_connection_form(
     assert _RecordingExtras.asked <= set(entry["conn-fields"]), _RecordingExtras.asked - set(
         entry["conn-fields"]
     )
+
+
+def test_provider_info_imports_nothing_of_airflow_nor_the_hooks() -> None:
+    # Airflow calls get_provider_info while `import airflow` sets up its configuration: importing
+    # Airflow (or a hook, which imports it) from here would be a circular import.
+    probe = (
+        "import sys; from airflow_provider_iotfleet import get_provider_info; get_provider_info(); "
+        "loaded = sorted(name for name in sys.modules if name == 'airflow' or name.startswith('airflow.') "
+        "or name.endswith('.hook') or name.startswith('requests')); print(loaded)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("conn_type", sorted(EXPECTED))
+def test_each_hook_takes_its_connection_type_from_the_form_it_declares(conn_type: str) -> None:
+    (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
+    module_name, _, class_name = entry["hook-class-name"].rpartition(".")
+    hook_class = getattr(import_module(module_name), class_name)
+    form = import_module(f"{module_name}.connection").CONNECTION_FORM
+    assert hook_class.connection_form is form
+    assert (hook_class.conn_type, hook_class.hook_name, hook_class.default_conn_name) == (
+        form.conn_type,
+        form.hook_name,
+        form.default_conn_id,
+    )
+    assert entry["conn-fields"] == form.conn_fields() and entry["conn-fields"] is not form.conn_fields()

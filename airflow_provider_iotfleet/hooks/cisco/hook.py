@@ -15,6 +15,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.cisco.connection import CONNECTION_FORM, DEFAULT_REQUESTS_PER_SECOND
 from airflow_provider_iotfleet.hooks.cisco.rules import (
     CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
@@ -217,9 +218,10 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     """
 
     conn_name_attr = "cisco_control_center_conn_id"
-    default_conn_name = "cisco_control_center_default"
-    conn_type = "cisco_control_center"
-    hook_name = "Cisco IoT Control Center"
+    default_conn_name = CONNECTION_FORM.default_conn_id
+    conn_type = CONNECTION_FORM.conn_type
+    hook_name = CONNECTION_FORM.hook_name
+    connection_form = CONNECTION_FORM
 
     def __init__(
         self,
@@ -251,7 +253,9 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 "the login (user name) and password (API key)",
             ),
             "max_connections": self.max_concurrency,
-            **self._transport_options(settings, settings.get_float("requests_per_second", 5.0)),
+            **self._transport_options(
+                settings, settings.get_float("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+            ),
         }
 
     def edit_device(

@@ -31,6 +31,7 @@ from airflow_provider_iotfleet.hooks.huawei.answers import (
     failed_entry,
 )
 from airflow_provider_iotfleet.hooks.huawei.auth import HuaweiAkSkAuth, iam_token
+from airflow_provider_iotfleet.hooks.huawei.connection import CONNECTION_FORM, DEFAULT_REQUESTS_PER_SECOND
 from airflow_provider_iotfleet.hooks.readback import (
     Applied,
     LostAnswerWording,
@@ -112,9 +113,10 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     """
 
     conn_name_attr = "huawei_roma_conn_id"
-    default_conn_name = "huawei_roma_default"
-    conn_type = "huawei_roma"
-    hook_name = "Huawei Cloud ROMA Connect"
+    default_conn_name = CONNECTION_FORM.default_conn_id
+    conn_type = CONNECTION_FORM.conn_type
+    hook_name = CONNECTION_FORM.hook_name
+    connection_form = CONNECTION_FORM
     secret_extras = ("security_token",)
 
     def __init__(
@@ -179,7 +181,9 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             "base_url": base_url,
             "errors": HUAWEI_ERRORS,
             "auth": auth,
-            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
+            **self._transport_options(
+                settings, settings.get_float("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+            ),
         }
 
     def force_offline(

@@ -4,49 +4,59 @@ The parts: :mod:`.auth` (OAuth token and M2M session), :mod:`.answers` (error bo
 records, result types), :mod:`.rules` (what a request may carry), :mod:`.paging` (cursor listings),
 :mod:`.base` (connection and account), :mod:`.campaigns` (firmware campaign calls), :mod:`.upgrades`
 (getting devices into a campaign, whatever an earlier try did) and :mod:`.hook`.
+
+Names are imported from their part on first use, so that Airflow can read :mod:`.connection`
+while it is itself being imported.
 """
 
-from airflow_provider_iotfleet.hooks.verizon.answers import (
-    CAMPAIGN_FINAL_STATUSES,
-    CAMPAIGN_REUSABLE_STATUSES,
-    CAMPAIGN_STATUSES,
-    DEVICE_FAILED_STATUSES,
-    DEVICE_FINISHED,
-    MISSING_FROM_ANSWER,
-    SYNC_SUCCESS,
-    VENDOR,
-    VERIZON_ERRORS,
-    CampaignProgress,
-    EnsuredCampaign,
-    FirmwareSyncResult,
-    normalise_campaign,
-    normalise_campaign_device,
-    normalise_device,
-    normalise_firmware,
-    normalise_timestamp,
-    sync_failure,
-)
-from airflow_provider_iotfleet.hooks.verizon.auth import (
-    LOGIN_PATH,
-    OAUTH_PATH,
-    SESSION_EXPIRED_SUFFIX,
-    M2MSession,
-    ThingSpaceAuth,
-)
-from airflow_provider_iotfleet.hooks.verizon.base import DEFAULT_HOST, FOTA_PATH
-from airflow_provider_iotfleet.hooks.verizon.hook import VerizonThingSpaceHook
-from airflow_provider_iotfleet.hooks.verizon.rules import (
-    MAX_CAMPAIGN_IMEIS,
-    MAX_LIST_IMEIS,
-    MAX_SYNC_IMEIS,
-    PROTOCOLS,
-    CampaignRequest,
-)
+from typing import TYPE_CHECKING
+
+from airflow_provider_iotfleet.utils import exports_of
+
+if TYPE_CHECKING:
+    from airflow_provider_iotfleet.hooks.verizon.answers import (
+        CAMPAIGN_FINAL_STATUSES,
+        CAMPAIGN_REUSABLE_STATUSES,
+        CAMPAIGN_STATUSES,
+        DEVICE_FAILED_STATUSES,
+        DEVICE_FINISHED,
+        MISSING_FROM_ANSWER,
+        SYNC_SUCCESS,
+        VENDOR,
+        VERIZON_ERRORS,
+        CampaignProgress,
+        EnsuredCampaign,
+        FirmwareSyncResult,
+        normalise_campaign,
+        normalise_campaign_device,
+        normalise_device,
+        normalise_firmware,
+        normalise_timestamp,
+        sync_failure,
+    )
+    from airflow_provider_iotfleet.hooks.verizon.auth import (
+        LOGIN_PATH,
+        OAUTH_PATH,
+        SESSION_EXPIRED_SUFFIX,
+        M2MSession,
+        ThingSpaceAuth,
+    )
+    from airflow_provider_iotfleet.hooks.verizon.base import FOTA_PATH
+    from airflow_provider_iotfleet.hooks.verizon.connection import CONNECTION_FORM, DEFAULT_HOST
+    from airflow_provider_iotfleet.hooks.verizon.hook import VerizonThingSpaceHook
+    from airflow_provider_iotfleet.hooks.verizon.rules import (
+        MAX_CAMPAIGN_IMEIS,
+        MAX_LIST_IMEIS,
+        MAX_SYNC_IMEIS,
+        PROTOCOLS,
+        CampaignRequest,
+    )
 
 __all__ = [
     "CAMPAIGN_FINAL_STATUSES",
     "CAMPAIGN_REUSABLE_STATUSES",
     "CAMPAIGN_STATUSES",
+    "CONNECTION_FORM",
     "DEFAULT_HOST",
     "DEVICE_FAILED_STATUSES",
     "DEVICE_FINISHED",
@@ -76,3 +86,5 @@ __all__ = [
     "normalise_timestamp",
     "sync_failure",
 ]
+
+__getattr__ = exports_of(__name__, ("hook", "answers", "auth", "base", "rules", "connection"))

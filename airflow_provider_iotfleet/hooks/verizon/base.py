@@ -10,10 +10,10 @@ from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.verizon.answers import VERIZON_ERRORS
 from airflow_provider_iotfleet.hooks.verizon.auth import thingspace_auth
+from airflow_provider_iotfleet.hooks.verizon.connection import DEFAULT_HOST, DEFAULT_REQUESTS_PER_SECOND
 from airflow_provider_iotfleet.http import ConnectionSettings
 from airflow_provider_iotfleet.validation import path_segment_problem
 
-DEFAULT_HOST = "https://thingspace.verizon.com"
 FOTA_PATH = "/api/fota/v3"
 
 
@@ -32,7 +32,9 @@ class ThingSpaceBaseHook(IoTFleetBaseHook):
             "base_url": f"{root}{FOTA_PATH}",
             "errors": VERIZON_ERRORS,
             "auth": thingspace_auth(settings, root, self.clock),
-            **self._transport_options(settings, settings.get_float("requests_per_second", 10.0)),
+            **self._transport_options(
+                settings, settings.get_float("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+            ),
         }
 
     def resolve_account(self, account_name: str | None = None) -> str:

@@ -19,6 +19,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
 )
 from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, segment
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
+from airflow_provider_iotfleet.hooks.verizon.connection import CONNECTION_FORM
 from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
 from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades
@@ -47,10 +48,11 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
     """
 
     conn_name_attr = "verizon_thingspace_conn_id"
-    default_conn_name = "verizon_thingspace_default"
-    conn_type = "verizon_thingspace"
-    hook_name = "Verizon ThingSpace"
+    default_conn_name = CONNECTION_FORM.default_conn_id
+    conn_type = CONNECTION_FORM.conn_type
+    hook_name = CONNECTION_FORM.hook_name
     secret_extras = ("m2m_password",)
+    connection_form = CONNECTION_FORM
 
     def __init__(
         self,

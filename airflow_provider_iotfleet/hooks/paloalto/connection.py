@@ -1,0 +1,43 @@
+"""The Palo Alto IoT Security connection type: its form, and the defaults the hook applies.
+
+Data only, no Airflow import: Airflow reads it while discovering providers.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_iotfleet.forms import ConnectionForm, rate_field
+
+SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"  # noqa: S105 (a URL)
+#: The connection's ``requests_per_minute`` when it sets none.
+DEFAULT_REQUESTS_PER_MINUTE = 180.0
+
+CONNECTION_FORM = ConnectionForm(
+    conn_type="paloalto_iot",
+    hook_name="Palo Alto Networks IoT Security",
+    default_conn_id="paloalto_iot_default",
+    fields={
+        "auth_type": {
+            "label": "Auth type",
+            "description": "api_key: X-Key-Id / X-Access-Key on the tenant portal (v4.0). "
+            "scm: Strata Cloud Manager OAuth2 client credentials.",
+            "schema": {"type": ["string", "null"], "enum": ["api_key", "scm"], "default": "api_key"},
+        },
+        "customer_id": {
+            "label": "Customer ID",
+            "description": "Tenant name; defaults to the label before '.iot' in the host.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "tsg_id": {"label": "TSG ID (scm only)", "schema": {"type": ["string", "null"]}},
+        "auth_url": {
+            "label": "SCM token URL (scm only)",
+            "schema": {"type": ["string", "null"], "default": SCM_TOKEN_URL},
+        },
+        "requests_per_minute": rate_field("minute", DEFAULT_REQUESTS_PER_MINUTE),
+    },
+    relabeling={"login": "Key ID / client ID", "password": "Access key / client secret"},
+    placeholders={
+        "host": "https://<tenant>.iot.paloaltonetworks.com",
+        "login": "X-Key-Id (api_key) or SCM client id",
+        "password": "X-Access-Key (api_key) or SCM client secret",
+    },
+)
