@@ -18,8 +18,8 @@ and ``expiring``, on which every token and session expires as soon as it is pres
 
 Then every secret and every issued token is looked for, whole and by its first 8 characters.
 
-The end of the module checks transport safety end to end, where the unit tests (``test_transport.py``,
-``test_hardening.py``) use mocks: plain http is refused through every hook unless the host is
+The end of the module checks transport safety end to end, where the unit tests (``test_http.py``,
+``test_http_hardening.py``) use mocks: plain http is refused through every hook unless the host is
 loopback (hosts that only look local included), and against a real HTTPS server on loopback, sync and
 async, TLS is verified by default, no extra turns it off, and the ``ca_bundle`` extra is what is trusted.
 """

@@ -8,7 +8,7 @@ wrong with the answer, keeps the vendor's request id, and names no device in its
 vendor is the outcome's ``vendor``); a read operator's error names the vendor, the endpoint and the
 request id.
 
-``tests/unit/test_transport.py`` and ``test_hardening.py`` prove the bare client turns a non-JSON 2xx,
+``tests/unit/test_http.py`` and ``test_http_hardening.py`` prove the bare client turns a non-JSON 2xx,
 a mistyped field, JSON nested 100,000 deep and a huge error page into typed errors; here each of the
 five operators meets an HTML error page, an HTML page sent as a 200, truncated JSON, an empty 200, a
 body over the 16 MiB the client reads, and answers with missing or mistyped fields. Every answer

@@ -43,7 +43,7 @@ from tests.fakes import (
     operator_context,
 )
 
-# --- Palo Alto Networks IoT Security (as in test_paloalto_hook.py) ---------------------------------
+# --- Palo Alto Networks IoT Security (as in test_hooks_paloalto.py) -------------------------------
 TENANT_HOST = "https://acme-iot.iot.paloaltonetworks.com"
 BULK_URL = f"{TENANT_HOST}/pub/v4.0/device/bulkUpdate"
 SCM_URL = "https://api.strata.paloaltonetworks.com/iot/pub/v1/device/bulkUpdate"
@@ -67,7 +67,7 @@ PAN_403_HINT = (
     "'paloalto_iot_default'"
 )
 
-# --- Huawei ROMA Connect (as in test_huawei_hook.py) ---------------------------------------------
+# --- Huawei ROMA Connect (as in test_hooks_huawei.py) -------------------------------------------
 ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
 PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
 FORCE_OFFLINE_URL = f"{ROMA_HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline"
@@ -96,7 +96,7 @@ ROMA_401_HINT = (
     "refuses signatures more than 15 minutes off) of connection 'huawei_roma_default'"
 )
 
-# --- Verizon ThingSpace (as in test_verizon_hook.py) ---------------------------------------------
+# --- Verizon ThingSpace (as in test_hooks_verizon.py) -------------------------------------------
 ROOT = "https://thingspace.verizon.com"
 TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
 LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
