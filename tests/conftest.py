@@ -1,12 +1,12 @@
-"""Shared fixtures: an isolated AIRFLOW_HOME, connections from env vars, a fake clock."""
+"""Shared fixtures: an isolated AIRFLOW_HOME, connections from env vars, a fake clock, simulators."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "DEBUG")
 
 from tests.fakes import FakeClock
+
+if TYPE_CHECKING:
+    from airflow_provider_iotfleet.simulator import Simulator
+    from tests.simulator_harness import SimulatorFactory
 
 
 @pytest.fixture
@@ -34,6 +38,26 @@ def set_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
 
     return define
+
+
+@pytest.fixture
+def start_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorFactory]:
+    """Start a simulator with the given config and export its connections; stopped after the test."""
+    # Imported when a test starts one: the simulator brings its whole web stack.
+    from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
+
+    running: list[Simulator] = []
+
+    def start(**config: Any) -> Simulator:
+        simulator = Simulator(SimulatorConfig(**config)).start()
+        running.append(simulator)
+        for name, value in simulator.airflow_env().items():
+            monkeypatch.setenv(name, value)
+        return simulator
+
+    yield start
+    for simulator in running:
+        simulator.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
