@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.dag_runs import TEMPORARY_AIRFLOW_HOME_PREFIX, create_metadata_db
+
 # Airflow reads AIRFLOW_HOME at import time. Always a fresh one: tests create and write a metadata
 # DB, which must never be a developer's exported AIRFLOW_HOME.
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="iotfleet-airflow-home-")
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=TEMPORARY_AIRFLOW_HOME_PREFIX)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Debug level, so that tests which search logs for secrets see the debug lines too. Output is only
 # shown for failing tests.
@@ -58,6 +60,12 @@ def start_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorFactor
     yield start
     for simulator in running:
         simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The session's Airflow metadata DB, created once (see :func:`tests.dag_runs.create_metadata_db`)."""
+    create_metadata_db()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

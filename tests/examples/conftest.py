@@ -1,6 +1,6 @@
 """Parse and run the example DAGs of ``example_dags/`` the way Airflow does, against a simulator.
 
-The approach is the one of ``tests/dagtest/conftest.py`` (its ``DagRunResult`` and the temporary
+The approach is the one of ``tests/dag_runs.py`` (its ``DagRunResult`` and the temporary
 AIRFLOW_HOME check are imported from there): a session-scoped metadata DB in the temporary
 AIRFLOW_HOME of ``tests/conftest.py``, the ``dags-folder`` bundle pointed at ``example_dags/``
 through ``AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST``, ``dag.test()`` in-process, and task
@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
-from tests.dagtest.conftest import TEMPORARY_AIRFLOW_HOME_PREFIX, DagRunResult, read_dag_run
+from tests.dag_runs import TEMPORARY_AIRFLOW_HOME_PREFIX, DagRunResult, read_dag_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
