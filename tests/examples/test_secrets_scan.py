@@ -73,7 +73,7 @@ from tests.examples.conftest import (
     parse,
     run_example,
 )
-from tests.examples.secrets_scan import (
+from tests.secrets_scan import (
     IssuedTokens,
     Piece,
     Secret,
