@@ -23,8 +23,14 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "DEBUG")
 from tests.fakes import FakeClock
 
 if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler import LoadFileScheduling
+
     from airflow_provider_iotfleet.simulator import Simulator
     from tests.simulator_harness import SimulatorFactory
+
+#: The test files that read the session's one run of the example DAGs (the ``example_runs`` fixture).
+EXAMPLE_RUN_READERS = ("tests/examples/test_example_dags.py", "tests/examples/test_secrets_scan.py")
 
 
 @pytest.fixture
@@ -66,6 +72,22 @@ def start_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorFactor
 def airflow_db() -> None:
     """The session's Airflow metadata DB, created once (see :func:`tests.dag_runs.create_metadata_db`)."""
     create_metadata_db()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadFileScheduling | None:
+    """Under ``--dist loadfile`` (``make test``), hand the :data:`EXAMPLE_RUN_READERS` to one worker
+    as one unit: a session fixture is set up once per worker, and the example DAGs are to run once."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ExampleRunReadersTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return EXAMPLE_RUN_READERS[0] if path in EXAMPLE_RUN_READERS else path
+
+    return ExampleRunReadersTogether(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
