@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.simulator import Faults, Simulator
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger
+from tests.connections import with_extra
 from tests.fakes import OUTCOME_STATUSES, assert_outcome_shape, operator_context
 
 #: The ``start_simulator`` fixture: starts a simulator of the given :class:`SimulatorConfig` fields.
@@ -24,10 +25,7 @@ SimulatorFactory = Callable[..., Simulator]
 def connections_with(simulator: Simulator, **extra: Any) -> dict[str, dict[str, Any]]:
     """``simulator``'s four default connections (JSON form, by connection id), each with ``extra`` on
     top of its own extras: client-side limits and retries, usually."""
-    return {
-        conn_id: {**conn, "extra": {**conn.get("extra", {}), **extra}}
-        for conn_id, conn in simulator.connections().items()
-    }
+    return {conn_id: with_extra(conn, **extra) for conn_id, conn in simulator.connections().items()}
 
 
 def connection_variables(simulator: Simulator, **extra: Any) -> dict[str, str]:
