@@ -96,7 +96,7 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
         "max_retries": 12,
         "backoff_base": 0.01,
     }
-    for conn_id, conn in connections_with(simulator, **fast, **extra).items():
+    for conn_id, conn in connections_with(simulator, **(fast | extra)).items():
         set_connection(conn_id, **conn)
 
 

@@ -57,7 +57,7 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
     at a time for Control Center) would only make the tests slow.
     """
     fast = {"requests_per_second": 1000, "requests_per_minute": 60_000, "max_concurrency": 8}
-    for conn_id, conn in connections_with(simulator, **fast, **extra).items():
+    for conn_id, conn in connections_with(simulator, **(fast | extra)).items():
         set_connection(conn_id, **conn)
 
 
