@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 from airflow.exceptions import AirflowException
 
@@ -20,6 +20,17 @@ from airflow_provider_iotfleet._compat import redact
 
 #: The most problems a validation error's message lists; ``problems`` keeps them all.
 MAX_LISTED_PROBLEMS = 20
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keyword arguments of :class:`IoTFleetError` besides its message, for subclasses that add
+    their own and pass these on."""
+
+    http_status: int | None
+    error_code: str | None
+    request_id: str | None
+    vendor: str | None
+    bare_message: str | None
 
 
 class IoTFleetError(AirflowException):
@@ -134,6 +145,17 @@ class IoTFleetOperationFailedError(IoTFleetError):
         self.outcome = dict(outcome)
 
 
+class IoTFleetSensorError(IoTFleetError):
+    """A device-status wait ended without every device matching (a timeout, or a lasting vendor error)."""
+
+
+class IoTFleetUnreachableDevicesError(IoTFleetSensorError, IoTFleetOperationFailedError):
+    """A device-status wait ended with devices that can never reach the target (``fail_on_unreachable``).
+
+    :ivar outcome: the sensor's XCom value, also pushed under XCom key ``outcome`` before raising.
+    """
+
+
 class IoTFleetNotAttemptedError(IoTFleetError):
     """An item was not sent because an earlier error made sending it pointless (refused credentials,
     a broken connection): it carries that error's status, code and request id, so failures group
@@ -214,20 +236,9 @@ class IoTFleetRateLimitError(IoTFleetVendorResponseError):
         message: str,
         *,
         retry_after: float | None = None,
-        http_status: int | None = None,
-        error_code: str | None = None,
-        request_id: str | None = None,
-        vendor: str | None = None,
-        bare_message: str | None = None,
+        **details: Unpack[ErrorDetails],
     ) -> None:
-        super().__init__(
-            message,
-            http_status=http_status,
-            error_code=error_code,
-            request_id=request_id,
-            vendor=vendor,
-            bare_message=bare_message,
-        )
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 
@@ -251,20 +262,9 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         devices: Sequence[str] = (),
         refused: Mapping[str, str] | None = None,
         campaign_status: str | None = None,
-        http_status: int | None = None,
-        error_code: str | None = None,
-        request_id: str | None = None,
-        vendor: str | None = None,
-        bare_message: str | None = None,
+        **details: Unpack[ErrorDetails],
     ) -> None:
-        super().__init__(
-            message,
-            http_status=http_status,
-            error_code=error_code,
-            request_id=request_id,
-            vendor=vendor,
-            bare_message=bare_message,
-        )
+        super().__init__(message, **details)
         self.devices = list(devices)
         self.refused = dict(refused or {})
         self.campaign_status = campaign_status

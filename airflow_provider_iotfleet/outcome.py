@@ -52,7 +52,7 @@ value when it succeeded, and is pushed under the XCom key ``outcome`` when it fa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from airflow_provider_iotfleet.exceptions import (
@@ -286,14 +286,25 @@ class OutcomeBuilder:
     """Collects what happened to each device and builds the :class:`FleetOutcome`.
 
     Errors are grouped as they come: the same error on many devices is one group.
+
+    :param order: the devices in input order, when they are recorded in another order (batch by
+        batch, what was known before sending first): the outcome then lists each status's devices,
+        each group's devices and the groups themselves (by their first device) in this order. A
+        device not in it comes after those that are, as recorded. Without it, the outcome keeps the
+        order of recording.
     """
 
-    def __init__(self, operation: str, vendor: str, requested: int) -> None:
+    def __init__(
+        self, operation: str, vendor: str, requested: int, *, order: Sequence[DeviceId] | None = None
+    ) -> None:
         self.operation = operation
         self.vendor = vendor
         self.requested = requested
         self._devices: dict[str, list[DeviceId]] = {status: [] for status in DONE_STATUSES}
         self._groups: dict[tuple[Any, ...], ErrorGroup] = {}
+        self._position = (
+            {device: position for position, device in enumerate(order)} if order is not None else None
+        )
 
     def add(self, status: Status, device: DeviceId) -> None:
         """Record one device as done in ``status`` (one of :data:`DONE_STATUSES`)."""
@@ -366,12 +377,25 @@ class OutcomeBuilder:
 
     def build(self, *, dry_run: bool = False, **details: Any) -> FleetOutcome:
         """The outcome; ``details`` are the operation-specific fields."""
+        devices = {status: list(ids) for status, ids in self._devices.items()}
+        errors = [replace(group, devices=list(group.devices)) for group in self._groups.values()]
+        if self._position is not None:
+            position = self._position
+
+            def place(device: DeviceId) -> int:
+                return position.get(device, len(position))
+
+            for ids in devices.values():
+                ids.sort(key=place)
+            for group in errors:
+                group.devices.sort(key=place)
+            errors.sort(key=lambda group: place(group.devices[0]))
         return FleetOutcome(
             operation=self.operation,
             vendor=self.vendor,
             requested=self.requested,
-            devices={status: list(ids) for status, ids in self._devices.items()},
-            errors=list(self._groups.values()),
+            devices=devices,
+            errors=errors,
             dry_run=dry_run,
             details=details,
         )

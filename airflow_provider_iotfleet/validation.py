@@ -1,9 +1,12 @@
-"""Validators for device identifiers and request payloads, run before the first request is sent.
+"""Checks every vendor shares, run before the first request is sent: device identifiers (IMEI,
+ICCID, IP address, ROMA device id), path segments and control characters, the :class:`Problems`
+collector, and the coercion of rendered operator inputs (lists, mappings, numbers, batch sizes).
+A vendor's payload rules sit beside its hook (the Palo Alto ``devicelist`` in ``hooks/paloalto.py``).
 
 Each ``validate_*`` function checks every item, then raises one :class:`IoTFleetValidationError`
 whose message lists every bad item with its position, so a DAG author fixes a bad input list in one
 go rather than one failed run per typo. On success they return the values normalised (identifiers as
-digit strings, ROMA ids as ints, dates as aware UTC datetimes).
+digit strings, ROMA ids as ints).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from urllib.parse import unquote
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.utils import plural
 
-ItemT = TypeVar("ItemT")
+IdentifierT = TypeVar("IdentifierT")
 
 ROMA_DEVICE_ID_MAX = 99_999_999_999_999_999
 CISCO_MAX_SCHEDULE_DAYS = 180
@@ -49,19 +52,6 @@ CISCO_EDITABLE_FIELDS = CISCO_CUSTOM_FIELDS | {
     "apn",
     "pdpId",
 }
-PALOALTO_DEVICE_FIELDS = (
-    "ipAddress",
-    "ipv6Address",
-    "imei",
-    "iccid",
-    "imsi",
-    "apn",
-    "msisdn",
-    "SessionEvtType",
-)
-#: No field of a device record is anywhere near this long; longer is a mistake, not a device.
-PALOALTO_FIELD_MAX_LENGTH = 255
-PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
 
 
 class Problems:
@@ -214,15 +204,6 @@ def roma_device_id_problem(value: Any) -> str | None:
     return None
 
 
-def _as_list(values: Any, name: str) -> list[Any]:
-    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
-        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(values).__name__}"])
-    items = list(values)
-    if not items:
-        raise IoTFleetValidationError(f"{name} is empty", ["give at least one item"])
-    return items
-
-
 def check_batch_size(size: int, max_size: int, name: str) -> None:
     """Raise if a batch of ``size`` items exceeds what one vendor request may carry."""
     if size > max_size:
@@ -232,38 +213,49 @@ def check_batch_size(size: int, max_size: int, name: str) -> None:
 
 
 def _validate_identifiers(
-    values: Any, name: str, kind: str, problem_of: Callable[[Any], str | None]
-) -> list[str]:
-    items = _as_list(values, name)
+    values: Any,
+    name: str,
+    kind: str,
+    problem_of: Callable[[Any], str | None],
+    normalise: Callable[[Any], IdentifierT],
+) -> list[IdentifierT]:
+    """Return every identifier in ``values`` normalised, once ``problem_of`` accepts all of them.
+
+    :param name: the argument, as the problems name it (``imeis[2] '123' has 3 digits; ...``).
+    :param kind: the identifiers, plural, for the summary (``"2 of 5 IMEIs are invalid"``).
+    :param problem_of: why one value is not such an identifier, or ``None`` when it is one.
+    :param normalise: one accepted value in the form requests carry it.
+    :raises IoTFleetValidationError: when ``values`` is not a non-empty list (see
+        :func:`as_nonempty_list`), or listing every value ``problem_of`` refuses.
+    """
+    items = as_nonempty_list(values, name)
     problems = Problems()
     for index, value in enumerate(items):
         if problem := problem_of(value):
             problems.add(f"{name}[{index}] {value!r} {problem}")
     bad = len(problems.items)
     problems.raise_if_any(f"{bad} of {len(items)} {kind} {'is' if bad == 1 else 'are'} invalid")
-    return [_digit_string(value) or "" for value in items]
+    return [normalise(value) for value in items]
+
+
+def _accepted_digits(value: int | str) -> str:
+    """An IMEI or ICCID that passed its check, as the digit string requests carry."""
+    return str(value).strip()
 
 
 def validate_imeis(values: Any, name: str = "imeis") -> list[str]:
     """Return the IMEIs as digit strings, or raise listing every invalid one."""
-    return _validate_identifiers(values, name, "IMEIs", imei_problem)
+    return _validate_identifiers(values, name, "IMEIs", imei_problem, _accepted_digits)
 
 
 def validate_iccids(values: Any, name: str = "iccids") -> list[str]:
     """Return the ICCIDs as digit strings, or raise listing every invalid one."""
-    return _validate_identifiers(values, name, "ICCIDs", iccid_problem)
+    return _validate_identifiers(values, name, "ICCIDs", iccid_problem, _accepted_digits)
 
 
 def validate_roma_device_ids(values: Any, name: str = "device_ids") -> list[int]:
     """Return the ROMA Connect device ids as ints, or raise listing every invalid one."""
-    items = _as_list(values, name)
-    problems = Problems()
-    for index, value in enumerate(items):
-        if problem := roma_device_id_problem(value):
-            problems.add(f"{name}[{index}] {value!r} {problem}")
-    bad = len(problems.items)
-    problems.raise_if_any(f"{bad} of {len(items)} ROMA device ids {'is' if bad == 1 else 'are'} invalid")
-    return [int(value) for value in items]
+    return _validate_identifiers(values, name, "ROMA device ids", roma_device_id_problem, int)
 
 
 def validate_effective_date(value: datetime | str, now: datetime) -> datetime:
@@ -509,62 +501,9 @@ def validate_cisco_changes(changes: Any) -> dict[str, str]:
     return dict(changes)
 
 
-def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[str, str]]:
-    """Return Palo Alto ``devicelist`` entries with values as strings, or raise listing every problem.
-
-    Each entry is a mapping of the documented fields (ipAddress, ipv6Address, imei, iccid, imsi, apn,
-    msisdn, SessionEvtType) with at least one identifier.
-    """
-    items = _as_list(devices, name)
-    problems = Problems()
-    cleaned: list[dict[str, str]] = []
-    for index, device in enumerate(items):
-        where = f"{name}[{index}]"
-        if not isinstance(device, Mapping):
-            problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
-            continue
-        entry: dict[str, str] = {}
-        for key, value in device.items():
-            if value is None or value == "":
-                continue
-            if not isinstance(key, str) or key not in PALOALTO_DEVICE_FIELDS:
-                problems.add(f"{where}: unknown field {key!r}")
-            elif isinstance(value, bool) or not isinstance(value, str | int):
-                problems.add(f"{where}.{key}: must be a string, got {type(value).__name__}")
-            elif problem := control_character_problem(str(value)):
-                problems.add(f"{where}.{key}: {problem}")
-            elif len(str(value)) > PALOALTO_FIELD_MAX_LENGTH:
-                problems.add(
-                    f"{where}.{key}: {len(str(value))} characters; at most {PALOALTO_FIELD_MAX_LENGTH}"
-                )
-            else:
-                entry[key] = str(value).strip()
-        if not any(key in entry for key in PALOALTO_IDENTIFIERS):
-            problems.add(f"{where}: needs at least one of {', '.join(PALOALTO_IDENTIFIERS)}")
-        checks: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
-            ("imei", imei_problem),
-            ("iccid", iccid_problem),
-            ("ipAddress", lambda v: ip_problem(v, 4)),
-            ("ipv6Address", lambda v: ip_problem(v, 6)),
-        )
-        for key, problem_of in checks:
-            if key in entry and (problem := problem_of(entry[key])):
-                problems.add(f"{where}.{key} {entry[key]!r} {problem}")
-        for key, lengths in (("imsi", (6, 15)), ("msisdn", (5, 15))):
-            if key in entry and not _digits_between(entry[key].lstrip("+"), *lengths):
-                problems.add(f"{where}.{key} {entry[key]!r} is not {lengths[0]}-{lengths[1]} digits")
-        cleaned.append(entry)
-    problems.raise_for(len(items), "device")
-    return cleaned
-
-
-def _digits_between(text: str, shortest: int, longest: int) -> bool:
-    return text.isdigit() and text.isascii() and shortest <= len(text) <= longest
-
-
 def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dict[str, str]]]:
     """Return ``(iccid, changes)`` pairs from ``[{"iccid": ..., <fields>}, ...]``, or raise listing every problem."""
-    items = _as_list(edits, name)
+    items = as_nonempty_list(edits, name)
     problems = Problems()
     pairs: list[tuple[str, dict[str, str]]] = []
     for index, edit in enumerate(items):
@@ -583,7 +522,7 @@ def validate_cisco_edits(edits: Any, name: str = "edits") -> list[tuple[str, dic
     return pairs
 
 
-# --- rendered operator and sensor inputs ---------------------------------------------------------
+# --- input coercion: rendered operator and sensor inputs, validator arguments ------------------
 
 
 #: How deep a rendered input may nest: a list of devices, each a mapping of fields, is 2 levels;
@@ -630,11 +569,14 @@ def _check_nesting(value: Any, name: str) -> None:
 
 
 def as_item_list(value: Any, name: str) -> list[Any]:
-    """Return a rendered operator input as a list.
+    """Return a rendered operator input as a list, possibly empty.
 
     Accepts what a DAG author passes: a list or tuple, an upstream task's output (Airflow resolves
     the XComArg to a list, or a lazy sequence for mapped upstreams), or a string that renders to a
     list literal (JSON or Python, as Jinja renders a list without ``render_template_as_native_obj``).
+    An empty list comes back empty: an upstream task that found nothing is not an error, and the
+    operator decides what nothing to do means. Validators take their argument with
+    :func:`as_nonempty_list` instead.
 
     :raises IoTFleetValidationError: naming ``name`` for a plain string, a mapping, anything that is
         not a list, or a list nested more than :data:`MAX_INPUT_NESTING` levels deep.
@@ -655,6 +597,24 @@ def as_item_list(value: Any, name: str) -> list[Any]:
         raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(value).__name__}"])
     items = list(value)
     _check_nesting(items, name)
+    return items
+
+
+def as_nonempty_list(values: Any, name: str) -> list[Any]:
+    """Return a validator's argument as a list of at least one item.
+
+    Unlike :func:`as_item_list`, which coerces a rendered operator input, this takes the value as
+    given: a string is refused, not parsed as a list literal, and so is an empty list, since a
+    validator checks what is about to be sent and a request for nothing is a mistake.
+
+    :raises IoTFleetValidationError: naming ``name`` for a string, bytes, a mapping, anything not
+        iterable, or an empty list.
+    """
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise IoTFleetValidationError(f"{name} must be a list", [f"got {type(values).__name__}"])
+    items = list(values)
+    if not items:
+        raise IoTFleetValidationError(f"{name} is empty", ["give at least one item"])
     return items
 
 

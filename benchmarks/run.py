@@ -610,11 +610,11 @@ def bulk_calls(bench: Bench) -> dict[str, Any]:
     import requests
 
     from airflow_provider_iotfleet.hooks.huawei import SDK_DATE_FORMAT, SIGNING_ALGORITHM, request_signature
+    from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
     from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
     from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
     from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of, ipv4_of
     from airflow_provider_iotfleet.utils import chunks, distinct
-    from airflow_provider_iotfleet.validation import validate_cellular_devices
     from airflow_provider_iotfleet.validation import validate_roma_device_ids as validate_ids
     from tests.fakes import operator_context
 

@@ -9,7 +9,7 @@ mid-2025.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -29,7 +29,15 @@ from airflow_provider_iotfleet.http import (
 )
 from airflow_provider_iotfleet.http.auth import HeaderAuth, TokenAuth, oauth_client_credentials
 from airflow_provider_iotfleet.http.errors import malformed_response
-from airflow_provider_iotfleet.validation import check_batch_size, validate_cellular_devices
+from airflow_provider_iotfleet.validation import (
+    Problems,
+    as_nonempty_list,
+    check_batch_size,
+    control_character_problem,
+    iccid_problem,
+    imei_problem,
+    ip_problem,
+)
 
 VENDOR = "Palo Alto Networks IoT Security"
 SCM_API_URL = "https://api.strata.paloaltonetworks.com"
@@ -51,6 +59,84 @@ def _parse_error(body: Any) -> VendorErrorBody:
 
 
 PALOALTO_ERRORS = ErrorMapping(vendor=VENDOR, parse_body=_parse_error)
+
+# --- what a devicelist entry may hold ------------------------------------------------------------
+
+#: The fields of a ``devicelist`` entry the bulk update documents.
+PALOALTO_DEVICE_FIELDS = (
+    "ipAddress",
+    "ipv6Address",
+    "imei",
+    "iccid",
+    "imsi",
+    "apn",
+    "msisdn",
+    "SessionEvtType",
+)
+#: No field of a device record is anywhere near this long; longer is a mistake, not a device.
+PALOALTO_FIELD_MAX_LENGTH = 255
+#: The fields that identify a device, in the order an entry is reported under the first it has.
+PALOALTO_IDENTIFIERS = ("ipAddress", "ipv6Address", "imei", "iccid", "imsi", "msisdn")
+_IDENTIFIER_CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
+    ("imei", imei_problem),
+    ("iccid", iccid_problem),
+    ("ipAddress", lambda value: ip_problem(value, 4)),
+    ("ipv6Address", lambda value: ip_problem(value, 6)),
+)
+#: Shortest and longest, in digits (an MSISDN may also carry a leading ``+``).
+_DIGIT_FIELD_LENGTHS = (("imsi", (6, 15)), ("msisdn", (5, 15)))
+
+
+def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[str, str]]:
+    """Return Palo Alto ``devicelist`` entries with values as strings, empty values dropped.
+
+    Each entry is a mapping of the documented fields (:data:`PALOALTO_DEVICE_FIELDS`) with at least
+    one identifier (:data:`PALOALTO_IDENTIFIERS`).
+
+    :param name: the argument, as the problems name it (``devices[2].imei ...``).
+    :raises IoTFleetValidationError: when ``devices`` is not a non-empty list, or listing every
+        problem of every entry: not a mapping, an unknown field, a value that is not a string or a
+        number, too long or with control characters, no identifier, or an identifier that is not one.
+    """
+    items = as_nonempty_list(devices, name)
+    problems = Problems()
+    cleaned: list[dict[str, str]] = []
+    for index, device in enumerate(items):
+        where = f"{name}[{index}]"
+        if not isinstance(device, Mapping):
+            problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
+            continue
+        entry: dict[str, str] = {}
+        for key, value in device.items():
+            if value is None or value == "":
+                continue
+            if not isinstance(key, str) or key not in PALOALTO_DEVICE_FIELDS:
+                problems.add(f"{where}: unknown field {key!r}")
+            elif isinstance(value, bool) or not isinstance(value, str | int):
+                problems.add(f"{where}.{key}: must be a string, got {type(value).__name__}")
+            elif problem := control_character_problem(str(value)):
+                problems.add(f"{where}.{key}: {problem}")
+            elif len(str(value)) > PALOALTO_FIELD_MAX_LENGTH:
+                problems.add(
+                    f"{where}.{key}: {len(str(value))} characters; at most {PALOALTO_FIELD_MAX_LENGTH}"
+                )
+            else:
+                entry[key] = str(value).strip()
+        if not any(key in entry for key in PALOALTO_IDENTIFIERS):
+            problems.add(f"{where}: needs at least one of {', '.join(PALOALTO_IDENTIFIERS)}")
+        for key, problem_of in _IDENTIFIER_CHECKS:
+            if key in entry and (problem := problem_of(entry[key])):
+                problems.add(f"{where}.{key} {entry[key]!r} {problem}")
+        for key, (shortest, longest) in _DIGIT_FIELD_LENGTHS:
+            if key in entry and not _digits_between(entry[key].lstrip("+"), shortest, longest):
+                problems.add(f"{where}.{key} {entry[key]!r} is not {shortest}-{longest} digits")
+        cleaned.append(entry)
+    problems.raise_for(len(items), "device")
+    return cleaned
+
+
+def _digits_between(text: str, shortest: int, longest: int) -> bool:
+    return text.isdigit() and text.isascii() and shortest <= len(text) <= longest
 
 
 @dataclass(frozen=True)
@@ -162,9 +248,8 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             SessionEvtType, at least one identifier each.
         :param update_source: the ``updateSource`` query value; this API takes ``cellular``.
         :param customer_id: the tenant, overriding the connection's (``api_key`` mode only).
-        :param validated: the devices are entries that
-            :func:`~airflow_provider_iotfleet.validation.validate_cellular_devices` returned, not checked
-            again (the operator validates its whole input once, before the first batch).
+        :param validated: the devices are entries that :func:`validate_cellular_devices` returned,
+            not checked again (the operator validates its whole input once, before the first batch).
         :return: how many devices were sent and how many IoT Security updated.
         :raises IoTFleetValidationError: listing every bad device, before any request.
         :raises IoTFleetAuthError: for a bad key or a key without the RBAC permission (403).

@@ -724,13 +724,11 @@ class VerizonThingSpaceHook(IoTFleetBaseHook):
         """
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis)
-        batches = [
-            checked[start : start + MAX_SYNC_IMEIS] for start in range(0, len(checked), MAX_SYNC_IMEIS)
-        ]
         synced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         for outcome in map_batches(
-            lambda batch: self.sync_firmware_batch(batch, account_name=account), batches
+            lambda batch: self.sync_firmware_batch(batch, account_name=account),
+            chunks(checked, MAX_SYNC_IMEIS),
         ):
             if outcome.result is not None:
                 synced.extend(outcome.result.synced)

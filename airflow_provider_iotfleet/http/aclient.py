@@ -14,14 +14,10 @@ from typing import Any
 import httpx
 
 from airflow_provider_iotfleet._compat import amask_secret
-from airflow_provider_iotfleet.exceptions import (
-    IoTFleetError,
-    IoTFleetTransportError,
-    IoTFleetVendorResponseError,
-)
+from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.http.answers import Reply
-from airflow_provider_iotfleet.http.auth import Flow, Mask, Sent, Wait
-from airflow_provider_iotfleet.http.client import Attempts, ClientCore
+from airflow_provider_iotfleet.http.auth import Flow, Mask, TokenCache, Wait
+from airflow_provider_iotfleet.http.core import ClientCore, Instruction, Pace, Sleep
 from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
 
 #: How often a coroutine looks whether another one has finished renewing a shared token.
@@ -56,7 +52,7 @@ for _name in ("httpcore.http11", "httpcore.http2"):
 class AsyncVendorHttpClient(ClientCore):
     """One vendor API over one reused ``httpx.AsyncClient``; nothing in it blocks the event loop.
 
-    Takes the options of :class:`~airflow_provider_iotfleet.http.client.ClientCore`, and
+    Takes the options of :class:`~airflow_provider_iotfleet.http.core.ClientCore`, and
     ``transport`` (an ``httpx.MockTransport`` in tests).
     """
 
@@ -91,61 +87,39 @@ class AsyncVendorHttpClient(ClientCore):
         await self._drive(self.auth.obtain(self.build))
 
     async def _drive(self, flow: Flow) -> Reply | None:
-        outcome: Sent = None
-        previous: Request | None = None
-        try:
-            step = next(flow)
-            while True:
-                sent: Sent = None
-                if isinstance(step, Request):
-                    if self.renewing_again(step, previous, outcome):
-                        self.log.info(
-                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
-                        )
-                    outcome = sent = await self._exchange(step)
-                    previous = step
-                elif isinstance(step, Wait):
-                    waited = 0.0
-                    while step.cache.renewing and waited < self.pool_timeout:
-                        await self.clock.asleep(_RENEWAL_POLL)
-                        waited += _RENEWAL_POLL
-                elif isinstance(step, Mask):
-                    await amask_secret(step.secret)
-                step = flow.send(sent)
-        except StopIteration:
-            pass
-        except IoTFleetError as error:
-            raise self.explained(error, self.auth) from error.__cause__
-        finally:
-            flow.close()
-        if isinstance(outcome, IoTFleetError):
-            raise self.explained(outcome, self.auth)
-        return outcome
+        """Carry out, in the event loop, what the conversation of ``flow`` asks for; return its reply."""
+        with self.conversation(flow) as conversation:
+            for instruction in conversation:
+                try:
+                    conversation.report(await self._carry_out(instruction))
+                except IoTFleetError as error:
+                    conversation.report(error)
+        return conversation.reply
 
-    async def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
-        attempts = Attempts(started=self.clock.monotonic())
-        while True:
-            if request.call.rate_limited and self.rate_limiter is not None:
-                await self.rate_limiter.aacquire(self.clock.asleep)
-            error: IoTFleetError
-            try:
-                outcome, retry_after = self.outcome(request, await self._transmit(request))
-            except IoTFleetTransportError as transport_error:
-                error, retry_after = transport_error, None
-            else:
-                if isinstance(outcome, Reply):
-                    return outcome
-                error = outcome
-            delay = self.retry_delay(request, error, attempts, retry_after)
-            if delay is None:
-                if isinstance(error, IoTFleetVendorResponseError):
-                    return error
-                raise error
-            await self.clock.asleep(delay)
-            request = self.auth.refresh(request)
+    async def _carry_out(self, instruction: Instruction) -> Response | None:
+        if isinstance(instruction, Request):
+            return await self._transmit(instruction)
+        if isinstance(instruction, Sleep):
+            await self.clock.asleep(instruction.seconds)
+        elif isinstance(instruction, Pace):
+            await instruction.limiter.aacquire(self.clock.asleep)
+        elif isinstance(instruction, Wait):
+            await self._wait_for_renewal(instruction.cache)
+        elif isinstance(instruction, Mask):
+            await amask_secret(instruction.secret)
+        return None
+
+    async def _wait_for_renewal(self, cache: TokenCache) -> None:
+        """Wait until another coroutine has renewed ``cache``'s credential, at most ``pool_timeout``.
+
+        Polled: the cache's condition is a threading one, and waiting on it would block the loop.
+        """
+        waited = 0.0
+        while cache.renewing and waited < self.pool_timeout:
+            await self.clock.asleep(_RENEWAL_POLL)
+            waited += _RENEWAL_POLL
 
     async def _transmit(self, request: Request) -> Response:
-        self.check_sendable(request)
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that arrives
             # as the semaphore is acquired, and a cancelled trigger would then go on polling.
@@ -166,15 +140,9 @@ class AsyncVendorHttpClient(ClientCore):
             )
             response = await self._client.send(outgoing, stream=True)
             try:
-                self.check_length(request, response.status_code, response.headers)
-                chunks: list[bytes] = []
-                size = 0
+                body = self.answer_body(request, response.status_code, response.headers)
                 async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_answer_bytes:
-                        raise self.too_large(request, response.status_code, response.headers)
-                    chunks.append(chunk)
-                body = b"".join(chunks)
+                    body.add(chunk)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -182,7 +150,7 @@ class AsyncVendorHttpClient(ClientCore):
         return Response(
             status=response.status_code,
             headers=Headers(dict(response.headers)),
-            body=body,
+            body=body.read(),
             reason=response.reason_phrase,
         )
 

@@ -1,243 +1,24 @@
-"""The clients that drive vendor calls: one core of decisions, a sync driver on ``requests``.
-
-:class:`ClientCore` holds everything that decides: how a :class:`~.request.Call` becomes a
-:class:`~.request.Request`, what an answer means (:func:`~.answers.interpret`), whether and when to
-try again (:func:`~.retry.may_repeat`, :class:`~.retry.BackoffPolicy`), and how errors are worded.
-:class:`VendorHttpClient` (hooks and operators) and :class:`~.aclient.AsyncVendorHttpClient`
-(triggers) only move bytes and wait, each in its own world, around the same auth flows.
+"""The sync driver, on ``requests``, for hooks and operators: it sends what
+:class:`~.core.ClientCore` decides and sleeps in the calling thread.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import re
-import ssl
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_iotfleet import __version__
 from airflow_provider_iotfleet._compat import mask_secret
-from airflow_provider_iotfleet.exceptions import (
-    IoTFleetAuthError,
-    IoTFleetCertificateError,
-    IoTFleetConfigurationError,
-    IoTFleetError,
-    IoTFleetTransportError,
-    IoTFleetVendorResponseError,
-)
-from airflow_provider_iotfleet.http.answers import Reply, interpret
-from airflow_provider_iotfleet.http.auth import Auth, Flow, Mask, NoAuth, Sent, Wait
-from airflow_provider_iotfleet.http.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_iotfleet.http.errors import ErrorMapping, request_id_in
-from airflow_provider_iotfleet.http.ratelimit import TokenBucket
-from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response, build_request
-from airflow_provider_iotfleet.http.retry import BackoffPolicy, may_repeat
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetTransportError
+from airflow_provider_iotfleet.http.answers import Reply
+from airflow_provider_iotfleet.http.auth import Flow, Mask, Wait
+from airflow_provider_iotfleet.http.core import ClientCore, Instruction, Pace, Sleep
+from airflow_provider_iotfleet.http.request import Call, Headers, Request, Response
 
 if TYPE_CHECKING:
     import requests
-
-USER_AGENT = f"airflow-provider-iotfleet/{__version__}"
-#: Headers every request carries, set by us so that both clients send the same ones.
-DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-
-
-class Logger(Protocol):
-    """What the client logs through: a stdlib logger or the structlog logger of an Airflow hook."""
-
-    def debug(self, msg: str, *args: Any) -> Any: ...
-    def info(self, msg: str, *args: Any) -> Any: ...
-    def warning(self, msg: str, *args: Any) -> Any: ...
-
-
-@dataclass
-class Attempts:
-    """Retry bookkeeping of one request: when it was first sent, retries, ``Retry-After`` slept."""
-
-    started: float
-    retries: int = 0
-    waited_for_vendor: float = 0.0
-
-
-class ClientCore:
-    """What both clients share: configuration and every decision, none of the I/O.
-
-    :param base_url: prefix for relative call paths.
-    :param errors: how this vendor reports errors.
-    :param auth: the auth strategy (its flows obtain tokens through the client that drives them).
-    :param timeout: seconds per network operation.
-    :param retry: how often and how patiently to retry.
-    :param rate_limiter: client-side limit shared by every request of this client.
-    :param max_connections: the most requests in flight at once.
-    :param pool_timeout: the longest wait for a free connection (default: ``timeout``).
-    :param conn_id: the Airflow connection the client was built from, named in errors whose fix is
-        in the connection (refused credentials, an unreachable host).
-    :param ca_bundle: a PEM file of certificate authorities to trust instead of the system's (and
-        of ``REQUESTS_CA_BUNDLE``); verification itself is never turned off.
-    :param max_answer_bytes: the largest answer body read (decoded); a longer one, like a runaway
-        error page, is an error at once, not a download repeated on every retry.
-    :param clock: time source for sleeps and ``Retry-After`` dates; tests pass a fake.
-    """
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        errors: ErrorMapping,
-        auth: Auth | None = None,
-        timeout: float = 30.0,
-        retry: BackoffPolicy | None = None,
-        rate_limiter: TokenBucket | None = None,
-        max_connections: int = 4,
-        pool_timeout: float | None = None,
-        conn_id: str | None = None,
-        max_answer_bytes: int = 16 * 1024 * 1024,
-        ca_bundle: str | None = None,
-        user_agent: str = USER_AGENT,
-        logger: Logger | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        uniform: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.errors = errors
-        self.auth: Auth = auth or NoAuth()
-        self.timeout = timeout
-        self.retry = retry or BackoffPolicy()
-        self.rate_limiter = rate_limiter
-        self.max_connections = max_connections
-        self.pool_timeout = timeout if pool_timeout is None else pool_timeout
-        self.conn_id = conn_id
-        self.max_answer_bytes = max_answer_bytes
-        self.ca_bundle = ca_bundle
-        self.default_headers = {**DEFAULT_HEADERS, "User-Agent": user_agent}
-        self.log: Logger = logger or logging.getLogger(__name__)
-        self.clock = clock
-        self._uniform = uniform
-
-    def build(self, call: Call) -> Request:
-        """Return the wire form of ``call`` for this vendor."""
-        return build_request(call, self.base_url, self.default_headers)
-
-    def url(self, path: str) -> str:
-        """Return ``path`` joined to the base URL; absolute URLs pass unchanged."""
-        return self.build(Call("GET", path)).url
-
-    def outcome(
-        self, request: Request, response: Response
-    ) -> tuple[Reply | IoTFleetVendorResponseError, float | None]:
-        """What the vendor's ``response`` means, logged at debug level (never with headers or body)."""
-        self.log.debug("%s: %s answered %d", self.errors.vendor, request.action, response.status)
-        return interpret(request, response, self.errors, self.clock.now())
-
-    def retry_delay(
-        self, request: Request, error: IoTFleetError, attempts: Attempts, retry_after: float | None
-    ) -> float | None:
-        """Return the seconds to wait before sending ``request`` again after ``error``, or ``None``.
-
-        A 429 to a rate-limited call also pauses the shared rate limiter for its ``Retry-After``, so
-        that the other threads or coroutines of this client wait too instead of being throttled in
-        turn (logins and token calls have limits of their own).
-        """
-        if (
-            error.http_status == 429
-            and retry_after
-            and request.call.rate_limited
-            and self.rate_limiter is not None
-        ):
-            self.rate_limiter.pause(retry_after)
-        if not may_repeat(request.call, error, self.errors.is_retryable_code(error.error_code)):
-            return None
-        delay = self.retry.next_delay(
-            attempts.retries,
-            retry_after,
-            waited_for_vendor=attempts.waited_for_vendor,
-            elapsed=self.clock.monotonic() - attempts.started,
-            uniform=self._uniform,
-        )
-        if delay is None:
-            return None
-        attempts.retries += 1
-        attempts.waited_for_vendor += retry_after or 0.0
-        # The error's text already names the vendor and the request.
-        self.log.warning(
-            "%s; retry %d of %d in %.1f s", error, attempts.retries, self.retry.max_retries, delay
-        )
-        return delay
-
-    def explained(self, error: IoTFleetError, auth: Auth) -> IoTFleetError:
-        """Add where to look to errors whose fix is in the connection rather than in the request."""
-        connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
-        hint = error.credential_hint or auth.credential_hint
-        # The advice goes into the bare message too: it names no device, and the outcome's error
-        # groups and failure lines show only the bare message.
-        if isinstance(error, IoTFleetAuthError) and hint and "Check " not in error.message:
-            advice = f"Check {hint} of {connection}"
-            return error.with_message(
-                f"{error.message.rstrip('.')}. {advice}",
-                bare_message=f"{error.bare_message.rstrip('.')}. {advice}",
-            )
-        if isinstance(error, IoTFleetTransportError) and self.conn_id and connection not in error.message:
-            return error.with_message(
-                f"{error.message} (host of {connection})",
-                bare_message=f"{error.bare_message} (host of {connection})",
-            )
-        return error
-
-    def too_large(
-        self, request: Request, status: int, headers: Mapping[str, str] | None = None
-    ) -> IoTFleetVendorResponseError:
-        limit = f"more than {self.max_answer_bytes / 2**20:g} MiB; the answer was not read further"
-        return IoTFleetVendorResponseError(
-            f"{self.errors.vendor} answered {request.action} with {limit}",
-            http_status=status,
-            request_id=request_id_in(headers) if headers is not None else None,
-            vendor=self.errors.vendor,
-            # Without the path, which names the device (Cisco): the same error on many devices is
-            # one error group in an outcome, as malformed_response's bare message makes it.
-            bare_message=f"an answer with {limit}",
-        )
-
-    def check_length(self, request: Request, status: int, headers: Mapping[str, str]) -> None:
-        """Refuse an answer whose announced length is over the limit before reading it."""
-        length = headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.max_answer_bytes:
-            raise self.too_large(request, status, headers)
-
-    def check_sendable(self, request: Request) -> None:
-        """Refuse a request whose headers ``http.client`` would refuse with the value in the message."""
-        if bad := request.unsendable_headers():
-            raise IoTFleetConfigurationError(
-                f"{self.errors.vendor}: the {', '.join(bad)} header of {request.action} would hold a line "
-                "break or another control character; check the credentials of the connection",
-                vendor=self.errors.vendor,
-            )
-
-    def transport_error(
-        self, request: Request, cause: BaseException, *, reached: bool
-    ) -> IoTFleetTransportError:
-        if _certificate_failure(cause):
-            return IoTFleetCertificateError(
-                f"{self.errors.vendor}: {request.action}: the vendor's TLS certificate could not be verified "
-                f"({describe(cause)}); if a proxy re-signs traffic, set the connection's ca_bundle extra "
-                "(or REQUESTS_CA_BUNDLE) to its CA",
-                vendor=self.errors.vendor,
-            )
-        return IoTFleetTransportError(
-            f"{self.errors.vendor}: {request.action} could not be completed: {describe(cause)}",
-            may_have_reached_vendor=reached,
-            vendor=self.errors.vendor,
-            bare_message=f"could not be completed: {describe(cause)}",
-        )
-
-    @staticmethod
-    def renewing_again(step: Request, previous: Request | None, outcome: Sent) -> bool:
-        """Whether a flow sends the same call again after its credentials were rejected."""
-        return previous is not None and step.call is previous.call and isinstance(outcome, IoTFleetError)
 
 
 class VendorHttpClient(ClientCore):
@@ -283,61 +64,31 @@ class VendorHttpClient(ClientCore):
         self._drive(self.auth.obtain(self.build))
 
     def _drive(self, flow: Flow) -> Reply | None:
-        outcome: Sent = None
-        previous: Request | None = None
-        try:
-            step = next(flow)
-            while True:
-                sent: Sent = None
-                if isinstance(step, Request):
-                    if self.renewing_again(step, previous, outcome):
-                        self.log.info(
-                            "%s: credentials renewed; resending %s", self.errors.vendor, step.action
-                        )
-                    outcome = sent = self._exchange(step)
-                    previous = step
-                elif isinstance(step, Wait):
-                    step.cache.wait(self.pool_timeout)
-                elif isinstance(step, Mask):
-                    mask_secret(step.secret)
-                step = flow.send(sent)
-        except StopIteration:
-            pass
-        except IoTFleetError as error:
-            raise self.explained(error, self.auth) from error.__cause__
-        finally:
-            flow.close()
-        if isinstance(outcome, IoTFleetError):
-            raise self.explained(outcome, self.auth)
-        return outcome
+        """Carry out, in this thread, what the conversation of ``flow`` asks for; return its reply."""
+        with self.conversation(flow) as conversation:
+            for instruction in conversation:
+                try:
+                    conversation.report(self._carry_out(instruction))
+                except IoTFleetError as error:
+                    conversation.report(error)
+        return conversation.reply
 
-    def _exchange(self, request: Request) -> Reply | IoTFleetVendorResponseError:
-        """Send ``request`` until it succeeds or must not be sent again; return what it came to."""
-        attempts = Attempts(started=self.clock.monotonic())
-        while True:
-            if request.call.rate_limited and self.rate_limiter is not None:
-                self.rate_limiter.acquire()
-            error: IoTFleetError
-            try:
-                outcome, retry_after = self.outcome(request, self._transmit(request))
-            except IoTFleetTransportError as transport_error:
-                error, retry_after = transport_error, None
-            else:
-                if isinstance(outcome, Reply):
-                    return outcome
-                error = outcome
-            delay = self.retry_delay(request, error, attempts, retry_after)
-            if delay is None:
-                if isinstance(error, IoTFleetVendorResponseError):
-                    return error  # back to the flow, which may renew credentials
-                raise error
-            self.clock.sleep(delay)
-            request = self.auth.refresh(request)
+    def _carry_out(self, instruction: Instruction) -> Response | None:
+        if isinstance(instruction, Request):
+            return self._transmit(instruction)
+        if isinstance(instruction, Sleep):
+            self.clock.sleep(instruction.seconds)
+        elif isinstance(instruction, Pace):
+            instruction.limiter.acquire()
+        elif isinstance(instruction, Wait):
+            instruction.cache.wait(self.pool_timeout)
+        elif isinstance(instruction, Mask):
+            mask_secret(instruction.secret)
+        return None
 
     def _transmit(self, request: Request) -> Response:
         import requests
 
-        self.check_sendable(request)
         prepared = requests.PreparedRequest()
         try:
             prepared.prepare(
@@ -355,8 +106,9 @@ class VendorHttpClient(ClientCore):
                     **self._environment_for(request.url),
                 )
                 try:
-                    self.check_length(request, response.status_code, response.headers)
-                    body = self._read(request, response)
+                    body = self.answer_body(request, response.status_code, response.headers)
+                    for chunk in response.iter_content(64 * 1024):
+                        body.add(chunk)
                 finally:
                     # Returns the connection to the pool, or closes it if the body was not read to
                     # the end: a half-read connection must never be reused nor leaked.
@@ -366,20 +118,9 @@ class VendorHttpClient(ClientCore):
         return Response(
             status=response.status_code,
             headers=Headers(response.headers),
-            body=body,
+            body=body.read(),
             reason=response.reason or "",
         )
-
-    def _read(self, request: Request, response: requests.Response) -> bytes:
-        """Read (and decode) the body, at most ``max_answer_bytes`` of it, inside the caller's try."""
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > self.max_answer_bytes:
-                raise self.too_large(request, response.status_code, response.headers)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
@@ -421,34 +162,3 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return isinstance(inner, NewConnectionError) or isinstance(
         getattr(inner, "reason", None), NewConnectionError
     )
-
-
-def _certificate_failure(cause: BaseException) -> bool:
-    """Whether a transport failure is a certificate that failed verification (requests or httpx)."""
-    loaded_requests = sys.modules.get("requests")  # only what is loaded can have been raised
-    certificate_errors: tuple[type[BaseException], ...] = (ssl.SSLCertVerificationError,)
-    if loaded_requests is not None:
-        certificate_errors += (loaded_requests.exceptions.SSLError,)
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [cause]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, certificate_errors):
-            return True
-        pending += [current.__cause__, current.__context__]
-        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
-        pending.append(getattr(current, "reason", None))
-    return False
-
-
-_OBJECT_REPR = re.compile(r"<[^<>]+ object at 0x[0-9a-f]+>: ?")
-
-
-def describe(exc: BaseException) -> str:
-    """Return the root cause of a transport failure ("Connection refused", "Read timed out")."""
-    inner = exc.args[0] if exc.args else exc
-    reason = getattr(inner, "reason", inner)
-    return f"{type(exc).__name__}: {_OBJECT_REPR.sub('', str(reason))}"

@@ -46,6 +46,36 @@ def affects_every_item(error: IoTFleetError) -> bool:
     return isinstance(error, IoTFleetAuthError | IoTFleetConfigurationError | IoTFleetRateLimitError)
 
 
+class RunStop:
+    """Stops a run of calls at the first error that would fail every later one too.
+
+    Every runner of many calls (threads, batches in turn, coroutines) asks it before each call
+    and tells it each error, so that they all stop the same way. Safe to share between threads.
+
+    :param stops_run: which errors stop the run (default: :func:`affects_every_item`).
+    """
+
+    def __init__(self, stops_run: Callable[[IoTFleetError], bool] = affects_every_item) -> None:
+        self._stops_run = stops_run
+        self._cause: IoTFleetError | None = None
+        self._lock = threading.Lock()
+
+    def skipped(self) -> IoTFleetNotAttemptedError | None:
+        """Return the error for a call not sent because the run has stopped, or ``None`` to send it.
+
+        The error carries the cause's status, code and request id, so that failures group under it.
+        """
+        cause = self._cause
+        return None if cause is None else IoTFleetNotAttemptedError.after(cause)
+
+    def failed(self, error: IoTFleetError) -> None:
+        """Note that a call failed with ``error``: the first one that stops the run is its cause."""
+        if self._stops_run(error):
+            with self._lock:
+                if self._cause is None:
+                    self._cause = error
+
+
 def map_bounded(
     func: Callable[[ItemT], ResultT],
     items: Iterable[ItemT],
@@ -68,22 +98,18 @@ def map_bounded(
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-    abort_cause: list[IoTFleetError] = []
-    lock = threading.Lock()
+    run = RunStop(abort_on)
 
     def attempt(item: ItemT) -> Outcome[ItemT, ResultT]:
         outcome: Outcome[ItemT, ResultT]
-        if abort_cause:
-            outcome = Outcome(item=item, error=IoTFleetNotAttemptedError.after(abort_cause[0]))
+        if (skipped := run.skipped()) is not None:
+            outcome = Outcome(item=item, error=skipped)
         else:
             try:
                 outcome = Outcome(item=item, result=func(item))
             except IoTFleetError as error:
                 outcome = Outcome(item=item, error=error)
-                if abort_on(error):
-                    with lock:
-                        if not abort_cause:
-                            abort_cause.append(error)
+                run.failed(error)
         if on_outcome is not None:
             on_outcome(outcome)
         return outcome
@@ -120,18 +146,17 @@ def map_batches(
     :return: one :class:`BatchOutcome` per batch, in order.
     """
     outcomes: list[BatchOutcome[ItemT, ResultT]] = []
-    abort: IoTFleetError | None = None
+    run = RunStop(abort_on)
     for index, batch in enumerate(batches):
         outcome: BatchOutcome[ItemT, ResultT]
-        if abort is not None:
-            outcome = BatchOutcome(index=index, items=batch, error=IoTFleetNotAttemptedError.after(abort))
+        if (skipped := run.skipped()) is not None:
+            outcome = BatchOutcome(index=index, items=batch, error=skipped)
         else:
             try:
                 outcome = BatchOutcome(index=index, items=batch, result=send(batch))
             except IoTFleetError as error:
                 outcome = BatchOutcome(index=index, items=batch, error=error)
-                if abort_on(error):
-                    abort = error
+                run.failed(error)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)

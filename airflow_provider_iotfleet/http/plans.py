@@ -26,7 +26,7 @@ from airflow_provider_iotfleet.exceptions import (
 from airflow_provider_iotfleet.http.aclient import AsyncVendorHttpClient
 from airflow_provider_iotfleet.http.answers import Reply
 from airflow_provider_iotfleet.http.client import VendorHttpClient
-from airflow_provider_iotfleet.http.concurrency import affects_every_item, map_bounded
+from airflow_provider_iotfleet.http.concurrency import RunStop, map_bounded
 from airflow_provider_iotfleet.http.request import Call
 
 ResultT = TypeVar("ResultT")
@@ -113,17 +113,16 @@ async def arun_plan(
     """Run ``plan`` with the async client, at most ``max_concurrency`` calls in flight."""
     steps = cast(Generator[list[Call] | Each, list[Any], ResultT], plan)
     slots = asyncio.Semaphore(max_concurrency)
-    abort: list[IoTFleetError] = []
+    run = RunStop()  # as map_bounded does for the sync client: no call after refused credentials
 
     async def send(call: Call) -> Reply | IoTFleetError:
         async with slots:
-            if abort:  # as map_bounded does for the sync client: no call after refused credentials
-                return IoTFleetNotAttemptedError.after(abort[0])
+            if (skipped := run.skipped()) is not None:
+                return skipped
             try:
                 return await client.send(call)
             except IoTFleetError as error:
-                if affects_every_item(error) and not abort:
-                    abort.append(error)
+                run.failed(error)
                 return error
 
     try:

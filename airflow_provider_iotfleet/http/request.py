@@ -9,6 +9,7 @@ once, against these three types.
 from __future__ import annotations
 
 import json as jsonlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -22,6 +23,8 @@ from airflow_provider_iotfleet.validation import dot_segment_problem
 #: the vendor surely did not get it: a refused connection, a 429), ``never`` (logins that count
 #: towards an account lockout).
 Repeat = Literal["always", "if-not-received", "never"]
+#: What no header value may hold: a C0 control character (line breaks among them) or DEL.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,9 @@ class Request:
         """Names of headers whose value holds a line break or another control character.
 
         ``http.client`` would refuse them with a ``ValueError`` quoting the value, which may be a
-        credential; the drivers refuse first, naming only the header.
+        credential; the client refuses first, naming only the header.
         """
-        return [
-            name
-            for name, value in self.headers.items()
-            if any(ord(char) < 32 or ord(char) == 127 for char in value)
-        ]
+        return [name for name, value in self.headers.items() if _CONTROL_CHARACTER.search(value)]
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)

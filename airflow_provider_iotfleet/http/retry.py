@@ -41,12 +41,6 @@ class BackoffPolicy:
     max_retry_after: float = 120.0
     deadline: float = 600.0
 
-    def should_retry(self, retries_done: int, retry_after: float | None) -> bool:
-        """Return whether another attempt is allowed after ``retries_done`` retries."""
-        return retries_done < self.max_retries and (
-            retry_after is None or retry_after <= self.max_retry_after
-        )
-
     def delay(
         self,
         retry_number: int,

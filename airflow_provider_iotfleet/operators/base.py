@@ -1,11 +1,12 @@
 """What every fleet operator shares, so that a vendor operator is only its arguments and its calls.
 
 :class:`IoTFleetBaseOperator` owns the plumbing: the hook bound to the operator's connection id,
-progress logs, batching with the vendor's maximum and one summary line. :class:`IoTFleetWriteOperator`
-adds the outcome every write operator returns (a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome`,
-errors grouped), ``fail_on_error``, and what a retry needs: whether this is one, and a journal of what
-earlier tries did (:class:`TaskJournal`). A vendor operator implements ``operate``: validate, send
-through the hook, and return its result.
+progress logs and one summary line. :class:`IoTFleetWriteOperator` adds the outcome every write
+operator returns (a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome`, errors grouped),
+``fail_on_error``, sending in batches with one way of recording what each batch came to
+(:meth:`~IoTFleetWriteOperator.send_in_batches`), and what a retry needs: whether this is one, and a
+journal of what earlier tries did (:class:`TaskJournal`). A vendor operator implements ``operate``:
+validate, send through the hook, and return its result.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
-from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, ended
+from airflow_provider_iotfleet.outcome import DeviceId, FleetOutcome, OutcomeBuilder, ended
 from airflow_provider_iotfleet.utils import plural
 from airflow_provider_iotfleet.validation import validate_share
 
@@ -237,25 +238,6 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
         """Log that an input list is empty, so the run is a visible no-op rather than a silent one."""
         self.log.warning("%s: %s is empty; nothing to do", self.vendor, name)
 
-    def run_batches(
-        self,
-        batches: Sequence[list[ItemT]],
-        send: Callable[[list[ItemT]], ResultT],
-        progress: Progress,
-        failed_in: Callable[[ResultT], int] = lambda result: 0,
-    ) -> list[BatchOutcome[ItemT, ResultT]]:
-        """Send each batch (see :func:`map_batches`: a failed batch stops nothing, refused
-        credentials stop the rest), advancing ``progress`` as each one lands.
-
-        :param failed_in: how many items of a successful batch's result failed, for progress lines.
-        """
-
-        def advance(outcome: BatchOutcome[ItemT, ResultT]) -> None:
-            failed = len(outcome.items) if outcome.result is None else failed_in(outcome.result)
-            progress.advance(len(outcome.items), failed=failed, batch=True)
-
-        return map_batches(send, batches, on_outcome=advance)
-
 
 class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
     """Base of the write operators: every device accounted once in a :class:`FleetOutcome`, safe
@@ -307,9 +289,51 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
             raise IoTFleetOperationFailedError(_failure_message(outcome, self.unit), xcom)
         return xcom
 
-    def new_outcome(self, requested: int) -> OutcomeBuilder:
-        """A builder for this operation's outcome over ``requested`` distinct devices."""
-        return OutcomeBuilder(self.operation, self.vendor, requested)
+    def new_outcome(self, requested: int, *, order: Sequence[DeviceId] | None = None) -> OutcomeBuilder:
+        """A builder for this operation's outcome over ``requested`` distinct devices.
+
+        :param order: the devices in input order, for an operator that records them in another
+            order (batch by batch): the outcome lists them in this one (see :class:`OutcomeBuilder`).
+        """
+        return OutcomeBuilder(self.operation, self.vendor, requested, order=order)
+
+    def send_in_batches(
+        self,
+        outcome: OutcomeBuilder,
+        batches: Sequence[list[ItemT]],
+        send: Callable[[list[ItemT]], ResultT],
+        record: Callable[[list[ItemT], ResultT], None],
+        progress: Progress,
+        *,
+        id_of: Callable[[ItemT], DeviceId] | None = None,
+        failed_in: Callable[[ResultT], int] = lambda result: 0,
+    ) -> None:
+        """Send each batch, one request each, and record what came of it in ``outcome``.
+
+        Batches go one after the other through :func:`map_batches`: a failed batch stops nothing,
+        and after refused credentials (or another error every later request would meet) the rest are
+        not sent. Each batch's devices are recorded once: a batch whose request failed is failed under
+        its error (not attempted for those never sent); the result of one that was answered goes to
+        ``record``, which says what it means for each device. ``progress`` advances as each lands.
+
+        :param batches: the items, already split (``utils.chunks``) so that the start line can name
+            the number of requests.
+        :param send: sends one batch through the hook and returns its result.
+        :param record: records a batch's result in ``outcome`` (called with the batch and its result).
+        :param id_of: a device's id in the outcome; default: the item itself.
+        :param failed_in: how many items of an answered batch failed, for progress lines.
+        """
+
+        def advance(landed: BatchOutcome[ItemT, ResultT]) -> None:
+            failed = len(landed.items) if landed.result is None else failed_in(landed.result)
+            progress.advance(len(landed.items), failed=failed, batch=True)
+
+        for batch in map_batches(send, batches, on_outcome=advance):
+            if batch.error is not None:
+                ids = [id_of(item) for item in batch.items] if id_of else cast("list[DeviceId]", batch.items)
+                outcome.fail(ids, batch.error)
+            elif batch.result is not None:
+                record(batch.items, batch.result)
 
     def retrying(self, context: Context) -> bool:
         """Whether an earlier try of this task instance ran (and may have done part of the work)."""

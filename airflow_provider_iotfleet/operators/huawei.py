@@ -11,7 +11,7 @@ from airflow_provider_iotfleet.hooks.huawei import (
     HuaweiRomaConnectHook,
 )
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome, Status
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_roma_device_ids
 
@@ -65,11 +65,9 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             self.nothing_to_do("device_ids")
             return self.new_outcome(0).build()
         ids, duplicates = distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
-        outcome = self.new_outcome(len(ids))
+        outcome = self.new_outcome(len(ids), order=ids)
         read_first = self.retrying(context)
         detail = ""
-        unchanged: list[int] = []
-        done = ForceOfflineResult(succeeded=[], failed=[])
         to_send = ids
         read_per_batch = False
         if read_first:
@@ -78,7 +76,7 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             )
             try:
                 unchanged, never, to_send = self.hook.split_offline(ids)
-                done = ForceOfflineResult(succeeded=[], failed=never)
+                _record(outcome, ForceOfflineResult(succeeded=[], failed=never, unchanged=unchanged))
             except IoTFleetNotAttemptedError as error:
                 # One read for the whole run failed: read per batch instead, so that one bad read
                 # holds back only its batch (its devices then fail as not sent, retryable).
@@ -89,41 +87,36 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             "forcing offline", len(ids), duplicates=duplicates, batches=len(batches), detail=detail
         )
         progress.advance(len(ids) - len(to_send))
-        results = self.run_batches(
+        answered: list[ForceOfflineResult] = []
+        self.send_in_batches(
+            outcome,
             batches,
-            # Refused devices are read back once for the whole run below, not once per batch: a read
-            # of many devices pages the instance's whole listing.
             lambda batch: self.hook.force_offline(batch, read_first=read_per_batch, read_back=False),
+            lambda _batch, result: answered.append(result),
             progress,
-            lambda result: len(result.failed),
+            failed_in=lambda result: len(result.failed),
         )
-        sent = ForceOfflineResult(
-            succeeded=[entry for batch in results if batch.result for entry in batch.result.succeeded],
-            failed=[entry for batch in results if batch.result for entry in batch.result.failed],
-            unchanged=[
-                device_id for batch in results if batch.result for device_id in batch.result.unchanged
-            ],
+        # Refused devices are read back once for the whole run, not once per batch: a read of many
+        # devices pages the instance's whole listing.
+        all_answered = ForceOfflineResult(
+            succeeded=[entry for result in answered for entry in result.succeeded],
+            failed=[entry for result in answered for entry in result.failed],
+            unchanged=[device_id for result in answered for device_id in result.unchanged],
         )
-        sent = self.hook.read_back_refused(sent)
-        # Every device once, in input order (so are the error groups: by their first device).
-        errors = {device_id: batch.error for batch in results if batch.error for device_id in batch.items}
-        refused = {entry["id"]: entry for entry in [*done.failed, *sent.failed]}
-        status: dict[int, Status] = dict.fromkeys(unchanged, "unchanged")
-        status.update(dict.fromkeys(sent.unchanged, "unchanged"))
-        status.update((entry["id"], "succeeded") for entry in sent.succeeded)
-        for device_id in ids:
-            if device_id in errors:
-                outcome.fail([device_id], errors[device_id])
-            elif device_id in refused:
-                entry = refused[device_id]
-                outcome.refuse(
-                    [device_id],
-                    entry["error_code"],
-                    entry["message"],
-                    attempted=entry["attempted"],
-                    http_status=entry.get("http_status"),
-                    retryable=entry.get("retryable", False),
-                )
-            else:
-                outcome.add(status[device_id], device_id)
+        _record(outcome, self.hook.read_back_refused(all_answered))
         return outcome.build()
+
+
+def _record(outcome: OutcomeBuilder, result: ForceOfflineResult) -> None:
+    """Record what a force-offline result says of each of its devices."""
+    outcome.add_many("succeeded", (entry["id"] for entry in result.succeeded))
+    outcome.add_many("unchanged", result.unchanged)
+    for entry in result.failed:
+        outcome.refuse(
+            [entry["id"]],
+            entry["error_code"],
+            entry["message"],
+            attempted=entry["attempted"],
+            http_status=entry.get("http_status"),
+            retryable=entry.get("retryable", False),
+        )

@@ -6,17 +6,17 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST, PaloAltoIoTSecurityHook
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.paloalto import (
+    DEFAULT_MAX_DEVICES_PER_REQUEST,
+    PALOALTO_IDENTIFIERS,
+    PaloAltoIoTSecurityHook,
+    validate_cellular_devices,
+)
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct, plural
-from airflow_provider_iotfleet.validation import (
-    PALOALTO_IDENTIFIERS,
-    as_item_list,
-    validate_batch_size,
-    validate_cellular_devices,
-)
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,47 +77,42 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             return self.new_outcome(0).build(updated=0, batches=0)
         devices, duplicates = distinct(validate_cellular_devices(raw), key=lambda d: tuple(sorted(d.items())))
         _refuse_conflicts(devices)
-        outcome = self.new_outcome(len(devices))
+        outcome = self.new_outcome(len(devices), order=[device_id(device) for device in devices])
         batches = list(chunks(devices, self.batch_size))
         journal = self.journal(context, "paloalto.accepted")
         accepted_before: dict[str, Any] = journal.load()
-        keys = [_batch_key(batch, self.update_source, self.customer_id) for batch in batches]
-        to_send = [index for index, key in enumerate(keys) if key not in accepted_before]
-        updated = {
-            index: int(accepted_before[key]) for index, key in enumerate(keys) if key in accepted_before
-        }
+        to_send: list[list[dict[str, str]]] = []
+        # IoT Security's count of updated devices, one per accepted request
+        updated: list[int] = []
+        for batch in batches:
+            key = _batch_key(batch, self.update_source, self.customer_id)
+            if key in accepted_before:
+                updated.append(int(accepted_before[key]))
+                outcome.add_many("accepted", [device_id(device) for device in batch])
+            else:
+                to_send.append(batch)
         detail = ""
         if updated:
             detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
         progress = self.start(
             "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
         )
-        progress.advance(sum(len(batches[index]) for index in updated))
-        index_of = {id(batches[index]): index for index in to_send}
+        progress.advance(len(devices) - sum(len(batch) for batch in to_send))
 
         def send(batch: list[dict[str, str]]) -> int:
             result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
-            journal.record(keys[index_of[id(batch)]], result.updated)
+            journal.record(_batch_key(batch, self.update_source, self.customer_id), result.updated)
             return result.updated
 
+        def record(batch: list[dict[str, str]], count: int) -> None:
+            updated.append(count)
+            outcome.add_many("accepted", [device_id(device) for device in batch])
+
         try:
-            sent = self.run_batches([batches[index] for index in to_send], send, progress)
+            self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
         finally:
             journal.flush()
-        errors: dict[int, IoTFleetError] = {}
-        for sent_batch in sent:
-            index = index_of[id(sent_batch.items)]
-            if sent_batch.error is not None:
-                errors[index] = sent_batch.error
-            elif sent_batch.result is not None:
-                updated[index] = sent_batch.result
-        for index, batch in enumerate(batches):
-            ids = [device_id(device) for device in batch]
-            if index in errors:
-                outcome.fail(ids, errors[index])
-            else:
-                outcome.add_many("accepted", ids)
-        return outcome.build(updated=sum(updated.values()), batches=len(batches))
+        return outcome.build(updated=sum(updated), batches=len(batches))
 
 
 def _refuse_conflicts(devices: list[dict[str, str]]) -> None:

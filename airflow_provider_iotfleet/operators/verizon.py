@@ -352,12 +352,13 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
             self.nothing_to_do("imeis")
             return self.new_outcome(0).build(account_name=account, firmware={})
         imeis, duplicates = distinct(validate_imeis(raw), key=str)
-        outcome = self.new_outcome(len(imeis))
+        outcome = self.new_outcome(len(imeis), order=imeis)
         journal = self.journal(context, f"verizon.synced.{account}")
         wanted = set(imeis)
         firmware: dict[str, Any] = {
             imei: version for imei, version in journal.load().items() if imei in wanted
         }
+        outcome.add_many("succeeded", firmware)
         to_sync = [imei for imei in imeis if imei not in firmware]
         batches = list(chunks(to_sync, self.batch_size))
         progress = self.start(
@@ -376,31 +377,22 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
                 journal.record(entry["device_id"], entry["firmware_version"])
             return result
 
-        try:
-            results = self.run_batches(batches, sync, progress, lambda result: len(result.failed))
-        finally:
-            journal.flush()
-        failed: dict[str, dict[str, Any]] = {}
-        errors: dict[str, IoTFleetError] = {}
-        for batch in results:
-            if batch.error is not None:
-                errors.update(dict.fromkeys(batch.items, batch.error))
-            elif batch.result is not None:
-                firmware.update(
-                    (entry["device_id"], entry["firmware_version"]) for entry in batch.result.synced
-                )
-                failed.update((entry["device_id"], entry) for entry in batch.result.failed)
-        for imei in imeis:
-            if imei in firmware:
-                outcome.add("succeeded", imei)
-            elif imei in errors:
-                outcome.fail([imei], errors[imei])
-            else:
-                entry = failed[imei]
+        def record(_batch: list[str], result: FirmwareSyncResult) -> None:
+            for entry in result.synced:
+                firmware[entry["device_id"]] = entry["firmware_version"]
+                outcome.add("succeeded", entry["device_id"])
+            for entry in result.failed:
                 code = entry["status"] or (
                     "missing_from_answer" if entry["reason"] == MISSING_FROM_ANSWER else None
                 )
-                outcome.refuse([imei], code, str(entry["reason"] or entry["status"]))
+                outcome.refuse([entry["device_id"]], code, str(entry["reason"] or entry["status"]))
+
+        try:
+            self.send_in_batches(
+                outcome, batches, sync, record, progress, failed_in=lambda result: len(result.failed)
+            )
+        finally:
+            journal.flush()
         return outcome.build(
             account_name=account, firmware={imei: firmware[imei] for imei in imeis if imei in firmware}
         )

@@ -20,7 +20,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetError, IoTFleetOperationFailedError
+# Users import the sensor errors from here too (they live in exceptions.py): keep them importable.
+from airflow_provider_iotfleet.exceptions import (
+    OUTCOME_KEY,
+    IoTFleetError,
+    IoTFleetSensorError,
+    IoTFleetUnreachableDevicesError,
+)
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.retry import is_transient
 from airflow_provider_iotfleet.triggers.base import DeviceWatch, DeviceWatchTrigger, describe_unreachable
@@ -35,17 +41,6 @@ DEFERRAL_GRACE = timedelta(minutes=2)
 #: The task state store key (Airflow 3.3+) holding, in reschedule mode, the transiently failed polls
 #: in a row: ``{"try": try number, "failures": n}``.
 SENSOR_FAILURES_KEY = "iotfleet.sensor.transient_failures"
-
-
-class IoTFleetSensorError(IoTFleetError):
-    """A device-status wait ended without every device matching (a timeout, or a lasting vendor error)."""
-
-
-class IoTFleetUnreachableDevicesError(IoTFleetSensorError, IoTFleetOperationFailedError):
-    """A device-status wait ended with devices that can never reach the target (``fail_on_unreachable``).
-
-    :ivar outcome: the sensor's XCom value, also pushed under XCom key ``outcome`` before raising.
-    """
 
 
 class DeviceWatchSensor(BaseSensorOperator):

@@ -1,4 +1,9 @@
-"""Cisco IoT Control Center REST v1 as the simulator serves it, at ``/rws/api/v{n}`` (and under ``/cisco``)."""
+"""Cisco IoT Control Center REST v1 as the simulator serves it, at ``/rws/api/v{n}`` (and under ``/cisco``).
+
+What an edit may change is written here from Control Center's "Edit Device Details" reference
+(``cisco-control-center-edit-device-details.txt`` among the vendor API docs), not taken from the
+client package, so that a wrong client rule fails against the simulator instead of passing.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,32 @@ from starlette.responses import JSONResponse
 from airflow_provider_iotfleet.simulator.core import SimulatorState
 from airflow_provider_iotfleet.simulator.fleet import BASE_DATE, COMMUNICATION_PLANS, RATE_PLANS, SIM_STATUSES
 from airflow_provider_iotfleet.simulator.web import MALFORMED, answer, basic_credentials, read_json
-from airflow_provider_iotfleet.validation import (
-    CISCO_CUSTOM_FIELDS,
-    CISCO_EDITABLE_FIELDS,
-    CISCO_OVERAGE_VALUES,
-)
 
+#: operatorCustom1-5, accountCustom1-10 and customerCustom1-5.
+CUSTOM_FIELDS = frozenset(
+    [f"operatorCustom{n}" for n in range(1, 6)]
+    + [f"accountCustom{n}" for n in range(1, 11)]
+    + [f"customerCustom{n}" for n in range(1, 6)]
+)
+#: "These fields use the VARCHAR data type and can be up to 2000 characters in length."
+CUSTOM_FIELD_MAX_LENGTH = 2000
+#: An edit carries at least one of these; any other parameter is "Invalid request." (10000028).
+EDITABLE_FIELDS = CUSTOM_FIELDS | {
+    "status",
+    "ratePlan",
+    "communicationPlan",
+    "customer",
+    "deviceID",
+    "modemID",
+    "overageLimitOverride",
+    "ipv4Address",
+    "ipv6Address",
+    "apn",
+    "pdpId",
+}
+OVERAGE_VALUES = frozenset({"DEFAULT", "TEMPORARY_OVERRIDE", "PERMANENT_OVERRIDE"})
+#: A future effectiveDate "cannot be more than 180 days in the future".
+MAX_SCHEDULE_DAYS = 180
 PRE_ACTIVATION = {"INVENTORY", "TEST_READY", "ACTIVATION_READY"}
 # Device record keys for the vendor's field names.
 FIELD_KEYS = {
@@ -83,7 +108,7 @@ def router(sim: SimulatorState) -> APIRouter:
     def check_edit(index: int, body: dict[str, Any]) -> tuple[JSONResponse | None, datetime | None]:
         """Return (error, effective date) for an edit body, checked in the vendor's order."""
         fields = {key: value for key, value in body.items() if key != "effectiveDate"}
-        if any(key not in CISCO_EDITABLE_FIELDS for key in fields):
+        if any(key not in EDITABLE_FIELDS for key in fields):
             return _error("10000028", "Invalid request."), None
         if not fields:
             return _error("10000011", "One or more required fields are missing."), None
@@ -93,7 +118,7 @@ def router(sim: SimulatorState) -> APIRouter:
                 effective = datetime.fromisoformat(str(body["effectiveDate"]).replace("Z", "+00:00"))
             except ValueError:
                 return _error("10000012", "Invalid date format."), None
-            if effective.tzinfo is None or effective > sim.now() + timedelta(days=180):
+            if effective.tzinfo is None or effective > sim.now() + timedelta(days=MAX_SCHEDULE_DAYS):
                 return _error("10000012", "Invalid date format."), None
         status = fields.get("status")
         current = sim.fleet.device(index)["status"]
@@ -107,7 +132,7 @@ def router(sim: SimulatorState) -> APIRouter:
             return _error("10000013", "Invalid ratePlan.", 404), None
         if "communicationPlan" in fields and fields["communicationPlan"] not in COMMUNICATION_PLANS:
             return _error("10000014", "Invalid communicationPlan."), None
-        if "overageLimitOverride" in fields and fields["overageLimitOverride"] not in CISCO_OVERAGE_VALUES:
+        if "overageLimitOverride" in fields and fields["overageLimitOverride"] not in OVERAGE_VALUES:
             return _error("10000016", "Invalid overageLimitOverride."), None
         if ("ipv4Address" in fields or "ipv6Address" in fields) and not (
             "apn" in fields and "pdpId" in fields
@@ -119,7 +144,7 @@ def router(sim: SimulatorState) -> APIRouter:
                     "10000517",
                     "The ipv4Address/ipv6Address is already in use, please assign a different one.",
                 ), None
-        if any(len(str(fields[key])) > 2000 for key in fields if key in CISCO_CUSTOM_FIELDS):
+        if any(len(str(fields[key])) > CUSTOM_FIELD_MAX_LENGTH for key in fields if key in CUSTOM_FIELDS):
             return _error("10000028", "Invalid request."), None
         return None, effective
 
@@ -133,7 +158,7 @@ def router(sim: SimulatorState) -> APIRouter:
         changes: dict[str, Any] = {
             FIELD_KEYS[key]: value for key, value in fields.items() if key in FIELD_KEYS
         }
-        custom = {key: value for key, value in fields.items() if key in CISCO_CUSTOM_FIELDS}
+        custom = {key: value for key, value in fields.items() if key in CUSTOM_FIELDS}
         if custom:
             changes["custom"] = custom
         return changes

@@ -3,6 +3,9 @@
 Device ``i`` has the same IMEI, ICCID, IMSI, MSISDN, MDN, ROMA id and IP address on every vendor,
 each computed from ``i`` (and parsed back to ``i``), so a fleet of a million devices costs nothing
 at start-up: only devices that an API call changed are stored.
+
+The simulator checks identifiers with its own rules, never the client package's: a wrong client
+rule must fail against the simulator, not pass because both sides share it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from airflow_provider_iotfleet.validation import luhn_check_digit
 
 MAX_DEVICES = 1_000_000
 IMEI_PREFIX = "35690800"  # 8-digit TAC
@@ -49,6 +50,18 @@ def _mix(index: int, seed: int) -> int:
     value ^= value >> 15
     value = (value * 0x2C1B3C6D) & 0xFFFFFFFF
     return value ^ (value >> 12)
+
+
+def luhn_check_digit(body: str) -> str:
+    """Return the Luhn check digit (ISO/IEC 7812-1 annex B) that completes the digit string ``body``.
+
+    IMEIs (3GPP TS 23.003 annex B) and ICCIDs (ITU-T E.118) both end in it.
+    """
+    total = 0
+    for position, char in enumerate(reversed(body), start=1):
+        weighted = int(char) * (2 if position % 2 else 1)  # the digit next to the check digit is doubled
+        total += weighted // 10 + weighted % 10
+    return str((10 - total % 10) % 10)
 
 
 def imei_of(index: int) -> str:

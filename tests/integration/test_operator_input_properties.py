@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
@@ -32,12 +33,7 @@ from airflow_provider_iotfleet.operators.verizon import (
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of
-from airflow_provider_iotfleet.validation import (
-    validate_cellular_devices,
-    validate_iccids,
-    validate_imeis,
-    validate_roma_device_ids,
-)
+from airflow_provider_iotfleet.validation import validate_iccids, validate_imeis, validate_roma_device_ids
 from tests.simulator_harness import accounted_once, connection_variables, run_task
 
 pytestmark = pytest.mark.slow

@@ -62,9 +62,9 @@ def test_backoff_doubles_with_jitter_and_caps() -> None:
 def test_retry_after_wins_over_backoff() -> None:
     policy = BackoffPolicy(max_retries=2, max_retry_after=60.0)
     assert policy.delay(3, retry_after=7.0) == 7.0
-    assert policy.should_retry(1, retry_after=60.0)
-    assert not policy.should_retry(2, retry_after=1.0)
-    assert not policy.should_retry(0, retry_after=3600.0)
+    assert policy.next_delay(1, 60.0, waited_for_vendor=0.0, elapsed=0.0) == 60.0
+    assert policy.next_delay(2, 1.0, waited_for_vendor=0.0, elapsed=0.0) is None
+    assert policy.next_delay(0, 3600.0, waited_for_vendor=0.0, elapsed=0.0) is None
 
 
 def test_a_long_retry_after_is_handed_to_airflow_not_slept_through(

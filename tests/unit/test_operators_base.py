@@ -898,7 +898,7 @@ def test_journal_uses_the_task_state_store_of_the_context() -> None:
     assert not op.journal(operator_context(), "sync").available  # type: ignore[arg-type]
 
 
-def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_credentials(
+def test_send_in_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_credentials(
     events: list[MutableMapping[str, Any]], requests_mock: rm.Mocker
 ) -> None:
     sent: list[list[int]] = []
@@ -911,20 +911,59 @@ def test_run_batches_keeps_going_after_a_failed_batch_and_stops_after_refused_cr
             raise IoTFleetAuthError("Invalid credentials.", http_status=401, error_code="10000001")
         return len(batch)
 
-    op = StubOperator(task_id="stub", result=OperationResult(outcome={}, counts={}))
+    recorded: list[tuple[list[int], int]] = []
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    outcome = op.new_outcome(10)
     progress = Progress(LineLog(), "V", 10, "device", interval=3600)
-    outcomes = op.run_batches(list(chunks(list(range(1, 11)), 2)), send, progress)
+    op.send_in_batches(
+        outcome,
+        list(chunks(list(range(1, 11)), 2)),
+        send,
+        lambda batch, result: recorded.append((batch, result)),
+        progress,
+    )
     assert sent == [[1, 2], [3, 4], [5, 6], [7, 8]]  # nothing sent after the refusal
-    assert [o.result for o in outcomes] == [2, None, 2, None, None]
-    assert [type(o.error).__name__ for o in outcomes] == [
-        "NoneType",
-        "IoTFleetVendorResponseError",
-        "NoneType",
-        "IoTFleetAuthError",
-        "IoTFleetNotAttemptedError",
+    assert recorded == [([1, 2], 2), ([5, 6], 2)]  # each answered batch's result, once
+    errors = outcome.build().errors
+    assert [(error.devices, error.attempted) for error in errors] == [
+        ([3, 4], True),
+        ([7, 8], True),
+        ([9, 10], False),
     ]
+    assert [error.http_status for error in errors] == [400, 401, 401]
     assert (progress.done, progress.failed, progress.batches) == (10, 6, 5)
     assert requests_mock.call_count == 0
+
+
+def test_send_in_batches_fails_a_batch_under_the_ids_of_its_items() -> None:
+    def send(batch: list[dict[str, str]]) -> int:
+        raise IoTFleetVendorResponseError("Bad batch", http_status=400)
+
+    op = StubWriteOperator(task_id="stub", outcome=_sync_outcome())
+    outcome = op.new_outcome(2)
+    progress = Progress(LineLog(), "V", 2, "device", interval=3600)
+    batches = [[{"imei": "1"}, {"imei": "2"}]]
+    op.send_in_batches(outcome, batches, send, lambda *_: None, progress, id_of=lambda item: item["imei"])
+    assert outcome.build().errors[0].devices == ["1", "2"]
+
+
+def test_an_outcome_given_the_input_order_keeps_it_whatever_the_order_of_recording() -> None:
+    builder = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 6, order=[6, 5, 4, 3, 2, 1])
+    builder.add_many("succeeded", [1, 3])
+    builder.refuse([2], "not_forced_offline", "refused")
+    builder.fail([4, 1_000], IoTFleetVendorResponseError("Bad gateway", http_status=502))
+    builder.add("unchanged", 5)
+    builder.refuse([6], "not_forced_offline", "refused")
+    builder.add("succeeded", 999)
+    outcome = builder.build()
+    assert outcome.devices["succeeded"] == [3, 1, 999]  # a device not in the order comes last
+    assert outcome.devices["unchanged"] == [5]
+    # Groups come by their first device in input order, each group's devices in input order.
+    assert [error.devices for error in outcome.errors] == [[6, 2], [4, 1_000]]
+    # Without an order, the order of recording.
+    unordered = OutcomeBuilder("force_offline", "Huawei Cloud ROMA Connect", 2)
+    unordered.add_many("succeeded", [2, 1])
+    assert unordered.build().devices["succeeded"] == [2, 1]
 
 
 def test_nothing_to_do_is_a_warning(events: list[MutableMapping[str, Any]]) -> None:

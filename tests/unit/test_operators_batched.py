@@ -418,12 +418,11 @@ def test_pan_devices_are_validated_once_not_again_per_batch(
     paloalto_connection: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Validation must not dominate a bulk run: the operator checks its input once, the hook trusts it."""
-    from airflow_provider_iotfleet import validation
     from airflow_provider_iotfleet.hooks import paloalto as paloalto_hook
     from airflow_provider_iotfleet.operators import paloalto as paloalto_operator
 
     calls: list[int] = []
-    original = validation.validate_cellular_devices
+    original = paloalto_hook.validate_cellular_devices
 
     def counted(devices: Any, name: str = "devices") -> list[dict[str, str]]:
         calls.append(len(devices))

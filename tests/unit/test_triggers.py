@@ -794,7 +794,10 @@ def test_a_trigger_started_after_the_connection_was_fixed_uses_the_new_connectio
     spy = HookSpy(monkeypatch)
 
     async def main() -> list[Payload]:
-        running = asyncio.create_task(drain(make_trigger(case, ids=[a], deadline_in=30)))
+        # The first trigger polls once, then sleeps past the test: a second poll of its own would
+        # land among the new trigger's requests.
+        first = make_trigger(case, ids=[a], poll_interval=30, deadline_in=30)
+        running = asyncio.create_task(drain(first))
         while not fake.reads:  # the first trigger has read its devices with the old connection
             await asyncio.sleep(0.005)
         monkeypatch.setenv(f"AIRFLOW_CONN_{case.conn_id.upper()}", json.dumps(fixed))

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from airflow_provider_iotfleet.exceptions import MAX_LISTED_PROBLEMS, IoTFleetValidationError
+from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
 from airflow_provider_iotfleet.validation import (
-    validate_cellular_devices,
     validate_cisco_changes,
     validate_cisco_edits,
     validate_effective_date,
@@ -55,6 +57,40 @@ def test_roma_device_ids_range() -> None:
     with pytest.raises(IoTFleetValidationError) as caught:
         validate_roma_device_ids([0, 100_000_000_000_000_000, "abc", True])
     assert len(caught.value.problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("validate", "good", "normalised", "bad", "summary", "problem"),
+    [
+        (validate_imeis, f" {IMEI} ", IMEI, "12", "1 of 2 IMEIs is invalid", "imeis[1] '12' has 2 digits"),
+        (
+            validate_iccids,
+            int(ICCID),
+            ICCID,
+            "89",
+            "1 of 2 ICCIDs is invalid",
+            "iccids[1] '89' has 2 digits",
+        ),
+        (
+            validate_roma_device_ids,
+            "7",
+            7,
+            "7a",
+            "1 of 2 ROMA device ids is invalid",
+            "device_ids[1] '7a' is not an integer",
+        ),
+    ],
+)
+def test_every_identifier_kind_is_validated_and_reported_alike(
+    validate: Callable[[Any], list[Any]], good: Any, normalised: Any, bad: str, summary: str, problem: str
+) -> None:
+    assert validate([good]) == [normalised]
+    with pytest.raises(IoTFleetValidationError) as caught:
+        validate([good, bad])
+    assert str(caught.value).splitlines()[0] == f"{summary}:"
+    assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(problem)
+    with pytest.raises(IoTFleetValidationError, match="is empty"):
+        validate([])
 
 
 def test_effective_date_window() -> None:

@@ -16,12 +16,11 @@ from hypothesis import strategies as st
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
-from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
+from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook, validate_cellular_devices
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     as_mapping,
-    validate_cellular_devices,
     validate_cisco_changes,
     validate_cisco_edits,
     validate_effective_date,
