@@ -609,7 +609,11 @@ def bulk_calls(bench: Bench) -> dict[str, Any]:
     the same batches (ROMA's signed with the hook module's functions), each in a fresh simulator."""
     import requests
 
-    from airflow_provider_iotfleet.hooks.huawei import SDK_DATE_FORMAT, SIGNING_ALGORITHM, request_signature
+    from airflow_provider_iotfleet.hooks.huawei.auth import (
+        SDK_DATE_FORMAT,
+        SIGNING_ALGORITHM,
+        request_signature,
+    )
     from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
     from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
     from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
@@ -782,7 +786,7 @@ def bulk_calls(bench: Bench) -> dict[str, Any]:
             "simulator_bound": max(op.simulator_share, floor.simulator_share) >= SIMULATOR_BOUND_SHARE,
         }
         if vendor == "huawei":
-            context["bare_loop_signing"] = "hooks.huawei.request_signature, SDK-HMAC-SHA256 per request"
+            context["bare_loop_signing"] = "hooks.huawei.auth.request_signature, SDK-HMAC-SHA256 per request"
         figures[f"{key}_bulk_vs_bare"] = figure(
             rounded(op.rate / floor.rate, 3),
             "ratio (devices/s)",

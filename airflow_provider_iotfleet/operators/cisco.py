@@ -10,18 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditResult
+from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems, validate_cisco_edits
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, Status
 from airflow_provider_iotfleet.utils import distinct
-from airflow_provider_iotfleet.validation import (
-    Problems,
-    as_item_list,
-    as_mapping,
-    cisco_change_problems,
-    validate_cisco_edits,
-    validate_iccids,
-)
+from airflow_provider_iotfleet.validation import Problems, as_item_list, as_mapping, validate_iccids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -136,6 +130,7 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
                 effective_date,
                 skip_unchanged=self.skip_unchanged or retrying,
                 on_outcome=on_outcome,
+                validated=True,
             )
         finally:
             if journal is not None:

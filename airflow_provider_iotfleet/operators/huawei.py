@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetNotAttemptedError
-from airflow_provider_iotfleet.hooks.huawei import (
-    DEFAULT_MAX_DEVICES_PER_REQUEST,
-    ForceOfflineResult,
-    HuaweiRomaConnectHook,
-)
+from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.answers import ForceOfflineResult
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct
@@ -75,7 +72,7 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
                 f"try {context['ti'].try_number}: reading every device's status first to skip what is done"
             )
             try:
-                unchanged, never, to_send = self.hook.split_offline(ids)
+                unchanged, never, to_send = self.hook.split_offline(ids, validated=True)
                 _record(outcome, ForceOfflineResult(succeeded=[], failed=never, unchanged=unchanged))
             except IoTFleetNotAttemptedError as error:
                 # One read for the whole run failed: read per batch instead, so that one bad read
@@ -91,7 +88,9 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
         self.send_in_batches(
             outcome,
             batches,
-            lambda batch: self.hook.force_offline(batch, read_first=read_per_batch, read_back=False),
+            lambda batch: self.hook.force_offline(
+                batch, read_first=read_per_batch, read_back=False, validated=True
+            ),
             lambda _batch, result: answered.append(result),
             progress,
             failed_in=lambda result: len(result.failed),

@@ -6,11 +6,12 @@ from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco.rules import CISCO_KNOWN_STATUSES
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.utils import distinct
-from airflow_provider_iotfleet.validation import CISCO_KNOWN_STATUSES, as_item_list, validate_iccids
+from airflow_provider_iotfleet.validation import as_item_list, validate_iccids
 
 
 class CiscoControlCenterDeviceStatusSensor(DeviceWatchSensor):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.huawei import ONLINE_STATUS, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.answers import ONLINE_STATUS
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger

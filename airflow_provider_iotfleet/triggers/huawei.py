@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from airflow_provider_iotfleet.hooks.huawei import NEVER, OFFLINE, HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.answers import NEVER, OFFLINE
 from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.triggers.base import CONNECTED_BEFORE, DeviceWatch, DeviceWatchTrigger
 

@@ -102,7 +102,7 @@ class Tries:
         self.started: list[int] = []
 
     def run(self, operator: Any) -> tuple[dict[str, Any], bool]:
-        """Run the next try of ``operator``; see :func:`~tests.integration.conftest.run_task`."""
+        """Run the next try of ``operator``; see :func:`~tests.simulator_harness.run_task`."""
         assert operator.task_id == self.task_id
         self.try_number += 1
         self.started.append(len(self.simulator.state.request_log()))

@@ -22,7 +22,7 @@ from huaweicloudsdkroma.v2 import (
     RomaClient,
 )
 
-from airflow_provider_iotfleet.hooks.huawei import canonical_request as hook_canonical_request
+from airflow_provider_iotfleet.hooks.huawei.auth import canonical_request as hook_canonical_request
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE
 from airflow_provider_iotfleet.simulator.huawei import canonical_request, signature, string_to_sign

@@ -19,13 +19,9 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
-from airflow_provider_iotfleet.hooks.huawei import (
-    NEVER_CONNECTED_MESSAGE,
-    NOT_FORCED_OFFLINE,
-    HuaweiRomaConnectHook,
-    sign,
-    string_to_sign,
-)
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.hooks.huawei.auth import sign, string_to_sign
 from tests.connections import ROMA_AK as AK
 from tests.connections import ROMA_HOST as HOST
 from tests.connections import ROMA_IAM_PASSWORD as IAM_PASSWORD

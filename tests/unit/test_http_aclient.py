@@ -35,7 +35,8 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook, request_signature
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.auth import request_signature
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.http import (

@@ -29,9 +29,9 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
     IoTFleetVendorResponseError,
 )
-from airflow_provider_iotfleet.hooks.huawei import (
+from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
+from airflow_provider_iotfleet.hooks.huawei.auth import (
     HuaweiAkSkAuth,
-    HuaweiRomaConnectHook,
     canonical_request,
     request_signature,
     sign,

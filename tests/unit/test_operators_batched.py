@@ -23,11 +23,14 @@ from airflow.sdk import DAG
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
-from airflow_provider_iotfleet.hooks.huawei import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.hooks.huawei import hook as huawei_hook
+from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
+from airflow_provider_iotfleet.operators import huawei as huawei_operator
 from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
+from airflow_provider_iotfleet.validation import validate_roma_device_ids
 from tests.connections import PALOALTO_ACCESS_KEY as ACCESS_KEY
 from tests.connections import PALOALTO_KEY_ID as KEY_ID
 from tests.connections import PALOALTO_TENANT_HOST as TENANT_HOST
@@ -1916,3 +1919,22 @@ def test_vz_sync_never_leaks_secrets_or_tokens(
     secrets.append(base64.b64encode(f"{KEY}:{SECRET}".encode()).decode())
     for secret in secrets:
         assert secret not in haystack
+
+
+@pytest.mark.parametrize("try_number", [1, 2], ids=["first-try", "retry-reads-first"])
+def test_roma_ids_are_validated_once_by_the_operator_not_again_by_the_hook(
+    roma_conn: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch, try_number: int
+) -> None:
+    checked: list[list[Any]] = []
+
+    def counting(values: Any, name: str = "device_ids") -> list[int]:
+        checked.append(list(values))
+        return validate_roma_device_ids(values, name)
+
+    for module in (huawei_operator, huawei_hook):
+        monkeypatch.setattr(module, "validate_roma_device_ids", counting)
+    requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    roma_reads(requests_mock, {1: 1, 2: 1, 3: 1, 4: 1})
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=["1", 2, 3, 4], batch_size=2)
+    op.execute(operator_context(try_number=try_number))
+    assert checked == [["1", 2, 3, 4]]

@@ -29,6 +29,8 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco import hook as cisco_hook
+from airflow_provider_iotfleet.operators import cisco as cisco_operator
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
@@ -1348,3 +1350,36 @@ def test_an_iccid_inside_changes_is_refused(
     with pytest.raises(IoTFleetValidationError):
         op.execute(operator_context())
     assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize("retrying", [False, True], ids=["first-try", "retry-reads-first"])
+def test_edits_and_date_are_validated_once_by_the_operator_not_again_by_the_hook(
+    make_operator: Callable[..., Operator],
+    requests_mock: rm.Mocker,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+    retrying: bool,
+) -> None:
+    checks: list[str] = []
+
+    def counted(name: str, check: Callable[..., Any]) -> Callable[..., Any]:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            checks.append(name)
+            return check(*args, **kwargs)
+
+        return counting
+
+    for module in (cisco_operator, cisco_hook):
+        for name in ("validate_cisco_edits", "validate_iccids", "validate_effective_date"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
+    devices = iccids(2)
+    for iccid in devices:
+        requests_mock.put(f"{API}/devices/{iccid}", status_code=202, json={"iccid": iccid})
+        requests_mock.get(f"{API}/devices/{iccid}", json={"iccid": iccid, "ratePlan": "IOT-100MB"})
+    op = make_operator(
+        edits=[{"iccid": iccid, "ratePlan": "IOT-1GB"} for iccid in devices],
+        effective_date=clock.now() + timedelta(days=1),
+    )
+    op.execute(operator_context(try_number=2 if retrying else 1))
+    assert sorted(checks) == ["validate_cisco_edits", "validate_effective_date"]

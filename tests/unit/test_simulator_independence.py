@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 
 from airflow_provider_iotfleet import simulator
-from airflow_provider_iotfleet.simulator import cisco as simulated_cisco
-from airflow_provider_iotfleet.simulator import fleet as simulated_fleet
-from airflow_provider_iotfleet.validation import (
+from airflow_provider_iotfleet.hooks.cisco.rules import (
     CISCO_CUSTOM_FIELD_MAX_LENGTH,
     CISCO_CUSTOM_FIELDS,
     CISCO_EDITABLE_FIELDS,
     CISCO_KNOWN_STATUSES,
     CISCO_MAX_SCHEDULE_DAYS,
     CISCO_OVERAGE_VALUES,
-    luhn_check_digit,
 )
+from airflow_provider_iotfleet.simulator import cisco as simulated_cisco
+from airflow_provider_iotfleet.simulator import fleet as simulated_fleet
+from airflow_provider_iotfleet.validation import luhn_check_digit
 from tests.fakes import ICCID, ICCID_19, IMEI, IMEI_2
 
 PACKAGE = "airflow_provider_iotfleet"

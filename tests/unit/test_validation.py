@@ -7,15 +7,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_iotfleet.exceptions import MAX_LISTED_PROBLEMS, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
-from airflow_provider_iotfleet.validation import (
+from airflow_provider_iotfleet.hooks.cisco.rules import (
     validate_cisco_changes,
     validate_cisco_edits,
     validate_effective_date,
-    validate_iccids,
-    validate_imeis,
-    validate_roma_device_ids,
 )
+from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
+from airflow_provider_iotfleet.validation import validate_iccids, validate_imeis, validate_roma_device_ids
 from tests.fakes import ICCID, ICCID_19, IMEI, IMEI_2, luhn_complete
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

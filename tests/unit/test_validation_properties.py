@@ -15,15 +15,17 @@ from hypothesis import strategies as st
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco.rules import (
+    validate_cisco_changes,
+    validate_cisco_edits,
+    validate_effective_date,
+)
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook, validate_cellular_devices
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.validation import (
     as_item_list,
     as_mapping,
-    validate_cisco_changes,
-    validate_cisco_edits,
-    validate_effective_date,
     validate_iccids,
     validate_imeis,
     validate_roma_device_ids,

@@ -1,32 +1,43 @@
-"""Huawei Cloud ROMA Connect LINK: force devices offline, read devices.
-
-Two ways in: AK/SK request signing (``SDK-HMAC-SHA256``, Huawei's recommended way, implemented
-here with hashlib/hmac because the official SDK pins heavy dependencies) and IAM user tokens.
-"""
+"""Huawei Cloud ROMA Connect LINK: force devices offline, read devices."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote
 
 from airflow_provider_iotfleet.exceptions import (
-    IoTFleetAuthError,
     IoTFleetError,
     IoTFleetNotAttemptedError,
-    IoTFleetOutcomeUnknownError,
-    IoTFleetRateLimitError,
     IoTFleetValidationError,
-    IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.huawei.answers import (
+    HUAWEI_ERRORS,
+    MISSING_FROM_ANSWER,
+    NEVER,
+    NEVER_CONNECTED,
+    NEVER_CONNECTED_MESSAGE,
+    NOT_FORCED,
+    NOT_FORCED_OFFLINE,
+    OFFLINE,
+    ONLINE_STATUS,
+    STATUS_NAMES,
+    VENDOR,
+    ForceOfflineResult,
+    answered_id,
+    failed_entry,
+)
+from airflow_provider_iotfleet.hooks.huawei.auth import HuaweiAkSkAuth, iam_token
+from airflow_provider_iotfleet.hooks.readback import (
+    Applied,
+    LostAnswerWording,
+    NotApplied,
+    Verdict,
+    write_with_read_back,
+)
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
@@ -34,17 +45,12 @@ from airflow_provider_iotfleet.http import (
     Call,
     Clock,
     ConnectionSettings,
-    ErrorMapping,
-    Reply,
-    Request,
-    VendorErrorBody,
-    text_or_none,
 )
-from airflow_provider_iotfleet.http.auth import Build, Flow, TokenAuth, TokenSource
+from airflow_provider_iotfleet.http.auth import TokenAuth
 from airflow_provider_iotfleet.http.concurrency import affects_every_item
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
-from airflow_provider_iotfleet.http.retry import answer_lost, is_transient
+from airflow_provider_iotfleet.http.retry import is_transient
 from airflow_provider_iotfleet.validation import (
     check_batch_size,
     path_segment_problem,
@@ -52,305 +58,42 @@ from airflow_provider_iotfleet.validation import (
     validate_whole_number,
 )
 
-VENDOR = "Huawei ROMA Connect"
-SIGNING_ALGORITHM = "SDK-HMAC-SHA256"
-SDK_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-#: The API gateway's throttling codes (both spellings are seen); answered with 429, retried.
-THROTTLING_CODES = frozenset({"APIGW.0308", "APIG.0308"})
-IAM_TOKEN_LIFETIME = timedelta(hours=24)
-#: The gateway refuses signatures dated more than 15 minutes off; beyond 5, we sign with its clock.
-CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 DEFAULT_MAX_DEVICES_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 999
-ONLINE_STATUS = {"never": 0, "online": 1, "offline": 2}
-STATUS_NAMES = {code: name for name, code in ONLINE_STATUS.items()}
 #: Up to this many devices, a status poll reads each one; beyond, it may page the filtered listing.
 PER_DEVICE_READS = 10
-NOT_FORCED_OFFLINE = "not forced offline (only online MQTT devices can be)"
-#: What a read of the devices' online status says of one that is offline.
-OFFLINE = "offline"
-NEVER = "never"
 
 
-# --- AK/SK signing -----------------------------------------------------------------------------
-
-
-def _encode(text: str) -> str:
-    return quote(text, safe="~")
-
-
-def canonical_request(
-    method: str, url: str, headers: Mapping[str, str], body: bytes
-) -> tuple[str, list[str]]:
-    """Return Huawei's canonical request for a request, and the signed header names.
-
-    Every header whose name has no ``_`` is signed (lower-cased, sorted); the canonical URI encodes
-    each path segment and ends with ``/``; query pairs are encoded, then sorted by key and value.
-    """
-    parts = urlsplit(url)
-    uri = "/".join(_encode(unquote(segment)) for segment in parts.path.split("/"))
-    if not uri.endswith("/"):
-        uri += "/"
-    pairs = sorted(
-        (_encode(key), _encode(value)) for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    query = "&".join(f"{key}={value}" for key, value in pairs)
-    values = {name.lower(): value for name, value in headers.items() if "_" not in name}
-    signed = sorted(values)
-    canonical_headers = "".join(f"{name}:{values[name].strip()}\n" for name in signed)
-    lines = [
-        method.upper(),
-        uri,
-        query,
-        canonical_headers,
-        ";".join(signed),
-        hashlib.sha256(body).hexdigest(),
-    ]
-    return "\n".join(lines), signed
-
-
-def string_to_sign(canonical_request_hash: str, sdk_date: str) -> str:
-    """Return the string to sign from the hex SHA-256 of the canonical request and ``X-Sdk-Date``."""
-    return f"{SIGNING_ALGORITHM}\n{sdk_date}\n{canonical_request_hash}"
-
-
-def sign(secret_key: str, text: str) -> str:
-    """Return the hex HMAC-SHA256 of ``text`` keyed with the secret key."""
-    return hmac.new(secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
-
-
-def request_signature(
-    secret_key: str, method: str, url: str, headers: Mapping[str, str], body: bytes
-) -> tuple[str, list[str]]:
-    """Return ``(signature, signed header names)`` for a request whose headers include ``X-Sdk-Date``."""
-    canonical, signed = canonical_request(method, url, headers, body)
-    sdk_date = next(value for name, value in headers.items() if name.lower() == "x-sdk-date")
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return sign(secret_key, string_to_sign(digest, sdk_date)), signed
-
-
-class HuaweiAkSkAuth(Auth):
-    """Signs every request with ``SDK-HMAC-SHA256`` (re-signed on each retry, so dates stay fresh).
-
-    :param security_token: for temporary AK/SK, sent as ``X-Security-Token``.
-    :param log: where to say that the worker's clock is off, when the gateway's ``Date`` shows it.
-
-    A signature refused because the worker's clock is more than 5 minutes off the gateway's (its
-    ``Date`` header tells) is made again with the gateway's time, once, and signing continues so.
-    """
-
-    credential_hint = (
-        "the login (AK), password (SK) and security_token extra, and the worker's clock (the gateway "
-        "refuses signatures more than 15 minutes off)"
-    )
-
-    def __init__(
-        self,
-        access_key: str,
-        secret_key: str,
-        *,
-        project_id: str | None,
-        security_token: str | None,
-        clock: Clock,
-        log: Any = None,
-    ) -> None:
-        self._log = log or logging.getLogger(__name__)
-        self._access_key = access_key
-        self._secret_key = secret_key
-        self._project_id = project_id
-        self._security_token = security_token
-        self._clock = clock
-        self._offset = timedelta()
-
-    def refresh(self, request: Request) -> Request:
-        return self.apply(request)  # a new date, a new signature
-
-    def flow(self, request: Request, build: Build) -> Flow:
-        outcome = yield self.apply(request)
-        if isinstance(outcome, IoTFleetAuthError) and (offset := self._skew(outcome)) is not None:
-            # The gateway refuses dates more than 15 minutes off: sign with its clock from now on
-            # (its Date header said how far ours is), and say so, since NTP is the real fix.
-            self._offset = offset
-            self._log.warning(
-                "%s: this worker's clock is %+.0f s off the gateway's; signing with the gateway's time. "
-                "Keep the workers' clocks in sync (NTP).",
-                VENDOR,
-                offset.total_seconds(),
-            )
-            yield self.apply(request)
-
-    def _skew(self, error: IoTFleetAuthError) -> timedelta | None:
-        """How far the gateway's clock is from ours, when that is why it refused the signature."""
-        if error.server_time is None:
-            return None
-        offset = error.server_time - self._clock.now()
-        return (
-            offset
-            if abs(offset) > CLOCK_SKEW_TOLERANCE and abs(offset - self._offset) > CLOCK_SKEW_TOLERANCE
-            else None
-        )
-
-    def apply(self, request: Request) -> Request:
-        headers = {
-            "X-Sdk-Date": (self._clock.now() + self._offset).strftime(SDK_DATE_FORMAT),
-            "Host": urlsplit(request.url).netloc,
-        }
-        if self._project_id:
-            headers["X-Project-Id"] = self._project_id
-        if self._security_token:
-            headers["X-Security-Token"] = self._security_token
-        unsigned = {name: value for name, value in request.headers.items() if name.lower() != "authorization"}
-        request = replace(request, headers=unsigned).with_headers(headers)
-        signature, signed = request_signature(
-            self._secret_key, request.method, request.url, request.headers, request.body
-        )
-        return request.with_headers(
-            {
-                "Authorization": f"{SIGNING_ALGORITHM} Access={self._access_key}, "
-                f"SignedHeaders={';'.join(signed)}, Signature={signature}"
-            }
-        )
-
-
-def iam_token(
-    token_url: str, *, user_name: str, password: str, domain_name: str, project_id: str, clock: Clock
-) -> TokenSource:
-    """An IAM user password exchanged for a token (``X-Subject-Token``), valid 24 h, renewed an hour
-    before it expires and once when the API answers 401."""
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user_name, "password": password, "domain": {"name": domain_name}}
-                },
-            },
-            "scope": {"project": {"id": project_id}},
-        }
-    }
-
-    def login() -> Call:
-        return Call("POST", token_url, json=body, rate_limited=False, credentials=True)
-
-    def read(reply: Reply) -> tuple[str, float]:
-        token = reply.headers.get("X-Subject-Token")
-        if not token:
-            raise IoTFleetVendorResponseError(
-                f"{VENDOR}: the IAM token answer has no X-Subject-Token header",
-                http_status=reply.status,
-                vendor=VENDOR,
-            )
-        return token, _lifetime(reply.object(), clock)
-
-    return TokenSource(
-        login=login,
-        read=read,
-        clock=clock,
-        refresh_lead=3600.0,
-        credential_hint="the login (IAM user name), password, domain_name and project_id extras",
-    )
-
-
-def _lifetime(body: dict[str, Any], clock: Clock) -> float:
-    token_info = body.get("token")
-    expires_at = token_info.get("expires_at") if isinstance(token_info, dict) else None
-    default = IAM_TOKEN_LIFETIME.total_seconds()
-    if not isinstance(expires_at, str):
-        return default
-    try:
-        expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    except ValueError:
-        return default
-    if expiry.tzinfo is None:
-        expiry = expiry.replace(tzinfo=UTC)
-    return (expiry - clock.now()).total_seconds()
-
-
-# --- Errors and results ------------------------------------------------------------------------
-
-
-def _parse_error(body: Any) -> VendorErrorBody:
-    # ROMA: {"error_code", "error_msg", "request_id"} (some answers say "requestId").
-    # IAM: {"error": {"code": 401, "message": "...", "title": "Unauthorized"}}.
-    if not isinstance(body, dict):
-        return VendorErrorBody()
-    if isinstance(body.get("error"), dict):
-        body = body["error"]
-        return VendorErrorBody(code=text_or_none(body.get("code")), message=text_or_none(body.get("message")))
-    return VendorErrorBody(
-        code=text_or_none(body.get("error_code")),
-        message=text_or_none(body.get("error_msg")),
-        request_id=text_or_none(body.get("request_id") or body.get("requestId")),
-    )
-
-
-HUAWEI_ERRORS = ErrorMapping(
-    vendor=VENDOR,
-    parse_body=_parse_error,
-    code_classes=dict.fromkeys(THROTTLING_CODES, IoTFleetRateLimitError),
-    retryable_codes=THROTTLING_CODES,
-)
-
-
-def _answered_id(item: Mapping[str, Any]) -> int | None:
-    """Return the device id an answer item names (``id``, or its duplicate ``device_id``), if an int."""
-    device_id = item.get("id", item.get("device_id"))
-    if isinstance(device_id, int) and not isinstance(device_id, bool):
-        return device_id
-    if isinstance(device_id, str) and device_id.isascii() and device_id.isdigit():
-        return int(device_id)
-    return None
-
-
-#: Why a device was not forced offline, as the ``error_code`` of its ``failed`` entry.
-NOT_FORCED = "not_forced_offline"
-NEVER_CONNECTED = "never_connected"
-MISSING_FROM_ANSWER = "missing_from_answer"
-NEVER_CONNECTED_MESSAGE = "never connected: only online MQTT devices can be forced offline"
-
-
-@dataclass(frozen=True)
-class ForceOfflineResult:
-    """What came of one force-offline request: every requested id is in exactly one list.
-
-    :ivar succeeded: ``{"id", "device_name"}`` for each device brought offline.
-    :ivar unchanged: ids of devices already offline (ROMA refuses them, or a read found them so):
-        already as asked, not failed.
-    :ivar failed: ``{"id", "device_name", "error_code", "message", "attempted"}`` for each device not
-        brought offline: :data:`NOT_FORCED` (ROMA refused it and it is not offline: only online MQTT
-        devices can be), :data:`NEVER_CONNECTED` (never sent when a read found it so first),
-        :data:`MISSING_FROM_ANSWER`, or the vendor's code of the error that kept it from being sent
-        again after lost answers (such entries add that error's ``http_status`` and ``retryable``).
-    """
-
-    succeeded: list[dict[str, Any]]
-    failed: list[dict[str, Any]]
-    unchanged: list[int] = field(default_factory=list)
-
-
-def _failed(
-    device_id: int, error_code: str, message: str, *, name: Any = None, attempted: bool = True
-) -> dict[str, Any]:
-    return {
-        "id": device_id,
-        "device_name": name,
-        "error_code": error_code,
-        "message": message,
-        "attempted": attempted,
-    }
-
-
-def _in_order(ids: list[int], result: ForceOfflineResult) -> ForceOfflineResult:
-    """``result`` with each list in the order of ``ids``."""
-    order = {device_id: position for position, device_id in enumerate(ids)}
+def _still_online(ids: list[int], error: IoTFleetError) -> ForceOfflineResult:
+    """Devices not forced offline because the answers kept being lost (a 5xx, a dropped connection):
+    failed, and retryable when that error is, since the same request may well pass later (what a
+    retry of the task needs to know)."""
     return ForceOfflineResult(
-        succeeded=sorted(result.succeeded, key=lambda entry: order[entry["id"]]),
-        failed=sorted(result.failed, key=lambda entry: order[entry["id"]]),
-        unchanged=sorted(result.unchanged, key=order.__getitem__),
+        succeeded=[],
+        failed=[
+            {
+                **failed_entry(
+                    device_id,
+                    error.error_code or NOT_FORCED,
+                    f"still online after the force-offline's answer was lost: {error.bare_message}",
+                ),
+                "http_status": error.http_status,
+                "retryable": is_transient(error),
+            }
+            for device_id in ids
+        ],
     )
 
 
-# --- Hook --------------------------------------------------------------------------------------
+_FORCE_OFFLINE_WORDING = LostAnswerWording[list[int]](
+    vendor=VENDOR,
+    write=lambda ids: f"a force-offline of {len(ids)} devices",
+    bare_write="the force-offline",
+    read="their status",
+    bare_read="the devices",
+    risk="ROMA may have forced them offline",
+    advice="check them before sending again",
+)
 
 
 class HuaweiRomaConnectHook(IoTFleetBaseHook):
@@ -440,7 +183,12 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         }
 
     def force_offline(
-        self, device_ids: Sequence[int | str], *, read_first: bool = False, read_back: bool = True
+        self,
+        device_ids: Sequence[int | str],
+        *,
+        read_first: bool = False,
+        read_back: bool = True,
+        validated: bool = False,
     ) -> ForceOfflineResult:
         """Bring devices offline in one request (``POST .../devices/force-offline``).
 
@@ -454,19 +202,24 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :param read_back: read back the devices ROMA refused (see :meth:`read_back_refused`). A
             caller sending many batches passes ``False`` and reads them all back once, since a read
             of many devices pages the instance's listing, whatever their number.
+        :param validated: ``device_ids`` are ints that
+            :func:`~airflow_provider_iotfleet.validation.validate_roma_device_ids` returned, not checked
+            again (the operator validates its whole input once, before the first batch).
         :return: the devices ROMA brought offline, those already offline, and those it could not.
         :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotFoundError: when the instance or project does not exist.
         :raises IoTFleetNotAttemptedError: with ``read_first``, when the read failed: nothing was sent.
+        :raises IoTFleetOutcomeUnknownError: when the answer was lost and reading the devices back
+            failed too: ROMA may have forced them offline.
         """
-        ids = validate_roma_device_ids(device_ids)
-        check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
-        unchanged, never, to_send = self.split_offline(ids) if read_first else ([], [], ids)
-        sent = (
-            self._force_offline(to_send, rounds_left=self.client.retry.max_retries)
-            if to_send
-            else ForceOfflineResult(succeeded=[], failed=[])
+        ids = (
+            [int(device_id) for device_id in device_ids]
+            if validated
+            else validate_roma_device_ids(device_ids)
         )
+        check_batch_size(len(ids), self.max_devices_per_request, "device_ids")
+        unchanged, never, to_send = self.split_offline(ids, validated=True) if read_first else ([], [], ids)
+        sent = self._force_offline(to_send) if to_send else ForceOfflineResult(succeeded=[], failed=[])
         if read_back:
             sent = self.read_back_refused(sent)
         result = ForceOfflineResult(
@@ -480,19 +233,25 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             len(result.unchanged),
             len(result.failed),
         )
-        return _in_order(ids, result)
+        return result.in_order(ids)
 
     def split_offline(
-        self, device_ids: Sequence[int | str]
+        self, device_ids: Sequence[int | str], *, validated: bool = False
     ) -> tuple[list[int], list[dict[str, Any]], list[int]]:
         """Read the devices' online status before a force-offline: return those already offline, a
         ``failed`` entry (``never_connected``, not sent) for each that never connected, and those to
         send. One read for any number of devices (the listing is paged once).
 
+        :param validated: ``device_ids`` are already checked ints, as for :meth:`force_offline`.
+        :raises IoTFleetValidationError: listing every bad id, before any request.
         :raises IoTFleetNotAttemptedError: when the read failed (refused credentials and the like
             are raised as they are, as by any call).
         """
-        ids = validate_roma_device_ids(device_ids)
+        ids = (
+            [int(device_id) for device_id in device_ids]
+            if validated
+            else validate_roma_device_ids(device_ids)
+        )
         try:
             statuses = self._offline_or_not(ids)
         except IoTFleetError as error:
@@ -502,7 +261,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             raise IoTFleetNotAttemptedError.after(error) from error
         unchanged = [device_id for device_id in ids if statuses.get(device_id) == OFFLINE]
         never = [
-            _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
+            failed_entry(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE, attempted=False)
             for device_id in ids
             if statuses.get(device_id) == NEVER
         ]
@@ -517,21 +276,55 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         )
         return unchanged, never, to_send
 
-    def _force_offline(self, ids: list[int], rounds_left: int) -> ForceOfflineResult:
+    def _force_offline(self, ids: list[int]) -> ForceOfflineResult:
+        """Send one force-offline; should its answer be lost, read the devices back rather than send
+        it again (see :func:`~airflow_provider_iotfleet.hooks.readback.write_with_read_back`).
+
+        Devices found offline succeeded (this call, or an earlier event, took them offline), devices
+        that never connected failed, and the others surely were not forced, so they are sent again,
+        a round per try the connection gives any call; still online after the last round, they fail.
+        """
+        return write_with_read_back(
+            ids,
+            send=self._send_force_offline,
+            read_back=self._force_offline_read_back,
+            wording=_FORCE_OFFLINE_WORDING,
+            rounds=self.client.retry.max_retries + 1,
+            log=self.log,
+            merge=ForceOfflineResult.merged,
+            give_up=_still_online,
+        )
+
+    def _send_force_offline(self, ids: list[int]) -> ForceOfflineResult:
         # Sent again only when it surely did not reach ROMA: a repeat finds the devices offline, which
         # the read-back of refused devices then reports as unchanged rather than forced by this call.
         call = Call(
             "POST", f"{self._devices_path}/force-offline", json={"device_ids": ids}, repeat="if-not-received"
         )
-        try:
-            reply = self.client.send(call)
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
-            return self._after_lost_answer(ids, error, rounds_left)
+        reply = self.client.send(call)
         return self._reconcile(
             ids, reply.objects("success", required=False), reply.objects("failed", required=False)
         )
+
+    def _force_offline_read_back(self, ids: list[int]) -> Verdict[list[int], ForceOfflineResult]:
+        """Offline devices succeeded and never-connected ones failed; the rest is not forced yet."""
+        statuses = self._offline_or_not(ids)
+        settled = ForceOfflineResult(
+            succeeded=[
+                {"id": device_id, "device_name": None}
+                for device_id in ids
+                if statuses.get(device_id) == OFFLINE
+            ],
+            failed=[
+                failed_entry(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
+                for device_id in ids
+                if statuses.get(device_id) == NEVER
+            ],
+        )
+        # Online, or "not offline" when read from the filtered listing, or unknown to ROMA: not
+        # forced, so sent again; ROMA itself then says which ones cannot be forced.
+        still_online = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
+        return NotApplied(still_online, settled) if still_online else Applied(settled)
 
     def read_back_refused(self, result: ForceOfflineResult) -> ForceOfflineResult:
         """Read the devices ROMA refused in ``result`` (one read, for any number: the listing is
@@ -570,69 +363,6 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                 failed.append(entry)
         return ForceOfflineResult(succeeded=result.succeeded, failed=failed, unchanged=unchanged)
 
-    def _after_lost_answer(
-        self, ids: list[int], error: IoTFleetError, rounds_left: int
-    ) -> ForceOfflineResult:
-        """The force-offline may have been applied: read the devices back instead of sending it again.
-
-        Devices found offline count as succeeded (this call, or an earlier event, took them offline);
-        devices not offline surely were not forced, so they are sent again (as many rounds as the
-        connection's retries); devices that never connected failed.
-        """
-        self.log.warning(
-            "%s: the answer to a force-offline of %d devices was lost (%s); reading their status back",
-            VENDOR,
-            len(ids),
-            error.message,
-        )
-        try:
-            statuses = self._offline_or_not(ids)
-        except IoTFleetError as unreadable:
-            raise IoTFleetOutcomeUnknownError(
-                f"{VENDOR}: the answer to a force-offline of {len(ids)} devices was lost ({error.message}) and "
-                f"reading their status back failed too ({unreadable.message}); ROMA may have forced them "
-                "offline: check them before sending again",
-                http_status=error.http_status,
-                error_code=error.error_code,
-                request_id=error.request_id,
-                vendor=VENDOR,
-                bare_message=f"the answer to the force-offline was lost ({error.bare_message}) and reading "
-                f"the devices back failed too ({unreadable.bare_message})",
-            ) from unreadable
-        succeeded = [
-            {"id": device_id, "device_name": None} for device_id in ids if statuses.get(device_id) == OFFLINE
-        ]
-        failed = [
-            _failed(device_id, NEVER_CONNECTED, NEVER_CONNECTED_MESSAGE)
-            for device_id in ids
-            if statuses.get(device_id) == NEVER
-        ]
-        unchanged: list[int] = []
-        # Online, or "not offline" when read from the filtered listing, or unknown to ROMA: not
-        # forced, so sent again; ROMA itself then says which ones cannot be forced.
-        still_online = [device_id for device_id in ids if statuses.get(device_id) not in (OFFLINE, NEVER)]
-        if still_online and rounds_left > 0:
-            again = self._force_offline(still_online, rounds_left - 1)
-            succeeded += again.succeeded
-            failed += again.failed
-            unchanged += again.unchanged
-        elif still_online:
-            # Not forced because the answers kept being lost (a 5xx, a dropped connection): the
-            # same request may well pass later, which is what a retry of the task needs to know.
-            failed += [
-                {
-                    **_failed(
-                        device_id,
-                        error.error_code or NOT_FORCED,
-                        f"still online after the force-offline's answer was lost: {error.bare_message}",
-                    ),
-                    "http_status": error.http_status,
-                    "retryable": is_transient(error),
-                }
-                for device_id in still_online
-            ]
-        return _in_order(ids, ForceOfflineResult(succeeded=succeeded, failed=failed, unchanged=unchanged))
-
     def _offline_or_not(
         self, ids: list[int], online_status: str = OFFLINE, *, with_never: bool = True
     ) -> dict[int, str]:
@@ -640,7 +370,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         never-connected devices show as ``"never"`` (their listing is paged too); a device ROMA does
         not know is left out rather than failing the read of every other device (the caller treats
         it as neither offline nor never connected: ROMA refuses it, and it fails so)."""
-        plan = self._online_statuses_plan(ids, online_status, watching=True, with_never=with_never)
+        plan = self._statuses_plan(ids, ONLINE_STATUS[online_status], watching=True, with_never=with_never)
         values = run_plan(self.client, plan).values
         return {device_id: value for device_id, value in values.items() if value is not None}
 
@@ -657,7 +387,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         refused: set[int] = set()
         for items, bucket in ((success, done), (failure, refused)):
             for item in items:
-                device_id = _answered_id(item)
+                device_id = answered_id(item)
                 if device_id not in requested:
                     self.log.warning("%s: ignoring an answer item for unrequested device %r", VENDOR, item)
                     continue
@@ -669,10 +399,12 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
             if device_id in done and device_id not in refused:
                 succeeded.append(entry)
             elif device_id in refused:
-                failed.append(_failed(device_id, NOT_FORCED, NOT_FORCED_OFFLINE, name=entry["device_name"]))
+                failed.append(
+                    failed_entry(device_id, NOT_FORCED, NOT_FORCED_OFFLINE, name=entry["device_name"])
+                )
             else:
                 failed.append(
-                    _failed(
+                    failed_entry(
                         device_id,
                         MISSING_FROM_ANSWER,
                         f"missing from {VENDOR}'s answer",
@@ -684,14 +416,17 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
     def get_device(self, device_id: int | str) -> dict[str, Any]:
         """Return one device as ROMA Connect describes it (``online_status``: 0 never, 1 online, 2 offline).
 
+        :raises IoTFleetValidationError: for a bad id, before any request.
         :raises IoTFleetNotFoundError: when the device does not exist.
         """
-        return self.client.send(self._device_call(device_id)).object()
+        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
+        return self.client.send(self._device_call(checked_id)).object()
 
     async def aget_device(self, device_id: int | str) -> dict[str, Any]:
         """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
         client = await self.aclient()
-        return (await client.send(self._device_call(device_id))).object()
+        return (await client.send(self._device_call(checked_id))).object()
 
     def online_statuses(self, device_ids: Sequence[int | str], online_status: int | str) -> dict[int, str]:
         """Return, for the devices in ``device_ids``, which are in ``online_status`` and which not.
@@ -741,30 +476,34 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         client = await self.aclient()
         return await arun_plan(client, self._online_statuses_plan(device_ids, online_status, watching=True))
 
-    def _device_call(self, device_id: int | str) -> Call:
-        (checked_id,) = validate_roma_device_ids([device_id], "device_id")
-        return Call("GET", f"{self._devices_path}/{checked_id}")
+    def _device_call(self, device_id: int) -> Call:
+        return Call("GET", f"{self._devices_path}/{device_id}")
 
     def _listing_call(self, online_status: int, offset: int) -> Call:
         params = {"offset": offset, "limit": MAX_PAGE_SIZE, "online_status": online_status}
         return Call("GET", self._devices_path, params=params)
 
     def _online_statuses_plan(
-        self,
-        device_ids: Sequence[int | str],
-        online_status: int | str,
-        *,
-        watching: bool = False,
-        with_never: bool = True,
+        self, device_ids: Sequence[int | str], online_status: int | str, *, watching: bool = False
+    ) -> SettlingPlan[DeviceReads[int]]:
+        """:meth:`_statuses_plan` for a caller's ids and status, checked first.
+
+        :raises IoTFleetValidationError: for a bad id or status, before any request.
+        """
+        ids = validate_roma_device_ids(device_ids)
+        return self._statuses_plan(ids, self._online_status_code(online_status), watching=watching)
+
+    def _statuses_plan(
+        self, ids: list[int], code: int, *, watching: bool = False, with_never: bool = True
     ) -> SettlingPlan[DeviceReads[int]]:
         """Per-device reads, or the listing(s) filtered on the status, whichever takes fewer requests.
 
+        :param ids: checked device ids.
+        :param code: the online status waited on, as ROMA's integer.
         :param watching: for a wait: unknown ids read one by one are reported in ``missing`` instead
             of failing the read, and for ``offline`` the never-connected listing is paged too (unless
             ``with_never`` is ``False``: the caller knows none of the devices is never connected).
         """
-        ids = validate_roma_device_ids(device_ids)
-        code = self._online_status_code(online_status)
         target = STATUS_NAMES[code]
         # A device that never connected is not connected either: for a wait on "offline" it is
         # found in its own listing (online_status=0), or it would show as "not offline" forever.
@@ -790,7 +529,7 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
                     *zip((c for c, _ in later), rest, strict=True),
                 ]:
                     for item in reply.objects("items"):
-                        device_id = _answered_id({"id": item.get("device_id", item.get("id"))})
+                        device_id = answered_id({"id": item.get("device_id", item.get("id"))})
                         if device_id in members:
                             found[device_id] = STATUS_NAMES[listed]
                 return DeviceReads({device_id: found.get(device_id, f"not {target}") for device_id in ids})

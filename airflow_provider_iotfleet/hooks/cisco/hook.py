@@ -1,4 +1,4 @@
-"""Cisco IoT Control Center (formerly Jasper) REST API v1: edit and read device details per ICCID."""
+"""Cisco IoT Control Center REST API v1: edit and read device details per ICCID."""
 
 from __future__ import annotations
 
@@ -11,11 +11,23 @@ from typing import Any, Literal
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetError,
     IoTFleetNotFoundError,
-    IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.cisco.rules import (
+    CISCO_CUSTOM_FIELDS,
+    validate_cisco_changes,
+    validate_cisco_edits,
+    validate_effective_date,
+)
+from airflow_provider_iotfleet.hooks.readback import (
+    Applied,
+    LostAnswerWording,
+    NotApplied,
+    Verdict,
+    write_with_read_back,
+)
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND, DeviceReads
 from airflow_provider_iotfleet.http import (
     SYSTEM_CLOCK,
@@ -32,15 +44,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
-from airflow_provider_iotfleet.http.retry import answer_lost
-from airflow_provider_iotfleet.validation import (
-    CISCO_CUSTOM_FIELDS,
-    validate_cisco_changes,
-    validate_cisco_edits,
-    validate_effective_date,
-    validate_iccids,
-    validate_whole_number,
-)
+from airflow_provider_iotfleet.validation import validate_iccids, validate_whole_number
 
 VENDOR = "Cisco IoT Control Center"
 MAX_SEARCH_PAGE_SIZE = 50
@@ -89,9 +93,13 @@ EditOutcome = Literal["updated", "scheduled", "unchanged"]
 
 
 def _device_call(iccid: str) -> Call:
-    """``GET /devices/{iccid}``: one device's details (the ICCID is validated first)."""
-    (checked,) = validate_iccids([iccid], "iccid")
-    return Call("GET", f"devices/{checked}")
+    """``GET /devices/{iccid}``: one device's details (the caller checked the ICCID)."""
+    return Call("GET", f"devices/{iccid}")
+
+
+def _edit_pair(edit: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """``(iccid, changes)`` of an edit already checked: what :func:`validate_cisco_edits` returns."""
+    return edit["iccid"], {key: value for key, value in edit.items() if key != "iccid"}
 
 
 def _search_since(value: datetime | str) -> str:
@@ -154,6 +162,21 @@ def _statuses_plan(
         if last:
             return DeviceReads(changed)
         page += 1
+
+
+def _edit_wording(iccid: str, *, scheduled: bool) -> LostAnswerWording[Mapping[str, str]]:
+    """How log lines and errors tell of an edit of ``iccid`` whose answer was lost."""
+    edit = "scheduled edit" if scheduled else "edit"
+    return LostAnswerWording(
+        vendor=VENDOR,
+        write=lambda _: f"the {edit} of {iccid}",
+        bare_write=f"the {edit}",
+        read="the device",
+        bare_read="the device",
+        risk="Control Center may have applied it",
+        advice="check the device before sending it again",
+        bare_advice="check the device",
+    )
 
 
 @dataclass(frozen=True)
@@ -258,6 +281,7 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
         *,
         skip_unchanged: bool = False,
         on_outcome: Callable[[Outcome[str, CiscoEditResult]], None] | None = None,
+        validated: bool = False,
     ) -> list[Outcome[str, CiscoEditResult]]:
         """Edit many devices, ``max_concurrency`` at a time (default: the connection's).
 
@@ -269,12 +293,21 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             fields whose value differs; a device already as asked is not sent at all.
         :param on_outcome: called with each device's outcome as soon as it is known (from worker
             threads), for progress reports.
+        :param validated: ``edits`` hold ICCIDs and fields already checked (as
+            :func:`~airflow_provider_iotfleet.hooks.cisco.rules.validate_cisco_edits` does) and
+            ``effective_date`` is what :meth:`check_effective_date` returned: neither is checked again
+            (the operator validates its whole input once, before the first request).
         :return: one outcome per edit, in input order; ``outcome.item`` is the ICCID and
             ``outcome.error`` the :class:`IoTFleetError` for a device Control Center refused.
         :raises IoTFleetValidationError: listing every bad ICCID, field, value or date.
         """
-        pairs = validate_cisco_edits(edits)
-        date = self.check_effective_date(effective_date)
+        pairs = [_edit_pair(edit) for edit in edits] if validated else validate_cisco_edits(edits)
+        # A checked date is the string check_effective_date returns; a datetime is checked in any case.
+        date = (
+            effective_date
+            if validated and not isinstance(effective_date, datetime)
+            else self.check_effective_date(effective_date)
+        )
         if max_concurrency is not None:
             validate_whole_number(max_concurrency, "max_concurrency", 1, MAX_CONCURRENCY)
 
@@ -297,12 +330,14 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             other documented fields.
         :raises IoTFleetNotFoundError: when Control Center does not know the ICCID.
         """
-        return self.client.send(_device_call(iccid)).object()
+        (checked,) = validate_iccids([iccid], "iccid")
+        return self.client.send(_device_call(checked)).object()
 
     async def aget_device(self, iccid: str) -> dict[str, Any]:
         """:meth:`get_device` for triggers: the same call, without blocking the event loop."""
+        (checked,) = validate_iccids([iccid], "iccid")
         client = await self.aclient()
-        return (await client.send(_device_call(iccid))).object()
+        return (await client.send(_device_call(checked))).object()
 
     def search_devices(
         self, modified_since: datetime | str, status: str | None = None, page_size: int = MAX_SEARCH_PAGE_SIZE
@@ -425,22 +460,33 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     def _put_edit(
         self, iccid: str, changes: Mapping[str, str], effective_date: str | None
     ) -> CiscoEditResult:
+        """Send one edit; should its answer be lost, read the device back rather than send it again
+        (see :func:`~airflow_provider_iotfleet.hooks.readback.write_with_read_back`).
+
+        A scheduled edit, or one whose fields cannot be read back, cannot be told apart, so its lost
+        answer is :class:`IoTFleetOutcomeUnknownError` at once.
+        """
+        readable = not effective_date and any(key in READ_BACK_FIELDS for key in changes)
+        return write_with_read_back(
+            changes,
+            send=lambda fields: self._send_edit(iccid, fields, effective_date),
+            read_back=(lambda fields: self._edit_read_back(iccid, fields)) if readable else None,
+            wording=_edit_wording(iccid, scheduled=bool(effective_date)),
+            # A round per try the connection gives any call (max_retries + 1).
+            rounds=self.client.retry.max_retries + 1,
+            log=self.log,
+            conclusive=(IoTFleetNotFoundError,),  # no such device: no edit of it can have applied
+        )
+
+    def _send_edit(
+        self, iccid: str, changes: Mapping[str, str], effective_date: str | None
+    ) -> CiscoEditResult:
         body = dict(changes)
         if effective_date:
             body["effectiveDate"] = effective_date
         # Sent again only when it surely did not reach Control Center: an edit applied twice can
         # schedule a change twice, or answer the second activation "already activated".
-        try:
-            reply = self.client.send(Call("PUT", f"devices/{iccid}", json=body, repeat="if-not-received"))
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
-            return self._after_lost_answer(iccid, changes, effective_date, error)
-        return self._edit_result(iccid, reply, changes, effective_date)
-
-    def _edit_result(
-        self, iccid: str, reply: Reply, changes: Mapping[str, str], effective_date: str | None
-    ) -> CiscoEditResult:
+        reply = self.client.send(Call("PUT", f"devices/{iccid}", json=body, repeat="if-not-received"))
         answered = reply.field("iccid", str)
         if answered != iccid:
             raise malformed_response(
@@ -458,77 +504,18 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             sent=tuple(changes),
         )
 
-    def _after_lost_answer(
-        self, iccid: str, changes: Mapping[str, str], effective_date: str | None, error: IoTFleetError
-    ) -> CiscoEditResult:
-        """The edit may have been applied: read the device back to tell, rather than send it again.
-
-        Applied (every readable field as asked): ``updated``. Not applied: sent once more, since it
-        surely was not. A scheduled edit, or one whose fields cannot be read back, cannot be told
-        apart: :class:`IoTFleetOutcomeUnknownError`.
-        """
-        readable = {key: value for key, value in changes.items() if key in READ_BACK_FIELDS}
-        if effective_date or not readable:
-            raise IoTFleetOutcomeUnknownError(
-                f"{VENDOR}: the answer to the {'scheduled ' if effective_date else ''}edit of {iccid} was lost "
-                f"({error.message}) and Control Center may have applied it; check the device before "
-                "sending it again",
-                http_status=error.http_status,
-                error_code=error.error_code,
-                request_id=error.request_id,
-                vendor=VENDOR,
-                bare_message=f"the answer to the {'scheduled ' if effective_date else ''}edit was lost "
-                f"({error.bare_message}) and Control Center may have applied it; check the device",
-            )
-        for _ in range(self.client.retry.max_retries + 1):
-            try:
-                current = self.client.send(_device_call(iccid)).object()
-            except IoTFleetNotFoundError:
-                raise  # Control Center knows no such device: no edit of it can have applied
-            except IoTFleetError as unreadable:
-                raise IoTFleetOutcomeUnknownError(
-                    f"{VENDOR}: the answer to the edit of {iccid} was lost ({error.message}) and reading the "
-                    f"device back failed too ({unreadable.message}); Control Center may have applied it: "
-                    "check the device before sending it again",
-                    http_status=error.http_status,
-                    error_code=error.error_code,
-                    request_id=error.request_id,
-                    vendor=VENDOR,
-                    bare_message=f"the answer to the edit was lost ({error.bare_message}) and reading the "
-                    f"device back failed too ({unreadable.bare_message}); check the device",
-                ) from unreadable
-            if all(current.get(READ_BACK_FIELDS[key]) == value for key, value in readable.items()):
-                self.log.warning(
-                    "%s: the answer to the edit of %s was lost; reading it back shows it applied",
-                    VENDOR,
-                    iccid,
-                )
-                return CiscoEditResult(iccid=iccid, outcome="updated", sent=tuple(changes))
-            # Not applied, so it surely did not reach Control Center: sent again, and read back again
-            # should that answer be lost too.
-            self.log.warning(
-                "%s: the answer to the edit of %s was lost before it applied; sending it again", VENDOR, iccid
-            )
-            try:
-                reply = self.client.send(
-                    Call("PUT", f"devices/{iccid}", json=dict(changes), repeat="if-not-received")
-                )
-            except IoTFleetError as again:
-                if not answer_lost(again):
-                    raise
-                error = again
-                continue
-            return self._edit_result(iccid, reply, changes, effective_date)
-        raise IoTFleetOutcomeUnknownError(
-            f"{VENDOR}: the answers to the edit of {iccid} were lost again and again (last: {error.message}); "
-            "Control Center may have applied it: check the device before sending it again",
-            http_status=error.http_status,
-            error_code=error.error_code,
-            request_id=error.request_id,
-            vendor=VENDOR,
-            bare_message=f"the answers to the edit were lost again and again (last: {error.bare_message}); "
-            "Control Center may have applied it: check the device",
-        )
+    def _edit_read_back(
+        self, iccid: str, changes: Mapping[str, str]
+    ) -> Verdict[Mapping[str, str], CiscoEditResult]:
+        """Applied when every readable field of the edit is as asked; otherwise surely not applied."""
+        current = self.client.send(_device_call(iccid)).object()
+        if all(
+            current.get(READ_BACK_FIELDS[key]) == value
+            for key, value in changes.items()
+            if key in READ_BACK_FIELDS
+        ):
+            return Applied(CiscoEditResult(iccid=iccid, outcome="updated", sent=tuple(changes)))
+        return NotApplied(changes)
 
     def _check_connection(self) -> str:
         since = (self.clock.now() - timedelta(days=1)).isoformat(timespec="seconds")

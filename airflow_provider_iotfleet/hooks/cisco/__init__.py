@@ -1,0 +1,52 @@
+"""Cisco IoT Control Center (formerly Jasper): the hook, what it returns and the edit rules it checks,
+importable from this one path."""
+
+from airflow_provider_iotfleet.hooks.cisco.hook import (
+    ALREADY_ACTIVATED,
+    CISCO_ERRORS,
+    IP_COMPANION_FIELDS,
+    IP_FIELDS,
+    MAX_CONCURRENCY,
+    MAX_SEARCH_PAGE_SIZE,
+    READ_BACK_FIELDS,
+    VENDOR,
+    CiscoControlCenterHook,
+    CiscoEditResult,
+    EditOutcome,
+)
+from airflow_provider_iotfleet.hooks.cisco.rules import (
+    CISCO_CUSTOM_FIELD_MAX_LENGTH,
+    CISCO_CUSTOM_FIELDS,
+    CISCO_EDITABLE_FIELDS,
+    CISCO_KNOWN_STATUSES,
+    CISCO_MAX_SCHEDULE_DAYS,
+    CISCO_OVERAGE_VALUES,
+    cisco_change_problems,
+    validate_cisco_changes,
+    validate_cisco_edits,
+    validate_effective_date,
+)
+
+__all__ = [
+    "ALREADY_ACTIVATED",
+    "CISCO_CUSTOM_FIELDS",
+    "CISCO_CUSTOM_FIELD_MAX_LENGTH",
+    "CISCO_EDITABLE_FIELDS",
+    "CISCO_ERRORS",
+    "CISCO_KNOWN_STATUSES",
+    "CISCO_MAX_SCHEDULE_DAYS",
+    "CISCO_OVERAGE_VALUES",
+    "IP_COMPANION_FIELDS",
+    "IP_FIELDS",
+    "MAX_CONCURRENCY",
+    "MAX_SEARCH_PAGE_SIZE",
+    "READ_BACK_FIELDS",
+    "VENDOR",
+    "CiscoControlCenterHook",
+    "CiscoEditResult",
+    "EditOutcome",
+    "cisco_change_problems",
+    "validate_cisco_changes",
+    "validate_cisco_edits",
+    "validate_effective_date",
+]
