@@ -14,7 +14,7 @@ OLDEST_INSTALLED := $(OLDEST_VENV)/.installed
 # fastapi, and svcs 26+ deletes app.state.svcs_registry, which Airflow 3.2 also sets, when a lifespan ends.
 OLDEST_PINS := 'fastapi<0.137' 'cadwyn<8' 'svcs<26'
 
-.PHONY: test test-oldest lint format demo airflow bench simulator clean
+.PHONY: test test-fast test-oldest lint format demo airflow bench simulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ PYTEST_PARALLEL := -n 2 --dist loadfile
 
 test: lint
 	$(BIN)/pytest $(PYTEST_PARALLEL)
+
+# The quick loop while working, not what CI runs: the same lint, then the tests not marked slow (the
+# marker in pyproject.toml), leaving out tests/examples and tests/standalone, whose tests that are
+# not marked slow still parse every example DAG or drive scripts/demo.py.
+test-fast: lint
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow" tests/unit tests/integration tests/sdk tests/dagtest
 
 $(OLDEST_BIN)/python: | $(BIN)/python
 	$(BIN)/uv venv --quiet --clear --python $(BIN)/python $(OLDEST_VENV)

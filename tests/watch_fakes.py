@@ -32,6 +32,18 @@ from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import XComRef
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceFirmwareTrigger
+from tests.connections import (
+    CISCO,
+    ROMA_AK,
+    ROMA_HOST,
+    ROMA_SK,
+    THINGSPACE,
+    with_extra,
+)
+from tests.connections import ROMA_INSTANCE as INSTANCE
+from tests.connections import ROMA_PROJECT as PROJECT
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_ROOT as VZ_ROOT
 from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, thingspace_login
 from tests.fakes import (
     FakeClock,
@@ -45,16 +57,11 @@ from tests.fakes import (
 
 # --- Vendors ------------------------------------------------------------------------------------
 
-CISCO_HOST = "https://rws-jpotest.jasper.com"
 CISCO_PATH = "/rws/api/v1"
 
-ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
-PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
 ROMA_PATH = f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
 ROMA_CODES = {"never": 0, "online": 1, "offline": 2}
 
-VZ_ROOT = "https://thingspace.verizon.com"
-ACCOUNT = "0000123456-00001"
 VZ_DEVICES_PATH = f"/api/fota/v3/devices/{ACCOUNT}"
 
 #: Extras every test connection carries: no client-side retries (a 5xx reaches the sensor at
@@ -298,13 +305,7 @@ CISCO = Case(
     trigger_class=CiscoDeviceStatusTrigger,
     hook_class=CiscoControlCenterHook,
     conn_id="cisco_sensor_test",
-    connection={
-        "conn_type": "cisco_control_center",
-        "host": CISCO_HOST,
-        "login": "fleet-bot",
-        "password": "4f1d2c3b-secret-api-key",
-        "extra": FAST,
-    },
+    connection=with_extra(CISCO, **FAST),
     conn_arg="cisco_control_center_conn_id",
     ids_arg="iccids",
     target_arg="target_status",
@@ -327,8 +328,8 @@ ROMA = Case(
     connection={
         "conn_type": "huawei_roma",
         "host": ROMA_HOST,
-        "login": "HPUAL0EXAMPLEAK0001",
-        "password": "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc",
+        "login": ROMA_AK,
+        "password": ROMA_SK,
         "extra": {"project_id": PROJECT, "instance_id": INSTANCE, **FAST},
     },
     conn_arg="huawei_roma_conn_id",
@@ -351,18 +352,7 @@ VERIZON = Case(
     trigger_class=VerizonThingSpaceFirmwareTrigger,
     hook_class=VerizonThingSpaceHook,
     conn_id="verizon_sensor_test",
-    connection={
-        "conn_type": "verizon_thingspace",
-        "host": VZ_ROOT,
-        "login": "oauth-key-abc",
-        "password": "oauth-secret-xyz-123",
-        "extra": {
-            "m2m_username": "uws-fleet",
-            "m2m_password": "uws-password-987",
-            "account_name": ACCOUNT,
-            **FAST,
-        },
-    },
+    connection={**with_extra(THINGSPACE, **FAST), "host": VZ_ROOT},
     conn_arg="verizon_thingspace_conn_id",
     ids_arg="imeis",
     target_arg="target_firmware",

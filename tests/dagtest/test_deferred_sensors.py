@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE
 from airflow_provider_iotfleet.triggers.handover import INLINE_DEVICES, WATCH_XCOM_KEY
-from tests.dagtest.conftest import FLEET_SIZE, RunDag
+from tests.dag_runs import FLEET_SIZE, RunDag
 from tests.dagtest.dags import iotfleet_dagtest_deferred_sensors as deferred
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

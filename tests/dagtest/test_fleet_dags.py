@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
-from tests.dagtest.conftest import DAGS_FOLDER, FLEET_SIZE, VERIZON_PAGE_SIZE, RunDag
+from tests.dag_runs import DAGS_FOLDER, FLEET_SIZE, VERIZON_PAGE_SIZE, RunDag
 from tests.dagtest.dags import iotfleet_dagtest_all_operators as all_ops
 from tests.dagtest.dags import iotfleet_dagtest_deferred_sensors as deferred
 from tests.dagtest.dags import iotfleet_dagtest_mapped_upstream as mapped

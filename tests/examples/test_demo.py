@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.examples.conftest import ROOT
+from tests.example_runs import ROOT
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 DEMO = Path("scripts") / "demo.py"

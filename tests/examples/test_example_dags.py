@@ -1,5 +1,6 @@
 """The example DAGs of ``example_dags/``: how they parse (fast), and each run end to end with
-``dag.test()`` against the simulator (slow), with what they wrote checked against the simulated fleet.
+``dag.test()`` against the simulator (slow; the session's one run of them, ``example_runs``), with what
+they wrote checked against the simulated fleet.
 """
 
 from __future__ import annotations
@@ -21,28 +22,33 @@ import pytest
 from airflow_provider_iotfleet.hooks.paloalto import DEFAULT_MAX_DEVICES_PER_REQUEST
 from airflow_provider_iotfleet.outcome import OutcomeBuilder
 from airflow_provider_iotfleet.simulator import Simulator
-from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE, upgrade_for
-from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
-from tests.examples.conftest import (
+from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE
+from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ROMA_ID_BASE, iccid_of, imei_of
+from tests.dag_runs import bundle_environment
+from tests.example_runs import (
+    ENRICHMENT,
     EXAMPLE_DAG_IDS,
     EXAMPLE_DAGS,
     EXAMPLE_FILES,
     FLEET_SIZE,
+    INVENTORY,
+    INVENTORY_DATE,
+    MAINTENANCE,
     ROOT,
+    SCALE_OUT,
+    SCALE_OUT_LABEL,
     SIMS_PER_BATCH,
     ClockAdvancer,
     ExampleRun,
-    bundle_env,
+    ExampleRuns,
+    maintenance_conf,
+    online_devices,
     parse,
     run_example,
     running_simulator,
 )
 from tests.fakes import OUTCOME_KEYS, assert_outcome_shape
 
-INVENTORY = "iotfleet_firmware_inventory"
-ENRICHMENT = "iotfleet_cellular_enrichment"
-MAINTENANCE = "iotfleet_maintenance_window"
-SCALE_OUT = "iotfleet_fleet_scale_out"
 ASSET_NAME = "iotfleet_fota_inventory"
 #: How many device ids the inventory summary names per list (the DAG's ``EXAMPLES``).
 SUMMARY_EXAMPLES = 20
@@ -388,23 +394,21 @@ def test_parsing_an_example_costs_well_under_a_second_of_cpu(
 
 # --- end to end with dag.test() against the simulator (slow) -----------------------------------
 
-INVENTORY_DATE = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-#: The end-to-end tests' time limit. The thread method, because the signal one can be disarmed by
-#: the tasks running in this process, and a maintenance sensor left waiting would wait for 6 hours.
-E2E_TIMEOUT = pytest.mark.timeout(300, method="thread")
+#: The end-to-end tests' time limit, which covers the session's run of every example DAG (the first
+#: of these tests sets it up). The thread method, because the signal one can be disarmed by the
+#: tasks running in this process, and a maintenance sensor left waiting would wait for 6 hours.
+E2E_TIMEOUT = pytest.mark.timeout(600, method="thread")
 
 
-@pytest.fixture(scope="module")
-def fleet_simulator(example_db: None) -> Iterator[Simulator]:
-    """One simulator for the inventory and then the enrichment, which reads what it wrote."""
-    with running_simulator() as sim, pytest.MonkeyPatch.context() as mp:
-        bundle_env(mp)
-        yield sim
+@pytest.fixture
+def fleet_simulator(example_runs: ExampleRuns) -> Simulator:
+    """The simulator of the inventory and then the enrichment, which read what it wrote."""
+    return example_runs.runs[INVENTORY].simulator
 
 
-@pytest.fixture(scope="module")
-def inventory_run(fleet_simulator: Simulator) -> ExampleRun:
-    return run_example(INVENTORY, logical_date=INVENTORY_DATE)
+@pytest.fixture
+def inventory_run(example_runs: ExampleRuns) -> ExampleRun:
+    return example_runs.runs[INVENTORY].result
 
 
 @pytest.mark.slow
@@ -463,21 +467,20 @@ def test_the_inventory_writes_the_whole_fleet_and_summarises_it(
 @pytest.mark.slow
 @E2E_TIMEOUT
 def test_the_enrichment_pushes_each_sims_identifiers_to_iot_security(
-    inventory_run: ExampleRun, fleet_simulator: Simulator
+    inventory_run: ExampleRun, fleet_simulator: Simulator, example_runs: ExampleRuns
 ) -> None:
+    enrichment = example_runs.runs[ENRICHMENT]
+    assert enrichment.simulator is fleet_simulator  # the enrichment read what the inventory wrote
+    assert enrichment.conf == {"sims_per_batch": SIMS_PER_BATCH}
     fleet = fleet_simulator.state.fleet
-    assert fleet_simulator.state.snapshot()["changed"] == {}
+    assert enrichment.changed_before == {}
     batches = [
         list(range(start, min(start + SIMS_PER_BATCH, FLEET_SIZE)))
         for start in range(0, FLEET_SIZE, SIMS_PER_BATCH)
     ]
     assert len(batches) == 3
 
-    result = run_example(
-        ENRICHMENT,
-        logical_date=INVENTORY_DATE + timedelta(hours=1),
-        run_conf={"sims_per_batch": SIMS_PER_BATCH},
-    )
+    result = enrichment.result
 
     mapped = [
         f"{task}[{k}]" for task in ("carrier_records", "push_to_iot_security") for k in range(len(batches))
@@ -515,51 +518,15 @@ def test_the_enrichment_pushes_each_sims_identifiers_to_iot_security(
     assert fleet_simulator.state.snapshot()["counters"]["paloalto.bulk_updates"] == len(batches)
 
 
-def _online(sim: Simulator) -> list[int]:
-    fleet = sim.state.fleet
-    return [i for i in range(FLEET_SIZE) if fleet.device(i)["online_status"] == ONLINE]
-
-
-def _maintenance_conf(sim: Simulator) -> dict[str, Any]:
-    """Devices the window can act on, as the DAG's params: disjoint sets of online devices, the
-    firmware ones of one make, model and firmware that the simulator's catalogue can upgrade."""
-    fleet = sim.state.fleet
-    online = _online(sim)
-    roma = online[:3]
-    activated = [i for i in online[3:] if fleet.device(i)["status"] == "ACTIVATED"][:4]
-    rest = [i for i in online[3:] if i not in activated]
-    upgrade = next(u for i in rest if (u := upgrade_for(fleet.device(i))) is not None)
-    same_firmware = [i for i in rest if upgrade_for(fleet.device(i)) == upgrade][:3]
-    assert (len(roma), len(activated), len(same_firmware)) == (3, 4, 3)
-    return {
-        "roma_device_ids": [ROMA_ID_BASE + i for i in roma],
-        "iccids": [iccid_of(i) for i in activated],
-        "sim_status": "DEACTIVATED",
-        "effective_in_minutes": 90,
-        "imeis": [imei_of(i) for i in same_firmware],
-        "firmware_name": upgrade.name,
-    }
-
-
-@pytest.fixture
-def maintenance_env(example_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    bundle_env(monkeypatch)
-
-
 @pytest.mark.slow
 @E2E_TIMEOUT
-def test_the_maintenance_window_takes_every_device_through_every_step(
-    maintenance_env: None, simulator: Simulator
-) -> None:
+def test_the_maintenance_window_takes_every_device_through_every_step(example_runs: ExampleRuns) -> None:
+    window = example_runs.runs[MAINTENANCE]
+    simulator, conf, result = window.simulator, window.conf, window.result
     fleet = simulator.state.fleet
-    conf = _maintenance_conf(simulator)
     roma_indices = [device_id - ROMA_ID_BASE for device_id in conf["roma_device_ids"]]
     sim_indices = [fleet.by_iccid(iccid) for iccid in conf["iccids"]]
-    started = datetime.now(UTC)
-
-    with ClockAdvancer(simulator, expected=len(conf["iccids"])) as advancer:
-        result = run_example(MAINTENANCE, logical_date=datetime(2026, 11, 3, 6, 0, tzinfo=UTC), run_conf=conf)
-    finished = datetime.now(UTC)
+    started, finished = window.started, window.finished
 
     assert result.states == dict.fromkeys(
         [
@@ -581,7 +548,7 @@ def test_the_maintenance_window_takes_every_device_through_every_step(
     assert result.state == "success"
     # The clock moved twice: past the campaign's last device, then, once Control Center held every
     # scheduled change, past the last one.
-    assert [moved[:2] for moved in advancer.advanced] == [(0, 1), (len(conf["iccids"]), 0)]
+    assert [moved[:2] for moved in window.clock_moves] == [(0, 1), (len(conf["iccids"]), 0)]
     assert simulator.state.fleet.pending == []
 
     # Huawei: forced offline, and the sensor saw them offline.
@@ -672,11 +639,11 @@ class FailedWindow:
 
 
 @pytest.fixture(scope="module")
-def failed_window(example_db: None) -> Iterator[FailedWindow]:
+def failed_window(airflow_db: None) -> Iterator[FailedWindow]:
     with running_simulator() as sim, pytest.MonkeyPatch.context() as mp:
-        bundle_env(mp)
+        bundle_environment(mp, EXAMPLE_DAGS)
         fleet = sim.state.fleet
-        conf = _maintenance_conf(sim)
+        conf = maintenance_conf(sim)
         # Already offline: ROMA refuses it, the read-back finds it offline: unchanged, not failed.
         offline = next(i for i in range(FLEET_SIZE) if fleet.device(i)["online_status"] == OFFLINE)
         missing = iccid_of(999_999)  # Luhn-valid, beyond the fleet
@@ -687,7 +654,7 @@ def failed_window(example_db: None) -> Iterator[FailedWindow]:
         upgrade = FIRMWARE[conf["firmware_name"]]
         other_firmware = next(
             i
-            for i in _online(sim)
+            for i in online_devices(sim)
             if (fleet.device(i)["model"], fleet.device(i)["firmware"]) == (upgrade.model, upgrade.target)
         )
         conf["imeis"] = [*conf["imeis"][:2], imei_of(other_firmware)]
@@ -761,18 +728,14 @@ def test_a_sim_that_cannot_be_changed_neither_fails_nor_retries_the_others(
 
 @pytest.mark.slow
 @E2E_TIMEOUT
-def test_the_scale_out_labels_every_sim_once_in_mapped_batches(
-    maintenance_env: None, simulator: Simulator
-) -> None:
+def test_the_scale_out_labels_every_sim_once_in_mapped_batches(example_runs: ExampleRuns) -> None:
+    scale_out = example_runs.runs[SCALE_OUT]
+    simulator, result = scale_out.simulator, scale_out.result
+    assert scale_out.conf == {"sims_per_batch": SIMS_PER_BATCH, "label": SCALE_OUT_LABEL}
     batches = [
         list(range(start, min(start + SIMS_PER_BATCH, FLEET_SIZE)))
         for start in range(0, FLEET_SIZE, SIMS_PER_BATCH)
     ]
-    result = run_example(
-        SCALE_OUT,
-        logical_date=datetime(2026, 11, 4, 6, 0, tzinfo=UTC),
-        run_conf={"sims_per_batch": SIMS_PER_BATCH, "label": "wave-7"},
-    )
 
     mapped = [f"label_batch[{k}]" for k in range(len(batches))]
     assert result.states == dict.fromkeys(["sim_batches", *mapped, "report"], "success")

@@ -2,24 +2,23 @@
 else of the metadata DB, a raised error, a trigger's event or arguments, a ``test_connection()``
 message, a log line of any logger, nor the ``repr`` of an operator, a trigger or what they hold.
 
-One module-scoped run (``scan_run``) against two simulators with distinctive credentials: ``sim``,
-and ``expiring``, on which every token and session expires as soon as it is presented (the
-``token_expiry`` fault). Under a ``Trap`` that keeps everything logged and printed:
+Two runs with the same distinctive credentials, each under a ``Trap`` that keeps everything logged
+and printed:
 
-1. every DAG of ``example_dags/`` runs with ``dag.test()`` and its own default params; ``RECIPES``
-   only says what a DAG needs besides (the maintenance window: the simulated clock moved past what
-   it waits for, by ``tests/examples/conftest.py``'s ``ClockAdvancer``);
-2. a generated DAG of failing tasks runs with ``dag.test()``: each vendor's operator with a wrong
-   secret (Palo Alto's 403, 401 elsewhere, 400 for a ThingSpace M2M login) or a token that expires,
-   a sensor failing in its first poke, and deferred sensors whose connection turns bad before their
-   trigger runs (the async client's logins and refusals); and a task that plants a secret, which the
-   scan must find;
-3. ``test_connection()`` of each failing connection.
+1. the session's one run of every DAG of ``example_dags/`` with ``dag.test()`` (``example_runs``,
+   shared with ``test_example_dags.py``: ``tests/example_runs.py`` says how each DAG runs);
+2. this module's run (``scan_run``) against two simulators: ``sim``, and ``expiring``, on which every
+   token and session expires as soon as it is presented (the ``token_expiry`` fault). A generated DAG
+   of failing tasks runs with ``dag.test()``: each vendor's operator with a wrong secret (Palo Alto's
+   403, 401 elsewhere, 400 for a ThingSpace M2M login) or a token that expires, a sensor failing in
+   its first poke, and deferred sensors whose connection turns bad before their trigger runs (the
+   async client's logins and refusals); and a task that plants a secret, which the scan must find.
+   Then ``test_connection()`` of each failing connection.
 
 Then every secret and every issued token is looked for, whole and by its first 8 characters.
 
-The end of the module checks transport safety end to end, where the unit tests (``test_transport.py``,
-``test_hardening.py``) use mocks: plain http is refused through every hook unless the host is
+The end of the module checks transport safety end to end, where the unit tests (``test_http.py``,
+``test_http_hardening.py``) use mocks: plain http is refused through every hook unless the host is
 loopback (hosts that only look local included), and against a real HTTPS server on loopback, sync and
 async, TLS is verified by default, no extra turns it off, and the ``ca_bundle`` extra is what is trusted.
 """
@@ -27,16 +26,14 @@ async, TLS is verified by default, no extra turns it off, and the ``ca_bundle`` 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import random
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,81 +58,26 @@ from airflow_provider_iotfleet.simulator import (
     connections_for,
 )
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, iccid_of, imei_of
-from tests.examples import conftest as examples
-from tests.examples.conftest import (
-    BUNDLE_NAME,
-    EXAMPLE_DAGS,
-    FLEET_SIZE,
-    VERIZON_PAGE_SIZE,
-    ClockAdvancer,
-    ExampleRun,
-    bundle_env,
-    parse,
-    run_example,
-)
-from tests.examples.secrets_scan import (
+from tests.dag_runs import bundle_environment
+from tests.example_runs import FLEET_SIZE, VERIZON_PAGE_SIZE, ExampleRun, ExampleRuns, run_example
+from tests.secrets_scan import (
+    Book,
     IssuedTokens,
     Piece,
+    Ran,
     Secret,
     Trap,
     distinctive,
+    env_name,
     exception_texts,
     object_reprs,
     scan,
+    watching_dag_test,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600, method="thread")]
 
 FAILURES = "iotfleet_secrets_scan_failures"
-
-# --- credentials -------------------------------------------------------------------------------
-
-#: The simulator's secrets: field of ``Credentials`` -> label. Each has a wrong twin, as distinctive:
-#: a secret the vendor refused must not show either.
-SECRET_FIELDS = {
-    "paloalto_access_key": "Palo Alto access key",
-    "paloalto_client_secret": "Palo Alto SCM client secret",
-    "cisco_api_key": "Cisco API key",
-    "huawei_secret_key": "Huawei SK",
-    "huawei_iam_password": "Huawei IAM password",
-    "verizon_secret": "Verizon OAuth secret",
-    "verizon_m2m_password": "Verizon M2M password",
-}
-
-
-@dataclass(frozen=True)
-class Book:
-    """The module's credentials: what the simulators accept, and the wrong ones."""
-
-    credentials: Credentials
-    wrong: dict[str, str] = field(repr=False)
-    security_token: str = field(repr=False)  # Huawei temporary AK/SK's X-Security-Token
-
-    @classmethod
-    def draw(cls) -> Book:
-        rng = random.SystemRandom()
-        right = {name: distinctive(rng) for name in SECRET_FIELDS}
-        wrong = {name: distinctive(rng) for name in SECRET_FIELDS}
-        return cls(replace(Credentials(), **right), wrong, distinctive(rng))
-
-    def secrets(self) -> list[Secret]:
-        c = self.credentials
-        found = [Secret.credential(label, getattr(c, name)) for name, label in SECRET_FIELDS.items()]
-        found += [
-            Secret.credential(f"wrong {label}", self.wrong[name]) for name, label in SECRET_FIELDS.items()
-        ]
-        found.append(Secret.credential("Huawei security token", self.security_token))
-        # HTTP Basic headers, right and wrong: a leaked Authorization header is a leaked secret.
-        for user, name in (
-            (c.cisco_username, "cisco_api_key"),
-            (c.paloalto_client_id, "paloalto_client_secret"),
-            (c.verizon_key, "verizon_secret"),
-        ):
-            for kind, password in (("", getattr(c, name)), ("wrong ", self.wrong[name])):
-                basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-                found.append(Secret(f"{kind}{SECRET_FIELDS[name]}, HTTP Basic", basic))
-        return found
-
 
 # --- connections -------------------------------------------------------------------------------
 
@@ -187,13 +129,10 @@ FAILING: dict[str, type[IoTFleetBaseHook]] = {
 
 
 def connections(sim: Simulator, expiring: Simulator, book: Book) -> dict[str, dict[str, Any]]:
-    """Every connection of the module, JSON form: the four defaults (the example DAGs use them) and
-    the ``secscan_*`` ones, on ``sim`` except the ``*_expiring`` ones."""
+    """Every connection of the module, JSON form: the four defaults (as the example DAGs use them)
+    and the ``secscan_*`` ones, on ``sim`` except the ``*_expiring`` ones."""
     c, wrong = book.credentials, book.wrong
-    default = connections_for(sim.url, c)
-    # As scripts/demo.py: the simulator enforces no rate limit, so don't wait 5 requests/s.
-    default["cisco_control_center_default"]["extra"] = {"requests_per_second": 100, "max_concurrency": 4}
-    default["huawei_roma_default"]["extra"]["security_token"] = book.security_token
+    default = book.default_connections(sim)
     pa, cisco, huawei, verizon = (
         default[f"{name}_default"]
         for name in ("paloalto_iot", "cisco_control_center", "huawei_roma", "verizon_thingspace")
@@ -245,35 +184,6 @@ def connections(sim: Simulator, expiring: Simulator, book: Book) -> dict[str, di
     }
     working = {**default, **failing}
     return {**working, **{conn_id: working[first] for conn_id, (first, _) in TURNING.items()}}
-
-
-def env_name(conn_id: str) -> str:
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
-
-
-# --- the example DAGs --------------------------------------------------------------------------
-
-#: What an example DAG needs besides its default params, by DAG id: how many Control Center changes
-#: it schedules, from its params, so that ``ClockAdvancer`` moves the simulated clock past them once
-#: they are all held (and past any firmware campaign at work meanwhile).
-RECIPES: dict[str, Callable[[dict[str, Any]], int]] = {
-    "iotfleet_maintenance_window": lambda params: len(params["iccids"]),
-}
-
-
-def run_examples(sim: Simulator) -> dict[str, ExampleRun]:
-    """Run every DAG of ``example_dags/`` once, those scheduled on assets after the others."""
-    bag = parse(EXAMPLE_DAGS)
-    assert bag.dags and not bag.import_errors, bag.import_errors
-    runs = {}
-    for dag in sorted(
-        bag.dags.values(), key=lambda d: (getattr(d.timetable, "asset_condition", None) is not None, d.dag_id)
-    ):
-        recipe = RECIPES.get(dag.dag_id)
-        advancing = ClockAdvancer(sim, expected=recipe(dag.params.validate())) if recipe else nullcontext()
-        with advancing:
-            runs[dag.dag_id] = run_example(dag.dag_id, logical_date=datetime.now(UTC))
-    return runs
 
 
 # --- the failing DAG ---------------------------------------------------------------------------
@@ -440,73 +350,9 @@ def failing_dag(sim: Simulator) -> str:
 def run_failing_dag(folder: Path, source: str) -> ExampleRun:
     """Run ``FAILURES`` from ``folder`` with ``run_example`` (its DB read-back), the bundle on ``folder``."""
     (folder / f"{FAILURES}.py").write_text(source)
-    bundles = [
-        {
-            "name": BUNDLE_NAME,
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(folder), "refresh_interval": 0},
-        }
-    ]
-
-    def load(dag_id: str) -> Any:
-        bag = parse(folder, bundle_path=folder)
-        assert not bag.import_errors, bag.import_errors
-        return bag.get_dag(dag_id)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-        mp.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
-        mp.setattr(examples, "load_dag", load)
-        return run_example(FAILURES, logical_date=datetime.now(UTC))
-
-
-# --- what dag.test() ran -----------------------------------------------------------------------
-
-
-@dataclass
-class Ran:
-    """What ``dag.test()`` ran in this process: each task try's outcome (its error, its operator
-    after use), and each trigger with its event."""
-
-    tasks: list[tuple[str, Any]] = field(default_factory=list)  # ("dag_id.task_id[map]", TaskRunResult)
-    triggers: list[tuple[str, Any, Any]] = field(default_factory=list)  # (task, trigger, event)
-
-    def errors(self, dag_id: str) -> dict[str, BaseException]:
-        return {
-            name.split(".", 1)[1]: result.error
-            for name, result in self.tasks
-            if name.startswith(f"{dag_id}.") and result.error is not None
-        }
-
-
-@contextmanager
-def watching_dag_test(ran: Ran, turned: dict[str, str]) -> Iterator[None]:
-    """Keep each task run's result and each inline trigger with its event; before a trigger runs,
-    switch its connection to ``turned[conn_id]`` (JSON), if any."""
-    from airflow.sdk.definitions import dag as dag_module
-    from airflow.sdk.execution_time import supervisor
-
-    run_task_in_process = supervisor.run_task_in_process
-    run_inline_trigger = dag_module._run_inline_trigger
-
-    def keeping_run_task_in_process(ti: Any, task: Any, *args: Any, **kwargs: Any) -> Any:
-        result = run_task_in_process(ti, task, *args, **kwargs)
-        index = "" if ti.map_index < 0 else f"[{ti.map_index}]"
-        ran.tasks.append((f"{ti.dag_id}.{ti.task_id}{index}", result))
-        return result
-
-    def keeping_run_inline_trigger(trigger: Any, ti: Any) -> Any:
-        conn_id = getattr(trigger, "conn_id", None)
-        if conn_id in turned:
-            os.environ[env_name(conn_id)] = turned[conn_id]
-        event = run_inline_trigger(trigger, ti)
-        ran.triggers.append((f"{ti.dag_id}.{ti.task_id}", trigger, event))
-        return event
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(supervisor, "run_task_in_process", keeping_run_task_in_process)
-        mp.setattr(dag_module, "_run_inline_trigger", keeping_run_inline_trigger)
-        yield
+        bundle_environment(mp, folder)
+        return run_example(FAILURES, logical_date=datetime.now(UTC), folder=folder)
 
 
 # --- the module's run --------------------------------------------------------------------------
@@ -514,30 +360,57 @@ def watching_dag_test(ran: Ran, turned: dict[str, str]) -> Iterator[None]:
 
 @dataclass
 class ScanRun:
-    book: Book
+    """This module's run of the failing DAG, and the session's run of the example DAGs before it."""
+
+    examples: ExampleRuns
     planted: Secret
     sims: tuple[Simulator, Simulator]
     tokens: IssuedTokens
     trap: Trap
     ran: Ran
-    examples: dict[str, ExampleRun]
     failing: ExampleRun
     messages: dict[str, str]  # test_connection()'s, per failing connection
 
+    @property
+    def simulators(self) -> list[Simulator]:
+        return [*self.examples.simulators, *self.sims]
+
+    @property
+    def issued(self) -> list[tuple[str, str]]:
+        """Every token the simulators of both runs issued, as ``(kind, token)``."""
+        return self.examples.tokens.issued + self.tokens.issued
+
+    @property
+    def tasks(self) -> list[tuple[str, Any]]:
+        return self.examples.ran.tasks + self.ran.tasks
+
+    @property
+    def triggers(self) -> list[tuple[str, Any, Any]]:
+        return self.examples.ran.triggers + self.ran.triggers
+
+    def trapped(self) -> dict[str, list[Piece]]:
+        """What both runs' traps kept, by kind."""
+        mine = self.trap.pieces()
+        return {kind: pieces + mine[kind] for kind, pieces in self.examples.trap.pieces().items()}
+
     def secrets(self) -> list[Secret]:
-        return self.book.secrets() + self.tokens.secrets()
+        return self.examples.book.secrets() + self.examples.tokens.secrets() + self.tokens.secrets()
 
 
 @pytest.fixture(scope="module")
-def scan_run(example_db: None, tmp_path_factory: pytest.TempPathFactory) -> ScanRun:
-    book = Book.draw()
+def scan_run(example_runs: ExampleRuns, tmp_path_factory: pytest.TempPathFactory) -> ScanRun:
+    book = example_runs.book
     planted = Secret.credential("planted secret", distinctive(random.SystemRandom()))
+    # Seeds of their own: simulators of one seed draw the same random tokens and request ids.
+    seeds = example_runs.unused_seeds()
     config = SimulatorConfig(
-        devices=FLEET_SIZE, verizon_page_size=VERIZON_PAGE_SIZE, credentials=book.credentials
+        devices=FLEET_SIZE,
+        verizon_page_size=VERIZON_PAGE_SIZE,
+        credentials=book.credentials,
+        seed=next(seeds),
     )
     sim = Simulator(config)
-    # Another seed: simulators of one seed draw the same tokens.
-    expiring = Simulator(replace(config, seed=config.seed + 1, faults=Faults(token_expiry=1.0)))
+    expiring = Simulator(replace(config, seed=next(seeds), faults=Faults(token_expiry=1.0)))
     tokens, ran = IssuedTokens(), Ran()
     for each in (sim, expiring):
         tokens.watch(each.state)
@@ -546,24 +419,22 @@ def scan_run(example_db: None, tmp_path_factory: pytest.TempPathFactory) -> Scan
         for conn_id, conn in conns.items():
             mp.setenv(env_name(conn_id), json.dumps(conn))
         mp.setenv(PLANTED_ENV, planted.value)
-        bundle_env(mp)
         turned = {conn_id: json.dumps(conns[then]) for conn_id, (_, then) in TURNING.items()}
         with watching_dag_test(ran, turned):
-            runs = run_examples(sim)
             failing = run_failing_dag(tmp_path_factory.mktemp("secrets_scan_dags"), failing_dag(sim))
         messages = {conn_id: hook(conn_id).test_connection()[1] for conn_id, hook in FAILING.items()}
-    return ScanRun(book, planted, (sim, expiring), tokens, trap, ran, runs, failing, messages)
+    return ScanRun(example_runs, planted, (sim, expiring), tokens, trap, ran, failing, messages)
 
 
 # --- what ran ----------------------------------------------------------------------------------
 
 
-def test_every_example_dag_ran_successfully(scan_run: ScanRun) -> None:
-    assert scan_run.examples  # every DAG that example_dags/ defines, which parses without errors
-    for dag_id, run in scan_run.examples.items():
-        failed = {task: state for task, state in run.states.items() if state != "success"}
-        assert run.state == "success" and not failed, (
-            f"{dag_id} did not succeed ({failed}): does it need a recipe in RECIPES?"
+def test_every_example_dag_ran_successfully(example_runs: ExampleRuns) -> None:
+    assert example_runs.runs  # every DAG that example_dags/ defines, which parses without errors
+    for dag_id, run in example_runs.runs.items():
+        failed = {task: state for task, state in run.result.states.items() if state != "success"}
+        assert run.result.state == "success" and not failed, (
+            f"{dag_id} did not succeed ({failed}): does it need a recipe in tests/example_runs.py's RECIPES?"
         )
 
 
@@ -576,9 +447,7 @@ def test_every_failure_path_failed_on_its_credentials(scan_run: ScanRun) -> None
         assert refusal in str(errors[task_id]), (task_id, errors[task_id])
     # The deferred sensors failed in their trigger, each on its connection turned bad.
     failed_in_trigger = {
-        task.split(".", 1)[1]
-        for task, _, event in scan_run.ran.triggers
-        if event.payload["status"] == "error"
+        task.split(".", 1)[1] for task, _, event in scan_run.triggers if event.payload["status"] == "error"
     }
     assert failed_in_trigger == {task for task in FAILING_TASKS if "_trigger_" in task}
     # test_connection() fails for each wrong secret; where tokens only expire once used, it may pass.
@@ -587,10 +456,10 @@ def test_every_failure_path_failed_on_its_credentials(scan_run: ScanRun) -> None
 
 
 def test_the_simulators_issued_tokens_of_every_kind_and_all_were_recorded(scan_run: ScanRun) -> None:
-    issued = scan_run.tokens.issued
+    issued = scan_run.issued
     assert {kind for kind, _ in issued} == {"paloalto", "huawei", "verizon", "verizon-session"}
     recorded = {token for _, token in issued}
-    for sim in scan_run.sims:  # whatever the simulators still hold was recorded
+    for sim in scan_run.simulators:  # whatever the simulators still hold was recorded
         with sim.state.lock:
             live = {token for held in sim.state.tokens.values() for token in held} | set(sim.state.sessions)
         assert live <= recorded
@@ -620,32 +489,31 @@ def _log_files() -> list[Piece]:
 
 @pytest.fixture(scope="module")
 def haystacks(scan_run: ScanRun) -> dict[str, list[Piece]]:
-    ran = scan_run.ran
     return {
-        **scan_run.trap.pieces(),
+        **scan_run.trapped(),
         "task log files": _log_files(),
         "metadata DB": _metadata_db(),
         "raised errors": [
             piece
-            for name, result in ran.tasks
+            for name, result in scan_run.tasks
             if result.error is not None
             for piece in exception_texts(result.error, f"task {name}")
         ],
         "test_connection() messages": [(f"test_connection of {k}", v) for k, v in scan_run.messages.items()],
         "trigger events and arguments": [
             piece
-            for task, trigger, event in ran.triggers
+            for task, trigger, event in scan_run.triggers
             for piece in [
                 (f"{task}: trigger event", repr(event.payload if event else None)),
                 (f"{task}: trigger arguments", repr(trigger.serialize())),
             ]
         ],
         "reprs of operators and triggers after use, and what they hold": [
-            piece for name, result in ran.tasks for piece in object_reprs(result.ti.task, f"task {name}")
+            piece for name, result in scan_run.tasks for piece in object_reprs(result.ti.task, f"task {name}")
         ]
         + [
             piece
-            for task, trigger, _ in ran.triggers
+            for task, trigger, _ in scan_run.triggers
             for piece in object_reprs(trigger, f"trigger of {task}")
         ],
     }

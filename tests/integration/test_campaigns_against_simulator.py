@@ -11,7 +11,6 @@ whose devices cannot all be added is cancelled, never left to upgrade part of th
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from datetime import timedelta
 
@@ -34,10 +33,11 @@ from airflow_provider_iotfleet.simulator.campaigns import Firmware, upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, imei_of
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
 from tests.fakes import OUTCOME_KEYS, operator_context
-from tests.integration.conftest import (
+from tests.simulator_harness import (
     PollCounter,
     SimulatorFactory,
     accounted_once,
+    connection_variables,
     fault_where,
     rebuilt,
     run_task,
@@ -60,9 +60,8 @@ def simulator(start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
         campaign_devices_per_hour=600,
         session_idle_timeout=30 * 24 * 3600.0,
     )
-    for conn_id, connection in started.connections().items():
-        fast = {**connection, "extra": {**connection.get("extra", {}), "requests_per_second": 1000}}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fast))
+    for name, value in connection_variables(started, requests_per_second=1000).items():
+        monkeypatch.setenv(name, value)
     return started
 
 

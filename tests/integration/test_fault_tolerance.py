@@ -58,7 +58,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     imei_of,
 )
 from tests.fakes import operator_context
-from tests.integration.conftest import SimulatorFactory, accounted_once, error_of, run_task
+from tests.simulator_harness import SimulatorFactory, accounted_once, connections_with, error_of, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +96,8 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
         "max_retries": 12,
         "backoff_base": 0.01,
     }
-    for conn_id, conn in simulator.connections().items():
-        set_connection(conn_id, **{**conn, "extra": {**conn.get("extra", {}), **fast, **extra}})
+    for conn_id, conn in connections_with(simulator, **(fast | extra)).items():
+        set_connection(conn_id, **conn)
 
 
 def _faulty(start_simulator: SimulatorFactory, set_connection: SetConnection, **config: Any) -> Simulator:

@@ -26,8 +26,8 @@ from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDev
 from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 from airflow_provider_iotfleet.simulator.fleet import imei_of
 from tests.fakes import operator_context
-from tests.integration.conftest import SimulatorFactory
 from tests.integration.fota_export_child import DEFAULT_TASK_ID
+from tests.simulator_harness import SimulatorFactory
 
 pytestmark = pytest.mark.slow
 

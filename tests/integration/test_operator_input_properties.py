@@ -12,7 +12,6 @@ for every distinct device given exactly once, whatever mix of types the input he
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,7 +34,7 @@ from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of
 from airflow_provider_iotfleet.validation import validate_iccids, validate_imeis, validate_roma_device_ids
-from tests.integration.conftest import accounted_once, run_task
+from tests.simulator_harness import accounted_once, connection_variables, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +62,7 @@ def simulator() -> Iterator[Simulator]:
     """One simulator for the module, its connections in the environment with generous limits."""
     sim = Simulator(SimulatorConfig(devices=FLEET, session_idle_timeout=365 * 24 * 3600.0)).start()
     saved = dict(os.environ)
-    for conn_id, connection in sim.connections().items():
-        fast = {
-            **connection,
-            "extra": {**connection.get("extra", {}), "requests_per_second": 10_000, "max_retries": 0},
-        }
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fast)
+    os.environ.update(connection_variables(sim, requests_per_second=10_000, max_retries=0))
     try:
         yield sim
     finally:

@@ -43,7 +43,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     ipv4_of,
 )
 from tests.fakes import ICCID, IMEI, luhn_complete, operator_context
-from tests.integration.conftest import SimulatorFactory, accounted_once, error_of, run_task
+from tests.simulator_harness import SimulatorFactory, accounted_once, connections_with, error_of, run_task
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,8 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
     at a time for Control Center) would only make the tests slow.
     """
     fast = {"requests_per_second": 1000, "requests_per_minute": 60_000, "max_concurrency": 8}
-    for conn_id, conn in simulator.connections().items():
-        set_connection(conn_id, **{**conn, "extra": {**conn.get("extra", {}), **fast, **extra}})
+    for conn_id, conn in connections_with(simulator, **(fast | extra)).items():
+        set_connection(conn_id, **conn)
 
 
 def _execute(operator: Any) -> dict[str, Any]:

@@ -45,7 +45,14 @@ from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
 from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
 from tests.fakes import FakeTaskStateStore, operator_context
-from tests.integration.conftest import PollCounter, SimulatorFactory, one_event, rebuilt, run_while
+from tests.simulator_harness import (
+    PollCounter,
+    SimulatorFactory,
+    connection_variables,
+    one_event,
+    rebuilt,
+    run_while,
+)
 from tests.watch_fakes import FakeXComs, reschedule_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -57,9 +64,8 @@ DAY = 24 * 3600
 def simulator(start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
     """A simulator whose default connections allow many requests a second (the sensors poll fast)."""
     started = start_simulator(devices=3000)
-    for conn_id, connection in started.connections().items():
-        fast = {**connection, "extra": {**connection.get("extra", {}), "requests_per_second": 1000}}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fast))
+    for name, value in connection_variables(started, requests_per_second=1000).items():
+        monkeypatch.setenv(name, value)
     return started
 
 

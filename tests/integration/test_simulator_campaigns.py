@@ -12,7 +12,7 @@ from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig, Simu
 from airflow_provider_iotfleet.simulator.__main__ import parse_args
 from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE, Firmware
 from airflow_provider_iotfleet.simulator.fleet import FIRMWARE_VERSIONS, MODELS, ONLINE, imei_of
-from tests.integration.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import requests
 from airflow_provider_iotfleet.simulator import Faults, Simulator, SimulatorConfig, SimulatorState
 from airflow_provider_iotfleet.simulator.__main__ import parse_args
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
-from tests.integration.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 TIMEOUT = 10
 POLL = 0.01

@@ -26,7 +26,7 @@ from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.simulator import Faults, Simulator
 from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of
 from tests.fakes import ICCID, FakeClock
-from tests.integration.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     iccid_of,
     imei_of,
 )
-from tests.integration.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 pytestmark = pytest.mark.slow
 

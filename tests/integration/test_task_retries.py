@@ -42,7 +42,14 @@ from airflow_provider_iotfleet.simulator import Faults, Simulator
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.fakes import FakeTaskStateStore, operator_context
-from tests.integration.conftest import SimulatorFactory, accounted_once, fault_where, run_task, set_faults
+from tests.simulator_harness import (
+    SimulatorFactory,
+    accounted_once,
+    connections_with,
+    fault_where,
+    run_task,
+    set_faults,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +85,8 @@ def simulator(start_simulator: SimulatorFactory, set_connection: SetConnection) 
         "max_retries": MAX_RETRIES,
         "backoff_base": 0.01,
     }
-    for conn_id, conn in started.connections().items():
-        set_connection(conn_id, **{**conn, "extra": {**conn.get("extra", {}), **fast}})
+    for conn_id, conn in connections_with(started, **fast).items():
+        set_connection(conn_id, **conn)
     return started
 
 
@@ -95,7 +102,7 @@ class Tries:
         self.started: list[int] = []
 
     def run(self, operator: Any) -> tuple[dict[str, Any], bool]:
-        """Run the next try of ``operator``; see :func:`~tests.integration.conftest.run_task`."""
+        """Run the next try of ``operator``; see :func:`~tests.simulator_harness.run_task`."""
         assert operator.task_id == self.task_id
         self.try_number += 1
         self.started.append(len(self.simulator.state.request_log()))

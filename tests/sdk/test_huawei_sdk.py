@@ -26,7 +26,7 @@ from airflow_provider_iotfleet.hooks.huawei.auth import canonical_request as hoo
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ONLINE, ROMA_ID_BASE
 from airflow_provider_iotfleet.simulator.huawei import canonical_request, signature, string_to_sign
-from tests.sdk.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 
 def _client(simulator: Simulator) -> RomaClient:

@@ -25,7 +25,7 @@ from verizon.verizon_client import VerizonClient
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, imei_of
-from tests.sdk.conftest import SimulatorFactory
+from tests.simulator_harness import SimulatorFactory
 
 PRODUCTION_HOST = "https://thingspace.verizon.com"
 UPGRADE = FIRMWARE["GM01Q-SR1.2.0.0-10657-to-SR1.2.1.0-10702"]

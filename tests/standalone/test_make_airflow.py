@@ -33,17 +33,17 @@ import httpx
 import psutil
 import pytest
 
-from tests.fakes import load_demo_script
-from tests.standalone.conftest import (
+from tests.airflow_standalone import (
     LOG_TAIL_LINES,
     POLL_INTERVAL,
     ROOT,
-    _tail,
     api_health,
     free_port,
     group_alive,
     signal_group,
+    tail,
 )
+from tests.fakes import load_demo_script
 
 VENV_BIN = ROOT / ".venv" / "bin"
 #: ``scripts/demo.py`` gives ``airflow db migrate`` and ``airflow pools set`` 300 s each and standalone
@@ -336,7 +336,7 @@ def test_make_airflow_from_a_clean_shell_serves_the_ui_and_stops_on_ctrl_c(tmp_p
         )
     except BaseException as error:
         error.add_note(f"\n===== make airflow output (last {LOG_TAIL_LINES} lines) =====")
-        error.add_note(_tail(output_path, LOG_TAIL_LINES))
+        error.add_note(tail(output_path, LOG_TAIL_LINES))
         raise
     finally:
         signal_group(process.pid, signal.SIGKILL)

@@ -38,7 +38,7 @@ from airflow_provider_iotfleet.simulator.fleet import (
     iccid_of,
     imei_of,
 )
-from tests.standalone.conftest import (
+from tests.airflow_standalone import (
     CISCO_MAX_CONCURRENCY,
     CISCO_VENDOR_LIMIT,
     FLEET_SIZE,

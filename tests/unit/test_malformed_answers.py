@@ -8,7 +8,7 @@ wrong with the answer, keeps the vendor's request id, and names no device in its
 vendor is the outcome's ``vendor``); a read operator's error names the vendor, the endpoint and the
 request id.
 
-``tests/unit/test_transport.py`` and ``test_hardening.py`` prove the bare client turns a non-JSON 2xx,
+``tests/unit/test_http.py`` and ``test_http_hardening.py`` prove the bare client turns a non-JSON 2xx,
 a mistyped field, JSON nested 100,000 deep and a huge error page into typed errors; here each of the
 five operators meets an HTML error page, an HTML page sent as a 200, truncated JSON, an empty 200, a
 body over the 16 MiB the client reads, and answers with missing or mistyped fields. Every answer
@@ -34,7 +34,6 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetOperationFailedError,
     IoTFleetVendorResponseError,
 )
-from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
@@ -118,12 +117,8 @@ def _json(body: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def connections(
-    set_connection: Callable[..., None], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def connections(set_connection: Callable[..., None], system_clock: FakeClock) -> None:
     """The four default connections, with quick retries on a fake clock (backoff waits nothing)."""
-    for name in ("monotonic", "now", "sleep"):
-        monkeypatch.setattr(SYSTEM_CLOCK, name, getattr(clock, name))
     quick = {"max_retries": MAX_RETRIES, "requests_per_second": 1000, "requests_per_minute": 60_000}
     set_connection(
         "paloalto_iot_default",

@@ -12,14 +12,13 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests
 import requests_mock as rm
-import structlog
 from airflow.sdk import DAG
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -47,6 +46,7 @@ from tests.fakes import (
     luhn_complete,
     operator_context,
 )
+from tests.log_capture import Events
 
 HOST = "https://rws.example.com"
 API = f"{HOST}/rws/api/v1"
@@ -65,7 +65,6 @@ ALREADY_ACTIVATED = {
 INVALID_CREDENTIALS = {"errorCode": "10000001", "errorMessage": "Invalid credentials."}
 
 Operator = CiscoControlCenterEditDevicesOperator
-Events = list[MutableMapping[str, Any]]
 
 
 def iccids(count: int) -> list[str]:
@@ -113,13 +112,6 @@ def make_operator(set_connection: Callable[..., None], clock: FakeClock) -> Call
         return op
 
     return make
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Every structlog event, formatted: the operator and its hook log through structlog."""
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def lines(events: Events, level: str | None = None) -> list[str]:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests_mock as rm
-import structlog
 from airflow.sdk import DAG, Asset, ObjectStoragePath
 
 from airflow_provider_iotfleet.exceptions import (
@@ -28,18 +25,21 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetValidationError,
     IoTFleetVendorResponseError,
 )
-from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
-from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete, operator_context, pausing_fota_operator
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_KEY as KEY
+from tests.connections import THINGSPACE_M2M_PASSWORD as M2M_PASSWORD
+from tests.connections import THINGSPACE_M2M_USER as M2M_USER
+from tests.connections import THINGSPACE_ROOT as ROOT
+from tests.connections import THINGSPACE_SECRET as SECRET
+from tests.fakes import IMEI, IMEI_2, luhn_complete, operator_context, pausing_fota_operator
+from tests.log_capture import Logs
 
-ROOT = "https://thingspace.verizon.com"
-TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
-LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
+# Operators build their hooks with the system clock: the test's fake clock instead (conftest).
+pytestmark = pytest.mark.usefixtures("system_clock")
+
 FOTA = f"{ROOT}/api/fota/v3"
-ACCOUNT = "0000123456-00001"
 DEVICES_URL = f"{FOTA}/devices/{ACCOUNT}"
-KEY, SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
-M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
 START = datetime(2026, 11, 1)
 
 
@@ -118,77 +118,6 @@ def paged(ids: list[str], page_size: int, fail_on_page: int | None = None) -> Ca
     return answer
 
 
-# --- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fake_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Operators build their hooks with the system clock: make it the fake one, so backoff and rate
-    limiting advance fake time instead of waiting."""
-    for name in ("monotonic", "now", "sleep"):
-        monkeypatch.setattr(SYSTEM_CLOCK, name, getattr(clock, name))
-    return clock
-
-
-@dataclass
-class Logs:
-    """What a run logged: the operators' and hooks' structlog events, and stdlib records."""
-
-    caplog: pytest.LogCaptureFixture
-    events: list[dict[str, Any]]
-
-    def lines(self, level: str | None = None) -> list[str]:
-        found = [
-            str(event.get("event"))
-            for event in self.events
-            if level is None or event.get("log_level") == level
-        ]
-        found += [
-            record.getMessage()
-            for record in self.caplog.records
-            if level is None or record.levelname.lower() == level
-        ]
-        return found
-
-    def text(self) -> str:
-        events = "\n".join(repr(event) for event in self.events)
-        records = "\n".join(f"{r.getMessage()} {r.args!r}" for r in self.caplog.records)
-        return f"{events}\n{records}"
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Logs]:
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as events:
-        yield Logs(caplog, events)
-
-
-@pytest.fixture
-def vz_conn(set_connection: Callable[..., None]) -> None:
-    set_connection(
-        "verizon_thingspace_default",
-        "verizon_thingspace",
-        login=KEY,
-        password=SECRET,
-        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
-    )
-
-
-@pytest.fixture
-def vz_auth(requests_mock: rm.Mocker) -> tuple[Any, Any]:
-    token = requests_mock.post(
-        TOKEN_URL,
-        [
-            {"json": {"access_token": f"access-token-{n}", "token_type": "Bearer", "expires_in": 3600}}
-            for n in range(1, 6)
-        ],
-    )
-    login = requests_mock.post(
-        LOGIN_URL, [{"json": {"sessionToken": f"session-token-{n}"}} for n in range(1, 6)]
-    )
-    return token, login
-
-
 def output_location(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path, str]:
     """``(output_path argument, file it must write, path the XCom must report)``."""
     if kind == "local":
@@ -216,7 +145,7 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_devices_go_to_xcom_normalised(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     ids = [imei(n) for n in range(5)]
     route = requests_mock.get(DEVICES_URL, json=paged(ids, 2))
@@ -237,7 +166,7 @@ def test_devices_go_to_xcom_normalised(
 
 
 def test_file_list_spelled_as_in_the_doc_and_timestamps_with_offsets(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     item = vendor_device(
         IMEI,
@@ -257,7 +186,11 @@ def test_file_list_spelled_as_in_the_doc_and_timestamps_with_offsets(
 
 @pytest.mark.parametrize(("limit", "allowed"), [(5, True), (4, False)])
 def test_max_xcom_devices_boundary(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, limit: int, allowed: bool
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    limit: int,
+    allowed: bool,
 ) -> None:
     requests_mock.get(DEVICES_URL, json=paged([imei(n) for n in range(5)], 5))
     op = VerizonThingSpaceFotaDevicesOperator(task_id="t", max_xcom_devices=limit)
@@ -270,7 +203,7 @@ def test_max_xcom_devices_boundary(
 
 
 def test_refusal_past_max_xcom_devices_stops_listing(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.get(DEVICES_URL, json=paged([imei(n) for n in range(10)], 2))
     ctx = operator_context()
@@ -282,7 +215,7 @@ def test_refusal_past_max_xcom_devices_stops_listing(
 
 
 def test_account_name_given_and_missing(
-    set_connection: Callable[..., None], vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    set_connection: Callable[..., None], thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     set_connection(
         "vz_no_account",
@@ -314,7 +247,11 @@ def test_account_name_given_and_missing(
 
 @pytest.mark.parametrize(("given", "sent"), [("OMADM", "OMADM"), ("lwm2m", "LWM2M"), ("HTTP", "HTTP")])
 def test_protocol_is_sent_as_a_query_parameter(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, given: str, sent: str
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    given: str,
+    sent: str,
 ) -> None:
     ids = [imei(n) for n in range(3)]
     route = requests_mock.get(DEVICES_URL, json=paged(ids, 2))
@@ -333,7 +270,11 @@ def test_protocol_is_sent_as_a_query_parameter(
     ids=["protocol", "imeis", "plain-string"],
 )
 def test_bad_inputs_are_refused_before_any_request(
-    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, kwargs: dict[str, Any], expected: str
+    thingspace_connection: None,
+    requests_mock: rm.Mocker,
+    tmp_path: Path,
+    kwargs: dict[str, Any],
+    expected: str,
 ) -> None:
     op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(tmp_path / "x.jsonl"), **kwargs)
     with pytest.raises(IoTFleetValidationError, match=expected):
@@ -342,7 +283,7 @@ def test_bad_inputs_are_refused_before_any_request(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_every_bad_imei_is_named(vz_conn: None, requests_mock: rm.Mocker) -> None:
+def test_every_bad_imei_is_named(thingspace_connection: None, requests_mock: rm.Mocker) -> None:
     op = VerizonThingSpaceFotaDevicesOperator(task_id="t", imeis=[IMEI, "12345", "490154203237519", IMEI_2])
     with pytest.raises(IoTFleetValidationError) as caught:
         op.execute(operator_context())
@@ -351,7 +292,9 @@ def test_every_bad_imei_is_named(vz_conn: None, requests_mock: rm.Mocker) -> Non
     assert requests_mock.call_count == 0
 
 
-def test_empty_imeis_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+def test_empty_imeis_is_a_logged_no_op(
+    thingspace_connection: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
     ctx = operator_context()
     result = VerizonThingSpaceFotaDevicesOperator(task_id="t", imeis=[]).execute(ctx)
     assert requests_mock.call_count == 0  # above all, not the whole account
@@ -365,7 +308,7 @@ def test_empty_imeis_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, 
 
 
 def test_imeis_subset_is_listed_with_post_at_most_1000_per_body(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
 ) -> None:
     wanted = [imei(n) for n in range(1001)]
     not_in_account = {wanted[3], wanted[1000]}
@@ -395,7 +338,7 @@ def test_imeis_subset_is_listed_with_post_at_most_1000_per_body(
 
 
 def test_imeis_subset_all_found_has_no_missing(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.post(
         DEVICES_URL, json={"hasMoreData": False, "deviceList": [vendor_device(IMEI), vendor_device(IMEI_2)]}
@@ -413,8 +356,8 @@ def test_imeis_subset_all_found_has_no_missing(
 
 @pytest.mark.parametrize("kind", ["local", "file-uri", "new-subdirectory", "relative"])
 def test_devices_are_written_as_json_lines(
-    vz_conn: None,
-    vz_auth: tuple[Any, Any],
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
     requests_mock: rm.Mocker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -432,7 +375,7 @@ def test_devices_are_written_as_json_lines(
 
 
 def test_a_complete_file_is_replaced_by_the_new_listing(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     target = tmp_path / "fota.jsonl"
     target.write_text('{"device_id": "old"}\n' * 7)
@@ -446,7 +389,7 @@ def test_a_complete_file_is_replaced_by_the_new_listing(
 
 
 def test_an_empty_account_writes_an_empty_file(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     requests_mock.get(DEVICES_URL, json={"hasMoreData": False, "deviceList": []})
     target = tmp_path / "fota.jsonl"
@@ -460,8 +403,8 @@ def test_an_empty_account_writes_an_empty_file(
 @pytest.mark.parametrize("previous", [None, '{"device_id": "from yesterday"}\n'])
 @pytest.mark.parametrize("kind", ["local", "file-uri"])
 def test_listing_failing_on_page_3_leaves_no_partial_file(
-    vz_conn: None,
-    vz_auth: tuple[Any, Any],
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
     requests_mock: rm.Mocker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -487,7 +430,7 @@ def test_listing_failing_on_page_3_leaves_no_partial_file(
 
 
 def test_listing_failing_after_retries_leaves_no_partial_file(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     ids = [imei(n) for n in range(6)]
     good = paged(ids, 2)
@@ -510,8 +453,8 @@ def test_listing_failing_after_retries_leaves_no_partial_file(
     "wrap", [Path, lambda p: ObjectStoragePath(p.as_uri())], ids=["pathlib", "objectstorage"]
 )
 def test_output_path_given_as_a_path_object(
-    vz_conn: None,
-    vz_auth: tuple[Any, Any],
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
     requests_mock: rm.Mocker,
     tmp_path: Path,
     wrap: Callable[[Path], Any],
@@ -529,7 +472,7 @@ def test_output_path_given_as_a_path_object(
 
 
 def test_outlets_get_an_asset_event_with_the_outcome(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     requests_mock.get(DEVICES_URL, json=paged([imei(n) for n in range(3)], 2))
     target = tmp_path / "fota.jsonl"
@@ -546,7 +489,7 @@ def test_outlets_get_an_asset_event_with_the_outcome(
 
 
 def test_outlets_without_output_path_have_no_path(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     requests_mock.get(DEVICES_URL, json=paged([IMEI], 2))
     inventory = Asset("file:///data/fota/latest.jsonl")
@@ -556,7 +499,7 @@ def test_outlets_without_output_path_have_no_path(
 
 
 def test_no_asset_event_when_the_listing_fails(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     requests_mock.get(DEVICES_URL, json=paged([imei(n) for n in range(6)], 2, fail_on_page=2))
     inventory = Asset("file:///data/fota/latest.jsonl")
@@ -573,7 +516,7 @@ def test_no_asset_event_when_the_listing_fails(
 
 
 def test_templated_imeis_and_output_path_rendered_as_native_objects(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     route = requests_mock.post(DEVICES_URL, json={"hasMoreData": False, "deviceList": [vendor_device(IMEI)]})
     with DAG(dag_id="fota_native", schedule=None, start_date=START, render_template_as_native_obj=True):
@@ -612,7 +555,7 @@ def test_templated_imeis_and_output_path_rendered_as_native_objects(
 
 
 def test_templated_imeis_rendered_as_a_string(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.post(DEVICES_URL, json={"hasMoreData": False, "deviceList": [vendor_device(IMEI)]})
     with DAG(dag_id="fota_text", schedule=None, start_date=START):
@@ -629,7 +572,11 @@ def test_templated_imeis_rendered_as_a_string(
 
 
 def test_no_credential_in_logs_errors_xcom_or_file(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path, logs: Logs
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    tmp_path: Path,
+    logs: Logs,
 ) -> None:
     ids = [imei(n) for n in range(4)]
     good = paged(ids, 2)
@@ -685,7 +632,7 @@ def test_no_credential_in_logs_errors_xcom_or_file(
 
 @pytest.mark.parametrize("form", ["path", "file-uri", "trailing-slash"])
 def test_an_existing_directory_as_output_path_is_refused_before_any_request(
-    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, form: str
+    thingspace_connection: None, requests_mock: rm.Mocker, tmp_path: Path, form: str
 ) -> None:
     directory = tmp_path / "exports"
     directory.mkdir()
@@ -704,7 +651,11 @@ def test_an_existing_directory_as_output_path_is_refused_before_any_request(
     "output_path", ["file://exports/fota.jsonl", "file:exports/fota.jsonl", "file://localhost/tmp/fota.jsonl"]
 )
 def test_a_file_uri_that_is_not_absolute_is_refused_not_guessed(
-    vz_conn: None, requests_mock: rm.Mocker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_path: str
+    thingspace_connection: None,
+    requests_mock: rm.Mocker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output_path: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     op = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=output_path)
@@ -716,7 +667,7 @@ def test_a_file_uri_that_is_not_absolute_is_refused_not_guessed(
 
 
 def test_a_directory_that_cannot_be_created_is_a_typed_error_naming_the_path(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     requests_mock.get(DEVICES_URL, json=paged([IMEI, IMEI_2], 5))
     (tmp_path / "exports").write_text("a file where the directory should be\n")
@@ -731,7 +682,7 @@ def test_a_directory_that_cannot_be_created_is_a_typed_error_naming_the_path(
 
 
 def test_a_rename_that_fails_is_a_typed_error_and_removes_the_temporary_file(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     ids = [imei(n) for n in range(4)]
     target = tmp_path / "fota.jsonl"
@@ -752,7 +703,7 @@ def test_a_rename_that_fails_is_a_typed_error_and_removes_the_temporary_file(
 
 
 def test_overlapping_tries_of_one_task_instance_each_publish_a_whole_file(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:
     """Two tries of the same task instance (a zombie and its retry) write at once: each writes its
     own temporary file and renames it whole; the target holds one try's listing, every line whole."""

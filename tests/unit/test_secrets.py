@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests_mock as rm
-import structlog
 
 from airflow_provider_iotfleet._compat import mask_secret  # noqa: F401 - imported to prove it resolves
 from airflow_provider_iotfleet.exceptions import IoTFleetError
@@ -23,29 +21,21 @@ from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from tests.fakes import ICCID, IMEI, FakeClock
-
-
-@dataclass
-class Logged:
-    """Every log line of a scenario: stdlib records (urllib3, requests) and the hooks' structlog events."""
-
-    caplog: pytest.LogCaptureFixture
-    events: list[dict[str, Any]]
+from tests.log_capture import Logs
 
 
 @pytest.fixture
-def everything_logged(caplog: pytest.LogCaptureFixture) -> Iterator[Logged]:
-    caplog.set_level(logging.DEBUG)
+def everything_logged(logs: Logs, caplog: pytest.LogCaptureFixture) -> Logs:
+    """Every log line of a scenario: stdlib records (urllib3 and requests-mock at DEBUG too) and
+    the hooks' structlog events, raw: before Airflow's masking processors run, so these tests hold
+    without relying on the masker."""
     for name in ("urllib3", "requests_mock"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    # Hooks log through structlog; capture_logs records raw events, before Airflow's masking
-    # processors run, so these tests hold without relying on the masker.
-    with structlog.testing.capture_logs() as events:
-        yield Logged(caplog, events)
+        caplog.set_level(logging.DEBUG, logger=name)
+    return logs
 
 
 def _assert_secret_free(
-    secrets: list[str], logged: Logged, capsys: pytest.CaptureFixture[str], errors: list[str]
+    secrets: list[str], logged: Logs, capsys: pytest.CaptureFixture[str], errors: list[str]
 ) -> None:
     captured = capsys.readouterr()
     # Format every record fully (message and arguments), not just the template.

@@ -11,13 +11,12 @@ import importlib.util
 import inspect
 import json
 import time
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests_mock as rm
-import structlog
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout, TaskDeferred
 
@@ -34,6 +33,7 @@ from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStat
 from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
 from airflow_provider_iotfleet.triggers.handover import INLINE_DEVICES, WATCH_XCOM_KEY
 from tests.fakes import FakeClock, FakeTaskStateStore, luhn_complete, operator_context
+from tests.log_capture import Events
 from tests.trigger_kwargs import deferral_for_devices, kwargs_bytes
 from tests.watch_fakes import (
     ACCOUNT,
@@ -60,8 +60,6 @@ from tests.watch_fakes import (
     reschedule_context,
 )
 
-Events = list[MutableMapping[str, Any]]
-
 # A sensor that keeps poking (a deferrable one that does not defer, say) must fail, not stall the run.
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,13 +69,6 @@ def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Cas
     chosen: Case = request.param
     define_connection(monkeypatch, chosen)
     return chosen
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Every structlog event: sensors and hooks log through structlog."""
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def lines(events: Events, level: str | None = None) -> list[str]:

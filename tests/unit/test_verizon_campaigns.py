@@ -12,13 +12,11 @@ import asyncio
 import importlib
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests_mock as rm
-import structlog
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowTaskTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.exceptions import (
@@ -43,6 +41,9 @@ from airflow_provider_iotfleet.operators.verizon import (
 )
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
 from airflow_provider_iotfleet.triggers.verizon import VerizonThingSpaceCampaignTrigger
+from tests.connections import THINGSPACE, with_extra
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_ROOT as ROOT
 from tests.fake_thingspace import VZ_LOGIN_PATH, VZ_TOKEN_PATH, FakeThingSpace, serve
 from tests.fakes import (
     OUTCOME_KEYS,
@@ -56,25 +57,11 @@ from tests.fakes import (
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = "https://thingspace.verizon.com"
 FOTA = "/api/fota/v3"
-ACCOUNT = "0000123456-00001"
 CONN_ID = "verizon_campaigns"
 #: The same connection with retries (their backoff sleeps on the test's FakeClock).
 RETRYING_CONN_ID = "verizon_campaigns_retrying"
-CONNECTION = {
-    "conn_type": "verizon_thingspace",
-    "host": ROOT,
-    "login": "oauth-key-abc",
-    "password": "oauth-secret-xyz-123",
-    "extra": {
-        "m2m_username": "uws-fleet",
-        "m2m_password": "uws-password-987",
-        "account_name": ACCOUNT,
-        "max_retries": 0,
-        "requests_per_second": 100000,
-    },
-}
+CONNECTION = {**with_extra(THINGSPACE, max_retries=0, requests_per_second=100000), "host": ROOT}
 #: The FakeClock's day: campaigns may not start before it.
 TODAY = "2026-11-21"
 #: The first day a campaign of more than MAX_CAMPAIGN_IMEIS devices may start (adds go in before it).
@@ -261,12 +248,6 @@ def fake(requests_mock: rm.Mocker) -> FakeCampaigns:
 @pytest.fixture
 def hook(clock: FakeClock) -> VerizonThingSpaceHook:
     return VerizonThingSpaceHook(CONN_ID, clock=clock)
-
-
-@pytest.fixture
-def events() -> Iterator[list[Any]]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def schedule(hook: VerizonThingSpaceHook, devices: list[str], **kwargs: Any) -> dict[str, Any]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any, overload
 
 import pytest
 import requests_mock as rm
-import structlog
 
 from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
@@ -731,12 +730,10 @@ class StubWriteOperator(IoTFleetWriteOperator[CiscoControlCenterHook]):
         return self.outcome
 
 
-@pytest.fixture
-def events(set_connection: Callable[..., None]) -> Iterator[list[MutableMapping[str, Any]]]:
-    """Every structlog event (operators and hooks log through structlog), formatted."""
+@pytest.fixture(autouse=True)
+def minimal_operators_connection(set_connection: Callable[..., None]) -> None:
+    """``CONN_ID``, the connection of the minimal operators above, which their log lines name."""
     set_connection(CONN_ID, "cisco_control_center", host=HOST, login="bot", password="base-test-key-42")
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def _lines(events: list[MutableMapping[str, Any]], level: str | None = None) -> list[str]:

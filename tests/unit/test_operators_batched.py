@@ -11,30 +11,42 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 import requests
 import requests_mock as rm
-import structlog
 from airflow.sdk import DAG
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.huawei import hook as huawei_hook
 from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
-from airflow_provider_iotfleet.http import SYSTEM_CLOCK
 from airflow_provider_iotfleet.operators import huawei as huawei_operator
 from airflow_provider_iotfleet.operators.base import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
 from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceSyncFirmwareOperator
 from airflow_provider_iotfleet.validation import validate_roma_device_ids
+from tests.connections import PALOALTO_ACCESS_KEY as ACCESS_KEY
+from tests.connections import PALOALTO_KEY_ID as KEY_ID
+from tests.connections import PALOALTO_TENANT_HOST as TENANT_HOST
+from tests.connections import ROMA, ROMA_HOST, with_extra
+from tests.connections import ROMA_IAM_PASSWORD as IAM_PASSWORD
+from tests.connections import ROMA_IAM_URL as IAM_URL
+from tests.connections import ROMA_INSTANCE as INSTANCE
+from tests.connections import ROMA_PROJECT as PROJECT
+from tests.connections import ROMA_SK as SK
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_KEY as KEY
+from tests.connections import THINGSPACE_LOGIN_URL as LOGIN_URL
+from tests.connections import THINGSPACE_M2M_PASSWORD as M2M_PASSWORD
+from tests.connections import THINGSPACE_ROOT as ROOT
+from tests.connections import THINGSPACE_SECRET as SECRET
+from tests.connections import THINGSPACE_TOKEN_URL as TOKEN_URL
 from tests.fakes import (
     ICCID,
     IMEI,
@@ -45,13 +57,15 @@ from tests.fakes import (
     luhn_complete,
     operator_context,
 )
+from tests.log_capture import Logs
 
-# --- Palo Alto Networks IoT Security (as in test_paloalto_hook.py) ---------------------------------
-TENANT_HOST = "https://acme-iot.iot.paloaltonetworks.com"
+# Operators build their hooks with the system clock: the test's fake clock instead (conftest).
+pytestmark = pytest.mark.usefixtures("system_clock")
+
+# --- Palo Alto Networks IoT Security (as in test_hooks_paloalto.py) -------------------------------
 BULK_URL = f"{TENANT_HOST}/pub/v4.0/device/bulkUpdate"
 SCM_URL = "https://api.strata.paloaltonetworks.com/iot/pub/v1/device/bulkUpdate"
 SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"
-KEY_ID, ACCESS_KEY = "key-id-0001", "access-key-s3cr3t-value"
 CLIENT_ID, CLIENT_SECRET = "svc@1234567.iam.panserviceaccount.com", "scm-client-secret-value"
 SCM_TOKEN = "scm-bearer-token-0a1b2c3d"
 PAN_500 = {"code": 500, "msg": "Internal server error. A unified status for API communication type errors."}
@@ -70,15 +84,11 @@ PAN_403_HINT = (
     "'paloalto_iot_default'"
 )
 
-# --- Huawei ROMA Connect (as in test_huawei_hook.py) ---------------------------------------------
-ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
-PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
+# --- Huawei ROMA Connect (as in test_hooks_huawei.py) -------------------------------------------
 FORCE_OFFLINE_URL = f"{ROMA_HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices/force-offline"
 DEVICES_URL = f"{ROMA_HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
-AK, SK = "HPUAL0EXAMPLEAK0001", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
 STS_TOKEN = "sts-security-token-value-9876"
-IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
-IAM_PASSWORD, IAM_TOKEN = "iam-user-password-42", "MIIT-iam-token-24680"
+IAM_TOKEN = "MIIT-iam-token-24680"
 ROMA_500 = {
     "error_code": "ROMA.00110002",
     "error_msg": "The instance does not exist.",
@@ -99,15 +109,9 @@ ROMA_401_HINT = (
     "refuses signatures more than 15 minutes off) of connection 'huawei_roma_default'"
 )
 
-# --- Verizon ThingSpace (as in test_verizon_hook.py) ---------------------------------------------
-ROOT = "https://thingspace.verizon.com"
-TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
-LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
+# --- Verizon ThingSpace (as in test_hooks_verizon.py) -------------------------------------------
 FOTA = f"{ROOT}/api/fota/v3"
-ACCOUNT = "0000123456-00001"
 SYNC_URL = f"{FOTA}/firmware/{ACCOUNT}/devices"
-KEY, SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
-M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
 SUCCESS = "FirmwareVersionUpdateSuccess"
 VZ_FAULT = {"fault": {"code": "900901", "message": "Invalid Credentials"}}
 VZ_400 = {"errorCode": "FOTA.REQUEST_FAILED.InvalidBody", "errorMessage": "The request body is invalid."}
@@ -126,95 +130,10 @@ def pan_device(n: int) -> dict[str, str]:
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def fake_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Operators build their hooks with the system clock: make it the fake one, so backoff and rate
-    limiting advance fake time (recorded in ``clock.sleeps``) instead of waiting."""
-    for name in ("monotonic", "now", "sleep"):
-        monkeypatch.setattr(SYSTEM_CLOCK, name, getattr(clock, name))
-    return clock
-
-
-@dataclass
-class Logs:
-    """What a run logged: the operators' and hooks' structlog events, and stdlib records."""
-
-    caplog: pytest.LogCaptureFixture
-    events: list[dict[str, Any]]
-
-    def lines(self, level: str | None = None) -> list[str]:
-        found = [
-            str(event.get("event"))
-            for event in self.events
-            if level is None or event.get("log_level") == level
-        ]
-        found += [
-            record.getMessage()
-            for record in self.caplog.records
-            if level is None or record.levelname.lower() == level
-        ]
-        return found
-
-    def text(self) -> str:
-        events = "\n".join(repr(event) for event in self.events)
-        records = "\n".join(f"{r.getMessage()} {r.args!r}" for r in self.caplog.records)
-        return f"{events}\n{records}"
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Logs]:
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as events:
-        yield Logs(caplog, events)
-
-
-@pytest.fixture
-def pan_conn(set_connection: Callable[..., None]) -> None:
-    set_connection(
-        "paloalto_iot_default", "paloalto_iot", host=TENANT_HOST, login=KEY_ID, password=ACCESS_KEY
-    )
-
-
 @pytest.fixture
 def roma_conn(set_connection: Callable[..., None]) -> None:
-    set_connection(
-        "huawei_roma_default",
-        "huawei_roma",
-        login=AK,
-        password=SK,
-        extra={
-            "region": "cn-north-4",
-            "project_id": PROJECT,
-            "instance_id": INSTANCE,
-            "security_token": STS_TOKEN,
-        },
-    )
-
-
-@pytest.fixture
-def vz_conn(set_connection: Callable[..., None]) -> None:
-    set_connection(
-        "verizon_thingspace_default",
-        "verizon_thingspace",
-        login=KEY,
-        password=SECRET,
-        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
-    )
-
-
-@pytest.fixture
-def vz_auth(requests_mock: rm.Mocker) -> tuple[Any, Any]:
-    token = requests_mock.post(
-        TOKEN_URL,
-        [
-            {"json": {"access_token": f"access-token-{n}", "token_type": "Bearer", "expires_in": 3600}}
-            for n in range(1, 6)
-        ],
-    )
-    login = requests_mock.post(
-        LOGIN_URL, [{"json": {"sessionToken": f"session-token-{n}"}} for n in range(1, 6)]
-    )
-    return token, login
+    """``huawei_roma_default`` with temporary credentials: the AK/SK and a security token."""
+    set_connection("huawei_roma_default", **with_extra(ROMA, security_token=STS_TOKEN))
 
 
 # --- answer builders -----------------------------------------------------------------------------
@@ -470,7 +389,9 @@ def test_rate_limit_share_outside_0_to_1_is_refused_at_construction(share: Any) 
 
 
 @pytest.mark.parametrize(("count", "sizes"), [(3, [3]), (4, [4]), (5, [4, 1])])
-def test_pan_batch_boundaries(pan_conn: None, requests_mock: rm.Mocker, count: int, sizes: list[int]) -> None:
+def test_pan_batch_boundaries(
+    paloalto_connection: None, requests_mock: rm.Mocker, count: int, sizes: list[int]
+) -> None:
     requests_mock.put(BULK_URL, json=pan_answer())
     devices = [pan_device(n) for n in range(count)]
     ctx = operator_context()
@@ -487,7 +408,7 @@ def test_pan_batch_boundaries(pan_conn: None, requests_mock: rm.Mocker, count: i
     )
 
 
-def test_pan_default_batch_is_the_vendor_maximum(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_default_batch_is_the_vendor_maximum(paloalto_connection: None, requests_mock: rm.Mocker) -> None:
     requests_mock.put(BULK_URL, json=pan_answer())
     devices = [pan_device(n) for n in range(1001)]
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices).execute(operator_context())
@@ -497,7 +418,7 @@ def test_pan_default_batch_is_the_vendor_maximum(pan_conn: None, requests_mock: 
 
 
 def test_pan_devices_are_validated_once_not_again_per_batch(
-    pan_conn: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
+    paloalto_connection: None, requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Validation must not dominate a bulk run: the operator checks its input once, the hook trusts it."""
     from airflow_provider_iotfleet.hooks.paloalto import hook as paloalto_hook
@@ -525,7 +446,9 @@ def test_pan_devices_are_validated_once_not_again_per_batch(
     assert calls == [10, 1]
 
 
-def test_pan_every_bad_device_is_named_before_any_request(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_every_bad_device_is_named_before_any_request(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     devices = [
         {"imei": IMEI},
         {"imei": "490154203237519"},  # Luhn check digit wrong
@@ -551,14 +474,18 @@ def test_pan_every_bad_device_is_named_before_any_request(pan_conn: None, reques
     assert requests_mock.call_count == 0
 
 
-def test_pan_plain_string_is_refused_before_any_request(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_plain_string_is_refused_before_any_request(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices="490154203237518")
     with pytest.raises(IoTFleetValidationError, match="devices must be a list"):
         op.execute(operator_context())
     assert requests_mock.call_count == 0
 
 
-def test_pan_duplicates_are_sent_once(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+def test_pan_duplicates_are_sent_once(
+    paloalto_connection: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
     requests_mock.put(BULK_URL, json=pan_answer())
     devices = [
         {"imei": IMEI, "SessionEvtType": "Start"},
@@ -577,7 +504,9 @@ def test_pan_duplicates_are_sent_once(pan_conn: None, requests_mock: rm.Mocker, 
     )
 
 
-def test_pan_empty_input_is_a_logged_no_op(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+def test_pan_empty_input_is_a_logged_no_op(
+    paloalto_connection: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
     ctx = operator_context()
     result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[]).execute(ctx)
     assert result == pan_outcome(0, [], updated=0, batches=0)
@@ -592,7 +521,7 @@ def test_pan_empty_input_is_a_logged_no_op(pan_conn: None, requests_mock: rm.Moc
     ids=["500-after-retries", "400-vendor-body"],
 )
 def test_pan_failed_middle_batch_keeps_the_others(
-    pan_conn: None,
+    paloalto_connection: None,
     requests_mock: rm.Mocker,
     logs: Logs,
     status: int,
@@ -631,7 +560,7 @@ def test_pan_failed_middle_batch_keeps_the_others(
     ],
 )
 def test_pan_code_and_count_as_number_or_string(
-    pan_conn: None, requests_mock: rm.Mocker, answer: dict[str, Any], updated: int
+    paloalto_connection: None, requests_mock: rm.Mocker, answer: dict[str, Any], updated: int
 ) -> None:
     requests_mock.put(BULK_URL, json={"api": "device/bulkUpdate", "ver": "v4.0", **answer})
     devices = [pan_device(n) for n in range(4)]
@@ -642,7 +571,9 @@ def test_pan_code_and_count_as_number_or_string(
     assert result == pan_outcome(4, [d["imei"] for d in devices], updated=2 * updated, batches=2)
 
 
-def test_pan_success_status_without_code_1_fails_the_batch(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_success_status_without_code_1_fails_the_batch(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     requests_mock.put(
         BULK_URL,
         json={"api": "device/bulkUpdate", "code": "0", "message": "partial failure", "updatedDeviceNum": 0},
@@ -657,7 +588,7 @@ def test_pan_success_status_without_code_1_fails_the_batch(pan_conn: None, reque
 
 
 def test_pan_fail_on_error_tries_every_batch_then_raises_grouped_by_code(
-    pan_conn: None, requests_mock: rm.Mocker, logs: Logs
+    paloalto_connection: None, requests_mock: rm.Mocker, logs: Logs
 ) -> None:
     devices = [pan_device(n) for n in range(8)]
     requests_mock.put(
@@ -706,7 +637,7 @@ def test_pan_fail_on_error_tries_every_batch_then_raises_grouped_by_code(
     ]
 
 
-def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_refused_key_stops_the_run(paloalto_connection: None, requests_mock: rm.Mocker) -> None:
     requests_mock.put(BULK_URL, status_code=403, json=PAN_403)
     devices = [pan_device(n) for n in range(5)]
     ctx = operator_context()
@@ -738,7 +669,7 @@ def test_pan_refused_key_stops_the_run(pan_conn: None, requests_mock: rm.Mocker)
 
 
 def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(
-    pan_conn: None, requests_mock: rm.Mocker, clock: FakeClock
+    paloalto_connection: None, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
     # An hour's Retry-After is handed to Airflow's task retries: the later batches are not thrown
     # into the same throttle.
@@ -777,7 +708,9 @@ def test_roma_unreachable_host_stops_the_run(roma_conn: None, requests_mock: rm.
     assert rest["message"] == f"not attempted after an earlier error: {first['message']}"
 
 
-def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_devices_template_rendered_as_native_list(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     requests_mock.put(BULK_URL, json=pan_answer())
     devices = [pan_device(n) for n in range(3)]
     with DAG(dag_id="pan_native", schedule=None, start_date=START, render_template_as_native_obj=True):
@@ -793,7 +726,9 @@ def test_pan_devices_template_rendered_as_native_list(pan_conn: None, requests_m
     assert requests_mock.last_request.qs["customerid"] == ["other-tenant"]
 
 
-def test_pan_devices_template_rendered_as_a_string(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_devices_template_rendered_as_a_string(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     requests_mock.put(BULK_URL, json=pan_answer())
     devices = [pan_device(n) for n in range(3)]
     with DAG(dag_id="pan_text", schedule=None, start_date=START):
@@ -832,7 +767,7 @@ def test_pan_scm_never_leaks_credentials(
         assert secret not in haystack
 
 
-def test_pan_api_key_never_leaks(pan_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+def test_pan_api_key_never_leaks(paloalto_connection: None, requests_mock: rm.Mocker, logs: Logs) -> None:
     requests_mock.put(BULK_URL, status_code=403, json=PAN_403)
     ctx = operator_context()
     with pytest.raises(IoTFleetOperationFailedError) as caught:
@@ -842,7 +777,9 @@ def test_pan_api_key_never_leaks(pan_conn: None, requests_mock: rm.Mocker, logs:
     assert ACCESS_KEY not in haystack
 
 
-def test_paloalto_outcome_matches_the_documented_shape(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_paloalto_outcome_matches_the_documented_shape(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
     devices = [pan_device(0), {"iccid": ICCID}, {"ipAddress": "10.0.0.7", "imei": IMEI}]
     requests_mock.put(BULK_URL, json=pan_answer({devices[0]["imei"]: (400, PAN_400)}))
     op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=1, fail_on_error=False)
@@ -855,7 +792,7 @@ def test_paloalto_outcome_matches_the_documented_shape(pan_conn: None, requests_
 
 
 def test_pan_failed_request_is_one_error_group_with_its_request_id(
-    pan_conn: None, requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
     devices = [pan_device(n) for n in range(6)]
     ids = [d["imei"] for d in devices]
@@ -889,7 +826,7 @@ def _pan_try(
 
 
 def test_pan_retry_sends_only_the_requests_an_earlier_try_did_not_get_accepted(
-    pan_conn: None, requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
     """Airflow 3.3+: accepted requests are recorded in the task's state; try 2 sends only the rest."""
     devices = [pan_device(n) for n in range(6)]
@@ -909,7 +846,7 @@ def test_pan_retry_sends_only_the_requests_an_earlier_try_did_not_get_accepted(
 
 
 def test_pan_retry_without_a_task_state_store_sends_every_request_again(
-    pan_conn: None, requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
     """Airflow 3.2 keeps no task state: a retry cannot know what was accepted and sends it all again,
     which the bulk update (absolute values) takes without harm. Pinned, as the operator documents."""
@@ -927,7 +864,7 @@ def test_pan_retry_without_a_task_state_store_sends_every_request_again(
     assert second == pan_outcome(6, ids, updated=6, batches=3)
 
 
-def test_pan_journal_is_kept_per_request_content(pan_conn: None, requests_mock: rm.Mocker) -> None:
+def test_pan_journal_is_kept_per_request_content(paloalto_connection: None, requests_mock: rm.Mocker) -> None:
     """A retry with other devices in a batch (the upstream list changed) sends that batch again."""
     devices = [pan_device(n) for n in range(6)]
     store = FakeTaskStateStore()
@@ -942,7 +879,7 @@ def test_pan_journal_is_kept_per_request_content(pan_conn: None, requests_mock: 
 
 
 def test_pan_two_different_updates_of_one_device_are_refused_before_any_request(
-    pan_conn: None, requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
     devices = [{"imei": IMEI, "apn": "a"}, {"imei": IMEI, "apn": "b"}, {"imei": IMEI, "apn": "a"}]
     op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices)
@@ -952,7 +889,7 @@ def test_pan_two_different_updates_of_one_device_are_refused_before_any_request(
 
 
 def test_a_try_that_leaves_nothing_undone_clears_its_journal(
-    pan_conn: None, requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
     """Task state outlives a successful run: a task cleared and run again must send everything again,
     not report the earlier run's requests as accepted."""
@@ -973,7 +910,7 @@ def iccid(n: int) -> str:
 
 
 def test_100k_devices_failing_alike_make_one_small_error_group(
-    pan_conn: None, requests_mock: rm.Mocker, logs: Logs
+    paloalto_connection: None, requests_mock: rm.Mocker, logs: Logs
 ) -> None:
     """One error and its devices once, not 100,000 messages: the XCom stays within a few MiB."""
     iccids = [iccid(n) for n in range(100_000)]
@@ -1279,21 +1216,8 @@ def test_roma_never_leaks_sk_or_security_token(roma_conn: None, requests_mock: r
 
 
 def test_roma_iam_password_and_token_never_leak(
-    set_connection: Callable[..., None], requests_mock: rm.Mocker, logs: Logs
+    roma_iam_connection: None, requests_mock: rm.Mocker, logs: Logs
 ) -> None:
-    set_connection(
-        "roma_iam",
-        "huawei_roma",
-        login="fleet-ops",
-        password=IAM_PASSWORD,
-        extra={
-            "auth_type": "iam_token",
-            "region": "cn-north-4",
-            "project_id": PROJECT,
-            "instance_id": INSTANCE,
-            "domain_name": "acme",
-        },
-    )
     requests_mock.post(IAM_URL, status_code=201, headers={"X-Subject-Token": IAM_TOKEN}, json={"token": {}})
     requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer({3: (500, ROMA_500)}))
     requests_mock.get(re.compile(rf"{DEVICES_URL}/\d+"), status_code=500, json=ROMA_500)  # the read-back
@@ -1538,7 +1462,11 @@ def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
 
 @pytest.mark.parametrize(("count", "sizes"), [(99, [99]), (100, [100]), (101, [100, 1])])
 def test_vz_sync_batch_boundaries_at_the_vendor_cap(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, count: int, sizes: list[int]
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    count: int,
+    sizes: list[int],
 ) -> None:
     route = requests_mock.put(SYNC_URL, json=vz_answer())
     imeis = [imei(n) for n in range(count)]
@@ -1549,14 +1477,18 @@ def test_vz_sync_batch_boundaries_at_the_vendor_cap(
     assert ctx["ti"].xcom == {}
 
 
-def test_vz_sync_smaller_batches(vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker) -> None:
+def test_vz_sync_smaller_batches(
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
+) -> None:
     route = requests_mock.put(SYNC_URL, json=vz_answer())
     imeis = [imei(n) for n in range(7)]
     VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=imeis, batch_size=3).execute(operator_context())
     assert [r.json()["deviceList"] for r in route.request_history] == [imeis[0:3], imeis[3:6], imeis[6:]]
 
 
-def test_vz_sync_every_bad_imei_is_named_before_any_request(vz_conn: None, requests_mock: rm.Mocker) -> None:
+def test_vz_sync_every_bad_imei_is_named_before_any_request(
+    thingspace_connection: None, requests_mock: rm.Mocker
+) -> None:
     op = VerizonThingSpaceSyncFirmwareOperator(
         task_id="t", imeis=[IMEI, "12345", "490154203237519", "abcdefghijklmno", IMEI_2]
     )
@@ -1571,7 +1503,7 @@ def test_vz_sync_every_bad_imei_is_named_before_any_request(vz_conn: None, reque
 
 
 def test_vz_sync_duplicates_are_sent_once(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.put(SYNC_URL, json=vz_answer())
     result = VerizonThingSpaceSyncFirmwareOperator(
@@ -1582,7 +1514,9 @@ def test_vz_sync_duplicates_are_sent_once(
     assert route.last_request.json() == {"deviceList": [IMEI, IMEI_2]}
 
 
-def test_vz_sync_empty_input_is_a_logged_no_op(vz_conn: None, requests_mock: rm.Mocker, logs: Logs) -> None:
+def test_vz_sync_empty_input_is_a_logged_no_op(
+    thingspace_connection: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
     ctx = operator_context()
     result = VerizonThingSpaceSyncFirmwareOperator(task_id="t", imeis=[]).execute(ctx)
     assert result == vz_outcome(0, {})
@@ -1592,7 +1526,7 @@ def test_vz_sync_empty_input_is_a_logged_no_op(vz_conn: None, requests_mock: rm.
 
 
 def test_vz_sync_per_device_failures_and_answer_quirks(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     imeis = [imei(n) for n in range(5)]
     requests_mock.put(
@@ -1637,7 +1571,7 @@ def test_vz_sync_per_device_failures_and_answer_quirks(
 
 
 def test_vz_sync_account_defaults_to_the_connection_and_can_be_given(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     other = "0000999999-00001"
     default_route = requests_mock.put(SYNC_URL, json=vz_answer())
@@ -1674,8 +1608,8 @@ def test_vz_sync_account_defaults_to_the_connection_and_can_be_given(
     ids=["400-vendor-body", "503-after-retries", "500-after-retries"],
 )
 def test_vz_sync_failed_middle_batch_keeps_the_others(
-    vz_conn: None,
-    vz_auth: tuple[Any, Any],
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
     requests_mock: rm.Mocker,
     status: int,
     body: dict[str, Any],
@@ -1699,7 +1633,7 @@ def test_vz_sync_failed_middle_batch_keeps_the_others(
 
 
 def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
 ) -> None:
     imeis = [imei(n) for n in range(6)]
 
@@ -1745,9 +1679,9 @@ def test_vz_sync_fail_on_error_tries_every_batch_then_raises_grouped(
 
 
 def test_vz_sync_refused_credentials_stop_the_run(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
-    token, login = vz_auth
+    token, login = thingspace_logins
     route = requests_mock.put(SYNC_URL, status_code=401, json=VZ_FAULT)
     imeis = [imei(n) for n in range(5)]
     ctx = operator_context()
@@ -1769,7 +1703,7 @@ def test_vz_sync_refused_credentials_stop_the_run(
 
 
 def test_vz_sync_refused_m2m_login_is_not_repeated_for_later_batches(
-    vz_conn: None, requests_mock: rm.Mocker
+    thingspace_connection: None, requests_mock: rm.Mocker
 ) -> None:
     requests_mock.post(TOKEN_URL, json={"access_token": "access-token-1", "expires_in": 3600})
     login = requests_mock.post(
@@ -1789,7 +1723,7 @@ def test_vz_sync_refused_m2m_login_is_not_repeated_for_later_batches(
 
 
 def test_vz_sync_imeis_template_rendered_as_native_list(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.put(f"{FOTA}/firmware/0000777777-00001/devices", json=vz_answer())
     with DAG(dag_id="vz_native", schedule=None, start_date=START, render_template_as_native_obj=True):
@@ -1807,7 +1741,7 @@ def test_vz_sync_imeis_template_rendered_as_native_list(
 
 
 def test_vz_sync_imeis_template_rendered_as_a_string(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     route = requests_mock.put(SYNC_URL, json=vz_answer())
     with DAG(dag_id="vz_text", schedule=None, start_date=START):
@@ -1821,7 +1755,7 @@ def test_vz_sync_imeis_template_rendered_as_a_string(
 
 
 def test_verizon_outcome_matches_the_documented_shape(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     requests_mock.put(
         SYNC_URL,
@@ -1847,7 +1781,7 @@ VZ_500 = {"errorCode": "FOTA.REQUEST_FAILED.Internal", "errorMessage": "Internal
 
 
 def test_vz_sync_500_then_200_on_the_same_batch_ends_synced(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     """A sync is idempotent (ThingSpace reads the devices' firmware again): a 5xx is retried like a
     read's, not reported as an outcome unknown."""
@@ -1860,7 +1794,7 @@ def test_vz_sync_500_then_200_on_the_same_batch_ends_synced(
 
 
 def test_vz_sync_5xx_after_every_retry_is_one_retryable_error_group(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     imeis = [imei(n) for n in range(5)]
     route = requests_mock.put(SYNC_URL, json=vz_answer({imeis[3]: (500, VZ_500)}))
@@ -1906,7 +1840,7 @@ def vz_versions(version: str, refused: set[str]) -> Callable[[Any, Any], dict[st
 
 
 def test_vz_sync_retry_syncs_only_the_devices_an_earlier_try_did_not(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     """Airflow 3.3+: synced devices are recorded in the task's state, so try 2 sends only the rest,
     and its outcome still has every device's firmware, the earlier try's included."""
@@ -1926,7 +1860,7 @@ def test_vz_sync_retry_syncs_only_the_devices_an_earlier_try_did_not(
 
 
 def test_vz_sync_retry_without_a_task_state_store_syncs_everything_again(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     imeis = [imei(n) for n in range(4)]
     requests_mock.put(SYNC_URL, json=vz_versions("SR1.2", {imeis[1]}))
@@ -1938,7 +1872,7 @@ def test_vz_sync_retry_without_a_task_state_store_syncs_everything_again(
 
 
 def test_vz_sync_journal_is_kept_per_account(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker
 ) -> None:
     """What was synced in one account is not taken as synced in another."""
     other = "0000999999-00001"
@@ -1955,7 +1889,7 @@ def test_vz_sync_journal_is_kept_per_account(
 
 
 def test_vz_sync_never_leaks_secrets_or_tokens(
-    vz_conn: None, vz_auth: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, logs: Logs
 ) -> None:
     imeis = [imei(n) for n in range(4)]
     requests_mock.put(

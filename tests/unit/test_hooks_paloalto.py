@@ -16,23 +16,21 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.paloalto import PaloAltoIoTSecurityHook
+from tests.connections import PALOALTO_ACCESS_KEY as ACCESS_KEY
+from tests.connections import PALOALTO_KEY_ID as KEY_ID
+from tests.connections import PALOALTO_TENANT_HOST as TENANT_HOST
 from tests.fakes import ICCID, IMEI, FakeClock
 
-TENANT_HOST = "https://acme-iot.iot.paloaltonetworks.com"
 BULK_URL = f"{TENANT_HOST}/pub/v4.0/device/bulkUpdate"
 SCM_URL = "https://api.strata.paloaltonetworks.com/iot/pub/v1/device/bulkUpdate"
 SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"
-KEY_ID, ACCESS_KEY = "key-id-0001", "access-key-s3cr3t-value"
 CLIENT_ID, CLIENT_SECRET = "svc@1234567.iam.panserviceaccount.com", "scm-client-secret-value"
 DEVICES = [{"imei": IMEI, "iccid": ICCID, "ipAddress": "10.20.30.40", "SessionEvtType": "Start"}]
 OK = {"api": "device/bulkUpdate", "ver": "v4.0", "code": 1, "message": "OK", "updatedDeviceNum": 1}
 
 
 @pytest.fixture
-def hook(set_connection: Callable[..., None], clock: FakeClock) -> PaloAltoIoTSecurityHook:
-    set_connection(
-        "paloalto_iot_default", "paloalto_iot", host=TENANT_HOST, login=KEY_ID, password=ACCESS_KEY
-    )
+def hook(paloalto_connection: None, clock: FakeClock) -> PaloAltoIoTSecurityHook:
     return PaloAltoIoTSecurityHook(clock=clock)
 
 
@@ -180,11 +178,8 @@ def test_documented_errors(
 
 
 def test_oversized_batch_is_refused_before_sending(
-    set_connection: Callable[..., None], requests_mock: rm.Mocker
+    paloalto_connection: None, requests_mock: rm.Mocker
 ) -> None:
-    set_connection(
-        "paloalto_iot_default", "paloalto_iot", host=TENANT_HOST, login=KEY_ID, password=ACCESS_KEY
-    )
     hook = PaloAltoIoTSecurityHook(max_devices_per_request=2)
     with pytest.raises(IoTFleetValidationError, match="devices has 3 items"):
         hook.bulk_update([{"imei": IMEI}] * 3)

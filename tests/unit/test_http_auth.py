@@ -59,6 +59,10 @@ from airflow_provider_iotfleet.http.auth import (
     oauth_client_credentials,
 )
 from airflow_provider_iotfleet.http.request import Headers, build_request
+from tests.connections import ROMA_HOST
+from tests.connections import ROMA_IAM_URL as IAM_URL
+from tests.connections import ROMA_INSTANCE as INSTANCE
+from tests.connections import ROMA_PROJECT as PROJECT
 from tests.fakes import ICCID, IMEI, FakeClock
 
 
@@ -482,11 +486,6 @@ def test_odd_token_lifetimes_never_mean_a_login_per_request(
     assert things.call_count == 5
 
 
-ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
-PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
-IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
-
-
 @pytest.mark.parametrize(
     ("token_body", "renew_after"),
     [
@@ -499,22 +498,9 @@ IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
 def test_iam_token_lifetimes(
     token_body: dict[str, Any],
     renew_after: float,
-    set_connection: Callable[..., None],
+    roma_iam_connection: None,
     requests_mock: rm.Mocker,
 ) -> None:
-    set_connection(
-        "roma_iam",
-        "huawei_roma",
-        login="fleet-ops",
-        password="iam-user-password-42",
-        extra={
-            "auth_type": "iam_token",
-            "region": "cn-north-4",
-            "project_id": PROJECT,
-            "instance_id": INSTANCE,
-            "domain_name": "acme",
-        },
-    )
     clock = FakeClock()
     hook = HuaweiRomaConnectHook("roma_iam", clock=clock)
     logins = requests_mock.post(

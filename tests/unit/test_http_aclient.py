@@ -50,6 +50,18 @@ from airflow_provider_iotfleet.http import (
     VendorHttpClient,
 )
 from airflow_provider_iotfleet.http.auth import TokenAuth, oauth_client_credentials
+from tests.connections import ROMA_AK as AK
+from tests.connections import ROMA_HOST, ROMA_IAM, THINGSPACE
+from tests.connections import ROMA_IAM_URL as IAM_URL
+from tests.connections import ROMA_INSTANCE as INSTANCE
+from tests.connections import ROMA_PROJECT as PROJECT
+from tests.connections import ROMA_SK as SK
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_LOGIN_URL as VZ_LOGIN_URL
+from tests.connections import THINGSPACE_M2M_PASSWORD as M2M_PASSWORD
+from tests.connections import THINGSPACE_M2M_USER as M2M_USER
+from tests.connections import THINGSPACE_ROOT as VZ_ROOT
+from tests.connections import THINGSPACE_TOKEN_URL as VZ_TOKEN_URL
 from tests.fakes import ICCID, ICCID_19, IMEI, IMEI_2, FakeClock, Wire, luhn_complete
 
 T = TypeVar("T")
@@ -238,21 +250,11 @@ CISCO_API = f"{CISCO_HOST}/rws/api/v1"
 ICCID_3 = luhn_complete("8901410321111851073")
 assert ICCID_3 not in (ICCID, ICCID_19)
 
-ROMA_HOST = "https://roma.cn-north-4.myhuaweicloud.com"
-PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
 DEVICES_PATH = f"/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
 ROMA_DEVICES = f"{ROMA_HOST}{DEVICES_PATH}"
-AK, SK = "HPUAL0EXAMPLEAK0001", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
 STS_TOKEN = "sts-security-token-value-123"
-IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
 
-VZ_ROOT = "https://thingspace.verizon.com"
-VZ_TOKEN_URL = f"{VZ_ROOT}/api/ts/v1/oauth2/token"
-VZ_LOGIN_URL = f"{VZ_ROOT}/api/m2m/v1/session/login"
 VZ_FOTA = f"{VZ_ROOT}/api/fota/v3"
-ACCOUNT = "0000123456-00001"
-VZ_KEY, VZ_SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
-M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
 EXPIRED = {"errorCode": "FOTA.REQUEST_FAILED.SessionToken.Expired", "errorMessage": "Session token expired"}
 VZ_FAULT = {"fault": {"code": "900901", "message": "Invalid Credentials"}}
 
@@ -289,24 +291,8 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
         "password": SK,
         "extra": {"project_id": PROJECT, "instance_id": INSTANCE, "security_token": STS_TOKEN},
     },
-    "roma_iam": {
-        "conn_type": "huawei_roma",
-        "login": "fleet-ops",
-        "password": "iam-user-password-42",
-        "extra": {
-            "auth_type": "iam_token",
-            "region": "cn-north-4",
-            "project_id": PROJECT,
-            "instance_id": INSTANCE,
-            "domain_name": "acme",
-        },
-    },
-    "verizon": {
-        "conn_type": "verizon_thingspace",
-        "login": VZ_KEY,
-        "password": VZ_SECRET,
-        "extra": {"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
-    },
+    "roma_iam": ROMA_IAM,
+    "verizon": THINGSPACE,
 }
 
 

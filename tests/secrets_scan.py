@@ -1,6 +1,8 @@
-"""Helpers of ``test_secrets_scan.py``: distinctive credentials, a record of every token a simulator
-issues, a trap that keeps everything logged or printed meanwhile, the texts an exception or an object
-shows, and the scan for secrets in all of them.
+"""The secrets scan's tools: distinctive credentials (:class:`Book`), a record of every token a
+simulator issues, a trap that keeps everything logged or printed meanwhile, a record of what
+``dag.test()`` ran, the texts an exception or an object shows, and the scan for secrets in all of
+them. The session's run of the example DAGs (``tests/example_runs.py``) and
+``tests/examples/test_secrets_scan.py`` use them.
 
 Every credential is ``PREFIX`` and 29 random letters and digits, so no log line, message or id holds
 one by chance. The scan looks for each secret whole and for its first ``PARTIAL`` characters (a
@@ -11,18 +13,22 @@ tokens (``paloalto-<32 hex>``, ``verizon-session-<32 hex>``) are looked for whol
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import random
 import string
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+import pytest
 import structlog
 
-from airflow_provider_iotfleet.simulator import SimulatorState
+from airflow_provider_iotfleet.simulator import Credentials, Simulator, SimulatorState, connections_for
 
 PREFIX = "Zqx"
 ALPHABET = string.ascii_letters + string.digits
@@ -57,6 +63,69 @@ class Secret:
         random_part = value.rpartition("-")[2]
         assert len(random_part) >= 2 * PARTIAL, value
         return cls(label, value, random_part[:PARTIAL])
+
+
+#: The simulator's secrets: field of ``Credentials`` -> label. Each has a wrong twin, as distinctive:
+#: a secret the vendor refused must not show either.
+SECRET_FIELDS = {
+    "paloalto_access_key": "Palo Alto access key",
+    "paloalto_client_secret": "Palo Alto SCM client secret",
+    "cisco_api_key": "Cisco API key",
+    "huawei_secret_key": "Huawei SK",
+    "huawei_iam_password": "Huawei IAM password",
+    "verizon_secret": "Verizon OAuth secret",
+    "verizon_m2m_password": "Verizon M2M password",
+}
+
+
+@dataclass(frozen=True)
+class Book:
+    """A session's credentials: what the simulators accept, and the wrong ones."""
+
+    credentials: Credentials
+    wrong: dict[str, str] = field(repr=False)
+    security_token: str = field(repr=False)  # Huawei temporary AK/SK's X-Security-Token
+
+    @classmethod
+    def draw(cls) -> Book:
+        """Distinctive credentials, right and wrong, drawn afresh."""
+        rng = random.SystemRandom()
+        right = {name: distinctive(rng) for name in SECRET_FIELDS}
+        wrong = {name: distinctive(rng) for name in SECRET_FIELDS}
+        return cls(replace(Credentials(), **right), wrong, distinctive(rng))
+
+    def secrets(self) -> list[Secret]:
+        """Every secret of the book, right and wrong, and the HTTP Basic headers made of them."""
+        c = self.credentials
+        found = [Secret.credential(label, getattr(c, name)) for name, label in SECRET_FIELDS.items()]
+        found += [
+            Secret.credential(f"wrong {label}", self.wrong[name]) for name, label in SECRET_FIELDS.items()
+        ]
+        found.append(Secret.credential("Huawei security token", self.security_token))
+        # HTTP Basic headers, right and wrong: a leaked Authorization header is a leaked secret.
+        for user, name in (
+            (c.cisco_username, "cisco_api_key"),
+            (c.paloalto_client_id, "paloalto_client_secret"),
+            (c.verizon_key, "verizon_secret"),
+        ):
+            for kind, password in (("", getattr(c, name)), ("wrong ", self.wrong[name])):
+                basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+                found.append(Secret(f"{kind}{SECRET_FIELDS[name]}, HTTP Basic", basic))
+        return found
+
+    def default_connections(self, simulator: Simulator) -> dict[str, dict[str, Any]]:
+        """The four default connections on ``simulator`` with the book's credentials (JSON form), as
+        the example DAGs use them: Control Center at the rate ``scripts/demo.py`` gives it (the
+        simulator enforces no rate limit), and ROMA Connect with a temporary AK/SK's security token."""
+        default = connections_for(simulator.url, self.credentials)
+        default["cisco_control_center_default"]["extra"] = {"requests_per_second": 100, "max_concurrency": 4}
+        default["huawei_roma_default"]["extra"]["security_token"] = self.security_token
+        return default
+
+
+def env_name(conn_id: str) -> str:
+    """The environment variable that defines connection ``conn_id``."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
 class IssuedTokens:
@@ -196,6 +265,57 @@ class Trap:
             "task log, as rendered": kept("line", self.rendered),
             "stdout and stderr": kept("printed line", "".join(self.printed).splitlines()),
         }
+
+
+# --- what dag.test() ran ----------------------------------------------------------------------
+
+
+@dataclass
+class Ran:
+    """What ``dag.test()`` ran in this process: each task try's outcome (its error, its operator
+    after use), and each trigger with its event."""
+
+    tasks: list[tuple[str, Any]] = field(default_factory=list)  # ("dag_id.task_id[map]", TaskRunResult)
+    triggers: list[tuple[str, Any, Any]] = field(default_factory=list)  # (task, trigger, event)
+
+    def errors(self, dag_id: str) -> dict[str, BaseException]:
+        """The error of each task of ``dag_id`` that raised one, by task id."""
+        return {
+            name.split(".", 1)[1]: result.error
+            for name, result in self.tasks
+            if name.startswith(f"{dag_id}.") and result.error is not None
+        }
+
+
+@contextmanager
+def watching_dag_test(ran: Ran, turned: dict[str, str] | None = None) -> Iterator[None]:
+    """Meanwhile, keep each task run's result and each inline trigger with its event in ``ran``;
+    before a trigger runs, switch its connection to ``turned[conn_id]`` (JSON), if any."""
+    from airflow.sdk.definitions import dag as dag_module
+    from airflow.sdk.execution_time import supervisor
+
+    turned = turned or {}
+    run_task_in_process = supervisor.run_task_in_process
+    run_inline_trigger = dag_module._run_inline_trigger
+
+    def keeping_run_task_in_process(ti: Any, task: Any, *args: Any, **kwargs: Any) -> Any:
+        result = run_task_in_process(ti, task, *args, **kwargs)
+        index = "" if ti.map_index < 0 else f"[{ti.map_index}]"
+        ran.tasks.append((f"{ti.dag_id}.{ti.task_id}{index}", result))
+        return result
+
+    def keeping_run_inline_trigger(trigger: Any, ti: Any) -> Any:
+        conn_id = getattr(trigger, "conn_id", None)
+        if conn_id in turned:
+            os.environ[env_name(conn_id)] = turned[conn_id]
+        event = run_inline_trigger(trigger, ti)
+        ran.triggers.append((f"{ti.dag_id}.{ti.task_id}", trigger, event))
+        return event
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(supervisor, "run_task_in_process", keeping_run_task_in_process)
+        mp.setattr(dag_module, "_run_inline_trigger", keeping_run_inline_trigger)
+        yield
 
 
 # --- what an exception and an object show ------------------------------------------------------

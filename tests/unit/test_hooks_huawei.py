@@ -22,14 +22,16 @@ from airflow_provider_iotfleet.exceptions import (
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
 from airflow_provider_iotfleet.hooks.huawei.auth import sign, string_to_sign
+from tests.connections import ROMA_AK as AK
+from tests.connections import ROMA_HOST as HOST
+from tests.connections import ROMA_IAM_PASSWORD as IAM_PASSWORD
+from tests.connections import ROMA_IAM_URL as IAM_URL
+from tests.connections import ROMA_INSTANCE as INSTANCE
+from tests.connections import ROMA_PROJECT as PROJECT
+from tests.connections import ROMA_SK as SK
 from tests.fakes import FakeClock
 
-HOST = "https://roma.cn-north-4.myhuaweicloud.com"
-PROJECT, INSTANCE = "397cd10b30544c588b2f4a56d83856c4", "f3bb386a-23ec-47aa-9943-4c60ac658611"
 DEVICES = f"{HOST}/v2/{PROJECT}/link/instances/{INSTANCE}/devices"
-AK, SK = "HPUAL0EXAMPLEAK0001", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
-IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens"
-IAM_PASSWORD = "iam-user-password-42"
 
 
 def test_signature_reproduces_huaweis_published_vector() -> None:
@@ -41,32 +43,12 @@ def test_signature_reproduces_huaweis_published_vector() -> None:
 
 
 @pytest.fixture
-def hook(set_connection: Callable[..., None], clock: FakeClock) -> HuaweiRomaConnectHook:
-    set_connection(
-        "huawei_roma_default",
-        "huawei_roma",
-        login=AK,
-        password=SK,
-        extra={"region": "cn-north-4", "project_id": PROJECT, "instance_id": INSTANCE},
-    )
+def hook(roma_connection: None, clock: FakeClock) -> HuaweiRomaConnectHook:
     return HuaweiRomaConnectHook(clock=clock)
 
 
 @pytest.fixture
-def iam_hook(set_connection: Callable[..., None], clock: FakeClock) -> HuaweiRomaConnectHook:
-    set_connection(
-        "roma_iam",
-        "huawei_roma",
-        login="fleet-ops",
-        password=IAM_PASSWORD,
-        extra={
-            "auth_type": "iam_token",
-            "region": "cn-north-4",
-            "project_id": PROJECT,
-            "instance_id": INSTANCE,
-            "domain_name": "acme",
-        },
-    )
+def iam_hook(roma_iam_connection: None, clock: FakeClock) -> HuaweiRomaConnectHook:
     return HuaweiRomaConnectHook("roma_iam", clock=clock)
 
 

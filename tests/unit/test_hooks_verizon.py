@@ -16,15 +16,17 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook, normalise_timestamp
+from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
+from tests.connections import THINGSPACE_KEY as KEY
+from tests.connections import THINGSPACE_LOGIN_URL as LOGIN_URL
+from tests.connections import THINGSPACE_M2M_PASSWORD as M2M_PASSWORD
+from tests.connections import THINGSPACE_M2M_USER as M2M_USER
+from tests.connections import THINGSPACE_ROOT as ROOT
+from tests.connections import THINGSPACE_SECRET as SECRET
+from tests.connections import THINGSPACE_TOKEN_URL as TOKEN_URL
 from tests.fakes import IMEI, IMEI_2, FakeClock, luhn_complete
 
-ROOT = "https://thingspace.verizon.com"
-TOKEN_URL = f"{ROOT}/api/ts/v1/oauth2/token"
-LOGIN_URL = f"{ROOT}/api/m2m/v1/session/login"
 FOTA = f"{ROOT}/api/fota/v3"
-ACCOUNT = "0000123456-00001"
-KEY, SECRET = "oauth-key-abc", "oauth-secret-xyz-123"
-M2M_USER, M2M_PASSWORD = "uws-fleet", "uws-password-987"
 EXPIRED = {"errorCode": "FOTA.REQUEST_FAILED.SessionToken.Expired", "errorMessage": "Session token expired"}
 
 
@@ -49,36 +51,14 @@ def _device(imei: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def hook(set_connection: Callable[..., None], clock: FakeClock) -> VerizonThingSpaceHook:
-    set_connection(
-        "verizon_thingspace_default",
-        "verizon_thingspace",
-        login=KEY,
-        password=SECRET,
-        extra={"m2m_username": M2M_USER, "m2m_password": M2M_PASSWORD, "account_name": ACCOUNT},
-    )
+def hook(thingspace_connection: None, clock: FakeClock) -> VerizonThingSpaceHook:
     return VerizonThingSpaceHook(clock=clock)
 
 
-@pytest.fixture
-def auth_routes(requests_mock: rm.Mocker) -> tuple[Any, Any]:
-    token = requests_mock.post(
-        TOKEN_URL,
-        [
-            {"json": {"access_token": f"access-token-{n}", "token_type": "Bearer", "expires_in": 3600}}
-            for n in range(1, 6)
-        ],
-    )
-    login = requests_mock.post(
-        LOGIN_URL, [{"json": {"sessionToken": f"session-token-{n}"}} for n in range(1, 6)]
-    )
-    return token, login
-
-
 def test_both_tokens_are_obtained_once_and_sent_on_every_call(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
-    token, login = auth_routes
+    token, login = thingspace_logins
     sync = requests_mock.put(
         f"{FOTA}/firmware/{ACCOUNT}/devices",
         json={
@@ -107,9 +87,12 @@ def test_both_tokens_are_obtained_once_and_sent_on_every_call(
 
 
 def test_access_token_is_renewed_ahead_of_expiry(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any], clock: FakeClock
+    hook: VerizonThingSpaceHook,
+    requests_mock: rm.Mocker,
+    thingspace_logins: tuple[Any, Any],
+    clock: FakeClock,
 ) -> None:
-    token, login = auth_routes
+    token, login = thingspace_logins
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": False})
     list(hook.iter_fota_devices(account_name=ACCOUNT))
     clock.advance(3600 - 100)
@@ -119,9 +102,9 @@ def test_access_token_is_renewed_ahead_of_expiry(
 
 
 def test_401_renews_the_access_token_once(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
-    token, login = auth_routes
+    token, login = thingspace_logins
     fault = {"fault": {"code": "900901", "message": "Invalid Credentials"}}
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}",
@@ -136,9 +119,9 @@ def test_401_renews_the_access_token_once(
 
 
 def test_expired_session_logs_in_again_exactly_once(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
-    token, login = auth_routes
+    token, login = thingspace_logins
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}",
         [
@@ -152,9 +135,9 @@ def test_expired_session_logs_in_again_exactly_once(
 
 
 def test_session_still_expired_after_relogin_is_raised(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
-    _, login = auth_routes
+    _, login = thingspace_logins
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", status_code=400, json=EXPIRED)
     with pytest.raises(IoTFleetVendorResponseError, match="Session token expired"):
         list(hook.iter_fota_devices(account_name=ACCOUNT))
@@ -210,7 +193,7 @@ def test_refused_login_is_never_repeated(
 
 
 def test_pages_follow_last_seen_device_id_without_accumulating(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
     pages = {
@@ -246,7 +229,7 @@ def test_pages_follow_last_seen_device_id_without_accumulating(
 
 
 def test_subset_is_listed_with_post(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     route = requests_mock.post(
         f"{FOTA}/devices/{ACCOUNT}",
@@ -259,7 +242,7 @@ def test_subset_is_listed_with_post(
 
 
 def test_has_more_data_without_progress_is_an_error(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json={"deviceList": [], "hasMoreData": True, "lastSeenDeviceId": "0"}
@@ -269,7 +252,7 @@ def test_has_more_data_without_progress_is_an_error(
 
 
 def test_sync_firmware_batches_by_100_and_reports_each_device(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(250)]
     failing = {imeis[7]: "Reason", imeis[120]: "reason"}
@@ -327,7 +310,7 @@ def test_sync_firmware_batches_by_100_and_reports_each_device(
 
 
 def test_sync_keeps_earlier_batches_when_a_later_one_fails_and_ignores_unrequested_answers(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(150)]
     ok = [
@@ -370,7 +353,7 @@ def test_bad_inputs_send_nothing(hook: VerizonThingSpaceHook, requests_mock: rm.
 
 
 def test_sync_answer_without_the_list_is_a_clear_error(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     requests_mock.put(f"{FOTA}/firmware/{ACCOUNT}/devices", json={"accountName": ACCOUNT})
     (failure,) = hook.sync_firmware([IMEI_2], account_name=ACCOUNT).failed
@@ -394,7 +377,7 @@ def test_timestamps_normalise_to_iso_utc(raw: str | None, iso: str | None) -> No
     assert normalise_timestamp(raw) == iso
 
 
-def test_test_connection(hook: VerizonThingSpaceHook, auth_routes: tuple[Any, Any]) -> None:
+def test_test_connection(hook: VerizonThingSpaceHook, thingspace_logins: tuple[Any, Any]) -> None:
     assert hook.test_connection() == (
         True,
         f"Obtained a ThingSpace access token and M2M session for {M2M_USER}",
@@ -487,7 +470,7 @@ def test_account_defaults_to_the_connection_and_a_blank_one_is_refused(
 
 
 def test_subset_listing_sends_at_most_1000_imeis_per_body(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     imeis = [luhn_complete(f"{35_000_000_000_000 + n:014d}") for n in range(2500)]
     route = requests_mock.post(
@@ -502,7 +485,7 @@ def test_subset_listing_sends_at_most_1000_imeis_per_body(
 
 
 def test_a_cursor_that_comes_back_is_an_error_not_an_endless_listing(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     a, b = sorted([IMEI, IMEI_2])
     pages = {
@@ -522,7 +505,7 @@ def test_a_cursor_that_comes_back_is_an_error_not_an_endless_listing(
 
 
 def test_an_answer_without_the_device_list_is_not_an_empty_fleet(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, auth_routes: tuple[Any, Any]
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
     requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", json={})
     with pytest.raises(IoTFleetVendorResponseError, match="no 'deviceList' field"):

@@ -19,18 +19,16 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from tests.connections import CISCO_API_KEY as API_KEY
+from tests.connections import CISCO_HOST as HOST
+from tests.connections import CISCO_USER as USER
 from tests.fakes import ICCID, ICCID_19, FakeClock, luhn_complete
 
-HOST = "https://rws-jpotest.jasper.com"
 API = f"{HOST}/rws/api/v1"
-USER, API_KEY = "fleet-bot", "4f1d2c3b-secret-api-key"
 
 
 @pytest.fixture
-def hook(set_connection: Callable[..., None], clock: FakeClock) -> CiscoControlCenterHook:
-    set_connection(
-        "cisco_control_center_default", "cisco_control_center", host=HOST, login=USER, password=API_KEY
-    )
+def hook(cisco_connection: None, clock: FakeClock) -> CiscoControlCenterHook:
     return CiscoControlCenterHook(clock=clock)
 
 
