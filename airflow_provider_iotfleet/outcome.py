@@ -371,10 +371,6 @@ class OutcomeBuilder:
         else:
             group.devices.extend(error.devices)
 
-    def refused_devices(self) -> list[DeviceId]:
-        """The devices recorded as failed or unknown so far."""
-        return [device for group in self._groups.values() for device in group.devices]
-
     def build(self, *, dry_run: bool = False, **details: Any) -> FleetOutcome:
         """The outcome; ``details`` are the operation-specific fields."""
         devices = {status: list(ids) for status, ids in self._devices.items()}

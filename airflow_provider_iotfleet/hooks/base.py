@@ -56,8 +56,17 @@ class IoTFleetBaseHook(BaseHook):
     hook_name: ClassVar[str]
     #: connection extras that hold secrets, masked in logs as soon as they are read.
     secret_extras: ClassVar[tuple[str, ...]] = ()
-    #: the connection form Airflow draws for :attr:`conn_type` (assembled by ``get_provider_info``).
+    #: the vendor's connection type and form (``hooks/<vendor>/connection.py``): :attr:`conn_type`,
+    #: :attr:`hook_name` and :attr:`default_conn_name` are taken from it.
     connection_form: ClassVar[ConnectionForm]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        form = cls.__dict__.get("connection_form")
+        if form is not None:
+            cls.conn_type = form.conn_type
+            cls.hook_name = form.hook_name
+            cls.default_conn_name = form.default_conn_id
 
     def __init__(self, conn_id: str, *, clock: Clock = SYSTEM_CLOCK, rate_limit_share: float = 1.0) -> None:
         super().__init__()

@@ -218,14 +218,11 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     """
 
     conn_name_attr = "cisco_control_center_conn_id"
-    default_conn_name = CONNECTION_FORM.default_conn_id
-    conn_type = CONNECTION_FORM.conn_type
-    hook_name = CONNECTION_FORM.hook_name
     connection_form = CONNECTION_FORM
 
     def __init__(
         self,
-        cisco_control_center_conn_id: str = default_conn_name,
+        cisco_control_center_conn_id: str = CONNECTION_FORM.default_conn_id,
         *,
         clock: Clock = SYSTEM_CLOCK,
         rate_limit_share: float = 1.0,

@@ -90,14 +90,11 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
     """
 
     conn_name_attr = "paloalto_iot_conn_id"
-    default_conn_name = CONNECTION_FORM.default_conn_id
-    conn_type = CONNECTION_FORM.conn_type
-    hook_name = CONNECTION_FORM.hook_name
     connection_form = CONNECTION_FORM
 
     def __init__(
         self,
-        paloalto_iot_conn_id: str = default_conn_name,
+        paloalto_iot_conn_id: str = CONNECTION_FORM.default_conn_id,
         *,
         max_devices_per_request: int = DEFAULT_MAX_DEVICES_PER_REQUEST,
         clock: Clock = SYSTEM_CLOCK,

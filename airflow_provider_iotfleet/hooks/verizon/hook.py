@@ -48,15 +48,12 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
     """
 
     conn_name_attr = "verizon_thingspace_conn_id"
-    default_conn_name = CONNECTION_FORM.default_conn_id
-    conn_type = CONNECTION_FORM.conn_type
-    hook_name = CONNECTION_FORM.hook_name
     secret_extras = ("m2m_password",)
     connection_form = CONNECTION_FORM
 
     def __init__(
         self,
-        verizon_thingspace_conn_id: str = default_conn_name,
+        verizon_thingspace_conn_id: str = CONNECTION_FORM.default_conn_id,
         *,
         clock: Clock = SYSTEM_CLOCK,
         rate_limit_share: float = 1.0,
