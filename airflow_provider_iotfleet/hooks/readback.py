@@ -70,6 +70,9 @@ class LostAnswerWording(Generic[WriteT]):
     :ivar advice: what to do about it: ``"check the device before sending it again"``.
     :ivar bare_advice: the same for ``bare_message``; without it, read-back failures say only
         what failed.
+    :ivar bare_read_failure_says_risk: whether a failed read-back's ``bare_message`` says ``risk``
+        too, as every other ``bare_message`` does; for a risk that names nothing
+        (``"some may be changed"``), so that it still groups.
     """
 
     vendor: str
@@ -80,6 +83,7 @@ class LostAnswerWording(Generic[WriteT]):
     risk: str
     advice: str | None = None
     bare_advice: str | None = None
+    bare_read_failure_says_risk: bool = False
 
     def cannot_tell(
         self, write: WriteT, lost: IoTFleetError, reason: str | None
@@ -104,7 +108,9 @@ class LostAnswerWording(Generic[WriteT]):
             f"the answer to {self.write(write)} was lost ({lost.message}) and reading {self.read} back "
             f"failed too ({failure.message}); {self.risk}" + _then(": ", self.advice),
             f"the answer to {self.bare_write} was lost ({lost.bare_message}) and reading {self.bare_read} "
-            f"back failed too ({failure.bare_message})" + _then("; ", self.bare_advice),
+            f"back failed too ({failure.bare_message})"
+            + _then("; ", self.risk if self.bare_read_failure_says_risk else None)
+            + _then("; ", self.bare_advice),
         )
 
     def lost_every_time(
