@@ -31,7 +31,6 @@ WORDING = LostAnswerWording[list[int]](
     write=lambda ids: f"the change of {len(ids)} devices",
     bare_write="the change",
     read="the devices",
-    bare_read="the devices",
     risk="the vendor may have applied it",
     advice="check the devices before sending it again",
     bare_advice="check the devices",

@@ -65,8 +65,7 @@ def _schedule_wording(label: str | None) -> LostAnswerWording[Call]:
         vendor=VENDOR,
         write=lambda _: f"scheduling campaign {label!r}",
         bare_write="scheduling the campaign",
-        read="the account's campaigns",
-        bare_read="the campaigns",
+        read="the campaigns",
         risk="ThingSpace may still have scheduled it",
     )
 
@@ -80,7 +79,6 @@ def _devices_wording(campaign_id: str, change: str) -> LostAnswerWording[list[st
         # What groups these devices in an outcome: no vendor, path or count.
         bare_write=repr(change),
         read="the campaign",
-        bare_read="the campaign",
         risk="some may be changed",
         bare_read_failure_says_risk=True,
     )
@@ -93,7 +91,6 @@ def _cancel_wording(campaign_id: str) -> LostAnswerWording[str]:
         write=lambda _: f"cancelling campaign {campaign_id}",
         bare_write="cancelling the campaign",
         read="the campaign",
-        bare_read="the campaign",
         risk="ThingSpace may not have cancelled it",
     )
 
