@@ -134,11 +134,9 @@ class LostAnswerWording(Generic[WriteT]):
         # The lost answer's status, code and request id: what the vendor's support desk can look up.
         return IoTFleetOutcomeUnknownError(
             f"{self.vendor}: {message}",
-            http_status=lost.http_status,
-            error_code=lost.error_code,
-            request_id=lost.request_id,
             vendor=self.vendor,
             bare_message=bare_message,
+            **lost.answer_details(),
         )
 
 

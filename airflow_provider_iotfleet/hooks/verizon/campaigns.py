@@ -370,11 +370,9 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
                     f"{campaign_id}: {error.message}",
                     devices=left_out,
                     refused=refused,
-                    http_status=error.http_status,
-                    error_code=error.error_code,
-                    request_id=error.request_id,
                     vendor=VENDOR,
                     bare_message=error.bare_message,
+                    **error.answer_details(),
                 ) from error
         if refused:
             shown = ", ".join(f"{imei} ({reason})" for imei, reason in list(refused.items())[:5])
