@@ -22,13 +22,18 @@ from airflow_provider_iotfleet._compat import redact
 MAX_LISTED_PROBLEMS = 20
 
 
-class ErrorDetails(TypedDict, total=False):
-    """The keyword arguments of :class:`IoTFleetError` besides its message, for subclasses that add
-    their own and pass these on."""
+class AnswerDetails(TypedDict, total=False):
+    """What an error carries of the vendor's answer (:meth:`IoTFleetError.answer_details`)."""
 
     http_status: int | None
     error_code: str | None
     request_id: str | None
+
+
+class ErrorDetails(AnswerDetails, total=False):
+    """The keyword arguments of :class:`IoTFleetError` besides its message, for subclasses that add
+    their own and pass these on."""
+
     vendor: str | None
     bare_message: str | None
 
@@ -89,6 +94,12 @@ class IoTFleetError(AirflowException):
             "message": self.message,
             "request_id": self.request_id,
         }
+
+    def answer_details(self) -> AnswerDetails:
+        """Return the vendor's HTTP status, error code and request id this error carries, for a new
+        error that reports it: what the vendor's support desk can look up, and what groups failures
+        under their cause."""
+        return {"http_status": self.http_status, "error_code": self.error_code, "request_id": self.request_id}
 
     def with_hint(self, credential_hint: str) -> Self:
         """Return a copy of this error that says which connection fields hold the refused credential."""
@@ -170,11 +181,9 @@ class IoTFleetNotAttemptedError(IoTFleetError):
         """Return the error for items skipped because of ``cause``."""
         error = cls(
             f"not attempted after an earlier error: {cause.message}",
-            http_status=cause.http_status,
-            error_code=cause.error_code,
-            request_id=cause.request_id,
             vendor=cause.vendor,
             bare_message=f"not attempted after an earlier error: {cause.bare_message}",
+            **cause.answer_details(),
         )
         error.cause = cause
         return error

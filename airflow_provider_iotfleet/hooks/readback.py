@@ -65,21 +65,25 @@ class LostAnswerWording(Generic[WriteT]):
     :ivar write: names a write, or the part of it sent again: ``"the edit of 8988..."``.
     :ivar bare_write: ``"the edit"``.
     :ivar read: what a read-back reads, as in "reading the device back".
-    :ivar bare_read: the same for ``bare_message``.
     :ivar risk: what the vendor may have done: ``"Control Center may have applied it"``.
+    :ivar bare_read: ``read`` for ``bare_message``, when ``read`` names something; default: ``read``.
     :ivar advice: what to do about it: ``"check the device before sending it again"``.
     :ivar bare_advice: the same for ``bare_message``; without it, read-back failures say only
         what failed.
+    :ivar bare_read_failure_says_risk: whether a failed read-back's ``bare_message`` says ``risk``
+        too, as every other ``bare_message`` does; for a risk that names nothing
+        (``"some may be changed"``), so that it still groups.
     """
 
     vendor: str
     write: Callable[[WriteT], str]
     bare_write: str
     read: str
-    bare_read: str
     risk: str
+    bare_read: str | None = None
     advice: str | None = None
     bare_advice: str | None = None
+    bare_read_failure_says_risk: bool = False
 
     def cannot_tell(
         self, write: WriteT, lost: IoTFleetError, reason: str | None
@@ -99,12 +103,15 @@ class LostAnswerWording(Generic[WriteT]):
         self, write: WriteT, lost: IoTFleetError, failure: IoTFleetError
     ) -> IoTFleetOutcomeUnknownError:
         """The error for a lost answer whose read-back failed too (``failure``)."""
+        bare_read = self.bare_read or self.read
         return self._unknown(
             lost,
             f"the answer to {self.write(write)} was lost ({lost.message}) and reading {self.read} back "
             f"failed too ({failure.message}); {self.risk}" + _then(": ", self.advice),
-            f"the answer to {self.bare_write} was lost ({lost.bare_message}) and reading {self.bare_read} "
-            f"back failed too ({failure.bare_message})" + _then("; ", self.bare_advice),
+            f"the answer to {self.bare_write} was lost ({lost.bare_message}) and reading {bare_read} "
+            f"back failed too ({failure.bare_message})"
+            + _then("; ", self.risk if self.bare_read_failure_says_risk else None)
+            + _then("; ", self.bare_advice),
         )
 
     def lost_every_time(
@@ -127,11 +134,9 @@ class LostAnswerWording(Generic[WriteT]):
         # The lost answer's status, code and request id: what the vendor's support desk can look up.
         return IoTFleetOutcomeUnknownError(
             f"{self.vendor}: {message}",
-            http_status=lost.http_status,
-            error_code=lost.error_code,
-            request_id=lost.request_id,
             vendor=self.vendor,
             bare_message=bare_message,
+            **lost.answer_details(),
         )
 
 

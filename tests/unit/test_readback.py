@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ WORDING = LostAnswerWording[list[int]](
     write=lambda ids: f"the change of {len(ids)} devices",
     bare_write="the change",
     read="the devices",
-    bare_read="the devices",
     risk="the vendor may have applied it",
     advice="check the devices before sending it again",
     bare_advice="check the devices",
@@ -179,6 +179,19 @@ def test_a_read_back_that_fails_leaves_the_outcome_unknown_with_the_lost_answers
     assert (error.http_status, error.request_id) == (500, "rid-1")
     assert error.__cause__ is unreadable
     assert len(vendor.sent) == 1
+
+
+def test_a_read_back_failure_says_the_risk_in_its_bare_message_when_the_wording_asks() -> None:
+    wording = dataclasses.replace(WORDING, risk="some may be changed", bare_read_failure_says_risk=True)
+    vendor = Vendor([lost()], [lost("read failed")])
+    with pytest.raises(IoTFleetOutcomeUnknownError) as caught:
+        write_with_read_back(
+            [1, 2, 3], send=vendor.send, read_back=vendor.read_back, wording=wording, rounds=2, log=LOG
+        )
+    assert caught.value.bare_message == (
+        "the answer to the change was lost (Unknown server error.) and reading the devices back failed too "
+        "(read failed); some may be changed; check the devices"
+    )
 
 
 def test_a_conclusive_read_back_error_is_raised_as_it_is() -> None:

@@ -491,6 +491,21 @@ def test_a_lost_schedule_answer_without_the_campaign_to_show_is_an_unknown_outco
     assert len(fake.requests("POST", "/campaigns/")) == 2  # one per schedule, never repeated
 
 
+def test_a_lost_schedule_answer_whose_lookup_fails_raises_the_lookups_error(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    """A failed lookup says nothing of the schedule: it is the error, not an unknown outcome."""
+    fake.lose.append("POST campaigns")
+    fake.refuse[f"GET /reports/{ACCOUNT}/firmware/campaigns"] = (
+        400,
+        {"errorCode": "FOTA.REQUEST_FAILED.UnexpectedError", "errorMessage": "lookup refused"},
+    )
+    with pytest.raises(IoTFleetVendorResponseError, match="lookup refused") as raised:
+        schedule(hook, imeis(2))
+    assert not isinstance(raised.value, IoTFleetOutcomeUnknownError)
+    assert len(fake.requests("POST", "/campaigns/")) == 1
+
+
 def test_a_lost_add_answer_is_read_back_and_only_the_missing_devices_sent_again(
     hook: VerizonThingSpaceHook, fake: FakeCampaigns
 ) -> None:
@@ -574,6 +589,30 @@ def test_cancel_reads_the_status_back_also_when_the_answer_is_lost(
     fake.lose.append("DELETE")
     assert hook.cancel_campaign(second)["status"] == "CampaignCancelled"
     assert len(fake.requests("DELETE")) == 2  # one each: a lost answer is read back, not resent
+
+
+def test_a_lost_cancel_whose_campaign_reads_back_not_cancelled_is_an_unknown_outcome(
+    hook: VerizonThingSpaceHook, fake: FakeCampaigns
+) -> None:
+    campaign_id = fake.add_campaign("wave", "CampaignScheduled", imeis(1))
+
+    def lose_the_cancel(wire: Wire) -> tuple[int, Any]:  # lost before it was applied
+        if wire.method == "DELETE":
+            return 500, {"errorCode": "FOTA.INTERNAL", "errorMessage": "internal error"}
+        return FakeCampaigns.read(fake, wire)
+
+    fake.read = lose_the_cancel  # type: ignore[method-assign]
+    with pytest.raises(IoTFleetOutcomeUnknownError) as raised:
+        hook.cancel_campaign(campaign_id)
+    message = raised.value.message
+    assert message.startswith(
+        f"Verizon ThingSpace: the answer to cancelling campaign {campaign_id} was lost ("
+    )
+    assert message.endswith(
+        "internal error) and it is CampaignScheduled: ThingSpace may not have cancelled it"
+    )
+    assert (raised.value.http_status, raised.value.error_code) == (500, "FOTA.INTERNAL")
+    assert len(fake.requests("DELETE")) == 1  # read back, never sent again
 
 
 def test_iter_campaigns_and_find_campaign_by_name(hook: VerizonThingSpaceHook, fake: FakeCampaigns) -> None:

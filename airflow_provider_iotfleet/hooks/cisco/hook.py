@@ -173,7 +173,6 @@ def _edit_wording(iccid: str, *, scheduled: bool) -> LostAnswerWording[Mapping[s
         write=lambda _: f"the {edit} of {iccid}",
         bare_write=f"the {edit}",
         read="the device",
-        bare_read="the device",
         risk="Control Center may have applied it",
         advice="check the device before sending it again",
         bare_advice="check the device",

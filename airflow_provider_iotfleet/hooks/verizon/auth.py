@@ -52,10 +52,8 @@ class M2MSession(TokenSource):
             raise IoTFleetAuthError(
                 f"{VENDOR}: not logging in again after the M2M login was refused earlier "
                 f"(five refusals in a row lock the account): {refusal.message}",
-                http_status=refusal.http_status,
-                error_code=refusal.error_code,
-                request_id=refusal.request_id,
                 vendor=VENDOR,
+                **refusal.answer_details(),
             ).with_hint(self.credential_hint)
         return (yield from super().obtain(build, *depends))
 
@@ -65,10 +63,8 @@ class M2MSession(TokenSource):
             return error
         refusal = IoTFleetAuthError(
             f"{VENDOR}: the M2M session login was refused: {error.message}",
-            http_status=status,
-            error_code=error.error_code,
-            request_id=error.request_id,
             vendor=VENDOR,
+            **error.answer_details(),
         )
         if status == 401:
             return refusal  # the bearer token's fault: the flow drops it; its hint is the OAuth one

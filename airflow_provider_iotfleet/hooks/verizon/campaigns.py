@@ -13,6 +13,14 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetOutcomeUnknownError,
     IoTFleetValidationError,
 )
+from airflow_provider_iotfleet.hooks.readback import (
+    Applied,
+    CannotTell,
+    LostAnswerWording,
+    NotApplied,
+    Verdict,
+    write_with_read_back,
+)
 from airflow_provider_iotfleet.hooks.verizon.answers import (
     CAMPAIGN_REUSABLE_STATUSES,
     CAMPAIGN_STATUSES,
@@ -36,7 +44,6 @@ from airflow_provider_iotfleet.hooks.verizon.rules import (
 from airflow_provider_iotfleet.http import Call
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
-from airflow_provider_iotfleet.http.retry import answer_lost
 from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import validate_imeis
 
@@ -50,6 +57,42 @@ def _campaign_report(account: str, campaign_id: str) -> CursorPager:
     """A campaign's per-device report, ``reports/{account}/campaigns/{id}/devices``, the id checked first."""
     path = f"reports/{segment(account)}/campaigns/{segment(validate_campaign_id(campaign_id))}/devices"
     return CursorPager(lambda last_seen: Call("GET", path, params={"lastSeenDeviceId": last_seen}))
+
+
+def _schedule_wording(label: str | None) -> LostAnswerWording[Call]:
+    """How log lines and errors tell of a schedule of campaign ``label`` whose answer was lost."""
+    return LostAnswerWording(
+        vendor=VENDOR,
+        write=lambda _: f"scheduling campaign {label!r}",
+        bare_write="scheduling the campaign",
+        read="the campaigns",
+        risk="ThingSpace may still have scheduled it",
+    )
+
+
+def _devices_wording(campaign_id: str, change: str) -> LostAnswerWording[list[str]]:
+    """How log lines and errors tell of an add (``change`` ``"append"``) or a remove of devices in
+    ``campaign_id`` whose answer was lost."""
+    return LostAnswerWording(
+        vendor=VENDOR,
+        write=lambda imeis: f"{change!r} of {len(imeis)} devices in campaign {campaign_id}",
+        # What groups these devices in an outcome: no vendor, path or count.
+        bare_write=repr(change),
+        read="the campaign",
+        risk="some may be changed",
+        bare_read_failure_says_risk=True,
+    )
+
+
+def _cancel_wording(campaign_id: str) -> LostAnswerWording[str]:
+    """How log lines and errors tell of a cancel of ``campaign_id`` whose answer was lost."""
+    return LostAnswerWording(
+        vendor=VENDOR,
+        write=lambda _: f"cancelling campaign {campaign_id}",
+        bare_write="cancelling the campaign",
+        read="the campaign",
+        risk="ThingSpace may not have cancelled it",
+    )
 
 
 class FirmwareCampaigns(ThingSpaceBaseHook):
@@ -150,25 +193,16 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
         if windows:
             body["campaignTimeWindowList"] = windows
         call = Call("POST", f"campaigns/firmware/{segment(account)}", json=body, repeat="if-not-received")
-        try:
-            campaign = normalise_campaign(self.client.send(call).object())
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
-            found = self.find_campaign(label, account_name=account) if label is not None else None
-            if found is None:
-                raise IoTFleetOutcomeUnknownError(
-                    f"{VENDOR}: the answer to scheduling campaign {label!r} was lost ({error.message}) and "
-                    "no campaign of that name can be found: ThingSpace may still have scheduled it",
-                    http_status=error.http_status,
-                    vendor=VENDOR,
-                ) from error
-            self.log.warning(
-                "%s: the schedule's answer was lost; found campaign %s by its name",
-                VENDOR,
-                found["campaign_id"],
-            )
-            campaign = found
+        campaign = write_with_read_back(
+            call,
+            send=lambda schedule: normalise_campaign(self.client.send(schedule).object()),
+            read_back=lambda _: self._schedule_read_back(label, account),
+            wording=_schedule_wording(label),
+            rounds=1,
+            log=self.log,
+            # A failed lookup says nothing of the schedule: raised as it is, not as an unknown outcome.
+            conclusive=(IoTFleetError,),
+        )
         if campaign["campaign_id"] is None:
             raise malformed_response(VENDOR, call.method + " " + call.path, "a campaign without an id")
         if on_scheduled is not None:
@@ -178,6 +212,16 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
                 campaign["campaign_id"], added_after, account_name=account, cancel_on_failure=True
             )
         return campaign
+
+    def _schedule_read_back(self, label: str | None, account: str) -> Verdict[Call, dict[str, Any]]:
+        """Applied, as the campaign called ``label``, when one can be found; else it cannot tell."""
+        found = self.find_campaign(label, account_name=account) if label is not None else None
+        if found is None:
+            return CannotTell("no campaign of that name can be found")
+        self.log.warning(
+            "%s: the schedule's answer was lost; found campaign %s by its name", VENDOR, found["campaign_id"]
+        )
+        return Applied(found)
 
     def check_campaign_size(self, devices: int, start_date: str) -> None:
         """Refuse a campaign of more than :data:`MAX_CAMPAIGN_IMEIS` devices that starts today or
@@ -326,11 +370,9 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
                     f"{campaign_id}: {error.message}",
                     devices=left_out,
                     refused=refused,
-                    http_status=error.http_status,
-                    error_code=error.error_code,
-                    request_id=error.request_id,
                     vendor=VENDOR,
                     bare_message=error.bare_message,
+                    **error.answer_details(),
                 ) from error
         if refused:
             shown = ", ".join(f"{imei} ({reason})" for imei, reason in list(refused.items())[:5])
@@ -348,48 +390,38 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
     def _change_batch(
         self, path: str, campaign_id: str, batch: list[str], change: str, account: str
     ) -> dict[str, str]:
-        """Send one add or remove; return the devices ThingSpace refused in its answer."""
-        for attempt in range(2):
-            call = Call("PUT", path, json={"Type": change, "deviceList": batch}, repeat="if-not-received")
-            try:
-                reply = self.client.send(call)
-            except IoTFleetError as error:
-                if not answer_lost(error):
-                    raise
-                if attempt:
-                    raise IoTFleetOutcomeUnknownError(
-                        f"{VENDOR}: the answers to {change!r} of {len(batch)} devices in campaign "
-                        f"{campaign_id} were lost twice ({error.message}); some may be changed",
-                        http_status=error.http_status,
-                        error_code=error.error_code,
-                        request_id=error.request_id,
-                        vendor=VENDOR,
-                        # What groups these devices in an outcome: no vendor, path or count.
-                        bare_message=f"the answers to {change!r} were lost twice ({error.bare_message}); "
-                        "some may be changed",
-                    ) from error
-                try:
-                    progress = self.campaign_progress(campaign_id, account_name=account)
-                except IoTFleetError as unreadable:
-                    raise IoTFleetOutcomeUnknownError(
-                        f"{VENDOR}: the answer to {change!r} of {len(batch)} devices in campaign "
-                        f"{campaign_id} was lost ({error.message}) and reading the campaign back failed "
-                        f"too ({unreadable.message}); some may be changed",
-                        http_status=error.http_status,
-                        error_code=error.error_code,
-                        request_id=error.request_id,
-                        vendor=VENDOR,
-                        bare_message=f"the answer to {change!r} was lost ({error.bare_message}) and reading "
-                        f"the campaign back failed too ({unreadable.bare_message}); some may be changed",
-                    ) from unreadable
-                held = {device["device_id"] for device in progress.devices}
-                batch = [imei for imei in batch if (imei in held) != (change == "append")]
-                if not batch:
-                    return {}
-            else:
-                # Answered: devices it refused one by one are the caller's to report, not a lost answer.
-                return refused_devices(reply)
-        return {}  # not reached: the second lost answer raised
+        """Send one add or remove; return the devices ThingSpace refused in its answer.
+
+        Should its answer be lost, the campaign's devices are read back and only the devices not
+        changed yet are sent, once more (see
+        :func:`~airflow_provider_iotfleet.hooks.readback.write_with_read_back`).
+
+        :raises IoTFleetOutcomeUnknownError: when the campaign cannot be read back, or the answer
+            to that second request is lost too.
+        """
+        return write_with_read_back(
+            batch,
+            # Answered: devices it refused one by one are the caller's to report, not a lost answer.
+            send=lambda imeis: refused_devices(
+                self.client.send(
+                    Call("PUT", path, json={"Type": change, "deviceList": imeis}, repeat="if-not-received")
+                )
+            ),
+            read_back=lambda imeis: self._devices_read_back(campaign_id, imeis, change, account),
+            wording=_devices_wording(campaign_id, change),
+            rounds=1,
+            log=self.log,
+        )
+
+    def _devices_read_back(
+        self, campaign_id: str, imeis: list[str], change: str, account: str
+    ) -> Verdict[list[str], dict[str, str]]:
+        """Applied when the campaign holds every added device (or none of the removed ones); else
+        the devices not changed yet surely were not."""
+        progress = self.campaign_progress(campaign_id, account_name=account)
+        held = {device["device_id"] for device in progress.devices}
+        rest = [imei for imei in imeis if (imei in held) != (change == "append")]
+        return NotApplied(rest) if rest else Applied({})
 
     def _cancelled_incomplete(
         self, campaign_id: str, account: str, error: IoTFleetCampaignDevicesError
@@ -445,30 +477,39 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
         """Cancel a campaign (``DELETE /campaigns/{acc}/{campaignId}``): ``CampaignCancelled`` before
         its start date, ``CampaignAborted`` after it.
 
-        A lost answer is read back rather than sent again.
+        A lost answer is read back rather than sent again (see
+        :func:`~airflow_provider_iotfleet.hooks.readback.write_with_read_back`).
 
         :return: the campaign as ThingSpace then reports it.
         :raises IoTFleetOutcomeUnknownError: when the answer was lost and the campaign is not cancelled.
         """
         account = self.resolve_account(account_name)
-        path = _campaign_path(account, campaign_id)
-        try:
-            self.client.send(Call("DELETE", path, repeat="if-not-received"))
-        except IoTFleetError as error:
-            if not answer_lost(error):
-                raise
+        # The campaign when the lost answer was read back; None when the cancel was answered.
+        campaign = write_with_read_back(
+            _campaign_path(account, campaign_id),
+            send=self._send_cancel,
+            read_back=lambda _: self._cancel_read_back(campaign_id, account),
+            wording=_cancel_wording(campaign_id),
+            rounds=1,
+            log=self.log,
+            # A failed read says nothing of the cancel: raised as it is, not as an unknown outcome.
+            conclusive=(IoTFleetError,),
+        )
+        if campaign is None:
             campaign = self.get_campaign(campaign_id, account_name=account)
-            if campaign["status"] not in ("CampaignCancelled", "CampaignAborted"):
-                raise IoTFleetOutcomeUnknownError(
-                    f"{VENDOR}: the answer to cancelling campaign {campaign_id} was lost ({error.message}) "
-                    f"and it is {campaign['status']}",
-                    http_status=error.http_status,
-                    vendor=VENDOR,
-                ) from error
-            return campaign
-        campaign = self.get_campaign(campaign_id, account_name=account)
-        self.log.info("%s: campaign %s is %s", VENDOR, campaign_id, campaign["status"])
+            self.log.info("%s: campaign %s is %s", VENDOR, campaign_id, campaign["status"])
         return campaign
+
+    def _send_cancel(self, path: str) -> None:
+        """Send a cancel; what it made of the campaign is read after, or by the read-back."""
+        self.client.send(Call("DELETE", path, repeat="if-not-received"))
+
+    def _cancel_read_back(self, campaign_id: str, account: str) -> Verdict[str, dict[str, Any] | None]:
+        """Applied, as the campaign, when it is cancelled or aborted; else it cannot tell."""
+        campaign = self.get_campaign(campaign_id, account_name=account)
+        if campaign["status"] in ("CampaignCancelled", "CampaignAborted"):
+            return Applied(campaign)
+        return CannotTell(f"it is {campaign['status']}")
 
     def iter_campaign_devices(
         self, campaign_id: str, *, account_name: str | None = None
