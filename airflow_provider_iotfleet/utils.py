@@ -36,9 +36,9 @@ def chunks(items: Sequence[ItemT], size: int) -> Iterator[list[ItemT]]:
         yield list(items[start : start + size])
 
 
-def exports_of(package: str, parts: Sequence[str]) -> Callable[[str], Any]:
-    """Return the module ``__getattr__`` (PEP 562) of a vendor package that exports its parts' names
-    (the package's ``__all__``) without importing them up front.
+def exports_of(package: str, parts: Sequence[str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Return the module ``__getattr__`` and ``__dir__`` (PEP 562) of a vendor package that exports
+    its parts' names (the package's ``__all__``) without importing them up front.
 
     Airflow imports ``<vendor>.connection`` while it is itself being imported (provider discovery
     reads the connection forms), so a vendor package must import nothing heavy until a name is asked
@@ -55,7 +55,11 @@ def exports_of(package: str, parts: Sequence[str]) -> Callable[[str], Any]:
                     return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    def __dir__() -> list[str]:
+        module = sys.modules[package]
+        return sorted({*vars(module), *getattr(module, "__all__", ())})
+
+    return __getattr__, __dir__
 
 
 _MISSING = object()

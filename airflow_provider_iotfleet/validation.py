@@ -1,7 +1,7 @@
 """Checks every vendor shares, run before the first request is sent: device identifiers (IMEI,
 ICCID, IP address, ROMA device id), path segments and control characters, the :class:`Problems`
 collector, and the coercion of rendered operator inputs (lists, mappings, numbers, batch sizes).
-A vendor's payload rules sit beside its hook (the Palo Alto ``devicelist`` in ``hooks/paloalto.py``,
+A vendor's payload rules sit beside its hook (the Palo Alto ``devicelist`` in ``hooks/paloalto/rules.py``,
 Control Center's edits in ``hooks/cisco/rules.py``, ThingSpace's campaign dates, firmware and
 names in ``hooks/verizon/rules.py``).
 

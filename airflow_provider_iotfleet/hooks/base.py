@@ -39,8 +39,10 @@ class IoTFleetBaseHook(BaseHook):
     :meth:`aclient`, built from the same options (same auth and its token caches, same rate limiter)
     after reading the connection with ``aget_connection``; they release it with :meth:`aclose`.
 
-    Subclasses set the Airflow class attributes, declare their connection form, say which connection
-    fields are secrets, and give their client's options (base URL, error mapping, auth) in :meth:`_client_options`.
+    Subclasses declare their connection form (:attr:`connection_form`, from which Airflow's
+    ``conn_type``, ``hook_name`` and ``default_conn_name`` are set) and ``conn_name_attr``, say which
+    connection fields are secrets, and give their client's options (base URL, error mapping, auth)
+    in :meth:`_client_options`.
 
     :param conn_id: the Airflow connection id.
     :param clock: time source for sleeps, token expiry and signatures; tests pass a fake.

@@ -9,22 +9,19 @@ once, against these three types.
 from __future__ import annotations
 
 import json as jsonlib
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
-from airflow_provider_iotfleet.validation import dot_segment_problem
+from airflow_provider_iotfleet.validation import control_character_problem, dot_segment_problem
 
 #: When a call may be sent again after a failed attempt:
 #: ``always`` (reads, and writes whose repetition changes nothing), ``if-not-received`` (only when
 #: the vendor surely did not get it: a refused connection, a 429), ``never`` (logins that count
 #: towards an account lockout).
 Repeat = Literal["always", "if-not-received", "never"]
-#: What no header value may hold: a C0 control character (line breaks among them) or DEL.
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ class Request:
         ``http.client`` would refuse them with a ``ValueError`` quoting the value, which may be a
         credential; the client refuses first, naming only the header.
         """
-        return [name for name, value in self.headers.items() if _CONTROL_CHARACTER.search(value)]
+        return [name for name, value in self.headers.items() if control_character_problem(value)]
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)

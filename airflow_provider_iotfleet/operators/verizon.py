@@ -263,7 +263,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
         progress.advance(len(firmware))
 
         def sync(batch: list[str]) -> FirmwareSyncResult:
-            result = self.hook.sync_firmware_batch(batch, account_name=account)
+            result = self.hook.sync_firmware_batch(batch, account_name=account, validated=True)
             for entry in result.synced:
                 journal.record(entry["device_id"], entry["firmware_version"])
             return result
@@ -411,6 +411,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
                 # Known before the devices past the first 1000 are added, so that on_kill and
                 # cancel_on_failure can cancel a campaign the task leaves half-filled.
                 on_scheduled=lambda campaign: self._remember(account, campaign["campaign_id"]),
+                validated=True,
             )
         except BaseException:
             if self.cancel_on_failure:

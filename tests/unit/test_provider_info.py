@@ -251,3 +251,18 @@ def test_each_hook_takes_its_connection_type_from_the_form_it_declares(conn_type
         form.default_conn_id,
     )
     assert entry["conn-fields"] == form.conn_fields() and entry["conn-fields"] is not form.conn_fields()
+
+
+def test_a_vendor_package_imports_its_hook_only_when_a_name_of_it_is_asked_for() -> None:
+    probe = (
+        "import sys; from airflow_provider_iotfleet.hooks.verizon import CONNECTION_FORM, DEFAULT_HOST; "
+        "import airflow_provider_iotfleet.hooks.cisco as cisco; "
+        "before = sorted(name for name in sys.modules if name.endswith('.hook') or name == 'airflow'); "
+        "listed = 'CiscoControlCenterHook' in dir(cisco); "
+        "from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook; "
+        "after = 'airflow_provider_iotfleet.hooks.cisco.hook' in sys.modules; print('RESULT', before, listed, after)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # Importing Airflow (after the hook) logs to stdout too: read the probe's own line.
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert line == "RESULT [] True True"

@@ -62,4 +62,4 @@ __all__ = [
     "validate_effective_date",
 ]
 
-__getattr__ = exports_of(__name__, ("hook", "rules", "connection"))
+__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "rules"))

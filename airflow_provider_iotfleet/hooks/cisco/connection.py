@@ -8,7 +8,7 @@ from __future__ import annotations
 from airflow_provider_iotfleet.forms import ConnectionForm, rate_field
 
 #: The connection's ``requests_per_second`` when it sets none.
-DEFAULT_REQUESTS_PER_SECOND = 5.0
+DEFAULT_REQUESTS_PER_SECOND = 5
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="cisco_control_center",

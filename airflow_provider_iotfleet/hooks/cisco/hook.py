@@ -99,7 +99,8 @@ def _device_call(iccid: str) -> Call:
 
 
 def _edit_pair(edit: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """``(iccid, changes)`` of an edit already checked: what :func:`validate_cisco_edits` returns."""
+    """``(iccid, changes)`` of an edit ``{"iccid": ..., <fields>}`` already checked by
+    :func:`validate_cisco_edits`."""
     return edit["iccid"], {key: value for key, value in edit.items() if key != "iccid"}
 
 

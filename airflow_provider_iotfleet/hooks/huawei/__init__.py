@@ -76,4 +76,4 @@ __all__ = [
     "string_to_sign",
 ]
 
-__getattr__ = exports_of(__name__, ("hook", "answers", "auth", "connection"))
+__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "answers", "auth"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from airflow_provider_iotfleet.forms import REQUIRED_STRING, ConnectionForm, rate_field
 
 #: The connection's ``requests_per_second`` when it sets none (Huawei publishes no limit).
-DEFAULT_REQUESTS_PER_SECOND = 10.0
+DEFAULT_REQUESTS_PER_SECOND = 10
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="huawei_roma",

@@ -47,4 +47,4 @@ __all__ = [
     "validate_cellular_devices",
 ]
 
-__getattr__ = exports_of(__name__, ("hook", "rules", "connection"))
+__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "rules"))

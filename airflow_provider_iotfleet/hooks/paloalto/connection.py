@@ -9,7 +9,7 @@ from airflow_provider_iotfleet.forms import ConnectionForm, rate_field
 
 SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"  # noqa: S105 (a URL)
 #: The connection's ``requests_per_minute`` when it sets none.
-DEFAULT_REQUESTS_PER_MINUTE = 180.0
+DEFAULT_REQUESTS_PER_MINUTE = 180
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="paloalto_iot",

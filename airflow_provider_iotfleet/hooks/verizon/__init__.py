@@ -50,6 +50,10 @@ if TYPE_CHECKING:
         MAX_SYNC_IMEIS,
         PROTOCOLS,
         CampaignRequest,
+        validate_campaign_id,
+        validate_campaign_name,
+        validate_campaign_schedule,
+        validate_firmware_choice,
     )
 
 __all__ = [
@@ -85,6 +89,10 @@ __all__ = [
     "normalise_firmware",
     "normalise_timestamp",
     "sync_failure",
+    "validate_campaign_id",
+    "validate_campaign_name",
+    "validate_campaign_schedule",
+    "validate_firmware_choice",
 ]
 
-__getattr__ = exports_of(__name__, ("hook", "answers", "auth", "base", "rules", "connection"))
+__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "answers", "auth", "base", "rules"))

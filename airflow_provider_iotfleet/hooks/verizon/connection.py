@@ -9,7 +9,7 @@ from airflow_provider_iotfleet.forms import REQUIRED_STRING, ConnectionForm, rat
 
 DEFAULT_HOST = "https://thingspace.verizon.com"
 #: The connection's ``requests_per_second`` when it sets none (ThingSpace publishes no limit).
-DEFAULT_REQUESTS_PER_SECOND = 10.0
+DEFAULT_REQUESTS_PER_SECOND = 10
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="verizon_thingspace",

@@ -148,7 +148,7 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
         synced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         for outcome in map_batches(
-            lambda batch: self.sync_firmware_batch(batch, account_name=account),
+            lambda batch: self.sync_firmware_batch(batch, account_name=account, validated=True),
             chunks(checked, MAX_SYNC_IMEIS),
         ):
             if outcome.result is not None:
@@ -160,9 +160,12 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
         return FirmwareSyncResult(account_name=account, synced=synced, failed=failed)
 
     def sync_firmware_batch(
-        self, imeis: Sequence[str], *, account_name: str | None = None
+        self, imeis: Sequence[str], *, account_name: str | None = None, validated: bool = False
     ) -> FirmwareSyncResult:
         """Sync the firmware of at most 100 devices in one request; see :meth:`sync_firmware`.
+
+        :param validated: ``imeis`` are what :func:`~airflow_provider_iotfleet.validation.validate_imeis`
+            returned, not checked again (a caller sending many batches validates its input once).
 
         :return: every IMEI once: ``synced``, or ``failed`` with ThingSpace's per-device status and
             reason (or as missing from its answer). Answers for devices not sent are ignored.
@@ -170,7 +173,7 @@ class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseH
         :raises IoTFleetVendorResponseError: when ThingSpace refused the request as a whole.
         """
         account = self.resolve_account(account_name)
-        batch = validate_imeis(imeis)
+        batch = list(imeis) if validated else validate_imeis(imeis)
         check_batch_size(len(batch), MAX_SYNC_IMEIS, "imeis")
         # Idempotent (ThingSpace reads the devices' firmware again): retried like a read, on 5xx too.
         reply = self.client.send(

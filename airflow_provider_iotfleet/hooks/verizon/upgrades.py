@@ -26,6 +26,7 @@ class FirmwareUpgrades(FirmwareCampaigns):
         protocol: str = "LWM2M",
         account_name: str | None = None,
         on_scheduled: Callable[[dict[str, Any]], None] | None = None,
+        validated: bool = False,
     ) -> EnsuredCampaign:
         """Get ``imeis`` into the firmware upgrade campaign ``request`` names: the one of that name an
         earlier try scheduled, or a new one.
@@ -47,6 +48,8 @@ class FirmwareUpgrades(FirmwareCampaigns):
         :param on_scheduled: called with a campaign this call schedules as soon as ThingSpace has it,
             before any device is added: where a caller keeps its id, to cancel it if the caller is
             killed (or times out) while the rest of the devices are added.
+        :param validated: ``imeis`` are what :func:`~airflow_provider_iotfleet.validation.validate_imeis`
+            returned, not checked again (the operator validates its whole input once).
         :return: the campaign and where each device stands in it.
         :raises IoTFleetValidationError: for a bad IMEI, before any request; for a campaign of that
             name with other firmware; for a new one, dates that have passed, too many devices to
@@ -55,7 +58,7 @@ class FirmwareUpgrades(FirmwareCampaigns):
             that name can be found.
         """
         account = self.resolve_account(account_name)
-        devices = list(dict.fromkeys(validate_imeis(imeis)))
+        devices = list(dict.fromkeys(imeis if validated else validate_imeis(imeis)))
         today = self.clock.now().astimezone(UTC).date()
         campaign = self.find_campaign(request.name, account_name=account)
         if campaign is not None:
