@@ -48,12 +48,13 @@ class Problems:
         self.raise_if_any(f"{plural(len(self.items), 'problem')} in {plural(items, noun)}")
 
 
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+#: A control character (CR, LF, NUL, DEL...), which no field value may hold.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 def control_character_problem(text: str) -> str | None:
     """Return why ``text`` cannot be sent as a field value (a CR, LF or other control character)."""
-    if _CONTROL_CHARACTER.search(text) is None:  # the usual case, without a set of every character
+    if CONTROL_CHARACTER.search(text) is None:  # the usual case, without a set of every character
         return None
     bad = sorted({repr(char) for char in text if ord(char) < 32 or ord(char) == 127})
     return f"contains control characters ({', '.join(bad)})" if bad else None
@@ -111,9 +112,25 @@ def luhn_check_digit(body: str) -> str:
     return str(-total % 10)
 
 
+#: A digit, as the byte of its ASCII code, to the digit sum of its double (the Luhn step).
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+_ASCII_ZERO = ord("0")
+
+
 def luhn_valid(digits: str) -> bool:
-    """Return whether a digit string passes the Luhn check (its last digit is the check digit)."""
-    return len(digits) > 1 and luhn_check_digit(digits[:-1]) == digits[-1]
+    """Return whether a digit string passes the Luhn check (its last digit is the check digit).
+
+    ASCII digit strings (every identifier a request carries) are summed as bytes: the digits that
+    are doubled go through :data:`_LUHN_DOUBLED`, so no digit is converted one by one; any other
+    digit string takes :func:`luhn_check_digit`.
+    """
+    if len(digits) <= 1:
+        return False
+    if not (digits.isascii() and digits.isdigit()):
+        return luhn_check_digit(digits[:-1]) == digits[-1]
+    raw = digits.encode()
+    total = sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_LUHN_DOUBLED)) - _ASCII_ZERO * len(raw)
+    return total % 10 == 0
 
 
 def _digit_string(value: Any) -> str | None:
@@ -151,10 +168,18 @@ def iccid_problem(value: Any) -> str | None:
     return None
 
 
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A plain dotted-quad IPv4 address, exactly as :mod:`ipaddress` accepts one (ASCII digits, no
+#: leading zeros, each part 0-255): anything else is left to :mod:`ipaddress` to accept or refuse.
+DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
 def ip_problem(value: Any, version: int | None = None) -> str | None:
     """Return why ``value`` is not an IP address (of ``version`` 4 or 6 if given), or ``None``."""
     if not isinstance(value, str):
         return "is not a string"
+    if version != 6 and DOTTED_QUAD.fullmatch(value.strip()):  # what ipaddress takes as IPv4, cheaper
+        return None
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
