@@ -289,6 +289,10 @@ def _too_deep(name: str) -> IoTFleetValidationError:
     )
 
 
+#: Leaves that hold nothing: their exact types (a subclass still goes through isinstance).
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _check_nesting(value: Any, name: str) -> None:
     """Raise if ``value`` nests lists, tuples or mappings more than :data:`MAX_INPUT_NESTING` deep.
 
@@ -297,8 +301,10 @@ def _check_nesting(value: Any, name: str) -> None:
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         current, depth = pending.pop()
-        children = current.values() if isinstance(current, Mapping) else current
+        children = current.values() if type(current) is dict or isinstance(current, Mapping) else current
         for child in children:
+            if type(child) in _SCALAR_TYPES:  # the usual leaf, without an isinstance of an ABC
+                continue
             if isinstance(child, list | tuple | Mapping):
                 if depth >= MAX_INPUT_NESTING:
                     raise _too_deep(name)

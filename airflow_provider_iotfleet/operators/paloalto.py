@@ -76,19 +76,25 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             self.nothing_to_do("devices")
             return self.new_outcome(0).build(updated=0, batches=0)
         devices, duplicates = distinct(validate_cellular_devices(raw), key=lambda d: tuple(sorted(d.items())))
-        _refuse_conflicts(devices)
-        outcome = self.new_outcome(len(devices), order=[device_id(device) for device in devices])
+        ids = [device_id(device) for device in devices]  # once each: order, conflicts, outcome
+        _refuse_conflicts(ids)
+        outcome = self.new_outcome(len(devices), order=ids)
         batches = list(chunks(devices, self.batch_size))
+        # Each batch's journal key and device ids, by the batch's identity (computed once per batch).
+        about: dict[int, tuple[str, list[str]]] = {
+            id(batch): (_batch_key(batch, self.update_source, self.customer_id), batch_ids)
+            for batch, batch_ids in zip(batches, chunks(ids, self.batch_size), strict=True)
+        }
         journal = self.journal(context, "paloalto.accepted")
         accepted_before: dict[str, Any] = journal.load()
         to_send: list[list[dict[str, str]]] = []
         # IoT Security's count of updated devices, one per accepted request
         updated: list[int] = []
         for batch in batches:
-            key = _batch_key(batch, self.update_source, self.customer_id)
+            key, batch_ids = about[id(batch)]
             if key in accepted_before:
                 updated.append(int(accepted_before[key]))
-                outcome.add_many("accepted", [device_id(device) for device in batch])
+                outcome.add_many("accepted", batch_ids)
             else:
                 to_send.append(batch)
         detail = ""
@@ -101,12 +107,12 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
 
         def send(batch: list[dict[str, str]]) -> int:
             result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
-            journal.record(_batch_key(batch, self.update_source, self.customer_id), result.updated)
+            journal.record(about[id(batch)][0], result.updated)
             return result.updated
 
         def record(batch: list[dict[str, str]], count: int) -> None:
             updated.append(count)
-            outcome.add_many("accepted", [device_id(device) for device in batch])
+            outcome.add_many("accepted", about[id(batch)][1])
 
         try:
             self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
@@ -115,16 +121,18 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         return outcome.build(updated=sum(updated), batches=len(batches))
 
 
-def _refuse_conflicts(devices: list[dict[str, str]]) -> None:
+def _refuse_conflicts(ids: list[str]) -> None:
     """One device, one update: two different entries under the same id (its first identifier) would
     both be sent, the later one winning, and the outcome would name the device twice.
 
+    :param ids: the id of each distinct entry (:func:`device_id`), in order.
     :raises IoTFleetValidationError: naming every such pair.
     """
+    if len(set(ids)) == len(ids):
+        return
     first: dict[str, int] = {}
     problems = []
-    for index, device in enumerate(devices):
-        key = device_id(device)
+    for index, key in enumerate(ids):
         if key in first:
             problems.append(
                 f"devices {first[key]} and {index} (of the distinct ones) both update {key} differently"
@@ -137,8 +145,14 @@ def _refuse_conflicts(devices: list[dict[str, str]]) -> None:
 
 def device_id(device: dict[str, str]) -> str:
     """The id a Palo Alto entry is reported under: its first identifier among ipAddress,
-    ipv6Address, imei, iccid, imsi and msisdn (validation ensures there is one)."""
-    return next(device[key] for key in PALOALTO_IDENTIFIERS if key in device)
+    ipv6Address, imei, iccid, imsi and msisdn (validation ensures there is one).
+
+    :raises StopIteration: for an entry without any (one validation refused).
+    """
+    for key in PALOALTO_IDENTIFIERS:
+        if key in device:
+            return device[key]
+    raise StopIteration(f"no identifier in {sorted(device)}")
 
 
 def _batch_key(batch: list[dict[str, str]], update_source: str, customer_id: str | None) -> str:
