@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -293,11 +294,23 @@ def _too_deep(name: str) -> IoTFleetValidationError:
 _SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
+def _flat_records(value: Any) -> bool:
+    """Whether ``value`` is a list of plain dicts of plain leaves (a device list): 2 levels deep,
+    told without a Python-level step per item or leaf."""
+    return (
+        type(value) is list
+        and all(type(item) is dict for item in value)
+        and _SCALAR_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, value))))
+    )
+
+
 def _check_nesting(value: Any, name: str) -> None:
     """Raise if ``value`` nests lists, tuples or mappings more than :data:`MAX_INPUT_NESTING` deep.
 
     Iterative, so that the check itself cannot exhaust the stack the way a later ``repr`` would.
     """
+    if _flat_records(value):
+        return
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         current, depth = pending.pop()

@@ -94,6 +94,7 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
 
 
 _FIELDS = frozenset(PALOALTO_DEVICE_FIELDS)
+_IMSI_DIGITS, _MSISDN_DIGITS = (dict(_DIGIT_FIELD_LENGTHS)[key] for key in ("imsi", "msisdn"))
 
 
 def _accepted_entry(device: dict[Any, Any]) -> dict[str, str] | None:
@@ -104,7 +105,7 @@ def _accepted_entry(device: dict[Any, Any]) -> dict[str, str] | None:
     one control-character search over all its values, the identifiers checked without building
     messages. It accepts only what the full check accepts, and cleans it the same way.
     """
-    entry: dict[str, str] = {}
+    given: dict[str, str] = {}
     for key, value in device.items():
         kind = type(value)
         if kind is str:
@@ -118,24 +119,29 @@ def _accepted_entry(device: dict[Any, Any]) -> dict[str, str] | None:
             return None
         if key not in _FIELDS or len(value) > PALOALTO_FIELD_MAX_LENGTH:
             return None
-        entry[key] = value
-    if CONTROL_CHARACTER.search("".join(entry.values())) is not None:
+        given[key] = value
+    if CONTROL_CHARACTER.search("".join(given.values())) is not None:
         return None
-    for key, value in entry.items():
-        entry[key] = value.strip()
-    imei, iccid = entry.get("imei"), entry.get("iccid")
-    if imei is not None and not (len(imei) == 15 and _digits_between(imei, 15, 15) and luhn_valid(imei)):
+    entry = {key: value.strip() for key, value in given.items()}
+    imei = entry.get("imei")
+    if imei is not None and not (len(imei) == 15 and imei.isdigit() and imei.isascii() and luhn_valid(imei)):
         return None
-    if iccid is not None and not (_digits_between(iccid, 19, 20) and luhn_valid(iccid)):
+    iccid = entry.get("iccid")
+    if iccid is not None and not (
+        19 <= len(iccid) <= 20 and iccid.isdigit() and iccid.isascii() and luhn_valid(iccid)
+    ):
         return None
     ipv4 = entry.get("ipAddress")
     if ipv4 is not None and DOTTED_QUAD.fullmatch(ipv4) is None:
         return None
     if "ipv6Address" in entry and ip_problem(entry["ipv6Address"], 6) is not None:
         return None
-    for key, (shortest, longest) in _DIGIT_FIELD_LENGTHS:
-        if key in entry and not _digits_between(entry[key].lstrip("+"), shortest, longest):
-            return None
+    imsi = entry.get("imsi")
+    if imsi is not None and not _digits_between(imsi.lstrip("+"), *_IMSI_DIGITS):
+        return None
+    msisdn = entry.get("msisdn")
+    if msisdn is not None and not _digits_between(msisdn.lstrip("+"), *_MSISDN_DIGITS):
+        return None
     if imei is None and iccid is None and ipv4 is None and not entry.keys() & _IDENTIFIERS:
         return None
     return entry
