@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -48,12 +49,13 @@ class Problems:
         self.raise_if_any(f"{plural(len(self.items), 'problem')} in {plural(items, noun)}")
 
 
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+#: A control character (CR, LF, NUL, DEL...), which no field value may hold.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 def control_character_problem(text: str) -> str | None:
     """Return why ``text`` cannot be sent as a field value (a CR, LF or other control character)."""
-    if _CONTROL_CHARACTER.search(text) is None:  # the usual case, without a set of every character
+    if CONTROL_CHARACTER.search(text) is None:  # the usual case, without a set of every character
         return None
     bad = sorted({repr(char) for char in text if ord(char) < 32 or ord(char) == 127})
     return f"contains control characters ({', '.join(bad)})" if bad else None
@@ -111,9 +113,25 @@ def luhn_check_digit(body: str) -> str:
     return str(-total % 10)
 
 
+#: A digit, as the byte of its ASCII code, to the digit sum of its double (the Luhn step).
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+_ASCII_ZERO = ord("0")
+
+
 def luhn_valid(digits: str) -> bool:
-    """Return whether a digit string passes the Luhn check (its last digit is the check digit)."""
-    return len(digits) > 1 and luhn_check_digit(digits[:-1]) == digits[-1]
+    """Return whether a digit string passes the Luhn check (its last digit is the check digit).
+
+    ASCII digit strings (every identifier a request carries) are summed as bytes: the digits that
+    are doubled go through :data:`_LUHN_DOUBLED`, so no digit is converted one by one; any other
+    digit string takes :func:`luhn_check_digit`.
+    """
+    if len(digits) <= 1:
+        return False
+    if not (digits.isascii() and digits.isdigit()):
+        return luhn_check_digit(digits[:-1]) == digits[-1]
+    raw = digits.encode()
+    total = sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_LUHN_DOUBLED)) - _ASCII_ZERO * len(raw)
+    return total % 10 == 0
 
 
 def _digit_string(value: Any) -> str | None:
@@ -151,10 +169,18 @@ def iccid_problem(value: Any) -> str | None:
     return None
 
 
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A plain dotted-quad IPv4 address, exactly as :mod:`ipaddress` accepts one (ASCII digits, no
+#: leading zeros, each part 0-255): anything else is left to :mod:`ipaddress` to accept or refuse.
+DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
 def ip_problem(value: Any, version: int | None = None) -> str | None:
     """Return why ``value`` is not an IP address (of ``version`` 4 or 6 if given), or ``None``."""
     if not isinstance(value, str):
         return "is not a string"
+    if version != 6 and DOTTED_QUAD.fullmatch(value.strip()):  # what ipaddress takes as IPv4, cheaper
+        return None
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
@@ -264,16 +290,34 @@ def _too_deep(name: str) -> IoTFleetValidationError:
     )
 
 
+#: Leaves that hold nothing: their exact types (a subclass still goes through isinstance).
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_records(value: Any) -> bool:
+    """Whether ``value`` is a list of plain dicts of plain leaves (a device list): 2 levels deep,
+    told without a Python-level step per item or leaf."""
+    return (
+        type(value) is list
+        and all(type(item) is dict for item in value)
+        and _SCALAR_TYPES.issuperset(map(type, chain.from_iterable(map(dict.values, value))))
+    )
+
+
 def _check_nesting(value: Any, name: str) -> None:
     """Raise if ``value`` nests lists, tuples or mappings more than :data:`MAX_INPUT_NESTING` deep.
 
     Iterative, so that the check itself cannot exhaust the stack the way a later ``repr`` would.
     """
+    if _flat_records(value):
+        return
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         current, depth = pending.pop()
-        children = current.values() if isinstance(current, Mapping) else current
+        children = current.values() if type(current) is dict or isinstance(current, Mapping) else current
         for child in children:
+            if type(child) in _SCALAR_TYPES:  # the usual leaf, without an isinstance of an ABC
+                continue
             if isinstance(child, list | tuple | Mapping):
                 if depth >= MAX_INPUT_NESTING:
                     raise _too_deep(name)

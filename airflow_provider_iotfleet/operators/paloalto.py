@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
@@ -75,56 +76,80 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         if not raw:
             self.nothing_to_do("devices")
             return self.new_outcome(0).build(updated=0, batches=0)
-        devices, duplicates = distinct(validate_cellular_devices(raw), key=lambda d: tuple(sorted(d.items())))
-        _refuse_conflicts(devices)
-        outcome = self.new_outcome(len(devices), order=[device_id(device) for device in devices])
+        devices, duplicates = _distinct_devices(validate_cellular_devices(raw))
+        ids = [device_id(device) for device in devices]  # once each: order, conflicts, outcome
+        _refuse_conflicts(ids)
+        outcome = self.new_outcome(len(devices), order=ids)
         batches = list(chunks(devices, self.batch_size))
         journal = self.journal(context, "paloalto.accepted")
         accepted_before: dict[str, Any] = journal.load()
-        to_send: list[list[dict[str, str]]] = []
-        # IoT Security's count of updated devices, one per accepted request
-        updated: list[int] = []
-        for batch in batches:
-            key = _batch_key(batch, self.update_source, self.customer_id)
-            if key in accepted_before:
-                updated.append(int(accepted_before[key]))
-                outcome.add_many("accepted", [device_id(device) for device in batch])
-            else:
-                to_send.append(batch)
-        detail = ""
-        if updated:
-            detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
-        progress = self.start(
-            "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
-        )
-        progress.advance(len(devices) - sum(len(batch) for batch in to_send))
-
-        def send(batch: list[dict[str, str]]) -> int:
-            result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
-            journal.record(_batch_key(batch, self.update_source, self.customer_id), result.updated)
-            return result.updated
-
-        def record(batch: list[dict[str, str]], count: int) -> None:
-            updated.append(count)
-            outcome.add_many("accepted", [device_id(device) for device in batch])
-
+        # Each batch's journal key (a hash of its sorted JSON) is computed on a thread of its own:
+        # while requests are in flight, so that a first try does not wait for it before sending.
+        hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotfleet-batch-keys")
+        about: dict[int, tuple[Future[str], list[str]]] = {
+            id(batch): (hashing.submit(_batch_key, batch, self.update_source, self.customer_id), batch_ids)
+            for batch, batch_ids in zip(batches, chunks(ids, self.batch_size), strict=True)
+        }
         try:
-            self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
+            to_send: list[list[dict[str, str]]] = []
+            # IoT Security's count of updated devices, one per accepted request
+            updated: list[int] = []
+            for batch in batches:
+                key, batch_ids = about[id(batch)]
+                if accepted_before and key.result() in accepted_before:
+                    updated.append(int(accepted_before[key.result()]))
+                    outcome.add_many("accepted", batch_ids)
+                else:
+                    to_send.append(batch)
+            detail = ""
+            if updated:
+                detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
+            progress = self.start(
+                "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
+            )
+            progress.advance(len(devices) - sum(len(batch) for batch in to_send))
+
+            def send(batch: list[dict[str, str]]) -> int:
+                result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
+                journal.record(about[id(batch)][0].result(), result.updated)
+                return result.updated
+
+            def record(batch: list[dict[str, str]], count: int) -> None:
+                updated.append(count)
+                outcome.add_many("accepted", about[id(batch)][1])
+
+            try:
+                self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
+            finally:
+                journal.flush()
         finally:
-            journal.flush()
+            hashing.shutdown(cancel_futures=True)
         return outcome.build(updated=sum(updated), batches=len(batches))
 
 
-def _refuse_conflicts(devices: list[dict[str, str]]) -> None:
+def _distinct_devices(devices: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
+    """Return the entries with repeats dropped (first kept) and how many went.
+
+    Equal entries have the same id (:func:`device_id`): when no two ids are the same, as in most
+    lists, there is nothing to drop and no entry needs its sorted items as a key.
+    """
+    if len({device_id(device) for device in devices}) == len(devices):
+        return devices, 0
+    return distinct(devices, key=lambda device: tuple(sorted(device.items())))
+
+
+def _refuse_conflicts(ids: list[str]) -> None:
     """One device, one update: two different entries under the same id (its first identifier) would
     both be sent, the later one winning, and the outcome would name the device twice.
 
+    :param ids: the id of each distinct entry (:func:`device_id`), in order.
     :raises IoTFleetValidationError: naming every such pair.
     """
+    if len(set(ids)) == len(ids):
+        return
     first: dict[str, int] = {}
     problems = []
-    for index, device in enumerate(devices):
-        key = device_id(device)
+    for index, key in enumerate(ids):
         if key in first:
             problems.append(
                 f"devices {first[key]} and {index} (of the distinct ones) both update {key} differently"
@@ -137,8 +162,14 @@ def _refuse_conflicts(devices: list[dict[str, str]]) -> None:
 
 def device_id(device: dict[str, str]) -> str:
     """The id a Palo Alto entry is reported under: its first identifier among ipAddress,
-    ipv6Address, imei, iccid, imsi and msisdn (validation ensures there is one)."""
-    return next(device[key] for key in PALOALTO_IDENTIFIERS if key in device)
+    ipv6Address, imei, iccid, imsi and msisdn (validation ensures there is one).
+
+    :raises StopIteration: for an entry without any (one validation refused).
+    """
+    for key in PALOALTO_IDENTIFIERS:
+        if key in device:
+            return device[key]
+    raise StopIteration(f"no identifier in {sorted(device)}")
 
 
 def _batch_key(batch: list[dict[str, str]], update_source: str, customer_id: str | None) -> str:

@@ -224,3 +224,59 @@ def test_hook_methods_refuse_bad_input_before_any_request(
         assert requests_mock.call_count > before  # accepted, then the (failing) fake vendor answered
     except Exception as error:
         pytest.fail(f"{name}({value!r}) raised {type(error).__name__}: {error}")
+
+
+# --- fast paths: they accept exactly what the full checks accept --------------------------------
+
+near_digits = st.text(alphabet="0123456789 +٣\n", min_size=0, max_size=21)
+near_ipv4 = st.lists(
+    st.sampled_from(["0", "00", "01", "7", "99", "199", "255", "256", "999", "1000", "", " 1", "٣", "a"]),
+    min_size=3,
+    max_size=5,
+).map(".".join)
+device_values = near_digits | near_ipv4 | st.integers(min_value=-5, max_value=10**20) | st.none() | scalars
+device_keys = st.sampled_from(["imei", "iccid", "ipAddress", "ipv6Address", "imsi", "msisdn", "apn", "x"])
+
+
+def _full_check(devices: list[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What validate_cellular_devices returns or raises with its fast path turned off."""
+    from airflow_provider_iotfleet.hooks.paloalto import rules
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rules, "_accepted_entry", lambda device: None)
+        try:
+            return validate_cellular_devices(devices)
+        except IoTFleetValidationError as error:
+            return str(error)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(device=st.dictionaries(device_keys, device_values, max_size=6))
+def test_palo_alto_fast_path_agrees_with_the_full_check(
+    device: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        fast: Any = validate_cellular_devices([device])
+    except IoTFleetValidationError as error:
+        fast = str(error)
+    assert fast == _full_check([device], monkeypatch)
+
+
+@given(digits=st.text(alphabet="0123456789٣", max_size=22))
+def test_luhn_valid_agrees_with_the_check_digit(digits: str) -> None:
+    from airflow_provider_iotfleet.validation import luhn_check_digit, luhn_valid
+
+    assert luhn_valid(digits) == (len(digits) > 1 and luhn_check_digit(digits[:-1]) == digits[-1])
+
+
+@given(text=near_ipv4 | st.text(max_size=16))
+def test_dotted_quad_fast_path_agrees_with_ipaddress(text: str) -> None:
+    import ipaddress
+
+    from airflow_provider_iotfleet.validation import DOTTED_QUAD
+
+    try:
+        expected = ipaddress.ip_address(text).version == 4
+    except ValueError:
+        expected = False
+    assert (DOTTED_QUAD.fullmatch(text) is not None) == expected

@@ -6,12 +6,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_provider_iotfleet.validation import (
+    CONTROL_CHARACTER,
+    DOTTED_QUAD,
     Problems,
     as_nonempty_list,
     control_character_problem,
     iccid_problem,
     imei_problem,
     ip_problem,
+    luhn_valid,
 )
 
 #: The fields of a ``devicelist`` entry the bulk update documents.
@@ -54,7 +57,10 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
     problems = Problems()
     cleaned: list[dict[str, str]] = []
     for index, device in enumerate(items):
-        where = f"{name}[{index}]"
+        if type(device) is dict and (accepted := _accepted_entry(device)) is not None:
+            cleaned.append(accepted)
+            continue
+        where = f"{name}[{index}]"  # the full check, which names every problem of the entry
         if not isinstance(device, Mapping):
             problems.add(f"{where}: must be a mapping, got {type(device).__name__}")
             continue
@@ -85,6 +91,63 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
         cleaned.append(entry)
     problems.raise_for(len(items), "device")
     return cleaned
+
+
+_FIELDS = frozenset(PALOALTO_DEVICE_FIELDS)
+_IMSI_DIGITS, _MSISDN_DIGITS = (dict(_DIGIT_FIELD_LENGTHS)[key] for key in ("imsi", "msisdn"))
+
+
+def _accepted_entry(device: dict[Any, Any]) -> dict[str, str] | None:
+    """Return the cleaned entry when ``device`` passes every check of
+    :func:`validate_cellular_devices`, else ``None`` (the full check then names its problems).
+
+    The usual entry (strings and ints, plain dotted-quad IPv4) takes a few microseconds here:
+    one control-character search over all its values, the identifiers checked without building
+    messages. It accepts only what the full check accepts, and cleans it the same way.
+    """
+    given: dict[str, str] = {}
+    for key, value in device.items():
+        kind = type(value)
+        if kind is str:
+            if not value:
+                continue
+        elif kind is int:
+            value = str(value)
+        elif value is None:
+            continue
+        else:
+            return None
+        if key not in _FIELDS or len(value) > PALOALTO_FIELD_MAX_LENGTH:
+            return None
+        given[key] = value
+    if CONTROL_CHARACTER.search("".join(given.values())) is not None:
+        return None
+    entry = {key: value.strip() for key, value in given.items()}
+    imei = entry.get("imei")
+    if imei is not None and not (len(imei) == 15 and imei.isdigit() and imei.isascii() and luhn_valid(imei)):
+        return None
+    iccid = entry.get("iccid")
+    if iccid is not None and not (
+        19 <= len(iccid) <= 20 and iccid.isdigit() and iccid.isascii() and luhn_valid(iccid)
+    ):
+        return None
+    ipv4 = entry.get("ipAddress")
+    if ipv4 is not None and DOTTED_QUAD.fullmatch(ipv4) is None:
+        return None
+    if "ipv6Address" in entry and ip_problem(entry["ipv6Address"], 6) is not None:
+        return None
+    imsi = entry.get("imsi")
+    if imsi is not None and not _digits_between(imsi.lstrip("+"), *_IMSI_DIGITS):
+        return None
+    msisdn = entry.get("msisdn")
+    if msisdn is not None and not _digits_between(msisdn.lstrip("+"), *_MSISDN_DIGITS):
+        return None
+    if imei is None and iccid is None and ipv4 is None and not entry.keys() & _IDENTIFIERS:
+        return None
+    return entry
+
+
+_IDENTIFIERS = frozenset(PALOALTO_IDENTIFIERS)
 
 
 def _digits_between(text: str, shortest: int, longest: int) -> bool:
