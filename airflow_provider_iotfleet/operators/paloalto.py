@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
@@ -83,47 +82,42 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         batches = list(chunks(devices, self.batch_size))
         journal = self.journal(context, "paloalto.accepted")
         accepted_before: dict[str, Any] = journal.load()
-        # Each batch's journal key (a hash of its sorted JSON) is computed on a thread of its own:
-        # while requests are in flight, so that a first try does not wait for it before sending.
-        hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotfleet-batch-keys")
-        about: dict[int, tuple[Future[str], list[str]]] = {
-            id(batch): (hashing.submit(_batch_key, batch, self.update_source, self.customer_id), batch_ids)
+        # Each batch's journal key and device ids, by the batch's identity (computed once per batch).
+        about: dict[int, tuple[str, list[str]]] = {
+            id(batch): (_batch_key(batch, self.update_source, self.customer_id), batch_ids)
             for batch, batch_ids in zip(batches, chunks(ids, self.batch_size), strict=True)
         }
+        to_send: list[list[dict[str, str]]] = []
+        # IoT Security's count of updated devices, one per accepted request
+        updated: list[int] = []
+        for batch in batches:
+            key, batch_ids = about[id(batch)]
+            if key in accepted_before:
+                updated.append(int(accepted_before[key]))
+                outcome.add_many("accepted", batch_ids)
+            else:
+                to_send.append(batch)
+        detail = ""
+        if updated:
+            detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
+        progress = self.start(
+            "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
+        )
+        progress.advance(len(devices) - sum(len(batch) for batch in to_send))
+
+        def send(batch: list[dict[str, str]]) -> int:
+            result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
+            journal.record(about[id(batch)][0], result.updated)
+            return result.updated
+
+        def record(batch: list[dict[str, str]], count: int) -> None:
+            updated.append(count)
+            outcome.add_many("accepted", about[id(batch)][1])
+
         try:
-            to_send: list[list[dict[str, str]]] = []
-            # IoT Security's count of updated devices, one per accepted request
-            updated: list[int] = []
-            for batch in batches:
-                key, batch_ids = about[id(batch)]
-                if accepted_before and key.result() in accepted_before:
-                    updated.append(int(accepted_before[key.result()]))
-                    outcome.add_many("accepted", batch_ids)
-                else:
-                    to_send.append(batch)
-            detail = ""
-            if updated:
-                detail = f"{plural(len(updated), 'request')} accepted in an earlier try, not sent again"
-            progress = self.start(
-                "updating", len(devices), duplicates=duplicates, batches=len(batches), detail=detail
-            )
-            progress.advance(len(devices) - sum(len(batch) for batch in to_send))
-
-            def send(batch: list[dict[str, str]]) -> int:
-                result = self.hook.bulk_update(batch, self.update_source, self.customer_id, validated=True)
-                journal.record(about[id(batch)][0].result(), result.updated)
-                return result.updated
-
-            def record(batch: list[dict[str, str]], count: int) -> None:
-                updated.append(count)
-                outcome.add_many("accepted", about[id(batch)][1])
-
-            try:
-                self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
-            finally:
-                journal.flush()
+            self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
         finally:
-            hashing.shutdown(cancel_futures=True)
+            journal.flush()
         return outcome.build(updated=sum(updated), batches=len(batches))
 
 
