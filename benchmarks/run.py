@@ -50,6 +50,7 @@ from benchmarks.common import (
     rounded,
     run_child,
 )
+from benchmarks.fastpeer import PAGE_SIZE, FastPeer
 from benchmarks.readme_table import table
 from benchmarks.simproc import SimProcess
 
@@ -491,67 +492,119 @@ FOTA_REPEATS = 1
 CHILD_TIMEOUT = 600.0
 
 
+#: The fast peer's device pages wait this long each in the prefetch figure (a tenant far away).
+FOTA_LATENCY_S = 0.05
+#: Runs of each against the fast peer (a listing there takes a few seconds).
+FOTA_PEER_REPEATS = 2
+
+
+def _fota_runs(
+    bench: Bench,
+    tag: str,
+    connection: dict[str, Any],
+    repeats: int,
+    cpu_seconds: Callable[[], float] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the bare loop and the operator ``repeats`` times each, interleaved, against the server
+    ``connection`` names, each in a fresh child process; return their reports by method.
+
+    :param cpu_seconds: the server's CPU time so far (the simulator's), reported per run.
+    :raises BenchmarkError: when a child fails or lists or writes other than :data:`FOTA_DEVICES`.
+    """
+    env = {**bench.env, f"AIRFLOW_CONN_{VERIZON.upper()}": json.dumps(connection)}
+
+    def child(name: str) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            output = bench.workdir / f"{name}-{tag}.jsonl"
+            before = cpu_seconds() if cpu_seconds else 0.0
+            report = run_child(
+                name,
+                {
+                    "output": f"file://{output}" if name == "fota-operator" else str(output),
+                    "connection": connection,
+                },
+                env,
+                timeout=CHILD_TIMEOUT,
+            )
+            report["simulator_cpu_s"] = cpu_seconds() - before if cpu_seconds else 0.0
+            output.unlink(missing_ok=True)
+            if report["devices"] != FOTA_DEVICES or report["lines"] != FOTA_DEVICES:
+                raise BenchmarkError(
+                    f"{name} ({tag}) listed {report['devices']} devices, wrote {report['lines']}"
+                )
+            return report
+
+        return run
+
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "operator": []}
+    methods = {"bare": child("fota-bare"), "operator": child("fota-operator")}
+    for repeat in range(bench.repeats(repeats)):
+        for name in ("bare", "operator") if repeat % 2 == 0 else ("operator", "bare"):
+            runs[name].append(methods[name]())
+    return runs
+
+
+def _fota_summary(report: dict[str, Any]) -> dict[str, Any]:
+    wall = report["wall_s"]
+    return {
+        "wall_s": rounded(wall),
+        "devices_per_s": rounded(report["devices"] / wall, 0),
+        "client_cpu_s": rounded(report["cpu_s"]),
+        "simulator_cpu_s": rounded(report["simulator_cpu_s"]),
+        "simulator_cpu_share": rounded(report["simulator_cpu_s"] / wall),
+        "pages": report["pages"],
+        "peak_rss_growth_mb": report["peak_rss_growth_mb"],
+        "peak_rss_mb": report["peak_rss_mb"],
+    }
+
+
+def _fota_peer_figure(
+    runs: dict[str, list[dict[str, Any]]], target: tuple[str, float], *, what: str, **context: Any
+) -> dict[str, Any]:
+    """The operator's best wall time over the bare loop's, against the fast peer."""
+    op = min(runs["operator"], key=lambda r: r["wall_s"])
+    bare = min(runs["bare"], key=lambda r: r["wall_s"])
+    return figure(
+        rounded(op["wall_s"] / bare["wall_s"], 3),
+        "x (wall time vs bare loop)",
+        target,
+        what=what,
+        client_cpu_ratio=rounded(op["cpu_s"] / bare["cpu_s"], 3),
+        operator=_fota_summary(op),
+        bare_session_loop=_fota_summary(bare),
+        all_runs_wall_s={n: [rounded(r["wall_s"], 2) for r in rs] for n, rs in runs.items()},
+        devices=FOTA_DEVICES,
+        page_size=PAGE_SIZE,
+        server="fast peer (benchmarks/fastpeer.py: precomputed pages, threaded, no rate limit)",
+        simulator_bound=False,
+        **context,
+    )
+
+
 def fota_listing(bench: Bench) -> dict[str, Any]:
     """200,000 devices to JSON Lines: the operator (output_path) vs a bare ``requests.Session`` loop
-    over the same pages, each in a fresh child process (wall time, CPU, peak RSS growth)."""
+    over the same pages, each in a fresh child process (wall time, CPU, peak RSS growth), against the
+    simulator, then against the fast peer (:mod:`benchmarks.fastpeer`, whose pages cost next to
+    nothing, so the ratio is the client's own cost), at once and at :data:`FOTA_LATENCY_S` a page."""
     with bench.simulator(devices=FOTA_DEVICES) as sim:
-        connections = sim.connections()
-        variables = connection_env(connections, **{VERIZON: {"requests_per_second": FOTA_RPS}})
-        env = {**bench.env, **variables}
-        verizon = json.loads(variables[f"AIRFLOW_CONN_{VERIZON.upper()}"])
-
-        def child(name: str) -> Callable[[], dict[str, Any]]:
-            def run() -> dict[str, Any]:
-                output = bench.workdir / f"{name}.jsonl"
-                before = sim.cpu_seconds()
-                report = run_child(
-                    name,
-                    {
-                        "output": f"file://{output}" if name == "fota-operator" else str(output),
-                        "connection": verizon,
-                    },
-                    env,
-                    timeout=CHILD_TIMEOUT,
-                )
-                report["simulator_cpu_s"] = sim.cpu_seconds() - before
-                output.unlink(missing_ok=True)
-                if report["devices"] != FOTA_DEVICES or report["lines"] != FOTA_DEVICES:
-                    raise BenchmarkError(
-                        f"{name} listed {report['devices']} devices, wrote {report['lines']}"
-                    )
-                return report
-
-            return run
-
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "operator": []}
-        methods = {"bare": child("fota-bare"), "operator": child("fota-operator")}
-        for repeat in range(bench.repeats(FOTA_REPEATS)):
-            for name in ("bare", "operator") if repeat % 2 == 0 else ("operator", "bare"):
-                runs[name].append(methods[name]())
+        verizon = {**sim.connections()[VERIZON]}
+        verizon["extra"] = {**verizon.get("extra", {}), "requests_per_second": FOTA_RPS}
+        runs = _fota_runs(bench, "simulator", verizon, FOTA_REPEATS, sim.cpu_seconds)
+    peer_runs: dict[float, dict[str, list[dict[str, Any]]]] = {}
+    for latency in (0.0, FOTA_LATENCY_S):
+        with FastPeer(FOTA_DEVICES, verizon["extra"]["account_name"], latency_s=latency) as peer:
+            peer_connection = {**verizon, "host": peer.url}
+            peer_runs[latency] = _fota_runs(bench, f"peer-{latency:g}", peer_connection, FOTA_PEER_REPEATS)
     op = min(runs["operator"], key=lambda r: r["wall_s"])
     bare = min(runs["bare"], key=lambda r: r["wall_s"])
     peak_growth = max(r["peak_rss_growth_mb"] for r in runs["operator"])
-
-    def summary(report: dict[str, Any]) -> dict[str, Any]:
-        wall = report["wall_s"]
-        return {
-            "wall_s": rounded(wall),
-            "devices_per_s": rounded(report["devices"] / wall, 0),
-            "client_cpu_s": rounded(report["cpu_s"]),
-            "simulator_cpu_s": rounded(report["simulator_cpu_s"]),
-            "simulator_cpu_share": rounded(report["simulator_cpu_s"] / wall),
-            "pages": report["pages"],
-            "peak_rss_growth_mb": report["peak_rss_growth_mb"],
-            "peak_rss_mb": report["peak_rss_mb"],
-        }
-
     simulator_bound = max(r["simulator_cpu_s"] / r["wall_s"] for r in (op, bare)) >= SIMULATOR_BOUND_SHARE
     common = {
         "devices": FOTA_DEVICES,
-        "page_size": 1000,
+        "page_size": PAGE_SIZE,
         "connection_extras": {"requests_per_second": FOTA_RPS},
-        "operator": summary(op),
-        "bare_session_loop": summary(bare),
+        "operator": _fota_summary(op),
+        "bare_session_loop": _fota_summary(bare),
         "simulator_bound": simulator_bound,
     }
     return {
@@ -576,23 +629,28 @@ def fota_listing(bench: Bench) -> dict[str, Any]:
             rounded(op["wall_s"] / bare["wall_s"], 3),
             "x (wall time vs bare loop)",
             ("<=", 1.3),
-            what="FOTA listing wall time: operator vs a bare requests.Session loop writing the same pages",
+            what="FOTA listing wall time against the simulator: operator vs a bare requests.Session "
+            "loop writing the same pages",
             client_cpu_ratio=rounded(op["cpu_s"] / bare["cpu_s"], 3),
             client_side_wall_ratio=rounded(
                 (op["wall_s"] - op["simulator_cpu_s"]) / (bare["wall_s"] - bare["simulator_cpu_s"]), 3
             ),
             **common,
         ),
-        "fota_listing_with_prefetch": figure(
-            None,
-            "s",
-            None,
-            what="The same listing with next-page prefetch: not measured, the operator has none "
-            "(it asks for the next page once the previous one is written)",
-            simulator_plus_client_cpu_s=rounded(op["simulator_cpu_s"] + op["cpu_s"], 2),
-            larger_of_simulator_and_client_cpu_s=rounded(max(op["simulator_cpu_s"], op["cpu_s"]), 2),
-            note="one page in flight at a time, the wall time is at least the simulator's and the "
-            "client's CPU time added up; with prefetch they would overlap, towards the larger of the two",
+        "fota_client_overhead_fast_peer": _fota_peer_figure(
+            peer_runs[0.0],
+            ("<=", 1.2),
+            what="The same listing against the fast peer (pages answered at once): operator vs the "
+            "bare loop, so the ratio is the client's own cost",
+            latency_s=0.0,
+        ),
+        "fota_listing_with_prefetch": _fota_peer_figure(
+            peer_runs[FOTA_LATENCY_S],
+            ("<=", 0.8),
+            what=f"The same listing against the fast peer at {FOTA_LATENCY_S * 1000:g} ms a page: the "
+            "operator vs the bare loop (both one page after the other: the operator has no prefetch "
+            "yet, so this is the figure prefetch has to bring to 0.8)",
+            latency_s=FOTA_LATENCY_S,
         ),
     }
 

@@ -17,6 +17,9 @@ from airflow_provider_iotfleet.exceptions import IoTFleetOutputError, IoTFleetVa
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+#: ``json.dumps(device, separators=(",", ":"))`` without building an encoder per device.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def write_json_lines(
     pages: Iterable[list[dict[str, Any]]],
@@ -38,7 +41,8 @@ def write_json_lines(
         with partial.open("w") as out:
             # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
             for page in pages:
-                out.write("".join(json.dumps(device, separators=(",", ":")) + "\n" for device in page))
+                if page:
+                    out.write("\n".join(map(_encode, page)) + "\n")
         _rename(partial, target)
     # The listing raises only IoTFleetErrors (the transport maps requests' OSErrors): an OSError
     # here is the file's.

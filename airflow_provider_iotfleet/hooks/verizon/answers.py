@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetError
@@ -87,6 +87,31 @@ def _parse_timestamp(text: str) -> datetime | None:
         return None
 
 
+# ThingSpace's usual shape in full, already UTC with milliseconds, each time field in range: once its
+# date is known to exist, the answer is the same characters rearranged (no datetime at all).
+_USUAL_TIMESTAMP = re.compile(
+    r"(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])) ((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}) \+0000 UTC",
+    re.ASCII,
+)
+#: Dates of the usual shape already seen to exist (a fleet's timestamps share a few thousand dates).
+_KNOWN_DATES: set[str] = set()
+_MAX_KNOWN_DATES = 100_000
+
+
+def _date_exists(text: str) -> bool:
+    """Whether ``YYYY-MM-DD`` (fields already in range) names a real date: not year 0, not 30 February."""
+    if text in _KNOWN_DATES:
+        return True
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    if len(_KNOWN_DATES) >= _MAX_KNOWN_DATES:
+        _KNOWN_DATES.clear()
+    _KNOWN_DATES.add(text)
+    return True
+
+
 def normalise_timestamp(value: Any) -> str | None:
     """Return a ThingSpace timestamp (``2020-11-10 15:35:00.122 +0000 UTC``) as ISO 8601 UTC.
 
@@ -94,6 +119,8 @@ def normalise_timestamp(value: Any) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    if (usual := _USUAL_TIMESTAMP.fullmatch(value)) and _date_exists(usual[1]):
+        return f"{usual[1]}T{usual[2]}Z"
     text = value.strip().removesuffix(" UTC")
     if not text or text.upper() == "N/A":
         return None
@@ -107,22 +134,33 @@ def normalise_timestamp(value: Any) -> str | None:
 
 def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
-    files = item.get("filesList", item.get("fileList")) or []
+    get = item.get
+    files = get("filesList", get("fileList")) or []
     if not isinstance(files, list):  # one file named on its own, not a list of its characters
         files = [files]
-    software_list = item.get("softwareList") or []
+    software_list = get("softwareList") or []
     if not isinstance(software_list, list):  # one entry on its own; anything else is no entry
         software_list = [software_list]
+    # A device's status and refresh times are often its upgrade time again: read each text once.
+    upgrade_text, status_text, refresh_text = get("upgradeTime"), get("statusTime"), get("refreshTime")
+    upgrade_time = normalise_timestamp(upgrade_text)
+    status_time = upgrade_time if status_text == upgrade_text else normalise_timestamp(status_text)
+    if refresh_text == upgrade_text:
+        refresh_time = upgrade_time
+    elif refresh_text == status_text:
+        refresh_time = status_time
+    else:
+        refresh_time = normalise_timestamp(refresh_text)
     return {
-        "device_id": item.get("deviceId"),
-        "mdn": item.get("mdn"),
-        "make": item.get("make"),
-        "model": item.get("model"),
-        "firmware": item.get("firmware"),
-        "fota_eligible": item.get("fotaEligible"),
-        "license_assigned": item.get("licenseAssigned"),
-        "status": item.get("status"),
-        "protocol": item.get("protocol"),
+        "device_id": get("deviceId"),
+        "mdn": get("mdn"),
+        "make": get("make"),
+        "model": get("model"),
+        "firmware": get("firmware"),
+        "fota_eligible": get("fotaEligible"),
+        "license_assigned": get("licenseAssigned"),
+        "status": get("status"),
+        "protocol": get("protocol"),
         "software": [
             {
                 "name": software.get("name"),
@@ -131,13 +169,17 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
             }
             for software in software_list
             if isinstance(software, dict)
-        ],
-        "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files],
-        "create_time": normalise_timestamp(item.get("createTime")),
-        "upgrade_time": normalise_timestamp(item.get("upgradeTime")),
-        "status_time": normalise_timestamp(item.get("statusTime")),
-        "refresh_time": normalise_timestamp(item.get("refreshTime")),
-        "last_connection_time": normalise_timestamp(item.get("lastConnectionTime")),
+        ]
+        if software_list
+        else [],
+        "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files]
+        if files
+        else [],
+        "create_time": normalise_timestamp(get("createTime")),
+        "upgrade_time": upgrade_time,
+        "status_time": status_time,
+        "refresh_time": refresh_time,
+        "last_connection_time": normalise_timestamp(get("lastConnectionTime")),
     }
 
 
