@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -520,3 +521,30 @@ def test_a_single_file_name_is_one_file() -> None:
         "a.bin",
         "b.bin",
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-02-29 23:59:59.999 +0000 UTC",  # leap day
+        "2023-02-29 10:00:00.000 +0000 UTC",  # no such day
+        "2023-04-31 10:00:00.000 +0000 UTC",
+        "0000-01-01 00:00:00.000 +0000 UTC",  # no year 0
+        "2023-01-01 24:00:00.000 +0000 UTC",
+        "2023-01-01 10:60:00.000 +0000 UTC",
+        "2023-01-01 10:00:00.5 +0000 UTC",  # one digit of fraction
+        "2023-01-01 10:00:00.123456 +0000 UTC",  # six
+        "2023-01-01 10:00:00.123 +0200 UTC",  # not UTC after all
+        "2023-01-0\u0663 10:00:00.123 +0000 UTC",  # a non-ASCII digit
+        " 2023-01-01 10:00:00.123 +0000 UTC",
+        "2023-01-01 10:00:00.123 +0000 UTC ",
+    ],
+)
+def test_the_usual_timestamp_shortcut_answers_as_the_general_parse_does(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_iotfleet.hooks.verizon import answers
+
+    fast = normalise_timestamp(value)
+    monkeypatch.setattr(answers, "_USUAL_TIMESTAMP", re.compile(r"(?!)"))  # matches nothing
+    assert fast == normalise_timestamp(value)
