@@ -75,8 +75,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         if not raw:
             self.nothing_to_do("devices")
             return self.new_outcome(0).build(updated=0, batches=0)
-        devices, duplicates = _distinct_devices(validate_cellular_devices(raw))
-        ids = [device_id(device) for device in devices]  # once each: order, conflicts, outcome
+        devices, ids, duplicates = _distinct_devices(validate_cellular_devices(raw))
         _refuse_conflicts(ids)
         outcome = self.new_outcome(len(devices), order=ids)
         batches = list(chunks(devices, self.batch_size))
@@ -121,15 +120,18 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         return outcome.build(updated=sum(updated), batches=len(batches))
 
 
-def _distinct_devices(devices: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
-    """Return the entries with repeats dropped (first kept) and how many went.
+def _distinct_devices(devices: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[str], int]:
+    """Return the entries with repeats dropped (first kept), their ids (:func:`device_id`, each
+    worked out once: for order, conflicts and the outcome), and how many entries went.
 
-    Equal entries have the same id (:func:`device_id`): when no two ids are the same, as in most
-    lists, there is nothing to drop and no entry needs its sorted items as a key.
+    Equal entries have the same id: when no two ids are the same, as in most lists, there is
+    nothing to drop and no entry needs its sorted items as a key.
     """
-    if len({device_id(device) for device in devices}) == len(devices):
-        return devices, 0
-    return distinct(devices, key=lambda device: tuple(sorted(device.items())))
+    ids = [device_id(device) for device in devices]
+    if len(set(ids)) == len(ids):
+        return devices, ids, 0
+    kept, dropped = distinct(devices, key=lambda device: tuple(sorted(device.items())))
+    return kept, [device_id(device) for device in kept], dropped
 
 
 def _refuse_conflicts(ids: list[str]) -> None:
