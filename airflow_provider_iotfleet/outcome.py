@@ -43,6 +43,18 @@ the same way carries one message and the ids once (a few MiB at most), not 100,0
 ``counts`` has every status, ``0`` included. ``attempted`` is ``False`` for devices never sent
 (stopped after refused credentials, or not sendable: a ROMA device that never connected).
 
+A dry run (``dry_run=True`` on any write operator) sends only reads and pushes the same shape with
+``"dry_run": true``: the statuses say what *would* happen (``succeeded``: would change,
+``unchanged``: already as asked, ``failed``: would be refused, and why), and ``plan`` says how, per
+device that would change::
+
+    "plan": {"89011...": {"status": {"from": "TEST_READY", "to": "ACTIVATED"}}}
+
+(each key is the device id as text; a ``from`` of ``None`` means the current value could not be
+read, see the operator for what its plan shows). A Cisco edit that read its devices first also
+carries ``before``: each changed device's previous values of the fields it changed, which
+:func:`rollback_edits` turns into the edits that restore them.
+
 In a downstream task, read it back with :func:`pull_outcome` (the outcome is the task's return
 value when it succeeded, and is pushed under the XCom key ``outcome`` when it failed), then use
 :meth:`FleetOutcome.ids_to_go_on`, :meth:`FleetOutcome.ids_to_retry` and
@@ -73,6 +85,7 @@ __all__ = [
     "OutcomeBuilder",
     "Status",
     "pull_outcome",
+    "rollback_edits",
 ]
 
 DeviceId = str | int
@@ -84,6 +97,8 @@ ERROR_STATUSES: tuple[Status, ...] = ("failed", "unknown")
 STATUSES: tuple[Status, ...] = DONE_STATUSES + ERROR_STATUSES
 #: The keys every outcome has; anything else in its XCom form is operation-specific.
 _COMMON_KEYS = frozenset({"operation", "vendor", "requested", "dry_run", "counts", "devices", "errors"})
+#: A change of one field in a plan: ``{"from": current, "to": wanted}``.
+FieldChange = dict[str, Any]
 
 
 @dataclass
@@ -216,6 +231,16 @@ class FleetOutcome:
             lines.append(f"{ended(text)} e.g. {shown}{more}")
         return lines
 
+    @property
+    def plan(self) -> dict[str, dict[str, FieldChange]]:
+        """A dry run's changes per device id (as text): ``{field: {"from": current, "to": wanted}}``;
+        ``{}`` for a real run."""
+        return dict(self.details.get("plan") or {})
+
+    def rollback_edits(self) -> list[dict[str, Any]]:
+        """The Cisco edits that restore what this edit changed; see :func:`rollback_edits`."""
+        return rollback_edits(self)
+
     def summary(self) -> str:
         """``"2 succeeded, 1 unchanged, 1 failed"``: the statuses that occurred, or ``"nothing to do"``."""
         return (
@@ -305,6 +330,26 @@ class OutcomeBuilder:
         self._position = (
             {device: position for position, device in enumerate(order)} if order is not None else None
         )
+        self._plan: dict[DeviceId, dict[str, FieldChange]] = {}
+        self._before: dict[DeviceId, dict[str, Any]] | None = None
+
+    def plan(self, device: DeviceId, changes: Mapping[str, FieldChange]) -> None:
+        """Record what a dry run would change on ``device``: ``{field: {"from": ..., "to": ...}}``
+        (the device's status is recorded apart, with :meth:`add`, :meth:`refuse`, ...)."""
+        self._plan[device] = dict(changes)
+
+    def record_before(self, device: DeviceId, values: Mapping[str, Any]) -> None:
+        """Record ``device``'s values, read before writing, of the fields the write changes (what a
+        rollback restores). The first call makes the outcome carry ``before``."""
+        if self._before is None:
+            self._before = {}
+        self._before[device] = dict(values)
+
+    def records_before(self) -> None:
+        """Make the outcome carry ``before`` (possibly empty: nothing changed) although no device was
+        recorded: the devices were read before writing."""
+        if self._before is None:
+            self._before = {}
 
     def add(self, status: Status, device: DeviceId) -> None:
         """Record one device as done in ``status`` (one of :data:`DONE_STATUSES`)."""
@@ -386,6 +431,10 @@ class OutcomeBuilder:
             for group in errors:
                 group.devices.sort(key=place)
             errors.sort(key=lambda group: place(group.devices[0]))
+        if dry_run or self._plan:
+            details = {"plan": self._keyed(self._plan), **details}
+        if self._before is not None:
+            details = {"before": self._keyed(self._before), **details}
         return FleetOutcome(
             operation=self.operation,
             vendor=self.vendor,
@@ -395,6 +444,49 @@ class OutcomeBuilder:
             dry_run=dry_run,
             details=details,
         )
+
+    def _keyed(self, values: Mapping[DeviceId, Any]) -> dict[str, Any]:
+        """``values`` keyed by device id as text (JSON object keys), in the outcome's device order."""
+        devices: Iterable[DeviceId] = values
+        if self._position is not None:
+            position = self._position
+            devices = sorted(values, key=lambda device: position.get(device, len(position)))
+        return {str(device): values[device] for device in devices}
+
+
+def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The edits that undo a Cisco edit: for each device it changed (``succeeded`` or
+    ``scheduled``), ``{"iccid": ..., <field>: <previous value>, ...}`` for the fields it changed,
+    ready for ``CiscoControlCenterEditDevicesOperator(edits=...)``. Devices that were ``unchanged``,
+    failed or unknown are not in it: a rollback writes only what the edit wrote.
+
+    Only a Cisco edit can be rolled back this way: ROMA devices forced offline reconnect by
+    themselves, a firmware sync changes nothing on the device, and a firmware campaign is rolled
+    back by cancelling it (``VerizonThingSpaceHook.cancel_campaign``).
+
+    :param outcome: the edit's outcome (as pushed to XCom, or a :class:`FleetOutcome`).
+    :raises ValueError: for the outcome of another operation, of a dry run, or of an edit that did
+        not read its devices first (``skip_unchanged=False``: it knows no previous values).
+    """
+    edit = outcome if isinstance(outcome, FleetOutcome) else FleetOutcome.from_xcom(outcome)
+    if edit.operation != "edit_devices":
+        raise ValueError(
+            f"only a Cisco edit (operation 'edit_devices') can be rolled back with edits; this is "
+            f"{edit.operation!r} (a campaign is rolled back by cancelling it; forced-offline devices "
+            "reconnect by themselves; a firmware sync changes nothing)"
+        )
+    if edit.dry_run:
+        raise ValueError(
+            "this is the outcome of a dry run: it changed nothing, there is nothing to roll back"
+        )
+    before = edit.details.get("before")
+    if not isinstance(before, Mapping):
+        raise ValueError(
+            "this edit recorded no previous values: it ran with skip_unchanged=False, writing without "
+            "reading the devices first, so what it replaced is not known"
+        )
+    changed = edit.ids("succeeded", "scheduled")
+    return [{"iccid": str(device), **before[str(device)]} for device in changed if before.get(str(device))]
 
 
 def pull_outcome(ti: Any, task_id: str, *, map_index: int | None = None) -> FleetOutcome | None:

@@ -420,6 +420,29 @@ def validate_share(value: Any, name: str) -> float:
     return float(value)
 
 
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+
+
+def as_flag(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool: a bool as is, or the text a template renders one to (``"True"``,
+    ``"false"``, ``"1"``, ``"no"``, ...; Jinja renders ``{{ params.dry_run }}`` as ``"True"``).
+
+    :raises IoTFleetValidationError: for anything else (``"maybe"``, ``2``), naming what is accepted.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise IoTFleetValidationError(
+        f"{name} is invalid", [f"{value!r} is not a flag: give True or False (or a template rendering one)"]
+    )
+
+
 def validate_batch_size(batch_size: Any, maximum: int, vendor: str) -> int:
     """Return ``batch_size`` if it is a whole number in ``1..maximum``, else raise naming the limit."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= maximum:

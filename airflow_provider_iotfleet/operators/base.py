@@ -25,7 +25,7 @@ from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
 from airflow_provider_iotfleet.outcome import DeviceId, FleetOutcome, OutcomeBuilder, ended
 from airflow_provider_iotfleet.utils import plural
-from airflow_provider_iotfleet.validation import validate_share
+from airflow_provider_iotfleet.validation import as_flag, validate_share
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -254,20 +254,46 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
     task's own state (:meth:`journal`, Airflow 3.3+) where the vendor shows nothing to read, and
     writes only what is still to do.
 
+    A dry run (``dry_run``) calls :meth:`plan` instead of :meth:`operate`: it validates the input as a
+    real run does (and fails the same way on bad input), sends only reads, and returns the outcome a
+    real run would have, marked ``"dry_run": true``, with each would-be change in its ``plan``. It does
+    not fail the task for devices that would fail: saying so is its job.
+
     :param fail_on_error: fail the task, after every device was tried and the outcome pushed, when
         any failed. ``False`` succeeds and leaves the failures in the outcome.
+    :param dry_run: plan only (templated, so a DAG param can switch it: ``"{{ params.dry_run }}"``).
     """
 
     #: what the outcome's ``operation`` says ("edit_devices", "force_offline").
     operation: ClassVar[str]
 
-    def __init__(self, *, fail_on_error: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, fail_on_error: bool = True, dry_run: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fail_on_error = fail_on_error
+        self.dry_run = dry_run
 
     def operate(self, context: Context) -> FleetOutcome:
         """Validate the inputs, run the operation through :attr:`hook`, and return its outcome."""
         raise NotImplementedError
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Validate the inputs as :meth:`operate` does, read what the operation would change through
+        :attr:`hook` (reads only), and return the outcome it would have, each would-be change
+        recorded with :meth:`OutcomeBuilder.plan`."""
+        raise NotImplementedError
+
+    def _operate(self, context: Context) -> FleetOutcome:
+        dry_run = as_flag(self.dry_run, f"{self.task_id}: dry_run")
+        try:
+            if not dry_run:
+                return self.operate(context)
+            self.log.info("%s: DRY RUN: reading only, nothing will be changed", self.vendor)
+            planned = self.plan(context)
+            planned.dry_run = True
+            planned.details.setdefault("plan", {})
+            return planned
+        finally:
+            self.hook.close()
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the operation; return its outcome (the task's ``return_value``).
@@ -279,6 +305,9 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         started = time.monotonic()
         outcome: FleetOutcome = self._operate(context)
         self._log_outcome(outcome, time.monotonic() - started)
+        if outcome.dry_run:
+            # A plan changes nothing: it neither clears what earlier tries recorded nor fails.
+            return outcome.to_xcom()
         if not outcome.not_done:
             # Everything is done: a later run of this task instance (cleared, re-run) starts afresh.
             for journal in self.__dict__.pop("_journals", []):
@@ -350,6 +379,16 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         return journal
 
     def _log_outcome(self, outcome: FleetOutcome, elapsed: float) -> None:
+        if outcome.dry_run:
+            self.log.info(
+                "%s: DRY RUN done in %s, nothing was changed; a real run would leave: %s",
+                self.vendor,
+                _duration(elapsed),
+                outcome.summary(),
+            )
+            for line in outcome.failure_lines(EXAMPLES_PER_GROUP):
+                self.log.warning("%s: would be %s", self.vendor, line)
+            return
         self.log.info("%s: done in %s: %s", self.vendor, _duration(elapsed), outcome.summary())
         for line in outcome.failure_lines(EXAMPLES_PER_GROUP):
             self.log.error("%s: %s", self.vendor, line)
