@@ -305,7 +305,9 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
 
         :param edits: ``[{"iccid": "8988...", "status": "ACTIVATED"}, ...]``.
         :param skip_unchanged: read each device first (one more call per device) and send only the
-            fields whose value differs; a device already as asked is not sent at all.
+            fields whose value differs; a device already as asked is not sent at all. Each result
+            then carries ``before``, the previous values of the fields sent (see
+            :class:`CiscoEditResult`).
         :param on_outcome: called with each device's outcome as soon as it is known (from worker
             threads), for progress reports.
         :param validated: ``edits`` hold ICCIDs and fields already checked (as
