@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditResult
+from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoEditPlan, CiscoEditResult
 from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems, validate_cisco_edits
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome, Status
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, Status
 from airflow_provider_iotfleet.utils import distinct
 from airflow_provider_iotfleet.validation import Problems, as_item_list, as_mapping, validate_iccids
 
@@ -44,6 +44,25 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     whose answer nothing could record); on Airflow 3.2 a retry schedules again what an earlier try
     scheduled (give such tasks ``retries=0`` there).
 
+    Reading first (``skip_unchanged=True``, the default) costs one ``GET`` per device and buys three
+    things: a device already as asked is ``unchanged`` and not sent; the outcome carries ``before``,
+    each changed (or scheduled) device's previous values of the fields it changed, which
+    :func:`~airflow_provider_iotfleet.outcome.rollback_edits` turns into the ``edits`` of a later
+    edit that restores them; and the edit does exactly what a dry run of it just said (the same read,
+    compared the same way). ``skip_unchanged=False`` writes blind, one ``PUT`` per device and
+    nothing else: no ``before`` (a rollback then refuses, saying so), and every device sent counts as
+    changed. ``before`` has only the fields a read shows: not ``apn`` and ``pdpId`` (to roll back an
+    IP change, add them to its rollback edits), and a field the device had no value for is ``None``.
+    A retry's outcome has the ``before`` of what that try changed, and devices a killed try already
+    scheduled (see below) have none.
+
+    A dry run (``dry_run=True``) reads each device once, as ``skip_unchanged`` does, and changes
+    nothing: devices that would change are ``succeeded`` (``scheduled`` with an ``effective_date``),
+    with ``{field: {"from": current, "to": wanted}}`` in the outcome's ``plan`` for each field that
+    would be sent (``from`` is ``None`` for ``apn`` and ``pdpId``, which no read shows); devices
+    already as asked are ``unchanged``; a device Control Center does not know or will not show is
+    ``failed`` with the error the edit would meet. Bad input fails it as it fails an edit.
+
     :param iccids: ICCIDs to change (templated; a list, an upstream task's output, or a template
         rendering a list).
     :param changes: Control Center fields and values for every ICCID, e.g. ``{"status": "ACTIVATED"}``
@@ -53,15 +72,16 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     :param effective_date: when the changes take effect: an aware datetime or ISO 8601 string with an
         offset, at most 180 days ahead (templated; e.g. ``"{{ data_interval_end.add(days=1) }}"``).
         Omitted means now.
-    :param skip_unchanged: read each device first (one more call per device) and send only the
-        fields that differ, on the first try too.
+    :param skip_unchanged: read each device first (one more call per device), send only the fields
+        that differ and record their previous values in ``before`` (default); ``False`` writes blind.
+    :param dry_run: plan only, see above (templated: ``"{{ params.dry_run }}"``).
     :param cisco_control_center_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any device failed (after trying all of them).
     """
 
     hook_class = CiscoControlCenterHook
     operation = "edit_devices"
-    template_fields = ("iccids", "changes", "edits", "effective_date")
+    template_fields = ("iccids", "changes", "edits", "effective_date", "dry_run")
     template_fields_renderers = {"changes": "json", "edits": "json"}
 
     def __init__(
@@ -71,7 +91,7 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         changes: Mapping[str, str] | None = None,
         edits: Any = None,
         effective_date: datetime | str | None = None,
-        skip_unchanged: bool = False,
+        skip_unchanged: bool = True,
         cisco_control_center_conn_id: str = CiscoControlCenterHook.default_conn_name,
         fail_on_error: bool = True,
         **kwargs: Any,
@@ -140,12 +160,40 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
                 errors[result.item] = result.error
             elif result.result is not None:
                 status_of[result.item] = _STATUS[result.result.outcome]
+        if self.skip_unchanged or retrying:
+            outcome.records_before()
         for edit in edits:
             iccid = edit["iccid"]
             if iccid in errors:
                 outcome.fail([iccid], errors[iccid])
             else:
                 outcome.add(status_of[iccid], iccid)
+        _record_before(outcome, results, status_of)
+        return outcome.build(effective_date=effective_date)
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Validate as :meth:`operate` does, read each device once, and return what the edit would
+        do (see the class docstring); sends no ``PUT``."""
+        edits, given, duplicates, effective_date = self._validated()
+        outcome = self.new_outcome(len(edits))
+        if not given:
+            self.nothing_to_do("edits" if self.edits is not None else "iccids")
+            return outcome.build(effective_date=effective_date)
+        detail = f"effective {effective_date}" if effective_date else "effective now"
+        progress = self.start(
+            "planning", len(edits), detail=f"{detail}, reading each device", duplicates=duplicates
+        )
+        results = self.hook.plan_edits(
+            edits, on_outcome=lambda r: progress.advance(1, failed=0 if r.ok else 1), validated=True
+        )
+        for result in results:
+            if result.error is not None:
+                outcome.fail([result.item], result.error)
+            elif isinstance(result.result, CiscoEditPlan) and not result.result.unchanged:
+                outcome.add("scheduled" if effective_date else "succeeded", result.item)
+                outcome.plan(result.item, result.result.changes)
+            else:
+                outcome.add("unchanged", result.item)
         return outcome.build(effective_date=effective_date)
 
     def _validated(self) -> tuple[list[dict[str, str]], int, int, str | None]:
@@ -184,6 +232,16 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         problems.raise_for(len(given), "ICCID")
         unique, duplicates = distinct(checked, key=str)
         return [{"iccid": iccid, **changes} for iccid in unique], len(given), duplicates, effective_date
+
+
+def _record_before(
+    outcome: OutcomeBuilder, results: list[Outcome[str, CiscoEditResult]], status_of: Mapping[str, Status]
+) -> None:
+    """Record the previous values of each device the edit changed or scheduled, where it read them."""
+    for result in results:
+        edit = result.result
+        if edit is not None and edit.before is not None and status_of.get(result.item) != "unchanged":
+            outcome.record_before(result.item, edit.before)
 
 
 def _distinct_edits(

@@ -204,7 +204,10 @@ def test_cisco_edits_of_5000_devices_under_faults(
     edits = [{"iccid": iccid_of(i), "accountCustom2": f"ft-{i}"} for i in range(DEVICES)]
     edits += [{"iccid": iccid, "accountCustom2": "never"} for iccid in unknown]
     outcome = _execute(
-        CiscoControlCenterEditDevicesOperator(task_id="cisco", edits=edits, fail_on_error=False)
+        # Blind writes: the faults hit the edits, and a GET is only ever a read-back.
+        CiscoControlCenterEditDevicesOperator(
+            task_id="cisco", edits=edits, fail_on_error=False, skip_unchanged=False
+        )
     )
 
     _assert_met_every_fault(simulator, "cisco", "PUT")
@@ -667,7 +670,7 @@ def test_100000_devices_failing_with_one_error_push_each_id_once_in_a_few_mib(
     if vendor == "cisco":
         ids = [iccid_of(i) for i in range(HUNDRED_THOUSAND)]
         operator = CiscoControlCenterEditDevicesOperator(
-            task_id="deactivate", iccids=ids, changes={"status": "DEACTIVATED"}
+            task_id="deactivate", iccids=ids, changes={"status": "DEACTIVATED"}, skip_unchanged=False
         )
         operation = "edit_devices"
     else:

@@ -229,7 +229,11 @@ def test_cisco_second_try_does_not_schedule_again_what_the_first_scheduled(simul
 
     def operator() -> CiscoControlCenterEditDevicesOperator:
         return CiscoControlCenterEditDevicesOperator(
-            task_id="deactivate_later", iccids=iccids, changes={"status": "DEACTIVATED"}, effective_date=when
+            task_id="deactivate_later",
+            iccids=iccids,
+            changes={"status": "DEACTIVATED"},
+            effective_date=when,
+            skip_unchanged=False,  # the first try writes blind: only its writes meet the faults
         )
 
     first, succeeded = tries.run(operator())

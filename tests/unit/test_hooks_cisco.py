@@ -509,6 +509,46 @@ def test_skip_unchanged_keeps_apn_and_pdp_id_with_an_ip_change(
     )
     assert outcome.result and outcome.result.outcome == "updated"
     assert put.last_request.json() == {"ipv4Address": "10.0.0.8", "apn": "iot.apn", "pdpId": "1"}
+    # Before values are what a read shows: the IP address, not its APN or PDP context.
+    assert outcome.result.before == {"ipv4Address": "10.0.0.7"}
+
+
+def test_an_edit_that_reads_first_keeps_the_previous_values_of_what_it_sent_only(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "ACTIVATED", "ratePlan": "A"})
+    requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
+    (read_first,) = hook.edit_devices(
+        [{"iccid": ICCID, "status": "ACTIVATED", "ratePlan": "B"}], skip_unchanged=True
+    )
+    assert read_first.result and read_first.result.before == {"ratePlan": "A"}
+    (blind,) = hook.edit_devices([{"iccid": ICCID, "ratePlan": "B"}])
+    assert blind.result and blind.result.before is None
+
+
+def test_plan_edits_reads_each_device_once_and_sends_nothing(
+    hook: CiscoControlCenterHook, requests_mock: rm.Mocker
+) -> None:
+    reads = requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "TEST_READY"})
+    requests_mock.get(
+        f"{API}/devices/{ICCID_19}",
+        status_code=404,
+        json={"errorCode": "20000001", "errorMessage": "Resource not found - Invalid ICCID."},
+    )
+    planned, missing = hook.plan_edits(
+        [
+            {"iccid": ICCID, "status": "ACTIVATED", "accountCustom1": "x"},
+            {"iccid": ICCID_19, "status": "ACTIVATED"},
+        ]
+    )
+    assert planned.result is not None
+    assert planned.result.changes == {
+        "status": {"from": "TEST_READY", "to": "ACTIVATED"},
+        "accountCustom1": {"from": None, "to": "x"},
+    }
+    assert isinstance(missing.error, IoTFleetNotFoundError)
+    assert reads.call_count == 1
+    assert [r.method for r in requests_mock.request_history] == ["GET", "GET"]
 
 
 def test_refused_credentials_stop_a_batch_and_the_rest_is_not_attempted(

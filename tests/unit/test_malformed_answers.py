@@ -239,7 +239,7 @@ def test_cisco_edit(requests_mock: rm.Mocker, kind: str) -> None:
     reads = requests_mock.get(re.compile(rf"{CC_HOST}/rws/api/v1/devices/\d+$"), **_answer(kind))
     outcome = _failed_outcome(
         CiscoControlCenterEditDevicesOperator(
-            task_id="cisco", iccids=[ICCID, ICCID_19], changes={"accountCustom1": "x"}
+            task_id="cisco", iccids=[ICCID, ICCID_19], changes={"accountCustom1": "x"}, skip_unchanged=False
         )
     )
     # The same error on both devices is one group, although each had its own request and path.
@@ -333,7 +333,7 @@ def test_cisco_answer_with_missing_or_mistyped_fields(requests_mock: rm.Mocker, 
     requests_mock.put(f"{CC_HOST}/rws/api/v1/devices/{ICCID}", **_json(body))
     outcome = _failed_outcome(
         CiscoControlCenterEditDevicesOperator(
-            task_id="cisco", iccids=[ICCID], changes={"accountCustom1": "x"}
+            task_id="cisco", iccids=[ICCID], changes={"accountCustom1": "x"}, skip_unchanged=False
         )
     )
     # An answer about another ICCID can only be told by naming both.

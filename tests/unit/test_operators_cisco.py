@@ -33,7 +33,7 @@ from airflow_provider_iotfleet.hooks.cisco import hook as cisco_hook
 from airflow_provider_iotfleet.operators import cisco as cisco_operator
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.outcome import FleetOutcome, rollback_edits
 from tests.fakes import (
     ICCID,
     ICCID_19,
@@ -106,6 +106,9 @@ def make_operator(set_connection: Callable[..., None], clock: FakeClock) -> Call
 
     def make(**kwargs: Any) -> Operator:
         kwargs.setdefault("task_id", "edit_sims")
+        # Most tests here are about the writes, their answers and the outcome: they write blind
+        # (no GET to mock); the tests of reading first (the default) say skip_unchanged=True.
+        kwargs.setdefault("skip_unchanged", False)
         kwargs.setdefault("cisco_control_center_conn_id", CONN_ID)
         op = Operator(**kwargs)
         op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
@@ -138,6 +141,7 @@ def test_rate_limit_share_divides_the_connections_rate_not_its_concurrency(
         changes={"status": "ACTIVATED"},
         cisco_control_center_conn_id="cisco_shared",
         rate_limit_share=0.25,
+        skip_unchanged=False,
     )
     assert quarter.execute(operator_context())["devices"]["succeeded"] == devices
     assert quarter.hook.client.rate_limiter is not None
@@ -203,7 +207,7 @@ def test_default_connection_id_and_a_lazily_built_hook(
         "cisco_control_center_default", "cisco_control_center", host=HOST, login=USER, password=API_KEY
     )
     requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
-    op = Operator(task_id="edit", iccids=[ICCID], changes={"ratePlan": "IOT-1GB"})
+    op = Operator(task_id="edit", iccids=[ICCID], changes={"ratePlan": "IOT-1GB"}, skip_unchanged=False)
     assert op.hook.conn_id == "cisco_control_center_default"
     assert op.execute(operator_context())["devices"]["succeeded"] == [ICCID]
 
@@ -535,14 +539,67 @@ def test_skip_unchanged_reads_first_and_skips_or_trims_the_put(
     assert [r.method for r in requests_mock.request_history] == ["GET", "GET", "PUT"]
 
 
-def test_without_skip_unchanged_nothing_is_read(
+def test_skip_unchanged_false_writes_blind_and_records_no_before(
     make_operator: Callable[..., Operator], requests_mock: rm.Mocker
 ) -> None:
     get = requests_mock.get(rm.ANY, json={"iccid": ICCID, "status": "ACTIVATED"})
     requests_mock.put(f"{API}/devices/{ICCID}", json={"iccid": ICCID})
-    make_operator(iccids=[ICCID], changes={"status": "ACTIVATED"}).execute(operator_context())
+    result = make_operator(iccids=[ICCID], changes={"status": "ACTIVATED"}, skip_unchanged=False).execute(
+        operator_context()
+    )
     assert get.call_count == 0
     assert [r.method for r in requests_mock.request_history] == ["PUT"]
+    assert "before" not in result
+    with pytest.raises(ValueError, match="skip_unchanged=False"):
+        rollback_edits(result)
+
+
+def test_by_default_an_edit_reads_first_and_records_the_previous_values_it_changed(
+    set_connection: Callable[..., None], requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    set_connection(CONN_ID, "cisco_control_center", host=HOST, login=USER, password=API_KEY)
+    as_asked, differs = ICCID, ICCID_19
+    requests_mock.get(
+        f"{API}/devices/{as_asked}", json={"iccid": as_asked, "status": "ACTIVATED", "ratePlan": "IOT-1GB"}
+    )
+    requests_mock.get(
+        f"{API}/devices/{differs}", json={"iccid": differs, "status": "ACTIVATED", "ratePlan": "IOT-100MB"}
+    )
+    requests_mock.put(f"{API}/devices/{differs}", json={"iccid": differs})
+    op = Operator(
+        task_id="edit_sims",
+        cisco_control_center_conn_id=CONN_ID,
+        iccids=[as_asked, differs],
+        changes={"status": "ACTIVATED", "ratePlan": "IOT-1GB"},
+    )
+    op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
+    result = op.execute(operator_context())
+    assert result["devices"] == done(succeeded=[differs], unchanged=[as_asked])
+    # Only the field it changed, with the value it had: what a rollback writes back.
+    assert result["before"] == {differs: {"ratePlan": "IOT-100MB"}}
+    assert rollback_edits(result) == [{"iccid": differs, "ratePlan": "IOT-100MB"}]
+    assert [r.method for r in requests_mock.request_history] == ["GET", "GET", "PUT"]
+
+
+def test_a_scheduled_edit_records_before_values_and_an_edit_that_changed_nothing_an_empty_before(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "status": "TEST_READY"})
+    requests_mock.put(f"{API}/devices/{ICCID}", status_code=202, json={"iccid": ICCID})
+    scheduled = make_operator(
+        iccids=[ICCID],
+        changes={"status": "ACTIVATED"},
+        effective_date=NOW + timedelta(days=1),
+        skip_unchanged=True,
+    ).execute(operator_context())
+    assert scheduled["devices"]["scheduled"] == [ICCID]
+    assert scheduled["before"] == {ICCID: {"status": "TEST_READY"}}
+    nothing = make_operator(iccids=[ICCID], changes={"status": "TEST_READY"}, skip_unchanged=True).execute(
+        operator_context()
+    )
+    assert nothing["devices"]["unchanged"] == [ICCID]
+    assert nothing["before"] == {}
+    assert rollback_edits(nothing) == []
 
 
 # --- fail_on_error: every device tried, the outcome pushed once ----------------------------------
@@ -1168,7 +1225,9 @@ def _templated(
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         render_template_as_native_obj=native,
     ):
-        op = Operator(task_id="edit_sims", cisco_control_center_conn_id=CONN_ID, **arguments)
+        op = Operator(
+            task_id="edit_sims", cisco_control_center_conn_id=CONN_ID, skip_unchanged=False, **arguments
+        )
     op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
     context = {**operator_context("edit_sims"), **context_extra}
     op.render_template_fields(context)
@@ -1284,6 +1343,7 @@ def test_concurrent_edits_keep_input_order_and_account_for_every_device(
         changes={"ratePlan": "IOT-1GB"},
         cisco_control_center_conn_id=CONN_ID,
         fail_on_error=False,
+        skip_unchanged=False,
     )
     op.__dict__["hook"] = CiscoControlCenterHook(CONN_ID, clock=clock)
     result = op.execute(operator_context())
@@ -1383,3 +1443,75 @@ def test_edits_and_date_are_validated_once_by_the_operator_not_again_by_the_hook
     )
     op.execute(operator_context(try_number=2 if retrying else 1))
     assert sorted(checks) == ["validate_cisco_edits", "validate_effective_date"]
+
+
+# --- dry run: a plan from one read per device, no PUT ---------------------------------------------
+
+
+def test_a_dry_run_reads_each_device_once_and_plans_from_and_to_without_writing(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, events: Events
+) -> None:
+    as_asked, differs, missing = iccids(3)
+    requests_mock.get(
+        f"{API}/devices/{as_asked}", json={"iccid": as_asked, "status": "ACTIVATED", "ratePlan": "IOT-1GB"}
+    )
+    requests_mock.get(
+        f"{API}/devices/{differs}", json={"iccid": differs, "status": "TEST_READY", "ratePlan": "IOT-1GB"}
+    )
+    requests_mock.get(f"{API}/devices/{missing}", status_code=404, json=NOT_FOUND)
+    put = requests_mock.put(rm.ANY, json={})
+    op = make_operator(
+        iccids=[as_asked, differs, missing],
+        changes={"status": "ACTIVATED", "ratePlan": "IOT-1GB"},
+        dry_run=True,
+    )
+    ctx = operator_context()
+    result = op.execute(ctx)
+    assert_outcome_shape(result, operation="edit_devices", requested=[as_asked, differs, missing])
+    assert result.keys() == OUTCOME_KEYS | {"effective_date", "plan"}  # the same shape, and the plan
+    assert result["dry_run"] is True
+    assert result["devices"] == done(succeeded=[differs], unchanged=[as_asked])
+    assert result["plan"] == {differs: {"status": {"from": "TEST_READY", "to": "ACTIVATED"}}}
+    assert groups(result) == [("failed", "20000001", 404, [missing])]
+    assert put.call_count == 0
+    assert [r.method for r in requests_mock.request_history] == ["GET", "GET", "GET"]
+    assert pushed(ctx) == {}  # a plan does not fail the task for a device that would fail
+    assert any("would be failed: 1 device, 20000001" in line for line in lines(events, "warning"))
+
+
+def test_a_dry_run_with_an_effective_date_would_schedule_and_shows_unreadable_fields_as_from_none(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker
+) -> None:
+    requests_mock.get(f"{API}/devices/{ICCID}", json={"iccid": ICCID, "fixedIPAddress": "10.0.0.1"})
+    when = NOW + timedelta(days=2)
+    result = make_operator(
+        edits=[{"iccid": ICCID, "ipv4Address": "10.0.0.9", "apn": "iot.apn", "pdpId": "1"}],
+        effective_date=when,
+        dry_run="True",  # as a template renders it
+    ).execute(operator_context())
+    assert result["devices"] == done(scheduled=[ICCID])
+    assert result["effective_date"] == when.isoformat(timespec="seconds")
+    assert result["plan"] == {
+        ICCID: {
+            "ipv4Address": {"from": "10.0.0.1", "to": "10.0.0.9"},
+            "apn": {"from": None, "to": "iot.apn"},
+            "pdpId": {"from": None, "to": "1"},
+        }
+    }
+    assert [r.method for r in requests_mock.request_history] == ["GET"]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_input_fails_a_dry_run_as_it_fails_the_edit_before_any_request(
+    make_operator: Callable[..., Operator], requests_mock: rm.Mocker, dry_run: bool
+) -> None:
+    edits = [{"iccid": "123", "status": "ACTIVE"}, {"iccid": ICCID, "ratePlan": "IOT-1GB"}]
+    with pytest.raises(IoTFleetValidationError) as caught:
+        make_operator(edits=edits, dry_run=dry_run).execute(operator_context())
+    assert "edits[0].iccid '123'" in str(caught.value)
+    assert "edits[0].status: 'ACTIVE' is not a SIM status" in str(caught.value)
+    assert requests_mock.call_count == 0
+
+
+def test_dry_run_is_templated() -> None:
+    assert "dry_run" in Operator.template_fields

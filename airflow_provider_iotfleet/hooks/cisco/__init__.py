@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         CiscoEditResult,
         EditOutcome,
     )
+    from airflow_provider_iotfleet.hooks.cisco.planning import CiscoEditPlan, edit_difference
     from airflow_provider_iotfleet.hooks.cisco.rules import (
         CISCO_CUSTOM_FIELD_MAX_LENGTH,
         CISCO_CUSTOM_FIELDS,
@@ -54,12 +55,14 @@ __all__ = [
     "READ_BACK_FIELDS",
     "VENDOR",
     "CiscoControlCenterHook",
+    "CiscoEditPlan",
     "CiscoEditResult",
     "EditOutcome",
     "cisco_change_problems",
+    "edit_difference",
     "validate_cisco_changes",
     "validate_cisco_edits",
     "validate_effective_date",
 ]
 
-__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "rules"))
+__getattr__, __dir__ = exports_of(__name__, ("connection", "hook", "planning", "rules"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
@@ -16,6 +16,12 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.cisco.connection import CONNECTION_FORM, DEFAULT_REQUESTS_PER_SECOND
+from airflow_provider_iotfleet.hooks.cisco.planning import (
+    CiscoEditPlan,
+    FieldChange,
+    edit_difference,
+    plan_edits,
+)
 from airflow_provider_iotfleet.hooks.cisco.rules import (
     CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
@@ -166,6 +172,11 @@ def _statuses_plan(
         page += 1
 
 
+def _difference(changes: Mapping[str, str], current: Mapping[str, Any]) -> dict[str, FieldChange]:
+    """What of ``changes`` a device with details ``current`` lacks (see :func:`edit_difference`)."""
+    return edit_difference(changes, current, READ_BACK_FIELDS, IP_FIELDS, IP_COMPANION_FIELDS)
+
+
 def _edit_wording(iccid: str, *, scheduled: bool) -> LostAnswerWording[Mapping[str, str]]:
     """How log lines and errors tell of an edit of ``iccid`` whose answer was lost."""
     edit = "scheduled edit" if scheduled else "edit"
@@ -191,12 +202,15 @@ class CiscoEditResult:
     :ivar effective_date: the ISO 8601 date sent, for scheduled changes.
     :ivar sent: the fields actually sent (fewer than asked when ``skip_unchanged`` found some
         already set; empty when nothing was sent).
+    :ivar before: when the device was read first (``skip_unchanged``), its previous values of the
+        sent fields a read shows (``apn`` and ``pdpId`` it does not); ``None`` when it was not read.
     """
 
     iccid: str
     outcome: EditOutcome
     effective_date: str | None = None
     sent: tuple[str, ...] = ()
+    before: Mapping[str, Any] | None = None
 
     @property
     def scheduled(self) -> bool:
@@ -291,7 +305,9 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
 
         :param edits: ``[{"iccid": "8988...", "status": "ACTIVATED"}, ...]``.
         :param skip_unchanged: read each device first (one more call per device) and send only the
-            fields whose value differs; a device already as asked is not sent at all.
+            fields whose value differs; a device already as asked is not sent at all. Each result
+            then carries ``before``, the previous values of the fields sent (see
+            :class:`CiscoEditResult`).
         :param on_outcome: called with each device's outcome as soon as it is known (from worker
             threads), for progress reports.
         :param validated: ``edits`` hold ICCIDs and fields already checked (as
@@ -323,6 +339,32 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             on_outcome=on_pair,
         )
         return [Outcome(item=o.item[0], result=o.result, error=o.error) for o in outcomes]
+
+    def plan_edits(
+        self,
+        edits: Sequence[Mapping[str, str]],
+        *,
+        on_outcome: Callable[[Outcome[str, CiscoEditPlan]], None] | None = None,
+        validated: bool = False,
+    ) -> list[Outcome[str, CiscoEditPlan]]:
+        """Say what :meth:`edit_devices` with ``skip_unchanged`` would change, sending only reads: one
+        ``GET /devices/{iccid}`` per device, with the connection's concurrency and rate limit.
+
+        :param edits: as for :meth:`edit_devices` (``validated``: already checked).
+        :param on_outcome: called with each device's plan as soon as it is known (worker threads).
+        :return: one outcome per edit, in input order: the :class:`CiscoEditPlan` (``changes``
+            ``{field: {"from": current, "to": wanted}}``, empty when already as asked), or the
+            :class:`IoTFleetError` of a device that could not be read (404: not known).
+        :raises IoTFleetValidationError: listing every bad ICCID, field or value, before any request.
+        """
+        pairs = [_edit_pair(edit) for edit in edits] if validated else validate_cisco_edits(edits)
+        return plan_edits(
+            lambda iccid: self.client.send(_device_call(iccid)).object(),
+            pairs,
+            _difference,
+            self.max_concurrency,
+            on_outcome,
+        )
 
     def get_device(self, iccid: str) -> dict[str, Any]:
         """Return one device's details (``GET /devices/{iccid}``) as Control Center sends them.
@@ -424,11 +466,21 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
     def _edit(
         self, iccid: str, changes: dict[str, str], effective_date: str | None, skip_unchanged: bool
     ) -> CiscoEditResult:
+        before: dict[str, Any] | None = None
         if skip_unchanged:
-            changes = self._still_different(iccid, changes)
+            different = _difference(changes, self.client.send(_device_call(iccid)).object())
+            changes = {key: change["to"] for key, change in different.items()}
+            before = {key: change["from"] for key, change in different.items() if key in READ_BACK_FIELDS}
             if not changes:
                 self.log.debug("%s: %s already as asked; not sent", VENDOR, iccid)
-                return CiscoEditResult(iccid=iccid, outcome="unchanged")
+                return CiscoEditResult(iccid=iccid, outcome="unchanged", before={})
+        result = self._apply_edit(iccid, changes, effective_date)
+        if before is None:
+            return result
+        return replace(result, before={key: before[key] for key in result.sent if key in before})
+
+    def _apply_edit(self, iccid: str, changes: dict[str, str], effective_date: str | None) -> CiscoEditResult:
+        """Send one edit; an activation of an active SIM is ``unchanged``, and the rest of it is sent."""
         try:
             return self._put_edit(iccid, changes, effective_date)
         except IoTFleetVendorResponseError as error:
@@ -441,22 +493,6 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
                 self.log.debug("%s: %s already activated; not sent again", VENDOR, iccid)
                 return CiscoEditResult(iccid=iccid, outcome="unchanged")
             return self._put_edit(iccid, rest, effective_date)
-
-    def _still_different(self, iccid: str, changes: dict[str, str]) -> dict[str, str]:
-        """Return the part of ``changes`` that the device does not already have (read with GET).
-
-        Fields that cannot be read back are kept, except ``apn``/``pdpId``, which only go with an IP
-        change and so are dropped when no IP address is left to change.
-        """
-        current = self.client.send(_device_call(iccid)).object()
-        different = {
-            key: value
-            for key, value in changes.items()
-            if key not in READ_BACK_FIELDS or current.get(READ_BACK_FIELDS[key]) != value
-        }
-        if not any(key in different for key in IP_FIELDS) and any(key in changes for key in IP_FIELDS):
-            different = {key: value for key, value in different.items() if key not in IP_COMPANION_FIELDS}
-        return different
 
     def _put_edit(
         self, iccid: str, changes: Mapping[str, str], effective_date: str | None
