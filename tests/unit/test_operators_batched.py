@@ -1457,6 +1457,99 @@ def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
     assert any("could not read back the 1 devices ROMA refused" in line for line in logs.lines("warning"))
 
 
+# --- Huawei ROMA Connect: dry run ---------------------------------------------------------------
+
+
+def roma_dry_outcome(
+    requested: int,
+    succeeded: list[int],
+    errors: list[dict[str, Any]] | None = None,
+    unchanged: list[int] | None = None,
+) -> dict[str, Any]:
+    """A dry run's outcome: a real run's, marked, with each online device's would-be change."""
+    plan = {str(i): {"online_status": {"from": "online", "to": "offline"}} for i in succeeded}
+    return {**roma_outcome(requested, succeeded, errors, unchanged), "dry_run": True, "plan": plan}
+
+
+def test_roma_dry_run_reads_each_of_few_devices_once_and_sends_no_force_offline(
+    roma_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {1: 1, 2: 2, 3: 0, 4: 1})
+    requests_mock.get(
+        f"{DEVICES_URL}/5",
+        status_code=404,
+        json={"error_code": "ROMA.00110006", "error_msg": "The resource does not exist."},
+    )
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4, 5, 1], dry_run=True).execute(
+        ctx
+    )
+    assert result == roma_dry_outcome(
+        5,
+        [1, 4],
+        [
+            error("never_connected", None, NEVER_CONNECTED_MESSAGE, [3], attempted=False),
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [5]),
+        ],
+        unchanged=[2],
+    )
+    assert post.call_count == 0
+    assert sorted(r.path.rsplit("/", 1)[1] for r in reads.request_history) == ["1", "2", "3", "4"]
+    assert ctx["ti"].xcom == {}  # the task succeeds: it only says what would fail
+    warnings = logs.lines("warning")
+    assert any("would be failed (not sent): 1 device, never_connected" in line for line in warnings)
+    assert any("would be failed: 1 device, not_forced_offline" in line for line in warnings)
+
+
+def test_roma_dry_run_of_many_devices_pages_the_listings_instead(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Beyond ten devices the plan reads the online listing, then tells the others apart as a real
+    run reads back refused devices (never-connected listing, then the offline one)."""
+    ids = list(range(1, 15))
+    listed = {"1": [1, 3, 999], "0": [4], "2": [2, *range(5, 14)]}
+
+    def listing_of(request: Any, context: Any) -> dict[str, Any]:
+        items = listed[request.qs["online_status"][0]]
+        return {"total": len(items), "size": len(items), "items": [{"device_id": i} for i in items]}
+
+    listing = requests_mock.get(DEVICES_URL, json=listing_of)
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, dry_run="True").execute(
+        operator_context()
+    )
+    assert post.call_count == 0
+    assert result == roma_dry_outcome(
+        14,
+        [1, 3],
+        [
+            error("never_connected", None, NEVER_CONNECTED_MESSAGE, [4], attempted=False),
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [14]),
+        ],
+        unchanged=[2, *range(5, 14)],
+    )
+    assert [r.qs["online_status"][0] for r in listing.request_history] == ["1", "0", "2"]
+
+
+def test_roma_dry_run_fails_on_bad_ids_as_the_real_run_does(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    messages = []
+    for dry_run in (False, True):
+        op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[5, 0, "abc"], dry_run=dry_run)
+        with pytest.raises(IoTFleetValidationError) as caught:
+            op.execute(operator_context())
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "2 of 3 ROMA device ids are invalid" in messages[1]
+    assert requests_mock.call_count == 0
+
+
+def test_roma_dry_run_is_templated() -> None:
+    assert "dry_run" in HuaweiRomaForceOfflineOperator.template_fields
+
+
 # === Verizon ThingSpace firmware sync ============================================================
 
 
