@@ -11,8 +11,16 @@ import pytest
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
+from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
 from airflow_provider_iotfleet.simulator import Simulator
-from airflow_provider_iotfleet.simulator.fleet import NEVER_CONNECTED, OFFLINE, ONLINE, ROMA_ID_BASE
+from airflow_provider_iotfleet.simulator.fleet import (
+    NEVER_CONNECTED,
+    OFFLINE,
+    ONLINE,
+    ROMA_ID_BASE,
+    imei_of,
+    ipv4_of,
+)
 from tests.fakes import operator_context
 from tests.simulator_harness import SimulatorFactory, accounted_once, connections_with, run_task
 
@@ -29,13 +37,6 @@ def _connect(simulator: Simulator, set_connection: SetConnection, **extra: Any) 
 
 def _writes(simulator: Simulator, vendor: str) -> list[dict[str, Any]]:
     return [record for record in simulator.state.request_log(vendor) if record["write"]]
-
-
-def _plan_then_apply(operator: Callable[[bool], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    planned, succeeded = run_task(operator(True))
-    assert succeeded, planned
-    applied, _ = run_task(operator(False))
-    return planned, applied
 
 
 # --- Huawei ROMA Connect -------------------------------------------------------------------------
@@ -104,3 +105,84 @@ def test_huawei_dry_run_fails_on_bad_ids_as_the_real_run_does_before_any_request
         messages.append(str(caught.value))
     assert messages[0] == messages[1]
     assert simulator.state.request_log("huawei") == []
+
+
+# --- Palo Alto Networks IoT Security -------------------------------------------------------------
+
+
+def test_paloalto_dry_run_reads_the_device_list_only_and_its_apply_changes_what_it_planned(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=1500)
+    _connect(simulator, set_connection, device_reads_per_minute=60_000)
+    fleet = simulator.state.fleet
+    # Device 5 already shows what will be sent; device 6 shows another APN.
+    fleet.update(5, {"paloalto": {"ipAddress": ipv4_of(5), "apn": "apn-5.iot"}})
+    fleet.update(6, {"paloalto": {"ipAddress": ipv4_of(6), "apn": "old.iot"}})
+    devices = [
+        {"ipAddress": ipv4_of(5), "apn": "apn-5.iot"},  # listed, as it would be sent
+        {"ipAddress": ipv4_of(6), "apn": "apn-6.iot"},  # listed, APN differs
+        {"ipAddress": ipv4_of(1200), "apn": "apn-1200.iot"},  # listed (second page), no APN shown
+        {"imei": imei_of(7), "SessionEvtType": "Start"},  # known, but the list shows no IMEI yet
+        {"imei": imei_of(simulator.config.devices + 3)},  # unknown to IoT Security
+    ]
+    ids = [ipv4_of(5), ipv4_of(6), ipv4_of(1200), imei_of(7), imei_of(simulator.config.devices + 3)]
+    before = {index: dict(fleet.device(index)["paloalto"]) for index in (5, 6, 7, 1200)}
+
+    def operator(dry_run: bool) -> PaloAltoIoTBulkUpdateOperator:
+        return PaloAltoIoTBulkUpdateOperator(task_id="pan", devices=devices, batch_size=2, dry_run=dry_run)
+
+    planned, succeeded = run_task(operator(True))
+    assert succeeded, planned
+    log = simulator.state.request_log("paloalto")
+    assert [(r["method"], r["write"]) for r in log] == [("GET", False)] * 2  # two pages, no write
+    assert {index: dict(fleet.device(index)["paloalto"]) for index in before} == before
+    accounted_once(planned, operation="bulk_update", requested=ids)
+    assert planned["devices"]["unchanged"] == [ipv4_of(5)]
+    assert planned["devices"]["succeeded"] == ids[1:]
+    assert planned["devices"]["accepted"] == []
+    assert planned["plan_source"] == {"device_list": ids[:3], "not_listed": ids[3:]}
+    assert planned["plan"][ipv4_of(6)] == {"apn": {"from": "old.iot", "to": "apn-6.iot"}}
+    assert planned["plan"][ipv4_of(1200)] == {"apn": {"from": None, "to": "apn-1200.iot"}}
+    assert planned["plan"][imei_of(7)] == {
+        "imei": {"from": None, "to": imei_of(7)},
+        "SessionEvtType": {"from": None, "to": "Start"},
+    }
+    assert planned["batches"] == 3
+
+    applied, succeeded = run_task(operator(False))
+    assert succeeded, applied
+    # The apply agrees with its plan: every planned field now reads as planned, and the device
+    # planned unchanged is as it was.
+    for key, changes in planned["plan"].items():
+        index = fleet.by_ipv4(key) if "." in key else fleet.by_imei(key)
+        if index is None:
+            assert key in planned["plan_source"]["not_listed"]  # IoT Security ignores it
+            continue
+        shown = fleet.device(index)["paloalto"]
+        assert {field: shown.get(field) for field in changes} == {f: c["to"] for f, c in changes.items()}
+    assert fleet.device(5)["paloalto"] == before[5]
+    assert applied["batches"] == planned["batches"]
+    assert applied["updated"] == 4  # the four devices IoT Security knows, the unchanged one included
+
+    # Planned again, the device list now shows what was sent: nothing would change but the unknown one.
+    replanned, _ = run_task(operator(True))
+    assert replanned["devices"]["unchanged"] == ids[:4]
+    assert replanned["plan_source"]["not_listed"] == ids[4:]
+
+
+def test_paloalto_dry_run_fails_on_bad_input_as_the_real_run_does_before_any_request(
+    start_simulator: SimulatorFactory, set_connection: SetConnection
+) -> None:
+    simulator = start_simulator(devices=50)
+    _connect(simulator, set_connection)
+    messages = []
+    for dry_run in (False, True):
+        operator = PaloAltoIoTBulkUpdateOperator(
+            task_id="pan", devices=[{"imei": "12345"}, {"apn": "x"}], dry_run=dry_run
+        )
+        with pytest.raises(IoTFleetValidationError) as caught:
+            operator.execute(operator_context("pan"))
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert simulator.state.request_log("paloalto") == []

@@ -1457,6 +1457,103 @@ def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
     assert any("could not read back the 1 devices ROMA refused" in line for line in logs.lines("warning"))
 
 
+# --- Palo Alto Networks IoT Security: dry run ---------------------------------------------------
+
+LIST_URL = f"{TENANT_HOST}/pub/v4.0/device/list"
+
+
+def pan_listing(requests_mock: rm.Mocker, entries: list[dict[str, Any]]) -> Any:
+    """Answer ``GET .../device/list`` with ``entries`` paged by ``offset`` and ``pagelength``."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        offset, length = int(request.qs["offset"][0]), int(request.qs["pagelength"][0])
+        return {"total": len(entries), "devices": entries[offset : offset + length]}
+
+    return requests_mock.get(LIST_URL, json=answer)
+
+
+def test_pan_dry_run_plans_from_the_device_list_and_sends_no_update(
+    paloalto_connection: None, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    put = requests_mock.put(BULK_URL, json=pan_answer())
+    entries: list[dict[str, Any]] = [{"deviceid": f"10.0.{n // 250}.{n % 250}"} for n in range(2500)]
+    entries[3] = {"deviceid": "10.9.0.3", "ip_address": "10.9.0.3", "apn": "old.apn"}
+    entries[1200] = {"deviceid": "x", "imei": imei(1), "SessionEvtType": "Start"}
+    listing = pan_listing(requests_mock, entries)
+    devices = [
+        {"ipAddress": "10.9.0.3", "apn": "new.apn"},  # listed, apn differs
+        pan_device(1),  # listed as it would be sent
+        pan_device(2),  # not listed
+        pan_device(1),  # a repeat
+    ]
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2, dry_run="true")
+    ctx = operator_context()
+    result = op.execute(ctx)
+    assert put.call_count == 0
+    assert ctx["ti"].xcom == {}
+    assert result == {
+        **outcome(
+            "bulk_update",
+            PAN_VENDOR,
+            3,
+            succeeded=["10.9.0.3", imei(2)],
+            unchanged=[imei(1)],
+            details={
+                "updated": None,
+                "batches": 2,
+                "plan_source": {"device_list": ["10.9.0.3", imei(1)], "not_listed": [imei(2)]},
+            },
+        ),
+        "dry_run": True,
+        "plan": {
+            "10.9.0.3": {"apn": {"from": "old.apn", "to": "new.apn"}},
+            imei(2): {"imei": {"from": None, "to": imei(2)}, "SessionEvtType": {"from": None, "to": "Start"}},
+        },
+    }
+    # Every page, since one device is in none: each at most 1000 entries, paced at 60 reads a minute.
+    assert [(r.qs["offset"], r.qs["pagelength"]) for r in listing.request_history] == [
+        (["0"], ["1000"]),
+        (["1000"], ["1000"]),
+        (["2000"], ["1000"]),
+    ]
+    assert listing.request_history[0].qs["customerid"] == ["acme-iot"]
+    assert [round(s, 6) for s in clock.sleeps] == [round(1.0 / RATE_HEADROOM, 6)] * 2
+
+
+def test_pan_dry_run_stops_paging_once_every_device_is_found(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
+    entries = [{"ip_address": f"10.0.{n // 250}.{n % 250}", "apn": "a.iot"} for n in range(3000)]
+    listing = pan_listing(requests_mock, entries)
+    devices = [{"ipAddress": "10.0.0.1", "apn": "a.iot"}, {"ipAddress": "10.0.4.10", "apn": "a.iot"}]
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, dry_run=True).execute(
+        operator_context()
+    )
+    assert listing.call_count == 2  # 10.0.4.10 is entry 1010: on the second page; the third is not read
+    assert result["devices"]["unchanged"] == ["10.0.0.1", "10.0.4.10"]
+    assert result["plan"] == {}
+    assert result["counts"]["accepted"] == 0
+
+
+def test_pan_dry_run_fails_on_bad_input_as_the_real_run_does(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
+    bad = [{"imei": "123"}, {"apn": "x"}, pan_device(3), {**pan_device(3), "apn": "other"}]
+    for devices in (bad[:2], bad[2:]):
+        messages = []
+        for dry_run in (False, True):
+            op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, dry_run=dry_run)
+            with pytest.raises(IoTFleetValidationError) as caught:
+                op.execute(operator_context())
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1]
+    assert requests_mock.call_count == 0
+
+
+def test_pan_dry_run_is_templated() -> None:
+    assert "dry_run" in PaloAltoIoTBulkUpdateOperator.template_fields
+
+
 # --- Huawei ROMA Connect: dry run ---------------------------------------------------------------
 
 
