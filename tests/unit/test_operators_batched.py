@@ -21,7 +21,7 @@ import requests
 import requests_mock as rm
 from airflow.sdk import DAG
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.huawei import hook as huawei_hook
 from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
@@ -1641,6 +1641,17 @@ def test_roma_dry_run_fails_on_bad_ids_as_the_real_run_does(
     assert messages[0] == messages[1]
     assert "2 of 3 ROMA device ids are invalid" in messages[1]
     assert requests_mock.call_count == 0
+
+
+def test_roma_dry_run_whose_read_fails_fails_rather_than_guess(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    requests_mock.get(f"{DEVICES_URL}/1", status_code=500, json=ROMA_500)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1], dry_run=True)
+    with pytest.raises(IoTFleetError, match=r"ROMA\.00110002"):
+        op.execute(operator_context())
+    assert post.call_count == 0
 
 
 def test_roma_dry_run_is_templated() -> None:
