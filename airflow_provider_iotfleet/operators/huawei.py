@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_iotfleet.exceptions import IoTFleetNotAttemptedError
 from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.huawei.answers import ForceOfflineResult
+from airflow_provider_iotfleet.hooks.huawei.planning import plan_force_offline
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct
@@ -28,6 +29,14 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
     that never connected cannot be forced), ``missing_from_answer``, or the error of the whole
     request. Nothing to roll back: devices reconnect by themselves.
 
+    A dry run (``dry_run=True``) sends no force-offline: it reads the devices' online status, the
+    cheapest way the hook knows (each device once when few, else the filtered listing paged once),
+    and returns the outcome a real run would leave, marked ``"dry_run": true``: ``succeeded``
+    devices are online (``plan``: ``{"online_status": {"from": "online", "to": "offline"}}``),
+    ``unchanged`` ones already offline, ``failed`` ones never connected (``never_connected``, not
+    attempted) or unknown to ROMA (``not_forced_offline``, as a real run reports ROMA's refusal).
+    Nothing to roll back after the real run either: devices reconnect by themselves.
+
     Safe under Airflow's retries: a try after the first reads the devices' online status first and
     sends only those still online, so what an earlier try did is ``unchanged``. Both that read and the
     read-back of refused devices are one read for the whole run (the instance's listing paged once),
@@ -37,11 +46,12 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
     :param batch_size: ids per request, at most 1000.
     :param huawei_roma_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any device was not forced offline (after trying all).
+    :param dry_run: read only and return the plan (templated; see above).
     """
 
     hook_class = HuaweiRomaConnectHook
     operation = "force_offline"
-    template_fields = ("device_ids",)
+    template_fields = ("device_ids", "dry_run")
 
     def __init__(
         self,
@@ -56,12 +66,37 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
         self.device_ids = device_ids
         self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
-    def operate(self, context: Context) -> FleetOutcome:
+    def _validated(self) -> tuple[list[int], int] | None:
+        """The distinct device ids (checked, in input order) and how many repeats went; ``None``
+        (logged) when there are none. What :meth:`operate` and :meth:`plan` both start from.
+
+        :raises IoTFleetValidationError: listing every bad id, before any request.
+        """
         raw = as_item_list(self.device_ids, "device_ids")
         if not raw:
             self.nothing_to_do("device_ids")
+            return None
+        return distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Read the devices' online status (see :func:`plan_force_offline`) and return what a real
+        run would leave, changing nothing."""
+        validated = self._validated()
+        if validated is None:
+            return self.new_outcome(0).build(dry_run=True)
+        ids, _duplicates = validated
+        outcome = self.new_outcome(len(ids), order=ids)
+        result = plan_force_offline(self.hook, ids)
+        _record(outcome, result)
+        for entry in result.succeeded:
+            outcome.plan(entry["id"], {"online_status": {"from": "online", "to": "offline"}})
+        return outcome.build(dry_run=True)
+
+    def operate(self, context: Context) -> FleetOutcome:
+        validated = self._validated()
+        if validated is None:
             return self.new_outcome(0).build()
-        ids, duplicates = distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
+        ids, duplicates = validated
         outcome = self.new_outcome(len(ids), order=ids)
         read_first = self.retrying(context)
         detail = ""

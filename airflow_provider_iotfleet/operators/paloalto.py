@@ -13,6 +13,7 @@ from airflow_provider_iotfleet.hooks.paloalto import (
     PaloAltoIoTSecurityHook,
     validate_cellular_devices,
 )
+from airflow_provider_iotfleet.hooks.paloalto.reads import planned_changes
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct, plural
@@ -38,6 +39,22 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
     changes nothing. On Airflow 3.3+ each accepted request is also recorded in the task's own state,
     and a retry sends only the requests an earlier try did not get accepted.
 
+    A dry run (``dry_run=True``) sends no update. It validates the devices as a real run does, reads
+    IoT Security's device list (``GET .../device/list``, 1000 entries a page, within the published
+    60 device reads a minute: the connection's ``device_reads_per_minute``) once for the whole run,
+    stopping as soon as every device is found, and finds each device in it by its identifiers. Where
+    a real run can only count (the bulk update answers how many devices it updated, not which), a
+    plan can tell per device, because it reads each device's listed entry: ``succeeded`` devices
+    would change, with ``plan`` ``{field: {"from": listed, "to": sent}}`` for each field the list
+    shows otherwise (``from`` ``None`` where it shows none), and ``unchanged`` ones already show
+    every value sent. A device the list does not show is ``succeeded`` with every field
+    ``{"from": None, "to": sent}``: that plan is only what would be sent (IoT Security ignores a
+    device it does not know). ``plan_source`` says which is which: ``{"device_list": [ids read
+    back], "not_listed": [ids planned from what would be sent]}``. ``batches`` is the requests a real
+    run would send; ``updated`` is ``None`` (IoT Security counts only what it updates). With
+    ``auth_type=scm`` (no documented device list) every device is ``not_listed``. Nothing in the
+    plan is ``accepted``, which only says that a request was.
+
     :param devices: dicts with any of ipAddress, ipv6Address, imei, iccid, imsi, apn, msisdn and
         SessionEvtType, at least one identifier each (templated, or an upstream task's output).
         The same device twice is sent once.
@@ -46,11 +63,12 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
     :param customer_id: the tenant (v4.0 API), overriding the connection's (templated).
     :param paloalto_iot_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any request failed (after sending all of them).
+    :param dry_run: read only and return the plan (templated; see above).
     """
 
     hook_class = PaloAltoIoTSecurityHook
     operation = "bulk_update"
-    template_fields = ("devices", "update_source", "customer_id")
+    template_fields = ("devices", "update_source", "customer_id", "dry_run")
     template_fields_renderers = {"devices": "json"}
 
     def __init__(
@@ -70,13 +88,47 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         self.customer_id = customer_id
         self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
 
-    def operate(self, context: Context) -> FleetOutcome:
+    def _validated(self) -> tuple[list[dict[str, str]], list[str], int] | None:
+        """The distinct entries (validated, in input order), their ids, and how many repeats went;
+        ``None`` (logged) when there are none. What :meth:`operate` and :meth:`plan` both start from.
+
+        :raises IoTFleetValidationError: naming every bad entry, or two different updates of one
+            device, before any request.
+        """
         raw = as_item_list(self.devices, "devices")
         if not raw:
             self.nothing_to_do("devices")
-            return self.new_outcome(0).build(updated=0, batches=0)
+            return None
         devices, ids, duplicates = _distinct_devices(validate_cellular_devices(raw))
         _refuse_conflicts(ids)
+        return devices, ids, duplicates
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Read the device list back (:meth:`PaloAltoIoTSecurityHook.read_devices`) and return what
+        each device would get, sending no update."""
+        validated = self._validated()
+        sources: dict[str, list[str]] = {"device_list": [], "not_listed": []}
+        if validated is None:
+            return self.new_outcome(0).build(dry_run=True, updated=0, batches=0, plan_source=sources)
+        devices, ids, _duplicates = validated
+        outcome = self.new_outcome(len(devices), order=ids)
+        listed = self.hook.read_devices(devices, self.customer_id)
+        for device, key, entry in zip(devices, ids, listed, strict=True):
+            sources["device_list" if entry is not None else "not_listed"].append(key)
+            changes = planned_changes(device, entry)
+            if changes:
+                outcome.add("succeeded", key)
+                outcome.plan(key, changes)
+            else:
+                outcome.add("unchanged", key)
+        batches = -(-len(devices) // self.batch_size)
+        return outcome.build(dry_run=True, updated=None, batches=batches, plan_source=sources)
+
+    def operate(self, context: Context) -> FleetOutcome:
+        validated = self._validated()
+        if validated is None:
+            return self.new_outcome(0).build(updated=0, batches=0)
+        devices, ids, duplicates = validated
         outcome = self.new_outcome(len(devices), order=ids)
         batches = list(chunks(devices, self.batch_size))
         journal = self.journal(context, "paloalto.accepted")

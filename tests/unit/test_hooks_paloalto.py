@@ -20,6 +20,7 @@ from tests.connections import PALOALTO_ACCESS_KEY as ACCESS_KEY
 from tests.connections import PALOALTO_KEY_ID as KEY_ID
 from tests.connections import PALOALTO_TENANT_HOST as TENANT_HOST
 from tests.fakes import ICCID, IMEI, FakeClock
+from tests.log_capture import Logs
 
 BULK_URL = f"{TENANT_HOST}/pub/v4.0/device/bulkUpdate"
 SCM_URL = "https://api.strata.paloaltonetworks.com/iot/pub/v1/device/bulkUpdate"
@@ -283,3 +284,46 @@ def test_scm_test_connection_obtains_a_token(
 ) -> None:
     requests_mock.post(SCM_TOKEN_URL, [_token_reply("tok-one-aaaaaaaa")])
     assert scm_hook.test_connection() == (True, "Obtained a Strata Cloud Manager token for 1234567890")
+
+
+LIST_URL = f"{TENANT_HOST}/pub/v4.0/device/list"
+
+
+def test_read_devices_matches_by_any_identifier_and_keeps_input_order(
+    hook: PaloAltoIoTSecurityHook, requests_mock: rm.Mocker
+) -> None:
+    listed = [
+        {"deviceid": "aa:bb", "iccid": ICCID, "apn": "x.iot"},
+        {"deviceid": "10.20.30.40", "ip_address": "10.20.30.40"},
+    ]
+    requests_mock.get(LIST_URL, json={"total": 2, "devices": listed})
+    found = hook.read_devices([{"ipAddress": "10.20.30.40"}, {"imei": IMEI}, {"imei": IMEI, "iccid": ICCID}])
+    assert found == [listed[1], None, listed[0]]
+    assert parse_qs(requests_mock.last_request.query) == {
+        "customerid": ["acme-iot"],
+        "offset": ["0"],
+        "pagelength": ["1000"],
+    }
+
+
+def test_read_devices_with_scm_reads_nothing_and_says_why(
+    scm_hook: PaloAltoIoTSecurityHook, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    assert scm_hook.read_devices(DEVICES) == [None]
+    assert requests_mock.call_count == 0
+    assert any("documented for the v4.0 API only" in line for line in logs.lines("warning"))
+
+
+def test_device_reads_have_their_own_limit_from_the_connection(
+    set_connection: Callable[..., None], clock: FakeClock
+) -> None:
+    set_connection(
+        "pan_reads",
+        "paloalto_iot",
+        host=TENANT_HOST,
+        login=KEY_ID,
+        password=ACCESS_KEY,
+        extra={"device_reads_per_minute": 30},
+    )
+    hook = PaloAltoIoTSecurityHook("pan_reads", clock=clock, rate_limit_share=0.5)
+    assert hook._device_reads.rate == pytest.approx(30 / 60 * 0.5 * RATE_HEADROOM)

@@ -21,7 +21,7 @@ import requests
 import requests_mock as rm
 from airflow.sdk import DAG
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM
 from airflow_provider_iotfleet.hooks.huawei import hook as huawei_hook
 from airflow_provider_iotfleet.hooks.huawei.answers import NEVER_CONNECTED_MESSAGE, NOT_FORCED_OFFLINE
@@ -1455,6 +1455,207 @@ def test_roma_read_back_that_fails_keeps_the_refused_devices_refused(
     assert result == roma_outcome(2, [1], [error("not_forced_offline", None, NOT_FORCED_OFFLINE, [2])])
     assert reads.call_count == 4  # a read: retried, then given up
     assert any("could not read back the 1 devices ROMA refused" in line for line in logs.lines("warning"))
+
+
+# --- Palo Alto Networks IoT Security: dry run ---------------------------------------------------
+
+LIST_URL = f"{TENANT_HOST}/pub/v4.0/device/list"
+
+
+def pan_listing(requests_mock: rm.Mocker, entries: list[dict[str, Any]]) -> Any:
+    """Answer ``GET .../device/list`` with ``entries`` paged by ``offset`` and ``pagelength``."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        offset, length = int(request.qs["offset"][0]), int(request.qs["pagelength"][0])
+        return {"total": len(entries), "devices": entries[offset : offset + length]}
+
+    return requests_mock.get(LIST_URL, json=answer)
+
+
+def test_pan_dry_run_plans_from_the_device_list_and_sends_no_update(
+    paloalto_connection: None, requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    put = requests_mock.put(BULK_URL, json=pan_answer())
+    entries: list[dict[str, Any]] = [{"deviceid": f"10.0.{n // 250}.{n % 250}"} for n in range(2500)]
+    entries[3] = {"deviceid": "10.9.0.3", "ip_address": "10.9.0.3", "apn": "old.apn"}
+    entries[1200] = {"deviceid": "x", "imei": imei(1), "SessionEvtType": "Start"}
+    listing = pan_listing(requests_mock, entries)
+    devices = [
+        {"ipAddress": "10.9.0.3", "apn": "new.apn"},  # listed, apn differs
+        pan_device(1),  # listed as it would be sent
+        pan_device(2),  # not listed
+        pan_device(1),  # a repeat
+    ]
+    op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, batch_size=2, dry_run="true")
+    ctx = operator_context()
+    result = op.execute(ctx)
+    assert put.call_count == 0
+    assert ctx["ti"].xcom == {}
+    assert result == {
+        **outcome(
+            "bulk_update",
+            PAN_VENDOR,
+            3,
+            succeeded=["10.9.0.3", imei(2)],
+            unchanged=[imei(1)],
+            details={
+                "updated": None,
+                "batches": 2,
+                "plan_source": {"device_list": ["10.9.0.3", imei(1)], "not_listed": [imei(2)]},
+            },
+        ),
+        "dry_run": True,
+        "plan": {
+            "10.9.0.3": {"apn": {"from": "old.apn", "to": "new.apn"}},
+            imei(2): {"imei": {"from": None, "to": imei(2)}, "SessionEvtType": {"from": None, "to": "Start"}},
+        },
+    }
+    # Every page, since one device is in none: each at most 1000 entries, paced at 60 reads a minute.
+    assert [(r.qs["offset"], r.qs["pagelength"]) for r in listing.request_history] == [
+        (["0"], ["1000"]),
+        (["1000"], ["1000"]),
+        (["2000"], ["1000"]),
+    ]
+    assert listing.request_history[0].qs["customerid"] == ["acme-iot"]
+    assert [round(s, 6) for s in clock.sleeps] == [round(1.0 / RATE_HEADROOM, 6)] * 2
+
+
+def test_pan_dry_run_stops_paging_once_every_device_is_found(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
+    entries = [{"ip_address": f"10.0.{n // 250}.{n % 250}", "apn": "a.iot"} for n in range(3000)]
+    listing = pan_listing(requests_mock, entries)
+    devices = [{"ipAddress": "10.0.0.1", "apn": "a.iot"}, {"ipAddress": "10.0.4.10", "apn": "a.iot"}]
+    result = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, dry_run=True).execute(
+        operator_context()
+    )
+    assert listing.call_count == 2  # 10.0.4.10 is entry 1010: on the second page; the third is not read
+    assert result["devices"]["unchanged"] == ["10.0.0.1", "10.0.4.10"]
+    assert result["plan"] == {}
+    assert result["counts"]["accepted"] == 0
+
+
+def test_pan_dry_run_fails_on_bad_input_as_the_real_run_does(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
+    bad = [{"imei": "123"}, {"apn": "x"}, pan_device(3), {**pan_device(3), "apn": "other"}]
+    for devices in (bad[:2], bad[2:]):
+        messages = []
+        for dry_run in (False, True):
+            op = PaloAltoIoTBulkUpdateOperator(task_id="t", devices=devices, dry_run=dry_run)
+            with pytest.raises(IoTFleetValidationError) as caught:
+                op.execute(operator_context())
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1]
+    assert requests_mock.call_count == 0
+
+
+def test_pan_dry_run_is_templated() -> None:
+    assert "dry_run" in PaloAltoIoTBulkUpdateOperator.template_fields
+
+
+# --- Huawei ROMA Connect: dry run ---------------------------------------------------------------
+
+
+def roma_dry_outcome(
+    requested: int,
+    succeeded: list[int],
+    errors: list[dict[str, Any]] | None = None,
+    unchanged: list[int] | None = None,
+) -> dict[str, Any]:
+    """A dry run's outcome: a real run's, marked, with each online device's would-be change."""
+    plan = {str(i): {"online_status": {"from": "online", "to": "offline"}} for i in succeeded}
+    return {**roma_outcome(requested, succeeded, errors, unchanged), "dry_run": True, "plan": plan}
+
+
+def test_roma_dry_run_reads_each_of_few_devices_once_and_sends_no_force_offline(
+    roma_conn: None, requests_mock: rm.Mocker, logs: Logs
+) -> None:
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    reads = roma_reads(requests_mock, {1: 1, 2: 2, 3: 0, 4: 1})
+    requests_mock.get(
+        f"{DEVICES_URL}/5",
+        status_code=404,
+        json={"error_code": "ROMA.00110006", "error_msg": "The resource does not exist."},
+    )
+    ctx = operator_context()
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1, 2, 3, 4, 5, 1], dry_run=True).execute(
+        ctx
+    )
+    assert result == roma_dry_outcome(
+        5,
+        [1, 4],
+        [
+            error("never_connected", None, NEVER_CONNECTED_MESSAGE, [3], attempted=False),
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [5]),
+        ],
+        unchanged=[2],
+    )
+    assert post.call_count == 0
+    assert sorted(r.path.rsplit("/", 1)[1] for r in reads.request_history) == ["1", "2", "3", "4"]
+    assert ctx["ti"].xcom == {}  # the task succeeds: it only says what would fail
+    warnings = logs.lines("warning")
+    assert any("would be failed (not sent): 1 device, never_connected" in line for line in warnings)
+    assert any("would be failed: 1 device, not_forced_offline" in line for line in warnings)
+
+
+def test_roma_dry_run_of_many_devices_pages_the_listings_instead(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    """Beyond ten devices the plan reads the online listing, then tells the others apart as a real
+    run reads back refused devices (never-connected listing, then the offline one)."""
+    ids = list(range(1, 15))
+    listed = {"1": [1, 3, 999], "0": [4], "2": [2, *range(5, 14)]}
+
+    def listing_of(request: Any, context: Any) -> dict[str, Any]:
+        items = listed[request.qs["online_status"][0]]
+        return {"total": len(items), "size": len(items), "items": [{"device_id": i} for i in items]}
+
+    listing = requests_mock.get(DEVICES_URL, json=listing_of)
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    result = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=ids, dry_run="True").execute(
+        operator_context()
+    )
+    assert post.call_count == 0
+    assert result == roma_dry_outcome(
+        14,
+        [1, 3],
+        [
+            error("never_connected", None, NEVER_CONNECTED_MESSAGE, [4], attempted=False),
+            error("not_forced_offline", None, NOT_FORCED_OFFLINE, [14]),
+        ],
+        unchanged=[2, *range(5, 14)],
+    )
+    assert [r.qs["online_status"][0] for r in listing.request_history] == ["1", "0", "2"]
+
+
+def test_roma_dry_run_fails_on_bad_ids_as_the_real_run_does(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    messages = []
+    for dry_run in (False, True):
+        op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[5, 0, "abc"], dry_run=dry_run)
+        with pytest.raises(IoTFleetValidationError) as caught:
+            op.execute(operator_context())
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "2 of 3 ROMA device ids are invalid" in messages[1]
+    assert requests_mock.call_count == 0
+
+
+def test_roma_dry_run_whose_read_fails_fails_rather_than_guess(
+    roma_conn: None, requests_mock: rm.Mocker
+) -> None:
+    post = requests_mock.post(FORCE_OFFLINE_URL, json=roma_answer())
+    requests_mock.get(f"{DEVICES_URL}/1", status_code=500, json=ROMA_500)
+    op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=[1], dry_run=True)
+    with pytest.raises(IoTFleetError, match=r"ROMA\.00110002"):
+        op.execute(operator_context())
+    assert post.call_count == 0
+
+
+def test_roma_dry_run_is_templated() -> None:
+    assert "dry_run" in HuaweiRomaForceOfflineOperator.template_fields
 
 
 # === Verizon ThingSpace firmware sync ============================================================

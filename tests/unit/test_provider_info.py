@@ -152,7 +152,7 @@ FULL_CONNECTIONS: dict[str, list[tuple[dict[str, object], tuple[str, ...]]]] = {
     "paloalto_iot": [
         (
             {"host": "https://t.iot.paloaltonetworks.com", "login": "k", "password": "secret-1"},
-            ("customer_id",),
+            ("customer_id", "_device_reads"),
         ),
         ({"login": "c", "password": "secret-1", "extra": {"auth_type": "scm", "tsg_id": "1"}}, ()),
     ],

@@ -10,6 +10,8 @@ from airflow_provider_iotfleet.forms import ConnectionForm, rate_field
 SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"  # noqa: S105 (a URL)
 #: The connection's ``requests_per_minute`` when it sets none.
 DEFAULT_REQUESTS_PER_MINUTE = 180
+#: The connection's ``device_reads_per_minute`` when it sets none: the published limit of device reads.
+DEFAULT_DEVICE_READS_PER_MINUTE = 60
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="paloalto_iot",
@@ -33,6 +35,12 @@ CONNECTION_FORM = ConnectionForm(
             "schema": {"type": ["string", "null"], "default": SCM_TOKEN_URL},
         },
         "requests_per_minute": rate_field("minute", DEFAULT_REQUESTS_PER_MINUTE),
+        "device_reads_per_minute": {
+            "label": "Device reads per minute",
+            "description": "Client-side limit of device list reads (a dry run's read-back); "
+            "IoT Security publishes 60.",
+            "schema": {"type": ["number", "null"], "default": DEFAULT_DEVICE_READS_PER_MINUTE},
+        },
     },
     relabeling={"login": "Key ID / client ID", "password": "Access key / client secret"},
     placeholders={

@@ -16,11 +16,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
-from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.base import RATE_HEADROOM, IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.paloalto.connection import (
     CONNECTION_FORM,
+    DEFAULT_DEVICE_READS_PER_MINUTE,
     DEFAULT_REQUESTS_PER_MINUTE,
     SCM_TOKEN_URL,
+)
+from airflow_provider_iotfleet.hooks.paloalto.reads import (
+    DEVICE_LIST_PAGE_LENGTH,
+    DeviceListMatcher,
 )
 from airflow_provider_iotfleet.hooks.paloalto.rules import validate_cellular_devices
 from airflow_provider_iotfleet.http import (
@@ -30,6 +35,7 @@ from airflow_provider_iotfleet.http import (
     Clock,
     ConnectionSettings,
     ErrorMapping,
+    TokenBucket,
     VendorErrorBody,
     text_or_none,
 )
@@ -81,7 +87,9 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
     API (``scm``, default ``https://api.strata.paloaltonetworks.com``); ``login`` / ``password`` are the
     key id and access key, or the SCM client id and secret. Extras: ``auth_type``, ``customer_id``
     (defaults to the tenant label in the host), ``tsg_id`` and ``auth_url`` for ``scm``,
-    ``requests_per_minute`` (180), ``timeout``, ``max_retries``.
+    ``requests_per_minute`` (180), ``device_reads_per_minute`` (60, the published limit of device
+    reads: :meth:`read_devices` keeps under it as well as under ``requests_per_minute``),
+    ``timeout``, ``max_retries``.
 
     :param paloalto_iot_conn_id: the Airflow connection id.
     :param rate_limit_share: this hook's share of the connection's rate limit (see
@@ -211,6 +219,65 @@ class PaloAltoIoTSecurityHook(IoTFleetBaseHook):
             )
         self.log.debug("%s: %d of %d devices updated", VENDOR, updated_count, len(devicelist))
         return BulkUpdateResult(requested=len(devicelist), updated=updated_count, message=message)
+
+    @cached_property
+    def _device_reads(self) -> TokenBucket:
+        """The device read limit, apart from the client's: the transport core has one limit per
+        client, and IoT Security allows device reads a third of the rate of other calls."""
+        per_minute = self.settings.get_float("device_reads_per_minute", DEFAULT_DEVICE_READS_PER_MINUTE)
+        return TokenBucket(
+            per_minute / 60.0 * self.rate_limit_share * RATE_HEADROOM,
+            clock=self.clock.monotonic,
+            sleep=self.clock.sleep,
+        )
+
+    def read_devices(
+        self, devices: Sequence[Mapping[str, str]], customer_id: str | None = None
+    ) -> list[dict[str, Any] | None]:
+        """Find ``devices`` in IoT Security's device list (``GET .../device/list``, 1000 entries a
+        page), paging once for all of them and stopping as soon as every one is found. Each page waits
+        for the device read limit (``device_reads_per_minute``) and the client's own.
+
+        Only the tenant portal's v4.0 API documents the device list: with ``auth_type=scm`` nothing is
+        read and no device is found.
+
+        :param devices: validated ``devicelist`` entries; an entry of the list is a device's when it
+            shows one of the device's identifiers with the same value.
+        :param customer_id: the tenant, overriding the connection's.
+        :return: for each device, in order, its device list entry, or ``None`` when not listed.
+        :raises IoTFleetError: when a read fails.
+        """
+        matcher = DeviceListMatcher(devices)
+        if self.auth_type == "scm":
+            self.log.warning(
+                "%s: the device list is documented for the v4.0 API only, not with auth_type=scm: "
+                "no device is read back",
+                VENDOR,
+            )
+            return matcher.found
+        offset = 0
+        while matcher.missing:
+            params = {
+                "customerid": customer_id or self.customer_id,
+                "offset": offset,
+                "pagelength": DEVICE_LIST_PAGE_LENGTH,
+            }
+            self._device_reads.acquire()
+            reply = self.client.send(Call("GET", f"{self._api_prefix}/device/list", params=params))
+            entries = reply.objects("devices")
+            matcher.add_page(entries)
+            offset += len(entries)
+            total = reply.field("total", int, required=False)
+            if len(entries) < DEVICE_LIST_PAGE_LENGTH or (total is not None and offset >= total):
+                break
+        self.log.info(
+            "%s: %d of %d devices found in the device list (%d entries read)",
+            VENDOR,
+            len(devices) - matcher.missing,
+            len(devices),
+            offset,
+        )
+        return matcher.found
 
     def _check_connection(self) -> str:
         if self.auth_type == "scm":
