@@ -245,8 +245,8 @@ class FirmwarePreviews(FirmwareUpgrades):
                 preview.refused.add(
                     imei,
                     "campaign_refused",
-                    f"ThingSpace would refuse the campaign's devices: {len(unknown)} of them are not in "
-                    f"account {account} (leave them out)",
+                    f"ThingSpace would refuse the campaign's devices: account {account} lacks "
+                    f"{len(unknown)} of them (leave those out)",
                 )
             elif why is not None:
                 preview.refused.add(imei, *why)
