@@ -203,7 +203,14 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
     ``"sync_firmware"``, device ids are IMEIs) with ``account_name`` and ``firmware`` (``{imei:
     version}`` of the synced devices) added. A device ThingSpace could not sync is ``failed`` with
     its per-device status as ``error_code`` and its reason as ``message`` (``missing_from_answer``
-    when the answer left it out). Nothing to roll back: a sync only reads.
+    when the answer left it out). Nothing to roll back: a sync changes nothing on the device, it
+    refreshes ThingSpace's record of its firmware.
+
+    A dry run (``dry_run=True``) reads the devices (FOTA listing) and syncs none: a device it would
+    sync is ``succeeded``, its firmware on record in ``firmware`` and ``plan`` (``{"firmware":
+    {"from": <on record>, "to": None}}``: what the device reports is known only once asked); one
+    ThingSpace lacks fails as the sync fails it, one never connected as ``never_connected`` (see
+    ``VerizonThingSpaceHook.preview_sync``). An offline device cannot be told from a read.
 
     Safe under Airflow's retries: a sync is idempotent, so a request whose answer was lost (a 5xx,
     a dropped connection) is sent again like a read. On Airflow 3.3+ the devices synced are also
@@ -214,12 +221,13 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
     :param batch_size: IMEIs per request, at most 100.
     :param verizon_thingspace_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any device was not synced (after trying all).
+    :param dry_run: read only and return what a sync would do (templated; see above).
     """
 
     hook_class = VerizonThingSpaceHook
     operation = "sync_firmware"
     unit = "IMEI"
-    template_fields = ("account_name", "imeis")
+    template_fields = ("account_name", "imeis", "dry_run")
 
     def __init__(
         self,
@@ -236,13 +244,35 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
         self.account_name = account_name
         self.batch_size = validate_batch_size(batch_size, MAX_SYNC_IMEIS, self.hook_class.hook_name)
 
-    def operate(self, context: Context) -> FleetOutcome:
+    def _validated(self) -> tuple[str, list[str], int]:
+        """The account, the distinct IMEIs in input order, and how many repeats were dropped.
+
+        :raises IoTFleetValidationError: for a missing account or a bad IMEI, before any request.
+        """
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
-        if not raw:
+        imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
+        return account, imeis, duplicates
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Read the devices and return what a sync would do (see the class docstring)."""
+        account, imeis, duplicates = self._validated()
+        outcome = self.new_outcome(len(imeis), order=imeis)
+        if not imeis:
+            self.nothing_to_do("imeis")
+            return outcome.build(account_name=account, firmware={})
+        self.start(
+            "planning a firmware sync of", len(imeis), detail=f"account {account}", duplicates=duplicates
+        )
+        preview = self.hook.preview_sync(imeis, account_name=account)
+        preview.record(outcome)
+        return outcome.build(account_name=account, firmware=preview.firmware)
+
+    def operate(self, context: Context) -> FleetOutcome:
+        account, imeis, duplicates = self._validated()
+        if not imeis:
             self.nothing_to_do("imeis")
             return self.new_outcome(0).build(account_name=account, firmware={})
-        imeis, duplicates = distinct(validate_imeis(raw), key=str)
         outcome = self.new_outcome(len(imeis), order=imeis)
         journal = self.journal(context, f"verizon.synced.{account}")
         wanted = set(imeis)
@@ -315,6 +345,15 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     work is ``VerizonThingSpaceHook.ensure_campaign``, which a ``@task`` can call itself; this
     operator adds the task's own: its default dates and name, cancelling on kill, the outcome.
 
+    A dry run (``dry_run=True``) reads the campaign of that name, else the firmware list, then the
+    devices; it schedules, adds and cancels nothing. The outcome's campaign fields are those it
+    would use (plus ``time_windows``, ``campaign_reused``); devices that would upgrade are
+    ``scheduled`` with ``plan`` ``{"firmware": {"from": <current>, "to": <firmware_to>}}``, those
+    already in a reused campaign ``unchanged``, the others ``failed`` grouped by why
+    (``not_in_account``, ``not_fota_eligible``, ``wrong_make_model``, ``other_firmware``,
+    ``campaign_started``, ``campaign_refused``; see ``VerizonThingSpaceHook.preview_upgrade``). A
+    real run schedules ineligible devices all the same; they end ``UpgradeFailed`` in the campaign.
+
     :param imeis: the devices (templated, or an upstream task's output); repeats are sent once. An
         empty list schedules nothing (``campaign_id`` ``None``).
     :param firmware_name: the upgrade's name in the firmware list (templated).
@@ -338,6 +377,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     :param cancel_on_failure: cancel the campaign this task scheduled if the task then fails for
         another reason. A killed task cancels it in any case.
     :param verizon_thingspace_conn_id: the Airflow connection.
+    :param dry_run: read only and return what the upgrade would do (templated; see above).
     """
 
     hook_class = VerizonThingSpaceHook
@@ -353,6 +393,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         "time_windows",
         "campaign_name",
         "account_name",
+        "dry_run",
     )
     template_fields_renderers = {"time_windows": "json"}
 
@@ -388,11 +429,40 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         #: (account, campaign id) of a campaign this try scheduled, for on_kill and cancel_on_failure.
         self._scheduled: tuple[str, str] | None = None
 
-    def operate(self, context: Context) -> FleetOutcome:
+    def _validated(self, context: Context) -> tuple[str, list[str], int, CampaignRequest]:
+        """The account, the distinct IMEIs in input order, how many repeats were dropped, and the
+        campaign asked for.
+
+        :raises IoTFleetValidationError: for a missing account, a bad IMEI or campaign field,
+            before any request.
+        """
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
-        request = self._campaign_request(context)
+        return account, imeis, duplicates, self._campaign_request(context)
+
+    def plan(self, context: Context) -> FleetOutcome:
+        """Read the campaign, firmware and devices, and return what the upgrade would do (see the
+        class docstring)."""
+        account, imeis, duplicates, request = self._validated(context)
+        if not imeis:
+            self.nothing_to_do("imeis")
+            return self._outcome(account, request, [], None)
+        self.start(
+            "planning a firmware upgrade of",
+            len(imeis),
+            detail=f"campaign {request.name!r}",
+            duplicates=duplicates,
+        )
+        preview = self.hook.preview_upgrade(
+            imeis, request, protocol=self.protocol, account_name=account, validated=True
+        )
+        outcome = self.new_outcome(len(imeis), order=imeis)
+        preview.record(outcome)
+        return outcome.build(account_name=account, campaign_name=request.name, **preview.details())
+
+    def operate(self, context: Context) -> FleetOutcome:
+        account, imeis, duplicates, request = self._validated(context)
         if not imeis:
             self.nothing_to_do("imeis")
             return self._outcome(account, request, [], None)

@@ -37,6 +37,7 @@ from airflow_provider_iotfleet.hooks.verizon import (
 )
 from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFirmwareUpgradeOperator,
+    VerizonThingSpaceSyncFirmwareOperator,
     default_campaign_name,
 )
 from airflow_provider_iotfleet.sensors.verizon import VerizonThingSpaceCampaignSensor
@@ -123,6 +124,22 @@ class FakeCampaigns(FakeThingSpace):
         self.lose: list[str] = []
         self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
         self.refuse_devices: dict[str, str] = {}
+        #: the FOTA listing's device items by IMEI (``POST /devices/{acc}``, the dry runs' read).
+        self.fota: dict[str, dict[str, Any]] = {}
+
+    def add_device(self, imei: str, firmware: str = UPGRADE["firmwareFrom"], **fields: Any) -> None:
+        """A device of the account as the FOTA listing shows it: by default one ``UPGRADE`` upgrades."""
+        self.fota[imei] = {
+            "deviceId": imei,
+            "make": UPGRADE["make"],
+            "model": UPGRADE["model"],
+            "firmware": firmware,
+            "fotaEligible": True,
+            "licenseAssigned": True,
+            "protocol": "LWM2M",
+            "lastConnectionTime": "2026-11-20 10:00:00.000 +0000 UTC",
+            **fields,
+        }
 
     def add_campaign(self, name: str, status: str, members: list[str], **fields: Any) -> str:
         campaign_id = f"c{len(self.campaigns) + 1:04d}"
@@ -163,6 +180,9 @@ class FakeCampaigns(FakeThingSpace):
         for kind, answer in list(self.refuse.items()):
             if f"{wire.method} {path}".startswith(kind):
                 return answer
+        if wire.method == "POST" and path == f"/devices/{ACCOUNT}":
+            listed = [self.fota[imei] for imei in sorted(wire.json()["deviceList"]) if imei in self.fota]
+            return 200, {"accountName": ACCOUNT, "hasMoreData": False, "deviceList": listed}
         if wire.method == "GET" and path == f"/firmware/{ACCOUNT}":
             return 200, [f for f in FIRMWARE if f["protocol"] == wire.query["protocol"][0]]
         if wire.method == "POST" and path == f"/campaigns/firmware/{ACCOUNT}":
@@ -1914,3 +1934,165 @@ def test_the_operator_and_the_sensor_serialize_with_their_dag() -> None:
         "{{ macros.ds_add(ds, 1) }}",
     )
     assert wait.campaign_id == "{{ ti.xcom_pull(task_ids='upgrade')['campaign_id'] }}"
+
+
+# === dry runs ====================================================================================
+
+
+def _writes(fake: FakeCampaigns) -> list[str]:
+    """Every FOTA request but a GET (the device listing's POST, a read, among them)."""
+    return [
+        f"{wire.method} {wire.path}"
+        for wire in fake.reads
+        if wire.path.startswith(FOTA) and wire.method != "GET"
+    ]
+
+
+def test_an_upgrade_dry_run_says_which_devices_would_upgrade_and_why_the_others_would_not(
+    fake: FakeCampaigns, clock: FakeClock, events: list[Any]
+) -> None:
+    devices = imeis(5)
+    fake.add_device(devices[0])
+    fake.add_device(devices[1], licenseAssigned=False)  # campaigns assign licenses themselves
+    fake.add_device(devices[2], make="QUECTEL", model="BG96")
+    fake.add_device(devices[3], firmware="SR1.3.0.0-11020")
+    fake.add_device(devices[4], fotaEligible=False)
+    operator = upgrade_operator(
+        clock, imeis=devices, time_windows=[[0, 4]], campaign_start_date=TOMORROW, dry_run="True"
+    )
+    outcome = operator.execute(run_context())
+
+    assert outcome["dry_run"] is True
+    assert outcome["devices"]["scheduled"] == devices[:2]
+    assert outcome["plan"] == {
+        imei: {"firmware": {"from": "SR1.2.0.0-10657", "to": "SR1.3.0.0-11020"}} for imei in devices[:2]
+    }
+    assert [(e["error_code"], e["devices"], e["attempted"]) for e in outcome["errors"]] == [
+        ("wrong_make_model", [devices[2]], True),
+        ("other_firmware", [devices[3]], True),
+        ("not_fota_eligible", [devices[4]], True),
+    ]
+    messages = [e["message"] for e in outcome["errors"]]
+    assert messages[0] == f"a QUECTEL BG96: {UPGRADE['firmwareName']} is for SEQUANS COMMUNICATIONS GM01Q"
+    assert messages[1].startswith("runs SR1.3.0.0-11020, not SR1.2.0.0-10657")
+    assert {key: outcome[key] for key in outcome if key not in OUTCOME_KEYS and key != "plan"} == {
+        "account_name": ACCOUNT,
+        "campaign_id": None,
+        "campaign_name": "airflow test_dag.upgrade manual__2026-11-21T12:00:00+00:00",
+        "campaign_status": None,
+        "campaign_reused": False,
+        "firmware_name": UPGRADE["firmwareName"],
+        "firmware_from": UPGRADE["firmwareFrom"],
+        "firmware_to": UPGRADE["firmwareTo"],
+        "start_date": TOMORROW,
+        "end_date": "2026-11-23",
+        "time_windows": [[0, 4]],
+    }
+    assert _writes(fake) == [f"POST {FOTA}/devices/{ACCOUNT}"]  # the one device listing: no campaign
+    assert not fake.campaigns
+    warnings = [str(event["event"]) for event in events if event["log_level"] == "warning"]
+    assert any("would be failed: 1 device, wrong_make_model" in line for line in warnings)
+
+
+def test_an_upgrade_dry_run_reuses_the_campaign_of_its_name_and_lists_what_it_lacks(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(2)
+    for imei in devices:
+        fake.add_device(imei)
+    name = "night-wave"
+    campaign_id = fake.add_campaign(
+        name, "CampaignScheduled", devices[:1], startDate=TOMORROW, endDate=TOMORROW
+    )
+    outcome = upgrade_operator(clock, imeis=devices, campaign_name=name, dry_run=True).execute(run_context())
+
+    assert (outcome["campaign_id"], outcome["campaign_reused"], outcome["campaign_status"]) == (
+        campaign_id,
+        True,
+        "CampaignScheduled",
+    )
+    assert outcome["devices"]["unchanged"] == devices[:1]  # already in it: nothing would be sent
+    assert outcome["devices"]["scheduled"] == devices[1:]
+    assert list(outcome["plan"]) == devices[1:]
+    assert not fake.requests("PUT") and not fake.requests("DELETE")
+
+
+def test_an_upgrade_dry_run_of_a_started_campaign_lists_the_devices_it_can_no_longer_take(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(2)
+    for imei in devices:
+        fake.add_device(imei)
+    fake.add_campaign("night-wave", "CampaignScheduled", devices[:1])  # started today
+    outcome = upgrade_operator(clock, imeis=devices, campaign_name="night-wave", dry_run=True).execute(
+        run_context()
+    )
+    (error,) = outcome["errors"]
+    assert (error["error_code"], error["devices"], error["attempted"]) == (
+        "campaign_started",
+        devices[1:],
+        False,
+    )
+    assert outcome["devices"]["unchanged"] == devices[:1]
+
+
+def test_an_upgrade_dry_run_with_an_imei_the_account_lacks_says_the_campaign_would_be_refused(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(3)
+    fake.add_device(devices[0])
+    fake.add_device(devices[2])
+    outcome = upgrade_operator(clock, imeis=devices, dry_run=True).execute(run_context())
+    assert outcome["devices"]["scheduled"] == [] and outcome["plan"] == {}
+    assert [(e["error_code"], e["devices"]) for e in outcome["errors"]] == [
+        ("campaign_refused", [devices[0], devices[2]]),
+        ("not_in_account", [devices[1]]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"firmware_name": "nope"}, "no firmware upgrade available"),
+        ({"campaign_start_date": "2026-11-01", "campaign_end_date": "2026-11-02"}, "already ended"),
+        ({"campaign_start_date": "2026-11-20", "campaign_end_date": "2026-11-22"}, "in the past"),
+        ({"imeis": imeis(1001), "campaign_start_date": TODAY}, "must start after today"),
+    ],
+)
+def test_an_upgrade_dry_run_fails_as_the_real_run_does_on_bad_input(
+    fake: FakeCampaigns, clock: FakeClock, arguments: dict[str, Any], says: str
+) -> None:
+    raised = []
+    for dry_run in (True, False):
+        with pytest.raises(IoTFleetValidationError, match=says) as error:
+            upgrade_operator(clock, dry_run=dry_run, **arguments).execute(run_context())
+        raised.append(str(error.value))
+    assert raised[0] == raised[1]
+    assert _writes(fake) == [] and not fake.campaigns
+
+
+def test_a_sync_dry_run_lists_each_devices_firmware_on_record_and_those_the_sync_would_fail(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(3)
+    fake.add_device(devices[0], firmware="SR1.3.0.0-11020")
+    fake.add_device(devices[1], lastConnectionTime="N/A")
+    operator = VerizonThingSpaceSyncFirmwareOperator(
+        task_id="sync", imeis=devices, verizon_thingspace_conn_id=CONN_ID, dry_run=True
+    )
+    outcome = operator.execute(operator_context("sync"))
+
+    assert outcome["dry_run"] is True
+    assert outcome["devices"]["succeeded"] == devices[:1]
+    assert outcome["firmware"] == {devices[0]: "SR1.3.0.0-11020"}
+    assert outcome["plan"] == {devices[0]: {"firmware": {"from": "SR1.3.0.0-11020", "to": None}}}
+    assert [(e["error_code"], e["devices"]) for e in outcome["errors"]] == [
+        ("never_connected", [devices[1]]),
+        ("FirmwareVersionUpdateFailed", [devices[2]]),
+    ]
+    assert _writes(fake) == [f"POST {FOTA}/devices/{ACCOUNT}"]
+
+
+def test_dry_run_is_a_template_field_of_both_write_operators() -> None:
+    assert "dry_run" in VerizonThingSpaceSyncFirmwareOperator.template_fields
+    assert "dry_run" in VerizonThingSpaceFirmwareUpgradeOperator.template_fields

@@ -21,6 +21,7 @@ from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, seg
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
 from airflow_provider_iotfleet.hooks.verizon.connection import CONNECTION_FORM
 from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
+from airflow_provider_iotfleet.hooks.verizon.previews import FirmwarePreviews
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
 from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades
 from airflow_provider_iotfleet.http import SYSTEM_CLOCK, Call, Clock, Reply
@@ -31,10 +32,11 @@ from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 
-class VerizonThingSpaceHook(FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
+class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
     """List FOTA devices and sync their firmware on Verizon ThingSpace; schedule, follow and cancel
     firmware upgrade campaigns (the calls of :class:`.campaigns.FirmwareCampaigns`), or get devices
-    into one in a single call (:meth:`ensure_campaign`).
+    into one in a single call (:meth:`ensure_campaign`); see what a sync or an upgrade would do by
+    reads only (:meth:`preview_sync`, :meth:`preview_upgrade`).
 
     Connection: ``host`` is the ThingSpace root (default ``https://thingspace.verizon.com``; the FOTA,
     OAuth and M2M paths are appended), ``login`` / ``password`` the OAuth key and secret. Extras:

@@ -74,7 +74,7 @@ class FirmwareUpgrades(FirmwareCampaigns):
         today: date,
     ) -> EnsuredCampaign:
         """Add the devices a campaign found by name lacks, unless it has started."""
-        _check_same_firmware(campaign, request)
+        check_same_firmware(campaign, request)
         campaign_id = campaign["campaign_id"]
         self.log.info(
             "%s: campaign %r exists already (%s, %s): reusing it, not scheduling another",
@@ -199,7 +199,7 @@ class FirmwareUpgrades(FirmwareCampaigns):
         )
 
 
-def _check_same_firmware(campaign: dict[str, Any], request: CampaignRequest) -> None:
+def check_same_firmware(campaign: dict[str, Any], request: CampaignRequest) -> None:
     """A campaign found by name is reused only if it upgrades to what is asked for now."""
     differences = [
         f"{label} {theirs!r}, not {ours!r}"
