@@ -63,6 +63,7 @@ value when it succeeded, and is pushed under the XCom key ``outcome`` when it fa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -96,6 +97,8 @@ DONE_STATUSES: tuple[Status, ...] = ("succeeded", "unchanged", "scheduled", "acc
 ERROR_STATUSES: tuple[Status, ...] = ("failed", "unknown")
 STATUSES: tuple[Status, ...] = DONE_STATUSES + ERROR_STATUSES
 #: The keys every outcome has; anything else in its XCom form is operation-specific.
+log = logging.getLogger(__name__)
+
 _COMMON_KEYS = frozenset({"operation", "vendor", "requested", "dry_run", "counts", "devices", "errors"})
 #: A change of one field in a plan: ``{"from": current, "to": wanted}``.
 FieldChange = dict[str, Any]
@@ -460,6 +463,14 @@ def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, 
     ready for ``CiscoControlCenterEditDevicesOperator(edits=...)``. Devices that were ``unchanged``,
     failed or unknown are not in it: a rollback writes only what the edit wrote.
 
+    A field that had no value before (``None``) is restored as Control Center clears it where it
+    documents how: a custom field (``operatorCustom*``, ``accountCustom*``, ``customerCustom*``)
+    takes a blank value, ``""``. The other fields (``customer``, ``deviceID``, ``modemID``, an IP
+    address, ...) have no documented way to be cleared through this API: they are left out of the
+    edits, and a warning names the devices and fields that cannot be restored (all of them:
+    :func:`~airflow_provider_iotfleet.rollback.rollback_plan`). An IP address is restored with the ``apn`` and ``pdpId`` the edit sent
+    with it (they name the address's PDP context and change nothing themselves).
+
     Only a Cisco edit can be rolled back this way: ROMA devices forced offline reconnect by
     themselves, a firmware sync changes nothing on the device, and a firmware campaign is rolled
     back by cancelling it (``VerizonThingSpaceHook.cancel_campaign``).
@@ -468,25 +479,22 @@ def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, 
     :raises ValueError: for the outcome of another operation, of a dry run, or of an edit that did
         not read its devices first (``skip_unchanged=False``: it knows no previous values).
     """
-    edit = outcome if isinstance(outcome, FleetOutcome) else FleetOutcome.from_xcom(outcome)
-    if edit.operation != "edit_devices":
-        raise ValueError(
-            f"only a Cisco edit (operation 'edit_devices') can be rolled back with edits; this is "
-            f"{edit.operation!r} (a campaign is rolled back by cancelling it; forced-offline devices "
-            "reconnect by themselves; a firmware sync changes nothing)"
+    from airflow_provider_iotfleet.rollback import rollback_plan
+
+    rollback = rollback_plan(outcome)
+    if rollback.not_restorable:
+        shown = "; ".join(
+            f"{iccid}: {', '.join(fields)}" for iccid, fields in list(rollback.not_restorable.items())[:10]
         )
-    if edit.dry_run:
-        raise ValueError(
-            "this is the outcome of a dry run: it changed nothing, there is nothing to roll back"
+        more = len(rollback.not_restorable) - 10
+        log.warning(
+            "rollback_edits: %d devices had fields empty before that Control Center's edit cannot clear; "
+            "those fields are left as the edit set them: %s%s",
+            len(rollback.not_restorable),
+            shown,
+            f"; and {more} more" if more > 0 else "",
         )
-    before = edit.details.get("before")
-    if not isinstance(before, Mapping):
-        raise ValueError(
-            "this edit recorded no previous values: it ran with skip_unchanged=False, writing without "
-            "reading the devices first, so what it replaced is not known"
-        )
-    changed = edit.ids("succeeded", "scheduled")
-    return [{"iccid": str(device), **before[str(device)]} for device in changed if before.get(str(device))]
+    return rollback.edits
 
 
 def pull_outcome(ti: Any, task_id: str, *, map_index: int | None = None) -> FleetOutcome | None:

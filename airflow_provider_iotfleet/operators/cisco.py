@@ -51,8 +51,10 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     edit that restores them; and the edit does exactly what a dry run of it just said (the same read,
     compared the same way). ``skip_unchanged=False`` writes blind, one ``PUT`` per device and
     nothing else: no ``before`` (a rollback then refuses, saying so), and every device sent counts as
-    changed. ``before`` has only the fields a read shows: not ``apn`` and ``pdpId`` (to roll back an
-    IP change, add them to its rollback edits), and a field the device had no value for is ``None``.
+    changed. ``before`` has the fields a read shows, and with an IP address the ``apn`` and ``pdpId``
+    the edit sent (a read does not show them; they name the address's PDP context, so the rollback
+    sends them again); a field the device had no value for is ``None``, which the rollback restores
+    as ``""`` for a custom field and cannot restore for the others (they are left out, with a warning).
     A retry's outcome has the ``before`` of what that try changed, and devices a killed try already
     scheduled (see below) have none.
 

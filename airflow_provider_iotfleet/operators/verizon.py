@@ -337,7 +337,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
 
     Returns a :class:`~airflow_provider_iotfleet.outcome.FleetOutcome` (``operation``
     ``"upgrade_firmware"``; the devices are ``scheduled``: in the campaign, to upgrade within its
-    dates) with ``account_name``, ``campaign_id``, ``campaign_name``, ``campaign_status``,
+    dates; those a retry finds already in its campaign ``unchanged``; those that cannot upgrade
+    ``failed``, left out of it) with ``account_name``, ``campaign_id``, ``campaign_name``, ``campaign_status``,
     ``firmware_name``, ``firmware_from``, ``firmware_to``, ``start_date`` and ``end_date`` added.
     Rolling back is cancelling the campaign (``VerizonThingSpaceHook.cancel_campaign``) before its
     devices upgrade. Wait for the upgrades with
@@ -351,8 +352,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     ``scheduled`` with ``plan`` ``{"firmware": {"from": <current>, "to": <firmware_to>}}``, those
     already in a reused campaign ``unchanged``, the others ``failed`` grouped by why
     (``not_in_account``, ``not_fota_eligible``, ``wrong_make_model``, ``other_firmware``,
-    ``campaign_started``, ``campaign_refused``; see ``VerizonThingSpaceHook.preview_upgrade``). A
-    real run schedules ineligible devices all the same; they end ``UpgradeFailed`` in the campaign.
+    ``campaign_started``; see ``VerizonThingSpaceHook.preview_upgrade``). A real run reads the
+    devices the same way first and leaves those same devices out of the campaign, ``failed``
+    (``attempted`` false) with the same error groups, so that it schedules exactly the devices its
+    plan listed as ``scheduled``; devices already in a reused campaign are ``unchanged`` in both.
 
     :param imeis: the devices (templated, or an upstream task's output); repeats are sent once. An
         empty list schedules nothing (``campaign_id`` ``None``).
@@ -531,20 +534,22 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         if ensured is None:
             return outcome.build(**details)
         error = ensured.not_added
+        ensured.ineligible.record(outcome)  # left out of the campaign: their upgrade would fail
         if error is None:
             if ensured.too_late:
                 outcome.refuse(ensured.too_late, "campaign_started", ensured.started_reason, attempted=False)
             campaign = ensured.campaign
-            details.update(
-                campaign_id=campaign["campaign_id"],
-                campaign_name=campaign["campaign_name"] or request.name,
-                campaign_status=campaign["status"],
-                firmware_name=campaign["firmware_name"] or request.firmware_name,
-                firmware_from=campaign["firmware_from"] or request.firmware_from,
-                firmware_to=campaign["firmware_to"] or request.firmware_to,
-                start_date=campaign["start_date"] or request.start_date,
-                end_date=campaign["end_date"] or request.end_date,
-            )
+            if campaign is not None:  # None: no device could upgrade, none was scheduled
+                details.update(
+                    campaign_id=campaign["campaign_id"],
+                    campaign_name=campaign["campaign_name"] or request.name,
+                    campaign_status=campaign["status"],
+                    firmware_name=campaign["firmware_name"] or request.firmware_name,
+                    firmware_from=campaign["firmware_from"] or request.firmware_from,
+                    firmware_to=campaign["firmware_to"] or request.firmware_to,
+                    start_date=campaign["start_date"] or request.start_date,
+                    end_date=campaign["end_date"] or request.end_date,
+                )
         else:
             # Devices left out fail with the add's error, or ThingSpace's own reason for each it
             # refused; the others fail too when the campaign was cancelled (it never runs with part
@@ -557,10 +562,12 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
                 elif imei in not_added:
                     outcome.fail([imei], error)
             if ensured.cancelled:
-                rest = [imei for imei in imeis if imei not in not_added]
+                rest = [imei for imei in imeis if imei not in not_added | ensured.ineligible.devices]
                 outcome.refuse(rest, "campaign_cancelled", ensured.cancelled_reason)
             details.update(campaign_id=ensured.campaign_id, campaign_status=error.campaign_status)
-        outcome.add_many("scheduled", ensured.scheduled)
+        already = set(ensured.already)
+        outcome.add_many("scheduled", [imei for imei in ensured.scheduled if imei not in already])
+        outcome.add_many("unchanged", [imei for imei in ensured.scheduled if imei in already])
         return outcome.build(**details)
 
     def _remember(self, account: str, campaign_id: str) -> None:

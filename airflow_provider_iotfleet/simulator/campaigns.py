@@ -7,8 +7,9 @@ any, and after it was created. Progress is worked out lazily, up to the clock, w
 reads the fleet through ThingSpace, the state or the clock (like the scheduled Control Center edits),
 so moving the clock with :meth:`SimulatorState.advance` moves every campaign on.
 
-When a device's turn comes it ends ``UpgradeFailed`` if its make and model are not the firmware's,
-or if its firmware is not the campaign's ``firmwareFrom`` at that moment; otherwise the seeded dice
+When a device's turn comes it ends ``UpgradeFailed`` if it is not FOTA-eligible (the listing's
+``fotaEligible`` false, HTTP devices: ThingSpace documents that only eligible devices "can be upgraded
+over the air"), if its make and model are not the firmware's, or if its firmware is not the campaign's ``firmwareFrom`` at that moment; otherwise the seeded dice
 (seed, campaign id, IMEI) fail ``campaign_failure_share`` of them, and the rest end ``Finished``
 with their firmware (listed and reported by the firmware sync) now ``firmwareTo``.
 
@@ -626,7 +627,14 @@ class CampaignBook:
         firmware = campaign.firmware
         digest = hashlib.sha256(f"{self.config.seed}:{campaign.id}:{device['imei']}".encode()).digest()
         roll = int.from_bytes(digest[:8], "big") / 2**64
-        if (device["make"], device["model"]) != (firmware.make, firmware.model):
+        if device["protocol"] == "HTTP":  # listed fotaEligible false: it cannot upgrade over the air
+            outcome = Outcome(
+                DEVICE_UPGRADE_FAILED,
+                "Device is not FOTA eligible: its software cannot be upgraded over the air.",
+                at,
+                started,
+            )
+        elif (device["make"], device["model"]) != (firmware.make, firmware.model):
             outcome = Outcome(
                 DEVICE_UPGRADE_FAILED,
                 f"Device make/model {device['make']} {device['model']} does not meet the firmware's "

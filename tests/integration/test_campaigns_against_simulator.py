@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
@@ -66,12 +67,14 @@ def simulator(start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
 
 
 def campaign_devices(simulator: Simulator) -> tuple[Firmware, list[str]]:
-    """The most common upgrade among online devices, and 300 of its devices, in IMEI order."""
+    """The most common upgrade among online FOTA-eligible devices (HTTP devices are not: an upgrade
+    leaves them out), and 300 of its devices, in IMEI order."""
     fleet = simulator.state.fleet
     by_upgrade: dict[Firmware, list[str]] = {}
     for index in range(fleet.size):
         device = fleet.device(index)
-        if device["online_status"] == ONLINE and (upgrade := upgrade_for(device)) is not None:
+        eligible = device["online_status"] == ONLINE and device["protocol"] != "HTTP"
+        if eligible and (upgrade := upgrade_for(device)) is not None:
             by_upgrade.setdefault(upgrade, []).append(imei_of(index))
     upgrade, imeis = max(by_upgrade.items(), key=lambda item: len(item[1]))
     assert len(imeis) >= CAMPAIGN_SIZE
@@ -185,16 +188,36 @@ def test_a_campaign_reports_exactly_what_the_simulator_upgraded_and_failed(
     )
     assert succeeded
     assert again["campaign_id"] == campaign_id
-    assert again["devices"]["scheduled"] == imeis
+    assert again["devices"]["unchanged"] == imeis  # in the campaign already: nothing sent
     assert list(simulator.state.snapshot()["campaigns"]) == [campaign_id]
     assert simulator.state.snapshot()["counters"]["verizon.campaigns"] == 1  # scheduled once
 
 
-def test_more_devices_than_one_request_need_a_campaign_that_starts_after_today(simulator: Simulator) -> None:
+def large_fleet(
+    start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, size: int
+) -> tuple[Simulator, Firmware, list[str]]:
+    """A simulator whose fleet has ``size`` devices one upgrade fits (an upgrade leaves the others
+    out of its campaign), that upgrade, and those devices in IMEI order."""
+    simulator = start_simulator(devices=18000, session_idle_timeout=30 * 24 * 3600.0)
+    for name, value in connection_variables(simulator, requests_per_second=1000).items():
+        monkeypatch.setenv(name, value)
+    fleet = simulator.state.fleet
+    by_upgrade: dict[Firmware, list[str]] = {}
+    for index in range(fleet.size):
+        device = fleet.device(index)
+        if device["protocol"] != "HTTP" and (fits := upgrade_for(device)) is not None:
+            by_upgrade.setdefault(fits, []).append(imei_of(index))
+    upgrade, fitting = max(by_upgrade.items(), key=lambda item: len(item[1]))
+    assert len(fitting) >= size
+    return simulator, upgrade, sorted(fitting[:size])
+
+
+def test_more_devices_than_one_request_need_a_campaign_that_starts_after_today(
+    start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Devices past the first 1000 go in as adds, which ThingSpace takes only before the start date:
     a campaign starting today is refused before anything is scheduled, one starting tomorrow is not."""
-    upgrade, _ = campaign_devices(simulator)
-    imeis = [imei_of(i) for i in range(1200)]
+    simulator, upgrade, imeis = large_fleet(start_simulator, monkeypatch, 1200)
 
     with pytest.raises(IoTFleetValidationError) as refused:
         VerizonThingSpaceFirmwareUpgradeOperator(
@@ -254,17 +277,26 @@ def _add_requests(record: dict[str, object]) -> bool:
 
 @pytest.mark.parametrize("failure", ["refused-device", "answers-lost"])
 def test_a_campaign_whose_devices_cannot_all_be_added_is_cancelled(
-    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, failure: str
+    start_simulator: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     """1,500 devices: the first 1,000 go in with the schedule, the other 500 as an add. When the
     add leaves devices out (ThingSpace refuses one, or its answers are lost twice), the campaign is
     cancelled before its start, so that it never upgrades part of the devices, and the task fails
     with an outcome that names every device left out, and why, and the others as cancelled."""
-    upgrade, _ = campaign_devices(simulator)
-    imeis = [imei_of(i) for i in range(LARGE_CAMPAIGN)]
+    simulator, upgrade, imeis = large_fleet(start_simulator, monkeypatch, LARGE_CAMPAIGN)
     if failure == "refused-device":
+        # Listed when the upgrade read the devices, gone from the account by the add.
         unknown = imei_of(simulator.config.devices + 7)  # well formed, not in the account
         imeis[1200] = unknown
+        read = VerizonThingSpaceHook.read_fota_devices
+
+        def read_as_then(hook: VerizonThingSpaceHook, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            found = read(hook, *args, **kwargs)
+            if imeis[0] in found:
+                found[unknown] = {**found[imeis[0]], "device_id": unknown}
+            return found
+
+        monkeypatch.setattr(VerizonThingSpaceHook, "read_fota_devices", read_as_then)
         left_out = [unknown]
         faulted: list[dict[str, object]] = []
     else:
@@ -303,4 +335,5 @@ def test_a_campaign_whose_devices_cannot_all_be_added_is_cancelled(
     # Cancelled, it upgrades nothing, however far its dates are passed.
     simulator.state.advance(5 * 24 * 3600)
     assert simulator.state.snapshot()["campaigns"][campaign_id]["status"] == "CampaignCancelled"
-    assert not any("firmware" in simulator.state.fleet.changed.get(i, {}) for i in range(LARGE_CAMPAIGN))
+    fleet = simulator.state.fleet
+    assert not any("firmware" in fleet.changed.get(fleet.by_imei(imei), {}) for imei in imeis)

@@ -137,6 +137,56 @@ def test_a_scheduled_edit_records_before_values_and_its_plan_says_scheduled(simu
     assert rollback_edits(applied) == [{"iccid": iccid, "status": "ACTIVATED"} for iccid in iccids]
 
 
+def _custom_and_ip(simulator: Simulator, index: int) -> dict[str, Any]:
+    """A device's ``accountCustom1`` and fixed IPv4 address as a read of it shows them."""
+    device = simulator.state.fleet.device(index)
+    return {"accountCustom1": device["custom"].get("accountCustom1"), "ipv4Address": device.get("fixed_ipv4")}
+
+
+def test_a_field_empty_before_is_restored_empty_and_an_ip_address_with_its_pdp_context(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    indices = [200, 201, 202]
+    iccids = [iccid_of(i) for i in indices]
+    assert all(_custom_and_ip(simulator, i) == {"accountCustom1": None, "ipv4Address": None} for i in indices)
+    pdp = {"apn": "iot.apn", "pdpId": "1"}
+    # The last device gets a fixed address first: the edit below changes it to another.
+    _run(edits=[{"iccid": iccids[2], "ipv4Address": "10.20.0.2", **pdp}])
+    edits = [
+        {"iccid": iccids[0], "accountCustom1": "batch-7"},  # empty before
+        {
+            "iccid": iccids[1],
+            "accountCustom1": "batch-7",
+            "ipv4Address": "10.20.0.1",
+            **pdp,
+        },  # no address before
+        {"iccid": iccids[2], "ipv4Address": "10.20.0.3", **pdp},
+    ]
+    applied = _run(edits=edits)
+    assert applied["devices"]["succeeded"] == iccids
+    assert applied["before"] == {
+        iccids[0]: {"accountCustom1": None},
+        iccids[1]: {"accountCustom1": None, "ipv4Address": None, **pdp},
+        iccids[2]: {"ipv4Address": "10.20.0.2", **pdp},
+    }
+
+    with caplog.at_level("WARNING"):
+        rollback = rollback_edits(applied)
+    assert rollback == [
+        {"iccid": iccids[0], "accountCustom1": ""},  # a blank custom field: empty again
+        {"iccid": iccids[1], "accountCustom1": ""},  # Control Center has no way to clear an address
+        {"iccid": iccids[2], "ipv4Address": "10.20.0.2", **pdp},
+    ]
+    assert any(f"{iccids[1]}: ipv4Address" in record.getMessage() for record in caplog.records)
+    rolled_back = _run(edits=rollback)
+    assert rolled_back["devices"]["succeeded"] == iccids
+    assert [_custom_and_ip(simulator, i) for i in indices] == [
+        {"accountCustom1": "", "ipv4Address": None},
+        {"accountCustom1": "", "ipv4Address": "10.20.0.1"},  # left as the edit set it, and said so
+        {"accountCustom1": None, "ipv4Address": "10.20.0.2"},
+    ]
+
+
 def test_bad_input_fails_the_dry_run_as_it_fails_the_edit_before_any_request(simulator: Simulator) -> None:
     edits = [{"iccid": iccid_of(1), "ratePlan": "IOT-1GB"}, {"iccid": "8901", "status": "ON"}]
     messages = []

@@ -569,7 +569,13 @@ def test_every_operator_turns_malformed_answers_into_typed_errors(
 
     iccids = [iccid_of(1), iccid_of(2)]
     cisco = _failed_outcome(
-        CiscoControlCenterEditDevicesOperator(task_id="cisco", iccids=iccids, changes={"accountCustom1": "x"})
+        CiscoControlCenterEditDevicesOperator(
+            # the write path: reading first (the default) would fail on the read, sending nothing
+            task_id="cisco",
+            iccids=iccids,
+            changes={"accountCustom1": "x"},
+            skip_unchanged=False,
+        )
     )
     _assert_one_error(cisco, "edit_devices", iccids, "Cisco IoT Control Center", says, "unknown")
 

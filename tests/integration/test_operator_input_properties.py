@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.paloalto import validate_cellular_devices
+from airflow_provider_iotfleet.hooks.verizon.eligibility import NOT_SENT
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
@@ -224,4 +225,7 @@ def test_verizon_firmware_upgrade(simulator: Simulator, imeis: list[Any], window
     if outcome is not None:
         requested = distinct(validate_imeis, imeis)
         status = accounted_once(outcome, operation="upgrade_firmware", requested=requested)
-        assert set(status.values()) <= {"scheduled"}
+        assert set(status.values()) <= {"scheduled", "failed"}
+        # A device fails only when its upgrade would: left out of the campaign, nothing sent for it.
+        for error in outcome["errors"]:
+            assert error["error_code"] in NOT_SENT and error["attempted"] is False, error

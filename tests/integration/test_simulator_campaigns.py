@@ -96,15 +96,22 @@ class ThingSpace:
 
 
 def eligible(
-    state: SimulatorState, count: int, firmware: Firmware = UPGRADE, online: bool = False
+    state: SimulatorState,
+    count: int,
+    firmware: Firmware = UPGRADE,
+    online: bool = False,
+    protocol_http: bool = False,
 ) -> list[str]:
-    """IMEIs of devices the firmware applies to (make, model, current firmware), in IMEI order."""
+    """IMEIs of devices the firmware applies to (make, model, current firmware), in IMEI order:
+    FOTA-eligible ones (not HTTP), or with ``protocol_http`` HTTP ones, which the listing shows as
+    not FOTA-eligible and whose upgrade fails."""
     found = []
     for index in range(state.fleet.size):
         device = state.fleet.device(index)
         if (
             (device["make"], device["model"]) == (firmware.make, firmware.model)
             and device["firmware"] == firmware.source
+            and (device["protocol"] == "HTTP") == protocol_http
             and (not online or device["online_status"] == ONLINE)
         ):
             found.append(imei_of(index))
@@ -394,8 +401,9 @@ def test_mismatched_devices_fail_and_upgrades_show_in_listing_and_sync(
     good = eligible(state, 3, online=True)
     newer = eligible(state, 1, FIRMWARE["GM01Q-SR1.2.1.0-10702-to-SR1.3.0.0-11020"])  # GM01Q, already 1.2.1
     other_model = eligible(state, 1, FIRMWARE["BG96-SR1.2.0.0-10657-to-SR1.2.1.0-10702"])
+    http = eligible(state, 1, protocol_http=True)  # listed fotaEligible false: cannot upgrade over the air
     day = tomorrow(state)
-    campaign = thingspace.schedule(campaign_body(good + newer + other_model, day, day))["id"]
+    campaign = thingspace.schedule(campaign_body(good + newer + other_model + http, day, day))["id"]
     advance_to(state, at(day, 1))
     report = thingspace.report(campaign)
     assert [report[imei]["status"] for imei in good] == ["Finished"] * 3
@@ -405,6 +413,11 @@ def test_mismatched_devices_fail_and_upgrades_show_in_listing_and_sync(
     )
     assert report[other_model[0]]["status"] == "UpgradeFailed"
     assert "make/model" in report[other_model[0]]["resultReason"]
+    assert report[http[0]]["status"] == "UpgradeFailed"
+    assert report[http[0]]["resultReason"] == (
+        "Device is not FOTA eligible: its software cannot be upgraded over the air."
+    )
+    assert state.fleet.device(state.fleet.by_imei(http[0]))["firmware"] == UPGRADE.source
     assert state.fleet.device(state.fleet.by_imei(newer[0]))["firmware"] == UPGRADE.target  # untouched
     assert state.fleet.device(state.fleet.by_imei(other_model[0]))["firmware"] == UPGRADE.source
 

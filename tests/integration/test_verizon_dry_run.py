@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError, IoTFleetVendorResponseError
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.operators.verizon import (
     VerizonThingSpaceFirmwareUpgradeOperator,
     VerizonThingSpaceSyncFirmwareOperator,
@@ -49,6 +49,11 @@ def _assert_reads_only(requests: list[tuple[str, str]]) -> None:
     assert requests, "the dry run read nothing"
     for method, path in requests:
         assert method == "GET" or (method == "POST" and "/fota/v3/devices/" in path), (method, path)
+
+
+def _groups(outcome: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Each failed group as a user reads it: code, message, devices, whether they were sent."""
+    return [(e["error_code"], e["message"], e["devices"], e["attempted"]) for e in outcome["errors"]]
 
 
 def _failed(outcome: dict[str, Any]) -> dict[str, str]:
@@ -108,7 +113,8 @@ def test_sync_dry_run_of_an_offline_device_plans_a_sync_that_then_fails(simulato
 
 def _upgrade_devices(simulator: Simulator) -> tuple[Firmware, list[str], dict[str, str]]:
     """The most common upgrade among FOTA-eligible devices, 12 devices it upgrades, and devices it
-    does not: of another make and model, or on other firmware (expected error code each)."""
+    does not: of another make and model, on other firmware, or not FOTA-eligible (HTTP devices the
+    upgrade otherwise fits) (expected error code each)."""
     fleet = simulator.state.fleet
     eligible = [i for i in range(fleet.size) if fleet.device(i)["protocol"] != "HTTP"]
     by_upgrade: dict[Firmware, list[int]] = {}
@@ -124,6 +130,13 @@ def _upgrade_devices(simulator: Simulator) -> tuple[Firmware, list[str], dict[st
     ][:3]
     refused = {imei_of(i): "wrong_make_model" for i in other_model}
     refused.update((imei_of(i), "other_firmware") for i in other_firmware)
+    http = [
+        i
+        for i in range(fleet.size)
+        if fleet.device(i)["protocol"] == "HTTP" and upgrade_for(fleet.device(i)) == upgrade
+    ][:2]
+    assert http, "the simulator's fleet has HTTP devices this upgrade would otherwise fit"
+    refused.update((imei_of(i), "not_fota_eligible") for i in http)
     return upgrade, [imei_of(i) for i in matching[:12]], refused
 
 
@@ -166,18 +179,21 @@ def test_upgrade_dry_run_reads_only_and_the_campaign_then_does_what_it_planned(s
 
     applied, succeeded = run_task(operator(False))
 
-    assert succeeded
+    assert not succeeded  # the devices that cannot upgrade fail the task, as the plan said
     assert (applied["start_date"], applied["end_date"]) == (plan["start_date"], plan["end_date"])
+    # The apply says what the plan said: the same devices scheduled, the same failed groups.
+    assert applied["devices"]["scheduled"] == plan["devices"]["scheduled"]
+    assert _groups(applied) == _groups(plan)
     simulator.state.advance_past_pending()
     held = simulator.state.snapshot()["campaigns"][applied["campaign_id"]]["devices"]
+    assert sorted(held) == plan["devices"]["scheduled"]  # the others were left out of the campaign
     finished = sorted(imei for imei, device in held.items() if device["status"] == "Finished")
     assert finished == plan["devices"]["scheduled"]  # exactly the devices the plan said would upgrade
-    assert {imei for imei, device in held.items() if device["status"] == "UpgradeFailed"} == set(refused)
     fleet = simulator.state.fleet
     assert all(fleet.device(fleet.by_imei(imei))["firmware"] == upgrade.target for imei in finished)
 
 
-def test_upgrade_dry_run_with_imeis_the_account_lacks_says_the_campaign_would_be_refused(
+def test_upgrade_of_imeis_the_account_lacks_leaves_them_out_in_the_plan_and_the_apply(
     simulator: Simulator,
 ) -> None:
     upgrade, eligible, _ = _upgrade_devices(simulator)
@@ -190,10 +206,14 @@ def test_upgrade_dry_run_with_imeis_the_account_lacks_says_the_campaign_would_be
         )
 
     plan, _ = run_task(operator(True))
-    assert _failed(plan) == {**dict.fromkeys(eligible[:3], "campaign_refused"), unknown: "not_in_account"}
-    with pytest.raises(IoTFleetVendorResponseError):  # the real run: ThingSpace refuses the schedule
-        run_task(operator(False))
-    assert simulator.state.snapshot()["campaigns"] == {}
+    assert plan["devices"]["scheduled"] == eligible[:3]
+    assert _failed(plan) == {unknown: "not_in_account"}
+    applied, succeeded = run_task(operator(False))
+    assert not succeeded
+    assert applied["devices"]["scheduled"] == plan["devices"]["scheduled"]
+    assert _groups(applied) == _groups(plan)
+    held = simulator.state.snapshot()["campaigns"][applied["campaign_id"]]["devices"]
+    assert sorted(held) == sorted(eligible[:3])  # scheduled without the IMEI ThingSpace would refuse
 
 
 @pytest.mark.parametrize(

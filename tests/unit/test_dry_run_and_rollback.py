@@ -11,8 +11,10 @@ import pytest
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
+from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, rollback_edits
+from airflow_provider_iotfleet.rollback import rollback_plan
 from airflow_provider_iotfleet.validation import as_flag
 from tests.fakes import operator_context
 
@@ -94,6 +96,56 @@ def test_rollback_edits_leave_out_unchanged_failed_and_unknown_devices() -> None
     builder.refuse([SECOND], "10000005", "Invalid status.")
     builder.refuse([THIRD], None, "answer lost", status="unknown")
     assert rollback_edits(builder.build()) == []
+
+
+def _problems(edits: list[dict[str, Any]]) -> list[str]:
+    """What the edit validation says of each rollback edit's fields (these ICCIDs are made up)."""
+    return [
+        p for edit in edits for p in cisco_change_problems({k: v for k, v in edit.items() if k != "iccid"})
+    ]
+
+
+def test_a_custom_field_empty_before_is_restored_blank_and_the_fields_that_cannot_be_cleared_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 3)
+    builder.add_many("succeeded", [FIRST, SECOND, THIRD])
+    builder.record_before(FIRST, {"accountCustom1": None, "ratePlan": "Basic"})
+    builder.record_before(SECOND, {"customer": None, "deviceID": None})  # nothing left to send
+    builder.record_before(THIRD, {"customer": None, "operatorCustom2": "rack 4"})
+    outcome = builder.build()
+
+    with caplog.at_level("WARNING"):
+        edits = rollback_edits(outcome)
+
+    # Control Center takes a blank custom field; it documents no way to clear a customer or device id.
+    assert edits == [
+        {"iccid": FIRST, "accountCustom1": "", "ratePlan": "Basic"},
+        {"iccid": THIRD, "operatorCustom2": "rack 4"},
+    ]
+    assert not _problems(edits)  # valid edits: the rollback is not blocked
+    assert rollback_plan(outcome).not_restorable == {SECOND: ["customer", "deviceID"], THIRD: ["customer"]}
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "2 devices had fields empty before that Control Center's edit cannot clear" in warning
+    assert f"{SECOND}: customer, deviceID; {THIRD}: customer" in warning
+
+
+def test_an_ip_address_is_restored_with_the_apn_and_pdp_id_the_edit_sent_and_only_with_them() -> None:
+    builder = OutcomeBuilder("edit_devices", "Cisco IoT Control Center", 3)
+    builder.add_many("succeeded", [FIRST, SECOND, THIRD])
+    builder.record_before(FIRST, {"ipv4Address": "10.0.0.7", "apn": "iot.apn", "pdpId": "1"})
+    builder.record_before(
+        SECOND, {"ipv4Address": None, "apn": "iot.apn", "pdpId": "1", "status": "ACTIVATED"}
+    )
+    builder.record_before(THIRD, {"ipv6Address": "2001:db8::7"})  # recorded before apn/pdpId were
+    rollback = rollback_plan(builder.build())
+
+    assert rollback.edits == [
+        {"iccid": FIRST, "ipv4Address": "10.0.0.7", "apn": "iot.apn", "pdpId": "1"},
+        {"iccid": SECOND, "status": "ACTIVATED"},  # no address to restore: no PDP context either
+    ]
+    assert not _problems(rollback.edits)
+    assert rollback.not_restorable == {SECOND: ["ipv4Address"], THIRD: ["ipv6Address"]}
 
 
 @pytest.mark.parametrize(

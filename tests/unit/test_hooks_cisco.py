@@ -509,8 +509,9 @@ def test_skip_unchanged_keeps_apn_and_pdp_id_with_an_ip_change(
     )
     assert outcome.result and outcome.result.outcome == "updated"
     assert put.last_request.json() == {"ipv4Address": "10.0.0.8", "apn": "iot.apn", "pdpId": "1"}
-    # Before values are what a read shows: the IP address, not its APN or PDP context.
-    assert outcome.result.before == {"ipv4Address": "10.0.0.7"}
+    # The previous address (a read shows it) and the APN and PDP id sent with the new one (a read
+    # does not): they name the address's PDP context, which the rollback's edit must send again.
+    assert outcome.result.before == {"ipv4Address": "10.0.0.7", "apn": "iot.apn", "pdpId": "1"}
 
 
 def test_an_edit_that_reads_first_keeps_the_previous_values_of_what_it_sent_only(

@@ -124,7 +124,8 @@ class FakeCampaigns(FakeThingSpace):
         self.lose: list[str] = []
         self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
         self.refuse_devices: dict[str, str] = {}
-        #: the FOTA listing's device items by IMEI (``POST /devices/{acc}``, the dry runs' read).
+        #: the FOTA listing's device items by IMEI (``POST /devices/{acc}``, the upgrade's read); while
+        #: none is added, every IMEI asked for is listed as one ``UPGRADE`` upgrades.
         self.fota: dict[str, dict[str, Any]] = {}
 
     def add_device(self, imei: str, firmware: str = UPGRADE["firmwareFrom"], **fields: Any) -> None:
@@ -140,6 +141,11 @@ class FakeCampaigns(FakeThingSpace):
             "lastConnectionTime": "2026-11-20 10:00:00.000 +0000 UTC",
             **fields,
         }
+
+    def _upgradable(self, imei: str) -> dict[str, Any]:
+        self.add_device(imei)
+        device = self.fota.pop(imei)
+        return device
 
     def add_campaign(self, name: str, status: str, members: list[str], **fields: Any) -> str:
         campaign_id = f"c{len(self.campaigns) + 1:04d}"
@@ -181,7 +187,11 @@ class FakeCampaigns(FakeThingSpace):
             if f"{wire.method} {path}".startswith(kind):
                 return answer
         if wire.method == "POST" and path == f"/devices/{ACCOUNT}":
-            listed = [self.fota[imei] for imei in sorted(wire.json()["deviceList"]) if imei in self.fota]
+            asked = sorted(wire.json()["deviceList"])
+            if not self.fota:  # no device added: the account has every device asked for, all upgradable
+                listed = [self._upgradable(imei) for imei in asked]
+            else:
+                listed = [self.fota[imei] for imei in asked if imei in self.fota]
             return 200, {"accountName": ACCOUNT, "hasMoreData": False, "deviceList": listed}
         if wire.method == "GET" and path == f"/firmware/{ACCOUNT}":
             return 200, [f for f in FIRMWARE if f["protocol"] == wire.query["protocol"][0]]
@@ -407,7 +417,7 @@ def test_schedule_campaign_and_the_operator_check_the_size_before_scheduling(
     with pytest.raises(IoTFleetValidationError, match="a campaign of 1001 devices must start after today"):
         upgrade_operator(clock, imeis=too_many).execute(run_context(None))
     # the operator looks for its campaign by name first (a retry reuses it), then refuses
-    assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == fake.requests("POST") == []
+    assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == fake.requests("POST", "/campaigns/") == []
 
 
 def test_every_bad_input_is_named_before_any_request(
@@ -820,8 +830,11 @@ def test_the_upgrade_outcome_matches_the_documented_shape(
     assert set(outcome) == OUTCOME_KEYS | CAMPAIGN_FIELDS  # the campaign's fields, and no others
     assert outcome["vendor"] == "Verizon ThingSpace"
     assert outcome["dry_run"] is False
-    assert outcome["devices"]["scheduled"] == devices
-    assert outcome["counts"]["scheduled"] == len(devices)
+    # a retry's devices already in its campaign are unchanged: it sends nothing for them
+    held = devices[:2] if case == "reused" else []
+    assert outcome["devices"]["scheduled"] == devices[len(held) :]
+    assert outcome["devices"]["unchanged"] == held
+    assert outcome["counts"]["scheduled"] == len(devices) - len(held)
     assert outcome["errors"] == []
     expected = {
         "account_name": ACCOUNT,
@@ -933,7 +946,8 @@ def test_a_retried_task_reuses_its_campaign_and_adds_what_it_lacks(
     outcome = upgrade_operator(clock, imeis=imeis(4)).execute(run_context(try_number=2))
 
     assert outcome["campaign_id"] == campaign_id
-    assert outcome["devices"]["scheduled"] == imeis(4)
+    assert outcome["devices"]["scheduled"] == imeis(2, start=2)  # added by this try
+    assert outcome["devices"]["unchanged"] == imeis(2)  # in it already: nothing sent
     assert outcome["errors"] == []
     assert fake.requests("POST", "/campaigns/") == []
     (add,) = fake.requests("PUT", "/campaigns/firmware/")
@@ -949,7 +963,7 @@ def test_a_campaign_found_by_name_with_other_firmware_is_not_reused(
         upgrade_operator(clock, campaign_name="wave").execute(run_context())
     assert "campaign 'wave' (c0001, CampaignScheduled) exists with other firmware" in str(raised.value)
     assert f"firmware_name 'FOTA_other', not {UPGRADE['firmwareName']!r}" in str(raised.value)
-    assert fake.requests("POST") == fake.requests("PUT") == []
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == []
 
 
 def test_a_retry_long_after_the_start_still_reuses_its_campaign(
@@ -959,8 +973,8 @@ def test_a_retry_long_after_the_start_still_reuses_its_campaign(
     campaign_id = fake.add_campaign(name, "CampaignEnded", imeis(3))
     outcome = upgrade_operator(clock).execute(run_context(datetime(2026, 11, 1, tzinfo=UTC)))
     assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
-    assert outcome["devices"]["scheduled"] == imeis(3)
-    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert outcome["devices"]["unchanged"] == imeis(3)  # in it already: nothing sent
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
 def time_out_while_adding(fake: FakeCampaigns) -> None:
@@ -1432,7 +1446,7 @@ def test_a_retry_whose_campaign_lacks_devices_it_cannot_add_cancels_it_naming_th
         cancelled([imei for imei in LARGE if imei not in left_out], len(left_out)),
     ]
     assert (outcome["campaign_id"], outcome["campaign_status"]) == ("c0001", "CampaignCancelled")
-    assert fake.requests("POST") == []  # reused, not scheduled again
+    assert fake.requests("POST", "/campaigns/") == []  # reused, not scheduled again
     (add,) = fake.requests("PUT", ADD_PATH)
     assert add.json() == {"Type": "append", "deviceList": ADDED}
     assert_cancelled_and_nothing_else_left(fake)
@@ -1463,13 +1477,13 @@ def test_a_retry_whose_campaign_started_without_some_devices_fails_them_and_leav
         f"campaign {campaign_id} started ({start}) before these devices could be added, and ThingSpace "
         "adds devices only before the start date; upgrade them in another campaign"
     )
-    assert outcome["devices"] == {**nothing_done(), "scheduled": imeis(2)}
+    assert outcome["devices"] == {**nothing_done(), "unchanged": imeis(2)}  # in it already
     assert outcome["errors"] == [group("campaign_started", None, started, imeis(2, start=2), attempted=False)]
     assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, status)
     assert (outcome["start_date"], outcome["end_date"]) == (start, end)
     assert message.startswith(f"2 of 4 IMEIs not done: 2 failed (not sent) with campaign_started: {started}.")
     # Nothing sent to change it: no add it would refuse, no cancel of the devices it does hold.
-    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == fake.requests("DELETE") == []
     assert fake.campaigns[campaign_id]["status"] == status
     assert sorted(fake.devices[campaign_id]) == imeis(2)
 
@@ -1485,11 +1499,11 @@ def test_a_retry_after_the_window_ended_reuses_its_campaign_where_a_new_one_is_r
     # The retry of the try that scheduled it in time: the campaign is what the task did, not refused.
     outcome = upgrade_operator(clock, **window).execute(run_context(try_number=2))
 
-    assert outcome["devices"]["scheduled"] == imeis(3)
+    assert outcome["devices"]["unchanged"] == imeis(3)  # in it already
     assert outcome["errors"] == []
     assert (outcome["campaign_id"], outcome["campaign_status"]) == (campaign_id, "CampaignEnded")
     assert (outcome["start_date"], outcome["end_date"]) == ("2026-11-18", "2026-11-20")
-    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == fake.requests("DELETE") == []
 
     # The same window for a campaign of another name: none to reuse, and a new one would never run.
     fake.wires.clear()
@@ -1546,14 +1560,15 @@ def test_ensure_campaign_schedules_a_new_campaign_with_the_first_devices_then_ad
     assert ensured.campaign["campaign_name"] == "wave-7"
     assert seen_when_scheduled == [("c0001", 0)]  # told before any device was added
     # Looked for by name (in each status a campaign may be reused in), the firmware chosen from the
-    # account's list, scheduled, the rest added.
+    # account's list, the devices read (1000 IMEIs a listing), scheduled, the rest added.
     assert [(w.method, w.path) for w in fake.reads] == [
         *[("GET", HISTORY)] * len(CAMPAIGN_REUSABLE_STATUSES),
         ("GET", f"{FOTA}/firmware/{ACCOUNT}"),
+        *[("POST", f"{FOTA}/devices/{ACCOUNT}")] * 2,
         ("POST", f"{FOTA}/campaigns/firmware/{ACCOUNT}"),
         ("PUT", f"{FOTA}/campaigns/firmware/{ACCOUNT}/c0001"),
     ]
-    (post,) = fake.requests("POST")
+    (post,) = fake.requests("POST", "/campaigns/")
     assert post.json()["deviceList"] == SCHEDULED
     assert (
         post.json()["firmwareTo"] == UPGRADE["firmwareTo"]
@@ -1571,8 +1586,9 @@ def test_ensure_campaign_reuses_a_campaign_of_its_name_adding_only_what_it_lacks
 
     assert (ensured.campaign_id, ensured.reused, ensured.status) == (campaign_id, True, "CampaignScheduled")
     assert ensured.scheduled == imeis(4)
+    assert ensured.already == imeis(2)
     assert ensured.left_out == {}
-    assert fake.requests("POST") == []
+    assert fake.requests("POST", "/campaigns/") == []
     (add,) = fake.requests("PUT")
     assert add.json() == {"Type": "append", "deviceList": imeis(2, start=2)}
     assert fake.requests("GET", f"/firmware/{ACCOUNT}$") == []  # a reused campaign's firmware is its own
@@ -1593,7 +1609,7 @@ def test_ensure_campaign_leaves_a_started_campaign_running_and_says_which_device
     assert ensured.too_late == imeis(2, start=2)
     assert ensured.scheduled == imeis(2)
     assert ensured.left_out == dict.fromkeys(imeis(2, start=2), started)
-    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
 def test_ensure_campaign_cancels_a_campaign_whose_add_fails_and_says_why_each_device_is_out(
@@ -1688,7 +1704,7 @@ def test_ensure_campaign_refuses_what_it_cannot_do_before_any_change(
         ensure(clock, LARGE, wave(**request_fields))
 
     assert len({(w.method, w.path) for w in fake.reads}) == reads  # the look-up (and the firmware list)
-    assert fake.requests("POST") == fake.requests("PUT") == fake.requests("DELETE") == []
+    assert fake.requests("POST", "/campaigns/") == fake.requests("PUT") == fake.requests("DELETE") == []
 
 
 def test_a_campaign_request_names_every_problem_before_any_request(fake: FakeCampaigns) -> None:
@@ -1968,9 +1984,9 @@ def test_an_upgrade_dry_run_says_which_devices_would_upgrade_and_why_the_others_
         imei: {"firmware": {"from": "SR1.2.0.0-10657", "to": "SR1.3.0.0-11020"}} for imei in devices[:2]
     }
     assert [(e["error_code"], e["devices"], e["attempted"]) for e in outcome["errors"]] == [
-        ("wrong_make_model", [devices[2]], True),
-        ("other_firmware", [devices[3]], True),
-        ("not_fota_eligible", [devices[4]], True),
+        ("wrong_make_model", [devices[2]], False),  # left out of the campaign: nothing sent for them
+        ("other_firmware", [devices[3]], False),
+        ("not_fota_eligible", [devices[4]], False),
     ]
     messages = [e["message"] for e in outcome["errors"]]
     assert messages[0] == f"a QUECTEL BG96: {UPGRADE['firmwareName']} is for SEQUANS COMMUNICATIONS GM01Q"
@@ -1991,7 +2007,7 @@ def test_an_upgrade_dry_run_says_which_devices_would_upgrade_and_why_the_others_
     assert _writes(fake) == [f"POST {FOTA}/devices/{ACCOUNT}"]  # the one device listing: no campaign
     assert not fake.campaigns
     warnings = [str(event["event"]) for event in events if event["log_level"] == "warning"]
-    assert any("would be failed: 1 device, wrong_make_model" in line for line in warnings)
+    assert any("would be failed (not sent): 1 device, wrong_make_model" in line for line in warnings)
 
 
 def test_an_upgrade_dry_run_reuses_the_campaign_of_its_name_and_lists_what_it_lacks(
@@ -2036,18 +2052,80 @@ def test_an_upgrade_dry_run_of_a_started_campaign_lists_the_devices_it_can_no_lo
     assert outcome["devices"]["unchanged"] == devices[:1]
 
 
-def test_an_upgrade_dry_run_with_an_imei_the_account_lacks_says_the_campaign_would_be_refused(
+def test_an_upgrade_dry_run_with_an_imei_the_account_lacks_leaves_it_out_and_schedules_the_rest(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:
     devices = imeis(3)
     fake.add_device(devices[0])
     fake.add_device(devices[2])
     outcome = upgrade_operator(clock, imeis=devices, dry_run=True).execute(run_context())
-    assert outcome["devices"]["scheduled"] == [] and outcome["plan"] == {}
-    assert [(e["error_code"], e["devices"]) for e in outcome["errors"]] == [
-        ("campaign_refused", [devices[0], devices[2]]),
-        ("not_in_account", [devices[1]]),
+    assert outcome["devices"]["scheduled"] == [devices[0], devices[2]]
+    assert [(e["error_code"], e["devices"], e["attempted"]) for e in outcome["errors"]] == [
+        ("not_in_account", [devices[1]], False),
     ]
+
+
+def _mixed_fleet(fake: FakeCampaigns) -> list[str]:
+    """Six devices: two that upgrade, one of each reason not to, and one the account lacks."""
+    devices = imeis(6)
+    fake.add_device(devices[0])
+    fake.add_device(devices[1], licenseAssigned=False)
+    fake.add_device(devices[2], make="QUECTEL", model="BG96")
+    fake.add_device(devices[3], firmware="SR1.3.0.0-11020")
+    fake.add_device(devices[4], fotaEligible=False, protocol="HTTP")
+    return devices  # devices[5]: not in the account
+
+
+def _agreement(outcome: dict[str, Any]) -> tuple[Any, ...]:
+    errors = [(e["error_code"], e["message"], e["devices"], e["attempted"]) for e in outcome["errors"]]
+    return outcome["devices"]["scheduled"], outcome["devices"]["unchanged"], errors
+
+
+def test_an_upgrade_applied_right_after_its_plan_schedules_exactly_what_the_plan_listed(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = _mixed_fleet(fake)
+    arguments = {"imeis": devices, "campaign_start_date": TOMORROW, "fail_on_error": False}
+    plan = upgrade_operator(clock, dry_run=True, **arguments).execute(run_context())
+    assert not fake.campaigns
+    apply = upgrade_operator(clock, **arguments).execute(run_context())
+
+    assert plan["devices"]["scheduled"] == devices[:2]
+    assert _agreement(apply) == _agreement(plan)
+    assert [e["error_code"] for e in apply["errors"]] == [
+        "wrong_make_model",
+        "other_firmware",
+        "not_fota_eligible",
+        "not_in_account",
+    ]
+    (post,) = fake.requests("POST", "/campaigns/")
+    assert post.json()["deviceList"] == plan["devices"]["scheduled"]  # only those: none would fail
+    assert apply["campaign_id"] == "c0001"
+
+    # Planned again (a retry would find the same): the campaign holds the devices, nothing to send.
+    again = upgrade_operator(clock, dry_run=True, **arguments).execute(run_context())
+    retried = upgrade_operator(clock, **arguments).execute(run_context(try_number=2))
+    assert again["devices"]["unchanged"] == retried["devices"]["unchanged"] == devices[:2]
+    assert _agreement(retried) == _agreement(again)
+    assert len(fake.requests("PUT")) == 0  # nothing added
+
+
+def test_an_upgrade_none_of_whose_devices_can_upgrade_schedules_no_campaign(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    devices = imeis(2)
+    fake.add_device(devices[0], firmware="SR1.3.0.0-11020")
+    fake.add_device(devices[1], fotaEligible=False)
+    outcome = upgrade_operator(
+        clock, imeis=devices, campaign_start_date=TOMORROW, fail_on_error=False
+    ).execute(run_context())
+    assert (outcome["campaign_id"], outcome["campaign_status"]) == (None, None)
+    assert outcome["devices"]["scheduled"] == []
+    assert [(e["error_code"], e["attempted"]) for e in outcome["errors"]] == [
+        ("other_firmware", False),
+        ("not_fota_eligible", False),
+    ]
+    assert fake.requests("POST", "/campaigns/") == [] and not fake.campaigns
 
 
 @pytest.mark.parametrize(

@@ -203,7 +203,9 @@ class CiscoEditResult:
     :ivar sent: the fields actually sent (fewer than asked when ``skip_unchanged`` found some
         already set; empty when nothing was sent).
     :ivar before: when the device was read first (``skip_unchanged``), its previous values of the
-        sent fields a read shows (``apn`` and ``pdpId`` it does not); ``None`` when it was not read.
+        sent fields a read shows, and for an IP address change the ``apn`` and ``pdpId`` sent with it
+        (a read does not show them; they name the address's PDP context, which a rollback needs);
+        ``None`` when it was not read.
     """
 
     iccid: str
@@ -471,6 +473,8 @@ class CiscoControlCenterHook(IoTFleetBaseHook):
             different = _difference(changes, self.client.send(_device_call(iccid)).object())
             changes = {key: change["to"] for key, change in different.items()}
             before = {key: change["from"] for key, change in different.items() if key in READ_BACK_FIELDS}
+            if any(key in before for key in IP_FIELDS):  # what names the address's PDP context, to restore it
+                before.update((key, changes[key]) for key in IP_COMPANION_FIELDS if key in changes)
             if not changes:
                 self.log.debug("%s: %s already as asked; not sent", VENDOR, iccid)
                 return CiscoEditResult(iccid=iccid, outcome="unchanged", before={})

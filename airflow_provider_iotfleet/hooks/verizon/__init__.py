@@ -3,7 +3,8 @@
 The parts: :mod:`.auth` (OAuth token and M2M session), :mod:`.answers` (error bodies, normalised
 records, result types), :mod:`.rules` (what a request may carry), :mod:`.paging` (cursor listings),
 :mod:`.base` (connection and account), :mod:`.campaigns` (firmware campaign calls), :mod:`.upgrades`
-(getting devices into a campaign, whatever an earlier try did), :mod:`.previews` (what a sync or an
+(getting devices into a campaign, whatever an earlier try did), :mod:`.eligibility` (which devices
+an upgrade can upgrade: one check for the real run and the dry run), :mod:`.previews` (what a sync or an
 upgrade would do, by reads only: the dry runs) and :mod:`.hook`.
 
 Names are imported from their part on first use, so that Airflow can read :mod:`.connection`

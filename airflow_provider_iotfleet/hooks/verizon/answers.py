@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetError
+from airflow_provider_iotfleet.hooks.verizon.eligibility import Refusals
 from airflow_provider_iotfleet.http import ErrorMapping, Reply, VendorErrorBody, text_or_none
 
 VENDOR = "Verizon ThingSpace"
@@ -331,17 +332,25 @@ class EnsuredCampaign:
         ThingSpace's reason for each it refused one by one (``refused``). The campaign was then
         cancelled, so that it never runs with part of its devices (``campaign_status``); ``None``
         there means cancelling failed too, and the campaign still runs with the others.
+    :ivar ineligible: IMEIs left out of the campaign because their upgrade would fail (not in the
+        account, not FOTA-eligible, another make or model, other firmware), grouped by why, as the
+        dry run groups them (:func:`~airflow_provider_iotfleet.hooks.verizon.eligibility.judge_devices`).
+    :ivar already: IMEIs the reused campaign had before this call: nothing was sent for them.
     """
 
-    campaign: dict[str, Any]
+    #: ``None`` when no device could upgrade, so that no campaign was scheduled.
+    campaign: dict[str, Any] | None
     reused: bool
     devices: list[str]
     too_late: list[str] = field(default_factory=list)
     not_added: IoTFleetCampaignDevicesError | None = None
+    ineligible: Refusals = field(default_factory=Refusals)
+    already: list[str] = field(default_factory=list)
 
     @property
-    def campaign_id(self) -> str:
-        return str(self.campaign["campaign_id"])
+    def campaign_id(self) -> str | None:
+        """The campaign's id; ``None`` when none was scheduled."""
+        return None if self.campaign is None else str(self.campaign["campaign_id"])
 
     @property
     def cancelled(self) -> bool:
@@ -353,7 +362,7 @@ class EnsuredCampaign:
         """The campaign's status: how it ended when it was cancelled, else as found or scheduled."""
         if self.not_added is not None and self.not_added.campaign_status is not None:
             return self.not_added.campaign_status
-        status: str | None = self.campaign["status"]
+        status: str | None = None if self.campaign is None else self.campaign["status"]
         return status
 
     @property
@@ -362,6 +371,7 @@ class EnsuredCampaign:
         if self.cancelled:
             return []
         left_out = set(self.too_late) | set(self.not_added.devices if self.not_added is not None else ())
+        left_out |= self.ineligible.devices
         return [imei for imei in self.devices if imei not in left_out]
 
     @property
@@ -369,7 +379,10 @@ class EnsuredCampaign:
         """Each IMEI asked for that is not :attr:`scheduled`, with why: ThingSpace's reason for one it
         refused, the error of the request that failed for the others not added, that the campaign
         had started (:attr:`started_reason`) or that it was cancelled (:attr:`cancelled_reason`)."""
-        reasons = dict.fromkeys(self.too_late, self.started_reason)
+        reasons = dict.fromkeys(self.too_late, self.started_reason) if self.too_late else {}
+        reasons.update(
+            (imei, message) for (_, message), devices in self.ineligible.groups.items() for imei in devices
+        )
         error = self.not_added
         if error is not None:
             for imei in error.devices:
@@ -383,6 +396,7 @@ class EnsuredCampaign:
     @property
     def started_reason(self) -> str:
         """Why the devices in :attr:`too_late` are not in the campaign."""
+        assert self.campaign is not None, "only a campaign found by its name has started"
         return (
             f"campaign {self.campaign_id} started ({self.campaign['start_date']}) before these devices could "
             "be added, and ThingSpace adds devices only before the start date; upgrade them in another "

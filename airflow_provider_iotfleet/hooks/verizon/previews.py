@@ -11,32 +11,15 @@ from datetime import UTC
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
-from airflow_provider_iotfleet.hooks.verizon.answers import EnsuredCampaign
+from airflow_provider_iotfleet.hooks.verizon.eligibility import Refusals, not_in_account
 from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest, validate_campaign_schedule
-from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades, check_same_firmware
+from airflow_provider_iotfleet.hooks.verizon.upgrades import (
+    FirmwareUpgrades,
+    campaign_firmware,
+    check_same_firmware,
+)
 from airflow_provider_iotfleet.outcome import OutcomeBuilder
 from airflow_provider_iotfleet.validation import validate_imeis
-
-
-@dataclass
-class Refusals:
-    """Devices that would fail, grouped by ``(error_code, message)`` in the order first met."""
-
-    groups: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    #: the error codes of devices a real run would not send (``attempted=False`` in its outcome).
-    not_sent: frozenset[str] = frozenset()
-
-    def add(self, imei: str, code: str, message: str) -> None:
-        self.groups.setdefault((code, message), []).append(imei)
-
-    @property
-    def devices(self) -> set[str]:
-        return {imei for devices in self.groups.values() for imei in devices}
-
-    def record(self, outcome: OutcomeBuilder) -> None:
-        """Record each group in ``outcome`` as ``failed``, one error per group."""
-        for (code, message), devices in self.groups.items():
-            outcome.refuse(devices, code, message, attempted=code not in self.not_sent)
 
 
 @dataclass
@@ -110,18 +93,6 @@ class UpgradePreview:
 class FirmwarePreviews(FirmwareUpgrades):
     """The read-only previews of :class:`~airflow_provider_iotfleet.hooks.verizon.VerizonThingSpaceHook`."""
 
-    def read_fota_devices(
-        self, imeis: Sequence[str], *, account_name: str | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """Return ``{imei: normalised device}`` for the devices of ``imeis`` the account has (absent:
-        the others), read with the FOTA listing (:meth:`iter_fota_device_pages`), at most one read
-        per device.
-
-        :raises IoTFleetValidationError: for a bad IMEI or a missing account, before any request.
-        """
-        pages = self.iter_fota_device_pages(imeis, account_name=account_name)
-        return {str(device["device_id"]): device for page in pages for device in page}
-
     def preview_sync(self, imeis: Sequence[str], *, account_name: str | None = None) -> SyncPreview:
         """What :meth:`sync_firmware` would do, by reading the devices only.
 
@@ -139,7 +110,7 @@ class FirmwarePreviews(FirmwareUpgrades):
         for imei in imeis:
             device = devices.get(imei)
             if device is None:
-                preview.refused.add(imei, "FirmwareVersionUpdateFailed", _not_in_account(account))
+                preview.refused.add(imei, "FirmwareVersionUpdateFailed", not_in_account(account))
             elif device["last_connection_time"] is None:
                 preview.refused.add(
                     imei,
@@ -166,11 +137,10 @@ class FirmwarePreviews(FirmwareUpgrades):
 
         A device upgrades when ThingSpace has it, lists it as FOTA-eligible, and its make, model
         and current firmware are the firmware's make, model and ``firmware_from``; the others
-        would fail, grouped by why (``not_in_account``, ``not_fota_eligible``, ``wrong_make_model``,
-        ``other_firmware``). A device the account does not have makes ThingSpace refuse the whole
-        schedule (or an add, and the campaign is cancelled): then every device fails
-        (``campaign_refused``). A license is not needed: campaigns are scheduled with
-        ``autoAssignLicenseFlag``.
+        would be left out of the campaign and fail, grouped by why (``not_in_account``,
+        ``not_fota_eligible``, ``wrong_make_model``, ``other_firmware``), as
+        :meth:`ensure_campaign` leaves them out (the same check, :meth:`judge_upgrade`). A license is
+        not needed: campaigns are scheduled with ``autoAssignLicenseFlag``.
 
         :return: the campaign it would use (its dates and windows) and where each device would stand.
         :raises IoTFleetValidationError: as :meth:`ensure_campaign` does: a bad IMEI (before any
@@ -184,8 +154,7 @@ class FirmwarePreviews(FirmwareUpgrades):
         held: set[str] = set()
         if campaign is not None:
             check_same_firmware(campaign, request)
-            firmware = {key: campaign[key] for key in ("firmware_name", "firmware_from", "firmware_to")}
-            firmware.update(make=campaign["make"], model=campaign["model"])
+            firmware = campaign_firmware(campaign)
             preview = UpgradePreview(
                 firmware, campaign, campaign["start_date"], campaign["end_date"], campaign["time_windows"]
             )
@@ -210,77 +179,6 @@ class FirmwarePreviews(FirmwareUpgrades):
             preview = UpgradePreview(
                 firmware, None, start, end, [[w["startTime"], w["endTime"]] for w in windows]
             )
-        found = self.read_fota_devices(devices, account_name=account) if devices else {}
-        self._judge(preview, devices, found, held, account, today.isoformat())
+        judged = self.judge_upgrade(devices, firmware, account, campaign, held, today)
+        preview.scheduled, preview.already, preview.refused = judged.upgrade, judged.already, judged.refused
         return preview
-
-    def _judge(
-        self,
-        preview: UpgradePreview,
-        devices: list[str],
-        found: dict[str, dict[str, Any]],
-        held: set[str],
-        account: str,
-        today: str,
-    ) -> None:
-        """Put each device where the upgrade would leave it, in ``preview``."""
-        campaign = preview.campaign
-        started = campaign is not None and (campaign["start_date"] or "") <= today
-        missing = [imei for imei in devices if imei not in held]
-        unknown = [imei for imei in missing if imei not in found]
-        if started and campaign is not None:
-            # ensure_campaign leaves the devices a started campaign lacks out of it, sending nothing.
-            reason = EnsuredCampaign(campaign, reused=True, devices=devices).started_reason
-            preview.refused.not_sent = frozenset({"campaign_started"})
-            for imei in missing:
-                preview.refused.add(imei, "campaign_started", reason)
-            missing, unknown = [], []
-        for imei in devices:
-            if imei in preview.refused.devices:
-                continue
-            why = _ineligible(found.get(imei), preview.firmware, account)
-            if imei in unknown:
-                preview.refused.add(imei, "not_in_account", str(why and why[1]))
-            elif unknown:
-                preview.refused.add(
-                    imei,
-                    "campaign_refused",
-                    f"ThingSpace would refuse the campaign's devices: account {account} lacks "
-                    f"{len(unknown)} of them (leave those out)",
-                )
-            elif why is not None:
-                preview.refused.add(imei, *why)
-            elif imei in held:
-                preview.already.append(imei)
-            else:
-                preview.scheduled[imei] = found[imei]["firmware"]
-
-
-def _not_in_account(account: str) -> str:
-    return f"ThingSpace has no device with this IMEI in account {account}"
-
-
-def _ineligible(
-    device: dict[str, Any] | None, firmware: dict[str, Any], account: str
-) -> tuple[str, str] | None:
-    """``(error_code, message)`` saying why ``device`` would not upgrade with ``firmware``, or ``None``."""
-    if device is None:
-        return "not_in_account", _not_in_account(account)
-    if device["fota_eligible"] is False:
-        return (
-            "not_fota_eligible",
-            "ThingSpace lists the device as not FOTA-eligible: it cannot upgrade over the air",
-        )
-    if (device["make"], device["model"]) != (firmware["make"], firmware["model"]):
-        return (
-            "wrong_make_model",
-            f"a {device['make']} {device['model']}: {firmware['firmware_name']} is for "
-            f"{firmware['make']} {firmware['model']}",
-        )
-    if device["firmware"] != firmware["firmware_from"]:
-        return (
-            "other_firmware",
-            f"runs {device['firmware']}, not {firmware['firmware_from']}, which {firmware['firmware_name']} "
-            "upgrades from",
-        )
-    return None

@@ -10,7 +10,8 @@ from typing import Any
 from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon.answers import VENDOR, EnsuredCampaign
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
-from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest
+from airflow_provider_iotfleet.hooks.verizon.eligibility import Eligibility, judge_devices, to_read
+from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest, validate_campaign_schedule
 from airflow_provider_iotfleet.validation import validate_imeis
 
 
@@ -41,6 +42,13 @@ class FirmwareUpgrades(FirmwareCampaigns):
         rest (see :meth:`schedule_campaign`). A campaign some devices cannot join is cancelled, so
         that it never runs with part of its devices: ``not_added`` says which, and why.
 
+        Before anything is sent the devices are read once (the FOTA listing, :meth:`read_fota_devices`)
+        and only those that can upgrade go into the campaign: devices the account lacks, or that are
+        not FOTA-eligible, of another make or model, or on other firmware than ``firmware_from`` are
+        left out (``ineligible``, grouped by why, as the dry run :meth:`preview_upgrade` groups them:
+        one check, :func:`~airflow_provider_iotfleet.hooks.verizon.eligibility.judge_devices`).
+        When none can upgrade, no campaign is scheduled (``campaign`` ``None``).
+
         :param imeis: the devices, 15-digit IMEIs; repeats are sent once.
         :param request: the campaign, built by :meth:`CampaignRequest.checked`.
         :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP``: which firmware list to choose from.
@@ -50,7 +58,8 @@ class FirmwareUpgrades(FirmwareCampaigns):
             killed (or times out) while the rest of the devices are added.
         :param validated: ``imeis`` are what :func:`~airflow_provider_iotfleet.validation.validate_imeis`
             returned, not checked again (the operator validates its whole input once).
-        :return: the campaign and where each device stands in it.
+        :return: the campaign and where each device stands in it (``already``: in the reused
+            campaign before this call).
         :raises IoTFleetValidationError: for a bad IMEI, before any request; for a campaign of that
             name with other firmware; for a new one, dates that have passed, too many devices to
             start today, or firmware that matches no entry of the account's list, or several.
@@ -86,24 +95,73 @@ class FirmwareUpgrades(FirmwareCampaigns):
         held = {
             device["device_id"] for device in self.iter_campaign_devices(campaign_id, account_name=account)
         }
-        missing = [imei for imei in devices if imei not in held]
-        if not missing:
-            return EnsuredCampaign(campaign, reused=True, devices=devices)
-        if (campaign["start_date"] or "") <= today.isoformat():
+        judged = self.judge_upgrade(devices, campaign_firmware(campaign), account, campaign, held, today)
+        too_late = judged.refused.of("campaign_started")
+
+        def ensured(**outcome: Any) -> EnsuredCampaign:
+            return EnsuredCampaign(
+                campaign,
+                reused=True,
+                devices=devices,
+                too_late=too_late,
+                ineligible=judged.refused.without("campaign_started"),
+                already=judged.already,
+                **outcome,
+            )
+
+        if too_late:
             self.log.warning(
                 "%s: campaign %s started on %s without %d of the devices; too late to add them",
                 VENDOR,
                 campaign_id,
                 campaign["start_date"],
-                len(missing),
+                len(too_late),
             )
-            return EnsuredCampaign(campaign, reused=True, devices=devices, too_late=missing)
+        missing = list(judged.upgrade)
+        if not missing:
+            return ensured()
         self.log.info("%s: adding the %d devices campaign %s lacks", VENDOR, len(missing), campaign_id)
         try:
             self.add_campaign_devices(campaign_id, missing, account_name=account, cancel_on_failure=True)
         except IoTFleetCampaignDevicesError as error:
-            return EnsuredCampaign(campaign, reused=True, devices=devices, not_added=error)
-        return EnsuredCampaign(campaign, reused=True, devices=devices)
+            return ensured(not_added=error)
+        return ensured()
+
+    def read_fota_devices(
+        self, imeis: Sequence[str], *, account_name: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Return ``{imei: normalised device}`` for the devices of ``imeis`` the account has (absent:
+        the others), read with the FOTA listing (:meth:`iter_fota_device_pages`), at most one read
+        per device.
+
+        :raises IoTFleetValidationError: for a bad IMEI or a missing account, before any request.
+        """
+        pages = self.iter_fota_device_pages(imeis, account_name=account_name)
+        return {str(device["device_id"]): device for page in pages for device in page}
+
+    def judge_upgrade(
+        self,
+        devices: list[str],
+        firmware: dict[str, Any],
+        account: str,
+        campaign: dict[str, Any] | None,
+        held: set[str],
+        today: date,
+    ) -> Eligibility:
+        """Read the devices of ``devices`` not yet in the campaign once (the FOTA listing; none once it
+        has started) and put each where an upgrade with ``firmware``
+        leaves it (:func:`~airflow_provider_iotfleet.hooks.verizon.eligibility.judge_devices`): the
+        one check of the real run and the dry run.
+
+        :param campaign: the campaign found by name (``held``: its devices), or ``None`` for a new one.
+        :return: the devices to put into the campaign, those already in it, and those left out.
+        """
+        started = None
+        if campaign is not None and (campaign["start_date"] or "") <= today.isoformat():
+            started = EnsuredCampaign(campaign, reused=True, devices=devices).started_reason
+        unread = to_read(devices, held, started is not None)
+        found = self.read_fota_devices(unread, account_name=account) if unread else {}
+        return judge_devices(devices, found, firmware, account, held=held, started_reason=started)
 
     def _schedule(
         self,
@@ -125,6 +183,19 @@ class FirmwareUpgrades(FirmwareCampaigns):
             )
         self.check_campaign_size(len(devices), request.start_date)
         firmware = self._choose_firmware(request, protocol, account)
+        # The dates are checked again when scheduling; checked here too, so that bad ones fail
+        # before the devices are read, as in the dry run.
+        validate_campaign_schedule(request.start_date, request.end_date, request.time_windows or None, today)
+        judged = self.judge_upgrade(devices, firmware, account, None, set(), today)
+        eligible = list(judged.upgrade)
+        if not eligible:
+            self.log.warning(
+                "%s: none of the %d devices can upgrade with %s: no campaign scheduled",
+                VENDOR,
+                len(devices),
+                firmware["firmware_name"],
+            )
+            return EnsuredCampaign(None, reused=False, devices=devices, ineligible=judged.refused)
         scheduled: list[dict[str, Any]] = []
 
         def keep(campaign: dict[str, Any]) -> None:
@@ -134,7 +205,7 @@ class FirmwareUpgrades(FirmwareCampaigns):
 
         try:
             campaign = self.schedule_campaign(
-                devices,
+                eligible,
                 firmware_name=firmware["firmware_name"],
                 firmware_from=firmware["firmware_from"],
                 firmware_to=firmware["firmware_to"],
@@ -148,7 +219,9 @@ class FirmwareUpgrades(FirmwareCampaigns):
             )
         except IoTFleetCampaignDevicesError as error:
             # Raised only by the adds, which come after the campaign was scheduled (and kept).
-            return EnsuredCampaign(scheduled[0], reused=False, devices=devices, not_added=error)
+            return EnsuredCampaign(
+                scheduled[0], reused=False, devices=devices, not_added=error, ineligible=judged.refused
+            )
         self.log.info(
             "%s: scheduled campaign %s (%s -> %s, %s to %s) for %d devices",
             VENDOR,
@@ -157,9 +230,9 @@ class FirmwareUpgrades(FirmwareCampaigns):
             firmware["firmware_to"],
             request.start_date,
             request.end_date,
-            len(devices),
+            len(eligible),
         )
-        return EnsuredCampaign(campaign, reused=False, devices=devices)
+        return EnsuredCampaign(campaign, reused=False, devices=devices, ineligible=judged.refused)
 
     def _choose_firmware(self, request: CampaignRequest, protocol: str, account: str) -> dict[str, Any]:
         """The one entry of the account's firmware list that matches what ``request`` names.
@@ -197,6 +270,13 @@ class FirmwareUpgrades(FirmwareCampaigns):
             f"no firmware upgrade available to account {account} ({protocol}) matches {asked}",
             [f"available: {shown}" if listed else "the account has no firmware upgrades available"],
         )
+
+
+def campaign_firmware(campaign: dict[str, Any]) -> dict[str, Any]:
+    """The firmware a campaign upgrades with, as the firmware list shows an entry: its name,
+    ``firmware_from``, ``firmware_to``, make and model."""
+    keys = ("firmware_name", "firmware_from", "firmware_to", "make", "model")
+    return {key: campaign[key] for key in keys}
 
 
 def check_same_firmware(campaign: dict[str, Any], request: CampaignRequest) -> None:
