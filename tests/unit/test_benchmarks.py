@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import child, readme_table, run
+from benchmarks import child, pollcost, readme_table, run
 from benchmarks.common import median, percentile, rounded
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -160,6 +160,7 @@ def test_every_figure_group_of_the_issue_is_run() -> None:
         "bulk",
         "triggers",
         "sizes",
+        "poll_cost",
     }
 
 
@@ -274,3 +275,14 @@ def test_the_readme_table_is_the_one_of_the_committed_results() -> None:
     assert len(readme_table.table(data).splitlines()) == 4 + len(data["figures"]) + (
         2 if data.get("errors") else 0
     )
+
+
+def test_the_poll_cost_is_the_poll_over_the_full_read() -> None:
+    assert pollcost.poll_ratio(2, 10_000) == 0.0002
+    assert pollcost.poll_ratio(3, 3) == 1.0
+    assert math.isnan(pollcost.poll_ratio(1, 0))
+
+
+def test_an_amortised_poll_counts_the_periodic_full_read() -> None:
+    assert pollcost.amortised_requests(2, 9_384, 10) == (9_384 + 9 * 2) / 10
+    assert pollcost.amortised_requests(2, 9_384, 0) == 2

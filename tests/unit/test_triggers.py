@@ -25,12 +25,14 @@ from airflow import __version__ as airflow_version
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
 from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.triggers import base as triggers_base
 from airflow_provider_iotfleet.triggers import handover
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
 from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
+from airflow_provider_iotfleet.triggers.huawei import RomaOnlineStatusWatch
 from tests.fakes import FakeClock, luhn_complete, operator_context
 from tests.watch_fakes import (
     ACCOUNT,
@@ -548,7 +550,7 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
     define_connection(monkeypatch, ROMA)
     ids = ROMA.ids[:12]
     fake = FakeRoma(dict.fromkeys(ids, "online"))
-    fake.after_reads(4, dict.fromkeys(ids, "offline"))  # seen by the third poll
+    fake.after_reads(3, dict.fromkeys(ids, "offline"))  # seen by the third poll
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(ROMA, ids=ids))
@@ -560,8 +562,38 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
         "unreachable": {},
     }
     assert fake.device_reads() == []
-    # each poll: the offline devices, and the never-connected ones (not connected either)
-    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"]] * 3
+    # the first poll: the offline devices, and the never-connected ones (not connected either);
+    # then only the offline ones: a device seen connected can never be never-connected again
+    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"], ["2"], ["2"]]
+
+
+class RecordingRomaHook:
+    """Answers a ROMA watch's reads with the given values per poll and records ``with_never``."""
+
+    def __init__(self, polls: list[dict[int, str]]) -> None:
+        self.polls = polls
+        self.with_never: list[bool] = []
+
+    def read_online_statuses(self, ids: list[int], target: str, *, with_never: bool) -> DeviceReads[int]:
+        self.with_never.append(with_never)
+        values = self.polls[len(self.with_never) - 1]
+        return DeviceReads({device_id: values.get(device_id, "not offline") for device_id in ids})
+
+
+def test_a_roma_offline_wait_skips_the_never_listing_once_every_device_left_was_seen_connected() -> None:
+    hook = RecordingRomaHook([{1: "unknown", 2: "never"}, {1: "online"}, {3: "offline"}, {}])
+    watch = RomaOnlineStatusWatch([1, 2, 3], "offline")
+    for _ in range(4):
+        watch.poll(hook)
+    # poll 2: device 1 reported an unknown status; from poll 3 on, 1 and 3 were both seen connected
+    assert hook.with_never == [True, True, False, False]
+    assert watch.matched == {2, 3}
+
+    restarted = RomaOnlineStatusWatch([1, 2, 3], "offline")
+    restarted.restore([[2, "never"], [3, "offline"]])
+    again = RecordingRomaHook([{}])
+    restarted.poll(again)  # a trigger started again has no value for device 1 yet
+    assert again.with_never == [True]
 
 
 # --- the event loop -----------------------------------------------------------------------------
