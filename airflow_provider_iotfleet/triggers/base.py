@@ -234,6 +234,11 @@ LATE_START_LOOK = 30.0
 #: :meth:`DeviceWatchTrigger.start_delay`): its first poll comes at a random point within it.
 START_SPREAD = 1.0
 
+#: A trigger logs what it still waits for when that changed, else once every this many polls: a
+#: triggerer running thousands of waits does not write a line per wait per poll, and a long wait's
+#: log still shows it is alive.
+QUIET_POLLS = 10
+
 #: (event loop, hook class, connection id, fingerprint of the connection) -> (hook, its users).
 _SHARED: dict[tuple[int, type[IoTFleetBaseHook], str, str], tuple[IoTFleetBaseHook, int]] = {}
 
@@ -293,6 +298,8 @@ class DeviceWatchTrigger(BaseTrigger):
     retried up to ``max_transient_errors`` polls in a row. Each poll is bounded by what is left of
     the deadline: slow answers end the wait with the ``timeout`` event at the deadline, not after
     it. Everything is awaited: nothing here blocks the event loop, and nothing is per-trigger thread.
+    After a poll it logs what it still waits for when that changed, else every :data:`QUIET_POLLS`
+    polls; each tolerated failure is logged as a warning.
 
     The devices come inline (``ids``, ``seen``, ``unreachable``) when there are few, or as
     ``devices_ref``, a reference to the XCom the sensor pushed them to (see
@@ -438,6 +445,7 @@ class DeviceWatchTrigger(BaseTrigger):
                 yield TriggerEvent(watch.event("error", str(error)))
                 return
             failures = 0
+            logged, quiet = "", 0  # the last line logged, and polls since
             # Each poll is bounded by what is left of the deadline; a trigger that starts after it
             # (a triggerer that was down or busy) still takes one look, bounded by LATE_START_LOOK.
             late_start = self.deadline <= time.time()
@@ -472,5 +480,9 @@ class DeviceWatchTrigger(BaseTrigger):
                     yield TriggerEvent(watch.event("timeout", "the sensor's timeout passed"))
                     return
                 if not failures:
-                    self.log.info("%s", watch.describe_unmatched())
+                    described = watch.describe_unmatched()
+                    quiet += 1
+                    if described != logged or quiet >= QUIET_POLLS:
+                        self.log.info("%s", described)
+                        logged, quiet = described, 0
                 await asyncio.sleep(min(self.poll_interval, remaining))

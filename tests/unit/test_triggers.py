@@ -454,6 +454,32 @@ def test_the_trigger_logs_what_it_waits_for_and_each_tolerated_failure(
     assert waiting.endswith("and 3 more") and str(ids[5]) not in waiting
 
 
+def test_a_long_wait_logs_when_what_it_waits_for_changed_else_every_few_polls(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.other, b: case.other})
+    fake.after_reads(3, {a: case.target})
+    fake.after_reads(3 * triggers_base.QUIET_POLLS, {b: case.target})
+    serve(monkeypatch, fake)
+
+    with structlog.testing.capture_logs() as events:
+        payload = run(make_trigger(case, ids=[a, b], poll_interval=0.001))
+
+    assert payload["status"] == "success"
+    lines = [str(e["event"]) for e in events if e["log_level"] == "info" and "not yet at" in str(e["event"])]
+    both, one = (f"{n} of 2 devices not yet at {case.value_name} {case.target}" for n in (2, 1))
+    # The first line at once, a new one as soon as a device matched, and the same line again only
+    # every QUIET_POLLS polls: not one per poll.
+    assert lines[0].startswith(both) and any(line.startswith(one) for line in lines)
+    first_one = next(n for n, line in enumerate(lines) if line.startswith(one))
+    assert all(line.startswith(both) for line in lines[:first_one])
+    assert all(line.startswith(one) for line in lines[first_one:])
+    polls_waiting_for_one = len(fake.reads) - len(lines[:first_one])  # at least
+    assert 2 <= len(lines) - first_one <= polls_waiting_for_one // triggers_base.QUIET_POLLS + 1
+    assert len(lines) < len(fake.reads) / 3
+
+
 def test_a_permanent_error_ends_the_wait_at_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = case.ids[:2]
     fake = case.fake({a: case.other, b: case.other})
