@@ -286,3 +286,24 @@ def test_the_poll_cost_is_the_poll_over_the_full_read() -> None:
 def test_an_amortised_poll_counts_the_periodic_full_read() -> None:
     assert pollcost.amortised_requests(2, 9_384, 10) == (9_384 + 9 * 2) / 10
     assert pollcost.amortised_requests(2, 9_384, 0) == 2
+
+
+# --- bulk calls ---------------------------------------------------------------------------------
+
+
+def test_roma_fleet_picks_only_devices_online_at_start_up() -> None:
+    from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, Fleet
+
+    size, ids, statuses = run.roma_fleet(50)
+    assert len(ids) == 50
+    assert sum(statuses.values()) == 50
+    fleet = Fleet(size=size, seed=run.SIMULATOR_SEED, now=lambda: None)
+    online = [ROMA_ID_BASE + i for i in range(size) if fleet.base(i)["online_status"] == ONLINE]
+    assert online == ids
+    assert ids[-1] == ROMA_ID_BASE + size - 1  # the smallest fleet that has them
+
+
+def test_roma_read_back_pages_counts_both_listings() -> None:
+    statuses = {"online": 70_076, "offline": 19_922, "never_connected": 10_002}
+    assert run.roma_read_back_pages(statuses, 999) == math.ceil(10_002 / 999) + math.ceil(89_998 / 999)
+    assert run.roma_read_back_pages({"online": 5, "offline": 0, "never_connected": 0}, 999) == 1
