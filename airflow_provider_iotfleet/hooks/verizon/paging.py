@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
@@ -199,9 +200,23 @@ class LookAhead(Generic[T]):
         return page
 
     def _fetch_next(self) -> Future[T]:
+        """Start fetching the next page; return once the thread has taken it up.
+
+        Waiting for the thread lets its request go out at once: a caller going straight back to its
+        own work (normalising, encoding) would keep the interpreter's lock for up to a switch
+        interval (5 ms) a page before the request could even be sent.
+        """
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
-        return self._executor.submit(next, self._pages, _END)
+        started = threading.Event()
+        coming = self._executor.submit(self._advance, started)
+        while not started.wait(0.05) and not coming.done():
+            pass
+        return coming
+
+    def _advance(self, started: threading.Event) -> T:
+        started.set()
+        return next(self._pages, _END)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Stop: wait for a page in flight and drop it, close ``pages``, end the thread. Idempotent."""
