@@ -107,7 +107,32 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 }
                 return OperationResult(outcome=nothing, counts={"listed": 0})
             requested, duplicates = distinct(validate_imeis(given), key=str)
-        pages = self.hook.iter_fota_device_pages(requested, account_name=account, protocol=self.protocol)
+        # Written to a file, the next page is fetched while this one is written (the listing only
+        # reads, so a page fetched and never written costs nothing but the request). To XCom, each
+        # page is asked for only once the one before is taken: past max_xcom_devices none is asked.
+        pages = self.hook.iter_fota_device_pages(
+            requested, account_name=account, protocol=self.protocol, prefetch=output is not None
+        )
+        try:
+            return self._list(context, account, output, pages, requested, duplicates)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # stopped early (an error): no page left in flight, no thread left behind
+
+    def _list(
+        self,
+        context: Context,
+        account: str,
+        output: tuple[str, ObjectStoragePath] | None,
+        pages: Iterator[list[dict[str, Any]]],
+        requested: list[str] | None,
+        duplicates: int,
+    ) -> OperationResult:
+        """List ``pages`` to ``output`` (or XCom), as :meth:`operate` says.
+
+        :return: the outcome and counts of the listing.
+        """
         total = len(requested) if requested is not None else None
         progress = self.start(
             "listing the FOTA devices" + (" of" if total is not None else ""),
