@@ -51,6 +51,7 @@ from benchmarks.common import (
     run_child,
 )
 from benchmarks.fastpeer import PAGE_SIZE, FastPeer
+from benchmarks.overhead import operator_overhead
 from benchmarks.readme_table import table
 from benchmarks.simproc import SimProcess
 
@@ -1196,6 +1197,7 @@ GROUPS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "bulk": bulk_calls,
     "triggers": deferrable_scale,
     "sizes": stored_sizes,
+    "overhead": operator_overhead,
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import child, readme_table, run
+from benchmarks import child, overhead, readme_table, run
 from benchmarks.common import median, percentile, rounded
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -160,6 +160,7 @@ def test_every_figure_group_of_the_issue_is_run() -> None:
         "bulk",
         "triggers",
         "sizes",
+        "overhead",
     }
 
 
@@ -274,3 +275,18 @@ def test_the_readme_table_is_the_one_of_the_committed_results() -> None:
     assert len(readme_table.table(data).splitlines()) == 4 + len(data["figures"]) + (
         2 if data.get("errors") else 0
     )
+
+
+# --- operator overhead --------------------------------------------------------------------------
+
+
+def test_overhead_ratio_is_operator_over_hook() -> None:
+    assert overhead.overhead_ratio(1.1, 1.0) == pytest.approx(1.1)
+    assert overhead.overhead_ratio(0.9, 1.0) == pytest.approx(0.9)
+    assert overhead.overhead_ratio(1.0, 0.0) == math.inf
+
+
+def test_outcome_size_is_what_json_xcom_stores() -> None:
+    outcome = {"operation": "edit_devices", "devices": {"succeeded": ["89" * 10] * 512}}
+    assert overhead.outcome_kib(outcome) == len(json.dumps(outcome).encode()) / 1024
+    assert overhead._ids(outcome) == {"succeeded": ["89" * 10] * 512}
