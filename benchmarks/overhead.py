@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import BenchmarkError, connection_env, environment, rounded
 
 if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
     from benchmarks.run import Bench, Measured
 
 #: Devices per operator run.
@@ -66,7 +68,8 @@ class Case:
 
     :ivar key: the figure's suffix (``overhead_<key>``).
     :ivar vendor: the simulator's counter prefix (``<vendor>.requests``).
-    :ivar operator: runs ``operator.execute()`` and returns its outcome (the XCom).
+    :ivar operator: builds the operator (outside the timing: that is the DAG's parsing, where
+        Airflow walks every templated argument); its ``execute()`` is what is timed.
     :ivar hook: makes the same hook calls the operator makes, on inputs prepared beforehand.
     :ivar hook_call: what the hook run calls, for the figure's context.
     :ivar check: raises :class:`BenchmarkError` when an outcome is not the expected one.
@@ -79,7 +82,7 @@ class Case:
     operator_name: str
     vendor: str
     conn_id: str
-    operator: Callable[[], dict[str, Any]]
+    operator: Callable[[], BaseOperator]
     hook: Callable[[], None]
     hook_call: str
     check: Callable[[dict[str, Any]], None]
@@ -108,16 +111,27 @@ def operator_overhead(bench: Bench) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for case in cases:
 
-        def operator_run(case: Case = case) -> None:
-            outcome = case.operator()
-            case.check(outcome)
-            case.outcomes.append(outcome)
+        def operator_run(case: Case = case) -> Callable[[], None]:
+            from tests.fakes import operator_context
+
+            task = case.operator()
+            context = operator_context(task.task_id)
+
+            def execute() -> None:
+                outcome = task.execute(context)  # type: ignore[arg-type]
+                case.check(outcome)
+                case.outcomes.append(outcome)
+
+            return execute
+
+        def hook_run(case: Case = case) -> Callable[[], None]:
+            return case.hook
 
         runs = interleaved(
             repeats,
             {
                 "operator": _fresh(bench, case, "operator", operator_run),
-                "hook": _fresh(bench, case, "hook", case.hook),
+                "hook": _fresh(bench, case, "hook", hook_run),
             },
         )
         op = min(runs["operator"], key=lambda run: run.wall)
@@ -162,18 +176,23 @@ def operator_overhead(bench: Bench) -> dict[str, Any]:
     return figures
 
 
-def _fresh(bench: Bench, case: Case, label: str, run: Callable[[], None]) -> Callable[[], Measured]:
-    """One run of ``run`` against a simulator of its own (every write changes the fleet), measured."""
+def _fresh(
+    bench: Bench, case: Case, label: str, prepare: Callable[[], Callable[[], None]]
+) -> Callable[[], Measured]:
+    """One run against a simulator of its own (every write changes the fleet): ``prepare`` (not
+    timed) returns what is timed."""
     from benchmarks.run import measure
-
-    def counted() -> int:
-        run()
-        return case.devices
 
     def measured() -> Measured:
         with bench.simulator(devices=case.devices) as sim:
             connections = sim.connections()
             with environment(connection_env(connections, **EXTRAS)):
+                run = prepare()
+
+                def counted() -> int:
+                    run()
+                    return case.devices
+
                 result = measure(label, sim, counted)
             counters = sim.counters()
         result.requests = counters.get(f"{case.vendor}.requests", 0)  # type: ignore[attr-defined]
@@ -206,10 +225,6 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
     from airflow_provider_iotfleet.simulator.fleet import ROMA_ID_BASE, iccid_of, imei_of, ipv4_of
     from airflow_provider_iotfleet.utils import chunks
     from airflow_provider_iotfleet.validation import validate_imeis, validate_roma_device_ids
-    from tests.fakes import operator_context
-
-    def execute(task: Any) -> dict[str, Any]:
-        return task.execute(operator_context(task.task_id))  # type: ignore[no-any-return]
 
     # --- Palo Alto: bulk update in batches of 1,000
     pa_devices = [
@@ -309,10 +324,8 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
             "PaloAltoIoTBulkUpdateOperator",
             "paloalto",
             PALOALTO,
-            lambda: execute(
-                PaloAltoIoTBulkUpdateOperator(
-                    task_id="overhead_paloalto", devices=pa_devices, batch_size=PALOALTO_BATCH
-                )
+            lambda: PaloAltoIoTBulkUpdateOperator(
+                task_id="overhead_paloalto", devices=pa_devices, batch_size=PALOALTO_BATCH
             ),
             pa_hook,
             f"PaloAltoIoTSecurityHook.bulk_update(batch, validated=True) for each of {len(pa_batches)} "
@@ -325,10 +338,8 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
             "CiscoControlCenterEditDevicesOperator",
             "cisco",
             CISCO,
-            lambda: execute(
-                CiscoControlCenterEditDevicesOperator(
-                    task_id="overhead_cisco", iccids=iccids, changes=CISCO_CHANGE
-                )
+            lambda: CiscoControlCenterEditDevicesOperator(
+                task_id="overhead_cisco", iccids=iccids, changes=CISCO_CHANGE
             ),
             cisco_hook,
             f"CiscoControlCenterHook.edit_devices(edits, validated=True), {CISCO_CONCURRENCY} at once",
@@ -341,13 +352,11 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
             "HuaweiRomaForceOfflineOperator",
             "huawei",
             HUAWEI,
-            lambda: execute(
-                HuaweiRomaForceOfflineOperator(
-                    task_id="overhead_roma",
-                    device_ids=roma_given,
-                    batch_size=ROMA_BATCH,
-                    fail_on_error=False,
-                )
+            lambda: HuaweiRomaForceOfflineOperator(
+                task_id="overhead_roma",
+                device_ids=roma_given,
+                batch_size=ROMA_BATCH,
+                fail_on_error=False,
             ),
             roma_hook,
             f"HuaweiRomaConnectHook.force_offline(batch, read_back=False, validated=True) for each of "
@@ -360,10 +369,8 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
             "VerizonThingSpaceSyncFirmwareOperator",
             "verizon",
             VERIZON,
-            lambda: execute(
-                VerizonThingSpaceSyncFirmwareOperator(
-                    task_id="overhead_sync", imeis=imeis, batch_size=SYNC_BATCH, fail_on_error=False
-                )
+            lambda: VerizonThingSpaceSyncFirmwareOperator(
+                task_id="overhead_sync", imeis=imeis, batch_size=SYNC_BATCH, fail_on_error=False
             ),
             sync_hook,
             f"VerizonThingSpaceHook.sync_firmware_batch(batch, validated=True) for each of "
@@ -376,15 +383,13 @@ def _cases(devices: int, cisco_devices: int) -> list[Case]:
             "VerizonThingSpaceFirmwareUpgradeOperator",
             "verizon",
             VERIZON,
-            lambda: execute(
-                VerizonThingSpaceFirmwareUpgradeOperator(
-                    task_id="overhead_upgrade",
-                    imeis=imeis,
-                    firmware_name=firmware,
-                    campaign_start_date=start,
-                    campaign_end_date=end,
-                    campaign_name=campaign_name,
-                )
+            lambda: VerizonThingSpaceFirmwareUpgradeOperator(
+                task_id="overhead_upgrade",
+                imeis=imeis,
+                firmware_name=firmware,
+                campaign_start_date=start,
+                campaign_end_date=end,
+                campaign_name=campaign_name,
             ),
             upgrade_hook,
             "VerizonThingSpaceHook.ensure_campaign(imeis, request, validated=True): one schedule of "
