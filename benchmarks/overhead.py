@@ -153,6 +153,8 @@ def operator_overhead(bench: Bench) -> dict[str, Any]:
             extra_s=rounded(op.wall - hook.wall),
             extra_us_per_device=rounded(1e6 * (op.wall - hook.wall) / devices, 1),
             client_cpu_ratio=rounded(op.cpu / hook.cpu, 3) if hook.cpu else None,
+            # Steadier than wall times on a shared machine: what the operator adds in this process.
+            extra_client_cpu_s=rounded(op.cpu - hook.cpu),
             all_runs_wall_s={name: [rounded(r.wall) for r in measured] for name, measured in runs.items()},
             repeats=repeats,
             kept="fastest run of each (lowest wall time)",
