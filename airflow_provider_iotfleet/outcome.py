@@ -302,9 +302,7 @@ class OutcomeBuilder:
         self.requested = requested
         self._devices: dict[str, list[DeviceId]] = {status: [] for status in DONE_STATUSES}
         self._groups: dict[tuple[Any, ...], ErrorGroup] = {}
-        self._position = (
-            {device: position for position, device in enumerate(order)} if order is not None else None
-        )
+        self._order = list(order) if order is not None else None
 
     def add(self, status: Status, device: DeviceId) -> None:
         """Record one device as done in ``status`` (one of :data:`DONE_STATUSES`)."""
@@ -375,17 +373,8 @@ class OutcomeBuilder:
         """The outcome; ``details`` are the operation-specific fields."""
         devices = {status: list(ids) for status, ids in self._devices.items()}
         errors = [replace(group, devices=list(group.devices)) for group in self._groups.values()]
-        if self._position is not None:
-            position = self._position
-
-            def place(device: DeviceId) -> int:
-                return position.get(device, len(position))
-
-            for ids in devices.values():
-                ids.sort(key=place)
-            for group in errors:
-                group.devices.sort(key=place)
-            errors.sort(key=lambda group: place(group.devices[0]))
+        if self._order is not None and not self._recorded_in_order(devices, errors):
+            _sort_by(dict(zip(self._order, range(len(self._order)), strict=True)), devices, errors)
         return FleetOutcome(
             operation=self.operation,
             vendor=self.vendor,
@@ -395,6 +384,29 @@ class OutcomeBuilder:
             dry_run=dry_run,
             details=details,
         )
+
+    def _recorded_in_order(self, devices: dict[str, list[DeviceId]], errors: list[ErrorGroup]) -> bool:
+        """Whether every device was recorded in one status, in input order (a run where all went
+        alike, as most do): then there is nothing to sort, and no device's position to look up."""
+        filled = [ids for ids in devices.values() if ids]
+        return not errors and len(filled) == 1 and filled[0] == self._order
+
+
+def _sort_by(
+    position: dict[DeviceId, int], devices: dict[str, list[DeviceId]], errors: list[ErrorGroup]
+) -> None:
+    """Sort each status's devices, each group's devices and the groups (by their first device) by
+    ``position``; a device without one comes after those with one, as recorded."""
+
+    def place(device: DeviceId) -> int:
+        return position.get(device, len(position))
+
+    for ids in [*devices.values(), *(group.devices for group in errors)]:
+        try:
+            ids.sort(key=position.__getitem__)  # every device has a position: no Python call each
+        except KeyError:  # the keys are all computed before the list is touched: it is unchanged
+            ids.sort(key=place)
+    errors.sort(key=lambda group: place(group.devices[0]))
 
 
 def pull_outcome(ti: Any, task_id: str, *, map_index: int | None = None) -> FleetOutcome | None:

@@ -51,6 +51,7 @@ from benchmarks.common import (
     run_child,
 )
 from benchmarks.fastpeer import PAGE_SIZE, FastPeer
+from benchmarks.overhead import operator_overhead
 from benchmarks.pollcost import poll_cost
 from benchmarks.readme_table import table
 from benchmarks.simproc import SimProcess
@@ -1397,6 +1398,7 @@ GROUPS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "triggers": deferrable_scale,
     "sizes": stored_sizes,
     "poll_cost": poll_cost,
+    "overhead": operator_overhead,
 }
 
 

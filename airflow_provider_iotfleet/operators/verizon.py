@@ -267,7 +267,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
         if not raw:
             self.nothing_to_do("imeis")
             return self.new_outcome(0).build(account_name=account, firmware={})
-        imeis, duplicates = distinct(validate_imeis(raw), key=str)
+        imeis, duplicates = _distinct_imeis(validate_imeis(raw))
         outcome = self.new_outcome(len(imeis), order=imeis)
         journal = self.journal(context, f"verizon.synced.{account}")
         wanted = set(imeis)
@@ -416,7 +416,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     def operate(self, context: Context) -> FleetOutcome:
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
-        imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
+        imeis, duplicates = _distinct_imeis(validate_imeis(raw)) if raw else ([], 0)
         request = self._campaign_request(context)
         if not imeis:
             self.nothing_to_do("imeis")
@@ -539,6 +539,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     def on_kill(self) -> None:
         """Cancel the campaign this try scheduled: a killed task should not leave devices upgrading."""
         self._cancel("the task was killed")
+
+
+def _distinct_imeis(imeis: list[str]) -> tuple[list[str], int]:
+    """The IMEIs (strings, as validation returns them) with repeats dropped, first kept, and how
+    many went: :func:`~airflow_provider_iotfleet.utils.distinct` without a key call per IMEI."""
+    unique = list(dict.fromkeys(imeis))
+    return unique, len(imeis) - len(unique)
 
 
 def _run_day(context: Context, now: datetime) -> date:

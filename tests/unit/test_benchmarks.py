@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import child, pollcost, readme_table, run
+from benchmarks import child, overhead, pollcost, readme_table, run
 from benchmarks.common import median, percentile, rounded
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -161,6 +161,7 @@ def test_every_figure_group_of_the_issue_is_run() -> None:
         "triggers",
         "sizes",
         "poll_cost",
+        "overhead",
     }
 
 
@@ -307,3 +308,18 @@ def test_roma_read_back_pages_counts_both_listings() -> None:
     statuses = {"online": 70_076, "offline": 19_922, "never_connected": 10_002}
     assert run.roma_read_back_pages(statuses, 999) == math.ceil(10_002 / 999) + math.ceil(89_998 / 999)
     assert run.roma_read_back_pages({"online": 5, "offline": 0, "never_connected": 0}, 999) == 1
+
+
+# --- operator overhead --------------------------------------------------------------------------
+
+
+def test_overhead_ratio_is_operator_over_hook() -> None:
+    assert overhead.overhead_ratio(1.1, 1.0) == pytest.approx(1.1)
+    assert overhead.overhead_ratio(0.9, 1.0) == pytest.approx(0.9)
+    assert overhead.overhead_ratio(1.0, 0.0) == math.inf
+
+
+def test_outcome_size_is_what_json_xcom_stores() -> None:
+    outcome = {"operation": "edit_devices", "devices": {"succeeded": ["89" * 10] * 512}}
+    assert overhead.outcome_kib(outcome) == len(json.dumps(outcome).encode()) / 1024
+    assert overhead._ids(outcome) == {"succeeded": ["89" * 10] * 512}
