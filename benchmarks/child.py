@@ -9,6 +9,7 @@ Each writes a JSON report (see :func:`benchmarks.common.run_child`). Connections
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import sys
@@ -252,7 +253,18 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
 
         return type(f"Timed{trigger_class.__name__}", (trigger_class,), {"watch_class": TimedWatch})
 
+    loaded_objects = len(gc.get_objects())
     created = _scale_triggers(mix, poll_interval, timed)
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+    collecting: dict[str, float] = {}
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting["since"] = time.perf_counter()
+        elif "since" in collecting:
+            collections.append((info["generation"], time.perf_counter() - collecting.pop("since")))
+
+    gc.callbacks.append(on_collection)
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -290,6 +302,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):  # then fewer complete rounds than asked are reported
             await asyncio.wait_for(finished.wait(), timeout=limit)
         ended = time.perf_counter()
+        running_objects = len(gc.get_objects())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -301,10 +314,12 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             "blocked": blocked,
             "started": started,
             "ended": ended,
+            "running_objects": running_objects,
         }
 
     with PeakRss() as memory, Stopwatch() as clock:
         outcome = asyncio.run(run())
+    gc.callbacks.remove(on_collection)
     started, ended = outcome["started"], outcome["ended"]
     round_times = {
         number: max(end for _, end in spans) - min(start for start, _ in spans)
@@ -341,6 +356,11 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         "watchdog_threshold_s": threshold,
         "watchdog_warnings": len(outcome["blocked"]),
         "watchdog_longest_s": rounded(max((e for _, e in outcome["blocked"]), default=0.0)),
+        "gc_tracked_objects": {"before_triggers": loaded_objects, "running": outcome["running_objects"]},
+        "gc_pauses_ms": {
+            f"generation_{generation}": _spread([s * 1000 for g, s in collections if g == generation], 2)
+            for generation in sorted({g for g, _ in collections})
+        },
         "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
         **memory.report(),
     }

@@ -1315,6 +1315,8 @@ def deferrable_scale(bench: Bench) -> dict[str, Any]:
             threshold_s=report["watchdog_threshold_s"],
             longest_s=report["watchdog_longest_s"],
             in_round_1=report["watchdog_warnings_in_round_1"],
+            gc_pauses_ms=report["gc_pauses_ms"],
+            gc_tracked_objects=report["gc_tracked_objects"],
             triggers=TRIGGERS,
             mix=report["mix"],
         ),

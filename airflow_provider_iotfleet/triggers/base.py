@@ -274,6 +274,9 @@ async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> Async
             vendor=hook_class.hook_name,
         ) from None
     key = (id(asyncio.get_running_loop()), hook_class, conn_id, _fingerprint(connection))
+    # Only its fingerprint is needed from here on: this frame lives as long as the trigger, and
+    # 2,000 waiting triggers would otherwise each keep a copy of the connection (and its secret).
+    del connection
     hook, users = _SHARED.get(key, (None, 0))
     if hook is None:
         hook = hook_class(conn_id)
