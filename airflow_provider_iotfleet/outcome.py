@@ -330,9 +330,7 @@ class OutcomeBuilder:
         self.requested = requested
         self._devices: dict[str, list[DeviceId]] = {status: [] for status in DONE_STATUSES}
         self._groups: dict[tuple[Any, ...], ErrorGroup] = {}
-        self._position = (
-            {device: position for position, device in enumerate(order)} if order is not None else None
-        )
+        self._order = list(order) if order is not None else None
         self._plan: dict[DeviceId, dict[str, FieldChange]] = {}
         self._before: dict[DeviceId, dict[str, Any]] | None = None
 
@@ -423,17 +421,8 @@ class OutcomeBuilder:
         """The outcome; ``details`` are the operation-specific fields."""
         devices = {status: list(ids) for status, ids in self._devices.items()}
         errors = [replace(group, devices=list(group.devices)) for group in self._groups.values()]
-        if self._position is not None:
-            position = self._position
-
-            def place(device: DeviceId) -> int:
-                return position.get(device, len(position))
-
-            for ids in devices.values():
-                ids.sort(key=place)
-            for group in errors:
-                group.devices.sort(key=place)
-            errors.sort(key=lambda group: place(group.devices[0]))
+        if self._order is not None and not self._recorded_in_order(devices, errors):
+            _sort_by(dict(zip(self._order, range(len(self._order)), strict=True)), devices, errors)
         if dry_run or self._plan:
             details = {"plan": self._keyed(self._plan), **details}
         if self._before is not None:
@@ -448,13 +437,36 @@ class OutcomeBuilder:
             details=details,
         )
 
+    def _recorded_in_order(self, devices: dict[str, list[DeviceId]], errors: list[ErrorGroup]) -> bool:
+        """Whether every device was recorded in one status, in input order (a run where all went
+        alike, as most do): then there is nothing to sort, and no device's position to look up."""
+        filled = [ids for ids in devices.values() if ids]
+        return not errors and len(filled) == 1 and filled[0] == self._order
+
     def _keyed(self, values: Mapping[DeviceId, Any]) -> dict[str, Any]:
         """``values`` keyed by device id as text (JSON object keys), in the outcome's device order."""
         devices: Iterable[DeviceId] = values
-        if self._position is not None:
-            position = self._position
+        if self._order is not None:
+            position = {device: index for index, device in enumerate(self._order)}
             devices = sorted(values, key=lambda device: position.get(device, len(position)))
         return {str(device): values[device] for device in devices}
+
+
+def _sort_by(
+    position: dict[DeviceId, int], devices: dict[str, list[DeviceId]], errors: list[ErrorGroup]
+) -> None:
+    """Sort each status's devices, each group's devices and the groups (by their first device) by
+    ``position``; a device without one comes after those with one, as recorded."""
+
+    def place(device: DeviceId) -> int:
+        return position.get(device, len(position))
+
+    for ids in [*devices.values(), *(group.devices for group in errors)]:
+        try:
+            ids.sort(key=position.__getitem__)  # every device has a position: no Python call each
+        except KeyError:  # the keys are all computed before the list is touched: it is unchanged
+            ids.sort(key=place)
+    errors.sort(key=lambda group: place(group.devices[0]))
 
 
 def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ Each writes a JSON report (see :func:`benchmarks.common.run_child`). Connections
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import sys
@@ -119,16 +120,101 @@ def _count_lines(path: str) -> int:
 # --- deferrable scale ---------------------------------------------------------------------------
 
 
+#: The trigger kinds the deferrable-scale benchmark mixes, by the name its ``mix`` argument uses.
+TRIGGER_KINDS = ("cisco", "roma", "firmware", "campaign")
+
+
+def _scale_triggers(mix: dict[str, int], poll_interval: float, timed: Callable[[type], type]) -> list[Any]:
+    """The triggers of the deferrable-scale benchmark: ``mix[kind]`` of each kind, each waiting for
+    something the simulator never reports, so that each polls until it is cancelled.
+
+    Device ``i`` of the fleet is the ``i``-th trigger's (Cisco status by ICCID, ROMA online status by
+    device id, ThingSpace firmware by IMEI); a campaign trigger watches a campaign of one device,
+    scheduled here first (it starts tomorrow, so it is never over while the benchmark runs).
+    ``timed`` subclasses each trigger class with a watch that records its polls.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+    from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
+    from airflow_provider_iotfleet.simulator.core import SimulatorConfig
+    from airflow_provider_iotfleet.simulator.fleet import ONLINE, Fleet, iccid_of, imei_of
+    from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
+    from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
+    from airflow_provider_iotfleet.triggers.verizon import (
+        VerizonThingSpaceCampaignTrigger,
+        VerizonThingSpaceFirmwareTrigger,
+    )
+
+    unknown = set(mix) - set(TRIGGER_KINDS)
+    if unknown:
+        raise ValueError(f"unknown trigger kinds {sorted(unknown)}: use {TRIGGER_KINDS}")
+    # The simulator's fleet is a pure function of its size and seed: the same devices, read here.
+    fleet = Fleet(size=sum(mix.values()), seed=SimulatorConfig().seed, now=lambda: datetime.now(UTC))
+    deadline = time.time() + 3600
+    common = {"poll_interval": poll_interval, "deadline": deadline}
+    indices = iter(range(fleet.size))
+    created: list[Any] = []
+    cisco, roma = timed(CiscoDeviceStatusTrigger), timed(HuaweiRomaDeviceStatusTrigger)
+    for index in itertools.islice(indices, mix.get("cisco", 0)):
+        created.append(
+            cisco(conn_id="cisco_control_center_default", ids=[iccid_of(index)], target="RETIRED", **common)
+        )
+    for index in itertools.islice(indices, mix.get("roma", 0)):
+        device = fleet.base(index)  # waits for the online status it does not have
+        target = "offline" if device["online_status"] == ONLINE else "online"
+        created.append(roma(conn_id="huawei_roma_default", ids=[device["roma_id"]], target=target, **common))
+    firmware = timed(VerizonThingSpaceFirmwareTrigger)
+    for index in itertools.islice(indices, mix.get("firmware", 0)):
+        created.append(
+            firmware(conn_id="verizon_thingspace_default", ids=[imei_of(index)], target="NEVER-9.9", **common)
+        )
+    # Any device of the fleet with an upgrade on offer (a campaign is a ThingSpace matter of its own).
+    upgrades = [
+        (index, package)
+        for index in range(fleet.size)
+        if (package := upgrade_for(fleet.base(index))) is not None
+    ][: mix.get("campaign", 0)]
+    if len(upgrades) < mix.get("campaign", 0):
+        raise ValueError(f"only {len(upgrades)} devices have an upgrade, for {mix['campaign']} campaigns")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+
+    def schedule(chunk: list[tuple[int, Any]]) -> list[str]:
+        with VerizonThingSpaceHook() as hook:
+            return [
+                hook.schedule_campaign(
+                    [imei_of(index)],
+                    firmware_name=package.name,
+                    firmware_from=package.source,
+                    firmware_to=package.target,
+                    start_date=tomorrow,
+                    end_date=tomorrow,
+                )["campaign_id"]
+                for index, package in chunk
+            ]
+
+    with ThreadPoolExecutor(8) as pool:
+        campaigns = [cid for ids in pool.map(schedule, [upgrades[n::8] for n in range(8)]) for cid in ids]
+    campaign = timed(VerizonThingSpaceCampaignTrigger)
+    for campaign_id in campaigns:
+        created.append(
+            campaign(conn_id="verizon_thingspace_default", ids=[campaign_id], target="over", **common)
+        )
+    return created
+
+
 @child
 def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
-    """``count`` Cisco status triggers in one event loop, as a triggerer runs them, with two observers.
+    """``mix`` triggers (``{"cisco": n, "roma": n, "firmware": n, "campaign": n}``, see
+    :func:`_scale_triggers`) in one event loop, as a triggerer runs them, with two observers.
 
-    Each trigger waits for one device to reach a status it never reaches and polls every
-    ``poll_interval`` seconds. A subclass of the watch records when each poll starts and ends (and
-    nothing else): round ``n`` is the span from the first trigger starting its n-th poll to the last
-    one finishing it (every trigger starts at once, so round 1 is the time to poll all of them once).
-    Once every trigger has finished ``rounds`` polls they are cancelled, as a triggerer cancels the
-    triggers it no longer runs (their shared hook is closed then).
+    Each trigger waits for something it never sees and polls every ``poll_interval`` seconds. A
+    subclass of each watch records when each poll starts and ends (and nothing else): round ``n`` is
+    the span from the first trigger starting its n-th poll to the last one finishing it (every
+    trigger starts at once, so round 1 is the time to poll all of them once). Once every trigger has
+    finished ``rounds`` polls they are cancelled, as a triggerer cancels the triggers it no longer
+    runs (their shared hooks are closed then).
 
     The observers: a ticker task sleeping ``tick`` seconds, whose oversleep is the loop's lag, and a
     copy of the triggerer's own watchdog (``TriggerRunner.block_watchdog``: it sleeps 0.1 s and warns
@@ -142,10 +228,8 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     import airflow.sdk.execution_time.task_runner  # noqa: F401
     from airflow.configuration import conf
 
-    from airflow_provider_iotfleet.simulator.fleet import iccid_of
-    from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger, CiscoDeviceStatusWatch
-
-    count = int(arguments["count"])
+    mix = {kind: int(number) for kind, number in arguments["mix"].items()}
+    count = sum(mix.values())
     poll_interval = float(arguments["poll_interval"])
     rounds = int(arguments["rounds"])
     tick = float(arguments["tick"])
@@ -155,19 +239,32 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     starts: dict[int, list[float]] = {}  # each trigger's poll start times, by id(watch)
     finished = asyncio.Event()
 
-    class TimedWatch(CiscoDeviceStatusWatch):
-        async def apoll(self, hook: Any) -> None:
-            number = self.polls + 1
-            started = time.perf_counter()
-            starts.setdefault(id(self), []).append(started)
-            await super().apoll(hook)
-            spans = polls.setdefault(number, [])
-            spans.append((started, time.perf_counter()))
-            if number == rounds and len(spans) == count:
-                finished.set()
+    def timed(trigger_class: type) -> type:
+        class TimedWatch(trigger_class.watch_class):  # type: ignore[name-defined,misc]
+            async def apoll(self, hook: Any) -> None:
+                number = self.polls + 1
+                started = time.perf_counter()
+                starts.setdefault(id(self), []).append(started)
+                await super().apoll(hook)
+                spans = polls.setdefault(number, [])
+                spans.append((started, time.perf_counter()))
+                if number == rounds and len(spans) == count:
+                    finished.set()
 
-    class TimedTrigger(CiscoDeviceStatusTrigger):
-        watch_class = TimedWatch
+        return type(f"Timed{trigger_class.__name__}", (trigger_class,), {"watch_class": TimedWatch})
+
+    loaded_objects = len(gc.get_objects())
+    created = _scale_triggers(mix, poll_interval, timed)
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+    collecting: dict[str, float] = {}
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting["since"] = time.perf_counter()
+        elif "since" in collecting:
+            collections.append((info["generation"], time.perf_counter() - collecting.pop("since")))
+
+    gc.callbacks.append(on_collection)
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -191,21 +288,13 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
 
         events: list[str] = []
 
-        async def wait(trigger: CiscoDeviceStatusTrigger) -> None:
+        async def wait(trigger: Any) -> None:
             async for event in trigger.run():
-                events.append(str(event.payload["status"]))
+                events.append(
+                    f"{type(trigger).__name__}: {event.payload['status']} {event.payload['message']}"
+                )
                 return
 
-        created = [
-            TimedTrigger(
-                conn_id="cisco_control_center_default",
-                ids=[iccid_of(index)],
-                target="RETIRED",
-                poll_interval=poll_interval,
-                deadline=time.time() + 3600,
-            )
-            for index in range(count)
-        ]
         observers = [asyncio.create_task(ticker()), asyncio.create_task(watchdog())]
         await asyncio.sleep(IDLE_SECONDS)  # the observers alone first: the idle loop's own lag
         started = time.perf_counter()
@@ -213,6 +302,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):  # then fewer complete rounds than asked are reported
             await asyncio.wait_for(finished.wait(), timeout=limit)
         ended = time.perf_counter()
+        running_objects = len(gc.get_objects())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -224,10 +314,12 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             "blocked": blocked,
             "started": started,
             "ended": ended,
+            "running_objects": running_objects,
         }
 
-    with PeakRss() as memory:
+    with PeakRss() as memory, Stopwatch() as clock:
         outcome = asyncio.run(run())
+    gc.callbacks.remove(on_collection)
     started, ended = outcome["started"], outcome["ended"]
     round_times = {
         number: max(end for _, end in spans) - min(start for start, _ in spans)
@@ -245,18 +337,30 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     # Between one poll's start and the next one's, a trigger polls, sleeps ``poll_interval`` and
     # waits for the loop: what is beyond ``poll_interval`` is what the others cost it.
     gaps = [later - earlier for times in starts.values() for earlier, later in itertools.pairwise(times)]
+    running = [lag * 1000 for lag in phases["round_1"] + phases["later"]]
     return {
+        "mix": mix,
         "rounds_s": {str(number): rounded(seconds) for number, seconds in round_times.items()},
         "polls_per_round": {str(number): len(spans) for number, spans in sorted(polls.items())},
         "poll_seconds": _spread([end - start for spans in polls.values() for start, end in spans]),
         "poll_start_gaps_s": _spread(gaps) if gaps else None,
-        "events": outcome["events"],
+        "events": outcome["events"][:20],
+        "event_count": len(outcome["events"]),
         "wall_s": rounded(ended - started),
-        "lag_ms": {phase: _spread([lag * 1000 for lag in lags], 2) for phase, lags in phases.items()},
+        "cpu_s": rounded(clock.cpu),  # the whole loop's, with the idle second and the cancellations
+        "lag_ms": {
+            **{phase: _spread([lag * 1000 for lag in lags], 2) for phase, lags in phases.items()},
+            "running": _spread(running, 2),
+        },
         "ticks": len(outcome["lags"]),
         "watchdog_threshold_s": threshold,
         "watchdog_warnings": len(outcome["blocked"]),
         "watchdog_longest_s": rounded(max((e for _, e in outcome["blocked"]), default=0.0)),
+        "gc_tracked_objects": {"before_triggers": loaded_objects, "running": outcome["running_objects"]},
+        "gc_pauses_ms": {
+            f"generation_{generation}": _spread([s * 1000 for g, s in collections if g == generation], 2)
+            for generation in sorted({g for g, _ in collections})
+        },
         "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
         **memory.report(),
     }

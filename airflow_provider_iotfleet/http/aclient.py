@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import os
 import ssl
+import sys
 from typing import Any
 
 import httpx
@@ -26,6 +28,17 @@ _RENEWAL_POLL = 0.05
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Response headers that can carry a credential (Huawei IAM hands its token out in X-Subject-Token).
 _CREDENTIAL_HEADERS = ("x-subject-token", "x-auth-token", "authorization", "set-cookie")
+#: What httpx imports on its first request in an event loop (anyio's asyncio backend, hundreds of
+#: milliseconds on a busy machine): imported in a worker thread before the first request instead.
+IMPORTED_ON_FIRST_REQUEST = ("anyio._backends._asyncio",)
+
+
+async def aimport_request_modules() -> None:
+    """Import, in a worker thread, the modules of :data:`IMPORTED_ON_FIRST_REQUEST` not imported yet:
+    imported by httpx itself, they would block the event loop, and every trigger in it, meanwhile."""
+    missing = [name for name in IMPORTED_ON_FIRST_REQUEST if name not in sys.modules]
+    if missing:
+        await asyncio.to_thread(lambda: [importlib.import_module(name) for name in missing])
 
 
 class _CredentialHeaderFilter(logging.Filter):
@@ -71,6 +84,7 @@ class AsyncVendorHttpClient(ClientCore):
         # its queue is scanned on every request and release, which with hundreds of triggers on one
         # client blocks the event loop for seconds and serves some triggers far later than others.
         self._connection_slots = asyncio.Semaphore(self.max_connections)
+        self._imported = False  # whether aimport_request_modules() ran for this client
 
     async def send(self, call: Call) -> Reply:
         """Send ``call`` (after any logins its auth needs) and return the vendor's answer.
@@ -120,6 +134,9 @@ class AsyncVendorHttpClient(ClientCore):
             waited += _RENEWAL_POLL
 
     async def _transmit(self, request: Request) -> Response:
+        if not self._imported:
+            await aimport_request_modules()
+            self._imported = True
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that arrives
             # as the semaphore is acquired, and a cancelled trigger would then go on polling.

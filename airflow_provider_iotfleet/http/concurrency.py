@@ -136,18 +136,28 @@ def map_batches(
     *,
     on_outcome: Callable[[BatchOutcome[ItemT, ResultT]], None] | None = None,
     abort_on: Callable[[IoTFleetError], bool] = affects_every_item,
+    in_flight: int = 1,
 ) -> list[BatchOutcome[ItemT, ResultT]]:
-    """Send each batch in turn, keeping every batch's result or error: one failed call stops nothing,
-    so earlier batches' results are never lost.
+    """Send each batch, keeping every batch's result or error: one failed call stops nothing, so
+    earlier batches' results are never lost.
 
-    :param on_outcome: called with each batch's outcome as soon as it is known, for progress logs.
+    :param on_outcome: called with each batch's outcome as soon as it is known, for progress logs
+        (from worker threads when ``in_flight`` is above 1).
     :param abort_on: as for :func:`map_bounded`: after such an error the later batches are not sent
-        and carry an :class:`IoTFleetNotAttemptedError` with the cause's status and code.
-    :return: one :class:`BatchOutcome` per batch, in order.
+        and carry an :class:`IoTFleetNotAttemptedError` with the cause's status and code (with
+        ``in_flight`` above 1, a batch already on its way when the error came is still answered).
+    :param in_flight: how many requests may be on their way at once: 1 sends the batches one after
+        the other; 2 sends the next while the answer to the previous one is read and recorded.
+        Batches are taken in order either way; with more than one in flight their answers may land
+        in another order.
+    :return: one :class:`BatchOutcome` per batch, in input order.
+    :raises ValueError: when ``in_flight`` is below 1.
     """
-    outcomes: list[BatchOutcome[ItemT, ResultT]] = []
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be at least 1, got {in_flight}")
     run = RunStop(abort_on)
-    for index, batch in enumerate(batches):
+
+    def attempt(index: int, batch: list[ItemT]) -> BatchOutcome[ItemT, ResultT]:
         outcome: BatchOutcome[ItemT, ResultT]
         if (skipped := run.skipped()) is not None:
             outcome = BatchOutcome(index=index, items=batch, error=skipped)
@@ -157,7 +167,12 @@ def map_batches(
             except IoTFleetError as error:
                 outcome = BatchOutcome(index=index, items=batch, error=error)
                 run.failed(error)
-        outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
-    return outcomes
+        return outcome
+
+    if in_flight == 1:
+        return [attempt(index, batch) for index, batch in enumerate(batches)]
+    listed = list(batches)
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="iotfleet-batch") as pool:
+        return list(pool.map(attempt, range(len(listed)), listed))

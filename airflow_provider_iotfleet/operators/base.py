@@ -336,10 +336,11 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         *,
         id_of: Callable[[ItemT], DeviceId] | None = None,
         failed_in: Callable[[ResultT], int] = lambda result: 0,
+        in_flight: int = 1,
     ) -> None:
         """Send each batch, one request each, and record what came of it in ``outcome``.
 
-        Batches go one after the other through :func:`map_batches`: a failed batch stops nothing,
+        Batches go through :func:`map_batches`, in order: a failed batch stops nothing,
         and after refused credentials (or another error every later request would meet) the rest are
         not sent. Each batch's devices are recorded once: a batch whose request failed is failed under
         its error (not attempted for those never sent); the result of one that was answered goes to
@@ -351,13 +352,15 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         :param record: records a batch's result in ``outcome`` (called with the batch and its result).
         :param id_of: a device's id in the outcome; default: the item itself.
         :param failed_in: how many items of an answered batch failed, for progress lines.
+        :param in_flight: requests on their way at once (see :func:`map_batches`); ``send`` is then
+            called from worker threads, and ``record`` still from this one, in batch order.
         """
 
         def advance(landed: BatchOutcome[ItemT, ResultT]) -> None:
             failed = len(landed.items) if landed.result is None else failed_in(landed.result)
             progress.advance(len(landed.items), failed=failed, batch=True)
 
-        for batch in map_batches(send, batches, on_outcome=advance):
+        for batch in map_batches(send, batches, on_outcome=advance, in_flight=in_flight):
             if batch.error is not None:
                 ids = [id_of(item) for item in batch.items] if id_of else cast("list[DeviceId]", batch.items)
                 outcome.fail(ids, batch.error)

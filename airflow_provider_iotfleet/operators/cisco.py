@@ -122,10 +122,13 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         # in flight (two small writes to the task state store per edit, at Control Center's pace).
         journal = self.journal(context, "cisco.scheduled", flush_every=0) if effective_date else None
         scheduled_before = journal.load() if journal is not None else {}
+        # Fingerprints only where the journal has an entry, and for what is sent only when there is
+        # a journal to record them in: without an effective date, 100,000 edits need none.
         status_of: dict[str, Status] = {
             edit["iccid"]: "scheduled"
             for edit in edits
-            if scheduled_before.get(edit["iccid"]) == _fingerprint(edit, effective_date)
+            if edit["iccid"] in scheduled_before
+            and scheduled_before[edit["iccid"]] == _fingerprint(edit, effective_date)
         }
         to_send = [edit for edit in edits if edit["iccid"] not in status_of]
         detail = f"effective {effective_date}" if effective_date else "effective now"
@@ -138,7 +141,11 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         progress = self.start("editing", len(edits), detail=detail, duplicates=duplicates)
         if status_of:  # advancing by nothing would log a "0/n devices" line
             progress.advance(len(status_of))
-        fingerprints = {edit["iccid"]: _fingerprint(edit, effective_date) for edit in to_send}
+        fingerprints = (
+            {edit["iccid"]: _fingerprint(edit, effective_date) for edit in to_send}
+            if journal is not None
+            else {}
+        )
 
         def on_outcome(result: Outcome[str, CiscoEditResult]) -> None:
             progress.advance(1, failed=0 if result.ok else 1)

@@ -17,10 +17,15 @@ from airflow_provider_iotfleet.hooks.paloalto.reads import planned_changes
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct, plural
-from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size
+from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_whole_number
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+#: Requests on their way at once by default: one after the other, so the later entry always wins.
+DEFAULT_REQUESTS_IN_FLIGHT = 1
+#: IoT Security publishes no concurrency limit for bulkUpdate; more than this buys nothing.
+MAX_REQUESTS_IN_FLIGHT = 4
 
 
 class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHook]):
@@ -64,6 +69,13 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
     :param paloalto_iot_conn_id: the Airflow connection.
     :param fail_on_error: fail the task when any request failed (after sending all of them).
     :param dry_run: read only and return the plan (templated; see above).
+    :param requests_in_flight: requests on their way at once, 1..4 (default 1, one after the
+        other). 2 sends the next batch while IoT Security works on the previous one (the
+        connection's rate limit still paces every request). Every device is in one request only
+        (repeats dropped, two updates under one id refused), so the order requests land in changes
+        nothing, except for one device given twice under different identifiers: with 1, the later
+        entry is sure to win. After refused credentials, a request already on its way is still
+        answered; the others are not sent.
     """
 
     hook_class = PaloAltoIoTSecurityHook
@@ -80,6 +92,7 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         customer_id: str | None = None,
         paloalto_iot_conn_id: str = PaloAltoIoTSecurityHook.default_conn_name,
         fail_on_error: bool = True,
+        requests_in_flight: int = DEFAULT_REQUESTS_IN_FLIGHT,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=paloalto_iot_conn_id, fail_on_error=fail_on_error, **kwargs)
@@ -87,6 +100,9 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         self.update_source = update_source
         self.customer_id = customer_id
         self.batch_size = validate_batch_size(batch_size, DEFAULT_MAX_DEVICES_PER_REQUEST, self.vendor)
+        self.requests_in_flight = validate_whole_number(
+            requests_in_flight, f"{self.task_id}: requests_in_flight", 1, MAX_REQUESTS_IN_FLIGHT
+        )
 
     def _validated(self) -> tuple[list[dict[str, str]], list[str], int] | None:
         """The distinct entries (validated, in input order), their ids, and how many repeats went;
@@ -134,8 +150,10 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         journal = self.journal(context, "paloalto.accepted")
         accepted_before: dict[str, Any] = journal.load()
         # Each batch's journal key and device ids, by the batch's identity (computed once per batch).
+        # Without a task state store nothing is recorded or found, so no batch needs its key.
+        keyed = journal.available
         about: dict[int, tuple[str, list[str]]] = {
-            id(batch): (_batch_key(batch, self.update_source, self.customer_id), batch_ids)
+            id(batch): (_batch_key(batch, self.update_source, self.customer_id) if keyed else "", batch_ids)
             for batch, batch_ids in zip(batches, chunks(ids, self.batch_size), strict=True)
         }
         to_send: list[list[dict[str, str]]] = []
@@ -166,7 +184,9 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             outcome.add_many("accepted", about[id(batch)][1])
 
         try:
-            self.send_in_batches(outcome, to_send, send, record, progress, id_of=device_id)
+            self.send_in_batches(
+                outcome, to_send, send, record, progress, id_of=device_id, in_flight=self.requests_in_flight
+            )
         finally:
             journal.flush()
         return outcome.build(updated=sum(updated), batches=len(batches))

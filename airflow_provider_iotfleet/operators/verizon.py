@@ -107,7 +107,32 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 }
                 return OperationResult(outcome=nothing, counts={"listed": 0})
             requested, duplicates = distinct(validate_imeis(given), key=str)
-        pages = self.hook.iter_fota_device_pages(requested, account_name=account, protocol=self.protocol)
+        # Written to a file, the next page is fetched while this one is written (the listing only
+        # reads, so a page fetched and never written costs nothing but the request). To XCom, each
+        # page is asked for only once the one before is taken: past max_xcom_devices none is asked.
+        pages = self.hook.iter_fota_device_pages(
+            requested, account_name=account, protocol=self.protocol, prefetch=output is not None
+        )
+        try:
+            return self._list(context, account, output, pages, requested, duplicates)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # stopped early (an error): no page left in flight, no thread left behind
+
+    def _list(
+        self,
+        context: Context,
+        account: str,
+        output: tuple[str, ObjectStoragePath] | None,
+        pages: Iterator[list[dict[str, Any]]],
+        requested: list[str] | None,
+        duplicates: int,
+    ) -> OperationResult:
+        """List ``pages`` to ``output`` (or XCom), as :meth:`operate` says.
+
+        :return: the outcome and counts of the listing.
+        """
         total = len(requested) if requested is not None else None
         progress = self.start(
             "listing the FOTA devices" + (" of" if total is not None else ""),
@@ -251,7 +276,7 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
         """
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
-        imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
+        imeis, duplicates = _distinct_imeis(validate_imeis(raw)) if raw else ([], 0)
         return account, imeis, duplicates
 
     def plan(self, context: Context) -> FleetOutcome:
@@ -441,7 +466,7 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         """
         account = self.hook.resolve_account(self.account_name)
         raw = as_item_list(self.imeis, "imeis")
-        imeis, duplicates = distinct(validate_imeis(raw), key=str) if raw else ([], 0)
+        imeis, duplicates = _distinct_imeis(validate_imeis(raw)) if raw else ([], 0)
         return account, imeis, duplicates, self._campaign_request(context)
 
     def plan(self, context: Context) -> FleetOutcome:
@@ -591,6 +616,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     def on_kill(self) -> None:
         """Cancel the campaign this try scheduled: a killed task should not leave devices upgrading."""
         self._cancel("the task was killed")
+
+
+def _distinct_imeis(imeis: list[str]) -> tuple[list[str], int]:
+    """The IMEIs (strings, as validation returns them) with repeats dropped, first kept, and how
+    many went: :func:`~airflow_provider_iotfleet.utils.distinct` without a key call per IMEI."""
+    unique = list(dict.fromkeys(imeis))
+    return unique, len(imeis) - len(unique)
 
 
 def _run_day(context: Context, now: datetime) -> date:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -229,6 +230,15 @@ class DeviceWatch:
 #: within the two minutes Airflow waits beyond the sensor's timeout (``DEFERRAL_GRACE``).
 LATE_START_LOOK = 30.0
 
+#: The share of its poll interval a trigger may wait before it starts (see
+#: :meth:`DeviceWatchTrigger.start_delay`): its first poll comes at a random point within it.
+START_SPREAD = 1.0
+
+#: A trigger logs what it still waits for when that changed, else once every this many polls: a
+#: triggerer running thousands of waits does not write a line per wait per poll, and a long wait's
+#: log still shows it is alive.
+QUIET_POLLS = 10
+
 #: (event loop, hook class, connection id, fingerprint of the connection) -> (hook, its users).
 _SHARED: dict[tuple[int, type[IoTFleetBaseHook], str, str], tuple[IoTFleetBaseHook, int]] = {}
 
@@ -264,6 +274,9 @@ async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> Async
             vendor=hook_class.hook_name,
         ) from None
     key = (id(asyncio.get_running_loop()), hook_class, conn_id, _fingerprint(connection))
+    # Only its fingerprint is needed from here on: this frame lives as long as the trigger, and
+    # 2,000 waiting triggers would otherwise each keep a copy of the connection (and its secret).
+    del connection
     hook, users = _SHARED.get(key, (None, 0))
     if hook is None:
         hook = hook_class(conn_id)
@@ -288,11 +301,20 @@ class DeviceWatchTrigger(BaseTrigger):
     retried up to ``max_transient_errors`` polls in a row. Each poll is bounded by what is left of
     the deadline: slow answers end the wait with the ``timeout`` event at the deadline, not after
     it. Everything is awaited: nothing here blocks the event loop, and nothing is per-trigger thread.
+    After a poll it logs what it still waits for when that changed, else every :data:`QUIET_POLLS`
+    polls; each tolerated failure is logged as a warning.
 
     The devices come inline (``ids``, ``seen``, ``unreachable``) when there are few, or as
     ``devices_ref``, a reference to the XCom the sensor pushed them to (see
     :mod:`~airflow_provider_iotfleet.triggers.handover`): the kwargs stay small whatever the device
     count, and a trigger the triggerer rebuilds from them reads the same devices again.
+
+    A trigger does not poll the moment it starts: the sensor checked every device just before it
+    deferred, so the trigger's first poll is due one poll interval later, and it comes at a random
+    point within that interval (:meth:`start_delay`). Triggers that start together (a triggerer
+    starting with hundreds of them, a DAG run deferring many sensors at once) then read their
+    connections and send their first requests spread over the interval, not all in one turn of the
+    event loop. A trigger that starts after its deadline looks at once.
 
     The connection is read when the trigger starts (:func:`shared_hook`): a trigger started after
     it was fixed uses the fixed one, and one that is gone (deleted, or missing a field the hook
@@ -388,6 +410,15 @@ class DeviceWatchTrigger(BaseTrigger):
         watch.restore(state.seen, state.unreachable)
         return watch
 
+    def start_delay(self) -> float:
+        """Seconds to wait before the first poll: a random share of the poll interval (at most
+        :data:`START_SPREAD` of it), never beyond the deadline; ``0.0`` once the deadline has passed.
+        """
+        remaining = self.deadline - time.time()
+        if remaining <= 0:
+            return 0.0
+        return min(random.uniform(0.0, START_SPREAD * self.poll_interval), remaining)  # noqa: S311 - spread, not secrecy
+
     def _failed_before_start(self, message: str) -> TriggerEvent:
         """The error event of a trigger that could not start its wait (no devices read back)."""
         return TriggerEvent(
@@ -402,6 +433,9 @@ class DeviceWatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Before anything else, reading the devices' XCom and the connection included: the start-up
+        # work of triggers started together is spread with their first polls.
+        await asyncio.sleep(self.start_delay())
         try:
             watch = await self.awatch()
         except IoTFleetHandoverError as error:
@@ -414,6 +448,7 @@ class DeviceWatchTrigger(BaseTrigger):
                 yield TriggerEvent(watch.event("error", str(error)))
                 return
             failures = 0
+            logged, quiet = "", 0  # the last line logged, and polls since
             # Each poll is bounded by what is left of the deadline; a trigger that starts after it
             # (a triggerer that was down or busy) still takes one look, bounded by LATE_START_LOOK.
             late_start = self.deadline <= time.time()
@@ -448,5 +483,9 @@ class DeviceWatchTrigger(BaseTrigger):
                     yield TriggerEvent(watch.event("timeout", "the sensor's timeout passed"))
                     return
                 if not failures:
-                    self.log.info("%s", watch.describe_unmatched())
+                    described = watch.describe_unmatched()
+                    quiet += 1
+                    if described != logged or quiet >= QUIET_POLLS:
+                        self.log.info("%s", described)
+                        logged, quiet = described, 0
                 await asyncio.sleep(min(self.poll_interval, remaining))

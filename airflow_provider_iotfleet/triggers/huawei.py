@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.huawei.answers import NEVER, OFFLINE
 from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.triggers.base import CONNECTED_BEFORE, DeviceWatch, DeviceWatchTrigger
+
+#: Values of a device that has connected before, so cannot be never connected again. "not offline"
+#: comes from the listings of a wait on ``offline``, which page the never-connected listing too
+#: (or skip it only for devices already seen connected).
+CONNECTED = frozenset({"online", f"not {OFFLINE}"})
 
 
 class RomaOnlineStatusWatch(DeviceWatch):
@@ -13,8 +20,10 @@ class RomaOnlineStatusWatch(DeviceWatch):
     one, or the instance's listing filtered on the target status, whichever takes fewer requests.
 
     Waiting for ``offline``, a device that never connected counts as offline (it is not connected),
-    its value recorded as ``never``. Waiting for ``never``, a device that reports ``online`` or
-    ``offline`` has connected before and can never match: unreachable (``connected_before``). An id
+    its value recorded as ``never``; once every device left was seen connected, polls skip the
+    never-connected listing, so a poll pages only the listing of the target status. Waiting for
+    ``never``, a device that reports ``online`` or ``offline`` has connected before and can never
+    match: unreachable (``connected_before``). An id
     ROMA does not know is unreachable (``not_found``) once it is read one by one (from the first
     poll for up to 10 devices; for more, once few enough are left).
     """
@@ -28,11 +37,24 @@ class RomaOnlineStatusWatch(DeviceWatch):
     def _seen(self, reads: DeviceReads[int]) -> None:
         self.absorb(reads.values, reads.missing)
 
+    def _with_never(self, unmatched: list[Hashable]) -> bool:
+        """Whether a poll of ``unmatched`` must page the never-connected listing too (waiting for
+        ``offline``): not once every one of them was seen connected (``online``, or ``not offline``
+        with that listing paged), since a device that has connected can never be ``never`` again.
+
+        :return: ``False`` when each device's last value says it has connected; ``True`` otherwise
+            (the first poll, a trigger restarted from its matched devices, an unknown status).
+        """
+        return not all(self.values.get(device_id) in CONNECTED for device_id in unmatched)
+
     def poll(self, hook: HuaweiRomaConnectHook) -> None:
-        self._seen(hook.read_online_statuses(self.unmatched, self.target))  # type: ignore[arg-type]
+        ids = self.unmatched
+        self._seen(hook.read_online_statuses(ids, self.target, with_never=self._with_never(ids)))  # type: ignore[arg-type]
 
     async def apoll(self, hook: HuaweiRomaConnectHook) -> None:
-        self._seen(await hook.aread_online_statuses(self.unmatched, self.target))  # type: ignore[arg-type]
+        ids = self.unmatched
+        reads = await hook.aread_online_statuses(ids, self.target, with_never=self._with_never(ids))  # type: ignore[arg-type]
+        self._seen(reads)
 
 
 class HuaweiRomaDeviceStatusTrigger(DeviceWatchTrigger):

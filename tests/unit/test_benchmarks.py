@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import child, readme_table, run
+from benchmarks import child, overhead, pollcost, readme_table, run
 from benchmarks.common import median, percentile, rounded
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -160,6 +160,8 @@ def test_every_figure_group_of_the_issue_is_run() -> None:
         "bulk",
         "triggers",
         "sizes",
+        "poll_cost",
+        "overhead",
     }
 
 
@@ -274,3 +276,50 @@ def test_the_readme_table_is_the_one_of_the_committed_results() -> None:
     assert len(readme_table.table(data).splitlines()) == 4 + len(data["figures"]) + (
         2 if data.get("errors") else 0
     )
+
+
+def test_the_poll_cost_is_the_poll_over_the_full_read() -> None:
+    assert pollcost.poll_ratio(2, 10_000) == 0.0002
+    assert pollcost.poll_ratio(3, 3) == 1.0
+    assert math.isnan(pollcost.poll_ratio(1, 0))
+
+
+def test_an_amortised_poll_counts_the_periodic_full_read() -> None:
+    assert pollcost.amortised_requests(2, 9_384, 10) == (9_384 + 9 * 2) / 10
+    assert pollcost.amortised_requests(2, 9_384, 0) == 2
+
+
+# --- bulk calls ---------------------------------------------------------------------------------
+
+
+def test_roma_fleet_picks_only_devices_online_at_start_up() -> None:
+    from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, Fleet
+
+    size, ids, statuses = run.roma_fleet(50)
+    assert len(ids) == 50
+    assert sum(statuses.values()) == 50
+    fleet = Fleet(size=size, seed=run.SIMULATOR_SEED, now=lambda: None)
+    online = [ROMA_ID_BASE + i for i in range(size) if fleet.base(i)["online_status"] == ONLINE]
+    assert online == ids
+    assert ids[-1] == ROMA_ID_BASE + size - 1  # the smallest fleet that has them
+
+
+def test_roma_read_back_pages_counts_both_listings() -> None:
+    statuses = {"online": 70_076, "offline": 19_922, "never_connected": 10_002}
+    assert run.roma_read_back_pages(statuses, 999) == math.ceil(10_002 / 999) + math.ceil(89_998 / 999)
+    assert run.roma_read_back_pages({"online": 5, "offline": 0, "never_connected": 0}, 999) == 1
+
+
+# --- operator overhead --------------------------------------------------------------------------
+
+
+def test_overhead_ratio_is_operator_over_hook() -> None:
+    assert overhead.overhead_ratio(1.1, 1.0) == pytest.approx(1.1)
+    assert overhead.overhead_ratio(0.9, 1.0) == pytest.approx(0.9)
+    assert overhead.overhead_ratio(1.0, 0.0) == math.inf
+
+
+def test_outcome_size_is_what_json_xcom_stores() -> None:
+    outcome = {"operation": "edit_devices", "devices": {"succeeded": ["89" * 10] * 512}}
+    assert overhead.outcome_kib(outcome) == len(json.dumps(outcome).encode()) / 1024
+    assert overhead._ids(outcome) == {"succeeded": ["89" * 10] * 512}

@@ -541,3 +541,34 @@ def test_a_clock_too_far_off_the_gateway_is_compensated_once(
     requests_mock.get(f"{DEVICES}/6", json={"device_id": 6})
     hook.get_device(6)  # later calls keep the gateway's time: no refusal first
     assert requests_mock.last_request.headers["X-Sdk-Date"] == gateway_now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def listings(requests_mock: rm.Mocker, members: dict[int, list[int]]) -> Any:
+    """Answer the listing filtered on ``online_status`` with the ids in ``members[code]``, one page."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        ids = members.get(int(request.qs["online_status"][0]), [])
+        return {"total": len(ids), "size": len(ids), "items": [{"device_id": i, "id": i} for i in ids]}
+
+    return requests_mock.get(re.compile(rf"{DEVICES}\?"), json=answer)
+
+
+@pytest.mark.parametrize(
+    ("with_never", "listed", "never_value"),
+    [(True, [["2"], ["0"]], "never"), (False, [["2"]], "not offline")],
+)
+def test_reading_for_an_offline_wait_pages_the_never_connected_listing_unless_told_not_to(
+    hook: HuaweiRomaConnectHook,
+    requests_mock: rm.Mocker,
+    with_never: bool,
+    listed: list[list[str]],
+    never_value: str,
+) -> None:
+    ids = list(range(1, 21))
+    route = listings(requests_mock, {2: [1, 2], 0: [3]})
+    reads = hook.read_online_statuses(ids, "offline", with_never=with_never)
+    assert [request.qs["online_status"] for request in route.request_history] == listed
+    assert reads.values[1] == reads.values[2] == "offline"
+    assert reads.values[3] == never_value
+    assert reads.values[4] == "not offline"
+    assert reads.missing == {}

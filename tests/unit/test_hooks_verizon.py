@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import random
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -227,6 +228,35 @@ def test_pages_follow_last_seen_device_id_without_accumulating(
     assert device["last_connection_time"] is None
     assert device["fota_eligible"] is True
     assert rest[-1][0]["files"] == ["fw.bin"]
+
+
+def test_prefetched_pages_are_the_same_pages_and_stop_at_the_last(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    pages = {
+        "0": {
+            "deviceList": [_device(imeis[0]), _device(imeis[1])],
+            "hasMoreData": True,
+            "lastSeenDeviceId": imeis[1],
+        },
+        imeis[1]: {
+            "deviceList": [_device(imeis[2]), _device(imeis[3])],
+            "hasMoreData": True,
+            "lastSeenDeviceId": imeis[3],
+        },
+        imeis[3]: {"deviceList": [_device(imeis[4])], "hasMoreData": False},
+    }
+    route = requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
+    )
+    lazy = list(hook.iter_fota_device_pages(account_name=ACCOUNT))
+    assert route.call_count == 3
+    # read to its end, the look-ahead closes itself
+    assert list(hook.iter_fota_device_pages(account_name=ACCOUNT, prefetch=True)) == lazy
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+    assert route.call_count == 6  # the same three requests: none past the last page
+    assert [r.qs["lastseendeviceid"][0] for r in route.request_history[3:]] == ["0", imeis[1], imeis[3]]
 
 
 def test_subset_is_listed_with_post(

@@ -14,6 +14,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetAuthError,
     IoTFleetConfigurationError,
     IoTFleetError,
+    IoTFleetNotAttemptedError,
     IoTFleetNotFoundError,
     IoTFleetRateLimitError,
     IoTFleetTransportError,
@@ -26,6 +27,7 @@ from airflow_provider_iotfleet.http import (
     TokenBucket,
     VendorErrorBody,
     VendorHttpClient,
+    map_batches,
     map_bounded,
     parse_retry_after,
 )
@@ -323,3 +325,34 @@ def test_a_host_without_scheme_is_refused_not_guessed() -> None:
         "Connection 'sim' (Example): host '127.0.0.1:8765' has no scheme; write it as "
         "https://127.0.0.1:8765 (in a URI-form connection, percent-encode it: https%3A%2F%2F...)"
     )
+
+
+def test_map_batches_with_two_in_flight_keeps_input_order_and_stops_after_refused_credentials() -> None:
+    started = threading.Event()
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def send(batch: list[int]) -> int:
+        with lock:
+            sent.append(batch[0])
+        if batch[0] == 0:
+            started.wait(5)  # the first answer lands after the second batch was sent
+            return 0
+        started.set()
+        if batch[0] == 2:
+            raise IoTFleetAuthError("refused", http_status=401)
+        return batch[0]
+
+    outcomes = map_batches(send, [[n] for n in range(8)], in_flight=2)
+    assert [outcome.index for outcome in outcomes] == list(range(8))
+    assert [outcome.items for outcome in outcomes] == [[n] for n in range(8)]
+    assert outcomes[0].result == 0 and outcomes[1].result == 1
+    assert isinstance(outcomes[2].error, IoTFleetAuthError)
+    # at most one batch more was on its way when the credentials were refused; the rest were not sent
+    assert len(sent) <= 4
+    assert all(isinstance(outcome.error, IoTFleetNotAttemptedError) for outcome in outcomes[len(sent) :])
+
+
+def test_map_batches_refuses_nothing_in_flight() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        map_batches(lambda batch: batch, [[1]], in_flight=0)

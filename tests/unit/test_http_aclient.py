@@ -748,6 +748,35 @@ def test_async_429_waits_as_retry_after_says_then_succeeds() -> None:
     assert (clock.asleeps, clock.sleeps) == ([7.0], [])
 
 
+def test_what_httpx_imports_on_its_first_request_is_imported_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_iotfleet.http import aclient
+
+    imported: list[tuple[str, int]] = []
+    monkeypatch.setattr(aclient, "IMPORTED_ON_FIRST_REQUEST", ("a_module_httpx_would_import", "sys"))
+    monkeypatch.setattr(
+        aclient.importlib, "import_module", lambda name: imported.append((name, threading.get_ident()))
+    )
+    script = Script(answer({"ok": True}))
+
+    async def run() -> int:
+        client = make_aclient(AsyncFakeClock(), script)
+        try:
+            for _ in range(3):
+                await client.send(Call("GET", "things"))
+        finally:
+            await client.aclose()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(run())
+
+    assert len(script.requests) == 3
+    # Once, before the first request; only what is not imported yet; in another thread than the loop's.
+    assert [name for name, _ in imported] == ["a_module_httpx_would_import"]
+    assert imported[0][1] != loop_thread
+
+
 def test_async_5xx_backs_off_exponentially() -> None:
     clock = AsyncFakeClock()
     script = Script(

@@ -2139,3 +2139,30 @@ def test_roma_ids_are_validated_once_by_the_operator_not_again_by_the_hook(
     op = HuaweiRomaForceOfflineOperator(task_id="t", device_ids=["1", 2, 3, 4], batch_size=2)
     op.execute(operator_context(try_number=try_number))
     assert checked == [["1", 2, 3, 4]]
+
+
+def test_pan_two_requests_in_flight_send_every_batch_once_with_the_same_outcome(
+    paloalto_connection: None, requests_mock: rm.Mocker
+) -> None:
+    devices = [pan_device(n) for n in range(7)]
+    ids = [d["imei"] for d in devices]
+    requests_mock.put(BULK_URL, json=pan_answer({devices[2]["imei"]: (400, {"code": 400, "msg": "bad"})}))
+    op = PaloAltoIoTBulkUpdateOperator(
+        task_id="t", devices=devices, batch_size=2, fail_on_error=False, requests_in_flight=2
+    )
+    result = op.execute(operator_context())
+    assert result["devices"]["accepted"] == ids[:2] + ids[4:]  # input order, whatever order answers came
+    assert [group["devices"] for group in result["errors"]] == [ids[2:4]]
+    assert result["updated"] == 5
+    sent = sorted(
+        tuple(d["imei"] for d in r.json()["devicelist"])
+        for r in requests_mock.request_history
+        if r.method == "PUT"
+    )
+    assert sorted(set(sent)) == sorted({tuple(ids[i : i + 2]) for i in range(0, 7, 2)})
+
+
+@pytest.mark.parametrize("in_flight", [0, 5, True, "2"])
+def test_pan_requests_in_flight_out_of_range_is_refused(paloalto_connection: None, in_flight: Any) -> None:
+    with pytest.raises(IoTFleetValidationError, match="requests_in_flight"):
+        PaloAltoIoTBulkUpdateOperator(task_id="t", devices=[pan_device(0)], requests_in_flight=in_flight)

@@ -429,6 +429,34 @@ def test_listing_failing_on_page_3_leaves_no_partial_file(
     assert ctx["ti"].xcom == {}
 
 
+def test_export_reads_ahead_yet_writes_the_pages_in_order_and_leaves_no_thread(
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    ids = [imei(n) for n in range(9)]
+    route = requests_mock.get(DEVICES_URL, json=paged(ids, 2))
+    target = tmp_path / "fota.jsonl"
+    result = VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(target)).execute(
+        operator_context()
+    )
+    assert (result["device_count"], result["pages"]) == (9, 5)
+    assert [json.loads(line)["device_id"] for line in target.read_text().splitlines()] == ids
+    assert route.call_count == 5  # the look-ahead asked for nothing past the last page
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+
+
+def test_export_failing_on_a_page_leaves_no_look_ahead_thread(
+    thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
+) -> None:
+    route = requests_mock.get(DEVICES_URL, json=paged([imei(n) for n in range(10)], 2, fail_on_page=4))
+    with pytest.raises(IoTFleetVendorResponseError, match="Listing failed"):
+        VerizonThingSpaceFotaDevicesOperator(task_id="t", output_path=str(tmp_path / "x.jsonl")).execute(
+            operator_context()
+        )
+    assert route.call_count == 4  # pages 1 to 3 delivered, page 4's error raised, page 5 never asked
+    assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+
+
 def test_listing_failing_after_retries_leaves_no_partial_file(
     thingspace_connection: None, thingspace_logins: tuple[Any, Any], requests_mock: rm.Mocker, tmp_path: Path
 ) -> None:

@@ -665,14 +665,14 @@ def test_cisco_reads_each_device_first_then_searches_what_changed_since_the_prev
     }
 
 
-def test_cisco_reads_the_unmatched_devices_in_full_every_tenth_poll(
+def test_cisco_reads_the_unmatched_devices_in_full_again_an_hour_after_the_last_full_read(
     cisco: Case, requests_mock: rm.Mocker, clock: FakeClock
 ) -> None:
     a, b, c = ICCIDS[:3]
     fake = fake_for(cisco, requests_mock, {a: "ACTIVATED", b: "DEACTIVATED", c: "DEACTIVATED"})
     sensor = cisco.sensor(clock)
     kinds: list[str] = []
-    for _ in range(22):
+    for _ in range(122):  # a poll a minute: a full read every 60 polls, whatever the poll interval
         before = len(fake.reads)
         assert sensor.poke(operator_context()).is_done is False
         polled = fake.reads[before:]
@@ -685,7 +685,7 @@ def test_cisco_reads_the_unmatched_devices_in_full_every_tenth_poll(
                 assert fake.full_reads(polled) == [b, c]
         clock.advance(60)
 
-    assert kinds == (["full"] + ["search"] * 9) * 2 + ["full", "search"]
+    assert kinds == (["full"] + ["search"] * 59) * 2 + ["full", "search"]
 
 
 def test_cisco_full_read_finds_a_change_search_did_not_report(
@@ -694,11 +694,15 @@ def test_cisco_full_read_finds_a_change_search_did_not_report(
     a = ICCIDS[0]
     fake = fake_for(cisco, requests_mock, {a: "DEACTIVATED"})
     sensor = cisco.sensor(clock, ids=[a])
-    for _ in range(5):
+    for _ in range(5):  # minutes 0 (a full read), 10, 20, 30, 40 (searches)
         assert sensor.poke(operator_context()).is_done is False
+        clock.advance(600)
     fake.values[a] = "ACTIVATED"  # changed, but Search Devices does not report it (vendor lag)
-    results = [sensor.poke(operator_context()).is_done for _ in range(6)]
-    assert results == [False] * 5 + [True]  # the 11th poll reads the device in full
+    results = []
+    for _ in range(2):  # minute 50 searches; minute 60, an hour after the full read, reads in full
+        results.append(sensor.poke(operator_context()).is_done)
+        clock.advance(600)
+    assert results == [False, True]
     assert fake.full_reads() == [a, a]
 
 

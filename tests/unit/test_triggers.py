@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import itertools
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,12 +26,14 @@ from airflow import __version__ as airflow_version
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
+from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.http import AsyncVendorHttpClient
 from airflow_provider_iotfleet.sensors.base import IoTFleetSensorError, IoTFleetUnreachableDevicesError
 from airflow_provider_iotfleet.triggers import base as triggers_base
 from airflow_provider_iotfleet.triggers import handover
 from airflow_provider_iotfleet.triggers.base import DeviceWatchTrigger, shared_hook
 from airflow_provider_iotfleet.triggers.handover import WATCH_XCOM_KEY
+from airflow_provider_iotfleet.triggers.huawei import RomaOnlineStatusWatch
 from tests.fakes import FakeClock, luhn_complete, operator_context
 from tests.watch_fakes import (
     ACCOUNT,
@@ -76,6 +79,13 @@ def connection_reads_await(monkeypatch: pytest.MonkeyPatch) -> None:
         return await original(cls, conn_id)
 
     monkeypatch.setattr(IoTFleetBaseHook, "aget_connection", classmethod(aget_connection))
+
+
+@pytest.fixture
+def no_start_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers poll the moment they start, for tests of triggers that start together or must poll
+    before a long interval has passed."""
+    monkeypatch.setattr(triggers_base, "START_SPREAD", 0.0)
 
 
 @pytest.fixture(autouse=True)
@@ -446,6 +456,32 @@ def test_the_trigger_logs_what_it_waits_for_and_each_tolerated_failure(
     assert waiting.endswith("and 3 more") and str(ids[5]) not in waiting
 
 
+def test_a_long_wait_logs_when_what_it_waits_for_changed_else_every_few_polls(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = case.ids[:2]
+    fake = case.fake({a: case.other, b: case.other})
+    fake.after_reads(3, {a: case.target})
+    fake.after_reads(3 * triggers_base.QUIET_POLLS, {b: case.target})
+    serve(monkeypatch, fake)
+
+    with structlog.testing.capture_logs() as events:
+        payload = run(make_trigger(case, ids=[a, b], poll_interval=0.001))
+
+    assert payload["status"] == "success"
+    lines = [str(e["event"]) for e in events if e["log_level"] == "info" and "not yet at" in str(e["event"])]
+    both, one = (f"{n} of 2 devices not yet at {case.value_name} {case.target}" for n in (2, 1))
+    # The first line at once, a new one as soon as a device matched, and the same line again only
+    # every QUIET_POLLS polls: not one per poll.
+    assert lines[0].startswith(both) and any(line.startswith(one) for line in lines)
+    first_one = next(n for n, line in enumerate(lines) if line.startswith(one))
+    assert all(line.startswith(both) for line in lines[:first_one])
+    assert all(line.startswith(one) for line in lines[first_one:])
+    polls_waiting_for_one = len(fake.reads) - len(lines[:first_one])  # at least
+    assert 2 <= len(lines) - first_one <= polls_waiting_for_one // triggers_base.QUIET_POLLS + 1
+    assert len(lines) < len(fake.reads) / 3
+
+
 def test_a_permanent_error_ends_the_wait_at_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = case.ids[:2]
     fake = case.fake({a: case.other, b: case.other})
@@ -548,7 +584,7 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
     define_connection(monkeypatch, ROMA)
     ids = ROMA.ids[:12]
     fake = FakeRoma(dict.fromkeys(ids, "online"))
-    fake.after_reads(4, dict.fromkeys(ids, "offline"))  # seen by the third poll
+    fake.after_reads(3, dict.fromkeys(ids, "offline"))  # seen by the third poll
     serve(monkeypatch, fake)
 
     payload = run(make_trigger(ROMA, ids=ids))
@@ -560,8 +596,38 @@ def test_roma_trigger_uses_the_listing_for_many_devices(monkeypatch: pytest.Monk
         "unreachable": {},
     }
     assert fake.device_reads() == []
-    # each poll: the offline devices, and the never-connected ones (not connected either)
-    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"]] * 3
+    # the first poll: the offline devices, and the never-connected ones (not connected either);
+    # then only the offline ones: a device seen connected can never be never-connected again
+    assert [wire.query["online_status"] for wire in fake.listings()] == [["2"], ["0"], ["2"], ["2"]]
+
+
+class RecordingRomaHook:
+    """Answers a ROMA watch's reads with the given values per poll and records ``with_never``."""
+
+    def __init__(self, polls: list[dict[int, str]]) -> None:
+        self.polls = polls
+        self.with_never: list[bool] = []
+
+    def read_online_statuses(self, ids: list[int], target: str, *, with_never: bool) -> DeviceReads[int]:
+        self.with_never.append(with_never)
+        values = self.polls[len(self.with_never) - 1]
+        return DeviceReads({device_id: values.get(device_id, "not offline") for device_id in ids})
+
+
+def test_a_roma_offline_wait_skips_the_never_listing_once_every_device_left_was_seen_connected() -> None:
+    hook = RecordingRomaHook([{1: "unknown", 2: "never"}, {1: "online"}, {3: "offline"}, {}])
+    watch = RomaOnlineStatusWatch([1, 2, 3], "offline")
+    for _ in range(4):
+        watch.poll(hook)
+    # poll 2: device 1 reported an unknown status; from poll 3 on, 1 and 3 were both seen connected
+    assert hook.with_never == [True, True, False, False]
+    assert watch.matched == {2, 3}
+
+    restarted = RomaOnlineStatusWatch([1, 2, 3], "offline")
+    restarted.restore([[2, "never"], [3, "offline"]])
+    again = RecordingRomaHook([{}])
+    restarted.poll(again)  # a trigger started again has no value for device 1 yet
+    assert again.with_never == [True]
 
 
 # --- the event loop -----------------------------------------------------------------------------
@@ -634,6 +700,51 @@ def test_fifty_triggers_share_the_loop_without_blocking_it(
     assert max(gaps) <= MANY, max(gaps)
 
 
+# --- start-up spread ----------------------------------------------------------------------------
+
+
+def test_the_start_delay_is_a_share_of_the_poll_interval_never_past_the_deadline(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delays = [make_trigger(case, poll_interval=30, deadline_in=3600).start_delay() for _ in range(200)]
+    assert all(0.0 <= delay <= 30.0 for delay in delays)
+    assert len(set(delays)) > 1  # random: triggers starting together do not start together
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # the longest it may be
+    assert make_trigger(case, poll_interval=30, deadline_in=3600).start_delay() == 30.0
+    assert make_trigger(case, poll_interval=30, deadline_in=2).start_delay() <= 2.0
+    assert make_trigger(case, poll_interval=30, deadline_in=-1).start_delay() == 0.0  # late: look at once
+
+
+def test_a_trigger_does_nothing_before_its_start_delay(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = case.fake(dict.fromkeys(case.ids[:5], case.target))
+    clients = serve(monkeypatch, fake)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    read: list[str] = []
+    original = IoTFleetBaseHook.aget_connection.__func__  # type: ignore[attr-defined]
+
+    async def aget_connection(cls: type[IoTFleetBaseHook], conn_id: str) -> Any:
+        read.append(conn_id)
+        return await original(cls, conn_id)
+
+    monkeypatch.setattr(IoTFleetBaseHook, "aget_connection", classmethod(aget_connection))
+
+    async def main() -> None:
+        tasks = [
+            asyncio.create_task(drain(make_trigger(case, ids=[i], poll_interval=30, deadline_in=60)))
+            for i in case.ids[:5]
+        ]
+        for _ in range(50):
+            await asyncio.sleep(0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+    # Started together, none read its connection or its devices: all still wait for their turn.
+    assert (read, fake.wires, clients.built) == ([], [], [])
+
+
 # --- one hook per connection --------------------------------------------------------------------
 
 
@@ -659,6 +770,7 @@ class HookSpy:
         monkeypatch.setattr(IoTFleetBaseHook, "aclose", aclose)
 
 
+@pytest.mark.usefixtures("no_start_spread")
 def test_verizon_triggers_on_one_connection_share_one_hook_and_one_login(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -684,6 +796,7 @@ def test_verizon_triggers_on_one_connection_share_one_hook_and_one_login(
     assert (fake.count(VZ_TOKEN_PATH), fake.count(VZ_LOGIN_PATH)) == (2, 2)  # one login per connection
 
 
+@pytest.mark.usefixtures("no_start_spread")
 def test_the_shared_hook_is_closed_when_the_last_trigger_ends(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -710,6 +823,7 @@ def test_the_shared_hook_is_closed_when_the_last_trigger_ends(
     assert len(spy.used) == 1 and len(spy.closed) == 1
 
 
+@pytest.mark.usefixtures("no_start_spread")
 def test_cancelled_triggers_release_and_close_the_shared_hook(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -782,6 +896,7 @@ def _hosts(wires: Sequence[Any]) -> set[str]:
     return {urlsplit(wire.url).netloc for wire in wires}
 
 
+@pytest.mark.usefixtures("no_start_spread")
 def test_a_trigger_started_after_the_connection_was_fixed_uses_the_new_connection(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -844,6 +959,7 @@ def test_a_trigger_whose_connection_is_gone_fires_an_error_naming_it(
         case.sensor(FakeClock(), deferrable=True).execute_complete(operator_context(), payload)
 
 
+@pytest.mark.usefixtures("no_start_spread")
 def test_triggers_starting_together_on_one_connection_share_one_client(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:

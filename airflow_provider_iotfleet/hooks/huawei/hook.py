@@ -452,12 +452,13 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         return {device_id: str(status) for device_id, status in reads.values.items()}
 
     def read_online_statuses(
-        self, device_ids: Sequence[int | str], online_status: int | str
+        self, device_ids: Sequence[int | str], online_status: int | str, *, with_never: bool = True
     ) -> DeviceReads[int]:
         """Read the devices as :meth:`online_statuses` does, for a wait on ``online_status``: a device
         ROMA does not know no longer fails the read, and waiting for ``offline``, the listing of
         never-connected devices is paged too, so that they show as ``"never"`` rather than
-        ``"not offline"`` (what a status sensor polls with).
+        ``"not offline"`` (what a status sensor polls with), unless ``with_never`` is ``False``: the
+        caller knows every device has connected before (a device that has cannot be ``never`` again).
 
         :return: ``values``: ``{id: "online" | "offline" | "never"}`` for devices read one by one;
             from the listings, ``"offline"``/``"never"``/... for the devices found in them and
@@ -468,14 +469,16 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         :raises IoTFleetValidationError: for a bad id or status, before any request.
         :raises IoTFleetError: for any other failed call.
         """
-        return run_plan(self.client, self._online_statuses_plan(device_ids, online_status, watching=True))
+        plan = self._online_statuses_plan(device_ids, online_status, watching=True, with_never=with_never)
+        return run_plan(self.client, plan)
 
     async def aread_online_statuses(
-        self, device_ids: Sequence[int | str], online_status: int | str
+        self, device_ids: Sequence[int | str], online_status: int | str, *, with_never: bool = True
     ) -> DeviceReads[int]:
         """:meth:`read_online_statuses` for triggers."""
         client = await self.aclient()
-        return await arun_plan(client, self._online_statuses_plan(device_ids, online_status, watching=True))
+        plan = self._online_statuses_plan(device_ids, online_status, watching=True, with_never=with_never)
+        return await arun_plan(client, plan)
 
     def _device_call(self, device_id: int) -> Call:
         return Call("GET", f"{self._devices_path}/{device_id}")
@@ -485,14 +488,20 @@ class HuaweiRomaConnectHook(IoTFleetBaseHook):
         return Call("GET", self._devices_path, params=params)
 
     def _online_statuses_plan(
-        self, device_ids: Sequence[int | str], online_status: int | str, *, watching: bool = False
+        self,
+        device_ids: Sequence[int | str],
+        status: int | str,
+        *,
+        watching: bool = False,
+        with_never: bool = True,
     ) -> SettlingPlan[DeviceReads[int]]:
         """:meth:`_statuses_plan` for a caller's ids and status, checked first.
 
         :raises IoTFleetValidationError: for a bad id or status, before any request.
         """
         ids = validate_roma_device_ids(device_ids)
-        return self._statuses_plan(ids, self._online_status_code(online_status), watching=watching)
+        code = self._online_status_code(status)
+        return self._statuses_plan(ids, code, watching=watching, with_never=with_never)
 
     def _statuses_plan(
         self, ids: list[int], code: int, *, watching: bool = False, with_never: bool = True

@@ -4,7 +4,7 @@ the connection in :mod:`.base`, campaign calls in :mod:`.campaigns`, their orche
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_iotfleet.hooks.verizon.answers import (
@@ -20,7 +20,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
 from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, segment
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
 from airflow_provider_iotfleet.hooks.verizon.connection import CONNECTION_FORM
-from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
+from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck, LookAhead
 from airflow_provider_iotfleet.hooks.verizon.previews import FirmwarePreviews
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
 from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades
@@ -30,6 +30,15 @@ from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
+
+
+def _normalised(pages: LookAhead[list[dict[str, Any]]]) -> Generator[list[dict[str, Any]], None, None]:
+    """Return the pages normalised (:func:`.normalise_device`); closing the generator closes ``pages``."""
+    try:
+        for page in pages:
+            yield [normalise_device(item) for item in page]
+    finally:
+        pages.close()
 
 
 class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
@@ -68,16 +77,21 @@ class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaign
         *,
         account_name: str | None = None,
         protocol: str | None = None,
+        prefetch: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Return an iterator over the account's FOTA devices, one normalised page (up to 1000) at a time.
 
         Each page is requested only when the previous one has been consumed, so the whole account is
-        never held in memory. Arguments are checked at once, before any request.
+        never held in memory. With ``prefetch``, the next page is fetched and normalised in a thread
+        of its own while the caller works on the current one: one page ahead at most, an error
+        raised when the caller reaches its page (see :class:`.LookAhead`); a caller stopping early
+        should ``close()`` the iterator, which ends the look-ahead's thread. Arguments are checked at once, before any request.
 
         :param imeis: only these devices (``POST``, :data:`MAX_LIST_IMEIS` per request body);
             ``None`` lists the whole account (``GET``). IMEIs the account does not have are absent.
         :param account_name: the billing account (leading zeros included); default: the connection's.
         :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` to filter on.
+        :param prefetch: fetch the next page while the caller works on the current one.
         :raises IoTFleetValidationError: for a bad IMEI or protocol, before any request.
         """
         account = self.resolve_account(account_name)
@@ -89,11 +103,16 @@ class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaign
         bodies: list[dict[str, Any] | None] = [None]
         if checked is not None:
             bodies = [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
-        return (
-            [normalise_device(item) for item in page]
+        pages: Iterator[list[dict[str, Any]]] = (
+            page
             for body in bodies
             for page in _device_listing(path, body, protocol, check=_every_device_has_an_id).pages(self)
         )
+        if not prefetch:
+            return ([normalise_device(item) for item in page] for page in pages)
+        # The next request goes out as soon as this page's answer is read and checked (its cursor is
+        # known); normalising it is the caller's thread's work, overlapping that request.
+        return _normalised(LookAhead(pages, name="thingspace-fota-pages"))
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None

@@ -1,11 +1,16 @@
 """How ThingSpace listings page: each request names the last item seen (``lastSeenDeviceId``,
 ``lastSeenCampaignId``; ``0`` at first), each answer says ``hasMoreData`` and where to go on.
-:class:`CursorPager` is every listing's loop: devices, campaigns and a campaign's device report."""
+:class:`CursorPager` is every listing's loop: devices, campaigns and a campaign's device report;
+:class:`LookAhead` fetches a listing's next page while the caller works on the current one."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.verizon.answers import VENDOR
@@ -136,3 +141,105 @@ class CursorPager:
             (reply,) = yield [call]
             items.extend(self.turn(reply))
         return items
+
+
+T = TypeVar("T")
+#: What the look-ahead's thread returns once the pages are exhausted.
+_END: Any = object()
+
+
+class LookAhead(Generic[T]):
+    """An iterator over ``pages`` that fetches the next page in a thread of its own while the
+    caller works on the current one: a bounded, one-page look-ahead.
+
+    Pages keep their order. When the caller takes page ``k``, page ``k + 1`` is asked for at once,
+    and page ``k + 2`` only once the caller comes back for page ``k + 1``: the caller holds one page
+    and one more is in flight, never more, whatever the listing's size. Nothing is fetched before the
+    first :func:`next`, and nothing past the last page (``pages`` ends on its own, as a
+    :meth:`CursorPager.pages` does after a page without ``hasMoreData``). An error fetching a page is
+    raised by the :func:`next` that would have returned that page, after every page before it.
+
+    :meth:`close` (also on leaving a ``with`` block, and once the pages are exhausted or an error
+    was raised) waits for a page in flight, drops it, closes ``pages`` and ends the thread: a
+    caller that stops early (a limit reached, its own error) leaves no thread behind. Call it when
+    stopping early; a look-ahead dropped without it leaves an idle thread until it is collected.
+
+    :param pages: the pages, each fetched when asked for (e.g. a generator of pages).
+    :param name: the thread's name prefix (shown in thread dumps and logs).
+    """
+
+    def __init__(self, pages: Iterator[T], *, name: str = "look-ahead") -> None:
+        self._pages = pages
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._coming: Future[T] | None = None
+        self._closed = False
+
+    def __iter__(self) -> LookAhead[T]:
+        return self
+
+    def __next__(self) -> T:
+        """Return the next page, waiting for it if it is still in flight, and start the one after.
+
+        :raises StopIteration: after the last page, or once closed.
+        :raises Exception: what fetching this page raised (the look-ahead is then closed).
+        """
+        if self._closed:
+            raise StopIteration
+        if self._coming is None:  # the first page: nothing was in flight
+            self._coming = self._fetch_next()
+        try:
+            page = self._coming.result()
+        except BaseException:
+            self.close()
+            raise
+        if page is _END:
+            self.close()
+            raise StopIteration
+        self._coming = self._fetch_next()
+        return page
+
+    def _fetch_next(self) -> Future[T]:
+        """Start fetching the next page; return once the thread has taken it up.
+
+        Waiting for the thread lets its request go out at once: a caller going straight back to its
+        own work (normalising, encoding) would keep the interpreter's lock for up to a switch
+        interval (5 ms) a page before the request could even be sent.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        started = threading.Event()
+        coming = self._executor.submit(self._advance, started)
+        while not started.wait(0.05) and not coming.done():
+            pass
+        return coming
+
+    def _advance(self, started: threading.Event) -> T:
+        started.set()
+        return next(self._pages, _END)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop: wait for a page in flight and drop it, close ``pages``, end the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        coming, self._coming = self._coming, None
+        if coming is not None and not coming.cancel():
+            wait_for([coming])  # a request in flight cannot be taken back: let it end, unread
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        close = getattr(self._pages, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> LookAhead[T]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
