@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import random
-import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -570,11 +569,94 @@ def test_a_single_file_name_is_one_file() -> None:
         "2023-01-01 10:00:00.123 +0000 UTC ",
     ],
 )
-def test_the_usual_timestamp_shortcut_answers_as_the_general_parse_does(
-    value: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_usual_timestamp_shortcut_answers_as_the_general_parse_does(value: str) -> None:
     from airflow_provider_iotfleet.hooks.verizon import answers
 
-    fast = normalise_timestamp(value)
-    monkeypatch.setattr(answers, "_USUAL_TIMESTAMP", re.compile(r"(?!)"))  # matches nothing
-    assert fast == normalise_timestamp(value)
+    assert normalise_timestamp(value) == answers._normalise_timestamp(value)
+
+
+def _plain_normalise_device(item: dict[str, Any]) -> dict[str, Any]:
+    """normalise_device as the contract reads, every timestamp through the general parse: what the
+    fast one must answer for every input."""
+    from airflow_provider_iotfleet.hooks.verizon.answers import _normalise_timestamp as stamp
+
+    files = item.get("filesList", item.get("fileList")) or []
+    if not isinstance(files, list):
+        files = [files]
+    software = item.get("softwareList") or []
+    if not isinstance(software, list):
+        software = [software]
+    return {
+        "device_id": item.get("deviceId"),
+        "mdn": item.get("mdn"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "firmware": item.get("firmware"),
+        "fota_eligible": item.get("fotaEligible"),
+        "license_assigned": item.get("licenseAssigned"),
+        "status": item.get("status"),
+        "protocol": item.get("protocol"),
+        "software": [
+            {"name": s.get("name"), "version": s.get("version"), "upgrade_time": stamp(s.get("upgradeTime"))}
+            for s in software
+            if isinstance(s, dict)
+        ],
+        "files": [f.get("name") if isinstance(f, dict) else f for f in files],
+        "create_time": stamp(item.get("createTime")),
+        "upgrade_time": stamp(item.get("upgradeTime")),
+        "status_time": stamp(item.get("statusTime")),
+        "refresh_time": stamp(item.get("refreshTime")),
+        "last_connection_time": stamp(item.get("lastConnectionTime")),
+    }
+
+
+def _fuzzed_timestamp(rng: random.Random) -> Any:
+    if rng.random() < 0.1:
+        return rng.choice([None, "", "N/A", "n/a", 5, 1.5, True, "2023-01-01T10:00:00Z", "  N/A  "])
+    if rng.random() < 0.4:
+        text = (
+            f"{rng.randint(0, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d} "
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}."
+            f"{rng.randint(0, 999):03d} +0000 UTC"
+        )
+    else:
+        text = "2020-11-10 15:35:00.122 +0000 UTC"
+    chars = list(text)
+    for _ in range(rng.randint(0, 3)):
+        at = rng.randrange(len(chars))
+        roll = rng.random()
+        if roll < 0.6:
+            chars[at] = rng.choice("0123456789 -:.+TZU C\u0663x")
+        elif roll < 0.8:
+            del chars[at]
+        else:
+            chars.insert(at, rng.choice("0123456789 -:.+Z\u0663"))
+    return "".join(chars)
+
+
+def test_normalise_device_answers_as_the_plain_reading_for_any_item() -> None:
+    from airflow_provider_iotfleet.hooks.verizon import normalise_device
+
+    rng = random.Random(17)
+    lists: list[Any] = [None, [], "fw.bin", {"name": "a.bin"}, [{"name": "a"}, "b", 3, {}], 0, ""]
+    for _ in range(20_000):
+        shared = _fuzzed_timestamp(rng)
+        item: dict[str, Any] = {"deviceId": rng.choice([IMEI, None, 5, ""]), "mdn": "5550000000"}
+        for key in ("createTime", "upgradeTime", "statusTime", "refreshTime", "lastConnectionTime"):
+            if rng.random() < 0.9:  # often the same text as another field, as ThingSpace sends
+                item[key] = shared if rng.random() < 0.4 else _fuzzed_timestamp(rng)
+        for key in ("filesList", "fileList"):
+            if rng.random() < 0.5:
+                item[key] = rng.choice(lists)
+        if rng.random() < 0.5:
+            item["softwareList"] = rng.choice(
+                [
+                    None,
+                    [],
+                    {"name": "x", "upgradeTime": _fuzzed_timestamp(rng)},
+                    "x",
+                    [1, {"version": "2"}],
+                    [{"name": "y", "upgradeTime": _fuzzed_timestamp(rng)}],
+                ]
+            )
+        assert normalise_device(item) == _plain_normalise_device(item), item
