@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,6 +18,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook, normalise_timestamp
+from airflow_provider_iotfleet.hooks.verizon.paging import UNKNOWN, scan_cursor
 from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
 from tests.connections import THINGSPACE_KEY as KEY
 from tests.connections import THINGSPACE_LOGIN_URL as LOGIN_URL
@@ -660,3 +662,119 @@ def test_normalise_device_answers_as_the_plain_reading_for_any_item() -> None:
                 ]
             )
         assert normalise_device(item) == _plain_normalise_device(item), item
+
+
+def _raw_listing(imeis: list[str]) -> dict[str, str]:
+    """Three pages (two, two and one device) as raw bodies, keyed by the lastSeenDeviceId asking for each."""
+    return {
+        "0": json.dumps(
+            {
+                "deviceList": [_device(i) for i in imeis[0:2]],
+                "hasMoreData": True,
+                "lastSeenDeviceId": imeis[1],
+            }
+        ),
+        imeis[1]: json.dumps(
+            {
+                "deviceList": [_device(i) for i in imeis[2:4]],
+                "hasMoreData": True,
+                "lastSeenDeviceId": imeis[3],
+            }
+        ),
+        imeis[3]: json.dumps({"deviceList": [_device(imeis[4])], "hasMoreData": False}),
+    }
+
+
+def _ids(pages: Iterable[list[dict[str, Any]]]) -> list[list[str]]:
+    return [[device["device_id"] for device in page] for page in pages]
+
+
+@pytest.mark.parametrize("fooled", ["nested", "escaped", "plain", "garbled"])
+def test_prefetch_follows_the_decoded_page_whatever_the_raw_scan_guessed(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any], fooled: str
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+    if fooled == "nested":
+        # the last page's only hasMoreData and cursor are a device's own fields: the scan guesses a
+        # next page that the decoded answer (no hasMoreData: the end) does not have
+        bodies[imeis[3]] = json.dumps(
+            {"deviceList": [_device(imeis[4], hasMoreData=True, lastSeenDeviceId=imeis[4])]}
+        )
+    elif fooled == "escaped":  # a cursor the scan cannot read plainly: the decoded one is followed
+        bodies["0"] = bodies["0"].replace(
+            f'"lastSeenDeviceId": "{imeis[1]}"', f'"lastSeenDeviceId": "\\u0033{imeis[1][1:]}"'
+        )
+
+    garbled = [fooled == "garbled"]
+
+    def answer(request: Any, context: Any) -> str:
+        asked = request.qs["lastseendeviceid"][0]
+        if asked == imeis[1] and garbled[0]:  # once: asked again, it is fine
+            garbled[0] = False
+            return bodies[asked][:-5]
+        if asked not in bodies:
+            context.status_code = 404
+            return json.dumps({"errorCode": "NotFound", "errorMessage": "no such page"})
+        return bodies[asked]
+
+    route = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", text=answer)
+    ahead = _ids(hook.iter_fota_device_pages(account_name=ACCOUNT, prefetch=True))
+    assert ahead == [imeis[0:2], imeis[2:4], imeis[4:5]]
+    assert _ids(hook.iter_fota_device_pages(account_name=ACCOUNT)) == ahead
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+    asked = [r.qs["lastseendeviceid"][0] for r in route.request_history]
+    prefetched, lazy = asked[: len(asked) - 3], asked[-3:]
+    assert lazy == ["0", imeis[1], imeis[3]]
+    # only the guessed request past the last page is more (its answer dropped, unread)
+    extra = {"nested": [imeis[4]], "garbled": [imeis[1]]}.get(fooled, [])
+    assert sorted(prefetched) == sorted(lazy + extra)
+
+
+def test_an_error_of_the_prefetched_page_surfaces_at_that_page(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+
+    def answer(request: Any, context: Any) -> str:
+        asked = request.qs["lastseendeviceid"][0]
+        if asked == imeis[1]:
+            context.status_code = 400
+            return json.dumps({"errorCode": "FOTA.BAD", "errorMessage": "page two refused"})
+        return bodies[asked]
+
+    route = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", text=answer)
+    pages = hook.iter_fota_device_pages(account_name=ACCOUNT, prefetch=True)
+    assert _ids([next(pages)]) == [imeis[0:2]]  # page two was asked for already, and failed
+    with pytest.raises(IoTFleetVendorResponseError, match="page two refused"):
+        next(pages)
+    assert [r.qs["lastseendeviceid"][0] for r in route.request_history] == ["0", imeis[1]]
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'{"deviceList": [], "hasMoreData": true, "lastSeenDeviceId": "350000000000001"}',
+            "350000000000001",
+        ),
+        (b'{"hasMoreData":true,"lastSeenDeviceId":350000000000001,"deviceList":[]}', "350000000000001"),
+        (b'{"deviceList": [], "hasMoreData": false}', None),
+        (b'{"deviceList": [], "hasMoreData": false, "lastSeenDeviceId": "3"}', None),
+        (b'{"deviceList": []}', UNKNOWN),
+        (b'{"deviceList": [], "hasMoreData": "true", "lastSeenDeviceId": "3"}', UNKNOWN),
+        (b'{"deviceList": [], "hasMoreData": true}', UNKNOWN),
+        (b'{"deviceList": [{"hasMoreData": true}], "hasMoreData": true, "lastSeenDeviceId": "3"}', UNKNOWN),
+        (
+            b'{"deviceList": [{"lastSeenDeviceId": "2"}], "hasMoreData": true, "lastSeenDeviceId": "3"}',
+            UNKNOWN,
+        ),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": "3\\u0030"}', UNKNOWN),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": 1.5}', UNKNOWN),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": null}', UNKNOWN),
+    ],
+)
+def test_the_raw_scan_reads_only_a_plain_cursor(body: bytes, expected: Any) -> None:
+    assert scan_cursor(body, "lastSeenDeviceId") == expected
