@@ -232,9 +232,9 @@ class CursorPager:
 
 
 T = TypeVar("T")
-#: What a caller leaves the look-ahead's thread, once its request is going out, to write it (0.2 ms
+#: What a caller leaves the look-ahead's thread, once its request is going out, to write it (0.2-0.4 ms
 #: uncontended, measured against the fast peer of the benchmarks).
-_SEND_GRACE_S = 0.001
+_SEND_GRACE_S = 0.0005
 #: What the look-ahead's thread returns once the pages are exhausted.
 _END: Any = object()
 
