@@ -658,10 +658,12 @@ def fota_listing(bench: Bench) -> dict[str, Any]:
             peer_runs[FOTA_LATENCY_S],
             ("<=", 0.8),
             what=f"The same listing against the fast peer at {FOTA_LATENCY_S * 1000:g} ms a page: the "
-            "operator (which asks for page k+1 as soon as page k is read, while it normalises and "
-            "writes page k: a one-page look-ahead) vs the bare loop (one page after the other)",
+            "operator (which asks for page k+1 as soon as page k's cursor is read, while it decodes, "
+            "normalises and writes page k: a one-page look-ahead) vs the bare loop (one page after "
+            "the other)",
             latency_s=FOTA_LATENCY_S,
-            operator_prefetch="one page ahead (hooks/verizon/paging.py LookAhead), on for output_path",
+            operator_prefetch="one page ahead (hooks/verizon/paging.py CursorPager.pages_ahead: the next "
+            "request goes out once the cursor is read from the raw answer), on for output_path",
             floor_s=rounded(FOTA_DEVICES / PAGE_SIZE * FOTA_LATENCY_S, 2),
         ),
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetVendorResponseError
 from airflow_provider_iotfleet.http.errors import ErrorMapping, malformed_response, request_id_in
-from airflow_provider_iotfleet.http.request import Request, Response
+from airflow_provider_iotfleet.http.request import Headers, Request, Response
 from airflow_provider_iotfleet.http.retry import parse_retry_after
 
 
@@ -20,6 +20,9 @@ class Reply:
 
     The accessors raise :class:`IoTFleetVendorResponseError` naming the vendor, the request and the
     missing or mistyped field, so a changed vendor API never surfaces as a bare ``KeyError``.
+
+    :ivar body: for a call sent with ``decode=False``, the answer's body not yet decoded (``data`` is
+        then ``None`` until :meth:`decoded`); ``None`` otherwise.
     """
 
     data: Any
@@ -27,6 +30,25 @@ class Reply:
     headers: Mapping[str, str] = field(repr=False)
     vendor: str
     action: str
+    body: bytes | None = field(default=None, repr=False)
+
+    def decoded(self) -> Reply:
+        """Return this reply with its body decoded (itself when it already is).
+
+        :raises IoTFleetVendorResponseError: for a body that is not JSON, worded as the client words
+            it for any call (a call sent with ``decode=False`` is not retried for it).
+        """
+        if self.body is None:
+            return self
+        payload = _json_or_not(self.body)
+        if payload is _NOT_JSON or payload is None:
+            raise malformed_response(
+                self.vendor,
+                self.action,
+                "a body that is not JSON",
+                Response(status=self.status, headers=Headers(self.headers), body=self.body),
+            )
+        return replace(self, data=payload, body=None)
 
     @property
     def request_id(self) -> str | None:
@@ -69,6 +91,14 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 _NOT_JSON = object()
 
 
+def _json_or_not(body: bytes) -> Any:
+    """Return ``body`` parsed as JSON, or :data:`_NOT_JSON`."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        return _NOT_JSON
+
+
 def interpret(
     request: Request, response: Response, errors: ErrorMapping, now: datetime
 ) -> tuple[Reply | IoTFleetVendorResponseError, float | None]:
@@ -81,12 +111,19 @@ def interpret(
     if not 200 <= response.status < 300:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
         return errors.error_for(response, request.action, retry_after, quote_body=quote), retry_after
-    payload: Any = _NOT_JSON
-    if response.body:
-        try:
-            payload = json.loads(response.body)
-        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-            payload = _NOT_JSON
+    if response.body and not request.call.decode:
+        return (
+            Reply(
+                data=None,
+                status=response.status,
+                headers=response.headers,
+                vendor=errors.vendor,
+                action=request.action,
+                body=response.body,
+            ),
+            None,
+        )
+    payload = _json_or_not(response.body) if response.body else _NOT_JSON
     if payload is _NOT_JSON or payload is None:
         what = "an empty body" if not response.body else "a body that is not JSON"
         return malformed_response(errors.vendor, request.action, what, response, quote_body=quote), None

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,14 +48,17 @@ class VendorHttpClient(ClientCore):
         # looks them up on every request, and Session.send ignores REQUESTS_CA_BUNDLE).
         self._environment: dict[str, dict[str, Any]] = {}
 
-    def send(self, call: Call) -> Reply:
+    def send(self, call: Call, *, on_send: Callable[[], None] | None = None) -> Reply:
         """Send ``call`` (with whatever logins its auth needs first) and return the vendor's answer.
+
+        :param on_send: called in this thread just before each request of the call goes out (its
+            bytes about to be written): a caller overlapping work with the answer's wait starts then.
 
         :raises IoTFleetVendorResponseError: or a subclass, when the vendor answered with an error or
             with a body that is not JSON, after any retries and credential renewal.
         :raises IoTFleetTransportError: when the vendor could not be reached after every retry.
         """
-        reply = self._drive(self.auth.flow(self.build(call), self.build))
+        reply = self._drive(self.auth.flow(self.build(call), self.build), on_send)
         assert reply is not None  # a data flow always ends with the data request's outcome
         return reply
 
@@ -63,19 +66,21 @@ class VendorHttpClient(ClientCore):
         """Obtain the credentials the auth fetches from the vendor, now (``test_connection``)."""
         self._drive(self.auth.obtain(self.build))
 
-    def _drive(self, flow: Flow) -> Reply | None:
+    def _drive(self, flow: Flow, on_send: Callable[[], None] | None = None) -> Reply | None:
         """Carry out, in this thread, what the conversation of ``flow`` asks for; return its reply."""
         with self.conversation(flow) as conversation:
             for instruction in conversation:
                 try:
-                    conversation.report(self._carry_out(instruction))
+                    conversation.report(self._carry_out(instruction, on_send))
                 except IoTFleetError as error:
                     conversation.report(error)
         return conversation.reply
 
-    def _carry_out(self, instruction: Instruction) -> Response | None:
+    def _carry_out(
+        self, instruction: Instruction, on_send: Callable[[], None] | None = None
+    ) -> Response | None:
         if isinstance(instruction, Request):
-            return self._transmit(instruction)
+            return self._transmit(instruction, on_send)
         if isinstance(instruction, Sleep):
             self.clock.sleep(instruction.seconds)
         elif isinstance(instruction, Pace):
@@ -86,7 +91,7 @@ class VendorHttpClient(ClientCore):
             mask_secret(instruction.secret)
         return None
 
-    def _transmit(self, request: Request) -> Response:
+    def _transmit(self, request: Request, on_send: Callable[[], None] | None = None) -> Response:
         import requests
 
         prepared = requests.PreparedRequest()
@@ -98,6 +103,8 @@ class VendorHttpClient(ClientCore):
                 data=request.body or None,
             )
             with self._slot():
+                if on_send is not None:
+                    on_send()
                 response = self.session.send(
                     prepared,
                     timeout=self.timeout,

@@ -39,6 +39,10 @@ class Call:
     :param rate_limited: ``False`` for token and login endpoints, which vendors do not count.
     :param credentials: a login or token call: its answers (and the vendor's echo of the request in
         them) are never quoted in messages.
+    :param decode: ``False`` to have a 2xx answer's body handed back as bytes (:attr:`.Reply.body`),
+        decoded later by :meth:`.Reply.decoded`: a caller that can act on the answer before all of it
+        is parsed (the next page's request) decodes it where it suits. Errors, retries, the rate
+        limit and an empty 2xx body are handled as for any call.
     """
 
     method: str
@@ -50,6 +54,7 @@ class Call:
     repeat: Repeat = "always"
     rate_limited: bool = True
     credentials: bool = False
+    decode: bool = True
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@ temporary name of the try's own, then renamed whole over the target."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ def write_json_lines(
     partial = target.parent / f".{target.name}.{_attempt_key(context)}.partial"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with partial.open("w") as out:
+        with partial.open("w") as out, _collecting_only_new_objects():
             # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
             for page in pages:
                 if page:
@@ -56,6 +57,27 @@ def write_json_lines(
     except BaseException:
         _discard(partial)
         raise
+
+
+@contextmanager
+def _collecting_only_new_objects() -> Iterator[None]:
+    """While the export runs, let the garbage collector's full collections look only at objects made
+    since it started (:func:`gc.freeze`), then put the others back (:func:`gc.unfreeze`).
+
+    Each page makes thousands of containers that live through a few collections, so a full
+    collection comes every few dozen pages; in a task process each one walks every object Airflow
+    and its imports hold (a few hundred thousand), about a third of the export's CPU time against a
+    fast server. Cycles made during the export are still collected. Left alone when the collector
+    is off or objects are already frozen (a process that forks workers).
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _attempt_key(context: Context) -> str:

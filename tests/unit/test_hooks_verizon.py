@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
-import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,6 +18,7 @@ from airflow_provider_iotfleet.exceptions import (
     IoTFleetVendorResponseError,
 )
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook, normalise_timestamp
+from airflow_provider_iotfleet.hooks.verizon.paging import UNKNOWN, scan_cursor
 from tests.connections import THINGSPACE_ACCOUNT as ACCOUNT
 from tests.connections import THINGSPACE_KEY as KEY
 from tests.connections import THINGSPACE_LOGIN_URL as LOGIN_URL
@@ -570,11 +571,210 @@ def test_a_single_file_name_is_one_file() -> None:
         "2023-01-01 10:00:00.123 +0000 UTC ",
     ],
 )
-def test_the_usual_timestamp_shortcut_answers_as_the_general_parse_does(
-    value: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_usual_timestamp_shortcut_answers_as_the_general_parse_does(value: str) -> None:
     from airflow_provider_iotfleet.hooks.verizon import answers
 
-    fast = normalise_timestamp(value)
-    monkeypatch.setattr(answers, "_USUAL_TIMESTAMP", re.compile(r"(?!)"))  # matches nothing
-    assert fast == normalise_timestamp(value)
+    assert normalise_timestamp(value) == answers._normalise_timestamp(value)
+
+
+def _plain_normalise_device(item: dict[str, Any]) -> dict[str, Any]:
+    """normalise_device as the contract reads, every timestamp through the general parse: what the
+    fast one must answer for every input."""
+    from airflow_provider_iotfleet.hooks.verizon.answers import _normalise_timestamp as stamp
+
+    files = item.get("filesList", item.get("fileList")) or []
+    if not isinstance(files, list):
+        files = [files]
+    software = item.get("softwareList") or []
+    if not isinstance(software, list):
+        software = [software]
+    return {
+        "device_id": item.get("deviceId"),
+        "mdn": item.get("mdn"),
+        "make": item.get("make"),
+        "model": item.get("model"),
+        "firmware": item.get("firmware"),
+        "fota_eligible": item.get("fotaEligible"),
+        "license_assigned": item.get("licenseAssigned"),
+        "status": item.get("status"),
+        "protocol": item.get("protocol"),
+        "software": [
+            {"name": s.get("name"), "version": s.get("version"), "upgrade_time": stamp(s.get("upgradeTime"))}
+            for s in software
+            if isinstance(s, dict)
+        ],
+        "files": [f.get("name") if isinstance(f, dict) else f for f in files],
+        "create_time": stamp(item.get("createTime")),
+        "upgrade_time": stamp(item.get("upgradeTime")),
+        "status_time": stamp(item.get("statusTime")),
+        "refresh_time": stamp(item.get("refreshTime")),
+        "last_connection_time": stamp(item.get("lastConnectionTime")),
+    }
+
+
+def _fuzzed_timestamp(rng: random.Random) -> Any:
+    if rng.random() < 0.1:
+        return rng.choice([None, "", "N/A", "n/a", 5, 1.5, True, "2023-01-01T10:00:00Z", "  N/A  "])
+    if rng.random() < 0.4:
+        text = (
+            f"{rng.randint(0, 9999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d} "
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}."
+            f"{rng.randint(0, 999):03d} +0000 UTC"
+        )
+    else:
+        text = "2020-11-10 15:35:00.122 +0000 UTC"
+    chars = list(text)
+    for _ in range(rng.randint(0, 3)):
+        at = rng.randrange(len(chars))
+        roll = rng.random()
+        if roll < 0.6:
+            chars[at] = rng.choice("0123456789 -:.+TZU C\u0663x")
+        elif roll < 0.8:
+            del chars[at]
+        else:
+            chars.insert(at, rng.choice("0123456789 -:.+Z\u0663"))
+    return "".join(chars)
+
+
+def test_normalise_device_answers_as_the_plain_reading_for_any_item() -> None:
+    from airflow_provider_iotfleet.hooks.verizon import normalise_device
+
+    rng = random.Random(17)
+    lists: list[Any] = [None, [], "fw.bin", {"name": "a.bin"}, [{"name": "a"}, "b", 3, {}], 0, ""]
+    for _ in range(20_000):
+        shared = _fuzzed_timestamp(rng)
+        item: dict[str, Any] = {"deviceId": rng.choice([IMEI, None, 5, ""]), "mdn": "5550000000"}
+        for key in ("createTime", "upgradeTime", "statusTime", "refreshTime", "lastConnectionTime"):
+            if rng.random() < 0.9:  # often the same text as another field, as ThingSpace sends
+                item[key] = shared if rng.random() < 0.4 else _fuzzed_timestamp(rng)
+        for key in ("filesList", "fileList"):
+            if rng.random() < 0.5:
+                item[key] = rng.choice(lists)
+        if rng.random() < 0.5:
+            item["softwareList"] = rng.choice(
+                [
+                    None,
+                    [],
+                    {"name": "x", "upgradeTime": _fuzzed_timestamp(rng)},
+                    "x",
+                    [1, {"version": "2"}],
+                    [{"name": "y", "upgradeTime": _fuzzed_timestamp(rng)}],
+                ]
+            )
+        assert normalise_device(item) == _plain_normalise_device(item), item
+
+
+def _raw_listing(imeis: list[str]) -> dict[str, str]:
+    """Three pages (two, two and one device) as raw bodies, keyed by the lastSeenDeviceId asking for each."""
+    return {
+        "0": json.dumps(
+            {
+                "deviceList": [_device(i) for i in imeis[0:2]],
+                "hasMoreData": True,
+                "lastSeenDeviceId": imeis[1],
+            }
+        ),
+        imeis[1]: json.dumps(
+            {
+                "deviceList": [_device(i) for i in imeis[2:4]],
+                "hasMoreData": True,
+                "lastSeenDeviceId": imeis[3],
+            }
+        ),
+        imeis[3]: json.dumps({"deviceList": [_device(imeis[4])], "hasMoreData": False}),
+    }
+
+
+def _ids(pages: Iterable[list[dict[str, Any]]]) -> list[list[str]]:
+    return [[device["device_id"] for device in page] for page in pages]
+
+
+@pytest.mark.parametrize("fooled", ["nested", "escaped", "plain", "garbled"])
+def test_prefetch_follows_the_decoded_page_whatever_the_raw_scan_guessed(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any], fooled: str
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+    if fooled == "nested":
+        # the last page's only hasMoreData and cursor are a device's own fields: the scan guesses a
+        # next page that the decoded answer (no hasMoreData: the end) does not have
+        bodies[imeis[3]] = json.dumps(
+            {"deviceList": [_device(imeis[4], hasMoreData=True, lastSeenDeviceId=imeis[4])]}
+        )
+    elif fooled == "escaped":  # a cursor the scan cannot read plainly: the decoded one is followed
+        bodies["0"] = bodies["0"].replace(
+            f'"lastSeenDeviceId": "{imeis[1]}"', f'"lastSeenDeviceId": "\\u0033{imeis[1][1:]}"'
+        )
+
+    garbled = [fooled == "garbled"]
+
+    def answer(request: Any, context: Any) -> str:
+        asked = request.qs["lastseendeviceid"][0]
+        if asked == imeis[1] and garbled[0]:  # once: asked again, it is fine
+            garbled[0] = False
+            return bodies[asked][:-5]
+        if asked not in bodies:
+            context.status_code = 404
+            return json.dumps({"errorCode": "NotFound", "errorMessage": "no such page"})
+        return bodies[asked]
+
+    route = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", text=answer)
+    ahead = _ids(hook.iter_fota_device_pages(account_name=ACCOUNT, prefetch=True))
+    assert ahead == [imeis[0:2], imeis[2:4], imeis[4:5]]
+    assert _ids(hook.iter_fota_device_pages(account_name=ACCOUNT)) == ahead
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+    asked = [r.qs["lastseendeviceid"][0] for r in route.request_history]
+    prefetched, lazy = asked[: len(asked) - 3], asked[-3:]
+    assert lazy == ["0", imeis[1], imeis[3]]
+    # only the guessed request past the last page is more (its answer dropped, unread)
+    extra = {"nested": [imeis[4]], "garbled": [imeis[1]]}.get(fooled, [])
+    assert sorted(prefetched) == sorted(lazy + extra)
+
+
+def test_an_error_of_the_prefetched_page_surfaces_at_that_page(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+
+    def answer(request: Any, context: Any) -> str:
+        asked = request.qs["lastseendeviceid"][0]
+        if asked == imeis[1]:
+            context.status_code = 400
+            return json.dumps({"errorCode": "FOTA.BAD", "errorMessage": "page two refused"})
+        return bodies[asked]
+
+    route = requests_mock.get(f"{FOTA}/devices/{ACCOUNT}", text=answer)
+    pages = hook.iter_fota_device_pages(account_name=ACCOUNT, prefetch=True)
+    assert _ids([next(pages)]) == [imeis[0:2]]  # page two was asked for already, and failed
+    with pytest.raises(IoTFleetVendorResponseError, match="page two refused"):
+        next(pages)
+    assert [r.qs["lastseendeviceid"][0] for r in route.request_history] == ["0", imeis[1]]
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'{"deviceList": [], "hasMoreData": true, "lastSeenDeviceId": "350000000000001"}',
+            "350000000000001",
+        ),
+        (b'{"hasMoreData":true,"lastSeenDeviceId":350000000000001,"deviceList":[]}', "350000000000001"),
+        (b'{"deviceList": [], "hasMoreData": false}', None),
+        (b'{"deviceList": [], "hasMoreData": false, "lastSeenDeviceId": "3"}', None),
+        (b'{"deviceList": []}', UNKNOWN),
+        (b'{"deviceList": [], "hasMoreData": "true", "lastSeenDeviceId": "3"}', UNKNOWN),
+        (b'{"deviceList": [], "hasMoreData": true}', UNKNOWN),
+        (b'{"deviceList": [{"hasMoreData": true}], "hasMoreData": true, "lastSeenDeviceId": "3"}', UNKNOWN),
+        (
+            b'{"deviceList": [{"lastSeenDeviceId": "2"}], "hasMoreData": true, "lastSeenDeviceId": "3"}',
+            UNKNOWN,
+        ),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": "3\\u0030"}', UNKNOWN),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": 1.5}', UNKNOWN),
+        (b'{"hasMoreData": true, "lastSeenDeviceId": null}', UNKNOWN),
+    ],
+)
+def test_the_raw_scan_reads_only_a_plain_cursor(body: bytes, expected: Any) -> None:
+    assert scan_cursor(body, "lastSeenDeviceId") == expected

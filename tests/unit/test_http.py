@@ -203,6 +203,30 @@ def test_non_json_success_is_a_clear_error_not_a_keyerror(requests_mock: rm.Mock
     assert requests_mock.call_count == 2  # a garbled 2xx is retried once, like a 5xx
 
 
+def test_an_undecoded_answer_is_bytes_until_decoded_and_errors_stay_mapped(
+    requests_mock: rm.Mocker, clock: FakeClock
+) -> None:
+    requests_mock.get(f"{BASE}/things", content=b'{"count": 3}')
+    reply = make_client(clock).send(Call("GET", "things", decode=False))
+    assert (reply.data, reply.body) == (None, b'{"count": 3}')
+    assert reply.decoded().field("count", int) == 3
+    assert reply.decoded().body is None
+    requests_mock.get(f"{BASE}/garbled", text="<html>maintenance</html>")
+    garbled = make_client(clock).send(Call("GET", "garbled", decode=False))
+    assert requests_mock.call_count == 2  # not decoded, so not known to be garbled: not retried
+    with pytest.raises(
+        IoTFleetVendorResponseError, match="a body that is not JSON: '<html>maintenance</html>'"
+    ):
+        garbled.decoded()
+    requests_mock.get(f"{BASE}/empty", text="")
+    with pytest.raises(IoTFleetVendorResponseError, match="an empty body"):
+        make_client(clock, retry=BackoffPolicy(max_retries=1)).send(Call("GET", "empty", decode=False))
+    requests_mock.get(f"{BASE}/gone", status_code=404, json={"code": "C1", "message": "nope"})
+    with pytest.raises(IoTFleetVendorResponseError) as caught:
+        make_client(clock).send(Call("GET", "gone", decode=False))
+    assert caught.value.http_status == 404
+
+
 def test_wrongly_shaped_answers_name_the_field(requests_mock: rm.Mocker, clock: FakeClock) -> None:
     requests_mock.get(f"{BASE}/things", json={"count": "three", "items": [1]})
     reply = make_client(clock).send(Call("GET", "things"))

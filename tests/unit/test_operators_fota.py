@@ -766,3 +766,29 @@ def test_overlapping_tries_of_one_task_instance_each_publish_a_whole_file(
     assert [d["device_id"] for d in devices] == ids
     assert len({d["firmware"] for d in devices}) == 1  # one try's listing, not a mix
     assert [p.name for p in tmp_path.iterdir()] == ["fota.jsonl"]  # both temporary files renamed
+
+
+def test_the_export_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    from airflow_provider_iotfleet.operators.fota_export import _collecting_only_new_objects
+
+    assert gc.get_freeze_count() == 0
+    with _collecting_only_new_objects():
+        assert gc.get_freeze_count() > 0  # what was there before is left out of full collections
+        cycle: list[Any] = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1  # what the export makes is still collected
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), _collecting_only_new_objects():
+        raise RuntimeError("the export failed")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze its own objects (before forking) keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with _collecting_only_new_objects():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -89,11 +89,12 @@ def _parse_timestamp(text: str) -> datetime | None:
 
 
 # ThingSpace's usual shape in full, already UTC with milliseconds, each time field in range: once its
-# date is known to exist, the answer is the same characters rearranged (no datetime at all).
-_USUAL_TIMESTAMP = re.compile(
-    r"(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])) ((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}) \+0000 UTC",
+# date is known to exist, the answer is the same characters rearranged (no datetime at all). Matched
+# without groups: the date is the first 10 characters, the time the 12 after the space.
+_usual_timestamp = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3} \+0000 UTC",
     re.ASCII,
-)
+).fullmatch
 #: Dates of the usual shape already seen to exist (a fleet's timestamps share a few thousand dates).
 _KNOWN_DATES: set[str] = set()
 _MAX_KNOWN_DATES = 100_000
@@ -118,10 +119,16 @@ def normalise_timestamp(value: Any) -> str | None:
 
     ``"N/A"``, empty and unreadable values become ``None``.
     """
+    if value.__class__ is str and _usual_timestamp(value) and _date_exists(day := value[:10]):
+        return day + "T" + value[11:23] + "Z"
+    return _normalise_timestamp(value)
+
+
+def _normalise_timestamp(value: Any) -> str | None:
+    """:func:`normalise_timestamp` for any value: the general path, which the usual shape's
+    rearrangement agrees with."""
     if not isinstance(value, str):
         return None
-    if (usual := _USUAL_TIMESTAMP.fullmatch(value)) and _date_exists(usual[1]):
-        return f"{usual[1]}T{usual[2]}Z"
     text = value.strip().removesuffix(" UTC")
     if not text or text.upper() == "N/A":
         return None
@@ -136,14 +143,32 @@ def normalise_timestamp(value: Any) -> str | None:
 def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
     get = item.get
-    files = get("filesList", get("fileList")) or []
-    if not isinstance(files, list):  # one file named on its own, not a list of its characters
-        files = [files]
-    software_list = get("softwareList") or []
-    if not isinstance(software_list, list):  # one entry on its own; anything else is no entry
-        software_list = [software_list]
+    files = get("filesList", get("fileList"))
+    if files:
+        if not isinstance(files, list):
+            files = [files]  # one file named on its own, not a list of its characters
+        files = [entry.get("name") if isinstance(entry, dict) else entry for entry in files]
+    else:
+        files = []
+    software = get("softwareList")
+    if software:
+        if not isinstance(software, list):  # one entry on its own; anything else is no entry
+            software = [software]
+        software = [
+            {
+                "name": entry.get("name"),
+                "version": entry.get("version"),
+                "upgrade_time": normalise_timestamp(entry.get("upgradeTime")),
+            }
+            for entry in software
+            if isinstance(entry, dict)
+        ]
+    else:
+        software = []
     # A device's status and refresh times are often its upgrade time again: read each text once.
-    upgrade_text, status_text, refresh_text = get("upgradeTime"), get("statusTime"), get("refreshTime")
+    upgrade_text = get("upgradeTime")
+    status_text = get("statusTime")
+    refresh_text = get("refreshTime")
     upgrade_time = normalise_timestamp(upgrade_text)
     status_time = upgrade_time if status_text == upgrade_text else normalise_timestamp(status_text)
     if refresh_text == upgrade_text:
@@ -162,20 +187,8 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
         "license_assigned": get("licenseAssigned"),
         "status": get("status"),
         "protocol": get("protocol"),
-        "software": [
-            {
-                "name": software.get("name"),
-                "version": software.get("version"),
-                "upgrade_time": normalise_timestamp(software.get("upgradeTime")),
-            }
-            for software in software_list
-            if isinstance(software, dict)
-        ]
-        if software_list
-        else [],
-        "files": [entry.get("name") if isinstance(entry, dict) else entry for entry in files]
-        if files
-        else [],
+        "software": software,
+        "files": files,
         "create_time": normalise_timestamp(get("createTime")),
         "upgrade_time": upgrade_time,
         "status_time": status_time,

@@ -20,7 +20,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
 from airflow_provider_iotfleet.hooks.verizon.base import ThingSpaceBaseHook, segment
 from airflow_provider_iotfleet.hooks.verizon.campaigns import FirmwareCampaigns
 from airflow_provider_iotfleet.hooks.verizon.connection import CONNECTION_FORM
-from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck, LookAhead
+from airflow_provider_iotfleet.hooks.verizon.paging import CursorPager, ItemCheck
 from airflow_provider_iotfleet.hooks.verizon.previews import FirmwarePreviews
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_LIST_IMEIS, MAX_SYNC_IMEIS, validate_protocol
 from airflow_provider_iotfleet.hooks.verizon.upgrades import FirmwareUpgrades
@@ -32,13 +32,19 @@ from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
 
-def _normalised(pages: LookAhead[list[dict[str, Any]]]) -> Generator[list[dict[str, Any]], None, None]:
-    """Return the pages normalised (:func:`.normalise_device`); closing the generator closes ``pages``."""
-    try:
-        for page in pages:
-            yield [normalise_device(item) for item in page]
-    finally:
-        pages.close()
+def _normalised_ahead(
+    hook: ThingSpaceBaseHook, listings: list[CursorPager]
+) -> Generator[list[dict[str, Any]], None, None]:
+    """Return the pages of ``listings``, one after the other, normalised (:func:`.normalise_device`),
+    each listing read one page ahead (:meth:`.CursorPager.pages_ahead`); closing the generator
+    ends the look-ahead's thread."""
+    for listing in listings:
+        pages = listing.pages_ahead(hook, name="thingspace-fota-pages")
+        try:
+            for page in pages:
+                yield [normalise_device(item) for item in page]
+        finally:
+            pages.close()
 
 
 class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
@@ -103,16 +109,14 @@ class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaign
         bodies: list[dict[str, Any] | None] = [None]
         if checked is not None:
             bodies = [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
-        pages: Iterator[list[dict[str, Any]]] = (
-            page
-            for body in bodies
-            for page in _device_listing(path, body, protocol, check=_every_device_has_an_id).pages(self)
+        listings = [_device_listing(path, body, protocol, check=_every_device_has_an_id) for body in bodies]
+        if prefetch:
+            # The next request goes out as soon as this page's cursor is read from its raw answer;
+            # decoding, checking and normalising the page is the caller's thread's work, overlapping it.
+            return _normalised_ahead(self, listings)
+        return (
+            [normalise_device(item) for item in page] for listing in listings for page in listing.pages(self)
         )
-        if not prefetch:
-            return ([normalise_device(item) for item in page] for page in pages)
-        # The next request goes out as soon as this page's answer is read and checked (its cursor is
-        # known); normalising it is the caller's thread's work, overlapping that request.
-        return _normalised(LookAhead(pages, name="thingspace-fota-pages"))
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None
