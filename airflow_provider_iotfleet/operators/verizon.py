@@ -1,15 +1,13 @@
-"""Verizon ThingSpace FOTA: stream the device firmware inventory, sync firmware versions, and
-schedule firmware upgrade campaigns."""
+"""Verizon ThingSpace FOTA: sync firmware versions and schedule firmware upgrade campaigns; the
+device firmware inventory export (:class:`VerizonThingSpaceFotaDevicesOperator`, importable from
+here) is in :mod:`.fota_export`."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import Asset
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
@@ -20,204 +18,27 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
 )
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_SYNC_IMEIS, CampaignRequest
 from airflow_provider_iotfleet.operators.base import (
-    IoTFleetBaseOperator,
     IoTFleetWriteOperator,
-    OperationResult,
-    Progress,
 )
-from airflow_provider_iotfleet.operators.fota_export import output_target, write_json_lines
+
+# The inventory export is the read operator of this vendor; it lives with its file output.
+from airflow_provider_iotfleet.operators.fota_export import (
+    DEFAULT_MAX_XCOM_DEVICES,
+    VerizonThingSpaceFotaDevicesOperator,
+)
 from airflow_provider_iotfleet.outcome import FleetOutcome
-from airflow_provider_iotfleet.utils import chunks, distinct
+from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_imeis
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Context
 
-DEFAULT_MAX_XCOM_DEVICES = 10_000
-
-
-class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpaceHook]):
-    """List an account's FOTA devices (firmware, make, model, eligibility), page by page.
-
-    Without ``output_path`` the devices go to XCom, up to ``max_xcom_devices``::
-
-        {"account_name", "device_count", "pages", "devices": [normalised device dicts]}
-
-    With ``output_path`` they are streamed to a JSON Lines file as the pages arrive (one page in
-    memory at a time, whatever the fleet size), written under a temporary name of the try's own and
-    renamed over the target when complete, so the target only ever holds a whole listing, even when
-    tries of one task instance overlap (the last rename wins). A try that fails removes its
-    temporary file; one killed outright leaves it (``.{file name}.*.partial`` beside the target),
-    and no later try removes it, since it could belong to a try still running::
-
-        {"account_name", "device_count", "pages", "path"}
-
-    With ``imeis``, only those devices are listed (``POST``) and the XCom adds ``"requested"`` and
-    ``"missing"`` (the IMEIs the account did not return). Every :class:`~airflow.sdk.Asset` in
-    ``outlets`` gets an asset event whose extra carries ``account_name``, ``device_count`` and
-    ``path``, for data-aware scheduling of the DAGs that read the inventory.
-
-    :param account_name: the billing account (templated); default: the connection's ``account_name``.
-    :param imeis: only these devices (templated, or an upstream task's output).
-    :param protocol: ``LWM2M``, ``OMADM`` or ``HTTP`` (templated).
-    :param output_path: the file to write: a local path (relative ones are taken from the
-        worker's working directory) or any ``ObjectStoragePath`` URI (``s3://...``,
-        ``file:///absolute/path``), templated, e.g. ``"/data/fota/{{ ds }}.jsonl"``. Not an existing
-        directory; ``file://`` URIs must be absolute (``file://data/x`` is refused, not guessed).
-    :param max_xcom_devices: the most devices returned in XCom without ``output_path``.
-    :param verizon_thingspace_conn_id: the Airflow connection.
-    """
-
-    hook_class = VerizonThingSpaceHook
-    template_fields = ("account_name", "imeis", "protocol", "output_path")
-
-    def __init__(
-        self,
-        *,
-        account_name: str | None = None,
-        imeis: Any = None,
-        protocol: str | None = None,
-        output_path: str | None = None,
-        max_xcom_devices: int = DEFAULT_MAX_XCOM_DEVICES,
-        verizon_thingspace_conn_id: str = VerizonThingSpaceHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(conn_id=verizon_thingspace_conn_id, **kwargs)
-        self.account_name = account_name
-        self.imeis = imeis
-        self.protocol = protocol
-        self.output_path = output_path
-        self.max_xcom_devices = max_xcom_devices
-
-    def operate(self, context: Context) -> OperationResult:
-        account = self.hook.resolve_account(self.account_name)
-        output = output_target(self.output_path) if self.output_path else None
-        requested: list[str] | None = None
-        duplicates = 0
-        if self.imeis is not None:
-            given = as_item_list(self.imeis, "imeis")
-            if not given:
-                self.nothing_to_do("imeis")
-                nothing = {
-                    "account_name": account,
-                    "device_count": 0,
-                    "pages": 0,
-                    "requested": 0,
-                    "missing": [],
-                }
-                return OperationResult(outcome=nothing, counts={"listed": 0})
-            requested, duplicates = distinct(validate_imeis(given), key=str)
-        # Written to a file, the next page is fetched while this one is written (the listing only
-        # reads, so a page fetched and never written costs nothing but the request). To XCom, each
-        # page is asked for only once the one before is taken: past max_xcom_devices none is asked.
-        pages = self.hook.iter_fota_device_pages(
-            requested, account_name=account, protocol=self.protocol, prefetch=output is not None
-        )
-        try:
-            return self._list(context, account, output, pages, requested, duplicates)
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()  # stopped early (an error): no page left in flight, no thread left behind
-
-    def _list(
-        self,
-        context: Context,
-        account: str,
-        output: tuple[str, ObjectStoragePath] | None,
-        pages: Iterator[list[dict[str, Any]]],
-        requested: list[str] | None,
-        duplicates: int,
-    ) -> OperationResult:
-        """List ``pages`` to ``output`` (or XCom), as :meth:`operate` says.
-
-        :return: the outcome and counts of the listing.
-        """
-        total = len(requested) if requested is not None else None
-        progress = self.start(
-            "listing the FOTA devices" + (" of" if total is not None else ""),
-            total,
-            detail=f"account {account}" + (f", protocol {self.protocol}" if self.protocol else ""),
-            duplicates=duplicates,
-        )
-        listing = _Listing(pages, progress, track_ids=requested is not None)
-        outcome: dict[str, Any] = {"account_name": account}
-        if output is not None:
-            outcome["path"] = self._write_json_lines(listing, *output, context)
-        else:
-            outcome["devices"] = self._collect(listing)
-        outcome.update(device_count=listing.devices, pages=listing.pages)
-        counts = {"listed": listing.devices}
-        if requested is not None:
-            missing = [imei for imei in requested if imei not in listing.seen]
-            outcome.update(requested=len(requested), missing=missing)
-            counts["not in the account"] = len(missing)
-            if missing:
-                self.log.warning(
-                    "%s: %d of %d IMEIs are not in account %s, e.g. %s",
-                    self.vendor,
-                    len(missing),
-                    len(requested),
-                    account,
-                    ", ".join(missing[:3]),
-                )
-        self._record_asset_events(context, outcome)
-        return OperationResult(outcome=outcome, counts=counts)
-
-    def _collect(self, listing: _Listing) -> list[dict[str, Any]]:
-        devices: list[dict[str, Any]] = []
-        for device in listing:
-            devices.append(device)
-            if len(devices) > self.max_xcom_devices:
-                raise IoTFleetError(
-                    f"{self.vendor}: the listing has more than max_xcom_devices={self.max_xcom_devices} "
-                    "devices, too many for XCom; set output_path to stream them to a file (or object "
-                    "storage) instead",
-                    vendor=self.vendor,
-                )
-        return devices
-
-    def _write_json_lines(
-        self, listing: _Listing, location: str, target: ObjectStoragePath, context: Context
-    ) -> str:
-        """Stream the devices to ``target`` (see :func:`.fota_export.write_json_lines`).
-
-        :return: ``location``, how the outcome reports the file.
-        """
-        write_json_lines(listing.pages_of_devices(), location, target, context, self.vendor)
-        self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
-        return location
-
-    def _record_asset_events(self, context: Context, outcome: dict[str, Any]) -> None:
-        extra = {key: outcome.get(key) for key in ("account_name", "device_count", "path")}
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra.update(extra)
-
-
-class _Listing:
-    """The devices of a page iterator, counting pages and devices as they stream past."""
-
-    def __init__(self, pages: Iterable[list[dict[str, Any]]], progress: Progress, *, track_ids: bool) -> None:
-        self._pages = pages
-        self._progress = progress
-        self.seen: set[str] = set()
-        self._track_ids = track_ids
-        self.pages = 0
-        self.devices = 0
-
-    def pages_of_devices(self) -> Iterator[list[dict[str, Any]]]:
-        for page in self._pages:
-            self.pages += 1
-            self.devices += len(page)
-            if self._track_ids:
-                self.seen.update(str(device["device_id"]) for device in page)
-            yield page
-            self._progress.advance(len(page), batch=True)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for page in self.pages_of_devices():
-            yield from page
+__all__ = [
+    "DEFAULT_MAX_XCOM_DEVICES",
+    "VerizonThingSpaceFirmwareUpgradeOperator",
+    "VerizonThingSpaceFotaDevicesOperator",
+    "VerizonThingSpaceSyncFirmwareOperator",
+]
 
 
 class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSpaceHook]):
