@@ -145,7 +145,7 @@ def test_approved_the_apply_changes_exactly_what_the_plan_listed(example_runs: E
     assert apply["before"] == {iccid: {"status": change["from"]} for iccid, change in planned.items()}
     assert sim.state.per_device_writes("cisco") == Counter(dict.fromkeys(planned, 1))
     assert [fleet.device(i)["status"] for i in range(PLANNED_SIMS)] == ["DEACTIVATED"] * PLANNED_SIMS
-    assert result.xcom("verify")["matched"] == iccids
+    assert sorted(result.xcom("verify")["matched"]) == iccids
 
     assert result.xcom("report") == {
         "approved": True,
