@@ -51,7 +51,10 @@ DAG_IDS = (
     "iotfleet_cellular_enrichment",
     "iotfleet_maintenance_window",
     "iotfleet_fleet_scale_out",
+    "iotfleet_planned_sim_change",
 )
+#: The DAG whose approval the demo answers, and the answer (scripts/approval.py, as the UI's API does).
+APPROVAL = ("iotfleet_planned_sim_change", "Approve")
 SCALE_OUT_LABEL = "demo-wave-1"
 #: ``make airflow``: Airflow's own port for the UI, taken when it is free.
 UI_PORT = 8080
@@ -211,6 +214,11 @@ MAINTENANCE_STEPS = (
 OPERATOR_STEPS = ("force_offline", "upgrade_firmware", "sync_firmware", "schedule_sim_change")
 
 
+def _counts(counts: dict[str, int] | None) -> str:
+    """``"56 succeeded, 4 unchanged"``, or ``"nothing"`` for a step that did not run."""
+    return ", ".join(f"{n} {status}" for status, n in (counts or {}).items() if n) or "nothing"
+
+
 def _wait_summary(value: dict[str, Any]) -> str:
     """One line for a maintenance wait: what it matched, or where the campaign ended."""
     if "campaign_id" in value:
@@ -266,6 +274,14 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
                     f"{SCALE_OUT_LABEL!r} in {totals['batches']} mapped batches, {totals['failed']} failed; "
                     f"the simulator holds the label on {labelled} SIMs"
                 )
+        elif dag_id == APPROVAL[0]:
+            for done in results.xcom(dag_id, "report") + results.xcom(dag_id, "report", "report"):
+                print(
+                    f"  {'approved' if done['approved'] else 'rejected'}; planned {_counts(done['planned'])}; "
+                    f"applied {_counts(done['applied'])}; "
+                    f"{'verified' if done['verified'] else 'not verified'}; "
+                    f"rolled back {_counts(done['rolled_back'])}"
+                )
         else:
             for task_id in MAINTENANCE_STEPS:
                 if task_id in OPERATOR_STEPS:
@@ -317,6 +333,7 @@ def demo() -> int:
             ("iotfleet_cellular_enrichment", {"sims_per_batch": 100}),
             ("iotfleet_maintenance_window", pick_devices(simulator)),
             ("iotfleet_fleet_scale_out", {"sims_per_batch": 100, "label": SCALE_OUT_LABEL}),
+            ("iotfleet_planned_sim_change", {"sim_count": 200, "sim_status": "DEACTIVATED"}),
         ]
         assert [dag_id for dag_id, _ in plan] == list(DAG_IDS)
         stop = threading.Event()
@@ -327,13 +344,53 @@ def demo() -> int:
                 print(f"airflow dags test {dag_id} ...", flush=True)
                 started = time.monotonic()
                 command = [str(AIRFLOW), "dags", "test", dag_id, "-c", json.dumps(conf)]
+                answerer = answer_approval(env, home) if dag_id == APPROVAL[0] else None
                 code = run(command, env, home / "logs" / f"{dag_id}.log", DAG_TIMEOUT)
                 print(f"  exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+                if answerer is not None:
+                    print(f"  approval: {approval_result(answerer, home)}", flush=True)
         finally:
             stop.set()
         ok = report(Results(home / "airflow.db"), simulator, home)
     print("\nall example DAGs succeeded" if ok else "\nsome example DAGs failed")
     return 0 if ok else 1
+
+
+def answer_approval(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
+    """Start ``scripts/approval.py`` on the demo's metadata DB: it answers the approval of
+    :data:`APPROVAL`'s DAG once it waits, through Airflow's own HITL API route, as a person in the UI
+    would; its output goes to ``logs/approval.log``."""
+    dag_id, option = APPROVAL
+    with (home / "logs" / "approval.log").open("w") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "approval.py"),
+                "--dag-id",
+                dag_id,
+                "--answer",
+                option,
+                "--timeout",
+                str(DAG_TIMEOUT),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def approval_result(answerer: subprocess.Popen[bytes], home: Path) -> str:
+    """Whether the approval was answered (the answerer ends once it has), and how; ends it if not."""
+    try:
+        code = answerer.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        answerer.terminate()
+        answerer.wait(timeout=10)
+        code = None
+    log = home / "logs" / "approval.log"
+    if code == 0:
+        return f"answered {APPROVAL[1]!r} through Airflow's HITL API (scripts/approval.py, see {log})"
+    return f"not answered (see {log})"
 
 
 def scale_out_pool() -> tuple[str, int]:

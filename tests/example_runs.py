@@ -40,6 +40,7 @@ from airflow_provider_iotfleet.simulator import Simulator, SimulatorConfig
 from airflow_provider_iotfleet.simulator.campaigns import upgrade_for
 from airflow_provider_iotfleet.simulator.fleet import ONLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.dag_runs import BUNDLE_NAME, DagRunResult, bundle_environment, read_dag_run
+from tests.fakes import load_script
 from tests.secrets_scan import Book, IssuedTokens, Ran, Trap, env_name, watching_dag_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +51,21 @@ EXAMPLE_FILES = {
     "iotfleet_cellular_enrichment.py": {"iotfleet_cellular_enrichment"},
     "iotfleet_maintenance_window.py": {"iotfleet_maintenance_window"},
     "iotfleet_fleet_scale_out.py": {"iotfleet_fleet_scale_out"},
+    "iotfleet_planned_sim_change.py": {"iotfleet_planned_sim_change"},
 }
 EXAMPLE_DAG_IDS = sorted(dag_id for ids in EXAMPLE_FILES.values() for dag_id in ids)
 INVENTORY = "iotfleet_firmware_inventory"
 ENRICHMENT = "iotfleet_cellular_enrichment"
 MAINTENANCE = "iotfleet_maintenance_window"
 SCALE_OUT = "iotfleet_fleet_scale_out"
+PLANNED = "iotfleet_planned_sim_change"
 #: Devices in the simulated fleet: three ThingSpace pages, and three mapped SIM batches that do
 #: not line up with the pages.
 FLEET_SIZE = 150
 VERIZON_PAGE_SIZE = 50
 SIMS_PER_BATCH = 60
+#: SIMs the planned change's session run takes (its ``sim_count``): the whole fleet.
+PLANNED_SIMS = FLEET_SIZE
 #: The label the scale-out puts on every SIM.
 SCALE_OUT_LABEL = "wave-7"
 #: The inventory's logical date; the enrichment runs an hour later.
@@ -217,6 +222,9 @@ class Recipe:
     scheduled_changes: Callable[[dict[str, Any]], int] | None = None
     #: Run on the simulator of this DAG, which ran before (a DAG reading what another one wrote).
     simulator_of: str | None = None
+    #: The option chosen for every approval step of the run (``scripts/approval.py``, as the UI's
+    #: API answers it); ``None``: the DAG asks for none.
+    approval: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -234,6 +242,11 @@ RECIPES: dict[str, Recipe] = {
     SCALE_OUT: Recipe(
         logical_date=datetime(2026, 11, 4, 6, 0, tzinfo=UTC),
         conf=lambda sim: {"sims_per_batch": SIMS_PER_BATCH, "label": SCALE_OUT_LABEL},
+    ),
+    PLANNED: Recipe(
+        logical_date=datetime(2026, 11, 5, 6, 0, tzinfo=UTC),
+        conf=lambda sim: {"sim_count": PLANNED_SIMS, "sim_status": "DEACTIVATED"},
+        approval="Approve",
     ),
 }
 
@@ -253,6 +266,8 @@ class ExampleDagRun:
     changed_before: dict[str, Any]
     #: Each move of the simulated clock during the run, as :attr:`ClockAdvancer.advanced` lists them.
     clock_moves: list[tuple[int, int, float]] = field(default_factory=list)
+    #: The approvals answered during the run (``scripts/approval.py``'s ``Answered``).
+    answered: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -327,12 +342,20 @@ def _run_with_recipe(dag: Any, recipe: Recipe, sim: Simulator, book: Book) -> Ex
         advancer = None
         if recipe.scheduled_changes is not None:
             advancer = ClockAdvancer(sim, expected=recipe.scheduled_changes(conf or dag.params.validate()))
+        answerer = load_script("approval").Answerer(dag.dag_id, recipe.approval) if recipe.approval else None
         started = datetime.now(UTC)
-        with advancer if advancer is not None else nullcontext():
+        with advancer if advancer is not None else nullcontext(), answerer or nullcontext():
             result = run_example(
                 dag.dag_id, logical_date=recipe.logical_date or started, run_conf=conf or None
             )
         finished = datetime.now(UTC)
     return ExampleDagRun(
-        result, sim, conf, started, finished, changed_before, advancer.advanced if advancer else []
+        result,
+        sim,
+        conf,
+        started,
+        finished,
+        changed_before,
+        advancer.advanced if advancer else [],
+        answerer.answered if answerer else [],
     )

@@ -217,6 +217,26 @@ def pausing_fota_operator(wait: Callable[[], None], after_pages: int = 1) -> typ
     return PausingFotaDevicesOperator
 
 
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` as a module (scripts are not part of the package), loaded once."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module_name = f"iotfleet_script_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_demo_script() -> Any:
     """``scripts/demo.py`` as a module (it is a script, not part of the package)."""
     import importlib.util

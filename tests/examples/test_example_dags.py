@@ -34,6 +34,7 @@ from tests.example_runs import (
     INVENTORY,
     INVENTORY_DATE,
     MAINTENANCE,
+    PLANNED,
     ROOT,
     SCALE_OUT,
     SCALE_OUT_LABEL,
@@ -76,6 +77,18 @@ EDGES = {
         ("wait_sim_change", "report"),
     },
     SCALE_OUT: {("sim_batches", "label_batch"), ("label_batch", "report")},
+    PLANNED: {
+        ("sims_to_change", "plan"),
+        ("sims_to_change", "apply"),
+        ("plan", "summarise_plan"),
+        ("summarise_plan", "approve"),
+        ("approve", "apply"),
+        ("apply", "sims_to_verify"),
+        ("sims_to_verify", "verify"),
+        ("verify", "rollback_edits"),
+        ("rollback_edits", "rollback"),
+        ("rollback", "report"),
+    },
 }
 #: Modules that parsing an example file must not import beyond what ``airflow.sdk`` already did.
 HEAVY_MODULES = (
