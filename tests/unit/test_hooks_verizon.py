@@ -195,9 +195,9 @@ def test_refused_login_is_never_repeated(
     assert api.call_count == 0
 
 
-def test_pages_follow_last_seen_device_id_without_accumulating(
-    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
-) -> None:
+def _five_devices_in_three_pages(**last_device: Any) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Five IMEIs, and the account listing's pages by the ``lastSeenDeviceId`` each is asked with:
+    two devices, two, then the last one (with ``last_device``'s fields) and no more data."""
     imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
     pages = {
         "0": {
@@ -210,8 +210,15 @@ def test_pages_follow_last_seen_device_id_without_accumulating(
             "hasMoreData": True,
             "lastSeenDeviceId": imeis[3],
         },
-        imeis[3]: {"deviceList": [_device(imeis[4], fileList=[{"name": "fw.bin"}])], "hasMoreData": False},
+        imeis[3]: {"deviceList": [_device(imeis[4], **last_device)], "hasMoreData": False},
     }
+    return imeis, pages
+
+
+def test_pages_follow_last_seen_device_id_without_accumulating(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis, pages = _five_devices_in_three_pages(fileList=[{"name": "fw.bin"}])
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
     )
@@ -234,20 +241,7 @@ def test_pages_follow_last_seen_device_id_without_accumulating(
 def test_prefetched_pages_are_the_same_pages_and_stop_at_the_last(
     hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
 ) -> None:
-    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
-    pages = {
-        "0": {
-            "deviceList": [_device(imeis[0]), _device(imeis[1])],
-            "hasMoreData": True,
-            "lastSeenDeviceId": imeis[1],
-        },
-        imeis[1]: {
-            "deviceList": [_device(imeis[2]), _device(imeis[3])],
-            "hasMoreData": True,
-            "lastSeenDeviceId": imeis[3],
-        },
-        imeis[3]: {"deviceList": [_device(imeis[4])], "hasMoreData": False},
-    }
+    imeis, pages = _five_devices_in_three_pages()
     route = requests_mock.get(
         f"{FOTA}/devices/{ACCOUNT}", json=lambda request, context: pages[request.qs["lastseendeviceid"][0]]
     )

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon.eligibility import Refusals, not_in_account
-from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest, validate_campaign_schedule
+from airflow_provider_iotfleet.hooks.verizon.rules import CampaignRequest
 from airflow_provider_iotfleet.hooks.verizon.upgrades import (
     FirmwareUpgrades,
     campaign_firmware,
@@ -163,18 +162,8 @@ class FirmwarePreviews(FirmwareUpgrades):
                 for entry in self.iter_campaign_devices(campaign["campaign_id"], account_name=account)
             }
         else:
-            if request.end_date < today.isoformat():
-                raise IoTFleetValidationError(
-                    "the campaign's window has already ended",
-                    [
-                        f"campaign_end_date {request.end_date} is before today ({today.isoformat()}): no "
-                        "device would upgrade"
-                    ],
-                )
-            self.check_campaign_size(len(devices), request.start_date)
-            firmware = self._choose_firmware(request, protocol, account)
-            start, end, windows = validate_campaign_schedule(
-                request.start_date, request.end_date, request.time_windows or None, today
+            firmware, start, end, windows = self.checked_new_campaign(
+                request, len(devices), protocol, account, today
             )
             preview = UpgradePreview(
                 firmware, None, start, end, [[w["startTime"], w["endTime"]] for w in windows]

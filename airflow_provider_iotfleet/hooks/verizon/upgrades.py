@@ -173,19 +173,9 @@ class FirmwareUpgrades(FirmwareCampaigns):
         on_scheduled: Callable[[dict[str, Any]], None] | None,
     ) -> EnsuredCampaign:
         """Schedule a new campaign, once its dates, size and firmware are known to be right."""
-        if request.end_date < today.isoformat():
-            raise IoTFleetValidationError(
-                "the campaign's window has already ended",
-                [
-                    f"campaign_end_date {request.end_date} is before today ({today.isoformat()}): no device "
-                    "would upgrade"
-                ],
-            )
-        self.check_campaign_size(len(devices), request.start_date)
-        firmware = self._choose_firmware(request, protocol, account)
         # The dates are checked again when scheduling; checked here too, so that bad ones fail
         # before the devices are read, as in the dry run.
-        validate_campaign_schedule(request.start_date, request.end_date, request.time_windows or None, today)
+        firmware, *_ = self.checked_new_campaign(request, len(devices), protocol, account, today)
         judged = self.judge_upgrade(devices, firmware, account, None, set(), today)
         eligible = list(judged.upgrade)
         if not eligible:
@@ -233,6 +223,32 @@ class FirmwareUpgrades(FirmwareCampaigns):
             len(eligible),
         )
         return EnsuredCampaign(campaign, reused=False, devices=devices, ineligible=judged.refused)
+
+    def checked_new_campaign(
+        self, request: CampaignRequest, devices: int, protocol: str, account: str, today: date
+    ) -> tuple[dict[str, Any], str, str, list[dict[str, int]]]:
+        """Check what scheduling a new campaign of ``devices`` devices needs, as a real run and a dry
+        run both do before reading the devices: its window not over, its size startable, one firmware
+        entry matching, its dates and time windows valid.
+
+        :return: the firmware entry, the start and end dates (``yyyy-mm-dd``) and the time windows in
+            ThingSpace's form.
+        :raises IoTFleetValidationError: for the first of those that does not hold.
+        """
+        if request.end_date < today.isoformat():
+            raise IoTFleetValidationError(
+                "the campaign's window has already ended",
+                [
+                    f"campaign_end_date {request.end_date} is before today ({today.isoformat()}): no device "
+                    "would upgrade"
+                ],
+            )
+        self.check_campaign_size(devices, request.start_date)
+        firmware = self._choose_firmware(request, protocol, account)
+        start, end, windows = validate_campaign_schedule(
+            request.start_date, request.end_date, request.time_windows or None, today
+        )
+        return firmware, start, end, windows
 
     def _choose_firmware(self, request: CampaignRequest, protocol: str, account: str) -> dict[str, Any]:
         """The one entry of the account's firmware list that matches what ``request`` names.
