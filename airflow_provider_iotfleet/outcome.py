@@ -53,7 +53,7 @@ device that would change::
 (each key is the device id as text; a ``from`` of ``None`` means the current value could not be
 read, see the operator for what its plan shows). A Cisco edit that read its devices first also
 carries ``before``: each changed device's previous values of the fields it changed, which
-:func:`rollback_edits` turns into the edits that restore them.
+:func:`~airflow_provider_iotfleet.rollback.rollback_edits` turns into the edits that restore them.
 
 In a downstream task, read it back with :func:`pull_outcome` (the outcome is the task's return
 value when it succeeded, and is pushed under the XCom key ``outcome`` when it failed), then use
@@ -63,7 +63,6 @@ value when it succeeded, and is pushed under the XCom key ``outcome`` when it fa
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -86,7 +85,6 @@ __all__ = [
     "OutcomeBuilder",
     "Status",
     "pull_outcome",
-    "rollback_edits",
 ]
 
 DeviceId = str | int
@@ -97,7 +95,6 @@ DONE_STATUSES: tuple[Status, ...] = ("succeeded", "unchanged", "scheduled", "acc
 ERROR_STATUSES: tuple[Status, ...] = ("failed", "unknown")
 STATUSES: tuple[Status, ...] = DONE_STATUSES + ERROR_STATUSES
 #: The keys every outcome has; anything else in its XCom form is operation-specific.
-log = logging.getLogger(__name__)
 
 _COMMON_KEYS = frozenset({"operation", "vendor", "requested", "dry_run", "counts", "devices", "errors"})
 #: A change of one field in a plan: ``{"from": current, "to": wanted}``.
@@ -239,10 +236,6 @@ class FleetOutcome:
         """A dry run's changes per device id (as text): ``{field: {"from": current, "to": wanted}}``;
         ``{}`` for a real run."""
         return dict(self.details.get("plan") or {})
-
-    def rollback_edits(self) -> list[dict[str, Any]]:
-        """The Cisco edits that restore what this edit changed; see :func:`rollback_edits`."""
-        return rollback_edits(self)
 
     def summary(self) -> str:
         """``"2 succeeded, 1 unchanged, 1 failed"``: the statuses that occurred, or ``"nothing to do"``."""
@@ -467,46 +460,6 @@ def _sort_by(
         except KeyError:  # the keys are all computed before the list is touched: it is unchanged
             ids.sort(key=place)
     errors.sort(key=lambda group: place(group.devices[0]))
-
-
-def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The edits that undo a Cisco edit: for each device it changed (``succeeded`` or
-    ``scheduled``), ``{"iccid": ..., <field>: <previous value>, ...}`` for the fields it changed,
-    ready for ``CiscoControlCenterEditDevicesOperator(edits=...)``. Devices that were ``unchanged``,
-    failed or unknown are not in it: a rollback writes only what the edit wrote.
-
-    A field that had no value before (``None``) is restored as Control Center clears it where it
-    documents how: a custom field (``operatorCustom*``, ``accountCustom*``, ``customerCustom*``)
-    takes a blank value, ``""``. The other fields (``customer``, ``deviceID``, ``modemID``, an IP
-    address, ...) have no documented way to be cleared through this API: they are left out of the
-    edits, and a warning names the devices and fields that cannot be restored (all of them:
-    :func:`~airflow_provider_iotfleet.rollback.rollback_plan`). An IP address is restored with the ``apn`` and ``pdpId`` the edit sent
-    with it (they name the address's PDP context and change nothing themselves).
-
-    Only a Cisco edit can be rolled back this way: ROMA devices forced offline reconnect by
-    themselves, a firmware sync changes nothing on the device, and a firmware campaign is rolled
-    back by cancelling it (``VerizonThingSpaceHook.cancel_campaign``).
-
-    :param outcome: the edit's outcome (as pushed to XCom, or a :class:`FleetOutcome`).
-    :raises ValueError: for the outcome of another operation, of a dry run, or of an edit that did
-        not read its devices first (``skip_unchanged=False``: it knows no previous values).
-    """
-    from airflow_provider_iotfleet.rollback import rollback_plan
-
-    rollback = rollback_plan(outcome)
-    if rollback.not_restorable:
-        shown = "; ".join(
-            f"{iccid}: {', '.join(fields)}" for iccid, fields in list(rollback.not_restorable.items())[:10]
-        )
-        more = len(rollback.not_restorable) - 10
-        log.warning(
-            "rollback_edits: %d devices had fields empty before that Control Center's edit cannot clear; "
-            "those fields are left as the edit set them: %s%s",
-            len(rollback.not_restorable),
-            shown,
-            f"; and {more} more" if more > 0 else "",
-        )
-    return rollback.edits
 
 
 def pull_outcome(ti: Any, task_id: str, *, map_index: int | None = None) -> FleetOutcome | None:

@@ -1,6 +1,6 @@
 """Rolling back a Cisco edit from its outcome's ``before`` values: the edits that restore them,
-and which fields cannot be restored (:func:`~airflow_provider_iotfleet.outcome.rollback_edits`
-is the one-liner for a DAG).
+and which fields cannot be restored (:func:`rollback_edits` is the one-liner for a DAG:
+``CiscoControlCenterEditDevicesOperator(edits=rollback_edits(pull_outcome(ti, "apply")))``).
 
 Control Center documents a blank value for its custom fields ("either a blank value or one of the
 pre-defined values"), so a custom field that was empty is restored as ``""``; it documents no way
@@ -12,12 +12,17 @@ carries those it was sent with).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_iotfleet.hooks.cisco.rules import CISCO_CUSTOM_FIELDS
 from airflow_provider_iotfleet.outcome import FleetOutcome
+
+__all__ = ["Rollback", "rollback_edits", "rollback_plan"]
+
+log = logging.getLogger(__name__)
 
 #: Cisco edit fields that only go with an IP address change, naming its PDP context.
 _IP_FIELDS, _IP_COMPANIONS = ("ipv4Address", "ipv6Address"), ("apn", "pdpId")
@@ -27,7 +32,7 @@ _IP_FIELDS, _IP_COMPANIONS = ("ipv4Address", "ipv6Address"), ("apn", "pdpId")
 class Rollback:
     """What :func:`rollback_plan` found a Cisco edit's rollback to be.
 
-    :ivar edits: the edits that restore what can be restored (what :func:`~airflow_provider_iotfleet.outcome.rollback_edits` returns).
+    :ivar edits: the edits that restore what can be restored (what :func:`rollback_edits` returns).
     :ivar not_restorable: ``{iccid: [field, ...]}``: fields a device had no value for before that
         this API cannot clear, or IP addresses whose ``apn``/``pdpId`` the outcome does not know.
     """
@@ -37,10 +42,10 @@ class Rollback:
 
 
 def rollback_plan(outcome: FleetOutcome | Mapping[str, Any]) -> Rollback:
-    """The rollback of a Cisco edit, with the fields it cannot restore (see :func:`~airflow_provider_iotfleet.outcome.rollback_edits`).
+    """The rollback of a Cisco edit, with the fields it cannot restore (see :func:`rollback_edits`).
 
     :return: the edits, and ``{iccid: [field, ...]}`` of the fields they cannot restore.
-    :raises ValueError: as :func:`~airflow_provider_iotfleet.outcome.rollback_edits` does.
+    :raises ValueError: as :func:`rollback_edits` does.
     """
     edit = outcome if isinstance(outcome, FleetOutcome) else FleetOutcome.from_xcom(outcome)
     if edit.operation != "edit_devices":
@@ -87,3 +92,41 @@ def _restoring(previous: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         for name in (*_IP_FIELDS, *_IP_COMPANIONS):
             restore.pop(name, None)
     return restore, lost
+
+
+def rollback_edits(outcome: FleetOutcome | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The edits that undo a Cisco edit: for each device it changed (``succeeded`` or
+    ``scheduled``), ``{"iccid": ..., <field>: <previous value>, ...}`` for the fields it changed,
+    ready for ``CiscoControlCenterEditDevicesOperator(edits=...)``. Devices that were ``unchanged``,
+    failed or unknown are not in it: a rollback writes only what the edit wrote.
+
+    A field that had no value before (``None``) is restored as Control Center clears it where it
+    documents how: a custom field (``operatorCustom*``, ``accountCustom*``, ``customerCustom*``)
+    takes a blank value, ``""``. The other fields (``customer``, ``deviceID``, ``modemID``, an IP
+    address, ...) have no documented way to be cleared through this API: they are left out of the
+    edits, and a warning names the devices and fields that cannot be restored (all of them:
+    :func:`rollback_plan`). An IP address is restored with the ``apn`` and ``pdpId`` the edit sent
+    with it (they name the address's PDP context and change nothing themselves).
+
+    Only a Cisco edit can be rolled back this way: ROMA devices forced offline reconnect by
+    themselves, a firmware sync changes nothing on the device, and a firmware campaign is rolled
+    back by cancelling it (``VerizonThingSpaceHook.cancel_campaign``).
+
+    :param outcome: the edit's outcome (as pushed to XCom, or a :class:`FleetOutcome`).
+    :raises ValueError: for the outcome of another operation, of a dry run, or of an edit that did
+        not read its devices first (``skip_unchanged=False``: it knows no previous values).
+    """
+    rollback = rollback_plan(outcome)
+    if rollback.not_restorable:
+        shown = "; ".join(
+            f"{iccid}: {', '.join(fields)}" for iccid, fields in list(rollback.not_restorable.items())[:10]
+        )
+        more = len(rollback.not_restorable) - 10
+        log.warning(
+            "rollback_edits: %d devices had fields empty before that Control Center's edit cannot clear; "
+            "those fields are left as the edit set them: %s%s",
+            len(rollback.not_restorable),
+            shown,
+            f"; and {more} more" if more > 0 else "",
+        )
+    return rollback.edits

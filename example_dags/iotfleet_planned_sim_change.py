@@ -29,7 +29,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, chain, dag, task
 
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome, pull_outcome, rollback_edits
+from airflow_provider_iotfleet.outcome import FleetOutcome, pull_outcome
+from airflow_provider_iotfleet.rollback import rollback_edits
 from airflow_provider_iotfleet.sensors.cisco import CiscoControlCenterDeviceStatusSensor
 
 #: How many planned SIMs the summary shows with their from/to.

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
-from airflow_provider_iotfleet.outcome import rollback_edits
+from airflow_provider_iotfleet.rollback import rollback_edits
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import RATE_PLANS, iccid_of
 from tests.simulator_harness import SimulatorFactory, accounted_once, connections_with, run_task

@@ -13,8 +13,8 @@ from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
 from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, rollback_edits
-from airflow_provider_iotfleet.rollback import rollback_plan
+from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
+from airflow_provider_iotfleet.rollback import rollback_edits, rollback_plan
 from airflow_provider_iotfleet.validation import as_flag
 from tests.fakes import operator_context
 
@@ -86,7 +86,6 @@ def test_rollback_edits_restore_the_changed_and_scheduled_devices_previous_value
     ]
     assert rollback_edits(outcome) == expected
     assert rollback_edits(outcome.to_xcom()) == expected
-    assert outcome.rollback_edits() == expected
 
 
 def test_rollback_edits_leave_out_unchanged_failed_and_unknown_devices() -> None:

@@ -33,7 +33,8 @@ from airflow_provider_iotfleet.hooks.cisco import hook as cisco_hook
 from airflow_provider_iotfleet.operators import cisco as cisco_operator
 from airflow_provider_iotfleet.operators.base import IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
-from airflow_provider_iotfleet.outcome import FleetOutcome, rollback_edits
+from airflow_provider_iotfleet.outcome import FleetOutcome
+from airflow_provider_iotfleet.rollback import rollback_edits
 from tests.fakes import (
     ICCID,
     ICCID_19,
