@@ -16,12 +16,7 @@ from airflow_provider_iotfleet.exceptions import (
 )
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.cisco.connection import CONNECTION_FORM, DEFAULT_REQUESTS_PER_SECOND
-from airflow_provider_iotfleet.hooks.cisco.planning import (
-    CiscoEditPlan,
-    FieldChange,
-    edit_difference,
-    plan_edits,
-)
+from airflow_provider_iotfleet.hooks.cisco.planning import CiscoEditPlan, edit_difference, plan_edits
 from airflow_provider_iotfleet.hooks.cisco.rules import (
     CISCO_CUSTOM_FIELDS,
     validate_cisco_changes,
@@ -51,6 +46,7 @@ from airflow_provider_iotfleet.http import (
 from airflow_provider_iotfleet.http.auth import BasicAuth
 from airflow_provider_iotfleet.http.errors import malformed_response
 from airflow_provider_iotfleet.http.plans import Each, SettlingPlan, arun_plan, replies, run_plan
+from airflow_provider_iotfleet.outcome import FieldChange
 from airflow_provider_iotfleet.validation import validate_iccids, validate_whole_number
 
 VENDOR = "Cisco IoT Control Center"

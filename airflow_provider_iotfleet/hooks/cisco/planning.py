@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_iotfleet.http import Outcome, map_bounded
-
-#: One field's change: ``{"from": current, "to": wanted}``.
-FieldChange = dict[str, Any]
+from airflow_provider_iotfleet.outcome import FieldChange
 
 
 @dataclass(frozen=True)
