@@ -147,7 +147,7 @@ def iotfleet_planned_sim_change() -> None:
 
         :raises AirflowSkipException: when the apply changed no SIM (the rollback is skipped too).
         """
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.exceptions import AirflowSkipException
 
         outcome = pull_outcome(ti, "apply")
         edits = rollback_edits(outcome) if outcome is not None else []
@@ -159,8 +159,7 @@ def iotfleet_planned_sim_change() -> None:
     edits = edits_to_roll_back()
     rollback = CiscoControlCenterEditDevicesOperator(task_id="rollback", edits=edits)
 
-    # A report that fails says the change did not hold: trying it again would say it again.
-    @task(trigger_rule="all_done", multiple_outputs=False, retries=0)
+    @task(trigger_rule="all_done", multiple_outputs=False)
     def report(*, ti: Any) -> dict[str, Any]:
         """What happened: approved or rejected, what the apply changed, verified or rolled back.
 
