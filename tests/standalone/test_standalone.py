@@ -327,7 +327,13 @@ def test_deferrable_sensors_are_resumed_by_the_real_triggerer(
 
         # The XCom return values, with exactly the devices asked for (DESIGN.md's shapes).
         xcoms = airflow.xcoms(DAG_ID, run_id)
-        assert xcoms[("cisco_schedule_deactivation", "return_value")] == _outcome(
+        scheduled = dict(xcoms[("cisco_schedule_deactivation", "return_value")])
+        # Read first (skip_unchanged, the default): what each SIM had, for a rollback.
+        replaced = scheduled.pop("before")
+        assert list(replaced) == iccids
+        assert all(set(values) == {"status"} for values in replaced.values())
+        assert all(values["status"] != test_dag.CISCO_TARGET_STATUS for values in replaced.values())
+        assert scheduled == _outcome(
             "edit_devices",
             "Cisco IoT Control Center",
             scheduled=iccids,
