@@ -147,7 +147,7 @@ def iotfleet_planned_sim_change() -> None:
 
         :raises AirflowSkipException: when the apply changed no SIM (the rollback is skipped too).
         """
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         outcome = pull_outcome(ti, "apply")
         edits = rollback_edits(outcome) if outcome is not None else []
