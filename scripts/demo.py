@@ -546,7 +546,8 @@ class Standalone:
                         self.failed.update(THREAD_FAILED_NAMED.findall(line))
                 elif self.start_failed and EXCEPTION_LINE.match(line):
                     with self._lock:
-                        self.exceptions.append(line)
+                        # Another report's indentation can land inside this one: "Error:     [Errno 2]".
+                        self.exceptions.append(" ".join(line.split()))
         for log in parts.values():
             log.close()
 
@@ -558,8 +559,16 @@ class Standalone:
             time.sleep(1.0)  # the rest of the tracebacks, and the other parts' processes, are on their way
             with self._lock:
                 named = set(self.failed)
-                # Interleaving garbles some of the reports: the exception most of them end with.
-                exception = max(self.exceptions, key=self.exceptions.count, default="see the traceback")
+                # Interleaving garbles some of the reports ("FileNotFoundErrorFileNotFoundError: ..."):
+                # the exception most of them end with, the shortest when as many end with two.
+                exception = max(
+                    self.exceptions,
+                    key=lambda report: (
+                        sum(other.endswith(report) for other in self.exceptions),
+                        -len(report),
+                    ),
+                    default="see the traceback",
+                )
             # A part's name can be cut in two by another's report: a part with no process failed too.
             failed = [part for part in PARTS if part in named or part not in self.running_parts()]
             # The tracebacks are in standalone's own output, not in the parts'.

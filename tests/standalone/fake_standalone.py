@@ -8,6 +8,9 @@ The stand-in then behaves as BEHAVIOUR says, in a second or less instead of a re
   part's process from a thread named after the part (``subprocess.Popen(["airflow", "scheduler"])``),
   each of which ends with ``FileNotFoundError`` (Python prints the tracebacks, interleaved), and goes
   on waiting, forever.
+* ``garbled-reports``: prints the reports ``parts-cannot-start`` printed in one CI run, where the
+  interleaving garbled half of the exception lines (``FileNotFoundErrorFileNotFoundError: ...``,
+  ``FileNotFoundError:     [Errno 2] ...``), and goes on waiting, forever.
 * ``exits``: exits with code 3.
 * ``silent``: waits forever; no api-server ever answers.
 * ``triggerer-down``: answers the health check with the triggerer unhealthy, forever.
@@ -39,6 +42,30 @@ WAITER = (
     "import signal, sys\nif sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "while True: signal.pause()"
 )
+
+
+#: Exactly as one CI run printed them (the tail of four tracebacks, interleaved).
+GARBLED_REPORTS = """\
+Exception in thread scheduler:
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/threading.py", line 1045, in _bootstrap_inner
+    Exception in thread api-server:
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/threading.py", line 1045, in _bootstrap_inner
+    Exception in thread Exception in thread dag-processor:
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/threading.py", line 1045, in _bootstrap_inner
+    triggerer:
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/subprocess.py", line 1950, in _execute_child
+FileNotFoundError:     [Errno 2] No such file or directory: 'airflow'
+        raise child_exception_type(errno_num, err_msg, err_filename)
+FileNotFoundError: [Errno 2] No such file or directory: 'airflow'
+raise child_exception_type(errno_num, err_msg, err_filename)
+raise child_exception_type(errno_num, err_msg, err_filename)
+FileNotFoundErrorFileNotFoundError: [Errno 2] No such file or directory: 'airflow'
+: [Errno 2] No such file or directory: 'airflow'
+"""
 
 
 def health_report(triggerer: str) -> dict[str, Any]:
@@ -82,6 +109,8 @@ def standalone(behaviour: str, home: str, port: int) -> int:
                 kwargs={"env": {"PATH": str(empty)}},
                 name=part,
             ).start()
+    elif behaviour == "garbled-reports":
+        print(GARBLED_REPORTS, end="", flush=True)
     elif behaviour == "triggerer-down":
         answer_health(port, "unhealthy")
     elif behaviour == "up":

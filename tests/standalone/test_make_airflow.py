@@ -156,6 +156,12 @@ STARTS_THAT_FAIL = {
         r"not be started \(FileNotFoundError: \[Errno 2\] No such file or directory: 'airflow'\): "
         r"see {home}/logs/standalone/output\.log",
     ),
+    "reports garbled by interleaving": (
+        "garbled-reports",
+        r"airflow standalone failed: the scheduler, dag-processor, api-server and triggerer could not be "
+        r"started \(FileNotFoundError: \[Errno 2\] No such file or directory: 'airflow'\): "
+        r"see {home}/logs/standalone/output\.log",
+    ),
     "standalone exits": (
         "exits",
         r"airflow standalone failed: airflow standalone exited with code 3: see {home}/logs/standalone/output\.log",
