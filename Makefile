@@ -25,6 +25,13 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
 	touch $@
 
+# `make demo`, `make airflow` and `make simulator` need only the package and its runtime dependencies:
+# no test, lint or vendor SDK tools.
+RUNTIME_INSTALLED := $(VENV)/.runtime-installed
+$(RUNTIME_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e .
+	touch $@
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check --output-format concise .
 	$(BIN)/ruff format --check .
@@ -61,15 +68,15 @@ $(OLDEST_INSTALLED): pyproject.toml Makefile | $(OLDEST_BIN)/python
 test-oldest: $(OLDEST_INSTALLED)
 	$(OLDEST_BIN)/pytest $(PYTEST_PARALLEL) tests/unit tests/dagtest
 
-simulator: $(INSTALLED)
+simulator: $(RUNTIME_INSTALLED)
 	$(BIN)/python -m airflow_provider_iotfleet.simulator
 
 # The example DAGs end to end with `airflow dags test`, against the local simulator.
-demo: $(INSTALLED)
+demo: $(RUNTIME_INSTALLED)
 	$(BIN)/python scripts/demo.py
 
 # The same DAGs in the UI: `airflow standalone` wired to the simulator and example_dags/.
-airflow: $(INSTALLED)
+airflow: $(RUNTIME_INSTALLED)
 	$(BIN)/python scripts/demo.py --ui
 
 # Benchmarks against the simulator (benchmarks/): writes benchmarks/results.json and prints the table

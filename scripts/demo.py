@@ -101,10 +101,11 @@ def airflow_env(home: Path, simulator: Simulator) -> dict[str, str]:
 
 
 def advance_past_pending(simulator: Simulator, stop: threading.Event) -> None:
-    """Move the simulated clock past what the maintenance window waits for, as soon as it is there:
-    a firmware campaign's last device, Control Center's scheduled changes."""
+    """Apply what the maintenance window waits for as soon as it is there (a firmware campaign's last
+    device, Control Center's scheduled changes) by moving the simulated clock past it and back: the
+    next run's "in 90 minutes" is 90 minutes away again."""
     while not stop.wait(0.5):
-        moved = simulator.state.advance_past_pending()
+        moved = simulator.state.advance_past_pending(keep_clock=True)
         if moved is None:
             continue
         scheduled, campaigns, seconds = moved
@@ -113,7 +114,9 @@ def advance_past_pending(simulator: Simulator, stop: threading.Event) -> None:
             for n, what in ((campaigns, "firmware campaign"), (scheduled, "scheduled changes"))
             if n
         ]
-        print(f"  simulator: clock moved {seconds / 60:.0f} min forward; {' and '.join(done)} done")
+        print(
+            f"  simulator: {' and '.join(done)} done ({seconds / 60:.0f} min ahead, then the clock put back)"
+        )
 
 
 def pick_devices(simulator: Simulator) -> dict[str, Any]:
@@ -240,8 +243,8 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
         states = results.task_states(dag_id)
         counts = {s: list(states.values()).count(s) for s in sorted(set(states.values()))}
         print(f"\n{dag_id}: {state.upper()}  (tasks: {', '.join(f'{n} {s}' for s, n in counts.items())})")
-        if state != "success":
-            print(f"  see {home / 'logs' / (dag_id + '.log')}")
+        # `airflow dags test` writes each task's log into its own output: one file per DAG run.
+        print(f"  task logs: {home / 'logs' / (dag_id + '.log')}")
         if dag_id == "iotfleet_firmware_inventory":
             for summary in results.xcom(dag_id, "summarise"):
                 print(f"  inventory: {summary['devices']} devices in {summary['path']}")

@@ -213,7 +213,7 @@ class SimulatorState:
             self.campaigns.progress()
 
     def advance_past_pending(
-        self, *, min_scheduled: int = 1, margin: float = 60.0
+        self, *, min_scheduled: int = 1, margin: float = 60.0, keep_clock: bool = False
     ) -> tuple[int, int, float] | None:
         """Move the clock ``margin`` seconds past what is pending: the last scheduled Control Center
         change, once at least ``min_scheduled`` are held, and the last device turn of every campaign
@@ -221,6 +221,11 @@ class SimulatorState:
 
         What a demo or a test does instead of waiting hours for a maintenance window. Returns
         ``(scheduled changes, campaigns at work, seconds moved)``, or ``None`` when nothing was due.
+
+        ``keep_clock``: apply what is pending, then put the clock back where it was, so that a later
+        "in 90 minutes" is 90 minutes away again (``make airflow`` runs DAGs one after another on one
+        simulator). What was applied stays applied: campaigns and scheduled changes are settled as the
+        clock moves, not recomputed from it.
         """
         with self.lock:
             scheduled = self.fleet.pending
@@ -234,6 +239,8 @@ class SimulatorState:
                 return None
             seconds = max(0.0, (max(moments) - self.now()).total_seconds()) + margin
             self.advance(seconds)
+            if keep_clock:
+                self.clock_offset -= timedelta(seconds=seconds)
             return len(scheduled), campaigns, seconds
 
     def count(self, name: str) -> None:

@@ -392,6 +392,30 @@ def test_advance_past_pending_moves_the_clock_past_scheduled_changes_and_campaig
     assert state.advance_past_pending() is None
 
 
+def test_advance_past_pending_can_apply_what_is_pending_and_keep_the_clock(
+    start_simulator: SimulatorFactory,
+) -> None:
+    simulator = start_simulator(devices=1500, campaign_devices_per_hour=6, **QUIET)
+    state = simulator.state
+    thingspace = ThingSpace(simulator)
+    devices = eligible(state, 3)
+    day = tomorrow(state)
+    campaign = thingspace.schedule(campaign_body(devices, day, day))["id"]
+    state.fleet.schedule(at(day, 5), 0, {"status": "DEACTIVATED"})
+
+    moved = state.advance_past_pending(keep_clock=True)
+
+    assert moved is not None and moved[:2] == (1, 1)
+    assert state.now() == pytest.approx(datetime.now(UTC), abs=timedelta(seconds=5))
+    assert statuses(thingspace.report(campaign)) == {"Finished": 3}
+    assert state.fleet.device(0)["status"] == "DEACTIVATED"
+    assert state.advance_past_pending(keep_clock=True) is None
+    # A change asked for in 90 minutes after that is 90 minutes away, not already due.
+    state.fleet.schedule(state.now() + timedelta(minutes=90), 1, {"status": "DEACTIVATED"})
+    assert state.fleet.device(1)["status"] != "DEACTIVATED"
+    assert state.fleet.pending[0]["iccid"] == state.fleet.device(1)["iccid"]
+
+
 def test_mismatched_devices_fail_and_upgrades_show_in_listing_and_sync(
     start_simulator: SimulatorFactory,
 ) -> None:

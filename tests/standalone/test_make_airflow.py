@@ -6,7 +6,7 @@ The fast tests run ``serve``, the part of ``scripts/demo.py`` that starts and wa
 situation, in a second.
 
 The slow test runs ``make airflow`` from a shell where the venv is not activated: ``make -o
-.venv/.installed airflow`` (``-o``: the venv is taken as it is, not reinstalled under the test) with the
+.venv/.runtime-installed airflow`` (``-o``: the venv is taken as it is, not reinstalled under the test) with the
 venv's bin dir taken off PATH and no ``VIRTUAL_ENV``, over a temporary Airflow home
 (``IOTFLEET_DEMO_HOME``) and a free port for the api-server (``AIRFLOW__API__PORT``). ``make airflow``
 runs ``.venv/bin/python scripts/demo.py --ui``, which starts ``airflow standalone``; standalone starts
@@ -290,7 +290,7 @@ def test_make_airflow_from_a_clean_shell_serves_the_ui_and_stops_on_ctrl_c(tmp_p
     groups: set[int] = set()
     with output_path.open("wb") as output:
         process = subprocess.Popen(
-            [make, "--no-print-directory", "-o", ".venv/.installed", "airflow"],
+            [make, "--no-print-directory", "-o", ".venv/.runtime-installed", "airflow"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
