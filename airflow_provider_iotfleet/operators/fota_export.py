@@ -256,6 +256,11 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         )
         try:
             return self._list(context, account, output, pages, requested, duplicates)
+        except BaseException:
+            # A failed export leaves no file: its lineage is the account it read. Without one, the
+            # openlineage provider would fall back to hook lineage, which names the temporary file.
+            self.remember_lineage({"account_name": account})
+            raise
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -332,7 +337,10 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
     def lineage(self, result: dict[str, Any]) -> FleetLineage | None:
         """The account's devices as input; with ``output_path``, the file as output, named by its
         final path (never the temporary file renamed over it), its row count the devices written.
-        The run facet names the account and the count."""
+        The run facet names the account and the count (none when the export failed).
+
+        :return: the lineage of a finished export, or of a failed one from ``{"account_name": ...}``.
+        """
         account = result["account_name"]
         namespace = vendor_namespace(self.hook.client_options["base_url"])
         outputs: list[FleetDataset] = []
@@ -346,7 +354,7 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 "vendor": self.vendor,
                 "account": account,
                 "requested": result.get("requested"),
-                "counts": {"listed": result["device_count"]},
+                "counts": {"listed": result["device_count"]} if "device_count" in result else {},
                 "dryRun": False,
             },
         )

@@ -19,7 +19,7 @@ from airflow.sdk.io import attach
 from airflow.utils.state import TaskInstanceState
 from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_iotfleet.exceptions import IoTFleetOperationFailedError
+from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.operators.cisco import CiscoControlCenterEditDevicesOperator
 from airflow_provider_iotfleet.operators.huawei import HuaweiRomaForceOfflineOperator
 from airflow_provider_iotfleet.operators.paloalto import PaloAltoIoTBulkUpdateOperator
@@ -169,6 +169,37 @@ def test_the_temporary_file_the_sdk_saw_written_never_reaches_lineage(
     lineage = manager.extract_metadata(SimpleNamespace(run_id="r"), op, TaskInstanceState.SUCCESS, ti)
     assert datasets(lineage.outputs) == [("file", str(target))]
     assert datasets(lineage.inputs) == [THINGSPACE_DEVICES]
+
+
+def test_a_failed_export_reports_the_account_it_read_and_no_file(
+    thingspace_connection: None,
+    thingspace_logins: tuple[Any, Any],
+    requests_mock: rm.Mocker,
+    tmp_path: Path,
+    recording_hook_lineage: Any,
+) -> None:
+    requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}",
+        [
+            {"json": {**one_page([IMEI]), "hasMoreData": True, "lastSeenDeviceId": IMEI}},
+            {"status_code": 400, "json": {"errorCode": "FOTA.REQUEST_FAILED.Backend", "errorMessage": "x"}},
+        ],
+    )
+    op = VerizonThingSpaceFotaDevicesOperator(task_id="export", output_path=str(tmp_path / "fota.jsonl"))
+    ti = SimpleNamespace(task=op, dag_id="fleet", task_id="export", run_id="r", map_index=-1)
+    with pytest.raises(IoTFleetError):
+        op.execute(operator_context("export"))
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone, though the SDK saw it written ...
+    written = [info.asset.uri for info in recording_hook_lineage.collected_assets.outputs]
+    assert written
+    assert all(uri.endswith(".partial") for uri in written)
+
+    lineage = ExtractorManager().extract_metadata(
+        SimpleNamespace(run_id="r"), op, TaskInstanceState.FAILED, ti
+    )
+    assert datasets(lineage.inputs) == [THINGSPACE_DEVICES]
+    assert lineage.outputs == []  # ... and lineage does not name it
+    assert run_facet(lineage)["counts"] == {}
 
 
 # === the write operators ==========================================================================
