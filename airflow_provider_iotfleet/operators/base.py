@@ -23,6 +23,12 @@ from airflow.sdk import BaseOperator
 from airflow_provider_iotfleet.exceptions import OUTCOME_KEY, IoTFleetOperationFailedError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.http.concurrency import BatchOutcome, map_batches
+from airflow_provider_iotfleet.operators.lineage import (
+    FleetLineage,
+    OpenLineageMixin,
+    vendor_namespace,
+    write_lineage,
+)
 from airflow_provider_iotfleet.outcome import DeviceId, FleetOutcome, OutcomeBuilder, ended
 from airflow_provider_iotfleet.utils import plural
 from airflow_provider_iotfleet.validation import as_flag, validate_share
@@ -139,7 +145,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
+class IoTFleetBaseOperator(OpenLineageMixin, BaseOperator, Generic[HookT]):
     """Base of the provider's operators: one hook, validated input, a logged summary.
 
     Subclasses set :attr:`hook_class`, declare their arguments and ``template_fields``, and implement
@@ -195,6 +201,7 @@ class IoTFleetBaseOperator(BaseOperator, Generic[HookT]):
         self.log.info(
             "%s: done in %s: %s", self.vendor, _duration(time.monotonic() - started), _counts(result.counts)
         )
+        self.remember_lineage(result.outcome)
         return result.outcome
 
     def _operate(self, context: Context) -> Any:
@@ -307,16 +314,30 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         self._log_outcome(outcome, time.monotonic() - started)
         if outcome.dry_run:
             # A plan changes nothing: it neither clears what earlier tries recorded nor fails.
-            return outcome.to_xcom()
+            planned = outcome.to_xcom()
+            self.remember_lineage(planned)
+            return planned
         if not outcome.not_done:
             # Everything is done: a later run of this task instance (cleared, re-run) starts afresh.
             for journal in self.__dict__.pop("_journals", []):
                 journal.clear()
         xcom = outcome.to_xcom()
+        self.remember_lineage(xcom)
         if outcome.not_done and self.fail_on_error:
             context["ti"].xcom_push(key=OUTCOME_KEY, value=xcom)
             raise IoTFleetOperationFailedError(_failure_message(outcome, self.unit), xcom)
         return xcom
+
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """Return ``(account, dataset name)`` of the devices this run addressed, for OpenLineage
+        (``("0000123456-00001", "accounts/0000123456-00001/devices")``), from what the run knows."""
+        raise NotImplementedError
+
+    def lineage(self, result: dict[str, Any]) -> FleetLineage | None:
+        """The vendor's devices as input and (unless a dry run) output, counts as facets (see
+        :func:`~airflow_provider_iotfleet.operators.lineage.write_lineage`)."""
+        account, name = self.lineage_dataset(result)
+        return write_lineage(vendor_namespace(self.hook.client_options["base_url"]), account, name, result)
 
     def new_outcome(self, requested: int, *, order: Sequence[DeviceId] | None = None) -> OutcomeBuilder:
         """A builder for this operation's outcome over ``requested`` distinct devices.

@@ -13,6 +13,7 @@ from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook, CiscoE
 from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems, validate_cisco_edits
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.operators.lineage import vendor_namespace
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, Status
 from airflow_provider_iotfleet.utils import distinct
 from airflow_provider_iotfleet.validation import Problems, as_item_list, as_mapping, validate_iccids
@@ -109,6 +110,10 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
         self.edits = edits
         self.effective_date = effective_date
         self.skip_unchanged = skip_unchanged
+
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """``(host, "devices")``: a Control Center host serves one enterprise account."""
+        return vendor_namespace(self.hook.client_options["base_url"]).split("://", 1)[1], "devices"
 
     def operate(self, context: Context) -> FleetOutcome:
         edits, given, duplicates, effective_date = self._validated()

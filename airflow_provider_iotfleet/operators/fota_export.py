@@ -19,6 +19,13 @@ from airflow.sdk import Asset
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetOutputError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.operators.base import IoTFleetBaseOperator, OperationResult, Progress
+from airflow_provider_iotfleet.operators.lineage import (
+    FleetDataset,
+    FleetLineage,
+    account_devices,
+    storage_dataset,
+    vendor_namespace,
+)
 from airflow_provider_iotfleet.utils import distinct
 from airflow_provider_iotfleet.validation import as_item_list, validate_imeis
 
@@ -106,8 +113,6 @@ def output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
         directory (an existing one, or one ending in ``/``), before any request.
     :raises IoTFleetOutputError: when the storage cannot say whether the path is a directory.
     """
-    from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
-
     text = str(output_path)
     parts = urlsplit(text)
     is_uri = len(parts.scheme) > 1  # "s3://b/k", "file:///x"; not "C:\\x"
@@ -127,7 +132,7 @@ def output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
             [f"{text!r} names a directory; give the file to write, e.g. {text}fota.jsonl"],
         )
     location = text if is_uri else os.path.abspath(os.path.expanduser(text))
-    target = ObjectStoragePath(location if is_uri else f"file://{location}")
+    target = storage_path(location)
     try:
         is_directory = target.is_dir()
     except OSError as error:
@@ -143,6 +148,15 @@ def output_target(output_path: Any) -> tuple[str, ObjectStoragePath]:
             ],
         )
     return location, target
+
+
+def storage_path(location: str) -> ObjectStoragePath:
+    """Return the ``ObjectStoragePath`` of ``location`` as :func:`output_target` reports it: a URI
+    as given, an absolute local path as a ``file://`` URI. Looks at nothing in the storage."""
+    from airflow.sdk import ObjectStoragePath  # fsspec and friends: not paid on every DAG parse
+
+    is_uri = len(urlsplit(location).scheme) > 1
+    return ObjectStoragePath(location if is_uri else f"file://{location}")
 
 
 def _rename(partial: ObjectStoragePath, target: ObjectStoragePath) -> None:
@@ -242,6 +256,11 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         )
         try:
             return self._list(context, account, output, pages, requested, duplicates)
+        except BaseException:
+            # A failed export leaves no file: its lineage is the account it read. Without one, the
+            # openlineage provider would fall back to hook lineage, which names the temporary file.
+            self.remember_lineage({"account_name": account})
+            raise
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -314,6 +333,31 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         write_json_lines(listing.pages_of_devices(), location, target, context, self.vendor)
         self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
         return location
+
+    def lineage(self, result: dict[str, Any]) -> FleetLineage | None:
+        """The account's devices as input; with ``output_path``, the file as output, named by its
+        final path (never the temporary file renamed over it), its row count the devices written.
+        The run facet names the account and the count (none when the export failed).
+
+        :return: the lineage of a finished export, or of a failed one from ``{"account_name": ...}``.
+        """
+        account = result["account_name"]
+        namespace = vendor_namespace(self.hook.client_options["base_url"])
+        outputs: list[FleetDataset] = []
+        if "path" in result:
+            outputs.append(storage_dataset(storage_path(result["path"]), row_count=result["device_count"]))
+        return FleetLineage(
+            inputs=[FleetDataset(namespace=namespace, name=account_devices(account))],
+            outputs=outputs,
+            run={
+                "operation": "list_fota_devices",
+                "vendor": self.vendor,
+                "account": account,
+                "requested": result.get("requested"),
+                "counts": {"listed": result["device_count"]} if "device_count" in result else {},
+                "dryRun": False,
+            },
+        )
 
     def _record_asset_events(self, context: Context, outcome: dict[str, Any]) -> None:
         extra = {key: outcome.get(key) for key in ("account_name", "device_count", "path")}

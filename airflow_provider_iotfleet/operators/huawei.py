@@ -78,6 +78,11 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
             return None
         return distinct(validate_roma_device_ids(raw), key=lambda device_id: device_id)
 
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """``(instance id, "instances/<instance id>/devices")``: the connection's ROMA Connect instance."""
+        instance_id = self.hook.settings.get_str("instance_id") or ""
+        return instance_id, f"instances/{instance_id}/devices"
+
     def plan(self, context: Context) -> FleetOutcome:
         """Read the devices' online status (see :func:`plan_force_offline`) and return what a real
         run would leave, changing nothing."""

@@ -119,6 +119,15 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
         _refuse_conflicts(ids)
         return devices, ids, duplicates
 
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """``(customer id, "customers/<customer id>/devices")``, or with Strata Cloud Manager auth
+        ``(tsg id, "tsgs/<tsg id>/devices")``: the tenant the updates went to."""
+        if self.hook.auth_type == "scm":
+            tsg_id = self.hook.settings.get_str("tsg_id") or ""
+            return tsg_id, f"tsgs/{tsg_id}/devices"
+        customer_id = self.customer_id or self.hook.customer_id
+        return customer_id, f"customers/{customer_id}/devices"
+
     def plan(self, context: Context) -> FleetOutcome:
         """Read the device list back (:meth:`PaloAltoIoTSecurityHook.read_devices`) and return what
         each device would get, sending no update."""

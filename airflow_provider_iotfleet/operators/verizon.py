@@ -26,6 +26,7 @@ from airflow_provider_iotfleet.operators.fota_export import (
     DEFAULT_MAX_XCOM_DEVICES,
     VerizonThingSpaceFotaDevicesOperator,
 )
+from airflow_provider_iotfleet.operators.lineage import account_devices
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_imeis
@@ -99,6 +100,10 @@ class VerizonThingSpaceSyncFirmwareOperator(IoTFleetWriteOperator[VerizonThingSp
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = _distinct_imeis(validate_imeis(raw)) if raw else ([], 0)
         return account, imeis, duplicates
+
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """``(account, "accounts/<account>/devices")``: the account the run resolved."""
+        return outcome["account_name"], account_devices(outcome["account_name"])
 
     def plan(self, context: Context) -> FleetOutcome:
         """Read the devices and return what a sync would do (see the class docstring)."""
@@ -289,6 +294,10 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         raw = as_item_list(self.imeis, "imeis")
         imeis, duplicates = _distinct_imeis(validate_imeis(raw)) if raw else ([], 0)
         return account, imeis, duplicates, self._campaign_request(context)
+
+    def lineage_dataset(self, outcome: dict[str, Any]) -> tuple[str, str]:
+        """``(account, "accounts/<account>/devices")``: the account the run resolved."""
+        return outcome["account_name"], account_devices(outcome["account_name"])
 
     def plan(self, context: Context) -> FleetOutcome:
         """Read the campaign, firmware and devices, and return what the upgrade would do (see the
