@@ -14,7 +14,7 @@ OLDEST_INSTALLED := $(OLDEST_VENV)/.installed
 # fastapi, and svcs 26+ deletes app.state.svcs_registry, which Airflow 3.2 also sets, when a lifespan ends.
 OLDEST_PINS := 'fastapi<0.137' 'cadwyn<8' 'svcs<26'
 
-.PHONY: test test-fast test-oldest lint format demo airflow bench simulator clean
+.PHONY: test test-fast test-oldest lint format demo airflow bench simulator docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,5 +89,16 @@ $(BENCH_INSTALLED): pyproject.toml | $(BIN)/python
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m benchmarks.run
 
+# The docs site (docs/, Sphinx with MyST Markdown) into docs/_build/html. Warnings are errors and
+# every cross-reference must resolve (-n); --keep-going lists them all before failing. The docs
+# extra brings Sphinx, myst-parser and the theme; no intersphinx, as CI reaches only the package index.
+DOCS_INSTALLED := $(VENV)/.docs-installed
+$(DOCS_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	$(BIN)/sphinx-build -b html -W --keep-going -n -E -q docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -86,7 +86,9 @@ def iotfleet_cellular_enrichment() -> None:
 
     path = inventory_path()
     records = carrier_records.partial(path=path).expand(iccids=sim_batches())
+    # [START howto_operator_paloalto_bulk_update]
     PaloAltoIoTBulkUpdateOperator.partial(task_id="push_to_iot_security").expand(devices=records)
+    # [END howto_operator_paloalto_bulk_update]
 
 
 iotfleet_cellular_enrichment()

@@ -34,11 +34,13 @@ EXAMPLES = 20
     doc_md=__doc__,
 )
 def iotfleet_firmware_inventory() -> None:
+    # [START howto_operator_verizon_fota_devices]
     listing = VerizonThingSpaceFotaDevicesOperator(
         task_id="list_fota_devices",
         output_path=INVENTORY_ROOT + "/fota-{{ ds }}.jsonl",
         outlets=[FOTA_INVENTORY],
     )
+    # [END howto_operator_verizon_fota_devices]
 
     @task
     def summarise(listing: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def iotfleet_fleet_scale_out() -> None:
         size = params["sims_per_batch"]
         return [iccids[start : start + size] for start in range(0, len(iccids), size)]
 
+    # [START howto_operator_cisco_edit_devices_mapped]
     label = CiscoControlCenterEditDevicesOperator.partial(
         task_id="label_batch",
         changes={"accountCustom1": "{{ params.label }}"},
@@ -65,6 +66,7 @@ def iotfleet_fleet_scale_out() -> None:
         # A failed SIM fails the report below, not its batch: a retry would send all 999 others again.
         fail_on_error=False,
     ).expand(iccids=sim_batches())
+    # [END howto_operator_cisco_edit_devices_mapped]
 
     @task
     def report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:

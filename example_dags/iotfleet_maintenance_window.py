@@ -71,16 +71,21 @@ WAIT = {"deferrable": True, "poke_interval": 10, "timeout": 6 * 3600}
     doc_md=__doc__,
 )
 def iotfleet_maintenance_window() -> None:
+    # [START howto_operator_huawei_force_offline]
     force_offline = HuaweiRomaForceOfflineOperator(
         task_id="force_offline", device_ids="{{ params.roma_device_ids }}", fail_on_error=False
     )
+    # [END howto_operator_huawei_force_offline]
+    # [START howto_sensor_huawei_device_status]
     offline = HuaweiRomaDeviceStatusSensor(
         task_id="wait_offline",
         device_ids="{{ params.roma_device_ids }}",
         target_online_status="offline",
         **WAIT,
     )
+    # [END howto_sensor_huawei_device_status]
 
+    # [START howto_operator_verizon_firmware_upgrade]
     upgrade = VerizonThingSpaceFirmwareUpgradeOperator(
         task_id="upgrade_firmware",
         imeis="{{ params.imeis }}",
@@ -91,6 +96,8 @@ def iotfleet_maintenance_window() -> None:
         # A failed task (or a killed one) leaves no campaign upgrading devices behind it.
         cancel_on_failure=True,
     )
+    # [END howto_operator_verizon_firmware_upgrade]
+    # [START howto_sensor_verizon_campaign]
     upgraded = VerizonThingSpaceCampaignSensor(
         task_id="wait_upgrade",
         campaign_id="{{ ti.xcom_pull(task_ids='upgrade_firmware')['campaign_id'] }}",
@@ -98,6 +105,7 @@ def iotfleet_maintenance_window() -> None:
         fail_on_error=False,
         **{**WAIT, "timeout": 2 * 24 * 3600},
     )
+    # [END howto_sensor_verizon_campaign]
 
     @task
     def devices_upgraded(campaign: dict[str, Any]) -> list[str]:
@@ -105,13 +113,17 @@ def iotfleet_maintenance_window() -> None:
         return campaign["finished"]
 
     finished = devices_upgraded(upgraded.output)
+    # [START howto_operator_verizon_sync_firmware]
     sync = VerizonThingSpaceSyncFirmwareOperator(task_id="sync_firmware", imeis=finished)
+    # [END howto_operator_verizon_sync_firmware]
+    # [START howto_sensor_verizon_firmware]
     firmware = VerizonThingSpaceFirmwareSensor(
         task_id="wait_firmware",
         imeis=finished,
         target_firmware="{{ ti.xcom_pull(task_ids='upgrade_firmware')['firmware_to'] }}",
         **WAIT,
     )
+    # [END howto_sensor_verizon_firmware]
 
     @task
     def effective_date(*, params: dict[str, Any]) -> str:
@@ -119,6 +131,7 @@ def iotfleet_maintenance_window() -> None:
         return pendulum.now("UTC").add(minutes=params["effective_in_minutes"]).isoformat()
 
     when = effective_date()
+    # [START howto_operator_cisco_edit_devices_scheduled]
     schedule_sim_change = CiscoControlCenterEditDevicesOperator(
         task_id="schedule_sim_change",
         iccids="{{ params.iccids }}",
@@ -130,18 +143,21 @@ def iotfleet_maintenance_window() -> None:
         # (Airflow would retry it); the report lists them, and the wait is for the others.
         fail_on_error=False,
     )
+    # [END howto_operator_cisco_edit_devices_scheduled]
 
     @task
     def sims_to_wait_for(outcome: dict[str, Any]) -> list[Any]:
         """The SIMs whose change Control Center took (scheduled, applied, or already so)."""
         return FleetOutcome.from_xcom(outcome).ids_to_go_on()
 
+    # [START howto_sensor_cisco_device_status]
     sims_changed = CiscoControlCenterDeviceStatusSensor(
         task_id="wait_sim_change",
         iccids=sims_to_wait_for(schedule_sim_change.output),
         target_status="{{ params.sim_status }}",
         **WAIT,
     )
+    # [END howto_sensor_cisco_device_status]
 
     @task(trigger_rule="all_done")
     def report(*, ti: Any) -> dict[str, Any]:

@@ -79,7 +79,9 @@ def iotfleet_planned_sim_change() -> None:
         return iccids
 
     sims = sims_to_change()
+    # [START howto_operator_cisco_edit_devices_dry_run]
     plan = CiscoControlCenterEditDevicesOperator(task_id="plan", iccids=sims, changes=CHANGES, dry_run=True)
+    # [END howto_operator_cisco_edit_devices_dry_run]
 
     @task(multiple_outputs=False)
     def summarise_plan(outcome: dict[str, Any], *, ti: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     Reading first (``skip_unchanged=True``, the default) costs one ``GET`` per device and buys three
     things: a device already as asked is ``unchanged`` and not sent; the outcome carries ``before``,
     each changed (or scheduled) device's previous values of the fields it changed, which
-    :func:`~airflow_provider_iotfleet.outcome.rollback_edits` turns into the ``edits`` of a later
+    :func:`~airflow_provider_iotfleet.rollback.rollback_edits` turns into the ``edits`` of a later
     edit that restores them; and the edit does exactly what a dry run of it just said (the same read,
     compared the same way). ``skip_unchanged=False`` writes blind, one ``PUT`` per device and
     nothing else: no ``before`` (a rollback then refuses, saying so), and every device sent counts as

@@ -1,6 +1,7 @@
 """Verizon ThingSpace FOTA inventory: :class:`VerizonThingSpaceFotaDevicesOperator` (also importable
-from :mod:`.verizon`) and its file output: where ``output_path`` points, and a JSON Lines file
-written under a temporary name of the try's own, then renamed whole over the target."""
+from :mod:`airflow_provider_iotfleet.operators.verizon`) and its file output: where ``output_path``
+points, and a JSON Lines file written under a temporary name of the try's own, then renamed whole
+over the target."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Verizon ThingSpace FOTA v3: the hook. Device firmware listing (paginated) and firmware sync here;
-the connection in :mod:`.base`, campaign calls in :mod:`.campaigns`, their orchestration in
-:mod:`.upgrades`."""
+the connection in :mod:`airflow_provider_iotfleet.hooks.verizon.base`, campaign calls in
+:mod:`airflow_provider_iotfleet.hooks.verizon.campaigns`, their orchestration in
+:mod:`airflow_provider_iotfleet.hooks.verizon.upgrades`."""
 
 from __future__ import annotations
 
