@@ -777,6 +777,21 @@ def _ids(pages: Iterable[list[dict[str, Any]]]) -> list[list[str]]:
     return [[device["device_id"] for device in page] for page in pages]
 
 
+def test_json_lines_listing_pages_as_the_device_listing_does(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+    requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", text=lambda request, _: bodies[request.qs["lastseendeviceid"][0]]
+    )
+    devices = list(hook.iter_fota_device_pages(account_name=ACCOUNT))
+    lines = list(hook.iter_fota_device_json_lines(account_name=ACCOUNT))
+    assert [page.device_ids for page in lines] == _ids(devices) == [imeis[0:2], imeis[2:4], imeis[4:5]]
+    assert [[json.loads(line) for line in page.text.splitlines()] for page in lines] == devices
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
+
+
 @pytest.mark.parametrize("fooled", ["nested", "escaped", "plain", "garbled"])
 def test_prefetch_follows_the_decoded_page_whatever_the_raw_scan_guessed(
     hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any], fooled: str
