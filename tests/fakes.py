@@ -199,17 +199,18 @@ def pausing_fota_operator(wait: Callable[[], None], after_pages: int = 1) -> typ
     from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
     from airflow_provider_iotfleet.operators.verizon import VerizonThingSpaceFotaDevicesOperator
 
+    def paused(pages: Iterator[Any]) -> Iterator[Any]:
+        for number, page in enumerate(pages, 1):
+            yield page
+            if number == after_pages:
+                wait()
+
     class PausingHook(VerizonThingSpaceHook):
         def iter_fota_device_pages(self, *args: Any, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-            pages = super().iter_fota_device_pages(*args, **kwargs)
+            return paused(super().iter_fota_device_pages(*args, **kwargs))
 
-            def paused() -> Iterator[list[dict[str, Any]]]:
-                for number, page in enumerate(pages, 1):
-                    yield page
-                    if number == after_pages:
-                        wait()
-
-            return paused()
+        def iter_fota_device_json_lines(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            return paused(super().iter_fota_device_json_lines(*args, **kwargs))
 
     class PausingFotaDevicesOperator(VerizonThingSpaceFotaDevicesOperator):
         hook_class = PausingHook

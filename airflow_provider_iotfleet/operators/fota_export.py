@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from airflow.sdk import Asset
 
 from airflow_provider_iotfleet.exceptions import IoTFleetError, IoTFleetOutputError, IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
+from airflow_provider_iotfleet.hooks.verizon.answers import DeviceLines
 from airflow_provider_iotfleet.operators.base import IoTFleetBaseOperator, OperationResult, Progress
 from airflow_provider_iotfleet.operators.lineage import (
     FleetDataset,
@@ -33,19 +33,16 @@ from airflow_provider_iotfleet.validation import as_item_list, validate_imeis
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-#: ``json.dumps(device, separators=(",", ":"))`` without building an encoder per device.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
 
 def write_json_lines(
-    pages: Iterable[list[dict[str, Any]]],
+    pages: Iterable[str],
     location: str,
     target: ObjectStoragePath,
     context: Context,
     vendor: str,
 ) -> None:
-    """Stream ``pages`` of devices to ``target`` as JSON Lines under a temporary name of this try's
-    own (:func:`_attempt_key`), then rename that whole file over ``target``.
+    """Stream ``pages`` of JSON Lines (each ``""`` or whole lines) to ``target`` under a temporary
+    name of this try's own (:func:`_attempt_key`), then rename that whole file over ``target``.
 
     :param location: ``target`` as the outcome reports it, named in errors.
     :raises IoTFleetOutputError: naming ``location`` when the file cannot be written or renamed
@@ -58,7 +55,7 @@ def write_json_lines(
             # One write per page: each write on an ObjectStoragePath file is also tracked for lineage.
             for page in pages:
                 if page:
-                    out.write("\n".join(map(_encode, page)) + "\n")
+                    out.write(page)
         _rename(partial, target)
     # The listing raises only IoTFleetErrors (the transport maps requests' OSErrors): an OSError
     # here is the file's.
@@ -250,11 +247,16 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
                 return OperationResult(outcome=nothing, counts={"listed": 0})
             requested, duplicates = distinct(validate_imeis(given), key=str)
         # Written to a file, the next page is fetched while this one is written (the listing only
-        # reads, so a page fetched and never written costs nothing but the request). To XCom, each
-        # page is asked for only once the one before is taken: past max_xcom_devices none is asked.
-        pages = self.hook.iter_fota_device_pages(
-            requested, account_name=account, protocol=self.protocol, prefetch=output is not None
-        )
+        # reads, so a page fetched and never written costs nothing but the request), each page
+        # written as JSON Lines straight from the answer. To XCom, each page is asked for only once
+        # the one before is taken: past max_xcom_devices none is asked.
+        pages: Iterator[DeviceLines] | Iterator[list[dict[str, Any]]]
+        if output is not None:
+            pages = self.hook.iter_fota_device_json_lines(
+                requested, account_name=account, protocol=self.protocol
+            )
+        else:
+            pages = self.hook.iter_fota_device_pages(requested, account_name=account, protocol=self.protocol)
         try:
             return self._list(context, account, output, pages, requested, duplicates)
         except BaseException:
@@ -272,11 +274,12 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         context: Context,
         account: str,
         output: tuple[str, ObjectStoragePath] | None,
-        pages: Iterator[list[dict[str, Any]]],
+        pages: Iterator[DeviceLines] | Iterator[list[dict[str, Any]]],
         requested: list[str] | None,
         duplicates: int,
     ) -> OperationResult:
-        """List ``pages`` to ``output`` (or XCom), as :meth:`operate` says.
+        """List ``pages`` (:class:`DeviceLines` with ``output``, else normalised devices) to
+        ``output`` (or XCom), as :meth:`operate` says.
 
         :return: the outcome and counts of the listing.
         """
@@ -287,14 +290,15 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
             detail=f"account {account}" + (f", protocol {self.protocol}" if self.protocol else ""),
             duplicates=duplicates,
         )
-        listing = _Listing(pages, progress, track_ids=requested is not None)
+        listing = _Listing(progress, track_ids=requested is not None)
         outcome: dict[str, Any] = {"account_name": account}
         if output is not None:
-            outcome["path"] = self._write_json_lines(listing, *output, context)
+            lines = listing.json_lines(cast("Iterator[DeviceLines]", pages))
+            outcome["path"] = self._write_json_lines(listing, lines, *output, context)
         else:
-            outcome["devices"] = self._collect(listing)
-        outcome.update(device_count=listing.devices, pages=listing.pages)
-        counts = {"listed": listing.devices}
+            outcome["devices"] = self._collect(listing.devices(cast("Iterator[list[dict[str, Any]]]", pages)))
+        outcome.update(device_count=listing.device_count, pages=listing.pages)
+        counts = {"listed": listing.device_count}
         if requested is not None:
             missing = [imei for imei in requested if imei not in listing.seen]
             outcome.update(requested=len(requested), missing=missing)
@@ -311,28 +315,33 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
         self._record_asset_events(context, outcome)
         return OperationResult(outcome=outcome, counts=counts)
 
-    def _collect(self, listing: _Listing) -> list[dict[str, Any]]:
-        devices: list[dict[str, Any]] = []
-        for device in listing:
-            devices.append(device)
-            if len(devices) > self.max_xcom_devices:
+    def _collect(self, devices: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        collected: list[dict[str, Any]] = []
+        for device in devices:
+            collected.append(device)
+            if len(collected) > self.max_xcom_devices:
                 raise IoTFleetError(
                     f"{self.vendor}: the listing has more than max_xcom_devices={self.max_xcom_devices} "
                     "devices, too many for XCom; set output_path to stream them to a file (or object "
                     "storage) instead",
                     vendor=self.vendor,
                 )
-        return devices
+        return collected
 
     def _write_json_lines(
-        self, listing: _Listing, location: str, target: ObjectStoragePath, context: Context
+        self,
+        listing: _Listing,
+        lines: Iterable[str],
+        location: str,
+        target: ObjectStoragePath,
+        context: Context,
     ) -> str:
-        """Stream the devices to ``target`` (see :func:`.fota_export.write_json_lines`).
+        """Stream ``lines`` to ``target`` (see :func:`.fota_export.write_json_lines`).
 
         :return: ``location``, how the outcome reports the file.
         """
-        write_json_lines(listing.pages_of_devices(), location, target, context, self.vendor)
-        self.log.info("%s: wrote %d devices to %s", self.vendor, listing.devices, location)
+        write_json_lines(lines, location, target, context, self.vendor)
+        self.log.info("%s: wrote %d devices to %s", self.vendor, listing.device_count, location)
         return location
 
     def lineage(self, result: dict[str, Any]) -> FleetLineage | None:
@@ -368,25 +377,32 @@ class VerizonThingSpaceFotaDevicesOperator(IoTFleetBaseOperator[VerizonThingSpac
 
 
 class _Listing:
-    """The devices of a page iterator, counting pages and devices as they stream past."""
+    """Pages of a listing as they stream past, counted (pages, devices, and with ``track_ids`` the
+    ids seen), progress logged as each page is done with."""
 
-    def __init__(self, pages: Iterable[list[dict[str, Any]]], progress: Progress, *, track_ids: bool) -> None:
-        self._pages = pages
+    def __init__(self, progress: Progress, *, track_ids: bool) -> None:
         self._progress = progress
         self.seen: set[str] = set()
         self._track_ids = track_ids
         self.pages = 0
-        self.devices = 0
+        self.device_count = 0
 
-    def pages_of_devices(self) -> Iterator[list[dict[str, Any]]]:
-        for page in self._pages:
-            self.pages += 1
-            self.devices += len(page)
-            if self._track_ids:
-                self.seen.update(str(device["device_id"]) for device in page)
-            yield page
+    def _count(self, device_ids: list[Any]) -> None:
+        self.pages += 1
+        self.device_count += len(device_ids)
+        if self._track_ids:
+            self.seen.update(map(str, device_ids))
+
+    def devices(self, pages: Iterable[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        """The normalised devices of ``pages``, one by one."""
+        for page in pages:
+            self._count([device["device_id"] for device in page])
+            yield from page
             self._progress.advance(len(page), batch=True)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for page in self.pages_of_devices():
-            yield from page
+    def json_lines(self, pages: Iterable[DeviceLines]) -> Iterator[str]:
+        """The JSON Lines text of each of ``pages``."""
+        for page in pages:
+            self._count(page.device_ids)
+            yield page.text
+            self._progress.advance(len(page.device_ids), batch=True)

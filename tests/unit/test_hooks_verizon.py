@@ -658,6 +658,100 @@ def test_normalise_device_answers_as_the_plain_reading_for_any_item() -> None:
         assert normalise_device(item) == _plain_normalise_device(item), item
 
 
+def _fuzzed_value(rng: random.Random) -> Any:
+    """A field's value as an answer might hold it: mostly text, sometimes anything JSON decodes to."""
+    return rng.choice(
+        [
+            "GM01Q",
+            "SEQUANS COMMUNICATIONS",
+            "",
+            "a\nb",  # a line break, which the page's one encode must not take for a separator
+            'quote " and \\ backslash',
+            "caf\u00e9 \u2603",
+            "\x00\x1f",
+            None,
+            True,
+            False,
+            0,
+            -7,
+            1.5,
+            float("inf"),
+            float("nan"),
+            [],
+            {},
+            ["one"],  # a container of one item is written as it is, separator or not
+            {"k": "v"},
+            ["two", "items"],  # of more: the page is written device by device
+            {"k": 1, "l": [2, 3]},
+            [[{"device_id": "x"}]],
+        ]
+    )
+
+
+def _fuzzed_device(rng: random.Random) -> dict[str, Any]:
+    shared = _fuzzed_timestamp(rng)
+    item: dict[str, Any] = {"deviceId": rng.choice([IMEI, IMEI_2, 5, ""])}
+    for key in ("mdn", "make", "model", "firmware", "fotaEligible", "licenseAssigned", "status", "protocol"):
+        if rng.random() < 0.9:
+            item[key] = _fuzzed_value(rng) if rng.random() < 0.3 else "plain"
+    for key in ("createTime", "upgradeTime", "statusTime", "refreshTime", "lastConnectionTime"):
+        if rng.random() < 0.9:
+            item[key] = shared if rng.random() < 0.4 else _fuzzed_timestamp(rng)
+    for key in ("filesList", "fileList"):
+        if rng.random() < 0.5:
+            item[key] = rng.choice(
+                [
+                    None,
+                    [],
+                    "fw.bin",
+                    {"name": "a.bin"},
+                    [{"name": "a"}, "b", 3, {}],
+                    0,
+                    "",
+                    [{"name": ["x", "y"]}],
+                ]
+            )
+    if rng.random() < 0.5:
+        item["softwareList"] = rng.choice(
+            [
+                None,
+                [],
+                {"name": "x", "upgradeTime": _fuzzed_timestamp(rng)},
+                "x",
+                [1, {"version": "2"}],
+                [{"name": "y", "version": "a\nb", "upgradeTime": _fuzzed_timestamp(rng)}],
+            ]
+        )
+    return item
+
+
+#: How ThingSpace usually lists a device's software and files.
+_USUAL_LISTS: list[dict[str, Any]] = [
+    {},
+    {"softwareList": [], "filesList": []},
+    {
+        "softwareList": [
+            {"name": "app", "version": "1.0", "upgradeTime": "2022-02-04 06:10:01.441 +0000 UTC"}
+        ],
+        "fileList": [{"name": "fw.bin"}, {"name": "fw2.bin"}],
+    },
+]
+
+
+@pytest.mark.parametrize("quirky", [0.0, 0.05, 1.0])
+def test_json_lines_of_a_page_are_the_normalised_devices_encoded_one_by_one(quirky: float) -> None:
+    from airflow_provider_iotfleet.hooks.verizon import device_json_lines, normalise_device
+
+    rng = random.Random(24)
+    for _ in range(300):
+        page = [
+            _fuzzed_device(rng) if rng.random() < quirky else _device(IMEI, **rng.choice(_USUAL_LISTS))
+            for _ in range(rng.randint(0, 40))
+        ]
+        expected = "".join(json.dumps(normalise_device(item), separators=(",", ":")) + "\n" for item in page)
+        assert device_json_lines(page) == expected, page
+
+
 def _raw_listing(imeis: list[str]) -> dict[str, str]:
     """Three pages (two, two and one device) as raw bodies, keyed by the lastSeenDeviceId asking for each."""
     return {
@@ -681,6 +775,21 @@ def _raw_listing(imeis: list[str]) -> dict[str, str]:
 
 def _ids(pages: Iterable[list[dict[str, Any]]]) -> list[list[str]]:
     return [[device["device_id"] for device in page] for page in pages]
+
+
+def test_json_lines_listing_pages_as_the_device_listing_does(
+    hook: VerizonThingSpaceHook, requests_mock: rm.Mocker, thingspace_logins: tuple[Any, Any]
+) -> None:
+    imeis = [luhn_complete(f"3500000000000{n}") for n in range(5)]
+    bodies = _raw_listing(imeis)
+    requests_mock.get(
+        f"{FOTA}/devices/{ACCOUNT}", text=lambda request, _: bodies[request.qs["lastseendeviceid"][0]]
+    )
+    devices = list(hook.iter_fota_device_pages(account_name=ACCOUNT))
+    lines = list(hook.iter_fota_device_json_lines(account_name=ACCOUNT))
+    assert [page.device_ids for page in lines] == _ids(devices) == [imeis[0:2], imeis[2:4], imeis[4:5]]
+    assert [[json.loads(line) for line in page.text.splitlines()] for page in lines] == devices
+    assert not [t for t in threading.enumerate() if t.name.startswith("thingspace-fota-pages")]
 
 
 @pytest.mark.parametrize("fooled", ["nested", "escaped", "plain", "garbled"])

@@ -4,10 +4,11 @@ result types the hook builds from them."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_iotfleet.exceptions import IoTFleetCampaignDevicesError, IoTFleetError
 from airflow_provider_iotfleet.hooks.verizon.eligibility import Refusals
@@ -144,27 +145,53 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
     """Return a FOTA device item with the snake_case keys of the provider's XCom contract."""
     get = item.get
     files = get("filesList", get("fileList"))
-    if files:
-        if not isinstance(files, list):
-            files = [files]  # one file named on its own, not a list of its characters
-        files = [entry.get("name") if isinstance(entry, dict) else entry for entry in files]
-    else:
-        files = []
     software = get("softwareList")
-    if software:
-        if not isinstance(software, list):  # one entry on its own; anything else is no entry
-            software = [software]
-        software = [
-            {
-                "name": entry.get("name"),
-                "version": entry.get("version"),
-                "upgrade_time": normalise_timestamp(entry.get("upgradeTime")),
-            }
-            for entry in software
-            if isinstance(entry, dict)
-        ]
-    else:
-        software = []
+    create_time, upgrade_time, status_time, refresh_time, last_connection_time = _device_times(get)
+    return {
+        "device_id": get("deviceId"),
+        "mdn": get("mdn"),
+        "make": get("make"),
+        "model": get("model"),
+        "firmware": get("firmware"),
+        "fota_eligible": get("fotaEligible"),
+        "license_assigned": get("licenseAssigned"),
+        "status": get("status"),
+        "protocol": get("protocol"),
+        "software": _normalise_software(software) if software else [],
+        "files": _normalise_files(files) if files else [],
+        "create_time": create_time,
+        "upgrade_time": upgrade_time,
+        "status_time": status_time,
+        "refresh_time": refresh_time,
+        "last_connection_time": last_connection_time,
+    }
+
+
+def _normalise_files(files: Any) -> list[Any]:
+    """A device's ``filesList`` (or ``fileList``), not empty, as the list of file names."""
+    if not isinstance(files, list):
+        files = [files]  # one file named on its own, not a list of its characters
+    return [entry.get("name") if isinstance(entry, dict) else entry for entry in files]
+
+
+def _normalise_software(software: Any) -> list[dict[str, Any]]:
+    """A device's ``softwareList``, not empty, normalised; an entry that is not an object is none."""
+    if not isinstance(software, list):  # one entry on its own; anything else is no entry
+        software = [software]
+    return [
+        {
+            "name": entry.get("name"),
+            "version": entry.get("version"),
+            "upgrade_time": normalise_timestamp(entry.get("upgradeTime")),
+        }
+        for entry in software
+        if isinstance(entry, dict)
+    ]
+
+
+def _device_times(get: Any) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """A device's create, upgrade, status, refresh and last connection times, normalised, from the
+    item's ``get``."""
     # A device's status and refresh times are often its upgrade time again: read each text once.
     upgrade_text = get("upgradeTime")
     status_text = get("statusTime")
@@ -177,24 +204,97 @@ def normalise_device(item: dict[str, Any]) -> dict[str, Any]:
         refresh_time = status_time
     else:
         refresh_time = normalise_timestamp(refresh_text)
-    return {
-        "device_id": get("deviceId"),
-        "mdn": get("mdn"),
-        "make": get("make"),
-        "model": get("model"),
-        "firmware": get("firmware"),
-        "fota_eligible": get("fotaEligible"),
-        "license_assigned": get("licenseAssigned"),
-        "status": get("status"),
-        "protocol": get("protocol"),
-        "software": software,
-        "files": files,
-        "create_time": normalise_timestamp(get("createTime")),
-        "upgrade_time": upgrade_time,
-        "status_time": status_time,
-        "refresh_time": refresh_time,
-        "last_connection_time": normalise_timestamp(get("lastConnectionTime")),
-    }
+    return (
+        normalise_timestamp(get("createTime")),
+        upgrade_time,
+        status_time,
+        refresh_time,
+        normalise_timestamp(get("lastConnectionTime")),
+    )
+
+
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per value: how each line
+#: of a JSON Lines export is written.
+encode_compact = json.JSONEncoder(separators=(",", ":")).encode
+#: The same, but with a line break between the items of a list: in its output a line break is only
+#: ever an item separator (ensure_ascii escapes any in a string), so one call encodes many values
+#: that ``split("\n")`` takes apart again.
+_encode_one_per_line = json.JSONEncoder(separators=("\n", ":")).encode
+#: The keys of a normalised device, in order.
+_DEVICE_KEYS = (
+    "device_id",
+    "mdn",
+    "make",
+    "model",
+    "firmware",
+    "fota_eligible",
+    "license_assigned",
+    "status",
+    "protocol",
+    "software",
+    "files",
+    "create_time",
+    "upgrade_time",
+    "status_time",
+    "refresh_time",
+    "last_connection_time",
+)
+_SOFTWARE_AT = _DEVICE_KEYS.index("software")
+_FILES_AT = _DEVICE_KEYS.index("files")
+#: One JSON line of a normalised device, each value's JSON text to fill in.
+_DEVICE_LINE = "{" + ",".join(f'"{key}":%s' for key in _DEVICE_KEYS) + "}\n"
+
+
+class DeviceLines(NamedTuple):
+    """One page of the FOTA listing as JSON Lines (:func:`device_json_lines`)."""
+
+    #: the page's devices, normalised (:func:`normalise_device`), one compact JSON object a line.
+    text: str
+    #: each device's ``deviceId`` (its ``device_id``), in the page's order.
+    device_ids: list[Any]
+
+
+def device_json_lines(items: list[dict[str, Any]]) -> str:
+    """Return a page of FOTA device items as JSON Lines: each line ``encode_compact(normalise_device(
+    item))``, byte for byte, without building the normalised dicts.
+
+    Every value of the page is encoded in one call (:data:`_encode_one_per_line`) and the lines
+    filled in with one ``%``: a device's ``software`` and ``files`` that are not empty are encoded
+    on their own. Should a value be a list or object of more than one item (the split would not
+    find one part per value), the page is encoded device by device instead.
+    """
+    if not items:
+        return ""
+    values: list[Any] = []
+    nested: list[tuple[int, Any]] = []  # (position in values, its encoded text), where not empty
+    for item in items:
+        get = item.get
+        files = get("filesList", get("fileList"))
+        software = get("softwareList")
+        if software:
+            nested.append((len(values) + _SOFTWARE_AT, encode_compact(_normalise_software(software))))
+        if files:
+            nested.append((len(values) + _FILES_AT, encode_compact(_normalise_files(files))))
+        values += (
+            get("deviceId"),
+            get("mdn"),
+            get("make"),
+            get("model"),
+            get("firmware"),
+            get("fotaEligible"),
+            get("licenseAssigned"),
+            get("status"),
+            get("protocol"),
+            (),  # software, "[]" unless filled in from nested
+            (),  # files, likewise
+            *_device_times(get),
+        )
+    texts = _encode_one_per_line(values)[1:-1].split("\n")
+    if len(texts) != len(values):
+        return "".join([encode_compact(normalise_device(item)) + "\n" for item in items])
+    for position, text in nested:
+        texts[position] = text
+    return (_DEVICE_LINE * len(items)) % tuple(texts)
 
 
 def refused_devices(reply: Reply) -> dict[str, str]:

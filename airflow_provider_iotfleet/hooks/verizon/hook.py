@@ -5,14 +5,16 @@ the connection in :mod:`airflow_provider_iotfleet.hooks.verizon.base`, campaign 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 from airflow_provider_iotfleet.hooks.verizon.answers import (
     MISSING_FROM_ANSWER,
     SYNC_SUCCESS,
     VENDOR,
+    DeviceLines,
     FirmwareSyncResult,
+    device_json_lines,
     is_device_id,
     normalise_device,
     normalise_timestamp,
@@ -32,20 +34,30 @@ from airflow_provider_iotfleet.http.plans import Plan, arun_plan, run_plan
 from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import check_batch_size, validate_imeis
 
+Page = TypeVar("Page")
 
-def _normalised_ahead(
-    hook: ThingSpaceBaseHook, listings: list[CursorPager]
-) -> Generator[list[dict[str, Any]], None, None]:
-    """Return the pages of ``listings``, one after the other, normalised (:func:`.normalise_device`),
-    each listing read one page ahead (:meth:`.CursorPager.pages_ahead`); closing the generator
-    ends the look-ahead's thread."""
+
+def _pages_ahead(
+    hook: ThingSpaceBaseHook, listings: list[CursorPager], shape: Callable[[list[dict[str, Any]]], Page]
+) -> Generator[Page, None, None]:
+    """Return the pages of ``listings``, one after the other, each page's items as ``shape`` makes
+    them, each listing read one page ahead (:meth:`.CursorPager.pages_ahead`); closing the
+    generator ends the look-ahead's thread."""
     for listing in listings:
         pages = listing.pages_ahead(hook, name="thingspace-fota-pages")
         try:
             for page in pages:
-                yield [normalise_device(item) for item in page]
+                yield shape(page)
         finally:
             pages.close()
+
+
+def _normalised(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [normalise_device(item) for item in items]
+
+
+def _as_json_lines(items: list[dict[str, Any]]) -> DeviceLines:
+    return DeviceLines(device_json_lines(items), [item.get("deviceId") for item in items])
 
 
 class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaigns, ThingSpaceBaseHook):
@@ -101,6 +113,34 @@ class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaign
         :param prefetch: fetch the next page while the caller works on the current one.
         :raises IoTFleetValidationError: for a bad IMEI or protocol, before any request.
         """
+        listings = self._fota_listings(imeis, account_name, protocol)
+        if prefetch:
+            # The next request goes out as soon as this page's cursor is read from its raw answer;
+            # decoding, checking and normalising the page is the caller's thread's work, overlapping it.
+            return _pages_ahead(self, listings, _normalised)
+        return (_normalised(page) for listing in listings for page in listing.pages(self))
+
+    def iter_fota_device_json_lines(
+        self,
+        imeis: Sequence[str] | None = None,
+        *,
+        account_name: str | None = None,
+        protocol: str | None = None,
+    ) -> Iterator[DeviceLines]:
+        """Return an iterator over the account's FOTA devices as :meth:`iter_fota_device_pages` with
+        ``prefetch`` does (one page ahead; ``close()`` it when stopping early), each page as JSON
+        Lines: ``DeviceLines(text, device_ids)``, ``text`` holding one line per device,
+        ``json.dumps(device, separators=(",", ":"))`` of the normalised device, byte for byte, made
+        without building the normalised devices (:func:`.device_json_lines`).
+
+        :raises IoTFleetValidationError: for a bad IMEI or protocol, before any request.
+        """
+        return _pages_ahead(self, self._fota_listings(imeis, account_name, protocol), _as_json_lines)
+
+    def _fota_listings(
+        self, imeis: Sequence[str] | None, account_name: str | None, protocol: str | None
+    ) -> list[CursorPager]:
+        """The listings of the FOTA devices :meth:`iter_fota_device_pages` reads, arguments checked."""
         account = self.resolve_account(account_name)
         checked = validate_imeis(imeis) if imeis is not None else None
         if protocol is not None:
@@ -110,14 +150,7 @@ class VerizonThingSpaceHook(FirmwarePreviews, FirmwareUpgrades, FirmwareCampaign
         bodies: list[dict[str, Any] | None] = [None]
         if checked is not None:
             bodies = [{"deviceList": batch} for batch in chunks(checked, MAX_LIST_IMEIS)]
-        listings = [_device_listing(path, body, protocol, check=_every_device_has_an_id) for body in bodies]
-        if prefetch:
-            # The next request goes out as soon as this page's cursor is read from its raw answer;
-            # decoding, checking and normalising the page is the caller's thread's work, overlapping it.
-            return _normalised_ahead(self, listings)
-        return (
-            [normalise_device(item) for item in page] for listing in listings for page in listing.pages(self)
-        )
+        return [_device_listing(path, body, protocol, check=_every_device_has_an_id) for body in bodies]
 
     def firmware_versions(
         self, imeis: Sequence[str], *, account_name: str | None = None
