@@ -14,6 +14,8 @@ import itertools
 import json
 import sys
 import time
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ from benchmarks.common import PeakRss, Stopwatch, percentile, rounded, write_rep
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 #: How long the loop observers run alone before the triggers start (the idle loop's own lag).
 IDLE_SECONDS = 1.0
+#: How many types the census of GC-tracked objects the triggers added reports, most numerous first.
+CENSUS_TYPES = 25
 
 
 def child(function: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -235,8 +239,10 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     tick = float(arguments["tick"])
     limit = float(arguments["limit"])
     threshold = conf.getfloat("triggerer", "blocked_main_thread_warning_threshold", fallback=0.2)
-    polls: dict[int, list[tuple[float, float]]] = {}
-    starts: dict[int, list[float]] = {}  # each trigger's poll start times, by id(watch)
+    # Samples are kept in arrays of doubles, which the garbage collector does not track: lists of
+    # float tuples would add thousands of objects for it to scan, and lengthen the pauses measured.
+    polls: dict[int, tuple[array[float], array[float]]] = {}  # (starts, ends) of each round's polls
+    starts: dict[int, array[float]] = {}  # each trigger's poll start times, by id(watch)
     finished = asyncio.Event()
 
     def timed(trigger_class: type) -> type:
@@ -244,17 +250,19 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             async def apoll(self, hook: Any) -> None:
                 number = self.polls + 1
                 started = time.perf_counter()
-                starts.setdefault(id(self), []).append(started)
+                starts.setdefault(id(self), array("d")).append(started)
                 await super().apoll(hook)
-                spans = polls.setdefault(number, [])
-                spans.append((started, time.perf_counter()))
-                if number == rounds and len(spans) == count:
+                round_starts, round_ends = polls.setdefault(number, (array("d"), array("d")))
+                round_starts.append(started)
+                round_ends.append(time.perf_counter())
+                if number == rounds and len(round_ends) == count:
                     finished.set()
 
         return type(f"Timed{trigger_class.__name__}", (trigger_class,), {"watch_class": TimedWatch})
 
-    loaded_objects = len(gc.get_objects())
+    loaded_census = _census()
     created = _scale_triggers(mix, poll_interval, timed)
+    built_objects = len(gc.get_objects())
     collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
     collecting: dict[str, float] = {}
 
@@ -268,7 +276,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        lags: list[tuple[float, float]] = []
+        lag_times, lags = array("d"), array("d")  # when each tick woke up, and how late
         blocked: list[tuple[float, float]] = []
         done = asyncio.Event()
 
@@ -276,7 +284,8 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             while not done.is_set():
                 expected = loop.time() + tick
                 await asyncio.sleep(tick)
-                lags.append((time.perf_counter(), loop.time() - expected))
+                lag_times.append(time.perf_counter())
+                lags.append(loop.time() - expected)
 
         async def watchdog() -> None:  # as TriggerRunner.block_watchdog, counting instead of logging
             while not done.is_set():
@@ -302,7 +311,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):  # then fewer complete rounds than asked are reported
             await asyncio.wait_for(finished.wait(), timeout=limit)
         ended = time.perf_counter()
-        running_objects = len(gc.get_objects())
+        running_census = _census()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -310,11 +319,11 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*observers)
         return {
             "events": events,
-            "lags": lags,
+            "lags": list(zip(lag_times, lags, strict=True)),
             "blocked": blocked,
             "started": started,
             "ended": ended,
-            "running_objects": running_objects,
+            "running_census": running_census,
         }
 
     with PeakRss() as memory, Stopwatch() as clock:
@@ -322,13 +331,13 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     gc.callbacks.remove(on_collection)
     started, ended = outcome["started"], outcome["ended"]
     round_times = {
-        number: max(end for _, end in spans) - min(start for start, _ in spans)
-        for number, spans in sorted(polls.items())
-        if len(spans) == count
+        number: max(ends) - min(round_starts)
+        for number, (round_starts, ends) in sorted(polls.items())
+        if len(ends) == count
     }
     # Round 1 ends when the last trigger has polled once: everything before is start-up (every
     # trigger reading its connection and sending its first request at once), the rest steady polling.
-    first_round_end = max((end for _, end in polls.get(1, [])), default=ended)
+    first_round_end = max(polls[1][1], default=ended) if 1 in polls else ended
     phases = {
         "idle": [lag for at, lag in outcome["lags"] if at < started],
         "round_1": [lag for at, lag in outcome["lags"] if started <= at <= first_round_end],
@@ -341,8 +350,14 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     return {
         "mix": mix,
         "rounds_s": {str(number): rounded(seconds) for number, seconds in round_times.items()},
-        "polls_per_round": {str(number): len(spans) for number, spans in sorted(polls.items())},
-        "poll_seconds": _spread([end - start for spans in polls.values() for start, end in spans]),
+        "polls_per_round": {str(number): len(ends) for number, (_, ends) in sorted(polls.items())},
+        "poll_seconds": _spread(
+            [
+                end - start
+                for round_starts, ends in polls.values()
+                for start, end in zip(round_starts, ends, strict=True)
+            ]
+        ),
         "poll_start_gaps_s": _spread(gaps) if gaps else None,
         "events": outcome["events"][:20],
         "event_count": len(outcome["events"]),
@@ -356,7 +371,14 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         "watchdog_threshold_s": threshold,
         "watchdog_warnings": len(outcome["blocked"]),
         "watchdog_longest_s": rounded(max((e for _, e in outcome["blocked"]), default=0.0)),
-        "gc_tracked_objects": {"before_triggers": loaded_objects, "running": outcome["running_objects"]},
+        "gc_tracked_objects": {
+            "before_triggers": loaded_census.total(),
+            "triggers_built": built_objects,
+            "running": outcome["running_census"].total(),
+            "running_added_by_type": dict(
+                (outcome["running_census"] - loaded_census).most_common(CENSUS_TYPES)
+            ),
+        },
         "gc_pauses_ms": {
             f"generation_{generation}": _spread([s * 1000 for g, s in collections if g == generation], 2)
             for generation in sorted({g for g, _ in collections})
@@ -364,6 +386,11 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
         **memory.report(),
     }
+
+
+def _census() -> Counter[str]:
+    """The objects the garbage collector tracks now, counted by type name."""
+    return Counter(type(tracked).__qualname__ for tracked in gc.get_objects())
 
 
 def _spread(values: list[float], digits: int = 3) -> dict[str, Any]:
