@@ -242,7 +242,8 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     # Samples are kept in arrays of doubles, which the garbage collector does not track: lists of
     # float tuples would add thousands of objects for it to scan, and lengthen the pauses measured.
     polls: dict[int, tuple[array[float], array[float]]] = {}  # (starts, ends) of each round's polls
-    starts: dict[int, array[float]] = {}  # each trigger's poll start times, by id(watch)
+    last_starts: dict[int, float] = {}  # each trigger's last poll start, by id(watch)
+    start_gaps = array("d")  # between each trigger's consecutive poll starts
     finished = asyncio.Event()
 
     def timed(trigger_class: type) -> type:
@@ -250,7 +251,9 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             async def apoll(self, hook: Any) -> None:
                 number = self.polls + 1
                 started = time.perf_counter()
-                starts.setdefault(id(self), array("d")).append(started)
+                if (previous := last_starts.get(id(self))) is not None:
+                    start_gaps.append(started - previous)
+                last_starts[id(self)] = started
                 await super().apoll(hook)
                 round_starts, round_ends = polls.setdefault(number, (array("d"), array("d")))
                 round_starts.append(started)
@@ -345,7 +348,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     }
     # Between one poll's start and the next one's, a trigger polls, sleeps ``poll_interval`` and
     # waits for the loop: what is beyond ``poll_interval`` is what the others cost it.
-    gaps = [later - earlier for times in starts.values() for earlier, later in itertools.pairwise(times)]
+    gaps = list(start_gaps)
     running = [lag * 1000 for lag in phases["round_1"] + phases["later"]]
     return {
         "mix": mix,

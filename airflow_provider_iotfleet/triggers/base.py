@@ -90,7 +90,9 @@ class DeviceWatch:
     unit: ClassVar[str] = "device"
 
     def __init__(self, ids: Sequence[Hashable], target: str) -> None:
-        self.ids = list(ids)
+        # A tuple of str/int ids, which the garbage collector stops tracking: a triggerer holds
+        # thousands of watches for hours.
+        self.ids = tuple(ids)
         self.target = target
         self.values: dict[Hashable, str | None] = {}
         self.matched: set[Hashable] = set()
@@ -454,7 +456,7 @@ class DeviceWatchTrigger(BaseTrigger):
         if self.devices_ref is not None:
             state = await aread_state(XComRef.from_json(self.devices_ref))
         else:
-            state = WatchState(list(self.ids or []), self.seen, self.unreachable)
+            state = WatchState(self.ids or [], self.seen, self.unreachable)
         watch = self.watch_class(state.ids, self.target, **self.options)
         watch.restore(state.seen, state.unreachable)
         return watch
@@ -527,6 +529,7 @@ class DeviceWatchTrigger(BaseTrigger):
                         failures,
                         self.max_transient_errors - failures + 1,
                     )
+                del bound  # not kept alive through the sleep below, in each of thousands of waits
                 if watch.done:
                     yield TriggerEvent(watch.event("success"))
                     return
