@@ -14,6 +14,8 @@ import itertools
 import json
 import sys
 import time
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ from benchmarks.common import PeakRss, Stopwatch, percentile, rounded, write_rep
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 #: How long the loop observers run alone before the triggers start (the idle loop's own lag).
 IDLE_SECONDS = 1.0
+#: How many types the census of GC-tracked objects the triggers added reports, most numerous first.
+CENSUS_TYPES = 25
 
 
 def child(function: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -235,8 +239,11 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     tick = float(arguments["tick"])
     limit = float(arguments["limit"])
     threshold = conf.getfloat("triggerer", "blocked_main_thread_warning_threshold", fallback=0.2)
-    polls: dict[int, list[tuple[float, float]]] = {}
-    starts: dict[int, list[float]] = {}  # each trigger's poll start times, by id(watch)
+    # Samples are kept in arrays of doubles, which the garbage collector does not track: lists of
+    # float tuples would add thousands of objects for it to scan, and lengthen the pauses measured.
+    polls: dict[int, tuple[array[float], array[float]]] = {}  # (starts, ends) of each round's polls
+    last_starts: dict[int, float] = {}  # each trigger's last poll start, by id(watch)
+    start_gaps = array("d")  # between each trigger's consecutive poll starts
     finished = asyncio.Event()
 
     def timed(trigger_class: type) -> type:
@@ -244,31 +251,43 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             async def apoll(self, hook: Any) -> None:
                 number = self.polls + 1
                 started = time.perf_counter()
-                starts.setdefault(id(self), []).append(started)
+                if (previous := last_starts.get(id(self))) is not None:
+                    start_gaps.append(started - previous)
+                last_starts[id(self)] = started
                 await super().apoll(hook)
-                spans = polls.setdefault(number, [])
-                spans.append((started, time.perf_counter()))
-                if number == rounds and len(spans) == count:
+                round_starts, round_ends = polls.setdefault(number, (array("d"), array("d")))
+                round_starts.append(started)
+                round_ends.append(time.perf_counter())
+                if number == rounds and len(round_ends) == count:
                     finished.set()
 
         return type(f"Timed{trigger_class.__name__}", (trigger_class,), {"watch_class": TimedWatch})
 
-    loaded_objects = len(gc.get_objects())
+    loaded_census = _census()
     created = _scale_triggers(mix, poll_interval, timed)
-    collections: list[tuple[int, float]] = []  # (generation, seconds) of each garbage collection
+    built_objects = len(gc.get_objects())
+    # (generation, wall seconds, CPU seconds) of each garbage collection: on a shared machine the
+    # wall time also holds what other processes took meanwhile, the CPU time only the collector's.
+    collections: list[tuple[int, float, float]] = []
     collecting: dict[str, float] = {}
 
     def on_collection(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            collecting["since"] = time.perf_counter()
+            collecting["since"], collecting["cpu_since"] = time.perf_counter(), time.thread_time()
         elif "since" in collecting:
-            collections.append((info["generation"], time.perf_counter() - collecting.pop("since")))
+            collections.append(
+                (
+                    info["generation"],
+                    time.perf_counter() - collecting.pop("since"),
+                    time.thread_time() - collecting.pop("cpu_since"),
+                )
+            )
 
     gc.callbacks.append(on_collection)
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        lags: list[tuple[float, float]] = []
+        lag_times, lags = array("d"), array("d")  # when each tick woke up, and how late
         blocked: list[tuple[float, float]] = []
         done = asyncio.Event()
 
@@ -276,7 +295,8 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             while not done.is_set():
                 expected = loop.time() + tick
                 await asyncio.sleep(tick)
-                lags.append((time.perf_counter(), loop.time() - expected))
+                lag_times.append(time.perf_counter())
+                lags.append(loop.time() - expected)
 
         async def watchdog() -> None:  # as TriggerRunner.block_watchdog, counting instead of logging
             while not done.is_set():
@@ -302,7 +322,7 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):  # then fewer complete rounds than asked are reported
             await asyncio.wait_for(finished.wait(), timeout=limit)
         ended = time.perf_counter()
-        running_objects = len(gc.get_objects())
+        running_census = _census()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -310,11 +330,11 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*observers)
         return {
             "events": events,
-            "lags": lags,
+            "lags": list(zip(lag_times, lags, strict=True)),
             "blocked": blocked,
             "started": started,
             "ended": ended,
-            "running_objects": running_objects,
+            "running_census": running_census,
         }
 
     with PeakRss() as memory, Stopwatch() as clock:
@@ -322,13 +342,13 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     gc.callbacks.remove(on_collection)
     started, ended = outcome["started"], outcome["ended"]
     round_times = {
-        number: max(end for _, end in spans) - min(start for start, _ in spans)
-        for number, spans in sorted(polls.items())
-        if len(spans) == count
+        number: max(ends) - min(round_starts)
+        for number, (round_starts, ends) in sorted(polls.items())
+        if len(ends) == count
     }
     # Round 1 ends when the last trigger has polled once: everything before is start-up (every
     # trigger reading its connection and sending its first request at once), the rest steady polling.
-    first_round_end = max((end for _, end in polls.get(1, [])), default=ended)
+    first_round_end = max(polls[1][1], default=ended) if 1 in polls else ended
     phases = {
         "idle": [lag for at, lag in outcome["lags"] if at < started],
         "round_1": [lag for at, lag in outcome["lags"] if started <= at <= first_round_end],
@@ -336,13 +356,19 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     }
     # Between one poll's start and the next one's, a trigger polls, sleeps ``poll_interval`` and
     # waits for the loop: what is beyond ``poll_interval`` is what the others cost it.
-    gaps = [later - earlier for times in starts.values() for earlier, later in itertools.pairwise(times)]
+    gaps = list(start_gaps)
     running = [lag * 1000 for lag in phases["round_1"] + phases["later"]]
     return {
         "mix": mix,
         "rounds_s": {str(number): rounded(seconds) for number, seconds in round_times.items()},
-        "polls_per_round": {str(number): len(spans) for number, spans in sorted(polls.items())},
-        "poll_seconds": _spread([end - start for spans in polls.values() for start, end in spans]),
+        "polls_per_round": {str(number): len(ends) for number, (_, ends) in sorted(polls.items())},
+        "poll_seconds": _spread(
+            [
+                end - start
+                for round_starts, ends in polls.values()
+                for start, end in zip(round_starts, ends, strict=True)
+            ]
+        ),
         "poll_start_gaps_s": _spread(gaps) if gaps else None,
         "events": outcome["events"][:20],
         "event_count": len(outcome["events"]),
@@ -356,14 +382,30 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
         "watchdog_threshold_s": threshold,
         "watchdog_warnings": len(outcome["blocked"]),
         "watchdog_longest_s": rounded(max((e for _, e in outcome["blocked"]), default=0.0)),
-        "gc_tracked_objects": {"before_triggers": loaded_objects, "running": outcome["running_objects"]},
+        "gc_tracked_objects": {
+            "before_triggers": loaded_census.total(),
+            "triggers_built": built_objects,
+            "running": outcome["running_census"].total(),
+            "running_added_by_type": dict(
+                (outcome["running_census"] - loaded_census).most_common(CENSUS_TYPES)
+            ),
+        },
         "gc_pauses_ms": {
-            f"generation_{generation}": _spread([s * 1000 for g, s in collections if g == generation], 2)
-            for generation in sorted({g for g, _ in collections})
+            f"generation_{generation}": _spread([s * 1000 for g, s, _ in collections if g == generation], 2)
+            for generation in sorted({g for g, _, _ in collections})
+        },
+        "gc_pauses_cpu_ms": {
+            f"generation_{generation}": _spread([c * 1000 for g, _, c in collections if g == generation], 2)
+            for generation in sorted({g for g, _, _ in collections})
         },
         "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
         **memory.report(),
     }
+
+
+def _census() -> Counter[str]:
+    """The objects the garbage collector tracks now, counted by type name."""
+    return Counter(type(tracked).__qualname__ for tracked in gc.get_objects())
 
 
 def _spread(values: list[float], digits: int = 3) -> dict[str, Any]:

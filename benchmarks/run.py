@@ -1333,6 +1333,7 @@ def deferrable_scale(bench: Bench) -> dict[str, Any]:
             longest_s=report["watchdog_longest_s"],
             in_round_1=report["watchdog_warnings_in_round_1"],
             gc_pauses_ms=report["gc_pauses_ms"],
+            gc_pauses_cpu_ms=report.get("gc_pauses_cpu_ms"),
             gc_tracked_objects=report["gc_tracked_objects"],
             triggers=TRIGGERS,
             mix=report["mix"],

@@ -18,9 +18,10 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, ClassVar
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import structlog
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -36,6 +37,9 @@ from airflow_provider_iotfleet.triggers.handover import (
     hand_over,
 )
 from airflow_provider_iotfleet.utils import plural
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import Logger
 
 #: How many unmatched devices a log line or message names.
 SAMPLE_SIZE = 5
@@ -86,7 +90,9 @@ class DeviceWatch:
     unit: ClassVar[str] = "device"
 
     def __init__(self, ids: Sequence[Hashable], target: str) -> None:
-        self.ids = list(ids)
+        # A tuple of str/int ids, which the garbage collector stops tracking: a triggerer holds
+        # thousands of watches for hours.
+        self.ids = tuple(ids)
         self.target = target
         self.values: dict[Hashable, str | None] = {}
         self.matched: set[Hashable] = set()
@@ -242,6 +248,9 @@ QUIET_POLLS = 10
 #: (event loop, hook class, connection id, fingerprint of the connection) -> (hook, its users).
 _SHARED: dict[tuple[int, type[IoTFleetBaseHook], str, str], tuple[IoTFleetBaseHook, int]] = {}
 
+#: Trigger class -> the logger its instances share (see :attr:`DeviceWatchTrigger.log`).
+_CLASS_LOGGERS: dict[type, Logger] = {}
+
 #: The connection fields a hook is built from: two reads that agree on all of them may share a hook.
 _CONNECTION_FIELDS = ("conn_type", "host", "schema", "login", "password", "port", "extra")
 
@@ -251,6 +260,48 @@ def _fingerprint(connection: Any) -> str:
     keeping (or ever logging) its secrets."""
     fields = [getattr(connection, name, None) for name in _CONNECTION_FIELDS]
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: What :func:`acquire_shared_hook` hands out: the key :func:`release_shared_hook` gives back.
+SharedHookKey = tuple[int, type[IoTFleetBaseHook], str, str]
+
+
+async def acquire_shared_hook(
+    hook_class: type[IoTFleetBaseHook], conn_id: str
+) -> tuple[SharedHookKey, IoTFleetBaseHook]:
+    """Take one more use of the hook every trigger in this event loop shares for ``conn_id`` (see
+    :func:`shared_hook`), building it when none does yet.
+
+    :return: the key to give :func:`release_shared_hook` once done, and the hook.
+    :raises IoTFleetConfigurationError: when the connection is not defined (deleted, say), naming it.
+    """
+    try:
+        connection = await hook_class.aget_connection(conn_id)
+    except AirflowNotFoundException:
+        raise IoTFleetConfigurationError(
+            f"Connection {conn_id!r} ({hook_class.hook_name}) is not defined: it was deleted, or never "
+            "created. Define it again (or fix the sensor's connection id) and clear the task",
+            vendor=hook_class.hook_name,
+        ) from None
+    key = (id(asyncio.get_running_loop()), hook_class, conn_id, _fingerprint(connection))
+    # Only its fingerprint is kept: 2,000 waiting triggers would otherwise each keep a copy of the
+    # connection (and its secret).
+    del connection
+    hook, users = _SHARED.get(key, (None, 0))
+    if hook is None:
+        hook = hook_class(conn_id)
+    _SHARED[key] = (hook, users + 1)
+    return key, hook
+
+
+async def release_shared_hook(key: SharedHookKey) -> None:
+    """Give back one use of the shared hook taken with ``key``; the last user closes it."""
+    hook, users = _SHARED[key]
+    if users > 1:
+        _SHARED[key] = (hook, users - 1)
+    else:
+        del _SHARED[key]
+        await hook.aclose()
 
 
 @asynccontextmanager
@@ -265,31 +316,11 @@ async def shared_hook(hook_class: type[IoTFleetBaseHook], conn_id: str) -> Async
 
     :raises IoTFleetConfigurationError: when the connection is not defined (deleted, say), naming it.
     """
-    try:
-        connection = await hook_class.aget_connection(conn_id)
-    except AirflowNotFoundException:
-        raise IoTFleetConfigurationError(
-            f"Connection {conn_id!r} ({hook_class.hook_name}) is not defined: it was deleted, or never "
-            "created. Define it again (or fix the sensor's connection id) and clear the task",
-            vendor=hook_class.hook_name,
-        ) from None
-    key = (id(asyncio.get_running_loop()), hook_class, conn_id, _fingerprint(connection))
-    # Only its fingerprint is needed from here on: this frame lives as long as the trigger, and
-    # 2,000 waiting triggers would otherwise each keep a copy of the connection (and its secret).
-    del connection
-    hook, users = _SHARED.get(key, (None, 0))
-    if hook is None:
-        hook = hook_class(conn_id)
-    _SHARED[key] = (hook, users + 1)
+    key, hook = await acquire_shared_hook(hook_class, conn_id)
     try:
         yield hook
     finally:
-        hook, users = _SHARED[key]
-        if users > 1:
-            _SHARED[key] = (hook, users - 1)
-        else:
-            del _SHARED[key]
-            await hook.aclose()
+        await release_shared_hook(key)
 
 
 class DeviceWatchTrigger(BaseTrigger):
@@ -380,6 +411,26 @@ class DeviceWatchTrigger(BaseTrigger):
         assert ref is not None
         return cls(devices_ref=ref.to_json(), **kwargs)
 
+    @property
+    def log(self) -> Logger:
+        """The logger of the trigger's class, shared by its instances.
+
+        Airflow's default builds one per instance, a handful of objects the garbage collector tracks
+        for as long as the trigger waits: thousands of waits would add thousands of loggers, each
+        logging under the same name. The triggerer tells one trigger's lines from another's by the
+        log context it binds around each trigger, not by the logger.
+        """
+        trigger_class = type(self)
+        logger = _CLASS_LOGGERS.get(trigger_class)
+        if logger is None:
+            name = trigger_class._create_logger_name(  # as LoggingMixin names its loggers
+                logged_class=trigger_class,
+                log_config_logger_name=self._log_config_logger_name,
+                class_logger_name=self._logger_name,
+            )
+            logger = _CLASS_LOGGERS[trigger_class] = structlog.get_logger(name)
+        return logger
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
@@ -405,7 +456,7 @@ class DeviceWatchTrigger(BaseTrigger):
         if self.devices_ref is not None:
             state = await aread_state(XComRef.from_json(self.devices_ref))
         else:
-            state = WatchState(list(self.ids or []), self.seen, self.unreachable)
+            state = WatchState(self.ids or [], self.seen, self.unreachable)
         watch = self.watch_class(state.ids, self.target, **self.options)
         watch.restore(state.seen, state.unreachable)
         return watch
@@ -441,12 +492,15 @@ class DeviceWatchTrigger(BaseTrigger):
         except IoTFleetHandoverError as error:
             yield self._failed_before_start(str(error))
             return
-        async with AsyncExitStack() as stack:
-            try:
-                hook = await stack.enter_async_context(shared_hook(self.hook_class, self.conn_id))
-            except IoTFleetConfigurationError as error:  # the connection is gone
-                yield TriggerEvent(watch.event("error", str(error)))
-                return
+        # The shared hook is taken and given back by hand rather than in an ``async with``: a
+        # context manager, its generator and an exit stack would each stay alive (and tracked by the
+        # garbage collector) for as long as the trigger waits, thousands of them in a triggerer.
+        try:
+            hook_key, hook = await acquire_shared_hook(self.hook_class, self.conn_id)
+        except IoTFleetConfigurationError as error:  # the connection is gone
+            yield TriggerEvent(watch.event("error", str(error)))
+            return
+        try:
             failures = 0
             logged, quiet = "", 0  # the last line logged, and polls since
             # Each poll is bounded by what is left of the deadline; a trigger that starts after it
@@ -475,6 +529,7 @@ class DeviceWatchTrigger(BaseTrigger):
                         failures,
                         self.max_transient_errors - failures + 1,
                     )
+                del bound  # not kept alive through the sleep below, in each of thousands of waits
                 if watch.done:
                     yield TriggerEvent(watch.event("success"))
                     return
@@ -489,3 +544,5 @@ class DeviceWatchTrigger(BaseTrigger):
                         self.log.info("%s", described)
                         logged, quiet = described, 0
                 await asyncio.sleep(min(self.poll_interval, remaining))
+        finally:
+            await release_shared_hook(hook_key)
