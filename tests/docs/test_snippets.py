@@ -11,7 +11,6 @@ import pytest
 from airflow.sdk import DAG, BaseOperator
 from airflow.sdk.definitions._internal.contextmanager import DagContext
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.simulator import Simulator
 from airflow_provider_iotfleet.simulator.fleet import ONLINE
@@ -22,19 +21,9 @@ from tests.snippets import Snippet, python_snippets
 SNIPPETS = python_snippets()
 RUN = [snippet for snippet in SNIPPETS if snippet.not_tested is None]
 
-#: README snippets known to fail, by a line of their code, with why; the lead fixes the README
-#: (the fix is in the docs' version). Strict: once a snippet passes, its entry must go.
-KNOWN_FAILURES: dict[str, tuple[str, type[Exception]]] = {
-    'firmware_from="SR1.2.0.0-10657",': (
-        "the README's upgrade names a from/to pair no make and model offers (upgrades are per make "
-        "and model, one version to the next)",
-        IoTFleetValidationError,
-    ),
-    "CiscoControlCenterEditDevicesOperator.partial(": (
-        "a fragment of the scale-out DAG (names defined there): it needs a <!-- not-tested: ... --> comment",
-        NameError,
-    ),
-}
+#: Snippets known to fail, by a line of their code, with why and the error they raise. Strict: once
+#: a snippet passes, its entry must go. None fails today.
+KNOWN_FAILURES: dict[str, tuple[str, type[Exception]]] = {}
 
 #: The firmware the upgrade snippets are for, and the make and model that offers it.
 UPGRADE_MODEL, UPGRADE_FROM = "GM01Q", "SR1.2.0.0-10657"
