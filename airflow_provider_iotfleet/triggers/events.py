@@ -1,6 +1,6 @@
 """Event triggers: start a DAG when a firmware campaign ends or devices reach a status.
 
-An :class:`WatchEventTrigger` runs in an ``AssetWatcher`` (Airflow's event-driven scheduling): the
+A :class:`WatchEventTrigger` runs in an ``AssetWatcher`` (Airflow's event-driven scheduling): the
 triggerer polls it for as long as the asset's DAG is active, and each event it yields becomes an
 asset event whose ``extra["payload"]`` is the event's payload, which starts a run of every DAG
 scheduled on the asset. It polls the very :class:`~airflow_provider_iotfleet.triggers.base.DeviceWatch`
