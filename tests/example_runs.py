@@ -52,6 +52,7 @@ EXAMPLE_FILES = {
     "iotfleet_maintenance_window.py": {"iotfleet_maintenance_window"},
     "iotfleet_fleet_scale_out.py": {"iotfleet_fleet_scale_out"},
     "iotfleet_planned_sim_change.py": {"iotfleet_planned_sim_change"},
+    "iotfleet_campaign_finished_event.py": {"iotfleet_campaign_finished_event"},
 }
 EXAMPLE_DAG_IDS = sorted(dag_id for ids in EXAMPLE_FILES.values() for dag_id in ids)
 INVENTORY = "iotfleet_firmware_inventory"
@@ -59,6 +60,7 @@ ENRICHMENT = "iotfleet_cellular_enrichment"
 MAINTENANCE = "iotfleet_maintenance_window"
 SCALE_OUT = "iotfleet_fleet_scale_out"
 PLANNED = "iotfleet_planned_sim_change"
+CAMPAIGN_FINISHED = "iotfleet_campaign_finished_event"
 #: Devices in the simulated fleet: three ThingSpace pages, and three mapped SIM batches that do
 #: not line up with the pages.
 FLEET_SIZE = 150
@@ -247,6 +249,13 @@ RECIPES: dict[str, Recipe] = {
         logical_date=datetime(2026, 11, 5, 6, 0, tzinfo=UTC),
         conf=lambda sim: {"sim_count": PLANNED_SIMS, "sim_status": "DEACTIVATED"},
         approval="Approve",
+    ),
+    # Asset-scheduled, so it runs after the maintenance window, on its simulator: without an asset
+    # event (dag.test() runs no watcher), it reports on the window's campaign, named in its params.
+    CAMPAIGN_FINISHED: Recipe(
+        logical_date=datetime(2026, 11, 3, 12, 0, tzinfo=UTC),
+        conf=lambda sim: {"campaign_id": next(iter(sim.state.campaigns.summary()))},
+        simulator_of=MAINTENANCE,
     ),
 }
 

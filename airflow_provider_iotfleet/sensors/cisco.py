@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.cisco import CiscoControlCenterHook
-from airflow_provider_iotfleet.hooks.cisco.rules import CISCO_KNOWN_STATUSES
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
-from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger
-from airflow_provider_iotfleet.utils import distinct
-from airflow_provider_iotfleet.validation import as_item_list, validate_iccids
+from airflow_provider_iotfleet.triggers.cisco import CiscoDeviceStatusTrigger, new_status_watch
 
 
 class CiscoControlCenterDeviceStatusSensor(DeviceWatchSensor):
@@ -47,11 +43,4 @@ class CiscoControlCenterDeviceStatusSensor(DeviceWatchSensor):
         self.target_status = target_status
 
     def new_watch(self) -> DeviceWatch:
-        if self.target_status not in CISCO_KNOWN_STATUSES:
-            raise IoTFleetValidationError(
-                "target_status is not a SIM status",
-                [f"{self.target_status!r}: use one of {', '.join(sorted(CISCO_KNOWN_STATUSES))}"],
-            )
-        given = as_item_list(self.iccids, "iccids")
-        iccids, _ = distinct(validate_iccids(given) if given else [], key=str)
-        return self.trigger_class.watch_class(iccids, self.target_status)
+        return new_status_watch(self.iccids, self.target_status)

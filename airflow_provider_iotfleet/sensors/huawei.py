@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
-from airflow_provider_iotfleet.hooks.huawei.answers import ONLINE_STATUS
 from airflow_provider_iotfleet.sensors.base import DeviceWatchSensor
 from airflow_provider_iotfleet.triggers.base import DeviceWatch
-from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger
-from airflow_provider_iotfleet.utils import distinct
-from airflow_provider_iotfleet.validation import as_item_list, validate_roma_device_ids
+from airflow_provider_iotfleet.triggers.huawei import HuaweiRomaDeviceStatusTrigger, new_online_status_watch
 
 
 class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):
@@ -52,11 +48,4 @@ class HuaweiRomaDeviceStatusSensor(DeviceWatchSensor):
         self.target_online_status = target_online_status
 
     def new_watch(self) -> DeviceWatch:
-        target = self.target_online_status
-        if not isinstance(target, str) or target.lower() not in ONLINE_STATUS:
-            raise IoTFleetValidationError(
-                "target_online_status is invalid", [f"{target!r} is not one of {', '.join(ONLINE_STATUS)}"]
-            )
-        given = as_item_list(self.device_ids, "device_ids")
-        ids, _ = distinct(validate_roma_device_ids(given) if given else [], key=int)
-        return self.trigger_class.watch_class(ids, target.lower())
+        return new_online_status_watch(self.device_ids, self.target_online_status)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
+from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
 from airflow_provider_iotfleet.hooks.huawei import HuaweiRomaConnectHook
-from airflow_provider_iotfleet.hooks.huawei.answers import NEVER, OFFLINE
+from airflow_provider_iotfleet.hooks.huawei.answers import NEVER, OFFLINE, ONLINE_STATUS
 from airflow_provider_iotfleet.hooks.reads import DeviceReads
 from airflow_provider_iotfleet.triggers.base import CONNECTED_BEFORE, DeviceWatch, DeviceWatchTrigger
+from airflow_provider_iotfleet.triggers.events import WatchEventTrigger, check_device_count
+from airflow_provider_iotfleet.utils import distinct
+from airflow_provider_iotfleet.validation import as_item_list, validate_roma_device_ids
 
 #: Values of a device that has connected before, so cannot be never connected again. "not offline"
 #: comes from the listings of a wait on ``offline``, which page the never-connected listing too
@@ -63,3 +68,69 @@ class HuaweiRomaDeviceStatusTrigger(DeviceWatchTrigger):
 
     watch_class = RomaOnlineStatusWatch
     hook_class = HuaweiRomaConnectHook
+
+
+def new_online_status_watch(device_ids: Any, target_online_status: Any) -> RomaOnlineStatusWatch:
+    """The watch of ``device_ids`` (a list, or a comma-separated string) until each has
+    ``target_online_status`` (any case), each device once.
+
+    :raises IoTFleetValidationError: when the status is not ``online``, ``offline`` or ``never``, or a
+        device id is malformed, naming each.
+    """
+    target = target_online_status
+    if not isinstance(target, str) or target.lower() not in ONLINE_STATUS:
+        raise IoTFleetValidationError(
+            "target_online_status is invalid", [f"{target!r} is not one of {', '.join(ONLINE_STATUS)}"]
+        )
+    given = as_item_list(device_ids, "device_ids")
+    ids, _ = distinct(validate_roma_device_ids(given) if given else [], key=int)
+    return RomaOnlineStatusWatch(ids, target.lower())
+
+
+class HuaweiRomaDeviceStatusEventTrigger(WatchEventTrigger):
+    """For an ``AssetWatcher``: fires each time every ROMA device has ``target_online_status`` (or can
+    never have it), once per occurrence; polls as :class:`HuaweiRomaDeviceStatusTrigger` does.
+
+    The event's payload is ``{"status": "success", "matched": [id], "statuses": {id: status},
+    "unreachable": {id: reason}, "description"}``.
+
+    :param device_ids: the ROMA device ids, at most
+        :data:`~airflow_provider_iotfleet.triggers.events.MAX_WATCHED_DEVICES`.
+    :param target_online_status: ``online``, ``offline`` (a never-connected device counts) or ``never``.
+    :param huawei_roma_conn_id: the Airflow connection.
+    :param poll_interval: seconds between polls.
+    :param max_transient_errors: see :class:`~airflow_provider_iotfleet.triggers.events.WatchEventTrigger`.
+    :raises IoTFleetValidationError: for a status or device id ROMA would refuse, naming each.
+    :raises ValueError: for no device or too many, or too short a poll interval.
+    """
+
+    hook_class = HuaweiRomaConnectHook
+
+    def __init__(
+        self,
+        *,
+        device_ids: Any,
+        target_online_status: str,
+        huawei_roma_conn_id: str = HuaweiRomaConnectHook.default_conn_name,
+        poll_interval: float = 60.0,
+        max_transient_errors: int = 5,
+    ) -> None:
+        super().__init__(
+            conn_id=huawei_roma_conn_id,
+            poll_interval=poll_interval,
+            max_transient_errors=max_transient_errors,
+        )
+        watch = new_online_status_watch(device_ids, target_online_status)
+        check_device_count(type(self).__name__, watch.ids, "device_ids")
+        self.device_ids = [int(device_id) for device_id in watch.ids]  # type: ignore[call-overload]
+        self.target_online_status = watch.target
+
+    def new_watch(self) -> DeviceWatch:
+        return RomaOnlineStatusWatch(self.device_ids, self.target_online_status)
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "device_ids": self.device_ids,
+            "target_online_status": self.target_online_status,
+            "huawei_roma_conn_id": self.conn_id,
+        }

@@ -7,7 +7,9 @@ from typing import Any
 
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.hooks.verizon.answers import CampaignProgress
+from airflow_provider_iotfleet.hooks.verizon.rules import validate_campaign_id
 from airflow_provider_iotfleet.triggers.base import NOT_IN_ACCOUNT, DeviceWatch, DeviceWatchTrigger
+from airflow_provider_iotfleet.triggers.events import WatchEventTrigger
 from airflow_provider_iotfleet.utils import plural
 
 
@@ -111,3 +113,66 @@ class VerizonThingSpaceCampaignTrigger(DeviceWatchTrigger):
 
     watch_class = CampaignWatch
     hook_class = VerizonThingSpaceHook
+
+
+class VerizonThingSpaceCampaignFinishedTrigger(WatchEventTrigger):
+    """For an ``AssetWatcher``: fires once when a firmware campaign is over (ended, cancelled, aborted
+    or failed, or every device in it Finished or failed), then polls no more. Each poll reads the
+    campaign and its device report, as :class:`VerizonThingSpaceCampaignTrigger` does.
+
+    The event's payload is small whatever the campaign's size (it becomes the asset event's extra):
+    ``{"status": "success", "campaign_id", "account_name", "campaign_status", "finished": n,
+    "failed": n, "pending": n, "description"}``; a DAG reads the per-device report itself
+    (``VerizonThingSpaceHook.campaign_progress``).
+
+    :param campaign_id: the campaign.
+    :param account_name: the billing account; default: the connection's.
+    :param verizon_thingspace_conn_id: the Airflow connection.
+    :param poll_interval: seconds between polls.
+    :param max_transient_errors: see :class:`~airflow_provider_iotfleet.triggers.events.WatchEventTrigger`.
+    :raises IoTFleetValidationError: for a malformed campaign id.
+    :raises ValueError: for too short a poll interval.
+    """
+
+    hook_class = VerizonThingSpaceHook
+    recurs = False
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        account_name: str | None = None,
+        verizon_thingspace_conn_id: str = VerizonThingSpaceHook.default_conn_name,
+        poll_interval: float = 300.0,
+        max_transient_errors: int = 5,
+    ) -> None:
+        super().__init__(
+            conn_id=verizon_thingspace_conn_id,
+            poll_interval=poll_interval,
+            max_transient_errors=max_transient_errors,
+        )
+        self.campaign_id = validate_campaign_id(campaign_id)
+        self.account_name = account_name
+
+    def new_watch(self) -> DeviceWatch:
+        return CampaignWatch([self.campaign_id], account_name=self.account_name)
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "account_name": self.account_name,
+            "verizon_thingspace_conn_id": self.conn_id,
+        }
+
+    def payload(self, watch: DeviceWatch) -> dict[str, Any]:
+        xcom = watch.xcom()
+        return {
+            "status": "success",
+            "campaign_id": self.campaign_id,
+            "account_name": self.account_name,
+            "campaign_status": xcom["status"],
+            "finished": len(xcom["finished"]),
+            "failed": len(xcom["failed"]),
+            "pending": len(xcom["pending"]),
+            "description": watch.describe_unmatched(),
+        }

@@ -26,6 +26,7 @@ from airflow_provider_iotfleet.simulator.campaigns import FIRMWARE
 from airflow_provider_iotfleet.simulator.fleet import OFFLINE, ROMA_ID_BASE, iccid_of, imei_of
 from tests.dag_runs import bundle_environment
 from tests.example_runs import (
+    CAMPAIGN_FINISHED,
     ENRICHMENT,
     EXAMPLE_DAG_IDS,
     EXAMPLE_DAGS,
@@ -77,6 +78,7 @@ EDGES = {
         ("wait_sim_change", "report"),
     },
     SCALE_OUT: {("sim_batches", "label_batch"), ("label_batch", "report")},
+    CAMPAIGN_FINISHED: set(),
     PLANNED: {
         ("sims_to_change", "plan"),
         ("sims_to_change", "apply"),
@@ -369,7 +371,8 @@ def test_parsing_an_example_imports_nothing_heavy_beyond_airflow_sdk(
     report = import_probe[filename]
 
     assert Path(filename).stem in report["new"]  # the probe did import the example
-    assert "airflow_provider_iotfleet.operators" in report["new"]
+    # The event-driven example uses a trigger and a hook, no operator.
+    assert {"airflow_provider_iotfleet.operators", "airflow_provider_iotfleet.triggers"} & set(report["new"])
     already = [name for name in HEAVY_MODULES if name in report["before"]]
     assert _imported(report["new"], HEAVY_MODULES) == [], f"airflow.sdk had already imported {already}"
 
@@ -773,3 +776,29 @@ def test_the_scale_out_labels_every_sim_once_in_mapped_batches(example_runs: Exa
     assert all(device["custom"] == {"accountCustom1": "wave-7"} for device in changed.values())
     # One PUT per SIM, none repeated.
     assert simulator.state.per_device_writes("cisco") == Counter({iccid_of(i): 1 for i in range(FLEET_SIZE)})
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_the_campaign_finished_dag_reports_the_campaign_its_params_name_without_an_event(
+    example_runs: ExampleRuns,
+) -> None:
+    # dag.test() runs no asset watcher (the triggerer does: tests/standalone covers the event).
+    run = example_runs.runs[CAMPAIGN_FINISHED]
+    campaign_id = run.conf["campaign_id"]
+    campaign = run.simulator.state.campaigns.summary()[campaign_id]
+    devices = campaign["devices"]
+
+    assert run.result.states == {"report_campaign": "success"}
+    report = run.result.xcom("report_campaign")
+    assert report == {
+        "campaign_id": campaign_id,
+        "from_event": False,
+        "status": campaign["status"],
+        "devices": len(devices),
+        "finished": sum(device["status"] == "Finished" for device in devices.values()),
+        "failed": len(report["failed_examples"]),
+        "pending": len(devices) - report["finished"] - report["failed"],
+        "failed_examples": report["failed_examples"],
+    }
+    assert report["finished"] == len(devices) == 3  # the window upgraded its three devices
