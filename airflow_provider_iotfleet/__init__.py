@@ -39,6 +39,14 @@ _HOOK_CLASSES = {
 #: Vendors without a sensor (Palo Alto has nothing to wait for).
 _WITHOUT_WAITS = ("paloalto",)
 
+#: The operators' console links (``operators/links.py``): buttons to the vendor consoles.
+_EXTRA_LINKS = (
+    "ThingSpaceCampaignLink",
+    "ControlCenterDeviceLink",
+    "RomaInstanceLink",
+    "IoTSecurityInventoryLink",
+)
+
 
 def _modules(package: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     return [
@@ -75,4 +83,5 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": _modules(_SENSORS, skip=_WITHOUT_WAITS),
         "triggers": _modules(_TRIGGERS, skip=_WITHOUT_WAITS),
         "connection-types": [_connection_type(module, name) for module, name in _HOOK_CLASSES.items()],
+        "extra-links": [f"{_OPERATORS}.links.{name}" for name in _EXTRA_LINKS],
     }

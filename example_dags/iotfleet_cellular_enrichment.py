@@ -56,7 +56,10 @@ def iotfleet_cellular_enrichment() -> None:
         size = params["sims_per_batch"]
         return [iccids[start : start + size] for start in range(0, len(iccids), size)]
 
-    @task
+    # What the grid shows for each mapped task: "batch 3: 100 SIMs" rather than [2].
+    @task(
+        map_index_template="batch {{ ti.map_index + 1 }}: {{ '{:,}'.format(task.op_kwargs['iccids'] | length) }} SIMs"
+    )
     def carrier_records(iccids: list[str], path: str, *, params: dict[str, Any]) -> list[dict[str, str]]:
         """The IoT Security records of the SIMs in this batch whose device is in the inventory."""
         import json
@@ -87,7 +90,10 @@ def iotfleet_cellular_enrichment() -> None:
     path = inventory_path()
     records = carrier_records.partial(path=path).expand(iccids=sim_batches())
     # [START howto_operator_paloalto_bulk_update]
-    PaloAltoIoTBulkUpdateOperator.partial(task_id="push_to_iot_security").expand(devices=records)
+    PaloAltoIoTBulkUpdateOperator.partial(
+        task_id="push_to_iot_security",
+        map_index_template="batch {{ ti.map_index + 1 }}: {{ '{:,}'.format(task.devices | length) }} devices",
+    ).expand(devices=records)
     # [END howto_operator_paloalto_bulk_update]
 
 

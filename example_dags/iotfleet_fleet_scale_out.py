@@ -60,6 +60,8 @@ def iotfleet_fleet_scale_out() -> None:
     # [START howto_operator_cisco_edit_devices_mapped]
     label = CiscoControlCenterEditDevicesOperator.partial(
         task_id="label_batch",
+        # What the grid shows for each mapped task: "batch 3: 1,000 SIMs" rather than [2].
+        map_index_template="batch {{ ti.map_index + 1 }}: {{ '{:,}'.format(task.iccids | length) }} SIMs",
         changes={"accountCustom1": "{{ params.label }}"},
         pool=POOL,
         rate_limit_share=1 / PARALLEL_TASKS,

@@ -8,7 +8,10 @@
 3. Cisco IoT Control Center: schedule a SIM status change for later (``effective_date``), then
    wait (deferrable) until Control Center has applied it.
 4. Report, whatever happened before (``all_done``): every operator's outcome and every sensor's
-   result, and what failed, one line per distinct error with the devices it hit.
+   result, the steps whose task failed, and what failed, one line per distinct error with the
+   devices it hit.
+5. Check: fail the run, once the report is written, when a step failed or any device did not go
+   through, so that the run shows failed and its alerts fire.
 
 Every operator returns the same outcome shape (``airflow_provider_iotfleet.outcome``), so the
 report reads them all the same way, whichever vendor they come from.
@@ -40,6 +43,8 @@ from airflow_provider_iotfleet.sensors.verizon import (
     VerizonThingSpaceFirmwareSensor,
 )
 
+#: Task states that mean a step did not do its part.
+FAILED_STATES = ("failed", "upstream_failed")
 WAIT = {"deferrable": True, "poke_interval": 10, "timeout": 6 * 3600}
 
 
@@ -179,14 +184,34 @@ def iotfleet_maintenance_window() -> None:
             unreachable = (waits[name] or {}).get("unreachable") or {}
             if unreachable:  # devices that could never reach the target, each with why
                 failed[name] = [f"{device}: unreachable ({why})" for device, why in unreachable.items()]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed_steps = sorted(step for step, state in states.items() if state in FAILED_STATES)
         for task_id, outcome in outcomes.items():
             print(f"{task_id}: {outcome.summary() if outcome else 'no outcome (did not run)'}")
+        if failed_steps:
+            print(f"steps failed: {', '.join(failed_steps)}")
         return {
             "steps": {task_id: outcome.counts if outcome else None for task_id, outcome in outcomes.items()},
             "failed": failed,
             "waits_done": {name: value is not None for name, value in waits.items()},
+            "failed_steps": failed_steps,
         }
 
+    @task
+    def check_window(report: dict[str, Any]) -> None:
+        """Fail the run when a step failed or a device did not go through (the report is written)."""
+        problems = []
+        if report["failed_steps"]:
+            problems.append(f"steps failed: {', '.join(report['failed_steps'])}")
+        with_failures = [step for step, lines in report["failed"].items() if lines]
+        if with_failures:
+            problems.append(f"devices failed in: {', '.join(with_failures)}")
+        if problems:
+            raise RuntimeError(
+                f"the maintenance window did not go through: {'; '.join(problems)} (see the report)"
+            )
+
+    written = report()
     chain(
         force_offline,
         offline,
@@ -198,8 +223,9 @@ def iotfleet_maintenance_window() -> None:
         when,
         schedule_sim_change,
         sims_changed,
-        report(),
+        written,
     )
+    check_window(written)
 
 
 iotfleet_maintenance_window()

@@ -165,9 +165,9 @@ def iotfleet_planned_sim_change() -> None:
     def report(*, ti: Any) -> dict[str, Any]:
         """What happened: approved or rejected, what the apply changed, verified or rolled back.
 
-        :return: ``{"approved", "planned", "applied", "verified", "rolled_back"}``: the approval
+        :return: ``{"approved", "planned", "applied", "verified", "rolled_back", "failed_steps"}``: the approval
             (``False``: rejected, or not answered within a day), each step's counts (``None``: it did not run) and whether the
-            verification saw every SIM at the new status.
+            verification saw every SIM at the new status, and the steps whose task failed.
         :raises RuntimeError: when an approved change did not hold (the apply or the verification
             failed), so that the run fails; the result is then in the XCom ``report``.
         """
@@ -177,22 +177,32 @@ def iotfleet_planned_sim_change() -> None:
         approved = answer.get("chosen_options") == [ApprovalOperator.APPROVE]
         steps = {name: pull_outcome(ti, name) for name in ("plan", "apply", "rollback")}
         verified = ti.xcom_pull(task_ids="verify") is not None
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed_steps = sorted(
+            step for step, state in states.items() if state in ("failed", "upstream_failed")
+        )
         result = {
             "approved": approved,
             "planned": steps["plan"].counts if steps["plan"] else None,
             "applied": steps["apply"].counts if steps["apply"] else None,
             "verified": verified,
             "rolled_back": steps["rollback"].counts if steps["rollback"] else None,
+            "failed_steps": failed_steps,
         }
         lines = [f"approval: {'approved' if approved else 'rejected'}"]
         for name, outcome in steps.items():
             lines.append(f"{name}: {outcome.summary() if outcome else 'did not run'}")
         lines.append(f"verify: {'every SIM at the new status' if verified else 'not verified'}")
+        if failed_steps:
+            lines.append(f"steps failed: {', '.join(failed_steps)}")
         print("\n".join(lines))
         if approved and not verified:
             ti.xcom_push(key="report", value=result)
             rolled_back = steps["rollback"].summary() if steps["rollback"] else "nothing rolled back"
-            raise RuntimeError(f"the change was not verified; rollback: {rolled_back}")
+            raise RuntimeError(
+                f"the change did not hold (steps failed: {', '.join(failed_steps) or 'none'}); "
+                f"rollback: {rolled_back}"
+            )
         return result
 
     chain(sims, plan, summary, approve, apply)

@@ -218,6 +218,12 @@ MAINTENANCE_STEPS = (
 OPERATOR_STEPS = ("force_offline", "upgrade_firmware", "sync_firmware", "schedule_sim_change")
 
 
+def failed_steps(states: dict[str, str]) -> list[str]:
+    """The tasks (``task[map index]`` for mapped ones) of a run that failed, or did not run because
+    a task before them failed, sorted by name."""
+    return sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
+
+
 def _counts(counts: dict[str, int] | None) -> str:
     """``"56 succeeded, 4 unchanged"``, or ``"nothing"`` for a step that did not run."""
     return ", ".join(f"{n} {status}" for status, n in (counts or {}).items() if n) or "nothing"
@@ -244,6 +250,8 @@ def report(results: Results, simulator: Simulator, home: Path) -> bool:
         states = results.task_states(dag_id)
         counts = {s: list(states.values()).count(s) for s in sorted(set(states.values()))}
         print(f"\n{dag_id}: {state.upper()}  (tasks: {', '.join(f'{n} {s}' for s, n in counts.items())})")
+        if failed := failed_steps(states):
+            print(f"  steps failed: {', '.join(failed)}")
         # `airflow dags test` writes each task's log into its own output: one file per DAG run.
         print(f"  task logs: {home / 'logs' / (dag_id + '.log')}")
         if dag_id == "iotfleet_firmware_inventory":

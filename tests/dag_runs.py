@@ -103,6 +103,9 @@ class DagRunResult:
     asset_events: list[tuple[str | None, str, dict[str, Any]]] = field(default_factory=list)
     #: task id as in ``states`` -> its last try number
     tries: dict[str, int] = field(default_factory=dict)
+    #: task id as in ``states`` -> the label the grid shows for a mapped task instance (its
+    #: rendered ``map_index_template``), ``None`` without one
+    map_labels: dict[str, str | None] = field(default_factory=dict)
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
         """The XCom ``key`` of ``task_id``; fails the test when there is none."""
@@ -156,4 +159,7 @@ def read_dag_run(dag_run: Any) -> DagRunResult:
             rendered={_name(row.task_id, row.map_index): dict(row.rendered_fields) for row in rendered},
             asset_events=[(event.source_task_id, event.uri, dict(event.extra)) for event in events],
             tries={_name(ti.task_id, ti.map_index): ti.try_number for ti in tis},
+            map_labels={
+                _name(ti.task_id, ti.map_index): ti.rendered_map_index for ti in tis if ti.map_index >= 0
+            },
         )

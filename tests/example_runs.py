@@ -72,6 +72,8 @@ PLANNED_SIMS = FLEET_SIZE
 SCALE_OUT_LABEL = "wave-7"
 #: The inventory's logical date; the enrichment runs an hour later.
 INVENTORY_DATE = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+#: The ThingSpace connection's ``console_url`` in the session's runs.
+THINGSPACE_CONSOLE_URL = "https://thingspace.example/campaigns/{campaign_id}?account={account_name}"
 #: How often the clock advancer looks at Control Center's scheduled changes, s.
 ADVANCER_POLL_SECONDS = 0.2
 
@@ -345,7 +347,10 @@ def _run_with_recipe(dag: Any, recipe: Recipe, sim: Simulator, book: Book) -> Ex
     conf = recipe.conf(sim) if recipe.conf is not None else {}
     changed_before = sim.state.snapshot()["changed"]
     with pytest.MonkeyPatch.context() as mp:
-        for conn_id, conn in book.default_connections(sim).items():
+        connections = book.default_connections(sim)
+        # A console link template of one's own, followed through to the link the UI shows.
+        connections["verizon_thingspace_default"]["extra"]["console_url"] = THINGSPACE_CONSOLE_URL
+        for conn_id, conn in connections.items():
             mp.setenv(env_name(conn_id), json.dumps(conn))
         bundle_environment(mp, EXAMPLE_DAGS)
         advancer = None

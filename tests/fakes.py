@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_iotfleet.http import Clock
+from airflow_provider_iotfleet.operators.links import CONSOLE_URL_KEY
 
 
 class FakeClock(Clock):
@@ -55,7 +56,12 @@ ICCID_19 = "8944500102198304826"
 
 
 class FakeTaskInstance:
-    """Just enough of a task instance for ``operator.execute(context)``: records XCom pushes."""
+    """Just enough of a task instance for ``operator.execute(context)``: records XCom pushes.
+
+    The console URL a write operator pushes for its link (``operators/links.py``) is kept apart, in
+    :attr:`console_urls`: :attr:`xcom` holds the data a task hands on (its outcome), which the
+    tests compare whole.
+    """
 
     def __init__(self, task_id: str = "task", map_index: int = -1) -> None:
         self.dag_id = "test_dag"
@@ -64,8 +70,12 @@ class FakeTaskInstance:
         self.map_index = map_index
         self.try_number = 1
         self.xcom: dict[str, object] = {}
+        self.console_urls: list[object] = []
 
     def xcom_push(self, key: str, value: object) -> None:
+        if key == CONSOLE_URL_KEY:
+            self.console_urls.append(value)
+            return
         self.xcom[key] = value
 
 

@@ -29,6 +29,7 @@ from airflow_provider_iotfleet.operators.lineage import (
     vendor_namespace,
     write_lineage,
 )
+from airflow_provider_iotfleet.operators.links import push_console_url
 from airflow_provider_iotfleet.outcome import DeviceId, FleetOutcome, OutcomeBuilder, ended
 from airflow_provider_iotfleet.utils import plural
 from airflow_provider_iotfleet.validation import as_flag, validate_share
@@ -273,6 +274,9 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
 
     #: what the outcome's ``operation`` says ("edit_devices", "force_offline").
     operation: ClassVar[str]
+    #: the vendor's console URL template when the connection sets no ``console_url`` (see
+    #: ``operators/links.py``); ``None``: no link unless the connection sets one.
+    console_url_default: ClassVar[str | None] = None
 
     def __init__(self, *, fail_on_error: bool = True, dry_run: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -321,6 +325,7 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
             # Everything is done: a later run of this task instance (cleared, re-run) starts afresh.
             for journal in self.__dict__.pop("_journals", []):
                 journal.clear()
+        push_console_url(self, context, outcome)
         xcom = outcome.to_xcom()
         self.remember_lineage(xcom)
         if outcome.not_done and self.fail_on_error:
@@ -338,6 +343,11 @@ class IoTFleetWriteOperator(IoTFleetBaseOperator[HookT]):
         :func:`~airflow_provider_iotfleet.operators.lineage.write_lineage`)."""
         account, name = self.lineage_dataset(result)
         return write_lineage(vendor_namespace(self.hook.client_options["base_url"]), account, name, result)
+
+    def console_link_fields(self, outcome: FleetOutcome) -> dict[str, str] | None:
+        """The values of the console URL's placeholders for what this run changed (see
+        ``operators/links.py``); ``None`` (the default): nothing to link to."""
+        return None
 
     def new_outcome(self, requested: int, *, order: Sequence[DeviceId] | None = None) -> OutcomeBuilder:
         """A builder for this operation's outcome over ``requested`` distinct devices.

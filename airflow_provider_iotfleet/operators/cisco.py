@@ -14,6 +14,7 @@ from airflow_provider_iotfleet.hooks.cisco.rules import cisco_change_problems, v
 from airflow_provider_iotfleet.http import Outcome
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
 from airflow_provider_iotfleet.operators.lineage import vendor_namespace
+from airflow_provider_iotfleet.operators.links import ControlCenterDeviceLink
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder, Status
 from airflow_provider_iotfleet.utils import distinct
 from airflow_provider_iotfleet.validation import Problems, as_item_list, as_mapping, validate_iccids
@@ -83,6 +84,7 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
     """
 
     hook_class = CiscoControlCenterHook
+    operator_extra_links = (ControlCenterDeviceLink(),)
     operation = "edit_devices"
     template_fields = ("iccids", "changes", "edits", "effective_date", "dry_run")
     template_fields_renderers = {"changes": "json", "edits": "json"}
@@ -184,6 +186,11 @@ class CiscoControlCenterEditDevicesOperator(IoTFleetWriteOperator[CiscoControlCe
                 outcome.add(status_of[iccid], iccid)
         _record_before(outcome, results, status_of)
         return outcome.build(effective_date=effective_date)
+
+    def console_link_fields(self, outcome: FleetOutcome) -> dict[str, str] | None:
+        """The first SIM the run changed or scheduled, for the 'Control Center' link."""
+        changed = outcome.ids("succeeded", "scheduled")
+        return {"iccid": str(changed[0])} if changed else None
 
     def plan(self, context: Context) -> FleetOutcome:
         """Validate as :meth:`operate` does, read each device once, and return what the edit would

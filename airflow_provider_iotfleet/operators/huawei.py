@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_iotfleet.exceptions import IoTFleetNotAttemptedError
 from airflow_provider_iotfleet.hooks.huawei import DEFAULT_MAX_DEVICES_PER_REQUEST, HuaweiRomaConnectHook
 from airflow_provider_iotfleet.hooks.huawei.answers import ForceOfflineResult
+from airflow_provider_iotfleet.hooks.huawei.connection import DEFAULT_CONSOLE_URL
 from airflow_provider_iotfleet.hooks.huawei.planning import plan_force_offline
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.operators.links import RomaInstanceLink
 from airflow_provider_iotfleet.outcome import FleetOutcome, OutcomeBuilder
 from airflow_provider_iotfleet.utils import chunks, distinct
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_roma_device_ids
@@ -50,6 +52,8 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
     """
 
     hook_class = HuaweiRomaConnectHook
+    operator_extra_links = (RomaInstanceLink(),)
+    console_url_default = DEFAULT_CONSOLE_URL
     operation = "force_offline"
     template_fields = ("device_ids", "dry_run")
 
@@ -82,6 +86,13 @@ class HuaweiRomaForceOfflineOperator(IoTFleetWriteOperator[HuaweiRomaConnectHook
         """``(instance id, "instances/<instance id>/devices")``: the connection's ROMA Connect instance."""
         instance_id = self.hook.settings.get_str("instance_id") or ""
         return instance_id, f"instances/{instance_id}/devices"
+
+    def console_link_fields(self, outcome: FleetOutcome) -> dict[str, str] | None:
+        """The connection's instance, for the 'ROMA Connect instance' link, when any device was sent."""
+        if not outcome.requested:
+            return None
+        settings = self.hook.settings
+        return {key: settings.get_str(key) or "" for key in ("region", "project_id", "instance_id")}
 
     def plan(self, context: Context) -> FleetOutcome:
         """Read the devices' online status (see :func:`plan_force_offline`) and return what a real

@@ -13,8 +13,10 @@ from airflow_provider_iotfleet.hooks.paloalto import (
     PaloAltoIoTSecurityHook,
     validate_cellular_devices,
 )
+from airflow_provider_iotfleet.hooks.paloalto.connection import DEFAULT_CONSOLE_URL
 from airflow_provider_iotfleet.hooks.paloalto.reads import planned_changes
 from airflow_provider_iotfleet.operators.base import IoTFleetWriteOperator
+from airflow_provider_iotfleet.operators.links import IoTSecurityInventoryLink
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks, distinct, plural
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_whole_number
@@ -79,6 +81,8 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
     """
 
     hook_class = PaloAltoIoTSecurityHook
+    operator_extra_links = (IoTSecurityInventoryLink(),)
+    console_url_default = DEFAULT_CONSOLE_URL
     operation = "bulk_update"
     template_fields = ("devices", "update_source", "customer_id", "dry_run")
     template_fields_renderers = {"devices": "json"}
@@ -127,6 +131,12 @@ class PaloAltoIoTBulkUpdateOperator(IoTFleetWriteOperator[PaloAltoIoTSecurityHoo
             return tsg_id, f"tsgs/{tsg_id}/devices"
         customer_id = self.customer_id or self.hook.customer_id
         return customer_id, f"customers/{customer_id}/devices"
+
+    def console_link_fields(self, outcome: FleetOutcome) -> dict[str, str] | None:
+        """The tenant, for the 'IoT Security inventory' link, when any device was sent."""
+        if not outcome.requested:
+            return None
+        return {"customer_id": self.customer_id or self.hook.customer_id}
 
     def plan(self, context: Context) -> FleetOutcome:
         """Read the device list back (:meth:`PaloAltoIoTSecurityHook.read_devices`) and return what

@@ -16,6 +16,7 @@ from airflow_provider_iotfleet.hooks.verizon.answers import (
     EnsuredCampaign,
     FirmwareSyncResult,
 )
+from airflow_provider_iotfleet.hooks.verizon.connection import DEFAULT_CONSOLE_URL
 from airflow_provider_iotfleet.hooks.verizon.rules import MAX_SYNC_IMEIS, CampaignRequest
 from airflow_provider_iotfleet.operators.base import (
     IoTFleetWriteOperator,
@@ -27,6 +28,7 @@ from airflow_provider_iotfleet.operators.fota_export import (
     VerizonThingSpaceFotaDevicesOperator,
 )
 from airflow_provider_iotfleet.operators.lineage import account_devices
+from airflow_provider_iotfleet.operators.links import ThingSpaceCampaignLink
 from airflow_provider_iotfleet.outcome import FleetOutcome
 from airflow_provider_iotfleet.utils import chunks
 from airflow_provider_iotfleet.validation import as_item_list, validate_batch_size, validate_imeis
@@ -237,6 +239,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
     hook_class = VerizonThingSpaceHook
     operation = "upgrade_firmware"
     unit = "IMEI"
+    operator_extra_links = (ThingSpaceCampaignLink(),)
+    console_url_default = DEFAULT_CONSOLE_URL
     template_fields = (
         "imeis",
         "firmware_name",
@@ -424,6 +428,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         outcome.add_many("scheduled", [imei for imei in ensured.scheduled if imei not in already])
         outcome.add_many("unchanged", [imei for imei in ensured.scheduled if imei in already])
         return outcome.build(**details)
+
+    def console_link_fields(self, outcome: FleetOutcome) -> dict[str, str] | None:
+        """The campaign for the 'ThingSpace campaign' link, when one was scheduled or reused."""
+        campaign_id = outcome.details.get("campaign_id")
+        if not campaign_id:
+            return None
+        return {"campaign_id": str(campaign_id), "account_name": str(outcome.details["account_name"])}
 
     def _remember(self, account: str, campaign_id: str) -> None:
         self._scheduled = (account, campaign_id)

@@ -38,8 +38,8 @@ DEMO_FLEET = 300
 TASKS = {
     "iotfleet_firmware_inventory": 2,
     "iotfleet_cellular_enrichment": 8,  # 2 + 3 mapped batches of 100 SIMs, twice
-    # 4 operators, 4 sensors, devices_upgraded, effective_date, sims_to_wait_for, report
-    "iotfleet_maintenance_window": 12,
+    # 4 operators, 4 sensors, devices_upgraded, effective_date, sims_to_wait_for, report, check_window
+    "iotfleet_maintenance_window": 13,
     "iotfleet_fleet_scale_out": 5,  # sim_batches, 3 mapped label_batch, report
     # approved and verified: nothing to roll back
     "iotfleet_planned_sim_change": {"success": 8, "skipped": 2},

@@ -76,6 +76,7 @@ EDGES = {
         ("schedule_sim_change", "sims_to_wait_for"),
         ("sims_to_wait_for", "wait_sim_change"),
         ("wait_sim_change", "report"),
+        ("report", "check_window"),
     },
     SCALE_OUT: {("sim_batches", "label_batch"), ("label_batch", "report")},
     CAMPAIGN_FINISHED: set(),
@@ -218,11 +219,17 @@ def test_the_scale_out_batches_share_the_tenant_through_one_pool(example_bag: An
 class PulledXComs:
     """A task instance's ``xcom_pull`` over a dict of ``(task id, key) -> value``."""
 
-    def __init__(self, values: dict[tuple[str, str], Any]) -> None:
+    dag_id, run_id = "dag", "run"
+
+    def __init__(self, values: dict[tuple[str, str], Any], states: dict[str, str] | None = None) -> None:
         self.values = values
+        self.states = states or {}
 
     def xcom_pull(self, task_ids: str, key: str = "return_value", **_: Any) -> Any:
         return self.values.get((task_ids, key))
+
+    def get_task_states(self, *, dag_id: str, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        return {self.run_id: self.states}
 
 
 def test_the_maintenance_report_names_unreachable_devices_of_a_wait_that_failed(example_bag: Any) -> None:
@@ -233,6 +240,28 @@ def test_the_maintenance_report_names_unreachable_devices_of_a_wait_that_failed(
     result = report(ti=PulledXComs({("wait_offline", "outcome"): wait}))
     assert result["failed"]["wait_offline"] == ["2: unreachable (not_found)"]
     assert result["waits_done"]["wait_offline"] is True
+
+
+def test_the_maintenance_report_names_the_steps_that_failed_and_the_check_fails_the_run(
+    example_bag: Any,
+) -> None:
+    tasks = example_bag.dags[MAINTENANCE].task_dict
+    states = {"force_offline": "success", "wait_offline": "failed", "upgrade_firmware": "upstream_failed"}
+    report = tasks["report"].python_callable(ti=PulledXComs({}, states))
+    assert report["failed_steps"] == ["upgrade_firmware", "wait_offline"]
+
+    with pytest.raises(RuntimeError) as caught:
+        tasks["check_window"].python_callable(report)
+    assert str(caught.value) == (
+        "the maintenance window did not go through: steps failed: upgrade_firmware, wait_offline "
+        "(see the report)"
+    )
+    devices_failed = {**report, "failed_steps": [], "failed": {"force_offline": ["failed: 1 device"]}}
+    with pytest.raises(RuntimeError, match="devices failed in: force_offline"):
+        tasks["check_window"].python_callable(devices_failed)
+    assert (
+        tasks["check_window"].python_callable({"failed_steps": [], "failed": {"sync_firmware": []}}) is None
+    )
 
 
 def test_the_scale_out_report_fails_naming_the_sims_not_labelled(example_bag: Any) -> None:
@@ -558,6 +587,7 @@ def test_the_maintenance_window_takes_every_device_through_every_step(example_ru
             "sims_to_wait_for",
             "wait_sim_change",
             "report",
+            "check_window",
         ],
         "success",
     )
@@ -688,14 +718,17 @@ def test_the_maintenance_report_names_exactly_the_devices_that_failed(failed_win
     conf, result = failed_window.conf, failed_window.result
     offline_id, missing = failed_window.offline_id, failed_window.missing
 
-    # Nothing fails the run: what could not be done is in the outcomes (fail_on_error=False on both
-    # writes) and the report lists it; the Cisco wait is for the SIMs Control Center took.
-    assert set(result.states.values()) == {"success"}
+    # Every step did its part for the devices it could (fail_on_error=False on both writes): what
+    # could not be done is in the outcomes and the report lists it; the Cisco wait is for the SIMs
+    # Control Center took. The check after the report then fails the run, so that it shows failed.
+    assert set(result.states.values()) == {"success", "failed"}
+    assert [task for task, state in result.states.items() if state == "failed"] == ["check_window"]
     assert result.tries["schedule_sim_change"] == 1  # not retried: a retry would schedule twice
-    assert result.state == "success"
+    assert result.state == "failed"
     assert result.xcom("sims_to_wait_for") == conf["iccids"][:2]
 
     report = result.xcom("report")
+    assert report["failed_steps"] == []
     failed = report["failed"]
     # The device already offline is as asked: unchanged, in no failure line.
     assert failed["force_offline"] == []
@@ -802,3 +835,43 @@ def test_the_campaign_finished_dag_reports_the_campaign_its_params_name_without_
         "failed_examples": report["failed_examples"],
     }
     assert report["finished"] == len(devices) == 3  # the window upgraded its three devices
+
+
+def test_mapped_tasks_show_their_batch_and_size_in_the_grid(example_runs: ExampleRuns) -> None:
+    """The labels the grid shows instead of [0], [1], [2] (each task's rendered map_index_template)."""
+    scale_out = example_runs.runs[SCALE_OUT].result
+    assert scale_out.map_labels == {
+        "label_batch[0]": "batch 1: 60 SIMs",
+        "label_batch[1]": "batch 2: 60 SIMs",
+        "label_batch[2]": "batch 3: 30 SIMs",
+    }
+    enrichment = example_runs.runs[ENRICHMENT].result
+    devices = [len(enrichment.xcom(f"carrier_records[{k}]")) for k in range(3)]
+    assert enrichment.map_labels == {
+        "carrier_records[0]": "batch 1: 60 SIMs",
+        "carrier_records[1]": "batch 2: 60 SIMs",
+        "carrier_records[2]": "batch 3: 30 SIMs",
+        **{f"push_to_iot_security[{k}]": f"batch {k + 1}: {devices[k]} devices" for k in range(3)},
+    }
+
+
+@pytest.mark.slow
+@E2E_TIMEOUT
+def test_each_write_task_shows_its_console_link(example_runs: ExampleRuns) -> None:
+    """What the task's page links to: the URL Airflow stored for the UI when the task ended."""
+    window = example_runs.runs[MAINTENANCE].result
+    upgrade = window.xcom("upgrade_firmware")
+    assert window.xcom("upgrade_firmware", "_link_ThingSpaceCampaignLink") == (
+        f"https://thingspace.example/campaigns/{upgrade['campaign_id']}?account={upgrade['account_name']}"
+    )
+    assert window.xcom("force_offline", "_link_RomaInstanceLink").startswith(
+        "https://console.huaweicloud.com/roma/?region="
+    )
+    # Control Center has no public console address: no link unless the connection sets one.
+    assert window.xcom("schedule_sim_change", "_link_ControlCenterDeviceLink") == ""
+    enrichment = example_runs.runs[ENRICHMENT].result
+    links = {
+        enrichment.xcom(f"push_to_iot_security[{k}]", "_link_IoTSecurityInventoryLink") for k in range(3)
+    }
+    assert len(links) == 1
+    assert links.pop().endswith(".iot.paloaltonetworks.com")

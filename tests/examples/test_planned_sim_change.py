@@ -153,6 +153,7 @@ def test_approved_the_apply_changes_exactly_what_the_plan_listed(example_runs: E
         "applied": apply["counts"],
         "verified": True,
         "rolled_back": None,
+        "failed_steps": [],
     }
 
 
@@ -180,6 +181,7 @@ def test_rejected_nothing_after_the_approval_runs_and_nothing_is_written(rejecte
         "applied": None,
         "verified": False,
         "rolled_back": None,
+        "failed_steps": [],
     }
 
 
@@ -221,4 +223,5 @@ def test_a_failed_verification_rolls_every_changed_sim_back(rolled_back: Planned
         "applied": apply["counts"],
         "verified": False,
         "rolled_back": rollback["counts"],
+        "failed_steps": ["verify"],
     }

@@ -17,6 +17,14 @@ CONNECTION_FORM = ConnectionForm(
     fields={
         "api_version": {"label": "API version", "schema": {"type": ["integer", "null"], "default": 1}},
         "requests_per_second": rate_field("second", DEFAULT_REQUESTS_PER_SECOND),
+        "console_url": {
+            "label": "Console link (URL template)",
+            "description": "Where an edit task's 'Control Center' link goes, e.g. your company's "
+            "Control Center address; may use {iccid} (the first SIM the task changed). Each "
+            "company has its own Control Center address and the SIM page's format is not public, "
+            "so there is no default: without it, tasks show no link.",
+            "schema": {"type": ["string", "null"]},
+        },
         "max_concurrency": {
             "label": "Calls in flight at once",
             "description": "Control Center allows one active call per account unless your "

@@ -9,6 +9,8 @@ from airflow_provider_iotfleet.forms import REQUIRED_STRING, ConnectionForm, rat
 
 #: The connection's ``requests_per_second`` when it sets none (Huawei publishes no limit).
 DEFAULT_REQUESTS_PER_SECOND = 10
+#: The console a force-offline task's link opens when the connection sets no ``console_url``.
+DEFAULT_CONSOLE_URL = "https://console.huaweicloud.com/roma/?region={region}"
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="huawei_roma",
@@ -46,6 +48,14 @@ CONNECTION_FORM = ConnectionForm(
             "schema": {"type": ["string", "null"], "format": "password"},
         },
         "requests_per_second": rate_field("second", DEFAULT_REQUESTS_PER_SECOND),
+        "console_url": {
+            "label": "Console link (URL template)",
+            "description": "Where a force-offline task's 'ROMA Connect instance' link goes; may use "
+            "{region}, {project_id} and {instance_id}. The address of an instance's page is not "
+            "public: the default opens ROMA Connect in the region's console (use "
+            "console-intl.huaweicloud.com outside China).",
+            "schema": {"type": ["string", "null"], "default": DEFAULT_CONSOLE_URL},
+        },
     },
     relabeling={"login": "AK / IAM user name", "password": "SK / IAM password"},
     placeholders={"host": "https://roma.cn-north-4.myhuaweicloud.com"},

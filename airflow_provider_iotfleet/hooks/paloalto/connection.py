@@ -12,6 +12,8 @@ SCM_TOKEN_URL = "https://auth.apps.paloaltonetworks.com/oauth2/access_token"  # 
 DEFAULT_REQUESTS_PER_MINUTE = 180
 #: The connection's ``device_reads_per_minute`` when it sets none: the published limit of device reads.
 DEFAULT_DEVICE_READS_PER_MINUTE = 60
+#: The console a bulk update task's link opens when the connection sets no ``console_url``.
+DEFAULT_CONSOLE_URL = "https://{customer_id}.iot.paloaltonetworks.com"
 
 CONNECTION_FORM = ConnectionForm(
     conn_type="paloalto_iot",
@@ -40,6 +42,13 @@ CONNECTION_FORM = ConnectionForm(
             "description": "Client-side limit of device list reads (a dry run's read-back); "
             "IoT Security publishes 60.",
             "schema": {"type": ["number", "null"], "default": DEFAULT_DEVICE_READS_PER_MINUTE},
+        },
+        "console_url": {
+            "label": "Console link (URL template)",
+            "description": "Where a bulk update task's 'IoT Security inventory' link goes; may use "
+            "{customer_id}. The default opens the tenant's portal; the inventory page's address is "
+            "not public.",
+            "schema": {"type": ["string", "null"], "default": DEFAULT_CONSOLE_URL},
         },
     },
     relabeling={"login": "Key ID / client ID", "password": "Access key / client secret"},

@@ -8,6 +8,8 @@ from __future__ import annotations
 from airflow_provider_iotfleet.forms import REQUIRED_STRING, ConnectionForm, rate_field
 
 DEFAULT_HOST = "https://thingspace.verizon.com"
+#: The console an upgrade task's link opens when the connection sets no ``console_url``.
+DEFAULT_CONSOLE_URL = "https://thingspace.verizon.com"
 #: The connection's ``requests_per_second`` when it sets none (ThingSpace publishes no limit).
 DEFAULT_REQUESTS_PER_SECOND = 10
 
@@ -35,6 +37,14 @@ CONNECTION_FORM = ConnectionForm(
             "schema": {"type": ["string", "null"]},
         },
         "requests_per_second": rate_field("second", DEFAULT_REQUESTS_PER_SECOND),
+        "console_url": {
+            "label": "Console link (URL template)",
+            "description": "Where a firmware upgrade task's 'ThingSpace campaign' link goes; may use "
+            "{campaign_id} and {account_name}. The address of a campaign's page is not public: "
+            "the default opens the console; put your console's campaign address here, with those "
+            "placeholders, to go to the campaign.",
+            "schema": {"type": ["string", "null"], "default": DEFAULT_CONSOLE_URL},
+        },
     },
     relabeling={"login": "OAuth key", "password": "OAuth secret"},
     placeholders={"host": DEFAULT_HOST},
