@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+#: Where the project lives; ``[project.urls]`` in pyproject.toml repeats these (a test checks they agree).
+SOURCE_URL = "https://github.com/iotfleet/airflow-provider-iotfleet"
+DOCUMENTATION_URL = "https://airflow-provider-iotfleet.readthedocs.io/"
+CHANGELOG_URL = f"{SOURCE_URL}/blob/main/CHANGELOG.md"
+ISSUES_URL = f"{SOURCE_URL}/issues"
+
 _HOOKS = "airflow_provider_iotfleet.hooks"
 _OPERATORS = "airflow_provider_iotfleet.operators"
 _SENSORS = "airflow_provider_iotfleet.sensors"
@@ -26,6 +32,11 @@ _INTEGRATIONS = {
     "huawei": "Huawei Cloud ROMA Connect",
     "verizon": "Verizon ThingSpace",
 }
+
+
+def how_to_guide_url(vendor: str) -> str:
+    """Return the URL of the docs site's how-to page for ``vendor`` (a module name: ``cisco``)."""
+    return f"{DOCUMENTATION_URL}en/latest/howto/{vendor}.html"
 
 
 #: The hook class of each vendor package (whose ``connection`` module declares its form).
@@ -77,7 +88,15 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Run cellular IoT fleet operations on Palo Alto Networks IoT Security, Cisco IoT "
         "Control Center, Huawei Cloud ROMA Connect and Verizon ThingSpace from Airflow.",
         "versions": [__version__],
-        "integrations": [{"integration-name": name, "tags": ["service"]} for name in _INTEGRATIONS.values()],
+        "integrations": [
+            {
+                "integration-name": name,
+                "external-doc-url": how_to_guide_url(vendor),
+                "how-to-guide": [how_to_guide_url(vendor)],
+                "tags": ["service"],
+            }
+            for vendor, name in _INTEGRATIONS.items()
+        ],
         "hooks": _modules(_HOOKS),
         "operators": _modules(_OPERATORS),
         "sensors": _modules(_SENSORS, skip=_WITHOUT_WAITS),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# _redact: the function Airflow's log processors use to mask registered secrets.
-from airflow.sdk._shared.secrets_masker import redact as _redact
 from airflow.sdk.log import mask_secret
 
 try:  # Task SDK 1.3+ (Airflow 3.3+), async supervisor comms: masking from a coroutine must not block the loop
@@ -14,6 +12,20 @@ except ImportError:  # pragma: no cover - Task SDK 1.2 (Airflow 3.2) masks local
 
     async def amask_secret(secret: Any, name: str | None = None) -> None:  # type: ignore[misc]
         mask_secret(secret, name)
+
+
+#: Where :func:`redact` comes from. The Task SDK exports no redaction function of its own (its
+#: ``redact`` lives in the private ``airflow.sdk._shared.secrets_masker``); the common.compat provider,
+#: which every Airflow 3 installs, re-exports it and follows it when Airflow moves it. The private
+#: module is the fallback for a common.compat too old to have it; tests/unit/test_compat.py fails,
+#: naming both, when either stops providing it.
+REDACT_PUBLIC_MODULE = "airflow.providers.common.compat.sdk"
+REDACT_PRIVATE_MODULE = "airflow.sdk._shared.secrets_masker"
+
+try:
+    from airflow.providers.common.compat.sdk import redact as _redact
+except ImportError:  # pragma: no cover - common.compat releases before it re-exported redact
+    from airflow.sdk._shared.secrets_masker import redact as _redact
 
 
 def redact(text: str) -> str:

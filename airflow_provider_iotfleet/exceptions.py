@@ -260,6 +260,8 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         never runs with part of its devices), else ``None``.
     :ivar refused: ``{imei: the vendor's reason}`` for the devices the vendor refused one by one in an
         answer (the others of :attr:`devices` were in or after a request that failed as a whole).
+    :ivar not_sent: the devices of :attr:`devices` in the requests after the one that failed, which
+        were never sent.
     """
 
     def __init__(
@@ -270,12 +272,14 @@ class IoTFleetCampaignDevicesError(IoTFleetVendorResponseError):
         # message alone before they restore its fields: without one, that raised TypeError.
         devices: Sequence[str] = (),
         refused: Mapping[str, str] | None = None,
+        not_sent: Sequence[str] = (),
         campaign_status: str | None = None,
         **details: Unpack[ErrorDetails],
     ) -> None:
         super().__init__(message, **details)
         self.devices = list(devices)
         self.refused = dict(refused or {})
+        self.not_sent = list(not_sent)
         self.campaign_status = campaign_status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from importlib import import_module
@@ -13,6 +14,21 @@ ItemT = TypeVar("ItemT")
 def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
     """Return ``"1 device"`` / ``"3 devices"``."""
     return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'ipAddress'?)`` naming the choice closest to ``name``, or ``""`` when
+    none is close. Case, ``_`` and ``-`` are ignored when comparing: ``ip_address`` finds ``ipAddress``.
+    """
+    if not isinstance(name, str):
+        return ""
+
+    def folded(word: str) -> str:
+        return word.lower().replace("_", "").replace("-", "")
+
+    by_folded = {folded(choice): choice for choice in sorted(choices)}
+    close = difflib.get_close_matches(folded(name), list(by_folded), n=1)
+    return f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
 
 
 def distinct(items: Iterable[ItemT], key: Callable[[ItemT], Hashable]) -> tuple[list[ItemT], int]:

@@ -79,7 +79,9 @@ class IoTFleetBaseHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection, read once and its secrets registered with Airflow's secret masker."""
-        settings = ConnectionSettings.from_connection(self.get_connection(self.conn_id), self.hook_name)
+        settings = ConnectionSettings.from_connection(
+            self.get_connection(self.conn_id), self.hook_name, self.conn_type
+        )
         for secret in self._secrets(settings):
             mask_secret(secret)
         return settings
@@ -93,7 +95,7 @@ class IoTFleetBaseHook(BaseHook):
             async with self.__dict__.setdefault("_settings_read", asyncio.Lock()):
                 if "settings" not in self.__dict__:
                     connection = await self.aget_connection(self.conn_id)
-                    settings = ConnectionSettings.from_connection(connection, self.hook_name)
+                    settings = ConnectionSettings.from_connection(connection, self.hook_name, self.conn_type)
                     for secret in self._secrets(settings):
                         await amask_secret(secret)
                     self.__dict__["settings"] = settings

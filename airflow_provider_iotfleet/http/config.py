@@ -134,8 +134,23 @@ class ConnectionSettings:
     extras: Mapping[str, Any] = field(repr=False)
 
     @classmethod
-    def from_connection(cls, conn: Connection, vendor: str) -> ConnectionSettings:
-        """Build settings from an Airflow ``Connection`` to ``vendor`` (a display name for errors)."""
+    def from_connection(
+        cls, conn: Connection, vendor: str, conn_type: str | None = None
+    ) -> ConnectionSettings:
+        """Build settings from an Airflow ``Connection`` to ``vendor`` (a display name for errors).
+
+        :param conn_type: the connection type the hook reads (``cisco_control_center``); a connection
+            of another type is refused, so that its missing fields are not reported one by one.
+        :return: the connection's fields and extras, read once.
+        :raises IoTFleetConfigurationError: for a connection of another type than ``conn_type``, naming
+            both, or an extra that is not a JSON object.
+        """
+        if conn_type and conn.conn_type and conn.conn_type != conn_type:
+            raise IoTFleetConfigurationError(
+                f"Connection {conn.conn_id!r} is of type {conn.conn_type!r}, expected {conn_type!r} "
+                f"({vendor}): pass the id of a {vendor} connection, or change this one's type",
+                vendor=vendor,
+            )
         extras = conn.extra_dejson
         if not isinstance(extras, Mapping):
             raise IoTFleetConfigurationError(

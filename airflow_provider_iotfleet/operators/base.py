@@ -568,10 +568,15 @@ def _failure_message(outcome: FleetOutcome, unit: str) -> str:
         + (f": {_shorten(error.message)}" if error.message and error.message != error.error_code else "")
         for error in outcome.errors
     )
-    all_tried = all(error.attempted for error in outcome.errors)
+    not_sent = sum(len(error.devices) for error in outcome.errors if not error.attempted)
+    tried = (
+        f"Every {unit} was tried; "
+        if not not_sent
+        else f"{outcome.requested - not_sent} of {plural(outcome.requested, unit)} tried, {not_sent} not sent; "
+    )
     return (
         f"{outcome.not_done} of {plural(outcome.requested, unit)} not done: {ended(groups)} "
-        + (f"Every {unit} was tried; " if all_tried else f"Every {unit} not marked 'not sent' was tried; ")
+        + tried
         + f"the outcome is in XCom key {OUTCOME_KEY!r} (set fail_on_error=False to succeed with failures)"
     )
 

@@ -9,7 +9,11 @@ from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_iotfleet.exceptions import IoTFleetError
+from airflow_provider_iotfleet.exceptions import (
+    IoTFleetError,
+    IoTFleetNotAttemptedError,
+    IoTFleetValidationError,
+)
 from airflow_provider_iotfleet.hooks.verizon import VerizonThingSpaceHook
 from airflow_provider_iotfleet.hooks.verizon.answers import (
     MISSING_FROM_ANSWER,
@@ -234,6 +238,8 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         another reason. A killed task cancels it in any case.
     :param verizon_thingspace_conn_id: the Airflow connection.
     :param dry_run: read only and return what the upgrade would do (templated; see above).
+    :raises IoTFleetValidationError: when the DAG is parsed, if neither ``firmware_name`` nor both of
+        ``firmware_from`` and ``firmware_to`` are given.
     """
 
     hook_class = VerizonThingSpaceHook
@@ -273,6 +279,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=verizon_thingspace_conn_id, **kwargs)
+        # Checked when the DAG is parsed, not when the task runs: an argument left out cannot be
+        # filled in by a template (a templated one is checked when rendered).
+        if firmware_name is None and (firmware_from is None or firmware_to is None):
+            raise IoTFleetValidationError(
+                f"{self.task_id}: the upgrade names no firmware",
+                ["give firmware_name, or firmware_from and firmware_to"],
+            )
         self.imeis = imeis
         self.firmware_name = firmware_name
         self.firmware_from = firmware_from
@@ -414,12 +427,13 @@ class VerizonThingSpaceFirmwareUpgradeOperator(IoTFleetWriteOperator[VerizonThin
             # refused; the others fail too when the campaign was cancelled (it never runs with part
             # of its devices), or stay scheduled in it when cancelling failed.
             reasons = ensured.left_out
-            not_added = set(error.devices)
+            not_added, not_sent = set(error.devices), set(error.not_sent)
+            never_sent = IoTFleetNotAttemptedError.after(error)
             for imei in imeis:
                 if imei in error.refused:
                     outcome.refuse([imei], None, reasons[imei])
                 elif imei in not_added:
-                    outcome.fail([imei], error)
+                    outcome.fail([imei], never_sent if imei in not_sent else error)
             if ensured.cancelled:
                 rest = [imei for imei in imeis if imei not in not_added | ensured.ineligible.devices]
                 outcome.refuse(rest, "campaign_cancelled", ensured.cancelled_reason)

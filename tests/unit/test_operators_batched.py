@@ -665,7 +665,7 @@ def test_pan_refused_key_stops_the_run(paloalto_connection: None, requests_mock:
     message = str(caught.value)
     assert message.startswith("5 of 5 devices not done: 2 failed with 403 (HTTP 403): ")
     assert "; 3 failed (not sent) with 403 (HTTP 403): not attempted after an earlier error: " in message
-    assert "Every device not marked 'not sent' was tried" in message
+    assert "2 of 5 devices tried, 3 not sent; " in message
 
 
 def test_pan_throttling_beyond_what_is_worth_waiting_for_stops_the_run(

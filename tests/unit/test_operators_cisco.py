@@ -902,7 +902,7 @@ def test_a_wrong_api_key_gives_the_refusal_and_the_devices_not_sent_as_two_group
         "3 failed (not sent) with 10000001 (HTTP 401): not attempted after an earlier error: "
     )
     assert "Every device was tried" not in message  # three were not sent
-    assert "Every device not marked 'not sent' was tried" in message
+    assert "1 of 4 devices tried, 3 not sent; " in message
     assert [line.split(": ")[1] for line in lines(events, "error")] == ["failed", "failed (not sent)"]
 
 

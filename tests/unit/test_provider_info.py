@@ -204,8 +204,8 @@ def test_every_extra_a_hook_reads_is_on_the_connection_form(
 
     original = ConnectionSettings.from_connection.__func__  # type: ignore[attr-defined]
 
-    def recording(cls: type, conn: object, vendor: str) -> ConnectionSettings:
-        settings = original(cls, conn, vendor)
+    def recording(cls: type, conn: object, vendor: str, conn_type: str | None = None) -> ConnectionSettings:
+        settings = original(cls, conn, vendor, conn_type)
         object.__setattr__(settings, "extras", _RecordingExtras(settings.extras))
         return settings
 

@@ -1283,6 +1283,40 @@ def test_an_upgrade_whose_add_fails_fails_every_device_of_its_cancelled_campaign
     assert_cancelled_and_nothing_else_left(fake)
 
 
+def test_devices_of_adds_after_the_one_that_failed_are_reported_not_sent(
+    fake: FakeCampaigns, clock: FakeClock
+) -> None:
+    # 2,500 devices: the schedule takes 1,000, the first add 1,000 (refused), the second add 500
+    # would follow, but is never sent: the task's error counts them apart from those tried.
+    devices = imeis(2 * MAX_CAMPAIGN_IMEIS + 500)
+    first_add, never_sent = (
+        devices[MAX_CAMPAIGN_IMEIS : 2 * MAX_CAMPAIGN_IMEIS],
+        devices[2 * MAX_CAMPAIGN_IMEIS :],
+    )
+    fake.refuse[f"PUT /campaigns/firmware/{ACCOUNT}/"] = (400, INVALID_DEVICE_LIST)
+
+    outcome, message = failed_upgrade(large_upgrade(clock, devices), devices)
+
+    code = INVALID_DEVICE_LIST["errorCode"]
+    assert outcome["errors"] == [
+        group(code, 400, "Invalid device list", first_add),
+        group(
+            code,
+            400,
+            "not attempted after an earlier error: Invalid device list",
+            never_sent,
+            attempted=False,
+        ),
+        cancelled(devices[:MAX_CAMPAIGN_IMEIS], 1500),
+    ]
+    assert [wire.json()["deviceList"] for wire in fake.requests("PUT", ADD_PATH)] == [first_add]
+    assert "Every IMEI was tried" not in message
+    assert message.endswith(
+        "2000 of 2500 IMEIs tried, 500 not sent; the outcome is in XCom key 'outcome' "
+        "(set fail_on_error=False to succeed with failures)"
+    )
+
+
 def test_without_fail_on_error_a_cancelled_campaign_is_the_returned_outcome(
     fake: FakeCampaigns, clock: FakeClock
 ) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_iotfleet.exceptions import IoTFleetValidationError
+from airflow_provider_iotfleet.utils import did_you_mean
 from airflow_provider_iotfleet.validation import (
     Problems,
     as_nonempty_list,
@@ -102,7 +103,10 @@ def cisco_change_problems(changes: Any, prefix: str = "changes") -> list[str]:
             problems.append(f"{where}: pass the date as effective_date, not inside the changes")
             continue
         if field not in CISCO_EDITABLE_FIELDS:
-            problems.append(f"{where}: Control Center has no editable field {field!r}")
+            problems.append(
+                f"{where}: Control Center has no editable field {field!r}"
+                + did_you_mean(field, CISCO_EDITABLE_FIELDS)
+            )
             continue
         if not isinstance(value, str):
             problems.append(f"{where}: must be a string, got {type(value).__name__}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_provider_iotfleet.utils import did_you_mean
 from airflow_provider_iotfleet.validation import (
     CONTROL_CHARACTER,
     DOTTED_QUAD,
@@ -69,7 +70,7 @@ def validate_cellular_devices(devices: Any, name: str = "devices") -> list[dict[
             if value is None or value == "":
                 continue
             if not isinstance(key, str) or key not in PALOALTO_DEVICE_FIELDS:
-                problems.add(f"{where}: unknown field {key!r}")
+                problems.add(f"{where}: unknown field {key!r}" + did_you_mean(key, PALOALTO_DEVICE_FIELDS))
             elif isinstance(value, bool) or not isinstance(value, str | int):
                 problems.add(f"{where}.{key}: must be a string, got {type(value).__name__}")
             elif problem := control_character_problem(str(value)):

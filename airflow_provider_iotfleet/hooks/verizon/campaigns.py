@@ -370,6 +370,7 @@ class FirmwareCampaigns(ThingSpaceBaseHook):
                     f"{campaign_id}: {error.message}",
                     devices=left_out,
                     refused=refused,
+                    not_sent=[imei for later in batches[position + 1 :] for imei in later],
                     vendor=VENDOR,
                     bare_message=error.bare_message,
                     **error.answer_details(),
