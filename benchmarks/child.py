@@ -268,16 +268,25 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
     built_objects = len(gc.get_objects())
     # (generation, wall seconds, CPU seconds) of each garbage collection: on a shared machine the
     # wall time also holds what other processes took meanwhile, the CPU time only the collector's.
-    collections: list[tuple[int, float, float]] = []
+    collections: list[tuple[int, float, float, float]] = []
     collecting: dict[str, float] = {}
+
+    # Objects promoted into the oldest generation by each collection of the younger two (those it
+    # had to look at, less those it freed): their growth is what starts a full collection.
+    promotions: list[tuple[float, int]] = []
 
     def on_collection(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            if info["generation"] == 1:
+                collecting["young"] = len(gc.get_objects(0)) + len(gc.get_objects(1))
             collecting["since"], collecting["cpu_since"] = time.perf_counter(), time.thread_time()
         elif "since" in collecting:
+            if info["generation"] == 1 and "young" in collecting:
+                promotions.append((time.perf_counter(), collecting.pop("young") - info["collected"]))
             collections.append(
                 (
                     info["generation"],
+                    time.perf_counter(),
                     time.perf_counter() - collecting.pop("since"),
                     time.thread_time() - collecting.pop("cpu_since"),
                 )
@@ -391,13 +400,26 @@ def triggers(arguments: dict[str, Any]) -> dict[str, Any]:
             ),
         },
         "gc_pauses_ms": {
-            f"generation_{generation}": _spread([s * 1000 for g, s, _ in collections if g == generation], 2)
-            for generation in sorted({g for g, _, _ in collections})
+            f"generation_{generation}": _spread(
+                [s * 1000 for g, _, s, _ in collections if g == generation], 2
+            )
+            for generation in sorted({g for g, _, _, _ in collections})
         },
         "gc_pauses_cpu_ms": {
-            f"generation_{generation}": _spread([c * 1000 for g, _, c in collections if g == generation], 2)
-            for generation in sorted({g for g, _, _ in collections})
+            f"generation_{generation}": _spread(
+                [c * 1000 for g, _, _, c in collections if g == generation], 2
+            )
+            for generation in sorted({g for g, _, _, _ in collections})
         },
+        # From the first poll to the last: counts, not times, so the same on a loaded machine.
+        "gc_full_collections_running": sum(
+            1 for g, at, _, _ in collections if g == 2 and started <= at <= ended
+        ),
+        "gc_promoted_per_poll": rounded(
+            sum(n for at, n in promotions if started <= at <= ended)
+            / max(1, sum(len(ends) for _, ends in polls.values())),
+            1,
+        ),
         "watchdog_warnings_in_round_1": sum(1 for at, _ in outcome["blocked"] if at <= first_round_end),
         **memory.report(),
     }

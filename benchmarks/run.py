@@ -1334,6 +1334,8 @@ def deferrable_scale(bench: Bench) -> dict[str, Any]:
             in_round_1=report["watchdog_warnings_in_round_1"],
             gc_pauses_ms=report["gc_pauses_ms"],
             gc_pauses_cpu_ms=report.get("gc_pauses_cpu_ms"),
+            gc_full_collections_running=report.get("gc_full_collections_running"),
+            gc_promoted_per_poll=report.get("gc_promoted_per_poll"),
             gc_tracked_objects=report["gc_tracked_objects"],
             triggers=TRIGGERS,
             mix=report["mix"],

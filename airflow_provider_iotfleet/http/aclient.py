@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_iotfleet._compat import amask_secret
+from airflow_provider_iotfleet.deadlines import Bound
 from airflow_provider_iotfleet.exceptions import IoTFleetError
 from airflow_provider_iotfleet.http.answers import Reply
 from airflow_provider_iotfleet.http.auth import Flow, Mask, TokenCache, Wait
@@ -84,7 +85,32 @@ class AsyncVendorHttpClient(ClientCore):
         # its queue is scanned on every request and release, which with hundreds of triggers on one
         # client blocks the event loop for seconds and serves some triggers far later than others.
         self._connection_slots = asyncio.Semaphore(self.max_connections)
+        self._turns = asyncio.Semaphore(self.max_connections)  # see take_turn
         self._imported = False  # whether aimport_request_modules() ran for this client
+
+    async def take_turn(self) -> bool:
+        """Wait, at most ``pool_timeout``, for one of ``max_connections`` turns to send requests, and
+        take it; with none free by then, go on without one.
+
+        A caller about to send a series of requests (a trigger's poll, among hundreds queued on one
+        client) waits here, holding next to nothing, instead of waiting for a connection with its
+        requests, auth flow and coroutines built: a wait of seconds is long enough for the garbage
+        collector to move all of them into its oldest generation, whose growth starts full
+        collections (each pausing the event loop). Its requests still each wait for a connection,
+        within ``pool_timeout``, as any request does.
+
+        :return: whether a turn was taken; if so, give it back with :meth:`end_turn`.
+        """
+        try:
+            with Bound().within(self.pool_timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def end_turn(self) -> None:
+        """Give back a turn taken with :meth:`take_turn`."""
+        self._turns.release()
 
     async def send(self, call: Call) -> Reply:
         """Send ``call`` (after any logins its auth needs) and return the vendor's answer.
@@ -138,9 +164,10 @@ class AsyncVendorHttpClient(ClientCore):
             await aimport_request_modules()
             self._imported = True
         try:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that arrives
-            # as the semaphore is acquired, and a cancelled trigger would then go on polling.
-            async with asyncio.timeout(self.pool_timeout):
+            # A bound, not wait_for: 3.11's wait_for can swallow a cancellation that arrives as the
+            # semaphore is acquired, and a cancelled trigger would then go on polling. Nor
+            # asyncio.timeout, whose cancelled timer would outlive each request (see deadlines.py).
+            with Bound().within(self.pool_timeout):
                 await self._connection_slots.acquire()
         except TimeoutError:
             waited = httpx.PoolTimeout(f"no free connection within {self.pool_timeout:g} s")

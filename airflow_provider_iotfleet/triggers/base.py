@@ -25,6 +25,7 @@ import structlog
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_iotfleet.deadlines import Bound
 from airflow_provider_iotfleet.exceptions import IoTFleetConfigurationError, IoTFleetError
 from airflow_provider_iotfleet.hooks.base import IoTFleetBaseHook
 from airflow_provider_iotfleet.hooks.reads import NOT_FOUND
@@ -506,12 +507,22 @@ class DeviceWatchTrigger(BaseTrigger):
             # Each poll is bounded by what is left of the deadline; a trigger that starts after it
             # (a triggerer that was down or busy) still takes one look, bounded by LATE_START_LOOK.
             late_start = self.deadline <= time.time()
+            # One bound for every poll, on the loop's shared timer: asyncio.timeout would leave a
+            # cancelled timer per poll in the loop for thousands of polls (see deadlines.py).
+            bound = Bound()
             while True:
-                bound = asyncio.timeout(LATE_START_LOOK if late_start else self.deadline - time.time())
+                seconds = LATE_START_LOOK if late_start else self.deadline - time.time()
                 late_start = False
                 try:
-                    async with bound:
-                        await watch.apoll(hook)
+                    with bound.within(seconds):
+                        # Polls queue for a turn on the client before they build any request.
+                        client = await hook.aclient()
+                        turn = await client.take_turn()
+                        try:
+                            await watch.apoll(hook)
+                        finally:
+                            if turn:
+                                client.end_turn()
                     failures = 0
                 except TimeoutError:
                     if not bound.expired():  # not the deadline: some library's own timeout
@@ -529,7 +540,6 @@ class DeviceWatchTrigger(BaseTrigger):
                         failures,
                         self.max_transient_errors - failures + 1,
                     )
-                del bound  # not kept alive through the sleep below, in each of thousands of waits
                 if watch.done:
                     yield TriggerEvent(watch.event("success"))
                     return

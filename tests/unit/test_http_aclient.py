@@ -1477,3 +1477,41 @@ def test_async_requests_wait_for_a_connection_first_come_first_served_and_not_fo
     assert served == ["/slow", "/d0", "/d1", "/d2", "/d3", "/d4"]
     assert "no free connection within 0.2 s" in str(starved)
     assert starved.may_have_reached_vendor is False  # type: ignore[attr-defined]
+
+
+def test_a_poll_waits_for_a_turn_before_it_builds_requests_and_not_forever() -> None:
+    """Triggers sharing a client queue for one of its turns (as many as its connections) before a
+    poll builds anything; a caller finding none free within the pool timeout goes on without one."""
+
+    async def run() -> tuple[list[bool], list[str]]:
+        client = AsyncVendorHttpClient(
+            base_url=BASE,
+            errors=ERRORS,
+            transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
+            max_connections=1,
+            pool_timeout=0.2,
+        )
+        served: list[str] = []
+
+        async def poll(name: str) -> bool:
+            turn = await client.take_turn()
+            try:
+                await client.send(Call("GET", name))
+                served.append(name)
+            finally:
+                if turn:
+                    client.end_turn()
+            return turn
+
+        try:
+            assert await client.take_turn()  # the only turn, held: the next caller waits
+            starved = await poll("starved")  # no turn within 0.2 s: sent anyway
+            client.end_turn()
+            turns = await asyncio.gather(*(poll(f"d{n}") for n in range(3)))
+            return [starved, *turns], served
+        finally:
+            await client.aclose()
+
+    turns, served = asyncio.run(run())
+    assert turns == [False, True, True, True]
+    assert served == ["starved", "d0", "d1", "d2"]
