@@ -14,7 +14,7 @@ OLDEST_INSTALLED := $(OLDEST_VENV)/.installed
 # fastapi, and svcs 26+ deletes app.state.svcs_registry, which Airflow 3.2 also sets, when a lifespan ends.
 OLDEST_PINS := 'fastapi<0.137' 'cadwyn<8' 'svcs<26'
 
-.PHONY: test test-fast test-oldest lint format demo airflow bench simulator docs clean
+.PHONY: test test-fast test-oldest lint format demo airflow bench simulator docs clean cluster test-cluster
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ format: $(INSTALLED)
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
 test: lint
-	$(BIN)/pytest $(PYTEST_PARALLEL)
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not cluster"
 
 # The quick loop while working, not what CI runs: the same lint, then the tests not marked slow (the
 # marker in pyproject.toml), leaving out tests/examples and tests/standalone, whose tests that are
@@ -99,6 +99,22 @@ $(DOCS_INSTALLED): pyproject.toml | $(BIN)/python
 
 docs: $(DOCS_INSTALLED)
 	$(BIN)/sphinx-build -b html -W --keep-going -n -E -q docs docs/_build/html
+
+# PostgreSQL, Redis and Airflow on the CeleryExecutor with two workers (scripts/cluster.py): the cluster
+# extra brings the Celery provider and the database drivers; scripts/cluster_deps.sh the Debian packages.
+CLUSTER_INSTALLED := $(VENV)/.cluster-installed
+$(CLUSTER_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,cluster]'
+	touch $@
+
+cluster: $(CLUSTER_INSTALLED)
+	bash scripts/cluster_deps.sh
+	$(BIN)/python scripts/cluster.py
+
+# The tests on that cluster (tests/cluster, marked cluster; `make test` leaves them out).
+test-cluster: $(INSTALLED) $(CLUSTER_INSTALLED)
+	bash scripts/cluster_deps.sh
+	$(BIN)/pytest -m cluster -p no:cacheprovider -s tests/cluster
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 import httpx
@@ -46,6 +46,7 @@ from tests.airflow_standalone import (
     POLL_INTERVAL,
     AirflowStandalone,
 )
+from tests.run_checks import busiest_second, most_at_once, request_time, since, timestamp
 from tests.standalone.dags import iotfleet_standalone_retries as retries_dags
 from tests.standalone.dags import iotfleet_standalone_triggerer as test_dag
 
@@ -421,38 +422,6 @@ SIMS_PER_BATCH = 2_500
 SCALE_OUT_RUN_TIMEOUT = 420.0
 
 
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    """The most spans (start, end) open at the same moment."""
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    most = running = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
-
-
-def _busiest_second(times: list[datetime]) -> int:
-    """The most requests in any one-second window."""
-    window: deque[datetime] = deque()
-    busiest = 0
-    for when in sorted(times):
-        window.append(when)
-        while (when - window[0]).total_seconds() >= 1.0:
-            window.popleft()
-        busiest = max(busiest, len(window))
-    return busiest
-
-
-def _when(request: dict[str, Any]) -> datetime:
-    """When the simulator saw a request, on its clock."""
-    when = request["time"]
-    return when if isinstance(when, datetime) else datetime.fromisoformat(when)
-
-
-def _seconds(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
-
-
 @pytest.mark.timeout(STARTUP_TIMEOUT + SCALE_OUT_RUN_TIMEOUT + 60)
 def test_mapped_batches_share_the_accounts_rate_limit_across_workers(
     airflow_standalone: AirflowStandalone, simulator: Simulator
@@ -526,15 +495,15 @@ def test_mapped_batches_share_the_accounts_rate_limit_across_workers(
         )
         assert sorted(row[0] for row in rows) == list(range(batches))
         assert {row[3] for row in rows} == {POOL}
-        spans = [(_seconds(start), _seconds(end)) for _, start, end, _ in rows]
-        at_once = _most_at_once(spans)
+        spans = [(timestamp(start), timestamp(end)) for _, start, end, _ in rows]
+        at_once = most_at_once(spans)
         assert 2 <= at_once <= PARALLEL_TASKS
 
         # The account's limit held: what the simulator saw, per second, and its 429s.
-        during = [r for r in account.state.request_log("cisco") if _when(r) >= started]
+        during = [r for r in account.state.request_log("cisco") if request_time(r) >= started]
         edits = [r for r in during if r["method"] == "PUT"]
         throttled = sum(1 for r in during if r["fault"] == "throttled")
-        busiest = _busiest_second([_when(r) for r in edits])
+        busiest = busiest_second([request_time(r) for r in edits])
         assert busiest <= CISCO_VENDOR_LIMIT
         assert throttled <= FLEET_SIZE // 100  # under 1%: a few may meet the window's edge
 
@@ -660,13 +629,6 @@ def _pick_now(simulator: Simulator, count: int, key: str, value: Any) -> list[in
     return found
 
 
-def _since(counts: Counter[str], before: Counter[str]) -> Counter[str]:
-    """``counts`` less ``before``, devices at 0 left out."""
-    later = Counter(counts)
-    later.subtract(before)
-    return +later
-
-
 def _trigger(airflow: AirflowStandalone, dag_id: str, run_id: str, conf: dict[str, Any]) -> None:
     airflow.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     airflow.api(
@@ -747,12 +709,12 @@ def test_write_tasks_failed_part_way_by_5xx_are_retried_without_writing_twice(
         faulted: dict[str, int] = {}
         for task_id, vendor in VENDOR_OF.items():
             ids = [str(device) for device in devices[task_id]]
-            applied = _since(state.per_device_writes(vendor, applied_only=True), applied_before[vendor])
+            applied = since(state.per_device_writes(vendor, applied_only=True), applied_before[vendor])
             assert {device: n for device, n in applied.items() if n > 1} == {}, f"{vendor}: applied twice"
             assert sorted(applied) == sorted(ids)
             # The faults did their part: writes refused with a 500 were sent again, on another try
             # or within one (the hook reads a lost edit back and sends it once more).
-            sent = _since(state.per_device_writes(vendor), sent_before[vendor])
+            sent = since(state.per_device_writes(vendor), sent_before[vendor])
             assert sent.total() > len(ids)
             faulted[vendor] = sum(
                 1
@@ -811,7 +773,7 @@ def test_a_killed_write_task_is_retried_without_writing_twice(
     left: dict[str, set[str]] = {}
 
     def landed() -> set[str]:
-        return set(_since(state.per_device_writes("cisco", applied_only=True), applied_before))
+        return set(since(state.per_device_writes("cisco", applied_only=True), applied_before))
 
     def kill_part_way_then_see_what_is_left() -> None:
         row = watcher.rows.get(task_id)
@@ -844,7 +806,7 @@ def test_a_killed_write_task_is_retried_without_writing_twice(
         assert watcher.earlier_tries() == {task_id: [(1, "failed")]}
 
         # The simulator: every SIM deactivated (or scheduled to be), each by one applied PUT...
-        applied = _since(state.per_device_writes("cisco", applied_only=True), applied_before)
+        applied = since(state.per_device_writes("cisco", applied_only=True), applied_before)
         assert sorted(applied) == sorted(iccids)
         twice = {iccid for iccid, n in applied.items() if n > 1}
         if scheduled:
