@@ -55,7 +55,7 @@ class ConsoleLink(BaseOperatorLink):
 
         Called in the worker when the task ends; Airflow keeps what it returns for the UI.
         """
-        from airflow.sdk.execution_time.xcom import XCom
+        from airflow.providers.common.compat.sdk import XCom  # wherever this Airflow release keeps it
 
         url = XCom.get_value(ti_key=ti_key, key=CONSOLE_URL_KEY)
         return url if isinstance(url, str) else ""

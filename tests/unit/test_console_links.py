@@ -60,7 +60,7 @@ def test_a_connection_template_puts_the_instance_in_the_link_and_the_button_show
     assert ti.console_urls == [expected]
 
     # What Airflow does when the task ends: ask the link for its URL, which it reads from XCom.
-    from airflow.sdk.execution_time.xcom import XCom
+    from airflow.providers.common.compat.sdk import XCom
 
     pushed = {("force_offline", CONSOLE_URL_KEY): ti.console_urls[0]}
     monkeypatch.setattr(
