@@ -86,6 +86,11 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulato
         sim.stop()
 
 
+def campaign_reads(sim: Simulator, campaign_id: str) -> int:
+    """How many requests named the campaign (the watcher's polls, the DAG's report)."""
+    return sum(campaign_id in record["path"] for record in sim.state.request_log(vendor="verizon"))
+
+
 def until(airflow: AirflowStandalone, what: str, timeout: float, look: Any) -> Any:
     """Look until ``look()`` is truthy; fail naming ``what`` after ``timeout`` s (a backstop)."""
     deadline = time.monotonic() + timeout
@@ -161,8 +166,24 @@ def test_the_campaign_finished_watcher_starts_exactly_one_dag_run_that_reports_t
     events = airflow.query("SELECT extra FROM asset_event WHERE source_dag_id IS NULL")
     assert [json.loads(extra)["payload"]["campaign_id"] for (extra,) in events] == [campaign_id]
 
-    # One event per occurrence: the campaign stays over, and the watcher, which has reported it, starts
-    # no other run over the next polls.
-    time.sleep(3 * POLL_SECONDS)
+    # One event per occurrence: the campaign stays over, and the watcher, which has reported it, waits
+    # instead of polling again (a watcher that returned would be started afresh and poll at once).
+    # Three of its poll intervals on the triggerer's own heartbeats, so a busy machine cannot cut the
+    # look short; then the same reads of the campaign, the same run and the same event.
+    reads = campaign_reads(sim, campaign_id)
+    assert reads  # the watcher polled it, the run reported on it
+    (since,) = airflow.query("SELECT max(latest_heartbeat) FROM job WHERE job_type = 'TriggererJob'")[0]
+    until(
+        airflow,
+        f"the triggerer's heartbeats over {3 * POLL_SECONDS} s after the event",
+        RUN_TIMEOUT,
+        lambda: airflow.query(
+            "SELECT 1 FROM job WHERE job_type = 'TriggererJob' "
+            "AND (julianday(latest_heartbeat) - julianday(?)) * 86400 >= ?",
+            since,
+            3 * POLL_SECONDS,
+        ),
+    )
+    assert campaign_reads(sim, campaign_id) == reads
     assert airflow.query("SELECT count(*) FROM dag_run WHERE dag_id = ?", DAG_ID) == [(1,)]
     assert len(airflow.query("SELECT id FROM asset_event WHERE source_dag_id IS NULL")) == 1
